@@ -1,0 +1,31 @@
+"""Converters: one module per format, each a plain function.
+
+Contract (see formats.py): ``convert(model, path, precision, calibration) -> settings``
+writes one artifact file at ``path`` from a Keras model and returns the conversion settings
+worth recording. ``calibration`` is float32 samples from the training split.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write through a temporary name so a killed build never leaves a half file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
+
+
+def batch1_signature(model):
+    """A traced ``model(x, training=False)`` with batch size 1, for any Keras flavour.
+
+    Edge deployments run batch 1, and a fixed batch keeps recurrent and reshape-heavy
+    models convertible.
+    """
+    import tensorflow as tf
+
+    shape = [1, *model.inputs[0].shape[1:]]
+    fn = tf.function(lambda x: model(x, training=False))
+    return fn.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="input"))

@@ -1,0 +1,241 @@
+"""recipe.yaml: its schema (pydantic) and the loader that turns any problem into one line.
+
+Relative paths inside a recipe are resolved against the recipe file's folder, so a recipe
+and its data can move together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
+from edgekit.errors import RecipeError, did_you_mean
+from edgekit.formats import FORMATS, PRECISIONS
+from edgekit.models import ZOO, check_params
+
+TARGETS = ("cpu", "gpu")
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Section):
+    """Where the data comes from and how it is split."""
+
+    source: str = Field("digits", description=f"a builtin dataset ({', '.join(BUILTIN_DATASETS)}) or a file kind ({', '.join(FILE_SOURCES)})")
+    path: Path | None = Field(None, description="the data file, for npz and csv sources")
+    label_column: str | None = Field(None, description="csv: the column holding the label (default: the last column)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split (ignored when the npz file has its own test arrays)")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training samples held out for early stopping")
+    normalize: Literal["none", "standard", "minmax"] = Field("none", description="feature scaling fitted on the training split only")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        known = (*BUILTIN_DATASETS, *FILE_SOURCES)
+        if value not in known:
+            raise ValueError(f'unknown dataset "{value}"{did_you_mean(value, known)}; choose one of: {", ".join(known)}')
+        return value
+
+    @model_validator(mode="after")
+    def _path_matches_source(self):
+        if self.source in FILE_SOURCES and self.path is None:
+            raise ValueError(f"source {self.source} needs a path: add data.path: my_data.{self.source}")
+        if self.source not in FILE_SOURCES and self.path is not None:
+            raise ValueError(f"builtin dataset {self.source} takes no path: remove data.path or set source to npz or csv")
+        return self
+
+
+class ModelSpec(_Section):
+    """A zoo architecture with parameters, or an existing model file."""
+
+    arch: str | None = Field(None, description=f"zoo model: {', '.join(ZOO)}")
+    params: dict[str, Any] = Field(default_factory=dict, description="builder parameters (see `edgekit models`)")
+    file: Path | None = Field(None, description="an existing .keras, .h5 or SavedModel folder instead of a zoo model")
+    safe_mode: bool = Field(True, description="load .keras files in Keras safe mode (no arbitrary code); set false only for files you trust")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str | None) -> str | None:
+        if value is not None and value not in ZOO:
+            raise ValueError(f'unknown model "{value}"{did_you_mean(value, ZOO)}; choose one of: {", ".join(ZOO)}')
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.arch is None) == (self.file is None):
+            raise ValueError("give exactly one of model.arch (a zoo model) or model.file (an existing model)")
+        if self.file is not None and self.params:
+            raise ValueError("model.params apply to zoo models only: remove them when model.file is set")
+        if self.arch is not None and (problem := check_params(self.arch, self.params)):
+            raise ValueError(problem)
+        return self
+
+
+class TrainSpec(_Section):
+    """How the fp32 model is trained (ignored for model.file)."""
+
+    epochs: int = Field(20, gt=0)
+    batch_size: int = Field(32, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    early_stopping_patience: int = Field(5, ge=0, description="epochs without val_loss improvement before stopping; 0 disables")
+
+
+class QuantizeSpec(_Section):
+    """Which precisions every format is exported at, and the calibration subset."""
+
+    precisions: list[Literal[PRECISIONS]] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)  # type: ignore[valid-type]
+    calibration_samples: int = Field(200, gt=0, description="samples drawn from the training split to calibrate int8 ranges")
+
+
+class ExportSpec(_Section):
+    """Which deployable formats are produced."""
+
+    formats: list[str] = Field(default_factory=lambda: ["tflite"], min_length=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in FORMATS:
+                raise ValueError(f'unknown format "{name}"{did_you_mean(name, FORMATS)}; choose from: {", ".join(FORMATS)}')
+        return list(dict.fromkeys(value))
+
+
+class BenchmarkSpec(_Section):
+    """The one timing loop's settings, shared by every variant."""
+
+    warmup: int = Field(10, ge=0, description="untimed runs before timing")
+    runs: int = Field(100, gt=0, description="minimum number of timed runs")
+    min_time_s: float = Field(0.0, ge=0, description="keep timing until at least this many seconds have passed")
+    threads: int = Field(1, gt=0, description="intra-op threads for every runtime")
+    inputs: int = Field(16, gt=0, description="distinct test samples cycled through; the same for every variant")
+
+
+class Recipe(_Section):
+    """A whole edgekit build."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name; runs go to runs/<name>/")
+    seed: int = 0
+    task: Literal["classification"] = "classification"
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in TARGETS:
+                raise ValueError(f'unknown target "{name}"{did_you_mean(name, TARGETS)}; choose from: {", ".join(TARGETS)}')
+        return list(dict.fromkeys(value))
+
+    # Filled in by load_recipe, not part of the YAML.
+    _path: Path | None = None
+    _sha256: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def sha256(self) -> str | None:
+        return self._sha256
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, parse and validate a recipe file.
+
+    Raises:
+        RecipeError: with a one-line message naming the file, the field path, what was
+            expected and what was received.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found; check the path (example recipes are in recipes/)")
+    raw = path.read_bytes()
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}; fix the syntax there") from None
+    if not isinstance(document, dict):
+        raise RecipeError(f"{path}: expected a mapping of sections (name:, data:, model:, ...), received {type(document).__name__}")
+    try:
+        recipe = Recipe.model_validate(document)
+    except ValidationError as exc:
+        raise RecipeError(f"{path}: {format_validation_error(exc)}") from None
+    _resolve_paths(recipe, path.parent)
+    recipe._path = path.resolve()
+    recipe._sha256 = hashlib.sha256(raw).hexdigest()
+    return recipe
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> None:
+    if recipe.data.path is not None and not recipe.data.path.is_absolute():
+        recipe.data.path = (base / recipe.data.path).resolve()
+    if recipe.model.file is not None and not recipe.model.file.is_absolute():
+        recipe.model.file = (base / recipe.model.file).resolve()
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's errors into one line: 'field.path: expected ..., received ...'."""
+    parts = [_format_one(err) for err in exc.errors()]
+    extra = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
+    return parts[0] + extra
+
+
+def _format_one(err: dict[str, Any]) -> str:
+    loc = err["loc"]
+    where = _loc_to_path(loc) or "(top level)"
+    kind = err["type"]
+    received = err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        return f"{where}: unknown key{did_you_mean(str(loc[-1]), allowed)}; allowed keys here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{where}: required field is missing; add it to the recipe"
+    if kind == "value_error":
+        return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+    expected = re.sub(r"^Input should (be )?", "", err["msg"])
+    if kind == "literal_error" and isinstance(received, str):
+        options = re.findall(r"'([^']*)'", err["msg"])
+        expected += did_you_mean(received, options)
+    return f"{where}: expected {expected}, received {received!r}"
+
+
+def _loc_to_path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The allowed keys of the section at ``loc`` (for did-you-mean on unknown keys)."""
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        while get_origin(annotation) is not None:  # unwrap list[X], X | None
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,123 @@
+"""Write what a build measured: results.json (the contract), latency.json, report.md, and the
+terminal table. The markdown and terminal tables come from the same cells."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = ("id", "format", "precision", "size", "metric", "delta", "p50 ms", "speedup", "status / notes")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write(results: dict, latencies: dict[str, list[float]], run_dir: Path) -> None:
+    """Write results.json, latency.json (every timed run, per row) and report.md."""
+    write_json(run_dir / "results.json", results)
+    write_json(run_dir / "latency.json", {"unit": "ms", "rows": latencies})
+    (run_dir / "report.md").write_text(markdown(results))
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def cells(results: dict) -> list[list[str]]:
+    """One list of display strings per row, in COLUMNS order."""
+    metric = results["primary_metric"]
+    out = []
+    for row in results["rows"]:
+        value = row["metrics"].get(metric)
+        delta = row["delta"].get(metric)
+        lat = row["latency_ms"]
+        speedup = row["speedup_vs_baseline"]
+        if row["status"] == "ok":
+            status = "; ".join(row["notes"]) or "ok"
+        else:
+            status = f"{row['status']}: {row['reason']}"
+        out.append([
+            row["id"],
+            row["format"],
+            row["precision"],
+            human_size(row["size_bytes"]),
+            f"{value:.4f}" if value is not None else "-",
+            f"{delta:+.4f}" if delta is not None else "-",
+            f"{lat['p50']:.3f}" if lat else "-",
+            f"{speedup:.2f}x" if speedup else "-",
+            status,
+        ])
+    return out
+
+
+def markdown(results: dict) -> str:
+    env = results["environment"]
+    metric = results["primary_metric"]
+    header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
+    lines = [
+        f"# edgekit report: {results['recipe']['name']}",
+        "",
+        f"- baseline: `{results['baseline']}` (Keras fp32, timed as a tf.function call at batch 1)",
+        f"- data: {results['data']['source']}, test split {results['data']['splits']['test']} samples, "
+        f"calibration {results['data']['calibration']['size']} samples from the {results['data']['calibration']['source']} split",
+        f"- model: {results['model']['source']}, {results['model']['parameters']} parameters",
+        f"- benchmark: batch 1, {results['benchmark']['threads']} thread(s), {results['benchmark']['warmup']} warm-up runs, "
+        f"at least {results['benchmark']['runs']} timed runs over {results['benchmark']['inputs']} fixed inputs",
+        f"- machine: {env['cpu']} ({', '.join(env['isa']) or 'no ISA flags read'}), Python {env['python']}",
+        f"- build time: {results['build_seconds']} s",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
+    lines += [
+        "",
+        "Latency is in milliseconds per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
+        f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
+        "",
+        "## Packages",
+        "",
+    ]
+    lines += [f"- {name} {version}" for name, version in env["packages"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: dict, console=None) -> None:
+    """Print the results table to the terminal (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    metric = results["primary_metric"]
+    table = Table(title=f"edgekit: {results['recipe']['name']}", title_justify="left")
+    for column in COLUMNS:
+        name = column.replace("metric", metric).replace("delta", "Δ vs base")
+        table.add_column(name, justify="right" if column in ("size", "metric", "delta", "p50 ms", "speedup") else "left",
+                         overflow="fold")
+    for row, display in zip(results["rows"], cells(results)):
+        style = {"failed": "red", "skipped": "dim"}.get(row["status"], "yellow" if row["notes"] else None)
+        table.add_row(*display, style=style)
+    console.print(table)
+    console.print(f"baseline: {results['baseline']} (speedup = baseline p50 / row p50)")
