@@ -76,13 +76,15 @@ def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
     if recipe.path is not None:
         shutil.copyfile(recipe.path, run_dir / "recipe.yaml")
 
-    _configure_tensorflow(recipe.benchmark.threads)
     from edgekit import data as data_stage
+
+    # Data first: a bad data file fails in a second, before TensorFlow is even imported.
+    log(f"[data] {recipe.data.source}")
+    data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples)
+    _configure_tensorflow(recipe.benchmark.threads)
     from edgekit import train as train_stage
     from edgekit.runtimes import keras as keras_runtime
 
-    log(f"[data] {recipe.data.source}")
-    data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
 

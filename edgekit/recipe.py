@@ -195,7 +195,9 @@ def _resolve_paths(recipe: Recipe, base: Path) -> None:
 
 def format_validation_error(exc: ValidationError) -> str:
     """Turn pydantic's errors into one line: 'field.path: expected ..., received ...'."""
-    parts = [_format_one(err) for err in exc.errors()]
+    # An unknown key usually explains a "missing" one next to it (a typo), so it goes first.
+    errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
+    parts = [_format_one(err) for err in errors]
     extra = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
     return parts[0] + extra
 

@@ -4,12 +4,13 @@ terminal table. The markdown and terminal tables come from the same cells."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-COLUMNS = ("id", "format", "precision", "size", "metric", "delta", "p50 ms", "speedup", "status / notes")
+COLUMNS = ("id", "format", "precision", "size", "metric", "delta", "p50", "speedup", "status / notes")
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -45,6 +46,11 @@ def human_size(size: int | None) -> str:
     return str(size)
 
 
+def human_ms(ms: float) -> str:
+    """A latency with a unit that keeps three significant digits (us below 1 ms)."""
+    return f"{ms * 1000:.3g} us" if ms < 1 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
 def cells(results: dict) -> list[list[str]]:
     """One list of display strings per row, in COLUMNS order."""
     metric = results["primary_metric"]
@@ -65,7 +71,7 @@ def cells(results: dict) -> list[list[str]]:
             human_size(row["size_bytes"]),
             f"{value:.4f}" if value is not None else "-",
             f"{delta:+.4f}" if delta is not None else "-",
-            f"{lat['p50']:.3f}" if lat else "-",
+            human_ms(lat["p50"]) if lat else "-",
             f"{speedup:.2f}x" if speedup else "-",
             status,
         ])
@@ -94,7 +100,7 @@ def markdown(results: dict) -> str:
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
     lines += [
         "",
-        "Latency is in milliseconds per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
+        "Latency (p50) is per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
         f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
         "",
         "## Packages",
@@ -109,13 +115,14 @@ def print_table(results: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    # CI logs are not terminals: give them a wide table instead of rich's 80-column default.
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
     metric = results["primary_metric"]
     table = Table(title=f"edgekit: {results['recipe']['name']}", title_justify="left")
     for column in COLUMNS:
         name = column.replace("metric", metric).replace("delta", "Δ vs base")
-        table.add_column(name, justify="right" if column in ("size", "metric", "delta", "p50 ms", "speedup") else "left",
-                         overflow="fold")
+        numeric = column in ("size", "metric", "delta", "p50", "speedup")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=column != "status / notes")
     for row, display in zip(results["rows"], cells(results)):
         style = {"failed": "red", "skipped": "dim"}.get(row["status"], "yellow" if row["notes"] else None)
         table.add_row(*display, style=style)

@@ -29,3 +29,17 @@ def batch1_signature(model):
     shape = [1, *model.inputs[0].shape[1:]]
     fn = tf.function(lambda x: model(x, training=False))
     return fn.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="input"))
+
+
+def variables_holder(model):
+    """A ``tf.Module`` that tracks the model's underlying ``tf.Variable`` objects.
+
+    TFLite freezes a concrete function's captured variables through this object. Keras 3
+    wraps each ``tf.Variable`` in its own Variable class; handing the Keras 3 model itself to
+    the converter produced wrong outputs (all-NaN or one-hot), so unwrap to the real ones.
+    """
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.tracked = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
+    return holder

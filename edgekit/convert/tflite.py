@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.convert import batch1_signature, write_atomic
+from edgekit.convert import batch1_signature, variables_holder, write_atomic
 
 
 def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None) -> dict:
@@ -26,7 +26,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     import tensorflow as tf
 
     concrete = batch1_signature(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables_holder(model))
     settings = {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
     if precision == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -1,0 +1,122 @@
+"""End to end: a tiny recipe really trains, converts, evaluates and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import cli
+from edgekit.pipeline import _add_speedups
+from tests.conftest import TINY_RECIPE
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("build")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    run_dir = folder / "run"
+    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
+    return result, run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_build_succeeds_and_prints_the_table(built):
+    result, run_dir, results = built
+    assert result.exit_code == 0, result.output
+    for row_id in ("keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"):
+        assert row_id in result.output
+    assert [row["id"] for row in results["rows"]] == ["keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"]
+    assert results["baseline"] == "keras-fp32@cpu"
+
+
+def test_accuracies_are_real(built):
+    _, _, results = built
+    rows = {row["id"]: row for row in results["rows"]}
+    for row in rows.values():
+        assert row["status"] == "ok", row["reason"]
+        assert 0.0 <= row["metrics"]["accuracy"] <= 1.0
+    base = rows["keras-fp32@cpu"]["metrics"]["accuracy"]
+    assert base > 0.85  # digits is easy even for a tiny MLP
+    assert rows["tflite-fp32@cpu"]["metrics"]["accuracy"] == pytest.approx(base, abs=1e-9)
+    assert rows["tflite-int8@cpu"]["metrics"]["accuracy"] == pytest.approx(base, abs=0.03)
+    assert rows["tflite-int8@cpu"]["delta"]["accuracy"] == pytest.approx(rows["tflite-int8@cpu"]["metrics"]["accuracy"] - base)
+    assert rows["tflite-fp32@cpu"]["parity"]["top1_agreement"] >= 0.995
+
+
+def test_latencies_are_distributions(built):
+    _, run_dir, results = built
+    samples = json.loads((run_dir / "latency.json").read_text())["rows"]
+    for row in results["rows"]:
+        lat = row["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert lat["runs"] >= 20 and len(samples[row["id"]]) == lat["runs"]
+        assert row["speedup_vs_baseline"] == pytest.approx(results["rows"][0]["latency_ms"]["p50"] / lat["p50"])
+
+
+def test_sizes_match_files_on_disk(built):
+    _, run_dir, results = built
+    rows = {row["id"]: row for row in results["rows"]}
+    for row in rows.values():
+        assert row["size_bytes"] == Path(row["path"]).stat().st_size > 0
+    assert (run_dir / "artifacts" / "tflite-int8.tflite").exists()
+    assert rows["tflite-int8@cpu"]["size_bytes"] < rows["tflite-fp32@cpu"]["size_bytes"]
+
+
+def test_results_record_data_environment_and_calibration(built):
+    _, run_dir, results = built
+    assert results["data"]["calibration"] == {"source": "train", "size": 64, "requested": 64, "seed": 3}
+    assert results["environment"]["python"] and "tensorflow" in results["environment"]["packages"]
+    assert results["recipe"]["name"] == "tiny" and len(results["recipe"]["sha256"]) == 64
+    assert results["rows"][2]["settings"]["threads"] == 1
+    report = (run_dir / "report.md").read_text()
+    assert "| tflite-int8@cpu |" in report
+    assert (run_dir / "model" / "model.keras").exists() and (run_dir / "recipe.yaml").exists()
+
+
+def test_model_file_recipe_reuses_a_trained_model(built, write_recipe, tmp_path):
+    _, run_dir, results = built
+    recipe = write_recipe(
+        f"name: reuse\nmodel: {{file: {run_dir / 'model' / 'model.keras'}}}\nseed: 3\n"
+        "quantize: {calibration_samples: 64}\nbenchmark: {runs: 5, warmup: 1, inputs: 2}\n"
+    )
+    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "reuse")])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "reuse" / "results.json").read_text())
+    # Same seed, same split, same weights: the same accuracy as the build that trained it.
+    assert again["rows"][0]["metrics"] == results["rows"][0]["metrics"]
+    assert again["model"]["keras"] == "tf_keras"
+
+
+def test_keras3_model_file_goes_through_ptq(write_recipe, tmp_path, digits):
+    import keras
+
+    x, y = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, verbose=0)
+    model.save(tmp_path / "k3.keras")
+    recipe = write_recipe("name: k3\nmodel: {file: k3.keras}\nbenchmark: {runs: 5, warmup: 1, inputs: 2}\n")
+    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "k3run")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "k3run" / "results.json").read_text())
+    assert results["model"]["keras"] == "keras3"
+    rows = {row["id"]: row for row in results["rows"]}
+    assert rows["tflite-fp32@cpu"]["parity"]["max_abs_diff"] < 1e-4
+    assert rows["tflite-int8@cpu"]["metrics"]["accuracy"] > 0.8
+
+
+def _row(precision, p50, fmt="onnx"):
+    return {"model": "base", "format": fmt, "precision": precision, "target": "cpu", "runtime": f"{fmt}rt",
+            "latency_ms": {"p50": p50}, "notes": [], "speedup_vs_baseline": None}
+
+
+def test_int8_slower_than_fp32_is_flagged():
+    rows = [_row("fp32", 2.0, "keras"), _row("fp32", 1.0), _row("int8", 1.08), _row("fp32", 1.0, "tflite"), _row("int8", 0.5, "tflite")]
+    _add_speedups(rows)
+    assert rows[2]["notes"] == ["int8 slower than fp32 in onnxrt: 1.08x"]
+    assert rows[4]["notes"] == [] and rows[4]["vs_fp32_same_runtime"] == pytest.approx(2.0)
+    assert rows[1]["speedup_vs_baseline"] == pytest.approx(2.0)
