@@ -11,11 +11,12 @@ import inspect
 from typing import Any, Callable
 
 from edgekit.errors import did_you_mean
-from edgekit.models import cnn, mlp
+from edgekit.models import cnn, mlp, resnet8
 
 ZOO: dict[str, Callable[..., Any]] = {
     "mlp": mlp.build,
     "cnn": cnn.build,
+    "resnet8": resnet8.build,
 }
 
 
