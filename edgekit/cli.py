@@ -84,6 +84,68 @@ def models() -> None:
         click.echo(f"{name:<8} {summary}\n         params: {params}")
 
 
+@cli.command()
+@click.argument("results_file", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), default=None,
+              help="Stored baseline (from `edgekit baseline save`, or a results.json) to check regressions against.")
+@click.option("--recipe", "recipe_file", type=click.Path(path_type=Path), default=None,
+              help="Recipe whose check: section holds the budgets (default: the recipe.yaml beside RESULTS, "
+                   "else the default budgets).")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the outcome of every budget as JUnit XML to this file.")
+def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None) -> None:
+    """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
+
+    Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
+    (row p50 / baseline-row p50), so a slower CI machine does not fail. Appends a Markdown
+    summary to $GITHUB_STEP_SUMMARY when it is set.
+
+    Exit codes: 0 every budget holds, 1 a budget failed, 2 bad or mismatched input.
+    """
+    from edgekit import check as checking
+    from edgekit.errors import EdgekitError
+
+    report = checking.run_check(results_file, baseline_file, recipe_file)
+    click.echo(checking.format_text(report))
+    if junit_file is not None:
+        checking.write_junit(report, junit_file)
+        click.echo(f"junit: {junit_file}")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(checking.step_summary(report))
+    if report.failures:
+        raise EdgekitError(checking.summary_line(report))
+    click.echo(checking.summary_line(report))
+
+
+@cli.group()
+def baseline() -> None:
+    """Store baselines for `edgekit check`."""
+
+
+@baseline.command("save")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def baseline_save(run_dir: Path, path: Path) -> None:
+    """Store RUN_DIR's results, recipe hash and environment as a baseline file at PATH."""
+    from edgekit.baseline import save_baseline
+
+    doc = save_baseline(run_dir, path)
+    recipe = doc["recipe"]
+    click.echo(f"baseline: {path} ({len(doc['results']['rows'])} rows of recipe {recipe.get('name')}, "
+               f"sha256 {str(recipe.get('sha256'))[:12]}); commit it and run: edgekit check RUN_DIR --baseline {path}")
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+def report_command(run_dir: Path) -> None:
+    """Regenerate RUN_DIR/report.html and its PNG plots from results.json and latency.json."""
+    from edgekit import html_report
+
+    path = html_report.regenerate(run_dir)
+    click.echo(f"report: {path}  plots: {path.parent / html_report.PLOTS_DIR}/")
+
+
 def main() -> None:
     cli(prog_name="edgekit")
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgekit.budgets import CheckSpec
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
 from edgekit.errors import RecipeError, did_you_mean
 from edgekit.formats import FORMATS, PRECISIONS
@@ -134,6 +135,7 @@ class Recipe(_Section):
     export: ExportSpec = Field(default_factory=ExportSpec)
     targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+    check: CheckSpec = Field(default_factory=CheckSpec)
 
     @field_validator("targets")
     @classmethod

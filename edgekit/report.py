@@ -34,6 +34,13 @@ def write(results: dict, latencies: dict[str, list[float]], run_dir: Path) -> No
     write_json(run_dir / "results.json", results)
     write_json(run_dir / "latency.json", {"unit": "ms", "rows": latencies})
     (run_dir / "report.md").write_text(markdown(results))
+    try:  # the HTML page is a view: a plotting problem must never cost the results above
+        from edgekit import html_report
+
+        html_report.write(results, run_dir, latencies)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: report.html not written: {type(exc).__name__}: {exc}; "
+              f"retry with: edgekit report {run_dir}", file=sys.stderr)
 
 
 def human_size(size: int | None) -> str:

@@ -1,0 +1,145 @@
+"""Baselines for `edgekit check`: reading and validating results files, saving a baseline, and
+deciding whether a baseline can be compared with a run at all.
+
+A baseline file (``edgekit baseline save``) wraps a run's results.json with the recipe hash, the
+recipe text and the environment; a plain results.json is accepted as a baseline too.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from edgekit.errors import InputError
+
+BASELINE_FORMAT = "edgekit-baseline"
+BASELINE_VERSION = 1
+
+
+def _read_json(path: Path, what: str) -> object:
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found; pass the results.json of a run (edgekit build writes RUN_DIR/results.json)"
+                         + (" or a file from `edgekit baseline save`" if what == "baseline" else ""))
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: {what} is not valid JSON ({exc}); expected a file written by edgekit") from None
+
+
+def validate_results(doc: object, path: Path | str, what: str = "results") -> dict:
+    """Check the parts of the results contract that check and report rely on.
+
+    Raises:
+        InputError: naming the file, what was expected and what was found.
+    """
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: {what}: expected a JSON object (an edgekit results.json), received {type(doc).__name__}")
+    missing = [k for k in ("baseline", "primary_metric", "rows", "recipe") if k not in doc]
+    if missing:
+        raise InputError(f"{path}: {what}: expected an edgekit results.json; missing key(s): {', '.join(missing)}; "
+                         "pass RUN_DIR/results.json or a file from `edgekit baseline save`")
+    if not isinstance(doc["rows"], list) or not doc["rows"]:
+        raise InputError(f"{path}: {what}: expected a non-empty list of rows, received {doc['rows']!r:.60}")
+    if not isinstance(doc["recipe"], dict):
+        raise InputError(f"{path}: {what}: recipe: expected an object with name and sha256, received {doc['recipe']!r:.60}")
+    for i, row in enumerate(doc["rows"]):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "status" not in row:
+            raise InputError(f"{path}: {what}: rows[{i}]: expected an object with id and status, received {row!r:.80}")
+        if problem := _row_problem(row):
+            raise InputError(f"{path}: {what}: rows[{i}] ({row['id']}): {problem}; was the file edited by hand?")
+    return doc
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _row_problem(row: dict) -> str | None:
+    """What is wrong with the fields check and report read from a row, or None."""
+    metrics, latency, size = row.get("metrics"), row.get("latency_ms"), row.get("size_bytes")
+    if metrics is not None and not (isinstance(metrics, dict) and all(map(_number, metrics.values()))):
+        return f"metrics: expected an object of numbers, received {metrics!r:.60}"
+    if latency is not None and not (isinstance(latency, dict) and _number(latency.get("p50"))
+                                    and all(map(_number, latency.values()))):
+        return f"latency_ms: expected null or an object of numbers with p50, received {latency!r:.60}"
+    if size is not None and not isinstance(size, int):
+        return f"size_bytes: expected an integer or null, received {size!r:.60}"
+    return None
+
+
+def load_results(path: Path) -> dict:
+    """Read and validate a results.json (or a run directory holding one)."""
+    return validate_results(_read_json(Path(path), "results"), path)
+
+
+def load_baseline(path: Path) -> dict:
+    """Read a baseline file from `edgekit baseline save`, or a plain results.json; returns its results."""
+    doc = _read_json(Path(path), "baseline")
+    if isinstance(doc, dict) and "format" in doc:
+        if doc["format"] != BASELINE_FORMAT or doc.get("version") != BASELINE_VERSION:
+            raise InputError(f"{path}: expected an {BASELINE_FORMAT} file version {BASELINE_VERSION}, received "
+                             f"{doc['format']!r} version {doc.get('version')!r}; re-save it with `edgekit baseline save`")
+        doc = doc.get("results")
+    return validate_results(doc, path, "baseline")
+
+
+def save_baseline(run_dir: Path, path: Path) -> dict:
+    """Store a run's results with its recipe hash, recipe text and environment as a baseline file."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    recipe_copy = (run_dir if run_dir.is_dir() else run_dir.parent) / "recipe.yaml"
+    doc = {
+        "format": BASELINE_FORMAT,
+        "version": BASELINE_VERSION,
+        "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": str(run_dir.resolve()),
+        "recipe": results["recipe"],
+        "environment": results.get("environment", {}),
+        "recipe_yaml": recipe_copy.read_text() if recipe_copy.is_file() else None,
+        "results": results,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def ensure_comparable(results: dict, stored: dict, baseline_path: Path | str) -> None:
+    """Refuse a baseline from another recipe, metric or baseline row: its numbers mean something else."""
+    for key, label in (("primary_metric", "task metric"), ("baseline", "baseline row")):
+        if results[key] != stored[key]:
+            raise InputError(f"{baseline_path}: baseline {label} is {stored[key]!r} but the results' is {results[key]!r}; "
+                             "save a baseline from a run of this recipe (edgekit baseline save RUN_DIR PATH)")
+    name, old_name = results["recipe"].get("name"), stored["recipe"].get("name")
+    if name != old_name:
+        raise InputError(f"{baseline_path}: baseline is for recipe {old_name!r} but the results are for {name!r}; "
+                         "pass that recipe's baseline, or save one with `edgekit baseline save RUN_DIR PATH`")
+    if not {r["id"] for r in results["rows"]} & {r["id"] for r in stored["rows"]}:
+        raise InputError(f"{baseline_path}: baseline shares no row id with the results; "
+                         "save a baseline from a run of this recipe (edgekit baseline save RUN_DIR PATH)")
+
+
+def environment_warnings(results: dict, stored: dict, absolute_latency: bool = False) -> list[str]:
+    """Differences that make a comparison with the baseline less meaningful, one line each."""
+    warnings = []
+    sha, old_sha = results["recipe"].get("sha256"), stored["recipe"].get("sha256")
+    if sha != old_sha:
+        warnings.append(f"recipe differs from the baseline's (sha256 {str(sha)[:12]} vs {str(old_sha)[:12]}): "
+                        "if the change is intended, re-save the baseline (edgekit baseline save RUN_DIR PATH)")
+    env, old_env = results.get("environment", {}), stored.get("environment", {})
+    now = {"python": env.get("python"), **env.get("packages", {})}
+    old = {"python": old_env.get("python"), **old_env.get("packages", {})}
+    changed = [f"{name} {old.get(name) or 'absent'} -> {now.get(name) or 'absent'}"
+               for name in sorted(set(now) | set(old)) if name != "edgekit" and now.get(name) != old.get(name)]
+    if changed:
+        warnings.append(f"toolchain differs from the baseline's: {', '.join(changed)}; "
+                        "accuracy and latency may move for that reason alone")
+    machine, old_machine = (env.get("cpu"), env.get("isa")), (old_env.get("cpu"), old_env.get("isa"))
+    if machine != old_machine and absolute_latency:
+        warnings.append(f"absolute latency budgets compared across machines ({old_machine[0]} in the baseline, "
+                        f"{machine[0]} now): they hold only on a pinned device")
+    return warnings

@@ -1,0 +1,78 @@
+"""The recipe's ``check:`` section: regression budgets that ``edgekit check`` enforces.
+
+Budgets apply per row. ``defaults`` holds one budget for every row; each entry of ``rules``
+picks rows by a glob on the row id (``"*-int8@*"``, ``"tflite-*@cpu"``) and overrides only
+the keys it names, later rules winning. A key set to ``null`` turns that budget off.
+
+This module imports only pydantic and the standard library: loading a recipe must stay cheap.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# One description per budget, shared by ``defaults`` and ``rules`` (and shown by `edgekit schema`).
+DOCS = {
+    "max_metric_drop": "largest allowed drop of the task metric against this run's own baseline row "
+                       "(absolute, in metric units: 0.01 = one accuracy point)",
+    "max_metric_drop_vs_stored": "largest allowed drop of the task metric against the same row in the "
+                                 "stored baseline (absolute, in metric units)",
+    "max_latency_ratio_regression": "largest allowed growth of the in-run latency ratio (row p50 / baseline-row "
+                                    "p50) against the same ratio in the stored baseline: 1.10 = 10% worse. "
+                                    "Both p50s come from one machine, so a slower CI machine does not fail",
+    "max_latency_ms_abs": "largest allowed p50 latency in ms. Absolute: meaningful only on a pinned device",
+    "max_latency_abs_regression": "largest allowed row p50 now / row p50 in the stored baseline: 1.10 = 10% "
+                                  "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",
+    "max_size_bytes": "largest allowed artifact size in bytes",
+}
+BUDGET_KEYS = tuple(DOCS)
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a misspelt budget must never silently pass.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Budget(_Strict):
+    """The budget every row gets unless a rule overrides it; these values are the defaults."""
+
+    max_metric_drop: float | None = Field(0.01, ge=0, description=DOCS["max_metric_drop"])
+    max_metric_drop_vs_stored: float | None = Field(0.01, ge=0, description=DOCS["max_metric_drop_vs_stored"])
+    max_latency_ratio_regression: float | None = Field(1.25, ge=1, description=DOCS["max_latency_ratio_regression"])
+    max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
+    max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
+
+
+class Rule(_Strict):
+    """Budgets for the rows whose id matches ``rows``; unnamed keys keep their default."""
+
+    rows: str = Field(min_length=1, description='glob on row ids, e.g. "*-int8@*" or "tflite-*@cpu"')
+    max_metric_drop: float | None = Field(None, ge=0, description=DOCS["max_metric_drop"])
+    max_metric_drop_vs_stored: float | None = Field(None, ge=0, description=DOCS["max_metric_drop_vs_stored"])
+    max_latency_ratio_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_ratio_regression"])
+    max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
+    max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
+
+
+class CheckSpec(_Strict):
+    """Regression budgets for `edgekit check`: defaults for all rows, then rules by row-id glob."""
+
+    defaults: Budget = Field(default_factory=Budget, description="budgets for every row")
+    rules: list[Rule] = Field(default_factory=list, description="overrides for rows matching a glob; later rules win")
+
+    def budget_for(self, row_id: str) -> Budget:
+        """The effective budget of one row: the defaults, then every matching rule in order."""
+        values = self.defaults.model_dump()
+        for rule in self.rules:
+            if fnmatchcase(row_id, rule.rows):
+                # Only keys the rule names override: an explicit null turns a default off.
+                values.update({key: getattr(rule, key) for key in rule.model_fields_set if key != "rows"})
+        return Budget.model_validate(values)
+
+    def unmatched_rules(self, row_ids: list[str]) -> list[str]:
+        """Patterns that match none of ``row_ids`` (usually a typo in the recipe)."""
+        return [rule.rows for rule in self.rules if not any(fnmatchcase(r, rule.rows) for r in row_ids)]

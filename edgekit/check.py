@@ -1,0 +1,258 @@
+"""`edgekit check`: a run's results.json against the recipe's budgets and a stored baseline.
+
+Latency is compared, by default, as a ratio measured inside one run (row p50 / baseline-row
+p50) against the same ratio in the stored baseline, so a slower CI machine does not fail the
+build; absolute latency budgets exist for pinned devices and say so. Also here: the text
+table, JUnit XML and the GitHub step summary. Baseline files live in ``edgekit.baseline``.
+Nothing here imports TensorFlow or matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.baseline import environment_warnings, ensure_comparable, load_baseline, load_results
+from edgekit.budgets import Budget, CheckSpec
+
+LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss"})
+# Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
+_EPS = 1e-9
+
+
+@dataclass
+class Outcome:
+    """One budget on one row: what was measured, the limit, and pass, fail or skip."""
+
+    row: str
+    budget: str
+    value: str
+    limit: str
+    result: str
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    results_path: str
+    baseline_path: str | None
+    budgets_from: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "fail"]
+
+
+def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
+    """Evaluate every budget on every row; rows that vanished since the baseline fail too."""
+    metric = results["primary_metric"]
+    rows = {row["id"]: row for row in results["rows"]}
+    old_rows = {row["id"]: row for row in stored["rows"]} if stored else {}
+    base = rows.get(results["baseline"])
+    old_base = old_rows.get(stored["baseline"]) if stored else None
+    outcomes: list[Outcome] = []
+    for row_id in [*rows, *(r for r in old_rows if r not in rows)]:
+        row, old = rows.get(row_id), old_rows.get(row_id)
+        outcomes.append(_status(row_id, row, old, stored is not None))
+        if row is None or row["status"] != "ok":
+            continue  # nothing was measured; the status outcome says why
+        ctx = _Context(row_id, row, old if old and old["status"] == "ok" else None, base, old_base,
+                       metric, stored is not None, results["baseline"], spec.budget_for(row_id))
+        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
+    return outcomes
+
+
+@dataclass
+class _Context:
+    row_id: str
+    row: dict
+    old: dict | None
+    base: dict | None
+    old_base: dict | None
+    metric: str
+    have_stored: bool
+    base_id: str
+    budget: Budget
+
+    def limit(self, key: str):
+        return getattr(self.budget, key)
+
+
+def _judge(ctx: _Context, name: str, value: float | None, limit: float, fmt, detail: str = "", why_skip: str = "") -> Outcome:
+    if value is None:
+        return Outcome(ctx.row_id, name, "-", fmt(limit), "skip", why_skip)
+    return Outcome(ctx.row_id, name, fmt(value), fmt(limit), "fail" if value > limit + _EPS else "pass", detail)
+
+
+def _status(row_id: str, row: dict | None, old: dict | None, have_stored: bool) -> Outcome:
+    was_ok = old is not None and old["status"] == "ok"
+    was = f"was {old['status']}" if old else ("new row, not in the baseline" if have_stored else "")
+    if row is None:
+        return Outcome(row_id, "status", "missing", "ok", "fail" if was_ok else "skip",
+                       f"in the baseline ({old['status']}) but not in the results")
+    if row["status"] == "ok":
+        return Outcome(row_id, "status", "ok", "ok", "pass", was if not old else "")
+    detail = f"{row.get('reason') or row['status']}" + (f" ({was})" if was else "")
+    if row["status"] == "skipped" and not was_ok:
+        return Outcome(row_id, "status", "skipped", "ok", "skip", detail)
+    if row["status"] == "failed" and old is not None and not was_ok:
+        return Outcome(row_id, "status", "failed", "ok", "skip", f"known failure: {detail}")
+    return Outcome(row_id, "status", row["status"], "ok", "fail", detail)
+
+
+def _metric_outcomes(ctx: _Context) -> list[Outcome]:
+    sign = -1 if ctx.metric in LOWER_IS_BETTER else 1
+    value = (ctx.row.get("metrics") or {}).get(ctx.metric)
+    out = []
+    fmt = "{:.4f}".format
+    if ctx.row_id != ctx.base_id and (limit := ctx.limit("max_metric_drop")) is not None:
+        ref = ((ctx.base or {}).get("metrics") or {}).get(ctx.metric)
+        drop = sign * (ref - value) if None not in (ref, value) else None
+        out.append(_judge(ctx, f"{ctx.metric} drop vs {ctx.base_id}", drop, limit, fmt,
+                          f"{value:.4f} vs {ref:.4f}" if drop is not None else "", "no metric on this row or the baseline row"))
+    if ctx.have_stored and (limit := ctx.limit("max_metric_drop_vs_stored")) is not None:
+        ref = ((ctx.old or {}).get("metrics") or {}).get(ctx.metric)
+        drop = sign * (ref - value) if None not in (ref, value) else None
+        out.append(_judge(ctx, f"{ctx.metric} drop vs stored", drop, limit, fmt,
+                          f"{value:.4f} vs {ref:.4f} stored" if drop is not None else "", "not measured in the stored baseline"))
+    return out
+
+
+def _p50(row: dict | None) -> float | None:
+    lat = (row or {}).get("latency_ms")
+    return lat["p50"] if lat and lat.get("p50") else None
+
+
+def _spread(row: dict) -> float:
+    """Relative noise of a row's timing: p90 / p50 - 1."""
+    lat = row["latency_ms"]
+    return lat["p90"] / lat["p50"] - 1 if lat.get("p90") else 0.0
+
+
+def _latency_outcomes(ctx: _Context) -> list[Outcome]:
+    out, now, old = [], _p50(ctx.row), _p50(ctx.old)
+    ratio_fmt = "{:.3f}x".format
+    if ctx.row_id != ctx.base_id and ctx.have_stored and (limit := ctx.limit("max_latency_ratio_regression")) is not None:
+        base_now, base_old = _p50(ctx.base), _p50(ctx.old_base)
+        value, detail = None, ""
+        if None not in (now, old, base_now, base_old):
+            speed_now, speed_old = base_now / now, base_old / old
+            value = speed_old / speed_now  # = (now / base_now) / (old / base_old)
+            detail = (f"speedup vs {ctx.base_id} {speed_now:.3g}x now, {speed_old:.3g}x stored; "
+                      f"spread p90/p50 {_spread(ctx.row):.0%} row, {_spread(ctx.base):.0%} baseline row")
+        out.append(_judge(ctx, "latency ratio regression vs stored", value, limit, ratio_fmt, detail,
+                          "no latency for this row or a baseline row, now or stored"))
+    if (limit := ctx.limit("max_latency_ms_abs")) is not None:
+        out.append(_judge(ctx, "p50 latency ms (absolute)", now, limit, "{:.4g}".format,
+                          "absolute: meaningful on a pinned device only", "no latency"))
+    if ctx.have_stored and (limit := ctx.limit("max_latency_abs_regression")) is not None:
+        out.append(_judge(ctx, "p50 latency regression vs stored (absolute)", now / old if now and old else None,
+                          limit, ratio_fmt, f"{now:.4g} ms vs {old:.4g} ms stored; absolute: same pinned device only"
+                          if now and old else "", "no latency now or stored"))
+    return out
+
+
+def _size_outcomes(ctx: _Context) -> list[Outcome]:
+    if (limit := ctx.limit("max_size_bytes")) is None:
+        return []
+    return [_judge(ctx, "size bytes", ctx.row.get("size_bytes"), limit, "{:d}".format, "", "no artifact size")]
+
+
+def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, str]:
+    """The budgets: --recipe, else the recipe.yaml copy in the run directory, else the defaults."""
+    from edgekit.recipe import load_recipe
+
+    if recipe_path is None:
+        run_dir = results_path if results_path.is_dir() else results_path.parent
+        if not (run_dir / "recipe.yaml").is_file():
+            return CheckSpec(), "default budgets (no --recipe and no recipe.yaml beside the results)"
+        recipe_path = run_dir / "recipe.yaml"
+    return load_recipe(recipe_path).check, f"{recipe_path} (its check: section; defaults where it sets none)"
+
+
+def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None) -> CheckReport:
+    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input."""
+    results = load_results(results_path)
+    spec, source = load_spec(recipe_path, Path(results_path))
+    stored = None
+    if baseline_path is not None:
+        stored = load_baseline(baseline_path)
+        ensure_comparable(results, stored, baseline_path)
+    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
+    report.outcomes = compare(results, spec, stored)
+    report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
+                        for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
+    if stored is None:
+        report.warnings.append("no --baseline: only in-run budgets were checked (metric drop vs the baseline row, "
+                               "size, absolute latency); pass --baseline to check regressions")
+    else:
+        absolute = any("absolute" in o.budget and o.result != "skip" for o in report.outcomes)
+        report.warnings += environment_warnings(results, stored, absolute)
+    return report
+
+
+_COLUMNS = ("row", "budget", "value", "limit", "result", "detail")
+
+
+def _cells(o: Outcome) -> tuple[str, ...]:
+    return (o.row, o.budget, o.value, o.limit, o.result.upper() if o.result == "fail" else o.result, o.detail)
+
+
+def summary_line(report: CheckReport) -> str:
+    failed, counted = report.failures, [o for o in report.outcomes if o.result != "skip"]
+    if not failed:
+        return f"check passed: {len(counted)} budget(s) hold"
+    worst = "; ".join(f"{o.row} {o.budget} {o.value} > {o.limit}" for o in failed[:5])
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return f"{len(failed)} of {len(counted)} budget(s) failed: {worst}{more}"
+
+
+def format_text(report: CheckReport) -> str:
+    """The plain-text table for terminals and CI logs: one line per budget."""
+    lines = [f"results: {report.results_path}", f"baseline: {report.baseline_path or '(none)'}",
+             f"budgets: {report.budgets_from}"]
+    lines += [f"warning: {w}" for w in report.warnings]
+    table = [_COLUMNS, *(_cells(o) for o in report.outcomes)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(_COLUMNS) - 1)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in table]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def write_junit(report: CheckReport, path: Path) -> None:
+    """JUnit XML: one testcase per budget (classname = row id), failures and skips marked."""
+    import xml.etree.ElementTree as ET
+
+    suites = ET.Element("testsuites", name="edgekit check")
+    suite = ET.SubElement(suites, "testsuite", name="edgekit check", tests=str(len(report.outcomes)),
+                          failures=str(len(report.failures)), errors="0",
+                          skipped=str(sum(o.result == "skip" for o in report.outcomes)))
+    for o in report.outcomes:
+        case = ET.SubElement(suite, "testcase", classname=o.row, name=o.budget)
+        if o.result == "fail":
+            ET.SubElement(case, "failure", message=f"{o.row}: {o.budget} {o.value} > limit {o.limit}").text = o.detail
+        elif o.result == "skip":
+            ET.SubElement(case, "skipped", message=o.detail or "not measured")
+        elif o.detail:
+            ET.SubElement(case, "system-out").text = f"{o.value} <= {o.limit}; {o.detail}"
+    ET.SubElement(suite, "system-out").text = "\n".join(
+        [f"budgets: {report.budgets_from}", *(f"warning: {w}" for w in report.warnings)])
+    ET.indent(suites)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def step_summary(report: CheckReport) -> str:
+    """Markdown for $GITHUB_STEP_SUMMARY: verdict, warnings, and the table of budgets."""
+    mark = {"pass": "✅ pass", "fail": "❌ **FAIL**", "skip": "➖ skip"}
+    head = "✅ passed" if not report.failures else "❌ failed"
+    lines = [f"## edgekit check {head}", "", summary_line(report), "",
+             f"results `{report.results_path}`, baseline `{report.baseline_path or '(none)'}`, "
+             f"budgets: {report.budgets_from}", ""]
+    lines += [f"> **warning:** {w}" for w in report.warnings] + ([""] if report.warnings else [])
+    lines += ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    for o in report.outcomes:
+        cells = (f"`{o.row}`", o.budget, o.value, o.limit, mark[o.result], o.detail)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n\n"
