@@ -40,12 +40,16 @@ class Variant:
         return f"{self.format}-{self.precision}"
 
     @property
+    def files(self) -> list[Path]:
+        """Every file of the artifact (OpenVINO's .xml comes with a .bin)."""
+        if self.path is None:
+            return []
+        return FORMATS[self.format].files(self.path) if self.format in FORMATS else [self.path]
+
+    @property
     def size_bytes(self) -> int | None:
-        if self.path is None or not self.path.exists():
-            return None
-        if self.path.is_dir():
-            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return self.path.stat().st_size
+        files = [f for f in self.files if f.exists()]
+        return sum(f.stat().st_size for f in files) if files else None
 
     def fail(self, stage: str, exc: BaseException) -> None:
         self.status = "failed"
@@ -94,7 +98,7 @@ def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
         model, flavour = train_stage.load_model_file(recipe.model.file, recipe.model.safe_mode)
         train_stage.check_fits(model, data)
     else:
-        log(f"[train] {recipe.model.arch}, up to {recipe.train.epochs} epochs")
+        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
         model, history = train_stage.train(recipe, data, log=log)
         flavour = "tf_keras"
     model_path = train_stage.save_model(model, run_dir / "model")
@@ -126,7 +130,7 @@ def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
         "task": recipe.task,
         "primary_metric": evaluate.PRIMARY_METRIC[recipe.task],
         "data": data.info,
-        "model": {**train_stage.describe(model), "keras": flavour, "source": str(recipe.model.file or recipe.model.arch)},
+        "model": {**train_stage.describe(model), "keras": flavour, "source": recipe.model.source},
         "benchmark": recipe.benchmark.model_dump(),
         "build_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
@@ -153,14 +157,15 @@ def _convert_and_evaluate(fmt, precision, model, data, baseline_outputs, recipe,
         return variant
     variant.path = run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
     log(f"[convert] {variant.stem}")
+    options = getattr(recipe.export, fmt.name).model_dump()
     try:
-        variant.settings = fmt.load_converter()(model, variant.path, precision, data.x_calib)
+        variant.settings = fmt.load_converter()(model, variant.path, precision, data.x_calib, options)
     except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
         variant.fail("conversion", exc)
         log(f"[convert] {variant.stem} FAILED: {variant.reason}")
         return variant
     try:
-        variant.session = fmt.load_runtime()(variant.path, recipe.benchmark.threads)
+        variant.session = fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
         variant.runtime = variant.session.runtime
         variant.settings.update(variant.session.settings)
         outputs = variant.session.predict(data.x_test)

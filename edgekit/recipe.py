@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from edgekit.budgets import CheckSpec
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
@@ -56,9 +56,14 @@ class DataSpec(_Section):
 
 
 class ModelSpec(_Section):
-    """A zoo architecture with parameters, or an existing model file."""
+    """A zoo architecture, your own builder function, or an existing model file."""
 
     arch: str | None = Field(None, description=f"zoo model: {', '.join(ZOO)}")
+    python: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="your builder, 'package.module:function', called with (input_shape, num_classes, **params) "
+        "and returning a tf_keras model; modules next to the recipe are importable",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="builder parameters (see `edgekit models`)")
     file: Path | None = Field(None, description="an existing .keras, .h5 or SavedModel folder instead of a zoo model")
     safe_mode: bool = Field(True, description="load .keras files in Keras safe mode (no arbitrary code); set false only for files you trust")
@@ -72,13 +77,18 @@ class ModelSpec(_Section):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.arch is None) == (self.file is None):
-            raise ValueError("give exactly one of model.arch (a zoo model) or model.file (an existing model)")
+        if sum(x is not None for x in (self.arch, self.python, self.file)) != 1:
+            raise ValueError("give exactly one of model.arch (a zoo model), model.python (your builder) or model.file (an existing model)")
         if self.file is not None and self.params:
-            raise ValueError("model.params apply to zoo models only: remove them when model.file is set")
+            raise ValueError("model.params apply to builders only: remove them when model.file is set")
         if self.arch is not None and (problem := check_params(self.arch, self.params)):
             raise ValueError(problem)
         return self
+
+    @property
+    def source(self) -> str:
+        """What the model comes from, for logs and results.json."""
+        return str(self.file or self.python or self.arch)
 
 
 class TrainSpec(_Section):
@@ -98,10 +108,10 @@ class QuantizeSpec(_Section):
     calibration_samples: int = Field(200, gt=0, description="samples drawn from the training split to calibrate int8 ranges")
 
 
-class ExportSpec(_Section):
-    """Which deployable formats are produced."""
+class _ExportBase(_Section):
+    """Which deployable formats are produced, and each format's options."""
 
-    formats: list[str] = Field(default_factory=lambda: ["tflite"], min_length=1)
+    formats: list[str] = Field(default_factory=lambda: list(FORMATS), min_length=1, description=f"any of: {', '.join(FORMATS)}")
 
     @field_validator("formats")
     @classmethod
@@ -110,6 +120,17 @@ class ExportSpec(_Section):
             if name not in FORMATS:
                 raise ValueError(f'unknown format "{name}"{did_you_mean(name, FORMATS)}; choose from: {", ".join(FORMATS)}')
         return list(dict.fromkeys(value))
+
+
+# One optional options section per row of the format table: export.onnx, export.openvino, ...
+ExportSpec = create_model(
+    "ExportSpec",
+    __base__=_ExportBase,
+    **{
+        name: (fmt.options, Field(default_factory=fmt.options, description=f"{name} options"))
+        for name, fmt in FORMATS.items()
+    },
+)
 
 
 class BenchmarkSpec(_Section):

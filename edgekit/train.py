@@ -25,7 +25,8 @@ def train(recipe, data: Dataset, log=print):
     from edgekit import models
 
     keras.utils.set_random_seed(recipe.seed)
-    model = models.build(recipe.model.arch, data.input_shape, data.num_classes, recipe.model.params)
+    base_dir = recipe.path.parent if recipe.path else None
+    model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir)
     spec = recipe.train
     optimizer = {
         "adam": keras.optimizers.Adam,

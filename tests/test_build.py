@@ -26,9 +26,10 @@ def built(tmp_path_factory):
 def test_build_succeeds_and_prints_the_table(built):
     result, run_dir, results = built
     assert result.exit_code == 0, result.output
-    for row_id in ("keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"):
+    ids = ["keras-fp32@cpu"] + [f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")]
+    for row_id in ids:
         assert row_id in result.output
-    assert [row["id"] for row in results["rows"]] == ["keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"]
+    assert [row["id"] for row in results["rows"]] == ids
     assert results["baseline"] == "keras-fp32@cpu"
 
 
@@ -40,10 +41,11 @@ def test_accuracies_are_real(built):
         assert 0.0 <= row["metrics"]["accuracy"] <= 1.0
     base = rows["keras-fp32@cpu"]["metrics"]["accuracy"]
     assert base > 0.85  # digits is easy even for a tiny MLP
-    assert rows["tflite-fp32@cpu"]["metrics"]["accuracy"] == pytest.approx(base, abs=1e-9)
-    assert rows["tflite-int8@cpu"]["metrics"]["accuracy"] == pytest.approx(base, abs=0.03)
-    assert rows["tflite-int8@cpu"]["delta"]["accuracy"] == pytest.approx(rows["tflite-int8@cpu"]["metrics"]["accuracy"] - base)
-    assert rows["tflite-fp32@cpu"]["parity"]["top1_agreement"] >= 0.995
+    for fmt in ("tflite", "onnx", "openvino"):
+        fp32, int8 = rows[f"{fmt}-fp32@cpu"], rows[f"{fmt}-int8@cpu"]
+        assert fp32["parity"]["top1_agreement"] >= 0.995 and fp32["parity"]["max_abs_diff"] < 1e-4
+        assert int8["metrics"]["accuracy"] == pytest.approx(base, abs=0.03)
+        assert int8["delta"]["accuracy"] == pytest.approx(int8["metrics"]["accuracy"] - base)
 
 
 def test_latencies_are_distributions(built):
@@ -60,9 +62,12 @@ def test_sizes_match_files_on_disk(built):
     _, run_dir, results = built
     rows = {row["id"]: row for row in results["rows"]}
     for row in rows.values():
-        assert row["size_bytes"] == Path(row["path"]).stat().st_size > 0
+        files = [Path(row["path"])] + ([Path(row["path"]).with_suffix(".bin")] if row["format"] == "openvino" else [])
+        assert row["size_bytes"] == sum(f.stat().st_size for f in files) > 0
     assert (run_dir / "artifacts" / "tflite-int8.tflite").exists()
-    assert rows["tflite-int8@cpu"]["size_bytes"] < rows["tflite-fp32@cpu"]["size_bytes"]
+    assert (run_dir / "artifacts" / "openvino-int8.bin").exists()
+    for fmt in ("tflite", "onnx", "openvino"):
+        assert rows[f"{fmt}-int8@cpu"]["size_bytes"] < rows[f"{fmt}-fp32@cpu"]["size_bytes"]
 
 
 def test_results_record_data_environment_and_calibration(built):
@@ -70,7 +75,7 @@ def test_results_record_data_environment_and_calibration(built):
     assert results["data"]["calibration"] == {"source": "train", "size": 64, "requested": 64, "seed": 3}
     assert results["environment"]["python"] and "tensorflow" in results["environment"]["packages"]
     assert results["recipe"]["name"] == "tiny" and len(results["recipe"]["sha256"]) == 64
-    assert results["rows"][2]["settings"]["threads"] == 1
+    assert all(row["settings"]["threads"] == 1 for row in results["rows"])
     report = (run_dir / "report.md").read_text()
     assert "| tflite-int8@cpu |" in report
     assert (run_dir / "model" / "model.keras").exists() and (run_dir / "recipe.yaml").exists()
@@ -120,3 +125,47 @@ def test_int8_slower_than_fp32_is_flagged():
     assert rows[2]["notes"] == ["int8 slower than fp32 in onnxrt: 1.08x"]
     assert rows[4]["notes"] == [] and rows[4]["vs_fp32_same_runtime"] == pytest.approx(2.0)
     assert rows[1]["speedup_vs_baseline"] == pytest.approx(2.0)
+
+
+ERF_BUILDER = '''
+import tensorflow as tf
+import tf_keras as keras
+
+
+class Erf(keras.layers.Layer):
+    """tf.math.erf has no TFLite builtin kernel; ONNX and OpenVINO convert it."""
+
+    def call(self, x):
+        return tf.math.erf(x)
+
+
+def build(input_shape, num_classes, units=32):
+    return keras.Sequential([
+        keras.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(units), Erf(),
+        keras.layers.Dense(num_classes, activation="softmax"),
+    ])
+'''
+
+
+def test_a_format_that_cannot_convert_fails_alone(write_recipe, tmp_path):
+    (tmp_path / "erfnet.py").write_text(ERF_BUILDER)
+    recipe = write_recipe(
+        "name: erf\nmodel: {python: 'erfnet:build', params: {units: 16}}\ntrain: {epochs: 4, learning_rate: 0.01}\n"
+        "export: {formats: [tflite, onnx, openvino]}\nbenchmark: {runs: 5, warmup: 1, inputs: 2}\n"
+    )
+    run_dir = tmp_path / "erf-run"
+    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
+    assert result.exit_code == 1
+    assert "row(s) failed: tflite-fp32@cpu, tflite-int8@cpu" in result.output
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = {row["id"]: row for row in results["rows"]}
+    for row_id in ("tflite-fp32@cpu", "tflite-int8@cpu"):
+        assert rows[row_id]["status"] == "failed"
+        assert rows[row_id]["reason"].startswith("conversion failed: ConverterError")
+        assert "\n" not in rows[row_id]["reason"]
+    for row_id in ("keras-fp32@cpu", "onnx-fp32@cpu", "onnx-int8@cpu", "openvino-fp32@cpu", "openvino-int8@cpu"):
+        assert rows[row_id]["status"] == "ok", rows[row_id]["reason"]
+        assert rows[row_id]["latency_ms"]["p50"] > 0
+    assert rows["onnx-fp32@cpu"]["parity"]["top1_agreement"] >= 0.995
+    report = (run_dir / "report.md").read_text()
+    assert "failed: conversion failed" in report and "| onnx-int8@cpu |" in report

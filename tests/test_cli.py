@@ -90,3 +90,14 @@ def test_corrupt_model_file_exits_2(write_recipe, tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"\x00garbage")
     result = _bad_build(write_recipe, tmp_path, "name: x\nmodel: {file: broken.keras}\n")
     _assert_one_line_usage_error(result, "model.file: cannot load")
+
+
+def test_python_builder_that_cannot_be_imported_exits_2(write_recipe, tmp_path):
+    result = _bad_build(write_recipe, tmp_path, "name: x\nmodel: {python: 'no_such_module:build'}\n")
+    _assert_one_line_usage_error(result, "model.python: cannot import no_such_module")
+
+
+def test_python_builder_missing_function_exits_2(write_recipe, tmp_path):
+    (tmp_path / "mynets.py").write_text("def bulid(input_shape, num_classes):\n    pass\n")
+    result = _bad_build(write_recipe, tmp_path, "name: x\nmodel: {python: 'mynets:build'}\n")
+    _assert_one_line_usage_error(result, 'model.python: mynets has no function build (did you mean "bulid"?)')

@@ -93,3 +93,37 @@ class TestTFLite(FormatContract):
         session = self._session(fmt, paths["int8"])
         assert session.input["dtype"] == np.int8 and session.output["dtype"] == np.int8
         assert settings["int8"]["io_type"] == "int8"
+
+
+class TestONNX(FormatContract):
+    format_name = "onnx"
+
+    def test_int8_has_quantized_ops(self, converted):
+        import onnx
+
+        _, paths, settings = converted
+        ops = {node.op_type for node in onnx.load(paths["int8"]).graph.node}
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+        assert settings["int8"]["activation_type"] == "uint8"
+
+    def test_bad_option_is_refused(self, tiny_model, digits, tmp_path):
+        from edgekit.convert.onnx import convert
+
+        with pytest.raises(ValueError, match="quant_format"):
+            convert(tiny_model, tmp_path / "m.onnx", "int8", digits[0][:10], {"quant_format": "QDQQ"})
+
+
+class TestOpenVINO(FormatContract):
+    format_name = "openvino"
+
+    def test_ir_is_a_pair_and_fp32_stays_fp32(self, converted):
+        fmt, paths, _ = converted
+        assert all(f.exists() for f in fmt.files(paths["fp32"]))
+        session = self._session(fmt, paths["fp32"])
+        # The CPU plugin may default to bf16 on AVX-512 BF16 / AMX machines; edgekit pins f32.
+        assert session.settings["inference_precision"] == "f32"
+
+    def test_int8_ir_has_fake_quantize(self, converted):
+        _, paths, settings = converted
+        assert "FakeQuantize" in paths["int8"].read_text()
+        assert settings["int8"]["preset"] == "performance"

