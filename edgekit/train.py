@@ -34,9 +34,9 @@ def train(recipe, data: Dataset, log=print):
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }[spec.optimizer](learning_rate=spec.learning_rate)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=task_loss(recipe), metrics=["accuracy"])
     has_val = len(data.x_val) > 0
-    callbacks = [_EpochLog(log, spec.epochs)]
+    callbacks = [EpochLog(log, spec.epochs)]
     if spec.early_stopping_patience and has_val:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -52,7 +52,12 @@ def train(recipe, data: Dataset, log=print):
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-class _EpochLog:
+def task_loss(recipe) -> str:
+    """The training loss of the recipe's task (also used to fine-tune compressed models)."""
+    return {"classification": "sparse_categorical_crossentropy"}[recipe.task]
+
+
+class EpochLog:
     """A tiny Keras callback that reports one line per epoch through ``log``."""
 
     def __new__(cls, log, epochs):
