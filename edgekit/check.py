@@ -15,6 +15,7 @@ from pathlib import Path
 from edgekit.baseline import environment_warnings, ensure_comparable, load_baseline, load_results
 from edgekit.budgets import Budget, CheckSpec
 
+# For results.json files written before "higher_is_better" was recorded.
 LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss"})
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
@@ -48,6 +49,7 @@ class CheckReport:
 def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
     """Evaluate every budget on every row; rows that vanished since the baseline fail too."""
     metric = results["primary_metric"]
+    higher_is_better = results.get("higher_is_better", metric not in LOWER_IS_BETTER)
     rows = {row["id"]: row for row in results["rows"]}
     old_rows = {row["id"]: row for row in stored["rows"]} if stored else {}
     base = rows.get(results["baseline"])
@@ -59,7 +61,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
         if row is None or row["status"] != "ok":
             continue  # nothing was measured; the status outcome says why
         ctx = _Context(row_id, row, old if old and old["status"] == "ok" else None, base, old_base,
-                       metric, stored is not None, results["baseline"], spec.budget_for(row_id))
+                       metric, stored is not None, results["baseline"], spec.budget_for(row_id), higher_is_better)
         outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
     return outcomes
 
@@ -75,6 +77,7 @@ class _Context:
     have_stored: bool
     base_id: str
     budget: Budget
+    higher_is_better: bool = True
 
     def limit(self, key: str):
         return getattr(self.budget, key)
@@ -103,7 +106,8 @@ def _status(row_id: str, row: dict | None, old: dict | None, have_stored: bool) 
 
 
 def _metric_outcomes(ctx: _Context) -> list[Outcome]:
-    sign = -1 if ctx.metric in LOWER_IS_BETTER else 1
+    # A drop is a loss of quality: baseline minus row, or row minus baseline for errors.
+    sign = 1 if ctx.higher_is_better else -1
     value = (ctx.row.get("metrics") or {}).get(ctx.metric)
     out = []
     fmt = "{:.4f}".format

@@ -75,13 +75,37 @@ def formats() -> None:
 
 @cli.command()
 def models() -> None:
-    """List the model zoo and each builder's parameters with their defaults."""
-    from edgekit.models import ZOO, builder_params
+    """List the model zoo: each builder, the tasks it fits, and its parameters with their defaults."""
+    from edgekit.models import ZOO, describe
 
-    for name, builder in ZOO.items():
-        summary = (builder.__doc__ or "").strip().splitlines()[0]
-        params = ", ".join(f"{k}={v!r}" for k, v in builder_params(name).items())
-        click.echo(f"{name:<8} {summary}\n         params: {params}")
+    for name in ZOO:
+        info = describe(name)
+        if info["alias_of"]:
+            click.echo(f"{name}: another name for {info['alias_of']}\n")
+            continue
+        click.echo(f"{name}: {info['summary']}\n  tasks: {', '.join(info['tasks'])}")
+        for param, (default, text) in info["params"].items():
+            click.echo(f"  {param}={default!r}: {text}")
+        click.echo("")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Rewrite the recipe table between the marker comments of this file (e.g. README.md).")
+def table(runs: tuple[Path, ...], readme: Path | None) -> None:
+    """Print the recipe table (one line per run: metrics, sizes, p50) from RUNS (run directories or results.json).
+
+    Example: edgekit table runs/*/ --readme README.md
+    """
+    from edgekit import readme_table
+
+    text = readme_table.table(readme_table.load(list(runs)))
+    if readme is None:
+        click.echo(text, nl=False)
+    else:
+        readme_table.update_readme(readme, text)
+        click.echo(f"{readme}: recipe table rewritten from {len(runs)} run(s)")
 
 
 @cli.command()
@@ -144,6 +168,127 @@ def report_command(run_dir: Path) -> None:
 
     path = html_report.regenerate(run_dir)
     click.echo(f"report: {path}  plots: {path.parent / html_report.PLOTS_DIR}/")
+
+
+_DEVICES_OPTION = click.option(
+    "--devices", "devices_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder of device profiles NAME.yaml (default: ./devices).")
+
+
+def _device_dirs(devices_dir: Path | None) -> list[Path]:
+    from edgekit.devices import search_dirs
+
+    return [devices_dir] if devices_dir is not None else search_dirs()
+
+
+@cli.group()
+def devices() -> None:
+    """SSH devices (devices/NAME.yaml) that builds and `edgekit bench` can time artifacts on."""
+
+
+@devices.command("list")
+@_DEVICES_OPTION
+def devices_list(devices_dir: Path | None) -> None:
+    """List the device profiles and what each says about its device."""
+    from edgekit.devices import DeviceProfileError, find_profiles, load_profile
+
+    dirs = _device_dirs(devices_dir)
+    profiles = find_profiles(dirs)
+    if not profiles:
+        click.echo(f"no device profiles in {' or '.join(map(str, dirs))}; add one as devices/NAME.yaml "
+                   "(see devices/example-pi.yaml in the edgekit repository)")
+        return
+    for name, path in profiles.items():
+        try:
+            p = load_profile(path)
+        except DeviceProfileError as exc:
+            click.echo(f"{name:<16} INVALID: {exc.message}")
+            continue
+        click.echo(f"{name:<16} {p.describe():<30} runtimes: {', '.join(p.runtimes):<28} python: {p.python}  "
+                   f"work_dir: {p.work_dir}  ({path})")
+
+
+@devices.command("check")
+@click.argument("name")
+@_DEVICES_OPTION
+def devices_check(name: str, devices_dir: Path | None) -> None:
+    """Connect to device NAME and report its Python, runtimes, CPU and ISA flags, or what is missing.
+
+    Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
+    """
+    from edgekit import devices as devs
+    from edgekit.errors import EdgekitError
+
+    profile = devs.get_profile(name, _device_dirs(devices_dir))
+    click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
+    try:
+        info = devs.probe(profile)
+    except devs.DeviceError as exc:
+        raise EdgekitError(f"device {name}: {exc}") from None
+    click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
+    click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
+    click.echo(f"  os           {info['os']} {info['machine']}, {info['cores']} cores")
+    click.echo(f"  cpu          {info['cpu']}")
+    click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
+    problems = []
+    for runtime, module in devs.RUNTIME_MODULES.items():
+        state = info["runtimes"].get(module, {})
+        listed = runtime in profile.runtimes
+        mark = "listed" if listed else "not listed"
+        if state.get("ok"):
+            click.echo(f"  runtime      {runtime:<15} {state.get('version') or '?':<12} ({mark} in the profile)")
+        else:
+            click.echo(f"  runtime      {runtime:<15} {'missing':<12} ({mark} in the profile){': ' + state['error'] if listed else ''}")
+            if listed:
+                problems.append(f"runtime {runtime} is listed in the profile but does not import with {info['python_executable']} "
+                                f"({state.get('error')}); install it there or remove it from runtimes")
+    work = info.get("work_dir") or {}
+    if work.get("exists") and work.get("writable"):
+        click.echo(f"  work_dir     {profile.work_dir} (writable)")
+    elif work.get("exists"):
+        problems.append(f"work_dir {profile.work_dir} is not writable for {profile.user or 'the login user'}")
+    else:
+        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run)")
+    if problems:
+        raise EdgekitError(f"device {name}: " + "; ".join(problems))
+    click.echo(f"device {name}: ready")
+
+
+@cli.command("bench")
+@click.argument("model_files", metavar="MODEL_FILE...", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", "targets", multiple=True, default=("cpu",), show_default=True,
+              help="Where to time: cpu, or a device name (devices/NAME.yaml); repeat for several, side by side.")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Minimum timed runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
+@click.option("--min-time", "min_time_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Keep timing until this many seconds have been spent in timed runs.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Intra-op threads.")
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Distinct samples cycled through (random, or the first ones of --inputs).")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An .npz with the samples (array x, x_test or a single array); default: random samples "
+                   "of the model's input shape.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results (results.json layout) to this file.")
+@_DEVICES_OPTION
+def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, devices_dir) -> None:
+    """Time existing .tflite, .onnx or OpenVINO .xml files without a recipe, here or on a device.
+
+    Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
+    """
+    from edgekit import filebench, report
+    from edgekit.errors import EdgekitError
+
+    spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples)
+    results, latencies = filebench.benchmark_files(list(model_files), list(targets), spec, inputs_file,
+                                                   _device_dirs(devices_dir), log=_log)
+    report.print_table(results)
+    if out_file is not None:
+        report.write_json(out_file, {**results, "latencies_ms": latencies})
+        click.echo(f"results: {out_file}")
+    failed = [row["id"] for row in results["rows"] if row["status"] == "failed"]
+    if failed:
+        raise EdgekitError(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
 
 
 def main() -> None:

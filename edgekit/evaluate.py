@@ -1,28 +1,136 @@
-"""Task metrics on real outputs, and parity of every artifact against the Keras baseline."""
+"""Task metrics on real outputs, and parity of every artifact against the Keras baseline.
+
+Every metric is computed from the outputs a runtime really produced on the test split. The
+task table (``edgekit.tasks``) says which metric is primary and which way is better.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def classification_metrics(outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Top-1 accuracy of class scores against integer labels."""
-    return {"accuracy": float(np.mean(outputs.argmax(axis=-1) == labels))}
+from edgekit.tasks import TASKS
 
 
-METRICS = {"classification": classification_metrics}
-PRIMARY_METRIC = {"classification": "accuracy"}
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples whose highest score is the label."""
+    return float(np.mean(outputs.argmax(axis=-1) == labels))
 
 
-def metrics(task: str, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return METRICS[task](outputs, labels)
+def top_k_accuracy(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of samples whose label is among the ``k`` highest scores.
+
+    A label tied with other scores counts as ranked above them (only strictly higher scores
+    push it down), so the result does not depend on the sort order of ties.
+    """
+    label_scores = np.take_along_axis(outputs, labels[:, None], axis=-1)
+    higher = (outputs > label_scores).sum(axis=-1)
+    return float(np.mean(higher < k))
+
+
+def mae(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean absolute error over every sample and target."""
+    return float(np.mean(np.abs(outputs.reshape(targets.shape).astype(np.float64) - targets)))
+
+
+def rmse(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Root mean squared error over every sample and target."""
+    return float(np.sqrt(np.mean((outputs.reshape(targets.shape).astype(np.float64) - targets) ** 2)))
+
+
+def roc_auc(scores: np.ndarray, flags: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (higher = more anomalous) against 0/1 ``flags``.
+
+    The Mann-Whitney form: the probability that a random positive outscores a random
+    negative, ties counting one half. Raises ValueError when only one class is present,
+    where the AUC is undefined.
+    """
+    from scipy.stats import rankdata
+
+    flags = np.asarray(flags).astype(bool)
+    positives, negatives = int(flags.sum()), int((~flags).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"ROC AUC needs both normal and anomalous samples; got {positives} anomalous, {negatives} normal")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))  # average ranks for ties
+    return float((ranks[flags].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def reconstruction_error(outputs: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """Per-sample mean squared difference between a reconstruction and its input."""
+    diff = outputs.reshape(inputs.shape).astype(np.float64) - inputs
+    return np.mean(diff.reshape(len(diff), -1) ** 2, axis=1)
+
+
+def mean_iou(predicted: np.ndarray, masks: np.ndarray, num_classes: int) -> float:
+    """Mean intersection over union of per-pixel class ids, over the classes that occur.
+
+    A class absent from both the prediction and the mask has no IoU and is left out, so
+    images without some class do not count as perfect on it.
+    """
+    ious = []
+    for c in range(num_classes):
+        pred, true = predicted == c, masks == c
+        union = np.logical_or(pred, true).sum()
+        if union:
+            ious.append(np.logical_and(pred, true).sum() / union)
+    return float(np.mean(ious)) if ious else 0.0
+
+
+def _classification(outputs, labels, inputs):
+    result = {"accuracy": accuracy(outputs, labels)}
+    classes = outputs.shape[-1]
+    k = 5 if classes > 5 else 2 if classes > 2 else None
+    if k:
+        result[f"top{k}_accuracy"] = top_k_accuracy(outputs, labels, k)
+    return result
+
+
+def _regression(outputs, targets, inputs):
+    return {"mae": mae(outputs, targets), "rmse": rmse(outputs, targets)}
+
+
+def _anomaly(outputs, flags, inputs):
+    if inputs is None:
+        raise ValueError("the anomaly task needs the test inputs to compute reconstruction errors")
+    errors = reconstruction_error(outputs, inputs)
+    flags = np.asarray(flags).astype(bool)
+    return {
+        "roc_auc": roc_auc(errors, flags),
+        "error_normal": float(errors[~flags].mean()),
+        "error_anomalous": float(errors[flags].mean()),
+    }
+
+
+def _segmentation(outputs, masks, inputs):
+    predicted = outputs.argmax(axis=-1)
+    return {
+        "mean_iou": mean_iou(predicted, masks, outputs.shape[-1]),
+        "pixel_accuracy": float(np.mean(predicted == masks)),
+    }
+
+
+METRICS = {"classification": _classification, "regression": _regression, "anomaly": _anomaly, "segmentation": _segmentation}
+PRIMARY_METRIC = {name: task.primary_metric for name, task in TASKS.items()}
+HIGHER_IS_BETTER = {name: task.higher_is_better for name, task in TASKS.items()}
+
+
+def metrics(task: str, outputs: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of ``task`` for outputs on the test split.
+
+    Args:
+        task: a name from ``edgekit.tasks.TASKS``.
+        outputs: float outputs of the model or artifact, one row per test sample.
+        labels: the test split's ``y``.
+        x: the test split's inputs; the anomaly task scores reconstructions against them.
+    """
+    return METRICS[task](outputs, labels, x)
 
 
 def parity(outputs: np.ndarray, baseline: np.ndarray, task: str) -> dict[str, float]:
     """How closely an artifact's outputs follow the baseline's, on the same test inputs."""
     diff = np.abs(outputs.astype(np.float64) - baseline.astype(np.float64))
     result = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
-    if task == "classification":
+    if task in ("classification", "segmentation"):
+        # Per sample for classification, per pixel for segmentation.
         result["top1_agreement"] = float(np.mean(outputs.argmax(-1) == baseline.argmax(-1)))
     return result
 

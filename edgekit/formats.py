@@ -63,6 +63,7 @@ class Format:
         runtime: ``module:function`` that opens an artifact as a runtime session.
         runtime_packages: import names of the runtime, any one of which is enough.
         description: one line for ``edgekit formats``.
+        weights: ``module:function`` that reads the weight tensors back from an artifact.
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
     """
@@ -74,6 +75,7 @@ class Format:
     runtime: str
     runtime_packages: tuple[str, ...]
     description: str
+    weights: str = ""
     options: type[FormatOptions] = TFLiteOptions
     companions: tuple[str, ...] = ()
 
@@ -86,6 +88,9 @@ class Format:
 
     def load_runtime(self):
         return _resolve(self.runtime)
+
+    def load_weights_reader(self):
+        return _resolve(self.weights)
 
     def installed_runtime(self) -> str | None:
         """Return the name of the first installed runtime package, or None."""
@@ -108,8 +113,9 @@ FORMATS: dict[str, Format] = {
         Format(
             name="tflite",
             suffix=".tflite",
-            precisions=("fp32", "int8"),
+            precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
             converter="edgekit.convert.tflite:convert",
+            weights="edgekit.convert.tflite:read_weights",
             runtime="edgekit.runtimes.litert:open_session",
             runtime_packages=("ai_edge_litert", "tflite_runtime"),
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
@@ -120,6 +126,7 @@ FORMATS: dict[str, Format] = {
             suffix=".onnx",
             precisions=("fp32", "int8"),
             converter="edgekit.convert.onnx:convert",
+            weights="edgekit.convert.onnx:read_weights",
             runtime="edgekit.runtimes.onnxruntime:open_session",
             runtime_packages=("onnxruntime",),
             description="ONNX via tf2onnx, int8 by onnxruntime static quantization, run in onnxruntime (CPU)",
@@ -130,6 +137,7 @@ FORMATS: dict[str, Format] = {
             suffix=".xml",
             precisions=("fp32", "int8"),
             converter="edgekit.convert.openvino:convert",
+            weights="edgekit.convert.openvino:read_weights",
             runtime="edgekit.runtimes.openvino:open_session",
             runtime_packages=("openvino",),
             description="OpenVINO IR (.xml + .bin), int8 by NNCF, run on OpenVINO's CPU plugin at f32 precision",
@@ -139,4 +147,4 @@ FORMATS: dict[str, Format] = {
     ]
 }
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")

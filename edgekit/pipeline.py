@@ -1,60 +1,24 @@
-"""Runs the stages of a build in order: data, train, convert, evaluate, bench, report.
+"""Runs the stages of a build in order: data, train, compress, convert, evaluate, bench, report.
 
-A failure inside one variant (conversion, runtime, timing) marks that variant's rows
-``failed`` with a one-line reason and the build goes on; bad input stops at once.
+A failure inside one variant (compression, conversion, runtime, timing) marks that variant's
+rows ``failed`` with a one-line reason and the build goes on; bad input stops at once.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from edgekit import environment, evaluate, report
-from edgekit.report import write_json
+from edgekit.errors import ModelError
 from edgekit.formats import FORMATS
+from edgekit.report import write_json
+from edgekit.variants import Variant, convert_and_evaluate, evaluate_variant, format_metrics, one_line
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class Variant:
-    """One model in one format and precision, opened in its runtime (or why it is not)."""
-
-    format: str
-    precision: str
-    model: str = "base"
-    path: Path | None = None
-    session: Any = None
-    status: str = "ok"
-    reason: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    parity: dict[str, float] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    runtime: str | None = None
-
-    @property
-    def stem(self) -> str:
-        return f"{self.format}-{self.precision}"
-
-    @property
-    def files(self) -> list[Path]:
-        """Every file of the artifact (OpenVINO's .xml comes with a .bin)."""
-        if self.path is None:
-            return []
-        return FORMATS[self.format].files(self.path) if self.format in FORMATS else [self.path]
-
-    @property
-    def size_bytes(self) -> int | None:
-        files = [f for f in self.files if f.exists()]
-        return sum(f.stat().st_size for f in files) if files else None
-
-    def fail(self, stage: str, exc: BaseException) -> None:
-        self.status = "failed"
-        self.reason = f"{stage} failed: {one_line(exc)}"
-        self.session = None
 
 
 @dataclass
@@ -67,11 +31,6 @@ class BuildResult:
         return any(row["status"] == "failed" for row in self.results["rows"])
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-
-
 def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``."""
     started = time.perf_counter()
@@ -79,59 +38,51 @@ def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
     (run_dir / "artifacts").mkdir(exist_ok=True)
     if recipe.path is not None:
         shutil.copyfile(recipe.path, run_dir / "recipe.yaml")
+        from edgekit import devices  # the copy's device targets resolve inside the run directory
+
+        devices.save_profiles(recipe.targets, devices.search_dirs(recipe.path), run_dir / "devices")
 
     from edgekit import data as data_stage
 
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
-    data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples)
+    data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
     _configure_tensorflow(recipe.benchmark.threads)
-    from edgekit import train as train_stage
-    from edgekit.runtimes import keras as keras_runtime
-
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
 
-    history: dict[str, list[float]] = {}
-    if recipe.model.file is not None:
-        log(f"[model] loading {recipe.model.file}")
-        model, flavour = train_stage.load_model_file(recipe.model.file, recipe.model.safe_mode)
-        train_stage.check_fits(model, data)
-    else:
-        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
-        model, history = train_stage.train(recipe, data, log=log)
-        flavour = "tf_keras"
-    model_path = train_stage.save_model(model, run_dir / "model")
-    write_json(run_dir / "model" / "history.json", history)
+    model, flavour = _fp32_model(recipe, data, run_dir, log)
+    baseline = _baseline(model, run_dir, data, recipe)
+    baseline_outputs = evaluate_variant(baseline, data, None, recipe.task)
+    log(f"[eval] keras-fp32: {format_metrics(baseline.metrics)}")
 
-    baseline = Variant(format="keras", precision="fp32", path=model_path)
-    baseline.session = keras_runtime.open_session(model, recipe.benchmark.threads)
-    baseline.runtime, baseline.settings = baseline.session.runtime, dict(baseline.session.settings)
-    baseline_outputs = baseline.session.predict(data.x_test)
-    baseline.metrics = evaluate.metrics(recipe.task, baseline_outputs, data.y_test)
-    baseline.parity = evaluate.parity(baseline_outputs, baseline_outputs, recipe.task)
-    log(f"[eval] keras-fp32: {_fmt_metrics(baseline.metrics)}")
+    exporter = _Exporter(recipe, data, baseline_outputs, run_dir, log)
+    variants = [baseline, *exporter.export(model, "base", None, quantized=False)]
+    models = [{"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
+               "path": str(baseline.path), "keras_metrics": baseline.metrics}]
+    variants += _compressed_variants(model, recipe, data, exporter, models, run_dir, log)
 
-    variants = [baseline]
-    for fmt_name in recipe.export.formats:
-        for precision in recipe.quantize.precisions:
-            variant = _convert_and_evaluate(
-                FORMATS[fmt_name], precision, model, data, baseline_outputs, recipe, run_dir, log
-            )
-            variants.append(variant)
+    from edgekit import rows as rows_stage
+    from edgekit.train import describe as train_describe
 
-    rows, latencies = _benchmark(variants, data, recipe, log)
+    rows, latencies, target_environments = rows_stage.benchmark(variants, data, recipe, log, baseline_outputs)
+    env = environment.collect()
     results = {
-        "edgekit_version": environment.collect()["packages"].get("edgekit", "unknown"),
+        "edgekit_version": env["packages"].get("edgekit", "unknown"),
         "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256},
-        "environment": environment.collect(),
+        "environment": env,
         "baseline": rows[0]["id"],
-        "speedup_baseline": rows[0]["id"],
+        "speedup_baseline": rows_stage.speedup_baseline(rows)["id"],
+        "targets": target_environments,
+        "latency_by_target": rows_stage.latency_by_target(rows),
         "task": recipe.task,
         "primary_metric": evaluate.PRIMARY_METRIC[recipe.task],
+        "higher_is_better": evaluate.HIGHER_IS_BETTER[recipe.task],
         "data": data.info,
-        "model": {**train_stage.describe(model), "keras": flavour, "source": recipe.model.source},
+        "model": {**train_describe(model), "keras": flavour, "source": recipe.model.source},
+        "models": models,
         "benchmark": recipe.benchmark.model_dump(),
+        "not_produced": exporter.not_produced,
         "build_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
@@ -150,107 +101,109 @@ def _configure_tensorflow(threads: int) -> None:
         pass
 
 
-def _convert_and_evaluate(fmt, precision, model, data, baseline_outputs, recipe, run_dir, log) -> Variant:
-    variant = Variant(format=fmt.name, precision=precision)
-    if precision not in fmt.precisions:
-        variant.status, variant.reason = "skipped", f"{fmt.name} has no {precision} converter"
-        return variant
-    variant.path = run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
-    log(f"[convert] {variant.stem}")
-    options = getattr(recipe.export, fmt.name).model_dump()
-    try:
-        variant.settings = fmt.load_converter()(model, variant.path, precision, data.x_calib, options)
-    except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
-        variant.fail("conversion", exc)
-        log(f"[convert] {variant.stem} FAILED: {variant.reason}")
-        return variant
-    try:
-        variant.session = fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
-        variant.runtime = variant.session.runtime
-        variant.settings.update(variant.session.settings)
-        outputs = variant.session.predict(data.x_test)
-        variant.metrics = evaluate.metrics(recipe.task, outputs, data.y_test)
-        variant.parity = evaluate.parity(outputs, baseline_outputs, recipe.task)
-    except Exception as exc:  # noqa: BLE001
-        variant.fail("runtime", exc)
-        log(f"[eval] {variant.stem} FAILED: {variant.reason}")
-        return variant
-    log(f"[eval] {variant.stem}: {_fmt_metrics(variant.metrics)}")
-    return variant
+def _fp32_model(recipe, data, run_dir: Path, log: Log):
+    """Train the recipe's model, or load its file; returns (model, keras flavour)."""
+    from edgekit import train as train_stage
+
+    history: dict[str, list[float]] = {}
+    if recipe.model.file is not None:
+        log(f"[model] loading {recipe.model.file}")
+        model, flavour = train_stage.load_model_file(recipe.model.file, recipe.model.safe_mode)
+        train_stage.check_fits(model, data)
+        if flavour == "keras3" and recipe.compress:
+            raise ModelError(
+                f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
+                "(tf_keras) model: remove the compress section or rebuild the model with `import tf_keras as keras`"
+            )
+    else:
+        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
+        model, history = train_stage.train(recipe, data, log=log)
+        flavour = "tf_keras"
+    write_json(run_dir / "model" / "history.json", history)
+    return model, flavour
 
 
-def _benchmark(variants: list[Variant], data, recipe, log) -> tuple[list[dict], dict[str, list[float]]]:
-    from edgekit.targets import Measurement, TARGETS
+def _baseline(model, run_dir: Path, data, recipe) -> Variant:
+    from edgekit import train as train_stage
+    from edgekit.runtimes import keras as keras_runtime
+    from edgekit.weights import gzip_size, keras_weights, summarize
 
-    spec = recipe.benchmark
-    samples = list(data.x_test[: spec.inputs])
-    rows, latencies = [], {}
-    baseline = variants[0]
-    for target_name in recipe.targets:
-        target = TARGETS[target_name]
-        for variant in variants:
-            if not target.supports(variant):
-                continue
-            row_id = f"{variant.stem}@{target_name}"
-            if variant.status != "ok":
-                measurement = Measurement(variant.status, variant.reason)
-            else:
-                log(f"[bench] {row_id}")
-                try:
-                    measurement = target.measure(variant, spec, samples)
-                except Exception as exc:  # noqa: BLE001
-                    measurement = Measurement("failed", f"benchmark failed: {one_line(exc)}")
-            if measurement.latencies_ms:
-                latencies[row_id] = measurement.latencies_ms
-            rows.append(_row(row_id, variant, target_name, measurement, baseline))
-    _add_speedups(rows)
-    return rows, latencies
+    baseline = Variant(format="keras", precision="fp32", path=train_stage.save_model(model, run_dir / "model"))
+    baseline.session = keras_runtime.open_session(model, recipe.benchmark.threads)
+    baseline.runtime, baseline.settings = baseline.session.runtime, dict(baseline.session.settings)
+    baseline.gzip_bytes = gzip_size(baseline.files)
+    baseline.weights = summarize(keras_weights(model))
+    return baseline
 
 
-def _row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -> dict[str, Any]:
-    from edgekit.bench import summarize
+class _Exporter:
+    """Converts one Keras model to every format and precision of the recipe."""
 
-    ok = m.status == "ok"
-    return {
-        "id": row_id,
-        "model": variant.model,
-        "format": variant.format,
-        "precision": variant.precision,
-        "target": target,
-        "status": m.status,
-        "reason": m.reason,
-        "path": str(variant.path) if variant.path else None,
-        "size_bytes": variant.size_bytes,
-        "metrics": variant.metrics if variant.status == "ok" else {},
-        "delta": evaluate.delta(variant.metrics, baseline.metrics) if variant.status == "ok" else {},
-        "parity": variant.parity if variant.status == "ok" else {},
-        "latency_ms": summarize(m.latencies_ms) if ok and m.latencies_ms else None,
-        "speedup_vs_baseline": None,
-        "runtime": variant.runtime,
-        "settings": {**variant.settings, **(m.settings or {})},
-        "notes": [],
-    }
+    def __init__(self, recipe, data, baseline_outputs, run_dir: Path, log: Log):
+        self.recipe, self.data, self.baseline_outputs, self.run_dir, self.log = recipe, data, baseline_outputs, run_dir, log
+        self.not_produced: list[dict[str, str]] = []
+
+    def combinations(self, name: str, quantized: bool, precisions=None):
+        """(format, precision) pairs to build; the others are recorded in ``not_produced``."""
+        for fmt_name in self.recipe.export.formats:
+            fmt = FORMATS[fmt_name]
+            for precision in precisions or self.recipe.quantize.precisions:
+                skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
+                           "model": name, "format": fmt.name, "precision": precision}
+                if precision not in fmt.precisions:
+                    self.not_produced.append({**skipped, "reason": f"{fmt.name} has no {precision} converter"})
+                elif quantized and precision != "int8":
+                    self.not_produced.append({**skipped, "reason": "QAT models are exported at int8 only"})
+                else:
+                    yield fmt, precision
+
+    def export(self, model, name: str, parent: str | None, quantized: bool, precisions=None) -> list[Variant]:
+        return [
+            convert_and_evaluate(fmt, precision, model, name, parent, quantized, self.data,
+                                 self.baseline_outputs, self.recipe, self.run_dir, self.log)
+            for fmt, precision in self.combinations(name, quantized, precisions)
+        ]
+
+    def failed(self, step, reason: str) -> list[Variant]:
+        """Failed rows for every artifact an exported step would have made."""
+        if not step.export:
+            return []
+        variants = []
+        for fmt, precision in self.combinations(step.name, step.quantized, step.precisions):
+            variant = Variant(format=fmt.name, precision=precision, model=step.name, parent=step.parent)
+            variant.fail("compression", reason)
+            variants.append(variant)
+        return variants
 
 
-def _add_speedups(rows: list[dict]) -> None:
-    """Speedup against the baseline row, and a note wherever int8 is slower than fp32."""
-    base = rows[0]["latency_ms"]
-    by_key = {(r["model"], r["format"], r["precision"], r["target"]): r for r in rows}
-    for row in rows:
-        lat = row["latency_ms"]
-        if not lat:
+def _compressed_variants(base_model, recipe, data, exporter: _Exporter, models: list, run_dir: Path, log: Log) -> list[Variant]:
+    """Make each compressed model from its parent, then export it like the base model."""
+    if not recipe.compress:
+        return []
+    from edgekit import compress, train as train_stage
+
+    keras_models = {"base": base_model}
+    variants: list[Variant] = []
+    for step in compress.plan(recipe.compress):
+        info = {"name": step.name, "parent": step.parent, "step": step.kind, "preserve": step.preserve,
+                "exported": step.export, "spec": step.spec.model_dump()}
+        models.append(info)
+        parent = keras_models.get(step.parent)
+        if parent is None:
+            info["status"] = "failed"
+            variants += exporter.failed(step, f"its parent {step.parent} failed")
             continue
-        if base:
-            row["speedup_vs_baseline"] = base["p50"] / lat["p50"]
-        fp32 = by_key.get((row["model"], row["format"], "fp32", row["target"]))
-        if row["precision"] != "fp32" and fp32 and fp32["latency_ms"]:
-            ratio = lat["p50"] / fp32["latency_ms"]["p50"]
-            row["vs_fp32_same_runtime"] = 1 / ratio
-            if ratio > 1:
-                row["notes"].append(
-                    f"{row['precision']} slower than fp32 in {row['runtime'] or row['format']}: {ratio:.2f}x"
-                )
+        try:
+            model = compress.make(step, parent, data, recipe, log)
+        except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
+            info.update(status="failed", reason=one_line(exc))
+            log(f"[compress] {step.name} FAILED: {info['reason']}")
+            variants += exporter.failed(step, one_line(exc))
+            continue
+        keras_models[step.name] = model
+        info["keras_metrics"] = evaluate.metrics(recipe.task, train_stage.predict(model, data.x_test), data.y_test, x=data.x_test)
+        log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")
+        if step.export:
+            variants += exporter.export(model, step.name, step.parent, step.quantized, step.precisions)
+    return variants
 
-
-def _fmt_metrics(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from edgekit.budgets import CheckSpec
+from edgekit.compress.spec import CompressEntry, unique_names
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
 from edgekit.errors import RecipeError, did_you_mean
 from edgekit.formats import FORMATS, PRECISIONS
-from edgekit.models import ZOO, check_params
+from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
+from edgekit.tasks import TASK_NAMES
 
 TARGETS = ("cpu", "gpu")
 
@@ -37,6 +39,11 @@ class DataSpec(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split (ignored when the npz file has its own test arrays)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training samples held out for early stopping")
     normalize: Literal["none", "standard", "minmax"] = Field("none", description="feature scaling fitted on the training split only")
+    normalize_per: Literal["feature", "channel"] = Field(
+        "feature", description="normalize statistics per feature (every input position) or per channel (the last axis, "
+        "shared over time or space: use it for sequences and images)")
+    download: bool = Field(False, description="keras.datasets sources (mnist, fashion_mnist, cifar10, imdb): download into "
+                           "the Keras cache when the file is not there (default: fail with the file to provide)")
 
     @field_validator("source")
     @classmethod
@@ -104,7 +111,11 @@ class TrainSpec(_Section):
 class QuantizeSpec(_Section):
     """Which precisions every format is exported at, and the calibration subset."""
 
-    precisions: list[Literal[PRECISIONS]] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)  # type: ignore[valid-type]
+    precisions: list[Literal[PRECISIONS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["fp32", "int8"], min_length=1,
+        description="fp32; int8 (full-integer PTQ, int8 input/output); TFLite only: fp16, dynamic (int8 weights, "
+        "float activations), int16x8 (int16 activations, int8 weights)",
+    )
     calibration_samples: int = Field(200, gt=0, description="samples drawn from the training split to calibrate int8 ranges")
 
 
@@ -148,22 +159,59 @@ class Recipe(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name; runs go to runs/<name>/")
     seed: int = 0
-    task: Literal["classification"] = "classification"
+    task: Literal[TASK_NAMES] = Field("classification", description="classification | regression | anomaly | segmentation; "  # type: ignore[valid-type]
+                                      "decides the labels, loss, metrics and the primary metric")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
-    targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1,
+                               description="cpu (this machine), gpu (the fp32 baseline on a GPU), or device names (devices/NAME.yaml)")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
+    compress: list[CompressEntry] = Field(default_factory=list, description="compressed models to build (see edgekit/compress/spec.py)")
+
+    @model_validator(mode="after")
+    def _compress_fits_quantize(self):
+        unique_names(self.compress)
+        for i, entry in enumerate(self.compress):
+            precisions = entry.precisions or self.quantize.precisions
+            if unknown := [p for p in precisions if p not in PRECISIONS]:
+                raise ValueError(f"compress[{i}].precisions: unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
+            if entry.qat and "int8" not in precisions:
+                raise ValueError(f"compress[{i}] ({entry.name}) is quantization-aware and exports int8 only, but its precisions have no int8: add int8")
+        return self
+
+    @model_validator(mode="after")
+    def _task_fits_data_and_model(self):
+        builtin = BUILTIN_DATASETS.get(self.data.source)
+        if builtin is not None and builtin.task != self.task:
+            raise ValueError(f"data.source {self.data.source} is a {builtin.task} dataset but task is {self.task}: "
+                             f"set task: {builtin.task} or choose a {self.task} dataset")
+        if self.model.arch is not None and self.task not in MODEL_TASKS[self.model.arch]:
+            raise ValueError(f"model.arch {self.model.arch} fits {', '.join(MODEL_TASKS[self.model.arch])}, not task {self.task}; "
+                             f"models for {self.task}: {', '.join(models_for(self.task))}")
+        return self
 
     @field_validator("targets")
     @classmethod
-    def _known_targets(cls, value: list[str]) -> list[str]:
+    def _known_targets(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Besides cpu and gpu, a target is a device profile: devices/NAME.yaml next to the
+        # recipe (load_recipe passes the recipe file as context), else in ./devices.
+        from edgekit import devices
+
+        profiles = devices.find_profiles(devices.search_dirs((info.context or {}).get("recipe_file")))
+        known = (*TARGETS, *profiles)
         for name in value:
-            if name not in TARGETS:
-                raise ValueError(f'unknown target "{name}"{did_you_mean(name, TARGETS)}; choose from: {", ".join(TARGETS)}')
+            if name not in known:
+                raise ValueError(f'unknown target "{name}"{did_you_mean(name, known)}; choose from: {", ".join(known)} '
+                                 f"(a device needs a profile devices/{name}.yaml next to the recipe)")
+            if name in profiles:
+                try:
+                    devices.load_profile(profiles[name])
+                except devices.DeviceProfileError as exc:
+                    raise ValueError(f'device "{name}": {exc.message}') from None
         return list(dict.fromkeys(value))
 
     # Filled in by load_recipe, not part of the YAML.
@@ -200,10 +248,11 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(document, dict):
         raise RecipeError(f"{path}: expected a mapping of sections (name:, data:, model:, ...), received {type(document).__name__}")
     try:
-        recipe = Recipe.model_validate(document)
+        recipe = Recipe.model_validate(document, context={"recipe_file": path})
     except ValidationError as exc:
         raise RecipeError(f"{path}: {format_validation_error(exc)}") from None
     _resolve_paths(recipe, path.parent)
+    _check_compressible(recipe, path)
     recipe._path = path.resolve()
     recipe._sha256 = hashlib.sha256(raw).hexdigest()
     return recipe
@@ -214,6 +263,27 @@ def _resolve_paths(recipe: Recipe, base: Path) -> None:
         recipe.data.path = (base / recipe.data.path).resolve()
     if recipe.model.file is not None and not recipe.model.file.is_absolute():
         recipe.model.file = (base / recipe.model.file).resolve()
+
+
+def _check_compressible(recipe: Recipe, path: Path) -> None:
+    """tensorflow-model-optimization needs Keras 2 (tf_keras): refuse Keras 3 files up front."""
+    file = recipe.model.file
+    if not (recipe.compress and file is not None and file.suffix == ".keras" and file.is_file()):
+        return
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file) as archive:
+            version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return  # an unreadable file gets its own clear error when the model is loaded
+    if version.startswith("3"):
+        raise RecipeError(
+            f"{path}: compress: {file.name} is a Keras {version} model, and pruning, clustering and QAT "
+            "(tensorflow-model-optimization) work only on Keras 2 (tf_keras) models; remove the compress "
+            "section (PTQ still works) or rebuild the model with `import tf_keras as keras`"
+        )
 
 
 def format_validation_error(exc: ValidationError) -> str:

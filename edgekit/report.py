@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ("id", "format", "precision", "size", "metric", "delta", "p50", "speedup", "status / notes")
+COLUMNS = ("id", "format", "precision", "size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "status / notes")
+NUMERIC = ("size", "gzip", "sparsity", "metric", "delta", "p50", "speedup")
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -76,6 +77,8 @@ def cells(results: dict) -> list[list[str]]:
             row["format"],
             row["precision"],
             human_size(row["size_bytes"]),
+            human_size(row.get("gzip_bytes")),
+            _percent((row.get("weights") or {}).get("sparsity")),
             f"{value:.4f}" if value is not None else "-",
             f"{delta:+.4f}" if delta is not None else "-",
             human_ms(lat["p50"]) if lat else "-",
@@ -85,6 +88,55 @@ def cells(results: dict) -> list[list[str]]:
     return out
 
 
+def _percent(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "-"
+
+
+def not_produced_line(results: dict) -> str | None:
+    """One short line on the format/precision pairs that were not built, and why."""
+    missing: dict[str, set[str]] = {}
+    qat_models: list[str] = []
+    for item in results.get("not_produced", []):
+        if "QAT" in item["reason"]:
+            qat_models += [item["model"]] if item["model"] not in qat_models else []
+        else:
+            missing.setdefault(item["format"], set()).add(item["precision"])
+    parts = [f"{fmt} has no {'/'.join(sorted(p))} converter" for fmt, p in missing.items()]
+    if qat_models:
+        parts.append(f"QAT models ({', '.join(qat_models)}) are exported at int8 only")
+    return f"not produced: {'; '.join(parts)}" if parts else None
+
+
+def speedup_line(results: dict) -> str:
+    """Which row the speedup column is relative to (the GPU baseline when it was timed)."""
+    row = results.get("speedup_baseline") or results["baseline"]
+    if row.startswith("keras-fp32@"):
+        where = {"gpu": "GPU", "cpu": "CPU"}.get(row.rsplit("@", 1)[-1], row.rsplit("@", 1)[-1])
+        return f"speedup = p50 of {row} ({where} fp32) / row p50"
+    return f"speedup = p50 of {row} / row p50"
+
+
+def target_cells(results: dict) -> list[list[str]]:
+    """The header and one line per variant with its p50 on every target, side by side; empty
+    when only one target was measured."""
+    by_target = results.get("latency_by_target") or {}
+    targets = list(dict.fromkeys(t for per in by_target.values() for t in per))
+    if len(targets) < 2:
+        return []
+    # Devices say what they ran on (e.g. tflite_runtime 2.14.0); cpu and gpu run several runtimes.
+    runtimes = {t: ", ".join(sorted({per[t]["runtime"] for per in by_target.values()
+                                     if t in per and per[t]["status"] == "ok" and per[t]["runtime"]})) for t in targets}
+    header = ["variant", *(f"{t} ({runtimes[t]})" if runtimes[t] and t not in ("cpu", "gpu") else t for t in targets)]
+    lines = []
+    for stem, per in by_target.items():
+        line = [stem]
+        for t in targets:
+            cell = per.get(t)
+            line.append("-" if cell is None else human_ms(cell["p50"]) if cell["p50"] is not None else cell["status"])
+        lines.append(line)
+    return [header, *lines]
+
+
 def markdown(results: dict) -> str:
     env = results["environment"]
     metric = results["primary_metric"]
@@ -92,7 +144,7 @@ def markdown(results: dict) -> str:
     lines = [
         f"# edgekit report: {results['recipe']['name']}",
         "",
-        f"- baseline: `{results['baseline']}` (Keras fp32, timed as a tf.function call at batch 1)",
+        f"- baseline: `{results['baseline']}` (Keras fp32, timed as a tf.function call at batch 1); {speedup_line(results)}",
         f"- data: {results['data']['source']}, test split {results['data']['splits']['test']} samples, "
         f"calibration {results['data']['calibration']['size']} samples from the {results['data']['calibration']['source']} split",
         f"- model: {results['model']['source']}, {results['model']['parameters']} parameters",
@@ -105,8 +157,15 @@ def markdown(results: dict) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
+    if side_by_side := target_cells(results):
+        header, *rows = side_by_side
+        lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if skipped := not_produced_line(results):
+        lines += ["", skipped]
     lines += [
         "",
+        "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",
         "Latency (p50) is per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
         f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
         "",
@@ -128,10 +187,20 @@ def print_table(results: dict, console=None) -> None:
     table = Table(title=f"edgekit: {results['recipe']['name']}", title_justify="left")
     for column in COLUMNS:
         name = column.replace("metric", metric).replace("delta", "Δ vs base")
-        numeric = column in ("size", "metric", "delta", "p50", "speedup")
+        numeric = column in NUMERIC
         table.add_column(name, justify="right" if numeric else "left", no_wrap=column != "status / notes")
     for row, display in zip(results["rows"], cells(results)):
         style = {"failed": "red", "skipped": "dim"}.get(row["status"], "yellow" if row["notes"] else None)
         table.add_row(*display, style=style)
     console.print(table)
-    console.print(f"baseline: {results['baseline']} (speedup = baseline p50 / row p50)")
+    if side_by_side := target_cells(results):
+        header, *lines = side_by_side
+        by_target = Table(title="p50 latency by target", title_justify="left")
+        for i, column in enumerate(header):
+            by_target.add_column(column, justify="right" if i else "left", no_wrap=True)
+        for line in lines:
+            by_target.add_row(*line)
+        console.print(by_target)
+    console.print(f"baseline: {results['baseline']}; {speedup_line(results)}")
+    if skipped := not_produced_line(results):
+        console.print(skipped)

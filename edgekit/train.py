@@ -9,13 +9,17 @@ import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.errors import DataError, ModelError
+from edgekit.tasks import TASKS
 
 
 def train(recipe, data: Dataset, log=print):
     """Build the recipe's zoo model and fit it on the training split.
 
     Uses the recipe seed for weights and shuffling, and early stopping on the validation split
-    (restoring the best weights) when the recipe asks for it.
+    (restoring the best weights) when the recipe asks for it. The loss and the fit target come
+    from the task table: autoencoders (anomaly) learn to reproduce their input, and regression
+    models get a last Rescaling layer so they learn standardized targets but output the
+    units of y (which every exported format then carries).
 
     Returns:
         (model, history) where history maps metric name to per-epoch values.
@@ -26,7 +30,9 @@ def train(recipe, data: Dataset, log=print):
 
     keras.utils.set_random_seed(recipe.seed)
     base_dir = recipe.path.parent if recipe.path else None
-    model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir)
+    model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir, task=recipe.task)
+    if recipe.task == "regression":
+        model = with_target_scale(model, data.y_train)
     spec = recipe.train
     optimizer = {
         "adam": keras.optimizers.Adam,
@@ -34,18 +40,18 @@ def train(recipe, data: Dataset, log=print):
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }[spec.optimizer](learning_rate=spec.learning_rate)
-    model.compile(optimizer=optimizer, loss=task_loss(recipe), metrics=["accuracy"])
-    has_val = len(data.x_val) > 0
+    model.compile(optimizer=optimizer, loss=task_loss(recipe), metrics=task_metrics(recipe))
+    x, y, validation = fit_data(recipe, data)
     callbacks = [EpochLog(log, spec.epochs)]
-    if spec.early_stopping_patience and has_val:
+    if spec.early_stopping_patience and validation is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=spec.early_stopping_patience, restore_best_weights=True
             )
         )
     history = model.fit(
-        data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val) if has_val else None,
+        x, y,
+        validation_data=validation,
         epochs=spec.epochs, batch_size=spec.batch_size, shuffle=True, verbose=0,
         callbacks=callbacks,
     )
@@ -54,7 +60,38 @@ def train(recipe, data: Dataset, log=print):
 
 def task_loss(recipe) -> str:
     """The training loss of the recipe's task (also used to fine-tune compressed models)."""
-    return {"classification": "sparse_categorical_crossentropy"}[recipe.task]
+    return TASKS[recipe.task].loss
+
+
+def task_metrics(recipe) -> list[str]:
+    """Keras metrics logged per epoch: accuracy where the labels are classes."""
+    return ["accuracy"] if TASKS[recipe.task].labels in ("class ids", "masks") else []
+
+
+def fit_data(recipe, data: Dataset):
+    """(x, y, validation data or None) to fit on: autoencoders fit their inputs, others the labels."""
+    if TASKS[recipe.task].fit_target == "inputs":
+        return data.x_train, data.x_train, (data.x_val, data.x_val) if len(data.x_val) else None
+    return data.x_train, data.y_train, (data.x_val, data.y_val) if len(data.x_val) else None
+
+
+def with_target_scale(model, y_train: np.ndarray):
+    """The model with a last Rescaling layer: outputs * std(y_train) + mean(y_train).
+
+    The network then learns targets of unit scale (an MSE loss on raw values in the hundreds
+    trains badly), and every artifact still outputs the units of y, so the metrics of all
+    rows compare directly.
+    """
+    import tf_keras as keras
+
+    y = y_train.reshape(len(y_train), -1).astype(np.float64)
+    mean, std = y.mean(axis=0), y.std(axis=0)
+    std = np.where(std == 0, 1.0, std)
+    # Plain floats for one target keep the layer config readable; lists for several.
+    scale = float(std[0]) if len(std) == 1 else std.tolist()
+    offset = float(mean[0]) if len(mean) == 1 else mean.tolist()
+    outputs = keras.layers.Rescaling(scale, offset, name="target_scale")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
 
 
 class EpochLog:
@@ -85,6 +122,9 @@ def load_model_file(path: Path, safe_mode: bool = True):
         raise ModelError(f"model.file: not found: {path}; check the path (relative paths start at the recipe's folder)")
     import tf_keras
 
+    from edgekit.models import register_custom_layers
+
+    register_custom_layers()  # models saved by an edgekit build may hold zoo layers
     errors = []
     try:
         kwargs = {"safe_mode": safe_mode} if path.suffix == ".keras" else {}
@@ -116,7 +156,16 @@ def check_fits(model, data: Dataset) -> None:
             f"data shape {list(got)} does not fit the model input {list(expected)}; "
             "reshape the data or use a model built for this shape"
         )
-    outputs = model.outputs[0].shape[-1]
+    out_shape = tuple(model.outputs[0].shape)[1:]
+    if data.task == "anomaly":
+        if len(out_shape) != len(got) or any(o is not None and o != g for o, g in zip(out_shape, got)):
+            raise DataError(f"an anomaly model must reconstruct its input {list(got)}, but it outputs {list(out_shape)}; "
+                            "use an autoencoder")
+        return
+    outputs = out_shape[-1]
+    if data.task == "regression" and outputs is not None and outputs != data.num_classes:
+        raise DataError(f"the data has {data.num_classes} regression target(s) but the model outputs {outputs} values; "
+                        "use a model with one linear output per target")
     if outputs is not None and outputs < data.num_classes:
         raise DataError(
             f"the data has {data.num_classes} classes but the model outputs {outputs} values; "

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from edgekit.pipeline import _add_speedups
+from edgekit.rows import add_speedups
 from tests.conftest import TINY_RECIPE
 
 
@@ -120,11 +120,13 @@ def _row(precision, p50, fmt="onnx"):
 
 
 def test_int8_slower_than_fp32_is_flagged():
-    rows = [_row("fp32", 2.0, "keras"), _row("fp32", 1.0), _row("int8", 1.08), _row("fp32", 1.0, "tflite"), _row("int8", 0.5, "tflite")]
-    _add_speedups(rows)
+    rows = [_row("fp32", 2.0, "keras"), _row("fp32", 1.0), _row("int8", 1.08), _row("fp32", 1.0, "tflite"), _row("int8", 0.5, "tflite"),
+            _row("fp32", 1.0, "openvino"), _row("int8", 1.03, "openvino")]
+    add_speedups(rows)
     assert rows[2]["notes"] == ["int8 slower than fp32 in onnxrt: 1.08x"]
     assert rows[4]["notes"] == [] and rows[4]["vs_fp32_same_runtime"] == pytest.approx(2.0)
     assert rows[1]["speedup_vs_baseline"] == pytest.approx(2.0)
+    assert rows[6]["notes"] == []  # within the 5% timing noise
 
 
 ERF_BUILDER = '''

@@ -1,8 +1,10 @@
 """Converters: one module per format, each a plain function.
 
-Contract (see formats.py): ``convert(model, path, precision, calibration) -> settings``
-writes one artifact file at ``path`` from a Keras model and returns the conversion settings
-worth recording. ``calibration`` is float32 samples from the training split.
+Contract (see formats.py): ``convert(model, path, precision, calibration, options,
+prequantized=False) -> settings`` writes one artifact file at ``path`` from a Keras model and
+returns the conversion settings worth recording. ``calibration`` is float32 samples from the
+training split; ``prequantized`` models (QAT) carry their own int8 ranges, which converters
+keep instead of calibrating new ones.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ class _Calibration:
         return next(self.feeds, None)
 
 
-def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None) -> dict:
+def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None,
+            prequantized: bool = False) -> dict:
     """Convert a Keras model to a .onnx file.
 
     Args:
@@ -40,6 +41,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         options: fields of ``edgekit.formats.ONNXOptions`` (opset, quant_format,
             per_channel, calibrate_method, activation_type, weight_type, reduce_range);
             missing ones take its measured defaults.
+        prequantized: the model is quantization-aware: tf2onnx writes its fake-quant ranges
+            as QDQ pairs, and no calibration is run.
 
     Returns:
         The converter settings used.
@@ -60,7 +63,9 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     fn = tf.function(lambda x: {"output": model(x, training=False)})
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opts["opset"])
     settings = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": opts["opset"]}
-    if precision == "fp32":
+    if precision == "fp32" or prequantized:
+        if prequantized:
+            settings["quantization"] = "QDQ from QAT ranges"
         write_atomic(Path(path), proto.SerializeToString())
         return settings
 
@@ -95,3 +100,25 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         onnxruntime=onnxruntime.__version__,
     )
     return settings
+
+
+def read_weights(path: Path) -> list[np.ndarray]:
+    """The initializers of an .onnx file; quantized ones minus their DequantizeLinear zero point."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekit.weights import zero_point_shifted
+
+    graph = onnx.load(str(path)).graph
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    zero_points = {}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in values:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            zp = values.get(node.input[2]) if len(node.input) > 2 else None
+            zero_points[node.input[0]] = (zp, axis)
+    return [
+        zero_point_shifted(array, *zero_points[name]) if name in zero_points else array
+        for name, array in values.items()
+        if array.dtype.kind in "fiu" and array.dtype != np.int64  # int64 initializers are shapes
+    ]

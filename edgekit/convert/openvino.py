@@ -17,7 +17,8 @@ from edgekit.runtimes.openvino import disable_telemetry
 
 
 
-def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None) -> dict:
+def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None,
+            prequantized: bool = False) -> dict:
     """Convert a Keras model to an OpenVINO IR pair, ``path`` (.xml) and its .bin.
 
     The model goes through a SavedModel of its batch-1 signature: the only route that
@@ -33,6 +34,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         calibration: representative float32 samples (training split), used for int8.
         options: fields of ``edgekit.formats.OpenVINOOptions`` (preset,
             fast_bias_correction); both only affect int8.
+        prequantized: the model is quantization-aware: its FakeQuant ops become OpenVINO
+            FakeQuantize as they are, and NNCF is not run.
 
     Returns:
         The converter settings used.
@@ -43,7 +46,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     if precision not in ("fp32", "int8"):
         raise ValueError(f"openvino converter has no precision {precision!r}")
     int8 = OpenVINOOptions.model_validate(options or {}).model_dump()
-    if precision == "int8" and len(calibration) == 0:
+    if precision == "int8" and not prequantized and len(calibration) == 0:
         raise ValueError("openvino int8 needs calibration samples")
 
     disable_telemetry()  # before the first `import openvino`, which already phones home
@@ -56,7 +59,9 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         "openvino": package_version("openvino"),
         "route": "SavedModel (batch-1 signature)",
     }
-    if precision == "int8":
+    if precision == "int8" and prequantized:
+        settings["quantization"] = "FakeQuantize from QAT ranges"
+    elif precision == "int8":
         import nncf
 
         samples = [np.ascontiguousarray(s[None], dtype=np.float32) for s in calibration]
@@ -97,3 +102,12 @@ def _to_openvino(model):
     with tempfile.TemporaryDirectory(prefix="edgekit-savedmodel-") as tmp:
         tf.saved_model.save(holder, tmp, signatures=concrete)
         return ov.convert_model(tmp)
+
+
+def read_weights(path: Path) -> list[np.ndarray]:
+    """The Constant nodes of an IR. NNCF stores int8 weights symmetric, so 0 means 0."""
+    disable_telemetry()
+    import openvino as ov
+
+    model = ov.Core().read_model(Path(path))
+    return [op.get_data() for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_data().dtype.kind in "fiu"]

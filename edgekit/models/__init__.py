@@ -1,8 +1,11 @@
 """The model zoo: a table of name -> builder, and user builders named in the recipe.
 
-Builders take ``(input_shape, num_classes, **params)`` and return an uncompiled ``tf_keras``
-model (Keras 2, so tensorflow-model-optimization can prune and quantize it later). Each
-builder imports ``tf_keras`` inside the function, so reading this table stays cheap.
+Zoo builders take ``(input_shape, num_classes, task=..., **params)`` and return an uncompiled
+``tf_keras`` model (Keras 2, so tensorflow-model-optimization can prune and quantize it later).
+``num_classes`` is the number of outputs: classes, regression targets, or per-pixel classes.
+Each module names the tasks its builders fit in ``TASKS`` and imports ``tf_keras`` inside its
+functions, so reading this table stays cheap. User builders (``model.python``) are called with
+``(input_shape, num_classes, **params)``, plus ``task=`` when their signature names it.
 """
 
 from __future__ import annotations
@@ -14,22 +17,67 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgekit.errors import ModelError, did_you_mean
-from edgekit.models import cnn, mlp, resnet8
+from edgekit.models import autoencoder, conv1d, dscnn, lenet, mlp, mobilenet_v1, recurrent, resnet8, transformer, unet
 
-ZOO: dict[str, Callable[..., Any]] = {
-    "mlp": mlp.build,
-    "cnn": cnn.build,
-    "resnet8": resnet8.build,
+# name -> (builder, tasks it fits). Every builder is documented in `edgekit models`.
+_TABLE: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
+    "mlp": (mlp.build, mlp.TASKS),
+    "lenet": (lenet.build, lenet.TASKS),
+    "cnn": (lenet.build, lenet.TASKS),  # the first name of lenet; recipes still use it
+    "resnet8": (resnet8.build, resnet8.TASKS),
+    "dscnn": (dscnn.build, dscnn.TASKS),
+    "mobilenet_v1": (mobilenet_v1.build, mobilenet_v1.TASKS),
+    "conv1d": (conv1d.build, conv1d.TASKS),
+    "lstm": (recurrent.lstm, recurrent.TASKS),
+    "gru": (recurrent.gru, recurrent.TASKS),
+    "bilstm": (recurrent.bilstm, recurrent.TASKS),
+    "transformer": (transformer.transformer, transformer.TASKS),
+    "vit": (transformer.vit, transformer.TASKS),
+    "autoencoder": (autoencoder.build, autoencoder.TASKS),
+    "unet": (unet.build, unet.TASKS),
 }
+ZOO: dict[str, Callable[..., Any]] = {name: builder for name, (builder, _) in _TABLE.items()}
+MODEL_TASKS: dict[str, tuple[str, ...]] = {name: tasks for name, (_, tasks) in _TABLE.items()}
+ALIASES = {"cnn": "lenet"}
+# Not recipe parameters: the data decides them.
+_FIXED = ("input_shape", "num_classes", "task")
 
 
 def builder_params(arch: str) -> dict[str, Any]:
     """Return the recipe parameters of a zoo builder with their defaults."""
     signature = inspect.signature(ZOO[arch])
+    return {name: p.default for name, p in signature.parameters.items() if name not in _FIXED}
+
+
+def describe(arch: str) -> dict[str, Any]:
+    """Summary line, tasks, and each parameter's default and docstring line, for ``edgekit models``."""
+    doc = inspect.getdoc(ZOO[arch]) or ""
+    params = builder_params(arch)
+    docs: dict[str, str] = {}
+    current = None
+    in_args = False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+            continue
+        if in_args and line and not line.startswith(" "):
+            break  # the next section (Returns:, ...)
+        if in_args and line.startswith("    ") and not line.startswith("        ") and ":" in line:
+            current, _, text = line.strip().partition(":")
+            docs[current] = text.strip()
+        elif in_args and current and line.strip():
+            docs[current] += " " + line.strip()
     return {
-        name: p.default
-        for name, p in list(signature.parameters.items())[2:]  # skip input_shape, num_classes
+        "summary": doc.splitlines()[0] if doc else "",
+        "tasks": MODEL_TASKS[arch],
+        "alias_of": ALIASES.get(arch),
+        "params": {name: (default, docs.get(name, "")) for name, default in params.items()},
     }
+
+
+def register_custom_layers() -> None:
+    """Register the zoo's own layer classes with tf_keras, so saved zoo models load."""
+    transformer.position_embedding_class()
 
 
 def check_params(arch: str, params: dict[str, Any]) -> str | None:
@@ -44,20 +92,30 @@ def check_params(arch: str, params: dict[str, Any]) -> str | None:
     return None
 
 
-def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path | None = None):
+def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path | None = None, task: str = "classification"):
     """Build the recipe's model (zoo ``arch`` or user ``python`` builder) for the data shape.
 
     Args:
         spec: the recipe's ``model`` section.
         input_shape: shape of one sample.
-        num_classes: number of outputs.
+        num_classes: number of outputs (classes, regression targets or per-pixel classes).
         base_dir: the recipe's folder; modules there are importable by ``model.python``.
+        task: the recipe's task; passed to builders whose signature names ``task``.
     """
     builder = ZOO[spec.arch] if spec.arch else _import_builder(spec.python, base_dir)
+    if spec.arch and task not in MODEL_TASKS[spec.arch]:
+        raise ModelError(f"model.arch: {spec.arch} fits tasks {', '.join(MODEL_TASKS[spec.arch])}, not {task}; "
+                         f"models for {task}: {', '.join(models_for(task))}")
+    kwargs = dict(spec.params)
+    if "task" in inspect.signature(builder).parameters:
+        kwargs["task"] = task
     try:
-        model = builder(tuple(input_shape), num_classes, **spec.params)
+        model = builder(tuple(input_shape), num_classes, **kwargs)
     except TypeError as exc:
         raise ModelError(f"model: cannot call {spec.source} with params {spec.params}: {exc}; check model.params") from None
+    except ValueError as exc:
+        # Zoo builders raise ValueError for a parameter or input shape they cannot use.
+        raise ModelError(f"model: {spec.source}: {exc}; change model.params or the data") from None
     import tf_keras
 
     if not isinstance(model, tf_keras.Model):
@@ -66,6 +124,11 @@ def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path |
             "build it with `import tf_keras as keras` so it can be trained and compressed"
         )
     return model
+
+
+def models_for(task: str) -> list[str]:
+    """Zoo names that fit ``task``, aliases left out."""
+    return [name for name, tasks in MODEL_TASKS.items() if task in tasks and name not in ALIASES]
 
 
 def _import_builder(target: str, base_dir: Path | None):

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from edgekit.models._common import as_tuple, head, require
 
-def build(input_shape, num_classes, filters=(16, 32, 64), weight_decay=1e-4):
+TASKS = ("classification", "regression")
+
+
+def build(input_shape, num_classes, task="classification", filters=(16, 32, 64), weight_decay=1e-4):
     """Three residual stacks of two 3x3 convolutions each, then global average pooling.
 
     Args:
         input_shape: (H, W, C), e.g. (32, 32, 3).
-        num_classes: size of the softmax output.
+        num_classes: classes (softmax) or regression targets (linear).
+        task: classification or regression.
         filters: channels of the stem and of each residual stack; stacks after the first
             halve the spatial size.
         weight_decay: L2 regularisation of every convolution.
     """
     import tf_keras as keras
 
+    require(len(input_shape) == 3, f"resnet8 needs images of shape (H, W, C), received {list(input_shape)}")
     layers = keras.layers
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
 
     def conv(x, n, kernel=3, strides=1):
         return layers.Conv2D(n, kernel, strides=strides, padding="same", kernel_regularizer=reg)(x)
 
+    filters = as_tuple(filters, "filters")
     inputs = keras.Input(shape=input_shape)
     x = layers.ReLU()(layers.BatchNormalization()(conv(inputs, filters[0])))
     for stack, n in enumerate(filters):
@@ -31,5 +38,4 @@ def build(input_shape, num_classes, filters=(16, 32, 64), weight_decay=1e-4):
         shortcut = x if strides == 1 and x.shape[-1] == n else conv(x, n, kernel=1, strides=strides)
         x = layers.ReLU()(layers.Add()([y, shortcut]))
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="resnet8")
+    return keras.Model(inputs, head(x, num_classes, task), name="resnet8")

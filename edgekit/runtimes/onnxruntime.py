@@ -26,7 +26,7 @@ class OnnxRuntimeSession(Session):
     # batch 1 (10.0 -> 8.4 us on the digits CNN), which matters when the model is that small.
     timed_call = "run_with_iobinding (input bound in prepare) + copy_outputs_to_cpu"
 
-    def __init__(self, path: Path, threads: int, options: dict | None = None):
+    def __init__(self, path: Path, threads: int, options: dict | None = None, providers: list[str] | None = None):
         import onnxruntime as ort
 
         level = ONNXOptions.model_validate(options or {}).graph_optimization_level
@@ -36,7 +36,7 @@ class OnnxRuntimeSession(Session):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
         self.input = self.session.get_inputs()[0]
         self.output_name = self.session.get_outputs()[0].name
         self.dtype = DTYPES.get(self.input.type, np.float32)
@@ -67,8 +67,9 @@ class OnnxRuntimeSession(Session):
         return np.asarray(raw, dtype=np.float32)
 
 
-def open_session(path: Path, threads: int = 1, options: dict | None = None) -> OnnxRuntimeSession:
-    """Open an .onnx file on the CPU execution provider.
+def open_session(path: Path, threads: int = 1, options: dict | None = None,
+                 providers: list[str] | None = None) -> OnnxRuntimeSession:
+    """Open an .onnx file on the CPU execution provider (or ``providers``, e.g. CUDA for the gpu target).
 
     Args:
         path: the .onnx artifact.
@@ -79,4 +80,4 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None) -> O
     Returns:
         A session whose ``run`` is one IOBinding run at batch 1.
     """
-    return OnnxRuntimeSession(Path(path), threads, options)
+    return OnnxRuntimeSession(Path(path), threads, options, providers)

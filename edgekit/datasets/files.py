@@ -1,0 +1,83 @@
+"""User data files: .npz arrays and .csv tables."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import DataError
+
+
+def read_npz(path: Path, spec) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Arrays x_train, y_train, x_test, y_test (optionally x_val, y_val), or x, y."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read as .npz ({exc}); write it with numpy.savez(path, x=..., y=...)") from None
+    layouts = [("x_train", "y_train", "x_test", "y_test"), ("x", "y")]
+    for keys in layouts:
+        if all(k in arrays for k in keys):
+            picked = {k: arrays[k] for k in keys}
+            if "x_val" in arrays and "y_val" in arrays:
+                picked.update(x_val=arrays["x_val"], y_val=arrays["y_val"])
+            for k, v in picked.items():
+                if not np.issubdtype(v.dtype, np.number):
+                    raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected numbers")
+                picked[k] = v.astype(np.float32) if k.startswith("x") else v
+            return picked, []
+    found = ", ".join(sorted(arrays)) or "no arrays"
+    raise DataError(
+        f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y), found: {found}; "
+        "save them with numpy.savez(path, x=features, y=labels)"
+    )
+
+
+def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, np.ndarray], list[str]]:
+    """A header row, numeric feature columns and one label column (classes, or a number for regression)."""
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({exc}); expected a UTF-8 text file with a header row") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one data row, found {len(rows)} rows")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    label = spec.label_column or header[-1]
+    if label not in header:
+        from edgekit.errors import did_you_mean
+
+        raise DataError(f'{path}: label column "{label}" not in the header{did_you_mean(label, header)}; set data.label_column to one of: {", ".join(header)}')
+    label_index = header.index(label)
+    features = []
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: expected {len(header)} columns like the header, found {len(row)}")
+        try:
+            features.append([float(v) for i, v in enumerate(row) if i != label_index])
+        except ValueError:
+            bad = next(v for i, v in enumerate(row) if i != label_index and not _is_float(v))
+            raise DataError(f"{path}:{line}: feature value {bad!r} is not a number; feature columns must be numeric") from None
+    labels = [row[label_index] for row in body]
+    x = np.asarray(features, dtype=np.float32)
+    if task == "regression":
+        try:
+            return {"x": x, "y": np.asarray([float(v) for v in labels], dtype=np.float32)}, [label]
+        except ValueError:
+            bad = next(v for v in labels if not _is_float(v))
+            raise DataError(f"{path}: regression target {label} has the value {bad!r}; expected numbers only") from None
+    class_names = sorted(set(labels), key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
+    index = {name: i for i, name in enumerate(class_names)}
+    y = np.array([index[v] for v in labels], dtype=np.int64)
+    return {"x": x, "y": y}, class_names
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

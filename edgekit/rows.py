@@ -1,0 +1,130 @@
+"""Benchmark every variant on every target and turn each (variant, target) into a results row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit import evaluate
+from edgekit.bench import summarize
+from edgekit.variants import Variant, one_line
+
+#: A quantized row is called slower than fp32 past this p50 ratio; closer than 5% is timing noise
+#: on a shared machine (two runs of the same file differ by that much).
+SLOWER = 1.05
+
+
+def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None) -> tuple[list[dict], dict[str, list[float]], dict[str, dict]]:
+    """Time each variant on each target that supports it; return rows, raw latencies and each
+    target's environment block. ``baseline_outputs`` (the Keras model's test outputs) are the
+    reference of parity for rows whose outputs a target produced itself (devices, GPU)."""
+    from edgekit import devices
+    from edgekit.targets import Measurement, resolve
+
+    spec = recipe.benchmark
+    samples = list(data.x_test[: spec.inputs])
+    rows, latencies = [], {}
+    baseline = variants[0]
+    # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
+    names = sorted(recipe.targets, key=lambda n: ("cpu", "gpu").index(n) if n in ("cpu", "gpu") else 2)
+    targets = resolve(names, devices.search_dirs(recipe.path), log)
+    for target_name, target in targets.items():
+        for variant in variants:
+            if not target.supports(variant):
+                continue
+            row_id = f"{variant.stem}@{target_name}"
+            if variant.status != "ok":
+                measurement = Measurement(variant.status, variant.reason)
+            else:
+                log(f"[bench] {row_id}")
+                try:
+                    measurement = target.measure(variant, spec, samples, data.x_test)
+                except Exception as exc:  # noqa: BLE001
+                    measurement = Measurement("failed", f"benchmark failed: {one_line(exc)}")
+            if measurement.latencies_ms:
+                latencies[row_id] = measurement.latencies_ms
+            row = make_row(row_id, variant, target_name, measurement, baseline)
+            if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
+                row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
+            rows.append(row)
+    add_speedups(rows)
+    return rows, latencies, {name: target.environment() for name, target in targets.items()}
+
+
+def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: str) -> dict[str, Any]:
+    """Metrics, delta and parity of the test-split outputs a target produced itself (empty
+    when it produced none: a failed or skipped row has no metrics of its own)."""
+    if outputs is None:
+        return {"metrics": {}, "delta": {}, "parity": {}}
+    if baseline_outputs is None:
+        baseline_outputs = baseline.session.predict(data.x_test)
+    metrics = evaluate.metrics(task, outputs, data.y_test, x=data.x_test)
+    return {"metrics": metrics, "delta": evaluate.delta(metrics, baseline.metrics),
+            "parity": evaluate.parity(outputs, baseline_outputs, task)}
+
+
+def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -> dict[str, Any]:
+    evaluated = variant.status == "ok"
+    return {
+        "id": row_id,
+        "model": variant.model,
+        "parent": variant.parent,
+        "format": variant.format,
+        "precision": variant.precision,
+        "target": target,
+        "status": m.status,
+        "reason": m.reason,
+        "path": str(variant.path) if variant.path else None,
+        "size_bytes": variant.size_bytes,
+        "gzip_bytes": variant.gzip_bytes,
+        "weights": variant.weights,
+        "metrics": variant.metrics if evaluated else {},
+        "delta": evaluate.delta(variant.metrics, baseline.metrics) if evaluated else {},
+        "parity": variant.parity if evaluated else {},
+        "latency_ms": summarize(m.latencies_ms) if m.status == "ok" and m.latencies_ms else None,
+        "speedup_vs_baseline": None,
+        "runtime": m.runtime or variant.runtime,
+        "settings": {**variant.settings, **(m.settings or {})},
+        "notes": [],
+    }
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """Speedup against the baseline row, and a note wherever a quantized row is slower than fp32
+    of the same model in the same runtime (or of the base model, for QAT models that have no fp32)."""
+    base = (speedup_baseline(rows) or {}).get("latency_ms")
+    by_key = {(r["model"], r["format"], r["precision"], r["target"]): r for r in rows}
+    for row in rows:
+        lat = row["latency_ms"]
+        if not lat:
+            continue
+        if base:
+            row["speedup_vs_baseline"] = base["p50"] / lat["p50"]
+        if row["precision"] == "fp32":
+            continue
+        fp32 = by_key.get((row["model"], row["format"], "fp32", row["target"])) or by_key.get(
+            ("base", row["format"], "fp32", row["target"])
+        )
+        if fp32 and fp32["latency_ms"]:
+            ratio = lat["p50"] / fp32["latency_ms"]["p50"]
+            row["vs_fp32_same_runtime"] = 1 / ratio
+            if ratio > SLOWER:
+                row["notes"].append(f"{row['precision']} slower than fp32 in {row['runtime'] or row['format']}: {ratio:.2f}x")
+
+
+def speedup_baseline(rows: list[dict]) -> dict | None:
+    """The row speedups are relative to: the Keras fp32 model on the GPU when it was timed
+    there, else the first row (the Keras fp32 model on this machine's CPU)."""
+    for row in rows:
+        if row.get("format") == "keras" and row.get("target") == "gpu" and row.get("latency_ms"):
+            return row
+    return rows[0] if rows else None
+
+
+def latency_by_target(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """Each variant's latency on every target, side by side: ``{stem: {target: {...}}}``."""
+    table: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        lat = row["latency_ms"] or {}
+        table.setdefault(row["id"].rsplit("@", 1)[0], {})[row["target"]] = {
+            "status": row["status"], "p50": lat.get("p50"), "p90": lat.get("p90"), "runtime": row["runtime"]}
+    return table

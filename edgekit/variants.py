@@ -1,0 +1,113 @@
+"""A variant is one Keras model in one format and precision, converted, opened in its runtime
+and evaluated on the test split; or the reason it is not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit import evaluate, weights
+from edgekit.formats import FORMATS
+
+
+@dataclass
+class Variant:
+    """One artifact in its runtime (or the Keras model itself for the baseline)."""
+
+    format: str
+    precision: str
+    model: str = "base"
+    parent: str | None = None
+    path: Path | None = None
+    session: Any = None
+    status: str = "ok"
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    runtime: str | None = None
+    weights: dict[str, Any] = field(default_factory=dict)
+    gzip_bytes: int | None = None
+
+    @property
+    def stem(self) -> str:
+        """Row id without the target: ``tflite-int8`` for the base model, ``pruned80-tflite-int8`` otherwise."""
+        prefix = "" if self.model == "base" else f"{self.model}-"
+        return f"{prefix}{self.format}-{self.precision}"
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the artifact (OpenVINO's .xml comes with a .bin)."""
+        if self.path is None:
+            return []
+        return FORMATS[self.format].files(self.path) if self.format in FORMATS else [self.path]
+
+    @property
+    def size_bytes(self) -> int | None:
+        files = [f for f in self.files if f.exists()]
+        return sum(f.stat().st_size for f in files) if files else None
+
+    def fail(self, stage: str, exc: BaseException | str) -> None:
+        self.status = "failed"
+        self.reason = f"{stage} failed: {exc if isinstance(exc, str) else one_line(exc)}"
+        self.session = None
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def evaluate_variant(variant: Variant, data, baseline_outputs, task: str):
+    """Run the test split through the variant's session; fill metrics and parity (against
+    ``baseline_outputs``, or against itself for the baseline)."""
+    outputs = variant.session.predict(data.x_test)
+    baseline_outputs = outputs if baseline_outputs is None else baseline_outputs
+    variant.metrics = evaluate.metrics(task, outputs, data.y_test, x=data.x_test)
+    variant.parity = evaluate.parity(outputs, baseline_outputs, task)
+    return outputs
+
+
+def convert_and_evaluate(fmt, precision, model, name, parent, quantized, data, baseline_outputs, recipe, run_dir, log) -> Variant:
+    """Convert ``model`` to ``fmt`` at ``precision``, open it in its runtime, evaluate and inspect it.
+
+    ``quantized`` models (QAT) carry their own int8 ranges, which the converters keep.
+    Any failure is recorded on the variant; nothing is raised.
+    """
+    variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent)
+    variant.path = run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
+    log(f"[convert] {variant.stem}")
+    options = getattr(recipe.export, fmt.name).model_dump()
+    try:
+        variant.settings = fmt.load_converter()(model, variant.path, precision, data.x_calib, options, prequantized=quantized)
+    except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
+        variant.fail("conversion", exc)
+        log(f"[convert] {variant.stem} FAILED: {variant.reason}")
+        return variant
+    _inspect(variant, fmt, log)
+    try:
+        variant.session = fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
+        variant.runtime = variant.session.runtime
+        variant.settings.update(variant.session.settings)
+        evaluate_variant(variant, data, baseline_outputs, recipe.task)
+    except Exception as exc:  # noqa: BLE001
+        variant.fail("runtime", exc)
+        log(f"[eval] {variant.stem} FAILED: {variant.reason}")
+        return variant
+    log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)}")
+    return variant
+
+
+def _inspect(variant: Variant, fmt, log) -> None:
+    """Size after gzip and weight statistics, read from the artifact file itself."""
+    variant.gzip_bytes = weights.gzip_size(f for f in variant.files if f.exists())
+    try:
+        variant.weights = weights.summarize(fmt.load_weights_reader()(variant.path))
+    except Exception as exc:  # noqa: BLE001 - statistics are a bonus, never a reason to fail a row
+        variant.weights = {"error": one_line(exc)}
+        log(f"[inspect] {variant.stem}: could not read weights: {variant.weights['error']}")
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
