@@ -31,25 +31,61 @@ def cli() -> None:
 @click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (default: runs/<recipe name>/).")
-def build(recipe_file: Path, out_dir: Path | None) -> None:
+@click.option("--fresh", is_flag=True, help="Ignore the stage cache: retrain, reconvert and re-measure everything.")
+def build(recipe_file: Path, out_dir: Path | None, fresh: bool) -> None:
     """Build every variant of RECIPE, measure each, and write results.json and report.md.
 
-    Exit codes: 0 every row ok or skipped, 1 some row failed, 2 bad recipe or input.
+    Stages whose inputs did not change since an earlier build are taken from the cache
+    ($EDGEKIT_CACHE_DIR or ~/.cache/edgekit). Exit codes: 0 every row ok or skipped, 1 some
+    row failed, 2 bad recipe or input, 130 interrupted (partial results are written).
     """
     from edgekit.recipe import load_recipe
 
     recipe = load_recipe(recipe_file)
     _quiet_tensorflow()
     from edgekit import pipeline, report
+    from edgekit.cache import Cache
 
     run_dir = out_dir or Path("runs") / recipe.name
-    result = pipeline.build(recipe, run_dir, log=_log)
+    result = pipeline.build(recipe, run_dir, log=_log, cache=Cache(enabled=not fresh))
     report.print_table(result.results)
+    reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
+    if reused:
+        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
                f"({result.results['build_seconds']} s)")
     if result.failed:
         failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
         raise click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+
+
+@cli.group()
+def cache() -> None:
+    """Show or empty the stage cache ($EDGEKIT_CACHE_DIR or ~/.cache/edgekit)."""
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Entries and size per stage."""
+    from edgekit.cache import Cache
+    from edgekit.report import human_size
+
+    store = Cache()
+    stages = store.info()
+    click.echo(f"cache: {store.root}")
+    if not stages:
+        click.echo("empty")
+    for stage, numbers in stages.items():
+        click.echo(f"{stage:<10} {numbers['entries']:>5} entries  {human_size(numbers['bytes']):>10}")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every cache entry."""
+    from edgekit.cache import Cache
+
+    store = Cache()
+    click.echo(f"removed {store.clear()} entries from {store.root}")
 
 
 @cli.command()

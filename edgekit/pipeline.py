@@ -6,17 +6,19 @@ rows ``failed`` with a one-line reason and the build goes on; bad input stops at
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edgekit import environment, evaluate, report
-from edgekit.errors import ModelError
+from edgekit.cache import Cache, fingerprint, make_key
+from edgekit.errors import EdgekitError, ModelError
 from edgekit.formats import FORMATS
 from edgekit.report import write_json
-from edgekit.variants import Variant, convert_and_evaluate, evaluate_variant, format_metrics, one_line
+from edgekit.variants import BuildContext, Variant, convert_and_evaluate, evaluate_variant, format_metrics, one_line
 
 Log = Callable[[str], None]
 
@@ -31,8 +33,42 @@ class BuildResult:
         return any(row["status"] == "failed" for row in self.results["rows"])
 
 
-def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
-    """Run every stage of ``recipe`` and write results into ``run_dir``."""
+class Interrupted(EdgekitError):
+    """Ctrl-C: partial results are written, and the conventional exit code of SIGINT."""
+
+    exit_code = 130
+
+
+@dataclass
+class _State:
+    """What a build has finished so far, so that Ctrl-C can still write it."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    models: list[dict] = field(default_factory=list)
+
+
+def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None) -> BuildResult:
+    """Run every stage of ``recipe`` and write results into ``run_dir``.
+
+    Stage outputs come from ``cache`` when their keys are unchanged. On Ctrl-C the finished
+    rows are written, the unfinished ones marked, and ``Interrupted`` is raised.
+    """
+    cache = cache if cache is not None else Cache()
+    state = _State()
+    try:
+        return _build(recipe, run_dir, log, cache, state)
+    except KeyboardInterrupt:
+        _write_partial(state, cache, recipe, run_dir)
+        raise Interrupted(
+            f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
+            "run the same command again to resume, finished stages are cached"
+        ) from None
+
+
+def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> BuildResult:
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "artifacts").mkdir(exist_ok=True)
@@ -47,47 +83,94 @@ def build(recipe, run_dir: Path, log: Log = print) -> BuildResult:
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
     data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib)
+    env = environment.collect()
+    state.header = {
+        "edgekit_version": env["packages"].get("edgekit", "unknown"),
+        "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256},
+        "environment": env,
+        "task": recipe.task,
+        "primary_metric": evaluate.PRIMARY_METRIC[recipe.task],
+        "higher_is_better": evaluate.HIGHER_IS_BETTER[recipe.task],
+        "data": {**data.info, "sha256": data_key},
+        "benchmark": recipe.benchmark.model_dump(),
+    }
     _configure_tensorflow(recipe.benchmark.threads)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
 
-    model, flavour = _fp32_model(recipe, data, run_dir, log)
-    baseline = _baseline(model, run_dir, data, recipe)
+    model, flavour, model_key = _fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log)
+    baseline = _baseline(model, model_key, run_dir, recipe)
     baseline_outputs = evaluate_variant(baseline, data, None, recipe.task)
     log(f"[eval] keras-fp32: {format_metrics(baseline.metrics)}")
+    state.variants.append(baseline)
 
-    exporter = _Exporter(recipe, data, baseline_outputs, run_dir, log)
-    variants = [baseline, *exporter.export(model, "base", None, quantized=False)]
-    models = [{"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
-               "path": str(baseline.path), "keras_metrics": baseline.metrics}]
-    variants += _compressed_variants(model, recipe, data, exporter, models, run_dir, log)
+    versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
+    ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
+    exporter = _Exporter(ctx)
+    state.variants += exporter.export(model, "base", None, False, model_key)
+    state.models.append({"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
+                         "key": model_key, "path": str(baseline.path), "keras_metrics": baseline.metrics})
+    state.variants += _compressed_variants(model, model_key, ctx, exporter, state.models)
 
     from edgekit import rows as rows_stage
     from edgekit.train import describe as train_describe
 
-    rows, latencies, target_environments = rows_stage.benchmark(variants, data, recipe, log, baseline_outputs)
-    env = environment.collect()
+    latencies, target_environments = rows_stage.benchmark(
+        state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows, latencies=state.latencies
+    )
+    rows = state.rows
     results = {
-        "edgekit_version": env["packages"].get("edgekit", "unknown"),
-        "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256},
-        "environment": env,
+        **state.header,
         "baseline": rows[0]["id"],
         "speedup_baseline": rows_stage.speedup_baseline(rows)["id"],
         "targets": target_environments,
         "latency_by_target": rows_stage.latency_by_target(rows),
-        "task": recipe.task,
-        "primary_metric": evaluate.PRIMARY_METRIC[recipe.task],
-        "higher_is_better": evaluate.HIGHER_IS_BETTER[recipe.task],
-        "data": data.info,
         "model": {**train_describe(model), "keras": flavour, "source": recipe.model.source},
-        "models": models,
-        "benchmark": recipe.benchmark.model_dump(),
+        "models": state.models,
         "not_produced": exporter.not_produced,
+        "reused": {stage: cache.reused(stage) for stage in ("train", "compress", "convert", "evaluate", "bench")},
         "build_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
     report.write(results, latencies, run_dir)
+    _write_manifest(run_dir, results, state, cache)
     return BuildResult(results, run_dir)
+
+
+def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
+    """results.json with the finished rows and every unfinished variant marked ``interrupted``."""
+    done = {row["id"].rsplit("@", 1)[0] for row in state.rows}
+    rows = list(state.rows)
+    for variant in state.variants:
+        if variant.stem not in done:
+            rows.append({"id": f"{variant.stem}@{recipe.targets[0]}", "model": variant.model, "parent": variant.parent,
+                         "format": variant.format, "precision": variant.precision, "target": recipe.targets[0],
+                         "status": "interrupted", "reason": "the build was interrupted before this row was measured",
+                         "metrics": variant.metrics, "delta": {}, "parity": variant.parity, "latency_ms": None,
+                         "size_bytes": variant.size_bytes, "speedup_vs_baseline": None, "notes": []})
+    results = {**state.header, "interrupted": True, "models": state.models, "rows": rows,
+               "reused": {stage: cache.reused(stage) for stage in ("train", "compress", "convert", "evaluate", "bench")}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "results.json", results)
+    _write_manifest(run_dir, results, state, cache)
+
+
+def _write_manifest(run_dir: Path, results: dict, state: _State, cache: Cache) -> None:
+    """manifest.json: what produced each artifact, so any row can be traced back."""
+    write_json(run_dir / "manifest.json", {
+        "recipe": results.get("recipe"),
+        "environment": results.get("environment"),
+        "data_sha256": results.get("data", {}).get("sha256"),
+        "cache": str(cache.root) if cache.enabled else None,
+        "stages": cache.events,
+        "models": state.models,
+        "artifacts": [
+            {"id": v.stem, "model": v.model, "parent": v.parent, "format": v.format, "precision": v.precision,
+             "key": v.key, "files": [str(f) for f in v.files], "status": v.status}
+            for v in state.variants
+        ],
+    })
 
 
 def _configure_tensorflow(threads: int) -> None:
@@ -101,8 +184,12 @@ def _configure_tensorflow(threads: int) -> None:
         pass
 
 
-def _fp32_model(recipe, data, run_dir: Path, log: Log):
-    """Train the recipe's model, or load its file; returns (model, keras flavour)."""
+def _fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache: Cache, log: Log):
+    """Train the recipe's model (or take it from the cache), or load its file.
+
+    Returns:
+        (model, keras flavour, model key).
+    """
     from edgekit import train as train_stage
 
     history: dict[str, list[float]] = {}
@@ -115,20 +202,86 @@ def _fp32_model(recipe, data, run_dir: Path, log: Log):
                 f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
                 "(tf_keras) model: remove the compress section or rebuild the model with `import tf_keras as keras`"
             )
-    else:
-        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
-        model, history = train_stage.train(recipe, data, log=log)
-        flavour = "tf_keras"
+        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode)
+        write_json(run_dir / "model" / "history.json", history)
+        train_stage.save_model(model, run_dir / "model")
+        return model, flavour, key
+    key = make_key(
+        "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe), train=recipe.train.model_dump(),
+        seed=recipe.seed, task=recipe.task, data=data_key, versions=_versions(packages, "tensorflow", "tf-keras", "keras"),
+    )
+    model = _load_cached_model(cache, "train", key, "base")
+    if model is not None:
+        log(f"[train] {recipe.model.source}: trained model reused from the cache")
+        (run_dir / "model").mkdir(parents=True, exist_ok=True)
+        for name in ("model.keras", "history.json"):  # the very files the first build wrote
+            shutil.copyfile(cache.entry("train", key) / name, run_dir / "model" / name)
+        return model, "tf_keras", key
+    log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
+    model, history = train_stage.train(recipe, data, log=log)
     write_json(run_dir / "model" / "history.json", history)
-    return model, flavour
+    saved = train_stage.save_model(model, run_dir / "model")
+    cache.put("train", key, "base", lambda d: [shutil.copyfile(saved.parent / n, d / n) for n in ("model.keras", "history.json")])
+    return model, "tf_keras", key
 
 
-def _baseline(model, run_dir: Path, data, recipe) -> Variant:
-    from edgekit import train as train_stage
+def _load_cached_model(cache: Cache, stage: str, key: str, name: str):
+    """A Keras model from a cache entry, or None when there is none or it cannot be loaded."""
+    folder = cache.get(stage, key)
+    if folder is None:
+        return None
+    import tf_keras
+
+    try:
+        import tensorflow_model_optimization as tfmot
+
+        # QAT models need tfmot's layer classes in scope to deserialise.
+        with tfmot.quantization.keras.quantize_scope():
+            model = tf_keras.models.load_model(folder / "model.keras", compile=False)
+    except Exception:  # noqa: BLE001 - e.g. a custom layer of a python builder: compute it again
+        return None
+    cache.hit(stage, key, name)
+    return model
+
+
+def _content_hash(path: Path) -> str:
+    from edgekit.cache import fingerprint as array_fingerprint
+    import numpy as np
+
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    return array_fingerprint(*(np.frombuffer(f.read_bytes(), dtype=np.uint8) for f in files))
+
+
+def _builder_source(recipe) -> str | None:
+    """The source of a ``model.python`` builder module, so editing it retrains."""
+    if not recipe.model.python:
+        return None
+    import importlib.util
+    import sys
+
+    module = recipe.model.python.partition(":")[0]
+    base = str(recipe.path.parent) if recipe.path else None
+    sys.path.insert(0, base) if base else None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        if base:
+            sys.path.remove(base)
+    origin = Path(spec.origin) if spec and spec.origin and Path(spec.origin).is_file() else None
+    return origin.read_text() if origin else None
+
+
+def _versions(packages: dict, *names: str) -> dict[str, str]:
+    return {name: packages.get(name, "") for name in names}
+
+
+def _baseline(model, model_key: str, run_dir: Path, recipe) -> Variant:
     from edgekit.runtimes import keras as keras_runtime
     from edgekit.weights import gzip_size, keras_weights, summarize
 
-    baseline = Variant(format="keras", precision="fp32", path=train_stage.save_model(model, run_dir / "model"))
+    baseline = Variant(format="keras", precision="fp32", path=run_dir / "model" / "model.keras", key=model_key)
     baseline.session = keras_runtime.open_session(model, recipe.benchmark.threads)
     baseline.runtime, baseline.settings = baseline.session.runtime, dict(baseline.session.settings)
     baseline.gzip_bytes = gzip_size(baseline.files)
@@ -139,8 +292,9 @@ def _baseline(model, run_dir: Path, data, recipe) -> Variant:
 class _Exporter:
     """Converts one Keras model to every format and precision of the recipe."""
 
-    def __init__(self, recipe, data, baseline_outputs, run_dir: Path, log: Log):
-        self.recipe, self.data, self.baseline_outputs, self.run_dir, self.log = recipe, data, baseline_outputs, run_dir, log
+    def __init__(self, ctx: BuildContext):
+        self.ctx = ctx
+        self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
 
     def combinations(self, name: str, quantized: bool, precisions=None):
@@ -157,10 +311,9 @@ class _Exporter:
                 else:
                     yield fmt, precision
 
-    def export(self, model, name: str, parent: str | None, quantized: bool, precisions=None) -> list[Variant]:
+    def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None) -> list[Variant]:
         return [
-            convert_and_evaluate(fmt, precision, model, name, parent, quantized, self.data,
-                                 self.baseline_outputs, self.recipe, self.run_dir, self.log)
+            convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key, self.ctx)
             for fmt, precision in self.combinations(name, quantized, precisions)
         ]
 
@@ -176,34 +329,43 @@ class _Exporter:
         return variants
 
 
-def _compressed_variants(base_model, recipe, data, exporter: _Exporter, models: list, run_dir: Path, log: Log) -> list[Variant]:
-    """Make each compressed model from its parent, then export it like the base model."""
+def _compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: _Exporter, models: list) -> list[Variant]:
+    """Make each compressed model from its parent (or take it from the cache), then export it."""
+    recipe, data, log, cache = ctx.recipe, ctx.data, ctx.log, ctx.cache
     if not recipe.compress:
         return []
     from edgekit import compress, train as train_stage
 
-    keras_models = {"base": base_model}
+    keras_models = {"base": (base_model, base_key)}
     variants: list[Variant] = []
     for step in compress.plan(recipe.compress):
         info = {"name": step.name, "parent": step.parent, "step": step.kind, "preserve": step.preserve,
                 "exported": step.export, "spec": step.spec.model_dump()}
         models.append(info)
-        parent = keras_models.get(step.parent)
-        if parent is None:
+        if step.parent not in keras_models:
             info["status"] = "failed"
             variants += exporter.failed(step, f"its parent {step.parent} failed")
             continue
-        try:
-            model = compress.make(step, parent, data, recipe, log)
-        except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
-            info.update(status="failed", reason=one_line(exc))
-            log(f"[compress] {step.name} FAILED: {info['reason']}")
-            variants += exporter.failed(step, one_line(exc))
-            continue
-        keras_models[step.name] = model
+        parent, parent_key = keras_models[step.parent]
+        key = make_key("compress", kind=step.kind, spec=step.spec.model_dump(), preserve=step.preserve, parent=parent_key,
+                       data=ctx.data_key, seed=recipe.seed, batch_size=recipe.train.batch_size, learning_rate=recipe.train.learning_rate,
+                       versions=_versions(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"))
+        info["key"] = key
+        model = _load_cached_model(cache, "compress", key, step.name)
+        if model is not None:
+            log(f"[compress] {step.name}: reused from the cache")
+        else:
+            try:
+                model = compress.make(step, parent, data, recipe, log)
+            except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
+                info.update(status="failed", reason=one_line(exc))
+                log(f"[compress] {step.name} FAILED: {info['reason']}")
+                variants += exporter.failed(step, one_line(exc))
+                continue
+            cache.put("compress", key, step.name, lambda d, m=model: m.save(d / "model.keras"))
+        keras_models[step.name] = (model, key)
         info["keras_metrics"] = evaluate.metrics(recipe.task, train_stage.predict(model, data.x_test), data.y_test, x=data.x_test)
         log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")
         if step.export:
-            variants += exporter.export(model, step.name, step.parent, step.quantized, step.precisions)
+            variants += exporter.export(model, step.name, step.parent, step.quantized, key, step.precisions)
     return variants
-

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import numpy as np
 
 from edgekit import evaluate
 from edgekit.bench import summarize
@@ -13,16 +16,20 @@ from edgekit.variants import Variant, one_line
 SLOWER = 1.05
 
 
-def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None) -> tuple[list[dict], dict[str, list[float]], dict[str, dict]]:
-    """Time each variant on each target that supports it; return rows, raw latencies and each
-    target's environment block. ``baseline_outputs`` (the Keras model's test outputs) are the
-    reference of parity for rows whose outputs a target produced itself (devices, GPU)."""
+def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
+              rows: list | None = None, latencies: dict | None = None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Time each variant on each target that supports it, appending one row per pair to ``rows``
+    as it is measured (so an interrupted build keeps what it finished); returns the raw
+    latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
+    outputs) are the reference of parity for rows whose outputs a target produced itself.
+    Measurements come from ``cache`` when the artifact, target and benchmark settings are unchanged."""
     from edgekit import devices
     from edgekit.targets import Measurement, resolve
 
     spec = recipe.benchmark
     samples = list(data.x_test[: spec.inputs])
-    rows, latencies = [], {}
+    rows = [] if rows is None else rows
+    latencies = {} if latencies is None else latencies
     baseline = variants[0]
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
     names = sorted(recipe.targets, key=lambda n: ("cpu", "gpu").index(n) if n in ("cpu", "gpu") else 2)
@@ -35,11 +42,7 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None)
             if variant.status != "ok":
                 measurement = Measurement(variant.status, variant.reason)
             else:
-                log(f"[bench] {row_id}")
-                try:
-                    measurement = target.measure(variant, spec, samples, data.x_test)
-                except Exception as exc:  # noqa: BLE001
-                    measurement = Measurement("failed", f"benchmark failed: {one_line(exc)}")
+                measurement = _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)
             if measurement.latencies_ms:
                 latencies[row_id] = measurement.latencies_ms
             row = make_row(row_id, variant, target_name, measurement, baseline)
@@ -47,7 +50,41 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None)
                 row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
             rows.append(row)
     add_speedups(rows)
-    return rows, latencies, {name: target.environment() for name, target in targets.items()}
+    return latencies, {name: target.environment() for name, target in targets.items()}
+
+
+def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id):
+    """One measurement, from the cache when the same artifact was timed the same way on the same
+    target (this machine's CPU, or the same device profile)."""
+    from edgekit.cache import fingerprint, make_key
+    from edgekit.environment import cpu_info
+    from edgekit.targets import Measurement
+
+    use_cache = cache is not None and variant.key is not None
+    profile = getattr(target, "profile", None)
+    where = profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
+    key = make_key("bench", subject=variant.key, target=target_name, where=where, spec=spec.model_dump(),
+                   inputs=fingerprint(*samples, data.x_test)) if use_cache else None
+    if use_cache and (folder := cache.get("bench", key)):
+        saved = json.loads((folder / "measurement.json").read_text())
+        outputs = np.load(folder / "outputs.npy") if (folder / "outputs.npy").exists() else None
+        cache.hit("bench", key, row_id)
+        log(f"[bench] {row_id} (cached)")
+        return Measurement(**saved, outputs=outputs)
+    log(f"[bench] {row_id}")
+    try:
+        variant.ensure_session()
+        measurement = target.measure(variant, spec, samples, data.x_test)
+    except Exception as exc:  # noqa: BLE001
+        return Measurement("failed", f"benchmark failed: {one_line(exc)}")
+    if use_cache and measurement.status == "ok":
+        def fill(folder):
+            fields = {k: v for k, v in vars(measurement).items() if k != "outputs"}
+            (folder / "measurement.json").write_text(json.dumps(fields, default=str))
+            if measurement.outputs is not None:
+                np.save(folder / "outputs.npy", np.asarray(measurement.outputs))
+        cache.put("bench", key, row_id, fill)
+    return measurement
 
 
 def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: str) -> dict[str, Any]:

@@ -3,9 +3,11 @@ and evaluated on the test split; or the reason it is not."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgekit import evaluate, weights
 from edgekit.formats import FORMATS
@@ -29,6 +31,14 @@ class Variant:
     runtime: str | None = None
     weights: dict[str, Any] = field(default_factory=dict)
     gzip_bytes: int | None = None
+    #: cache key of what this variant is (its artifact, or the Keras model for the baseline)
+    key: str | None = None
+    #: opens the runtime session when it is first needed (a cached evaluation needs none)
+    opener: Callable[[], Any] | None = field(default=None, repr=False)
+
+    def ensure_session(self) -> None:
+        if self.session is None and self.opener is not None:
+            self.session = self.opener()
 
     @property
     def stem(self) -> str:
@@ -69,34 +79,87 @@ def evaluate_variant(variant: Variant, data, baseline_outputs, task: str):
     return outputs
 
 
-def convert_and_evaluate(fmt, precision, model, name, parent, quantized, data, baseline_outputs, recipe, run_dir, log) -> Variant:
-    """Convert ``model`` to ``fmt`` at ``precision``, open it in its runtime, evaluate and inspect it.
+@dataclass
+class BuildContext:
+    """What every conversion of a build shares."""
+
+    recipe: Any
+    data: Any
+    baseline_outputs: Any
+    run_dir: Path
+    log: Callable[[str], None]
+    cache: Any
+    data_key: str
+    versions: dict[str, str]
+
+
+def convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key: str, ctx: BuildContext) -> Variant:
+    """Convert ``model`` to ``fmt`` at ``precision``, evaluate it in its runtime and inspect it,
+    reusing the cached artifact and evaluation when their keys are unchanged.
 
     ``quantized`` models (QAT) carry their own int8 ranges, which the converters keep.
     Any failure is recorded on the variant; nothing is raised.
     """
+    from edgekit.cache import make_key
+
+    recipe, log = ctx.recipe, ctx.log
     variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent)
-    variant.path = run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
-    log(f"[convert] {variant.stem}")
+    variant.path = ctx.run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
     options = getattr(recipe.export, fmt.name).model_dump()
+    variant.key = make_key(
+        "convert", model=model_key, format=fmt.name, precision=precision, options=options,
+        prequantized=quantized, data=ctx.data_key, versions=ctx.versions,
+    )
+    variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
     try:
-        variant.settings = fmt.load_converter()(model, variant.path, precision, data.x_calib, options, prequantized=quantized)
+        _convert(variant, fmt, model, options, quantized, ctx)
     except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
         variant.fail("conversion", exc)
         log(f"[convert] {variant.stem} FAILED: {variant.reason}")
         return variant
+    eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads)
+    if cached := ctx.cache.get("evaluate", eval_key):
+        saved = json.loads((cached / "evaluation.json").read_text())
+        for name_ in ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings"):
+            setattr(variant, name_, saved[name_])
+        ctx.cache.hit("evaluate", eval_key, variant.stem)
+        log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)} (cached)")
+        return variant
     _inspect(variant, fmt, log)
     try:
-        variant.session = fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
+        variant.ensure_session()
         variant.runtime = variant.session.runtime
         variant.settings.update(variant.session.settings)
-        evaluate_variant(variant, data, baseline_outputs, recipe.task)
+        evaluate_variant(variant, ctx.data, ctx.baseline_outputs, recipe.task)
     except Exception as exc:  # noqa: BLE001
         variant.fail("runtime", exc)
         log(f"[eval] {variant.stem} FAILED: {variant.reason}")
         return variant
+    saved = {k: getattr(variant, k) for k in ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings")}
+    ctx.cache.put("evaluate", eval_key, variant.stem, lambda d: (d / "evaluation.json").write_text(json.dumps(saved, default=str)))
     log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)}")
     return variant
+
+
+def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: BuildContext) -> None:
+    """Write the artifact into the run directory, from the cache when its key is known."""
+    names = [f"artifact{fmt.suffix}", *(f"artifact{suffix}" for suffix in fmt.companions)]
+    if cached := ctx.cache.get("convert", variant.key):
+        for name, target in zip(names, variant.files):
+            shutil.copyfile(cached / name, target)
+        variant.settings = json.loads((cached / "settings.json").read_text())
+        ctx.cache.hit("convert", variant.key, variant.stem)
+        ctx.log(f"[convert] {variant.stem} (cached)")
+        return
+    ctx.log(f"[convert] {variant.stem}")
+    variant.settings = fmt.load_converter()(model, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
+
+    def fill(folder: Path) -> None:
+        for name, source in zip(names, variant.files):
+            shutil.copyfile(source, folder / name)
+        (folder / "settings.json").write_text(json.dumps(variant.settings, default=str))
+
+    ctx.cache.put("convert", variant.key, variant.stem, fill)
 
 
 def _inspect(variant: Variant, fmt, log) -> None:

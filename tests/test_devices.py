@@ -255,7 +255,8 @@ def test_device_rows_use_the_devices_outputs(tmp_path, monkeypatch):
     recipe = SimpleNamespace(benchmark=SimpleNamespace(inputs=2, warmup=0, runs=2, min_time_s=0, threads=1),
                              targets=["pi"], path=tmp_path / "recipe.yaml", task="classification")
     data = SimpleNamespace(x_test=np.zeros((4, 2), np.float32), y_test=labels)
-    out, latencies, envs = rows.benchmark([baseline, variant], data, recipe, lambda m: None, host_outputs)
+    out: list = []
+    latencies, envs = rows.benchmark([baseline, variant], data, recipe, lambda m: None, host_outputs, rows=out)
     (row,) = out
     assert row["id"] == "tflite-fp32@pi" and row["status"] == "ok"
     assert row["metrics"]["accuracy"] == 0.0 and row["delta"]["accuracy"] == -1.0

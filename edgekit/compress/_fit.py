@@ -16,15 +16,15 @@ def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log
     """Compile with the base model's loss and fit on the training split (validation for logs)."""
     import tf_keras as keras
 
-    from edgekit.train import EpochLog, task_loss
+    from edgekit.train import EpochLog, fit_data, task_loss, task_metrics
 
     lr = learning_rate or recipe.train.learning_rate / 10
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=task_loss(recipe), metrics=["accuracy"] if recipe.task == "classification" else [])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=task_loss(recipe), metrics=task_metrics(recipe))
     keras.utils.set_random_seed(recipe.seed)
-    has_val = len(data.x_val) > 0
+    x, y, validation = fit_data(recipe, data)  # autoencoders fit their inputs
     model.fit(
-        data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val) if has_val else None,
+        x, y,
+        validation_data=validation,
         epochs=epochs, batch_size=recipe.train.batch_size, shuffle=True, verbose=0,
         callbacks=[*callbacks, EpochLog(log, epochs)],
     )
