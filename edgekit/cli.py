@@ -46,8 +46,14 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool) -> None:
     from edgekit import pipeline, report
     from edgekit.cache import Cache
 
+    from edgekit.progress import BuildLog
+
     run_dir = out_dir or Path("runs") / recipe.name
-    result = pipeline.build(recipe, run_dir, log=_log, cache=Cache(enabled=not fresh))
+    log = BuildLog()
+    try:
+        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh))
+    finally:
+        log.close()
     report.print_table(result.results)
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:

@@ -185,11 +185,21 @@ def print_table(results: dict, console=None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     metric = results["primary_metric"]
     table = Table(title=f"edgekit: {results['recipe']['name']}", title_justify="left")
-    for column in COLUMNS:
+    rows = cells(results)
+    # A narrow terminal drops the columns the id repeats, then gzip, sparsity and delta (results.json
+    # and report.md keep them all); numbers and ids are never cut short, notes fold.
+    dropped = ("format", "precision") if console.width < 150 else ()
+    dropped += ("gzip", "sparsity") if console.width < 110 else ()
+    dropped += ("delta",) if console.width < 90 else ()
+    columns = [c for c in COLUMNS if c not in dropped]
+    for column in columns:
         name = column.replace("metric", metric).replace("delta", "Δ vs base")
         numeric = column in NUMERIC
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=column != "status / notes")
-    for row, display in zip(results["rows"], cells(results)):
+        width = max([len(name)] + [len(r[COLUMNS.index(column)]) for r in rows])
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=column != "status / notes",
+                         min_width=width if column != "status / notes" else 12, overflow="fold")
+    keep = [COLUMNS.index(c) for c in columns]
+    for row, display in zip(results["rows"], ([r[i] for i in keep] for r in rows)):
         style = {"failed": "red", "skipped": "dim"}.get(row["status"], "yellow" if row["notes"] else None)
         table.add_row(*display, style=style)
     console.print(table)

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgekit import evaluate
 from edgekit.bench import summarize
+from edgekit.progress import step
 from edgekit.variants import Variant, one_line
 
 #: A quantized row is called slower than fp32 past this p50 ratio; closer than 5% is timing noise
@@ -34,21 +35,20 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
     names = sorted(recipe.targets, key=lambda n: ("cpu", "gpu").index(n) if n in ("cpu", "gpu") else 2)
     targets = resolve(names, devices.search_dirs(recipe.path), log)
-    for target_name, target in targets.items():
-        for variant in variants:
-            if not target.supports(variant):
-                continue
-            row_id = f"{variant.stem}@{target_name}"
-            if variant.status != "ok":
-                measurement = Measurement(variant.status, variant.reason)
-            else:
-                measurement = _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)
-            if measurement.latencies_ms:
-                latencies[row_id] = measurement.latencies_ms
-            row = make_row(row_id, variant, target_name, measurement, baseline)
-            if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
-                row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
-            rows.append(row)
+    pairs = [(name, target, v) for name, target in targets.items() for v in variants if target.supports(v)]
+    for done, (target_name, target, variant) in enumerate(pairs):
+        step(log, "benchmarking", done, len(pairs))
+        row_id = f"{variant.stem}@{target_name}"
+        if variant.status != "ok":
+            measurement = Measurement(variant.status, variant.reason)
+        else:
+            measurement = _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)
+        if measurement.latencies_ms:
+            latencies[row_id] = measurement.latencies_ms
+        row = make_row(row_id, variant, target_name, measurement, baseline)
+        if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
+            row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
+        rows.append(row)
     add_speedups(rows)
     return latencies, {name: target.environment() for name, target in targets.items()}
 

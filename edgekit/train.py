@@ -100,11 +100,14 @@ class EpochLog:
     def __new__(cls, log, epochs):
         import tf_keras as keras
 
+        from edgekit.progress import step
+
         class EpochLog(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
                 log(f"  epoch {epoch + 1}/{epochs}: {shown}")
+                step(log, "training", epoch + 1, epochs)
 
         return EpochLog()
 

@@ -57,6 +57,9 @@ BUILTINS: dict[str, Builtin] = {
                 "scikit-learn's Wisconsin breast cancer table: 569 samples, 30 features, 2 classes"),
         Builtin("wine", "tabular:wine", "classification", "13",
                 "scikit-learn's wine table: 178 samples, 13 features, 3 classes"),
+        Builtin("glitchy_sensors", "tabular:glitchy_sensors", "classification", "64",
+                "6000 generated 64-sensor recordings, 8 ordinal classes, 3% with a +-30 common-mode glitch "
+                "(the int8 PTQ trap that QAT fixes)"),
         Builtin("diabetes", "tabular:diabetes", "regression", "10",
                 "scikit-learn's diabetes table: 442 samples, 10 features, disease progression target"),
         Builtin("japanese_vowels", "timeseries:japanese_vowels", "classification", "29x12",
