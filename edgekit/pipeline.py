@@ -6,7 +6,6 @@ rows ``failed`` with a one-line reason and the build goes on; bad input stops at
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field

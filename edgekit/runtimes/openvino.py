@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekit.formats import OpenVINOOptions
 from edgekit.runtimes import Session, package_version
+
+if TYPE_CHECKING:  # imported lazily at run time, after telemetry is switched off
+    import openvino
 
 
 def disable_telemetry() -> None:
