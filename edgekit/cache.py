@@ -99,10 +99,3 @@ class Cache:
             shutil.rmtree(self.root)
         return count
 
-
-def write_json(folder: Path, name: str, payload: Any) -> None:
-    (folder / name).write_text(json.dumps(payload, indent=2, default=str))
-
-
-def read_json(folder: Path, name: str) -> Any:
-    return json.loads((folder / name).read_text())

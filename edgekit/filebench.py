@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.formats import FORMATS
+from edgekit.formats import FORMATS, format_for_suffix
 
 
 @dataclass
@@ -35,11 +35,10 @@ def format_of(path: Path):
     Raises:
         InputError: a missing file, an unknown suffix, or an IR without its .bin.
     """
-    by_suffix = {fmt.suffix: fmt for fmt in FORMATS.values()}
-    if path.suffix not in by_suffix:
+    fmt = format_for_suffix(path.suffix)
+    if fmt is None:
         raise InputError(f"{path}: unknown model file type {path.suffix or '(none)'!r}; expected one of "
-                         f"{', '.join(by_suffix)} ({', '.join(f.name for f in by_suffix.values())})")
-    fmt = by_suffix[path.suffix]
+                         f"{', '.join(f.suffix for f in FORMATS.values())} ({', '.join(FORMATS)})")
     for file in fmt.files(path):
         if not file.is_file():
             raise InputError(f"{file}: file not found" + (f" (it belongs to {path.name})" if file != path else ""))

@@ -148,3 +148,8 @@ FORMATS: dict[str, Format] = {
 }
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+
+def format_for_suffix(suffix: str) -> Format | None:
+    """The format whose artifacts end in ``suffix`` (".tflite", ".onnx", ".xml"), if any."""
+    return next((fmt for fmt in FORMATS.values() if fmt.suffix == suffix), None)

@@ -14,12 +14,13 @@ import base64
 import html
 import io
 import json
-import zlib
 from pathlib import Path
 
 from edgekit.baseline import load_results
 from edgekit.check import LOWER_IS_BETTER
+from edgekit.formats import format_for_suffix
 from edgekit.report import COLUMNS, cells, human_ms, human_size
+from edgekit.weights import gzip_size
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
@@ -77,18 +78,8 @@ def artifact_files(row: dict, run_dir: Path) -> list[Path]:
         return []
     if path.is_dir():
         return sorted(f for f in path.rglob("*") if f.is_file())
-    # OpenVINO IR is two files: the .xml graph and the .bin weights; ship size counts both.
-    pair = path.with_suffix(".bin")
-    return [path, pair] if path.suffix == ".xml" and pair.is_file() else [path]
-
-
-def _gzip_size(path: Path) -> int:
-    # Streamed, so a large artifact is never held in memory; wbits 31 = a gzip container.
-    packer, total = zlib.compressobj(9, zlib.DEFLATED, 31), 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            total += len(packer.compress(chunk))
-    return total + len(packer.flush())
+    fmt = format_for_suffix(path.suffix)  # OpenVINO's .xml comes with its .bin
+    return [f for f in fmt.files(path) if f.is_file()] if fmt else [path]
 
 
 def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int] | None]:
@@ -100,7 +91,7 @@ def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int]
             continue
         files = tuple(artifact_files(row, run_dir))
         if files and files not in cache:  # rows on several targets share one artifact
-            cache[files] = (sum(f.stat().st_size for f in files), sum(_gzip_size(f) for f in files))
+            cache[files] = (sum(f.stat().st_size for f in files), gzip_size(files))
         sizes[row["id"]] = cache.get(files) if files else None
     return sizes
 

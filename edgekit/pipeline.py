@@ -278,13 +278,13 @@ def _versions(packages: dict, *names: str) -> dict[str, str]:
 
 def _baseline(model, model_key: str, run_dir: Path, recipe) -> Variant:
     from edgekit.runtimes import keras as keras_runtime
-    from edgekit.weights import gzip_size, keras_weights, summarize
+    from edgekit.weights import gzip_size, summarize
 
     baseline = Variant(format="keras", precision="fp32", path=run_dir / "model" / "model.keras", key=model_key)
     baseline.session = keras_runtime.open_session(model, recipe.benchmark.threads)
     baseline.runtime, baseline.settings = baseline.session.runtime, dict(baseline.session.settings)
     baseline.gzip_bytes = gzip_size(baseline.files)
-    baseline.weights = summarize(keras_weights(model))
+    baseline.weights = summarize(model.get_weights())
     return baseline
 
 
