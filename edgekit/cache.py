@@ -22,6 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 
+#: the cached stages, in build order
+STAGES = ("train", "compress", "convert", "evaluate", "bench")
+
+
 def default_root() -> Path:
     return Path(os.environ.get("EDGEKIT_CACHE_DIR") or Path.home() / ".cache" / "edgekit")
 
@@ -80,6 +84,10 @@ class Cache:
 
     def reused(self, stage: str) -> list[str]:
         return [e["name"] for e in self.events if e["stage"] == stage and e["reused"]]
+
+    def reused_by_stage(self) -> dict[str, list[str]]:
+        """What this build took from the cache, per stage (results.json ``reused``)."""
+        return {stage: self.reused(stage) for stage in STAGES}
 
     def info(self) -> dict[str, dict[str, int]]:
         """Entries and bytes per stage."""

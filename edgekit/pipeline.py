@@ -128,7 +128,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
         "model": {**train_describe(model), "keras": flavour, "source": recipe.model.source},
         "models": state.models,
         "not_produced": exporter.not_produced,
-        "reused": {stage: cache.reused(stage) for stage in ("train", "compress", "convert", "evaluate", "bench")},
+        "reused": cache.reused_by_stage(),
         "build_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
@@ -139,17 +139,17 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
 
 def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
     """results.json with the finished rows and every unfinished variant marked ``interrupted``."""
+    from edgekit.rows import make_row
+    from edgekit.targets import Measurement
+
     done = {row["id"].rsplit("@", 1)[0] for row in state.rows}
-    rows = list(state.rows)
-    for variant in state.variants:
-        if variant.stem not in done:
-            rows.append({"id": f"{variant.stem}@{recipe.targets[0]}", "model": variant.model, "parent": variant.parent,
-                         "format": variant.format, "precision": variant.precision, "target": recipe.targets[0],
-                         "status": "interrupted", "reason": "the build was interrupted before this row was measured",
-                         "metrics": variant.metrics, "delta": {}, "parity": variant.parity, "latency_ms": None,
-                         "size_bytes": variant.size_bytes, "speedup_vs_baseline": None, "notes": []})
-    results = {**state.header, "interrupted": True, "models": state.models, "rows": rows,
-               "reused": {stage: cache.reused(stage) for stage in ("train", "compress", "convert", "evaluate", "bench")}}
+    target = recipe.targets[0]
+    unfinished = Measurement("interrupted", "the build was interrupted before this row was measured")
+    rows = list(state.rows) + [
+        make_row(f"{variant.stem}@{target}", variant, target, unfinished, state.variants[0])
+        for variant in state.variants if variant.stem not in done
+    ]
+    results = {**state.header, "interrupted": True, "models": state.models, "rows": rows, "reused": cache.reused_by_stage()}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "results.json", results)
     _write_manifest(run_dir, results, state, cache)

@@ -10,7 +10,7 @@ import numpy as np
 from edgekit import evaluate
 from edgekit.bench import summarize
 from edgekit.progress import step
-from edgekit.variants import Variant, one_line
+from edgekit.variants import Variant, one_line, score
 
 #: A quantized row is called slower than fp32 past this p50 ratio; closer than 5% is timing noise
 #: on a shared machine (two runs of the same file differ by that much).
@@ -94,9 +94,8 @@ def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: 
         return {"metrics": {}, "delta": {}, "parity": {}}
     if baseline_outputs is None:
         baseline_outputs = baseline.session.predict(data.x_test)
-    metrics = evaluate.metrics(task, outputs, data.y_test, x=data.x_test)
-    return {"metrics": metrics, "delta": evaluate.delta(metrics, baseline.metrics),
-            "parity": evaluate.parity(outputs, baseline_outputs, task)}
+    metrics, parity = score(outputs, data, baseline_outputs, task)
+    return {"metrics": metrics, "delta": evaluate.delta(metrics, baseline.metrics), "parity": parity}
 
 
 def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -> dict[str, Any]:

@@ -69,13 +69,18 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
+def score(outputs, data, baseline_outputs, task: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics, parity) of test-split outputs, wherever they were produced."""
+    return (evaluate.metrics(task, outputs, data.y_test, x=data.x_test),
+            evaluate.parity(outputs, baseline_outputs, task))
+
+
 def evaluate_variant(variant: Variant, data, baseline_outputs, task: str):
     """Run the test split through the variant's session; fill metrics and parity (against
     ``baseline_outputs``, or against itself for the baseline)."""
     outputs = variant.session.predict(data.x_test)
     baseline_outputs = outputs if baseline_outputs is None else baseline_outputs
-    variant.metrics = evaluate.metrics(task, outputs, data.y_test, x=data.x_test)
-    variant.parity = evaluate.parity(outputs, baseline_outputs, task)
+    variant.metrics, variant.parity = score(outputs, data, baseline_outputs, task)
     return outputs
 
 
