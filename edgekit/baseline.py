@@ -4,12 +4,18 @@ deciding whether a baseline can be compared with a run at all.
 A baseline file (``edgekit baseline save``) wraps a run's results.json with the recipe hash, the
 recipe text and the environment; a plain results.json is accepted as a baseline too.
 Standard library only.
+
+Two kinds of bad input, two exit codes: a file that is not a results file at all (not JSON, a
+missing key, a string where a number belongs) is an InputError (exit 2); a results file whose
+numbers cannot be measurements (NaN, inf, a latency at or below zero) is read, and
+``value_problems`` names them so that ``edgekit check`` fails its budgets (exit 1).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 from edgekit.errors import InputError
@@ -26,8 +32,9 @@ def _read_json(path: Path, what: str) -> object:
                          + (" or a file from `edgekit baseline save`" if what == "baseline" else ""))
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: {what} is not valid JSON ({exc}); expected a file written by edgekit") from None
+    # ValueError also covers integers past Python's 4300-digit limit; RecursionError, deep nesting.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InputError(f"{path}: {what} is not valid JSON ({str(exc)[:120]}); expected a file written by edgekit") from None
 
 
 def validate_results(doc: object, path: Path | str, what: str = "results") -> dict:
@@ -44,6 +51,9 @@ def validate_results(doc: object, path: Path | str, what: str = "results") -> di
                          "pass RUN_DIR/results.json or a file from `edgekit baseline save`")
     if not isinstance(doc["rows"], list) or not doc["rows"]:
         raise InputError(f"{path}: {what}: expected a non-empty list of rows, received {doc['rows']!r:.60}")
+    for key in ("baseline", "primary_metric"):
+        if not isinstance(doc[key], str):
+            raise InputError(f"{path}: {what}: {key}: expected a string (a row id or metric name), received {doc[key]!r:.60}")
     if not isinstance(doc["recipe"], dict):
         raise InputError(f"{path}: {what}: recipe: expected an object with name and sha256, received {doc['recipe']!r:.60}")
     for i, row in enumerate(doc["rows"]):
@@ -69,6 +79,42 @@ def _row_problem(row: dict) -> str | None:
     if size is not None and not isinstance(size, int):
         return f"size_bytes: expected an integer or null, received {size!r:.60}"
     return None
+
+
+def non_finite(value: float) -> str | None:
+    """How a number is not finite: NaN, inf or -inf (inf too for an integer too large for a float,
+    which JSON allows), else None. Every comparison with NaN is False, so a NaN that reached a
+    budget would pass it: every budget asks this first."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return "inf" if value > 0 else "-inf"
+    if math.isnan(number):
+        return "NaN"
+    return ("inf" if number > 0 else "-inf") if math.isinf(number) else None
+
+
+def latency_problem(key: str, value: float) -> str | None:
+    """Why one latency_ms value cannot be a measurement, or None: it must be finite and not
+    negative, and the p50 above zero (a median time of 0 ms was never measured)."""
+    if why := non_finite(value):
+        return why
+    if value < 0 or (key == "p50" and value == 0):
+        return f"{value:g} (expected {'> 0' if key == 'p50' else '>= 0'})"
+    return None
+
+
+def value_problems(row: dict) -> list[str]:
+    """What in a row's metrics, latency and size cannot be believed, one phrase each (empty when
+    all can). Metrics only need to be finite: some are negative by nature (an R^2)."""
+    problems = [f"metrics.{key} is {why}" for key, value in (row.get("metrics") or {}).items()
+                if (why := non_finite(value))]
+    problems += [f"latency_ms.{key} is {why}" for key, value in (row.get("latency_ms") or {}).items()
+                 if (why := latency_problem(key, value))]
+    size = row.get("size_bytes")
+    if size is not None and size < 0:
+        problems.append(f"size_bytes is {size} (expected >= 0)")
+    return problems
 
 
 def load_results(path: Path) -> dict:

@@ -32,7 +32,7 @@ BUDGET_KEYS = tuple(DOCS)
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a misspelt budget must never silently pass.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN limit would pass everything
 
 
 class Budget(_Strict):

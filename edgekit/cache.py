@@ -3,27 +3,36 @@
 A key hashes the stage name, its slice of the recipe, the key of its input, the data's
 content hash and the versions of the libraries the stage uses. A rerun reuses every entry
 whose key is unchanged. Entries are folders written under a temporary name and renamed into
-place, so a build killed at any moment never leaves an entry a rerun would trust.
+place, so a build killed at any moment never leaves an entry a rerun would trust; each records
+the sha256 of its files and is verified when read, so a damaged one is recomputed, never used.
+All stages go through ``Cache.fetch`` (get or compute).
 
 The cache lives in ``$EDGEKIT_CACHE_DIR`` or ``~/.cache/edgekit`` (CI can keep it between jobs).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 
 #: the cached stages, in build order
 STAGES = ("train", "compress", "convert", "evaluate", "bench")
+
+T = TypeVar("T")
 
 
 def default_root() -> Path:
@@ -46,41 +55,158 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:32]
 
 
+class CorruptEntry(Exception):
+    """A cache entry whose files do not match its manifest, or that cannot be read."""
+
+
+#: written last into every entry: the sha256 of each of its files
+MANIFEST = "entry.json"
+#: marks a folder as an edgekit cache root (https://bford.info/cachedir/)
+MARKER = "CACHEDIR.TAG"
+MARKER_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+               "# This file is a cache directory tag created by edgekit (the stage cache).\n"
+               "# For information about cache directory tags, see https://bford.info/cachedir/\n")
+#: a temporary folder this old is a killed writer's, whatever its pid says (pids are per machine)
+STALE_S = 3600.0
+#: how often a read retries when a concurrent writer replaced the entry while it was being read
+READ_TRIES = 3
+
+
 @dataclass
 class Cache:
-    """A folder of finished stage outputs, ``<root>/<stage>/<key>/``."""
+    """A folder of finished stage outputs, ``<root>/<stage>/<key>/``.
+
+    Every entry holds ``entry.json`` (the sha256 of each of its files), written last inside a
+    temporary folder that is then renamed into place: a reader sees a complete entry or none.
+    An entry is verified whenever it is read; one that fails is discarded and recomputed.
+    When ``enabled`` is False (``--fresh``) nothing is read and every write replaces its entry.
+    """
 
     root: Path = field(default_factory=default_root)
     enabled: bool = True
     #: what this build did per stage output: {"stage", "name", "key", "reused"}
     events: list[dict] = field(default_factory=list)
+    #: where the one warning line about a discarded entry goes (the build log during a build)
+    log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr), repr=False)
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def get(self, stage: str, key: str) -> Path | None:
-        """The finished entry folder, or None (always None when the cache is disabled)."""
-        path = self.entry(stage, key)
-        return path if self.enabled and path.is_dir() else None
+    def fetch(self, stage: str, key: str, name: str, *, load: Callable[[Path], T], compute: Callable[[], T],
+              store: Callable[[T, Path], None], keep: Callable[[T], bool] = lambda value: True) -> tuple[T, bool]:
+        """The one get-or-compute of every stage.
 
-    def hit(self, stage: str, key: str, name: str) -> None:
-        """Record that ``name`` was taken from the cache (call after the entry was loaded)."""
-        self.events.append({"stage": stage, "name": name, "key": key, "reused": True})
+        Args:
+            stage: one of ``STAGES``.
+            key: the entry's key (``make_key``).
+            name: what the entry is, for the log and ``events`` (``tflite-int8``).
+            load: reads the value from a verified entry folder; any exception counts as corrupt.
+            compute: makes the value when there is no usable entry; its exceptions propagate.
+            store: writes the value into an (empty, temporary) entry folder.
+            keep: whether a computed value is worth caching (a failed measurement is not).
+
+        Returns:
+            (value, whether it came from the cache).
+        """
+        if self.enabled:
+            for _ in range(READ_TRIES):
+                try:
+                    value = self._read(stage, key, load)
+                except _Replaced:  # a concurrent writer swapped the entry mid-read: read the new one
+                    continue
+                except CorruptEntry as exc:
+                    self.log(f"[cache] {stage} entry {key} for {name} is {exc}; recomputing")
+                    break
+                if value is not _MISS:
+                    self.events.append({"stage": stage, "name": name, "key": key, "reused": True})
+                    return value, True
+                break
+        value = compute()
+        if keep(value):
+            self.put(stage, key, name, lambda folder: store(value, folder))
+        return value, False
+
+    def _read(self, stage: str, key: str, load: Callable[[Path], T]):
+        """``load(entry)`` of a verified entry, or ``_MISS``; a corrupt entry is moved away.
+
+        Raises:
+            _Replaced: the entry was replaced while it was read (what was read may mix two entries).
+            CorruptEntry: the entry failed verification or ``load``.
+        """
+        folder = self.entry(stage, key)
+        identity = _identity(folder)
+        if identity is None:
+            return _MISS
+        try:
+            verify(folder)
+            value = load(folder)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with an entry, it is recomputed
+            if _identity(folder) != identity:
+                raise _Replaced() from None
+            self._discard(folder, identity)
+            raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({_one_line(exc)})") from None
+        if _identity(folder) != identity:  # an entry never comes back once moved: same identity, same entry
+            raise _Replaced()
+        return value
 
     def put(self, stage: str, key: str, name: str, fill: Callable[[Path], None]) -> Path:
-        """Create an entry: ``fill(folder)`` writes into a temporary folder, renamed when done."""
+        """Create an entry: ``fill(folder)`` writes into a temporary folder, renamed when done.
+
+        A good entry already in place is kept (a concurrent writer of the same key was first) unless
+        the cache is disabled (``--fresh``); a corrupt one is replaced. Never deletes before the
+        replacement is complete, so a reader sees the old entry, the new one, or (for an instant) none.
+        """
         self.events.append({"stage": stage, "name": name, "key": key, "reused": False})
         final = self.entry(stage, key)
+        self._make_root()
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        sweep(final.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix("tmp", key), dir=final.parent))
         try:
             fill(tmp)
-            if final.exists():  # written meanwhile (or --fresh): the newest result wins
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            write_manifest(tmp)
+            if not _rename(tmp, final):  # an entry is in place already
+                if self.enabled and _verified(final):
+                    return final  # the other writer's entry is as good as ours: ours is discarded
+                self._discard(final, _identity(final))
+                _rename(tmp, final)  # fails only if another writer got in between: then theirs stays
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    def _discard(self, folder: Path, identity: tuple | None) -> None:
+        """Move ``folder`` aside (atomically, so no reader sees it half deleted), then delete it.
+        Only when it is still the entry that was judged (``identity``): never a newer good one."""
+        if identity is None or _identity(folder) != identity:
+            return
+        aside = folder.parent / (_temp_prefix("old", folder.name) + uuid.uuid4().hex[:8])
+        try:
+            os.rename(folder, aside)
+        except OSError:
+            return  # gone already, or someone else moved it
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _make_root(self) -> None:
+        """Mark the root as edgekit's when edgekit creates it (or finds it empty, or it is the
+        default ~/.cache/edgekit): never tag a folder the user already keeps other things in."""
+        fresh = not self.root.exists() or not any(self.root.iterdir())
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = self.root / MARKER
+        if (fresh or self._is_home_default()) and not marker.exists():
+            marker.write_text(MARKER_TEXT)
+
+    def _is_home_default(self) -> bool:
+        return self.root.expanduser().absolute() == Path.home() / ".cache" / "edgekit"
+
+    def is_marked(self) -> bool:
+        """Whether ``root`` carries edgekit's cache directory tag (~/.cache/edgekit is edgekit's
+        whether or not an older edgekit wrote the tag)."""
+        if self._is_home_default():
+            return True
+        try:
+            return "edgekit" in (self.root / MARKER).read_text()
+        except OSError:
+            return False
 
     def reused(self, stage: str) -> list[str]:
         return [e["name"] for e in self.events if e["stage"] == stage and e["reused"]]
@@ -90,20 +216,166 @@ class Cache:
         return {stage: self.reused(stage) for stage in STAGES}
 
     def info(self) -> dict[str, dict[str, int]]:
-        """Entries and bytes per stage."""
+        """Entries and bytes per stage (only edgekit's stage folders are counted)."""
         out: dict[str, dict[str, int]] = {}
-        if not self.root.is_dir():
-            return out
-        for stage in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            entries = [e for e in stage.iterdir() if e.is_dir() and not e.name.startswith(".")]
+        for stage in STAGES:
+            folder = self.root / stage
+            if not folder.is_dir():
+                continue
+            entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
             size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
-            out[stage.name] = {"entries": len(entries), "bytes": size}
+            out[stage] = {"entries": len(entries), "bytes": size}
         return out
 
     def clear(self) -> int:
-        """Remove every entry; returns how many were removed."""
+        """Remove every entry (edgekit's stage folders; any other file in the root stays).
+
+        Returns:
+            How many entries were removed.
+
+        Raises:
+            InputError: the root exists but is not marked as an edgekit cache.
+        """
+        if not self.root.exists():
+            return 0
+        if not self.is_marked():
+            from edgekit.errors import InputError
+
+            raise InputError(
+                f"{self.root} is not an edgekit cache folder (expected the {MARKER} file edgekit writes when it "
+                f"creates one), so nothing was removed; point EDGEKIT_CACHE_DIR at a folder edgekit created, or "
+                f"remove its {', '.join(s + '/' for s in STAGES)} folders yourself"
+            )
         count = sum(v["entries"] for v in self.info().values())
-        if self.root.is_dir():
-            shutil.rmtree(self.root)
+        sweep(self.root, legacy=False)  # the root may hold the user's own hidden folders
+        for stage in STAGES:
+            folder = self.root / stage
+            aside = self.root / (_temp_prefix("clear", stage) + uuid.uuid4().hex[:8])
+            try:  # renamed first, so a build reading meanwhile sees a miss, not half an entry
+                os.rename(folder, aside)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
         return count
 
+
+class _Replaced(Exception):
+    """The entry changed under a reader (a concurrent writer replaced it)."""
+
+
+#: what ``Cache._read`` returns when there is no entry
+_MISS = object()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+def _identity(folder: Path) -> tuple | None:
+    """Which entry is at ``folder`` now (None: none): its inode, change time and the random id in
+    its manifest. Inodes of deleted folders are reused and change times are coarse; the id is not."""
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    try:
+        entry_id = json.loads((folder / MANIFEST).read_text()).get("id")
+    except (OSError, ValueError, AttributeError):
+        entry_id = None
+    return stat.st_dev, stat.st_ino, stat.st_ctime_ns, entry_id
+
+
+def _rename(source: Path, target: Path) -> bool:
+    """Rename a folder onto ``target``; False when ``target`` is a non-empty folder already."""
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the sha256 of every file in ``folder`` (called last, before the rename), and a
+    random id that tells this entry from any other written under the same key."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
+    hashes = {f.relative_to(folder).as_posix(): _file_sha256(f) for f in files}
+    (folder / MANIFEST).write_text(json.dumps({"id": uuid.uuid4().hex, "files": hashes}, indent=1))
+
+
+def verify(folder: Path) -> None:
+    """Check every file of an entry against its manifest.
+
+    Raises:
+        CorruptEntry: no manifest (entries from before checksums count as corrupt), an unreadable
+            one, a missing file or a sha256 mismatch; the message names the file.
+    """
+    try:
+        hashes = json.loads((folder / MANIFEST).read_text())["files"]
+    except FileNotFoundError:
+        raise CorruptEntry(f"no {MANIFEST}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptEntry(f"{MANIFEST} unreadable: {_one_line(exc)}") from None
+    if not isinstance(hashes, dict) or not hashes:
+        raise CorruptEntry(f"{MANIFEST} lists no files")
+    for name, expected in hashes.items():
+        path = folder / name
+        if not path.is_file():
+            raise CorruptEntry(f"{name}: missing")
+        if _file_sha256(path) != expected:
+            raise CorruptEntry(f"{name}: sha256 mismatch")
+
+
+def _verified(folder: Path) -> bool:
+    try:
+        verify(folder)
+    except (CorruptEntry, OSError):
+        return False
+    return True
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_prefix(kind: str, key: str) -> str:
+    """``.tmp.<key>.<host>.<pid>.``: hidden, and says who wrote it, so sweep() can tell a killed
+    writer's folder from a live one."""
+    return f".{kind}.{key}.{_HOST}.{os.getpid()}."
+
+
+def sweep(folder: Path, legacy: bool = True, now: float | None = None) -> None:
+    """Remove the temporary folders of killed writers in ``folder``: those of a dead process on
+    this machine, and those older than ``STALE_S`` (other machines). ``legacy``: also any hidden
+    folder older than that (older edgekits named them ``.<key>.<random>``); only in stage folders."""
+    now = time.time() if now is None else now
+    for path in folder.glob(".*"):
+        parts = path.name.split(".")
+        ours = len(parts) == 6 and parts[1] in ("tmp", "old", "clear") and parts[4].isdigit()
+        if not (ours or legacy) or not path.is_dir():
+            continue
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if (ours and parts[3] == _HOST and not _alive(int(parts[4]))) or age > STALE_S:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True

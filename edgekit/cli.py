@@ -32,7 +32,8 @@ def cli() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (default: runs/<recipe name>/).")
 @click.option("--fresh", is_flag=True, help="Ignore the stage cache: retrain, reconvert and re-measure everything.")
-def build(recipe_file: Path, out_dir: Path | None, fresh: bool) -> None:
+@click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
+def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> None:
     """Build every variant of RECIPE, measure each, and write results.json and report.md.
 
     Stages whose inputs did not change since an earlier build are taken from the cache
@@ -49,9 +50,10 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool) -> None:
     from edgekit.progress import BuildLog
 
     run_dir = out_dir or Path("runs") / recipe.name
+    _preflight(recipe, run_dir, cache_used=not fresh)
     log = BuildLog()
     try:
-        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh))
+        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force)
     finally:
         log.close()
     report.print_table(result.results)
@@ -63,6 +65,49 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool) -> None:
     if result.failed:
         failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
         raise click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+
+
+def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
+    """Fail now, in one line, for what would otherwise fail after training."""
+    from edgekit import preflight
+    from edgekit.cache import default_root
+
+    for line in _outside(recipe):
+        _log(line)
+    preflight.check_writable(run_dir, "--out", "choose a writable folder with --out DIR")
+    if cache_used:
+        preflight.check_writable(default_root(), "stage cache", "set EDGEKIT_CACHE_DIR to a writable folder, or build with --fresh")
+
+
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
+def validate(recipe_file: Path) -> None:
+    """Check RECIPE and its data without training anything: the schema, the data file's arrays
+    (shapes, labels, NaN or infinity, empty splits) and the device profiles it names.
+
+    Exit codes: 0 a build would start, 2 the problem, in one line. Never imports TensorFlow.
+    """
+    from edgekit.data import load_dataset
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(recipe_file)
+    for line in _outside(recipe):
+        _log(line)
+    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    if recipe.model.file is not None and not Path(recipe.model.file).exists():
+        from edgekit.errors import ModelError
+
+        raise ModelError(f"model.file: not found: {recipe.model.file}; check the path (relative paths start at the recipe's folder)")
+    click.echo(f"{recipe_file}: ok: {recipe.task}, model {recipe.model.source}, data {recipe.data.source} "
+               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {list(data.input_shape)}, "
+               f"{data.num_classes} {'targets' if recipe.task == 'regression' else 'classes'}), "
+               f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
+
+
+def _outside(recipe) -> list[str]:
+    from edgekit import preflight
+
+    return preflight.outside_paths(recipe)
 
 
 @cli.group()
@@ -87,7 +132,7 @@ def cache_info() -> None:
 
 @cache.command("clear")
 def cache_clear() -> None:
-    """Remove every cache entry."""
+    """Remove every cache entry (only edgekit's stage folders; other files in the folder stay)."""
     from edgekit.cache import Cache
 
     store = Cache()
@@ -334,7 +379,29 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 
 
 def main() -> None:
-    cli(prog_name="edgekit")
+    """The console script. An error edgekit did not foresee is still one line (exit 1) that says
+    how to get the traceback: EDGEKIT_DEBUG=1 lets it through."""
+    try:
+        cli(prog_name="edgekit", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        from edgekit.errors import one_line
+
+        click.echo(f"Error: internal error: {one_line(exc)}; this is a bug in edgekit: rerun with EDGEKIT_DEBUG=1 "
+                   "for the traceback and report it", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import data_checks
 from edgekit.datasets import BUILTINS
 from edgekit.errors import DataError
 
@@ -74,7 +75,7 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
             raise DataError(f"data.path: file not found: {path}; check the path (relative paths start at the recipe's folder)")
         info["path"] = str(path)
         info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-        arrays, names = files.read_npz(path, spec) if spec.source == "npz" else files.read_csv(path, spec, task)
+        arrays, names = files.read_npz(path, spec, task) if spec.source == "npz" else files.read_csv(path, spec, task)
     else:
         builtin = BUILTINS[spec.source]
         if builtin.task != task:
@@ -83,6 +84,8 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         arrays, names = builtin.load(spec)
 
     arrays = dict(arrays)
+    for key, array in arrays.items():
+        data_checks.check_samples_axis(array, key)
     for key in [k for k in arrays if k.startswith("y")]:
         arrays[key] = _labels(arrays[key], key, task)
     stratify = task in ("classification", "anomaly")
@@ -94,6 +97,7 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
         _check_pair(x_train, y_train, "x_train", "y_train", task)
         _check_pair(x_test, y_test, "x_test", "y_test", task)
+        data_checks.check_splits({"train": (x_train, y_train), "test": (x_test, y_test)})
         names = names or _names(np.concatenate([y_train, y_test]), task)
     if "x_val" in arrays:
         x_val, y_val = arrays["x_val"], arrays["y_val"]
@@ -104,6 +108,10 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     if task == "anomaly":
         x_train, y_train, x_val, y_val, info["anomaly"] = _normal_only(x_train, y_train, x_val, y_val, y_test)
 
+    splits = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+    data_checks.check_splits(splits, regression=task == "regression")
+    if task == "classification":
+        data_checks.check_classes(y_train, len(names))
     per = getattr(spec, "normalize_per", "feature")
     x_train, x_val, x_test, info["normalize"] = _normalize(spec.normalize, x_train, x_val, x_test, per)
 
@@ -124,13 +132,20 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool = True):
     from sklearn.model_selection import train_test_split
 
+    if len(y) < 2:
+        raise DataError(f"the data has {len(y)} sample(s); splitting into train and test needs at least 2 "
+                        "(a few hundred to measure accuracy): add samples")
     by = None
     if stratify:
         counts = np.bincount(y)
         # Stratify when every class can appear on both sides; tiny sets fall back to shuffling.
         if counts[counts > 0].min() >= 2 and round(len(y) * fraction) >= len(counts[counts > 0]):
             by = y
-    return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=by)
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=by)
+    except ValueError as exc:  # e.g. a fraction that leaves one side empty
+        raise DataError(f"cannot split {len(y)} samples with fraction {fraction}: {exc}; "
+                        "change data.test_fraction / data.val_fraction or add samples") from None
 
 
 def _normal_only(x_train, y_train, x_val, y_val, y_test):
@@ -156,7 +171,9 @@ def _labels(y: np.ndarray, name: str, task: str) -> np.ndarray:
         y = y[..., 0] if y.ndim == 4 and y.shape[-1] == 1 else y
         if y.ndim != 3 or not np.all(np.mod(y, 1) == 0) or (y < 0).any():
             raise DataError(f"{name}: expected integer masks of shape [N, H, W] with class ids >= 0, received shape {list(y.shape)}")
-        return y.astype(np.int64)
+        y = y.astype(np.int64)
+        data_checks.check_class_ids(y, name)
+        return y
     y = _as_class_ids(y, name)
     if task == "anomaly" and (y > 1).any():
         raise DataError(f"{name}: expected anomaly flags 0 (normal) or 1 (anomalous), received values up to {int(y.max())}")
@@ -179,11 +196,14 @@ def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
         raise DataError(f"{name}: expected one class label per sample (shape [N]), received shape {list(y.shape)}")
     if not np.all(np.mod(y, 1) == 0) or (y < 0).any():
         raise DataError(f"{name}: expected integer class ids >= 0 for classification, received values like {y[:3].tolist()}")
-    return y.astype(np.int64)
+    y = y.astype(np.int64)
+    data_checks.check_class_ids(y, name)  # before a class table is made from the largest id
+    return y
 
 
 def _class_names(y: np.ndarray) -> list[str]:
-    return [str(i) for i in range(int(y.max()) + 1)]
+    # Empty labels give no classes; the split checks then say which array has no samples.
+    return [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, xname: str, yname: str, task: str = "classification") -> None:

@@ -68,7 +68,7 @@ class DeviceError(Exception):
 class DeviceProfile(BaseModel):
     """devices/NAME.yaml: how to reach a device and what it can run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity is never a valid setting
 
     host: str = Field(pattern=r"^[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*$", description="host name or address")
     port: int = Field(22, ge=1, le=65535)

@@ -13,9 +13,19 @@ import click
 
 
 class EdgekitError(click.ClickException):
-    """Base class; exit code 1 (a pipeline failure)."""
+    """Base class; exit code 1 (a pipeline failure). The message is kept to one line: control
+    characters that came from the user's input (a key holding a newline) are shown escaped."""
 
     exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_single_line(message))
+
+
+def _single_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InputError(EdgekitError):
@@ -40,3 +50,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception cut to one line: its type and the first line of its message (300 characters)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")

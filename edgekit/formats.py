@@ -20,7 +20,7 @@ class FormatOptions(BaseModel):
     """Options of one format, set in the recipe under ``export.<format>``; both the converter
     and the runtime receive them. Defaults are the settings measured best on x86 CPUs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN or infinity is never a valid setting
 
 
 class TFLiteOptions(FormatOptions):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from edgekit import environment, evaluate, report
 from edgekit.cache import Cache, fingerprint, make_key
-from edgekit.errors import EdgekitError, ModelError
+from edgekit.errors import EdgekitError, InputError, ModelError
 from edgekit.formats import FORMATS
 from edgekit.report import write_json
 from edgekit.variants import BuildContext, Variant, convert_and_evaluate, evaluate_variant, format_metrics, one_line
@@ -49,13 +49,17 @@ class _State:
     models: list[dict] = field(default_factory=list)
 
 
-def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None) -> BuildResult:
+def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``.
 
     Stage outputs come from ``cache`` when their keys are unchanged. On Ctrl-C the finished
-    rows are written, the unfinished ones marked, and ``Interrupted`` is raised.
+    rows are written, the unfinished ones marked, and ``Interrupted`` is raised. ``run_dir``
+    ends up holding this run only; a non-empty folder that is no run directory is refused
+    unless ``force``.
     """
     cache = cache if cache is not None else Cache()
+    cache.log = log  # a discarded cache entry is one line of the build log
+    _prepare_run_dir(run_dir, force)
     state = _State()
     try:
         return _build(recipe, run_dir, log, cache, state)
@@ -65,6 +69,50 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None) -
             f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
             "run the same command again to resume, finished stages are cached"
         ) from None
+
+
+#: what a build writes into its run directory: a folder holding only these is a run directory
+#: even without results.json (a build killed before it wrote one)
+RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
+             "latency.json", "report.md", "report.html"}
+
+
+def _prepare_run_dir(run_dir: Path, force: bool) -> None:
+    """Refuse a folder that is not a run directory (unless ``force``); drop the device profiles
+    of the previous run, which this one writes again for its own targets."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file; expected a folder for the run: choose another --out")
+    if not run_dir.is_dir():
+        return
+    names = {p.name for p in run_dir.iterdir() if not p.name.endswith(".tmp")}
+    is_run = not names or bool(names & {"results.json", "manifest.json"}) or names <= RUN_FILES
+    if not is_run and not force:
+        raise InputError(
+            f"--out {run_dir} is a non-empty folder that is not an edgekit run directory (no results.json or "
+            f"manifest.json); choose an empty or new folder, or pass --force to build into it anyway"
+        )
+    shutil.rmtree(run_dir / "devices", ignore_errors=True)
+
+
+def _remove_stale_artifacts(run_dir: Path, variants: list[Variant]) -> None:
+    """Delete what an earlier run left in artifacts/ that no row of this run points at."""
+    keep = {f.resolve() for variant in variants for f in variant.files}
+    folder = run_dir / "artifacts"
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.resolve() not in keep:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
+    """Every file an ok row points at must still be there (the run directory can be deleted or
+    cleaned while the build runs; its rows would then describe nothing)."""
+    missing = [f for v in variants if v.status == "ok" for f in v.files if not f.exists()]
+    if missing:
+        shown = ", ".join(str(f) for f in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise EdgekitError(
+            f"the run directory {run_dir} lost files during the build (missing: {shown}); expected every artifact "
+            "this build wrote to stay there: was the folder deleted or cleaned meanwhile? Run the build again"
+        )
 
 
 def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> BuildResult:
@@ -119,6 +167,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
         state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows, latencies=state.latencies
     )
     rows = state.rows
+    _check_outputs(run_dir, state.variants)
+    _remove_stale_artifacts(run_dir, state.variants)
     results = {
         **state.header,
         "baseline": rows[0]["id"],
@@ -132,8 +182,14 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
         "build_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
-    report.write(results, latencies, run_dir)
-    _write_manifest(run_dir, results, state, cache)
+    try:
+        report.write(results, latencies, run_dir)
+        _write_manifest(run_dir, results, state, cache)
+    except OSError as exc:
+        raise EdgekitError(
+            f"could not write the results into {run_dir}: {exc.strerror or exc} ({exc.filename}); expected a "
+            "writable run directory: check --out and run the build again"
+        ) from None
     return BuildResult(results, run_dir)
 
 
@@ -209,38 +265,41 @@ def _fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cach
         "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe), train=recipe.train.model_dump(),
         seed=recipe.seed, task=recipe.task, data=data_key, versions=_versions(packages, "tensorflow", "tf-keras", "keras"),
     )
-    model = _load_cached_model(cache, "train", key, "base")
-    if model is not None:
+    names = ("model.keras", "history.json")
+    model_dir = run_dir / "model"
+
+    def load(folder: Path):
+        model = _load_keras(folder / "model.keras")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:  # the very files the first build wrote
+            shutil.copyfile(folder / name, model_dir / name)
+        return model
+
+    def compute():
+        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
+        model, history = train_stage.train(recipe, data, log=log)
+        write_json(model_dir / "history.json", history)
+        train_stage.save_model(model, model_dir)
+        return model
+
+    def store(model, folder: Path) -> None:
+        for name in names:
+            shutil.copyfile(model_dir / name, folder / name)
+
+    model, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
+    if reused:
         log(f"[train] {recipe.model.source}: trained model reused from the cache")
-        (run_dir / "model").mkdir(parents=True, exist_ok=True)
-        for name in ("model.keras", "history.json"):  # the very files the first build wrote
-            shutil.copyfile(cache.entry("train", key) / name, run_dir / "model" / name)
-        return model, "tf_keras", key
-    log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
-    model, history = train_stage.train(recipe, data, log=log)
-    write_json(run_dir / "model" / "history.json", history)
-    saved = train_stage.save_model(model, run_dir / "model")
-    cache.put("train", key, "base", lambda d: [shutil.copyfile(saved.parent / n, d / n) for n in ("model.keras", "history.json")])
     return model, "tf_keras", key
 
 
-def _load_cached_model(cache: Cache, stage: str, key: str, name: str):
-    """A Keras model from a cache entry, or None when there is none or it cannot be loaded."""
-    folder = cache.get(stage, key)
-    if folder is None:
-        return None
+def _load_keras(path: Path):
+    """A Keras model saved by a stage (raises when it cannot be loaded)."""
+    import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    try:
-        import tensorflow_model_optimization as tfmot
-
-        # QAT models need tfmot's layer classes in scope to deserialise.
-        with tfmot.quantization.keras.quantize_scope():
-            model = tf_keras.models.load_model(folder / "model.keras", compile=False)
-    except Exception:  # noqa: BLE001 - e.g. a custom layer of a python builder: compute it again
-        return None
-    cache.hit(stage, key, name)
-    return model
+    # QAT models need tfmot's layer classes in scope to deserialise.
+    with tfmot.quantization.keras.quantize_scope():
+        return tf_keras.models.load_model(path, compile=False)
 
 
 def _content_hash(path: Path) -> str:
@@ -350,18 +409,19 @@ def _compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter:
                        data=ctx.data_key, seed=recipe.seed, batch_size=recipe.train.batch_size, learning_rate=recipe.train.learning_rate,
                        versions=_versions(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"))
         info["key"] = key
-        model = _load_cached_model(cache, "compress", key, step.name)
-        if model is not None:
+        try:
+            model, reused = cache.fetch(
+                "compress", key, step.name, load=lambda folder: _load_keras(folder / "model.keras"),
+                compute=lambda step=step, parent=parent: compress.make(step, parent, data, recipe, log),
+                store=lambda m, folder: m.save(folder / "model.keras"),
+            )
+        except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
+            info.update(status="failed", reason=one_line(exc))
+            log(f"[compress] {step.name} FAILED: {info['reason']}")
+            variants += exporter.failed(step, one_line(exc))
+            continue
+        if reused:
             log(f"[compress] {step.name}: reused from the cache")
-        else:
-            try:
-                model = compress.make(step, parent, data, recipe, log)
-            except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
-                info.update(status="failed", reason=one_line(exc))
-                log(f"[compress] {step.name} FAILED: {info['reason']}")
-                variants += exporter.failed(step, one_line(exc))
-                continue
-            cache.put("compress", key, step.name, lambda d, m=model: m.save(d / "model.keras"))
         keras_models[step.name] = (model, key)
         info["keras_metrics"] = evaluate.metrics(recipe.task, train_stage.predict(model, data.x_test), data.y_test, x=data.x_test)
         log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")

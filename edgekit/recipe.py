@@ -7,34 +7,74 @@ and its data can move together.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
+import reprlib
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from edgekit.budgets import CheckSpec
 from edgekit.compress.spec import CompressEntry, unique_names
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
 from edgekit.errors import RecipeError, did_you_mean
 from edgekit.formats import FORMATS, PRECISIONS
+from edgekit.recipe_file import read_document
 from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
 from edgekit.tasks import TASK_NAMES
 
 TARGETS = ("cpu", "gpu")
+#: the largest number a model.params value may hold: wider than any edge model needs, small
+#: enough that one typo cannot ask TensorFlow for terabytes
+MAX_PARAM = 100_000
+
+
+def _check_path(value: Any) -> Any:
+    # Caught here, the NUL byte and the over-long name get one line instead of an OSError later.
+    text = str(value)
+    if "\0" in text:
+        raise ValueError("expected a file path, received a path with a NUL byte; remove it")
+    if len(os.fsencode(text)) > 4096:
+        raise ValueError(f"expected a file path of at most 4096 bytes, received {len(os.fsencode(text))} bytes")
+    if long := next((part for part in Path(text).parts if len(os.fsencode(part)) > 255), None):
+        raise ValueError(f"a path component is {len(os.fsencode(long))} bytes long ({long[:40]}...); "
+                         "file systems allow 255: shorten the name")
+    return value
+
+
+#: a recipe path: checked for what no file system accepts, then resolved against the recipe
+SafePath = Annotated[Path, BeforeValidator(_check_path)]
+
+
+def _check_param_values(value: Any, where: str) -> None:
+    """Numbers in model.params are finite and at most MAX_PARAM in size (lists and dicts walked)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or abs(value) > MAX_PARAM:
+            raise ValueError(f"params.{where}: expected a finite number of at most {MAX_PARAM:,}, received {value:.6g}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_param_values(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_param_values(item, f"{where}[{i}]")
 
 
 class _Section(BaseModel):
-    # Unknown keys are errors: a typo must never be silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors: a typo must never be silently ignored. NaN and infinity are
+    # never valid settings (a NaN bound compares false both ways and would slip through).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataSpec(_Section):
     """Where the data comes from and how it is split."""
 
     source: str = Field("digits", description=f"a builtin dataset ({', '.join(BUILTIN_DATASETS)}) or a file kind ({', '.join(FILE_SOURCES)})")
-    path: Path | None = Field(None, description="the data file, for npz and csv sources")
+    path: SafePath | None = Field(None, description="the data file, for npz and csv sources; relative to the recipe's folder "
+                                  "(absolute and ../ paths are allowed and shown in the build log)")
     label_column: str | None = Field(None, description="csv: the column holding the label (default: the last column)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split (ignored when the npz file has its own test arrays)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training samples held out for early stopping")
@@ -71,9 +111,12 @@ class ModelSpec(_Section):
         description="your builder, 'package.module:function', called with (input_shape, num_classes, **params) "
         "and returning a tf_keras model; modules next to the recipe are importable",
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="builder parameters (see `edgekit models`)")
-    file: Path | None = Field(None, description="an existing .keras, .h5 or SavedModel folder instead of a zoo model")
-    safe_mode: bool = Field(True, description="load .keras files in Keras safe mode (no arbitrary code); set false only for files you trust")
+    params: dict[str, Any] = Field(default_factory=dict, description="builder parameters (see `edgekit models`); numbers "
+                                   f"finite and at most {MAX_PARAM:,} in size")
+    file: SafePath | None = Field(None, description="an existing .keras, .h5 or SavedModel folder instead of a zoo model; "
+                                  "relative to the recipe's folder")
+    safe_mode: bool = Field(True, description="refuse a model file (.keras, .h5 or SavedModel) that carries code: a Lambda "
+                            "layer, a custom class, a foreign module; false loads it and runs that code: only for files you trust")
 
     @field_validator("arch")
     @classmethod
@@ -88,6 +131,8 @@ class ModelSpec(_Section):
             raise ValueError("give exactly one of model.arch (a zoo model), model.python (your builder) or model.file (an existing model)")
         if self.file is not None and self.params:
             raise ValueError("model.params apply to builders only: remove them when model.file is set")
+        for key, value in self.params.items():
+            _check_param_values(value, key)
         if self.arch is not None and (problem := check_params(self.arch, self.params)):
             raise ValueError(problem)
         return self
@@ -101,11 +146,11 @@ class ModelSpec(_Section):
 class TrainSpec(_Section):
     """How the fp32 model is trained (ignored for model.file)."""
 
-    epochs: int = Field(20, gt=0)
-    batch_size: int = Field(32, gt=0)
+    epochs: int = Field(20, gt=0, le=10_000)
+    batch_size: int = Field(32, gt=0, le=65_536)
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
-    early_stopping_patience: int = Field(5, ge=0, description="epochs without val_loss improvement before stopping; 0 disables")
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    early_stopping_patience: int = Field(5, ge=0, le=10_000, description="epochs without val_loss improvement before stopping; 0 disables")
 
 
 class QuantizeSpec(_Section):
@@ -116,7 +161,7 @@ class QuantizeSpec(_Section):
         description="fp32; int8 (full-integer PTQ, int8 input/output); TFLite only: fp16, dynamic (int8 weights, "
         "float activations), int16x8 (int16 activations, int8 weights)",
     )
-    calibration_samples: int = Field(200, gt=0, description="samples drawn from the training split to calibrate int8 ranges")
+    calibration_samples: int = Field(200, gt=0, le=100_000, description="samples drawn from the training split to calibrate int8 ranges")
 
 
 class _ExportBase(_Section):
@@ -147,18 +192,18 @@ ExportSpec = create_model(
 class BenchmarkSpec(_Section):
     """The one timing loop's settings, shared by every variant."""
 
-    warmup: int = Field(10, ge=0, description="untimed runs before timing")
-    runs: int = Field(100, gt=0, description="minimum number of timed runs")
-    min_time_s: float = Field(0.0, ge=0, description="keep timing until at least this many seconds have passed")
-    threads: int = Field(1, gt=0, description="intra-op threads for every runtime")
-    inputs: int = Field(16, gt=0, description="distinct test samples cycled through; the same for every variant")
+    warmup: int = Field(10, ge=0, le=1_000_000, description="untimed runs before timing")
+    runs: int = Field(100, gt=0, le=10_000_000, description="minimum number of timed runs")
+    min_time_s: float = Field(0.0, ge=0, le=3600, description="keep timing until at least this many seconds have passed (per row)")
+    threads: int = Field(1, gt=0, le=1024, description="intra-op threads for every runtime")
+    inputs: int = Field(16, gt=0, le=100_000, description="distinct test samples cycled through; the same for every variant")
 
 
 class Recipe(_Section):
     """A whole edgekit build."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name; runs go to runs/<name>/")
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="run name; runs go to runs/<name>/")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds weights, shuffling, splits and calibration (0 to 2^32-1)")
     task: Literal[TASK_NAMES] = Field("classification", description="classification | regression | anomaly | segmentation; "  # type: ignore[valid-type]
                                       "decides the labels, loss, metrics and the primary metric")
     data: DataSpec = Field(default_factory=DataSpec)
@@ -166,11 +211,11 @@ class Recipe(_Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
-    targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1,
+    targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1, max_length=64,
                                description="cpu (this machine), gpu (the fp32 baseline on a GPU), or device names (devices/NAME.yaml)")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
-    compress: list[CompressEntry] = Field(default_factory=list, description="compressed models to build (see edgekit/compress/spec.py)")
+    compress: list[CompressEntry] = Field(default_factory=list, max_length=256, description="compressed models to build (see edgekit/compress/spec.py)")
 
     @model_validator(mode="after")
     def _compress_fits_quantize(self):
@@ -235,16 +280,7 @@ def load_recipe(path: str | Path) -> Recipe:
             expected and what was received.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found; check the path (example recipes are in recipes/)")
-    raw = path.read_bytes()
-    try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path}: not valid YAML{where}: {problem}; fix the syntax there") from None
+    document, raw = read_document(path)
     if not isinstance(document, dict):
         raise RecipeError(f"{path}: expected a mapping of sections (name:, data:, model:, ...), received {type(document).__name__}")
     try:
@@ -307,11 +343,24 @@ def _format_one(err: dict[str, Any]) -> str:
         return f"{where}: required field is missing; add it to the recipe"
     if kind == "value_error":
         return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+    if kind == "too_long":
+        limit = err.get("ctx", {}).get("max_length")
+        return f"{where}: expected at most {limit} items, received {len(received)}; remove some"
     expected = re.sub(r"^Input should (be )?", "", err["msg"])
     if kind == "literal_error" and isinstance(received, str):
         options = re.findall(r"'([^']*)'", err["msg"])
-        expected += did_you_mean(received, options)
-    return f"{where}: expected {expected}, received {received!r}"
+        expected += did_you_mean(received, options[:50])
+    return f"{where}: expected {expected}, received {_short_repr(received)}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 4, 4, 60, 60, 40
+
+
+def _short_repr(value: Any) -> str:
+    """A repr bounded in length and effort: the error line must stay one short line whatever
+    the input was (a repr of a huge expanded list would take minutes and fill the screen)."""
+    return _REPR.repr(value)
 
 
 def _loc_to_path(loc: tuple) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import evaluate
+from edgekit.baseline import latency_problem, non_finite
 from edgekit.bench import summarize
 from edgekit.progress import step
 from edgekit.variants import Variant, one_line, score
@@ -48,6 +49,8 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
         row = make_row(row_id, variant, target_name, measurement, baseline)
         if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
             row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
+            if (reasons := _drop_impossible_values(row)) and row["status"] == "ok":
+                row.update(status="failed", reason="; ".join(reasons))
         rows.append(row)
     add_speedups(rows)
     return latencies, {name: target.environment() for name, target in targets.items()}
@@ -65,26 +68,47 @@ def _measure(target, target_name, variant, spec, samples, data, cache, log, row_
     where = profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
     key = make_key("bench", subject=variant.key, target=target_name, where=where, spec=spec.model_dump(),
                    inputs=fingerprint(*samples, data.x_test)) if use_cache else None
-    if use_cache and (folder := cache.get("bench", key)):
+    if not use_cache:
+        return _time(target, row_id, variant, spec, samples, data, log)
+
+    def load(folder):
         saved = json.loads((folder / "measurement.json").read_text())
         outputs = np.load(folder / "outputs.npy") if (folder / "outputs.npy").exists() else None
-        cache.hit("bench", key, row_id)
+        measurement = Measurement(**saved, outputs=outputs)
+        _check_measurement(measurement)
+        return measurement
+
+    def store(measurement, folder):
+        fields = {k: v for k, v in vars(measurement).items() if k != "outputs"}
+        (folder / "measurement.json").write_text(json.dumps(fields, default=str))
+        if measurement.outputs is not None:
+            np.save(folder / "outputs.npy", np.asarray(measurement.outputs))
+
+    measurement, reused = cache.fetch("bench", key, row_id, load=load, store=store, keep=lambda m: m.status == "ok",
+                                      compute=lambda: _time(target, row_id, variant, spec, samples, data, log))
+    if reused:
         log(f"[bench] {row_id} (cached)")
-        return Measurement(**saved, outputs=outputs)
+    return measurement
+
+
+def _time(target, row_id, variant, spec, samples, data, log):
+    """Time ``variant`` on ``target``; a failure is a failed measurement, never an exception."""
+    from edgekit.targets import Measurement
+
     log(f"[bench] {row_id}")
     try:
         variant.ensure_session()
-        measurement = target.measure(variant, spec, samples, data.x_test)
+        return target.measure(variant, spec, samples, data.x_test)
     except Exception as exc:  # noqa: BLE001
         return Measurement("failed", f"benchmark failed: {one_line(exc)}")
-    if use_cache and measurement.status == "ok":
-        def fill(folder):
-            fields = {k: v for k, v in vars(measurement).items() if k != "outputs"}
-            (folder / "measurement.json").write_text(json.dumps(fields, default=str))
-            if measurement.outputs is not None:
-                np.save(folder / "outputs.npy", np.asarray(measurement.outputs))
-        cache.put("bench", key, row_id, fill)
-    return measurement
+
+
+def _check_measurement(m) -> None:
+    """A cached measurement must be one a benchmark could have produced (the checksum catches
+    a damaged file; this catches one that was written wrong)."""
+    times = np.asarray(m.latencies_ms or [], dtype=float)
+    if m.status != "ok" or not np.all(np.isfinite(times)) or np.any(times < 0):
+        raise ValueError("measurement.json holds a status or latencies no benchmark produces")
 
 
 def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: str) -> dict[str, Any]:
@@ -99,8 +123,14 @@ def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: 
 
 
 def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -> dict[str, Any]:
+    """One results row: ``variant`` measured as ``m`` on ``target``, its delta against ``baseline``.
+
+    NaN or inf metrics and NaN, inf or non-positive latencies are not measurements (and a NaN
+    passes every budget, since it compares False): they are dropped from the row, and an ok row
+    holding them is marked failed with the reason.
+    """
     evaluated = variant.status == "ok"
-    return {
+    row = {
         "id": row_id,
         "model": variant.model,
         "parent": variant.parent,
@@ -122,26 +152,52 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -
         "settings": {**variant.settings, **(m.settings or {})},
         "notes": [],
     }
+    reasons = _drop_impossible_values(row)
+    if reasons and row["status"] == "ok":
+        row.update(status="failed", reason="; ".join(reasons))
+    return row
+
+
+def _drop_impossible_values(row: dict[str, Any]) -> list[str]:
+    """Clear the metrics or latency of ``row`` that cannot be measurements; return why, one reason each."""
+    reasons = []
+    if bad := [f"{why} {name}" for name, value in row["metrics"].items() if (why := non_finite(value))]:
+        reasons.append(f"runtime produced {', '.join(bad)} (the artifact outputs NaN or inf on the test split)")
+        row.update(metrics={}, delta={}, parity={})
+    # A NaN baseline metric makes every delta NaN; the row's own metric is fine, so it stays ok.
+    row["delta"] = {name: value for name, value in row["delta"].items() if not non_finite(value)}
+    lat = row["latency_ms"] or {}
+    if bad := [f"{key} {why}" for key, value in lat.items() if (why := latency_problem(key, value))]:
+        reasons.append(f"benchmark on {row['target']} produced impossible latencies in ms ({', '.join(bad)})")
+        row["latency_ms"] = None
+    return reasons
+
+
+def _usable_p50(lat: dict | None) -> float | None:
+    """A latency summary's p50 when it can divide or be divided by (finite, above zero), else None."""
+    p50 = (lat or {}).get("p50")
+    return p50 if p50 is not None and latency_problem("p50", p50) is None else None
 
 
 def add_speedups(rows: list[dict]) -> None:
     """Speedup against the baseline row, and a note wherever a quantized row is slower than fp32
     of the same model in the same runtime (or of the base model, for QAT models that have no fp32)."""
-    base = (speedup_baseline(rows) or {}).get("latency_ms")
+    # Only finite p50s above zero divide: a 0, NaN or inf p50 gives no speedup, never an exception.
+    base = _usable_p50((speedup_baseline(rows) or {}).get("latency_ms"))
     by_key = {(r["model"], r["format"], r["precision"], r["target"]): r for r in rows}
     for row in rows:
-        lat = row["latency_ms"]
-        if not lat:
+        p50 = _usable_p50(row["latency_ms"])
+        if p50 is None:
             continue
         if base:
-            row["speedup_vs_baseline"] = base["p50"] / lat["p50"]
+            row["speedup_vs_baseline"] = base / p50
         if row["precision"] == "fp32":
             continue
         fp32 = by_key.get((row["model"], row["format"], "fp32", row["target"])) or by_key.get(
             ("base", row["format"], "fp32", row["target"])
         )
-        if fp32 and fp32["latency_ms"]:
-            ratio = lat["p50"] / fp32["latency_ms"]["p50"]
+        if fp32 and (fp32_p50 := _usable_p50(fp32["latency_ms"])):
+            ratio = p50 / fp32_p50
             row["vs_fp32_same_runtime"] = 1 / ratio
             if ratio > SLOWER:
                 row["notes"].append(f"{row['precision']} slower than fp32 in {row['runtime'] or row['format']}: {ratio:.2f}x")

@@ -115,23 +115,35 @@ class EpochLog:
 def load_model_file(path: Path, safe_mode: bool = True):
     """Load a .keras, .h5 or SavedModel model.
 
-    Tries Keras 2 (``tf_keras``) first, since compression needs it, then Keras 3.
+    Tries Keras 2 (``tf_keras``) first, since compression needs it, then Keras 3. In safe
+    mode (the default) the file's config is checked first and a file that would run code it
+    carries (a Lambda layer, a custom class, a foreign module) is refused, in every format:
+    the loaders' own safe mode misses the tf_keras ``.h5`` and SavedModel formats.
 
     Returns:
         (model, flavour) where flavour is "tf_keras" or "keras3".
+
+    Raises:
+        ModelError: the file is missing, cannot be loaded, or is refused by safe mode.
     """
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model.file: not found: {path}; check the path (relative paths start at the recipe's folder)")
+    if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the readers
+        raise ModelError(f"model.file: {path} is not a file or a folder; give a .keras or .h5 file or a SavedModel folder")
     import tf_keras
 
+    from edgekit.model_safety import check_model_file
     from edgekit.models import register_custom_layers
 
     register_custom_layers()  # models saved by an edgekit build may hold zoo layers
+    if safe_mode:
+        check_model_file(path)
     errors = []
     try:
-        kwargs = {"safe_mode": safe_mode} if path.suffix == ".keras" else {}
-        return tf_keras.models.load_model(path, compile=False, **kwargs), "tf_keras"
+        # tf_keras takes safe_mode only for .keras; its scope also guards Lambda in the legacy formats.
+        with _tf_keras_safe_mode(safe_mode):
+            return tf_keras.models.load_model(path, compile=False, safe_mode=safe_mode), "tf_keras"
     except Exception as exc:  # noqa: BLE001 - any failure means: try the other Keras
         errors.append(exc)
     if path.suffix in (".keras", ".h5"):
@@ -148,6 +160,17 @@ def load_model_file(path: Path, safe_mode: bool = True):
         else "is it a complete .keras, .h5 or SavedModel saved by Keras?"
     )
     raise ModelError(f"model.file: cannot load {path}: {reason}; {hint}")
+
+
+def _tf_keras_safe_mode(safe_mode: bool):
+    """tf_keras' safe-mode scope (private API; a no-op scope if it moves): a second guard, not the check."""
+    import contextlib
+
+    try:
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:
+        return contextlib.nullcontext()
+    return SafeModeScope(safe_mode)
 
 
 def check_fits(model, data: Dataset) -> None:

@@ -123,48 +123,64 @@ def convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_k
         log(f"[convert] {variant.stem} FAILED: {variant.reason}")
         return variant
     eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads)
-    if cached := ctx.cache.get("evaluate", eval_key):
-        saved = json.loads((cached / "evaluation.json").read_text())
-        for name_ in ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings"):
-            setattr(variant, name_, saved[name_])
-        ctx.cache.hit("evaluate", eval_key, variant.stem)
-        log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)} (cached)")
-        return variant
-    _inspect(variant, fmt, log)
-    try:
+
+    def compute() -> dict:
+        _inspect(variant, fmt, log)
         variant.ensure_session()
         variant.runtime = variant.session.runtime
         variant.settings.update(variant.session.settings)
         evaluate_variant(variant, ctx.data, ctx.baseline_outputs, recipe.task)
+        return {k: getattr(variant, k) for k in EVALUATION}
+
+    try:
+        saved, reused = ctx.cache.fetch(
+            "evaluate", eval_key, variant.stem, load=_load_evaluation, compute=compute,
+            store=lambda value, folder: (folder / "evaluation.json").write_text(json.dumps(value, default=str)),
+        )
     except Exception as exc:  # noqa: BLE001
         variant.fail("runtime", exc)
         log(f"[eval] {variant.stem} FAILED: {variant.reason}")
         return variant
-    saved = {k: getattr(variant, k) for k in ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings")}
-    ctx.cache.put("evaluate", eval_key, variant.stem, lambda d: (d / "evaluation.json").write_text(json.dumps(saved, default=str)))
-    log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)}")
+    for name_ in EVALUATION:
+        setattr(variant, name_, saved[name_])
+    log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)}{' (cached)' if reused else ''}")
     return variant
+
+
+#: what an evaluation entry holds
+EVALUATION = ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings")
+
+
+def _load_evaluation(folder: Path) -> dict:
+    saved = json.loads((folder / "evaluation.json").read_text())
+    missing = [k for k in EVALUATION if k not in saved]
+    if missing:
+        raise ValueError(f"evaluation.json lacks {', '.join(missing)}")
+    return saved
 
 
 def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: BuildContext) -> None:
     """Write the artifact into the run directory, from the cache when its key is known."""
     names = [f"artifact{fmt.suffix}", *(f"artifact{suffix}" for suffix in fmt.companions)]
-    if cached := ctx.cache.get("convert", variant.key):
-        for name, target in zip(names, variant.files):
-            shutil.copyfile(cached / name, target)
-        variant.settings = json.loads((cached / "settings.json").read_text())
-        ctx.cache.hit("convert", variant.key, variant.stem)
-        ctx.log(f"[convert] {variant.stem} (cached)")
-        return
-    ctx.log(f"[convert] {variant.stem}")
-    variant.settings = fmt.load_converter()(model, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
 
-    def fill(folder: Path) -> None:
+    def load(folder: Path) -> dict:
+        settings = json.loads((folder / "settings.json").read_text())
+        for name, target in zip(names, variant.files):
+            shutil.copyfile(folder / name, target)
+        return settings
+
+    def compute() -> dict:
+        ctx.log(f"[convert] {variant.stem}")
+        return fmt.load_converter()(model, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
+
+    def store(settings: dict, folder: Path) -> None:
         for name, source in zip(names, variant.files):
             shutil.copyfile(source, folder / name)
-        (folder / "settings.json").write_text(json.dumps(variant.settings, default=str))
+        (folder / "settings.json").write_text(json.dumps(settings, default=str))
 
-    ctx.cache.put("convert", variant.key, variant.stem, fill)
+    variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store)
+    if reused:
+        ctx.log(f"[convert] {variant.stem} (cached)")
 
 
 def _inspect(variant: Variant, fmt, log) -> None:

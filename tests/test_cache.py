@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from edgekit.cache import STALE_S, Cache, _temp_prefix, verify, write_manifest
 from edgekit.cli import cli
 
 RECIPE = """
@@ -109,13 +113,231 @@ def test_fresh_ignores_the_cache(first):
 
 def test_cache_info_and_clear(tmp_path):
     runner = CliRunner(env={"EDGEKIT_CACHE_DIR": str(tmp_path / "c")})
-    (tmp_path / "c" / "train" / "k1").mkdir(parents=True)
-    (tmp_path / "c" / "train" / "k1" / "model.keras").write_bytes(b"x" * 10)
+    Cache(root=tmp_path / "c").put("train", "k1", "base", lambda d: (d / "model.keras").write_bytes(b"x" * 10))
     info = runner.invoke(cli, ["cache", "info"])
     assert info.exit_code == 0 and "train" in info.output and "1 entries" in info.output
     cleared = runner.invoke(cli, ["cache", "clear"])
     assert "removed 1 entries" in cleared.output
     assert "empty" in runner.invoke(cli, ["cache", "info"]).output
+
+
+# --------------------------------------------------------------------------- a verified cache
+
+
+def _key(run: Path, stage: str, name: str) -> str:
+    """The key a build used for ``name`` in ``stage`` (from its manifest.json)."""
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    return next(e["key"] for e in stages if e["stage"] == stage and e["name"] == name)
+
+
+def _rebuild(recipe: Path, out: Path, cache: Path) -> tuple[dict, list[str]]:
+    """A build whose output may hold warnings: (results, the [cache] warning lines)."""
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(cache)}).invoke(cli, ["build", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("[cache]")]
+    return json.loads((out / "results.json").read_text()), warnings
+
+
+@pytest.fixture
+def copied(first, tmp_path):
+    """A copy of the first build's cache (so damaging it does not disturb the other tests)."""
+    folder, cache, _ = first
+    shutil.copytree(cache, tmp_path / "cache")
+    return folder, tmp_path / "cache"
+
+
+def test_a_damaged_artifact_in_the_cache_is_reconverted(first, copied, tmp_path):
+    folder, cache = copied
+    key = _key(folder / "run1", "convert", "tflite-int8")
+    artifact = cache / "convert" / key / "artifact.tflite"
+    artifact.write_bytes(artifact.read_bytes()[:100])  # truncated
+    results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert warnings == [f"[cache] convert entry {key} for tflite-int8 is corrupt (artifact.tflite: sha256 mismatch); recomputing"]
+    assert sorted(results["reused"]["convert"]) == ["tflite-fp32"]
+    row = next(r for r in results["rows"] if r["id"] == "tflite-int8@cpu")
+    assert row["status"] == "ok" and row["size_bytes"] > 1000
+    from ai_edge_litert.interpreter import Interpreter
+
+    Interpreter(model_path=row["path"]).allocate_tensors()  # a valid flatbuffer, not the truncated file
+    assert (cache / "convert" / key / "artifact.tflite").stat().st_size == row["size_bytes"]  # repaired
+    _, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert warnings == []
+
+
+def test_an_edited_measurement_is_remeasured(first, copied, tmp_path):
+    folder, cache = copied
+    key = _key(folder / "run1", "bench", "tflite-fp32@cpu")
+    path = cache / "bench" / key / "measurement.json"
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "latencies_ms": [-5.0] * len(saved["latencies_ms"])}))
+    results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert warnings == [f"[cache] bench entry {key} for tflite-fp32@cpu is corrupt (measurement.json: sha256 mismatch); recomputing"]
+    assert "tflite-fp32@cpu" not in results["reused"]["bench"] and len(results["reused"]["bench"]) == 2
+    row = next(r for r in results["rows"] if r["id"] == "tflite-fp32@cpu")
+    assert row["status"] == "ok" and row["latency_ms"]["p50"] > 0
+
+
+def test_a_consistent_but_impossible_measurement_is_remeasured(first, copied, tmp_path):
+    """An entry whose checksums match but whose content no benchmark produces is not believed either."""
+    folder, cache = copied
+    key = _key(folder / "run1", "bench", "keras-fp32@cpu")
+    entry = cache / "bench" / key
+    saved = json.loads((entry / "measurement.json").read_text())
+    (entry / "measurement.json").write_text(json.dumps({**saved, "latencies_ms": [float("nan")]}))
+    (entry / "entry.json").unlink()
+    write_manifest(entry)
+    results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert len(warnings) == 1 and "unreadable (ValueError: measurement.json holds" in warnings[0]
+    assert results["rows"][0]["status"] == "ok" and results["rows"][0]["latency_ms"]["p50"] > 0
+
+
+def test_a_truncated_evaluation_and_an_entry_without_checksums_are_recomputed(first, copied, tmp_path):
+    folder, cache = copied
+    eval_key = _key(folder / "run1", "evaluate", "tflite-fp32")
+    path = cache / "evaluate" / eval_key / "evaluation.json"
+    path.write_text(path.read_text()[:40])
+    train_key = _key(folder / "run1", "train", "base")
+    (cache / "train" / train_key / "entry.json").unlink()  # as written by an edgekit without checksums
+    results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert warnings == [f"[cache] train entry {train_key} for base is corrupt (no entry.json); recomputing",
+                        f"[cache] evaluate entry {eval_key} for tflite-fp32 is corrupt (evaluation.json: sha256 mismatch); recomputing"]
+    assert results["reused"]["train"] == []
+    assert all(row["status"] == "ok" for row in results["rows"])
+    assert next(r for r in results["rows"] if r["id"] == "tflite-fp32@cpu")["metrics"]["accuracy"] > 0.5
+
+
+def test_cache_clear_refuses_a_folder_edgekit_did_not_create(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "train" / "k1").mkdir(parents=True)
+    (shared / "notes.txt").write_text("mine")
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(shared)}).invoke(cli, ["cache", "clear"])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and str(shared) in result.output and "EDGEKIT_CACHE_DIR" in result.output
+    assert (shared / "notes.txt").exists() and (shared / "train" / "k1").is_dir()
+    Cache(root=shared).put("convert", "k2", "x", lambda d: (d / "a").write_text("a"))
+    assert not (shared / "CACHEDIR.TAG").exists()  # a folder the user already had is never tagged
+
+
+def test_cache_clear_removes_only_the_stage_folders(tmp_path):
+    root = tmp_path / "cache"
+    store = Cache(root=root)
+    for stage in ("train", "convert", "bench"):
+        store.put(stage, "k", "x", lambda d: (d / "a").write_text("a"))
+    (root / "notes.txt").write_text("mine")
+    (root / "datasets").mkdir()
+    (root / "datasets" / "train.csv").write_text("1,2")
+    assert (root / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(root)}).invoke(cli, ["cache", "clear"])
+    assert result.exit_code == 0 and "removed 3 entries" in result.output
+    assert sorted(p.name for p in root.iterdir()) == ["CACHEDIR.TAG", "datasets", "notes.txt"]
+    assert (root / "datasets" / "train.csv").read_text() == "1,2"
+
+
+def test_a_temporary_folder_of_a_killed_writer_is_swept(tmp_path):
+    store = Cache(root=tmp_path / "cache")
+    store.put("convert", "k", "x", lambda d: (d / "a").write_text("a"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "cache" / "convert"
+    killed = Path(tempfile.mkdtemp(prefix=_temp_prefix("tmp", "k").replace(str(os.getpid()), dead.stdout.strip()), dir=folder))
+    live = Path(tempfile.mkdtemp(prefix=_temp_prefix("tmp", "k"), dir=folder))  # this process: still writing
+    legacy = Path(tempfile.mkdtemp(prefix=".k.", dir=folder))  # an older edgekit's name, from long ago
+    os.utime(legacy, (time.time() - 2 * STALE_S,) * 2)
+    store.put("convert", "k2", "y", lambda d: (d / "a").write_text("a"))
+    assert not killed.exists() and not legacy.exists() and live.exists()
+
+
+_STRESS = """
+import hashlib, json, os, sys, time
+from pathlib import Path
+from edgekit.cache import Cache
+
+role, root, seconds = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+stop = time.time() + seconds
+counts = {"writes": 0, "hits": 0, "misses": 0}
+warnings = []
+store = Cache(root=root, enabled=role != "fresh-writer", log=warnings.append)
+
+def fill(folder, n):
+    payload = os.urandom(1000 + n % 5000)
+    (folder / "payload.bin").write_bytes(payload)
+    (folder / "meta.json").write_text(json.dumps({"sha": hashlib.sha256(payload).hexdigest(), "writer": role, "n": n}))
+
+def load(folder):
+    meta = json.loads((folder / "meta.json").read_text())
+    payload = (folder / "payload.bin").read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == meta["sha"], "files of two entries mixed"
+    return meta
+
+while time.time() < stop:
+    if role == "reader":
+        value, reused = store.fetch("bench", "k", "x", load=load, compute=lambda: None, store=None, keep=lambda v: False)
+        counts["hits" if reused else "misses"] += 1
+    else:
+        store.put("bench", "k", "x", lambda d, n=counts["writes"]: fill(d, n))
+        counts["writes"] += 1
+print(json.dumps({**counts, "warnings": warnings}))
+"""
+
+
+def test_two_writers_and_a_reader_of_one_key(tmp_path):
+    """One writer replaces the entry each time (--fresh), one keeps a good entry in place, one
+    process reads: no error anywhere, and every read is a miss or a complete, verified entry."""
+    script = tmp_path / "stress.py"
+    script.write_text(_STRESS)
+    root = tmp_path / "cache"
+    processes = [subprocess.Popen([sys.executable, str(script), role, str(root), "3"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for role in ("fresh-writer", "writer", "reader")]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0 and stderr == "", stderr
+    fresh, keeping, reader = (json.loads(stdout) for stdout, _ in outputs)
+    assert fresh["writes"] > 20 and keeping["writes"] > 20 and reader["hits"] > 20
+    assert reader["warnings"] == [] and fresh["warnings"] == [] and keeping["warnings"] == []
+    assert sorted(p.name for p in (root / "bench").iterdir()) == ["k"]  # no temporary folder left behind
+    verify(root / "bench" / "k")
+
+
+# --------------------------------------------------------------------------- one run per run directory
+
+
+def test_a_rebuild_removes_the_artifacts_of_the_previous_run(first, copied, tmp_path):
+    folder, cache = copied
+    run = tmp_path / "run"
+    _build(_recipe(folder, formats="[tflite, onnx]"), run, cache)
+    assert {p.name for p in (run / "artifacts").iterdir()} >= {"onnx-fp32.onnx", "tflite-int8.tflite"}
+    results = _build(_recipe(folder), run, cache)
+    files = {p.name for p in (run / "artifacts").iterdir()}
+    assert files == {"tflite-fp32.tflite", "tflite-int8.tflite"}
+    manifest = json.loads((run / "manifest.json").read_text())
+    described = {Path(f).name for a in manifest["artifacts"] for f in a["files"] if Path(f).parent.name == "artifacts"}
+    assert files == described == {Path(r["path"]).name for r in results["rows"][1:]}
+
+
+def test_a_folder_that_is_not_a_run_directory_is_refused_unless_forced(first, tmp_path):
+    folder, cache, _ = first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep")
+    runner = CliRunner(env={"EDGEKIT_CACHE_DIR": str(cache)})
+    refused = runner.invoke(cli, ["build", str(_recipe(folder)), "--out", str(tmp_path / "mine")])
+    assert refused.exit_code == 2 and "--force" in refused.output and str(tmp_path / "mine") in refused.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
+    forced = runner.invoke(cli, ["build", str(_recipe(folder)), "--out", str(tmp_path / "mine"), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep" and (tmp_path / "mine" / "results.json").exists()
+
+
+def test_deleting_the_run_directory_during_the_build_fails_it(tmp_path):
+    recipe = tmp_path / "slow.yaml"
+    recipe.write_text(_recipe(tmp_path).read_text().replace("inputs: 2}", "inputs: 2, min_time_s: 3}"))
+    process = _start(recipe, tmp_path / "run", tmp_path / "cache")
+    _wait_for(process, "[bench] tflite-fp32")
+    shutil.rmtree(tmp_path / "run")
+    output = process.communicate()[0]
+    assert process.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "lost files during the build" in errors[0] and "Traceback" not in output
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def _start(recipe: Path, out: Path, cache: Path) -> subprocess.Popen:

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.budgets import CheckSpec
+from edgekit.check import compare
 from edgekit.cli import cli
 from edgekit.errors import RecipeError
 from edgekit.recipe import load_recipe
@@ -255,3 +256,238 @@ def test_check_and_help_do_not_import_heavy_libraries(run):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- the gate never passes on garbage
+
+NAN, INF = float("nan"), float("inf")
+BASE = "keras-fp32@cpu"
+
+
+def _error(output: str) -> str:
+    [line] = [line for line in output.splitlines() if line.startswith("Error:")]
+    return line
+
+
+def _set_p50(row, value):
+    row["latency_ms"]["p50"] = value
+
+
+@pytest.mark.parametrize(
+    "change, budget, reason",
+    [
+        (lambda rows: rows[INT8]["metrics"].update(accuracy=NAN), "accuracy drop vs stored", "accuracy is NaN on this row"),
+        (lambda rows: rows[INT8]["metrics"].update(accuracy=INF), "accuracy drop vs keras-fp32@cpu", "accuracy is inf on this row"),
+        (lambda rows: _set_p50(rows[INT8], NAN), "latency ratio regression vs stored", "p50 is NaN on this row"),
+        # An inf p50 was a ZeroDivisionError traceback.
+        (lambda rows: _set_p50(rows[INT8], INF), "latency ratio regression vs stored", "p50 is inf on this row"),
+        (lambda rows: _set_p50(rows[INT8], -5.0), "latency ratio regression vs stored", "p50 is -5 (expected > 0) on this row"),
+        (lambda rows: _set_p50(rows[INT8], 0.0), "latency ratio regression vs stored", "p50 is 0 (expected > 0) on this row"),
+        (lambda rows: rows[BASE]["metrics"].update(accuracy=NAN), "accuracy drop vs keras-fp32@cpu",
+         "accuracy is NaN on the baseline row keras-fp32@cpu"),
+    ],
+    ids=["nan-metric", "inf-metric", "nan-p50", "inf-p50", "negative-p50", "zero-p50", "nan-baseline-row-metric"],
+)
+def test_non_finite_or_impossible_values_fail_every_budget_that_reads_them(run, tmp_path, change, budget, reason):
+    results = _variant(run, tmp_path, lambda _, rows: change(rows))
+    result = _check(results, "--baseline", run["baseline"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "check passed" not in result.output
+    row = BASE if "baseline row" in reason else INT8
+    failing = [line for line in result.output.splitlines() if f" {budget} " in line and "FAIL" in line]
+    assert any(line.startswith(INT8 + " ") and reason in line for line in failing), result.output
+    # The per-row budget names the field; the summary line carries the reason.
+    [values] = [line for line in _lines(result.output, row, "FAIL") if "measured values" in line]
+    assert "not a measurement" in values
+    assert reason in _error(result.output) or "measured values invalid" in _error(result.output)
+
+
+def test_nan_metric_fails_without_a_stored_baseline(run, tmp_path):
+    results = _variant(run, tmp_path, lambda _, rows: rows[INT8]["metrics"].update(accuracy=NAN))
+    result = _check(results)
+    assert result.exit_code == 1, result.output
+    assert f"{INT8} measured values invalid: metrics.accuracy is NaN" in _error(result.output)
+    assert f"{INT8} accuracy drop vs keras-fp32@cpu NaN: accuracy is NaN on this row" in _error(result.output)
+
+
+def test_nan_p90_alone_fails_the_row(run, tmp_path):
+    results = _variant(run, tmp_path, lambda _, rows: rows[FP32]["latency_ms"].update(p90=NAN))
+    result = _check(results, "--baseline", run["baseline"])
+    assert result.exit_code == 1, result.output
+    assert f"{FP32} measured values invalid: latency_ms.p90 is NaN" in _error(result.output)
+
+
+def _stored_variant(run, tmp_path, change) -> str:
+    """A copy of the stored baseline file with ``change(results, rows_by_id)`` applied to its results."""
+    doc = json.loads(run["baseline"].read_text())
+    change(doc["results"], {row["id"]: row for row in doc["results"]["rows"]})
+    path = tmp_path / "stored.json"
+    path.write_text(json.dumps(doc))  # json writes NaN and Infinity literals and reads them back
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "change, budget, reason",
+    [
+        (lambda rows: rows[INT8]["metrics"].update(accuracy=NAN), "accuracy drop vs stored", "accuracy is NaN in the stored baseline"),
+        (lambda rows: _set_p50(rows[INT8], NAN), "latency ratio regression vs stored", "p50 is NaN in the stored baseline"),
+        (lambda rows: _set_p50(rows[BASE], INF), "latency ratio regression vs stored",
+         "p50 is inf on the baseline row keras-fp32@cpu in the stored baseline"),
+    ],
+    ids=["nan-metric", "nan-p50", "inf-baseline-row-p50"],
+)
+def test_non_finite_values_in_the_stored_baseline_fail(run, tmp_path, change, budget, reason):
+    stored = _stored_variant(run, tmp_path, lambda _, rows: change(rows))
+    result = _check(run["dir"] / "results.json", "--baseline", stored)
+    assert result.exit_code == 1, result.output
+    assert any(f" {budget} " in line and reason in line for line in _lines(result.output, INT8, "FAIL")), result.output
+    assert "re-save the baseline" in result.output and "Error:" in result.output
+
+
+def test_baseline_id_that_names_no_row_fails(run, tmp_path):
+    def rename(results, _):
+        results["baseline"] = "nope@cpu"
+
+    results = _variant(run, tmp_path, rename)
+    stored = _stored_variant(run, tmp_path, rename)  # the same id in both, so the files are comparable
+    result = _check(results, "--baseline", stored)
+    assert result.exit_code == 1, result.output
+    error = _error(result.output)
+    assert error.startswith("Error: ") and "nope@cpu baseline row missing: results: the baseline row is 'nope@cpu'" in error
+    assert "stored baseline: the baseline row is 'nope@cpu'" in result.output
+    # The budgets that compare with the baseline row fail instead of skipping.
+    failing = _lines(result.output, INT8, "FAIL")
+    assert any("accuracy drop vs nope@cpu" in line and "the results have no baseline row 'nope@cpu'" in line for line in failing)
+    assert any("latency ratio regression vs stored" in line for line in failing)
+
+
+def test_stored_baseline_without_its_baseline_row_fails(run, tmp_path):
+    stored = _stored_variant(run, tmp_path, lambda results, _: results["rows"].pop(0))
+    result = _check(run["dir"] / "results.json", "--baseline", stored)
+    assert result.exit_code == 1, result.output
+    assert "stored baseline: the baseline row is 'keras-fp32@cpu' but no row has that id" in _error(result.output)
+    [line] = [line for line in _lines(result.output, INT8, "FAIL") if "latency ratio" in line]
+    assert "the stored baseline has no baseline row 'keras-fp32@cpu'" in line
+
+
+def test_primary_metric_that_no_row_has_fails(run, tmp_path):
+    def auc(results, _):
+        results["primary_metric"] = "auc"
+
+    result = _check(_variant(run, tmp_path, auc), "--baseline", _stored_variant(run, tmp_path, auc))
+    assert result.exit_code == 1, result.output
+    assert ("results primary metric auc: results: no ok row has the primary metric 'auc' (metrics there: accuracy"
+            in _error(result.output))
+    assert any("auc drop vs keras-fp32@cpu" in line and "no ok row has the primary metric 'auc'" in line
+               for line in _lines(result.output, INT8, "FAIL"))
+    # No --baseline: the in-run budgets alone fail too.
+    assert _check(_variant(run, tmp_path, auc)).exit_code == 1
+
+
+def test_results_of_edgekit_bench_have_no_metric_and_still_pass():
+    rows = [{"id": f"{name}@cpu", "status": "ok", "metrics": {}, "latency_ms": {"p50": p50}, "size_bytes": 10}
+            for name, p50 in (("a.tflite", 1.0), ("b.onnx", 2.0))]
+    doc = {"command": "bench", "primary_metric": "metric", "baseline": "a.tflite@cpu", "rows": rows}
+    assert [o for o in compare(doc, CheckSpec()) if o.result == "fail"] == []
+    doc.pop("command")  # the same file claiming to be a build: its metric is on no row
+    assert {o.budget for o in compare(doc, CheckSpec()) if o.result == "fail"} == {"primary metric", "metric drop vs a.tflite@cpu"}
+
+
+def test_failed_status_reads_as_a_reason_not_a_comparison(run, tmp_path):
+    def broken(_, rows):
+        rows[INT8].update(status="failed", reason="conversion failed: boom", latency_ms=None, metrics={}, delta={})
+
+    results = _variant(run, tmp_path, broken)
+    result = _check(results, "--baseline", run["baseline"], "--junit", tmp_path / "junit.xml")
+    assert result.exit_code == 1
+    assert f"{INT8} status failed: conversion failed: boom (was ok)" in _error(result.output)
+    assert "> ok" not in result.output
+    [failure] = ET.parse(tmp_path / "junit.xml").getroot().iter("failure")
+    assert failure.get("message") == f"{INT8} status failed: conversion failed: boom (was ok)"
+    missing = _variant(run, tmp_path, lambda r, _: r["rows"].remove(next(row for row in r["rows"] if row["id"] == INT8)))
+    error = _error(_check(missing, "--baseline", run["baseline"]).output)
+    assert f"{INT8} status missing: in the baseline (ok) but not in the results" in error and "> ok" not in error
+
+
+def test_numeric_failure_still_reads_value_over_limit(run, tmp_path):
+    results = _variant(run, tmp_path, lambda _, rows: _scale_latency(rows[FP32], 1.6))
+    assert f"{FP32} latency ratio regression vs stored 1.600x > 1.250x" in _error(_check(results, "--baseline", run["baseline"]).output)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('{"baseline": ' + "1" * 5000 + "}", "results is not valid JSON"),  # past Python's 4300-digit limit
+        ("[" * 100_000, "results is not valid JSON"),
+    ],
+)
+def test_unreadable_numbers_or_nesting_exit_2(tmp_path, text, fragment):
+    (tmp_path / "results.json").write_text(text)
+    result = _check(tmp_path / "results.json")
+    assert result.exit_code == 2, result.output
+    assert fragment in _error(result.output) and "Traceback" not in result.output
+
+
+def test_non_string_baseline_id_is_not_a_results_file(run, tmp_path):
+    result = _check(_variant(run, tmp_path, lambda results, _: results.update(baseline=["x"])))
+    assert result.exit_code == 2, result.output
+    assert "baseline: expected a string (a row id or metric name), received ['x']" in _error(result.output)
+
+
+# --------------------------------------------------------------------------- the build side: rows.py
+
+
+def _measured(latencies=(1.0, 1.1, 1.2)):
+    from edgekit.targets import Measurement
+
+    return Measurement("ok", latencies_ms=list(latencies))
+
+
+def test_make_row_marks_nan_metrics_failed():
+    from edgekit.rows import make_row
+    from edgekit.variants import Variant
+
+    baseline = Variant(format="keras", precision="fp32", metrics={"accuracy": 0.9})
+    variant = Variant(format="tflite", precision="int8", metrics={"accuracy": NAN, "top5_accuracy": 0.99})
+    row = make_row("tflite-int8@cpu", variant, "cpu", _measured(), baseline)
+    assert row["status"] == "failed"
+    assert row["reason"] == "runtime produced NaN accuracy (the artifact outputs NaN or inf on the test split)"
+    assert row["metrics"] == {} and row["delta"] == {}  # no NaN literal reaches results.json
+    assert row["latency_ms"]["p50"] == pytest.approx(1.1)
+    good = make_row("tflite-int8@cpu", Variant(format="tflite", precision="int8", metrics={"accuracy": 0.8}), "cpu",
+                    _measured(), baseline)
+    assert good["status"] == "ok" and good["delta"]["accuracy"] == pytest.approx(-0.1)
+    # Against a NaN baseline metric the row stays ok (its own metric is fine) and its delta is dropped.
+    against_nan = make_row("tflite-int8@cpu", Variant(format="tflite", precision="int8", metrics={"accuracy": 0.8}),
+                           "cpu", _measured(), Variant(format="keras", precision="fp32", metrics={"accuracy": NAN}))
+    assert against_nan["status"] == "ok" and against_nan["delta"] == {} and against_nan["metrics"] == {"accuracy": 0.8}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's own, summarizing inf timings
+@pytest.mark.parametrize("latencies, fragment", [((1.0, 2.0, INF), "max inf"), ((NAN,) * 3, "p50 NaN"),
+                                                 ((-5.0, -5.0, -5.0), "p50 -5 (expected > 0)")])
+def test_make_row_marks_impossible_latencies_failed(latencies, fragment):
+    from edgekit.rows import make_row
+    from edgekit.variants import Variant
+
+    variant = Variant(format="tflite", precision="fp32", metrics={"accuracy": 0.9})
+    row = make_row("tflite-fp32@cpu", variant, "cpu", _measured(latencies), variant)
+    assert row["status"] == "failed" and row["latency_ms"] is None
+    assert row["reason"].startswith("benchmark on cpu produced impossible latencies in ms (") and fragment in row["reason"]
+
+
+@pytest.mark.parametrize("bad", [0.0, INF, NAN])
+def test_add_speedups_never_divides_by_an_impossible_p50(bad):
+    from edgekit.rows import add_speedups
+
+    def row(fmt, precision, p50):
+        return {"id": f"{fmt}-{precision}@cpu", "model": "base", "format": fmt, "precision": precision, "target": "cpu",
+                "runtime": fmt, "latency_ms": {"p50": p50}, "notes": [], "speedup_vs_baseline": None}
+
+    rows = [row("keras", "fp32", bad), row("tflite", "fp32", bad), row("tflite", "int8", 1.0)]
+    add_speedups(rows)  # a zero or inf p50 was a ZeroDivisionError
+    assert [r["speedup_vs_baseline"] for r in rows] == [None, None, None]
+    assert "vs_fp32_same_runtime" not in rows[2] and rows[2]["notes"] == []
+    rows = [row("keras", "fp32", 2.0), row("tflite", "fp32", bad), row("tflite", "int8", 1.0)]
+    add_speedups(rows)
+    assert rows[1]["speedup_vs_baseline"] is None and rows[2]["speedup_vs_baseline"] == pytest.approx(2.0)

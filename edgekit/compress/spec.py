@@ -12,13 +12,15 @@ models, each made from the trained fp32 model with tensorflow-model-optimization
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN or infinity is never a valid setting, and every count has a sane upper bound.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PruneSpec(_Spec):
@@ -31,8 +33,8 @@ class PruneSpec(_Spec):
     structured: Literal["2:4"] | None = Field(
         None, description='"2:4": two zeros in every four consecutive weights (sparse tensor-core friendly); always 50%'
     )
-    epochs: int = Field(3, gt=0, description="fine-tuning epochs while pruning")
-    learning_rate: float | None = Field(None, gt=0, description="fine-tuning learning rate (default: train.learning_rate / 10)")
+    epochs: int = Field(3, gt=0, le=10_000, description="fine-tuning epochs while pruning")
+    learning_rate: float | None = Field(None, gt=0, le=10, description="fine-tuning learning rate (default: train.learning_rate / 10)")
 
     @model_validator(mode="after")
     def _structured_is_half(self):
@@ -52,8 +54,8 @@ class ClusterSpec(_Spec):
 
     clusters: int = Field(16, ge=2, le=256, description="distinct values per weight tensor")
     init: Literal["kmeans++", "linear", "density", "random"] = Field("kmeans++", description="centroid initialisation")
-    epochs: int = Field(2, gt=0, description="fine-tuning epochs")
-    learning_rate: float | None = Field(None, gt=0, description="fine-tuning learning rate (default: train.learning_rate / 10)")
+    epochs: int = Field(2, gt=0, le=10_000, description="fine-tuning epochs")
+    learning_rate: float | None = Field(None, gt=0, le=10, description="fine-tuning learning rate (default: train.learning_rate / 10)")
 
     @property
     def name(self) -> str:
@@ -63,8 +65,8 @@ class ClusterSpec(_Spec):
 class QATSpec(_Spec):
     """Quantization-aware training; sparsity- and cluster-preserving after prune/cluster."""
 
-    epochs: int = Field(3, gt=0, description="QAT fine-tuning epochs")
-    learning_rate: float | None = Field(None, gt=0, description="QAT learning rate (default: train.learning_rate / 10)")
+    epochs: int = Field(3, gt=0, le=10_000, description="QAT fine-tuning epochs")
+    learning_rate: float | None = Field(None, gt=0, le=10, description="QAT learning rate (default: train.learning_rate / 10)")
 
 
 class CompressEntry(_Spec):
@@ -94,8 +96,8 @@ class CompressEntry(_Spec):
 
 
 def unique_names(entries: list[CompressEntry]) -> list[CompressEntry]:
-    names = [entry.name for entry in entries]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(entry.name for entry in entries)  # linear: a recipe may hold thousands of entries
+    duplicates = sorted(name for name, n in counts.items() if n > 1)
     if duplicates:
         raise ValueError(f"two compress entries make the same model ({', '.join(duplicates)}); remove one or change its settings")
     return entries

@@ -11,8 +11,9 @@ import numpy as np
 from edgekit.errors import DataError
 
 
-def read_npz(path: Path, spec) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Arrays x_train, y_train, x_test, y_test (optionally x_val, y_val), or x, y."""
+def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, np.ndarray], list[str]]:
+    """Arrays x_train, y_train, x_test, y_test (optionally x_val, y_val), or x, y; string
+    labels (classification only) become class ids, and their names are returned."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -24,11 +25,14 @@ def read_npz(path: Path, spec) -> tuple[dict[str, np.ndarray], list[str]]:
             picked = {k: arrays[k] for k in keys}
             if "x_val" in arrays and "y_val" in arrays:
                 picked.update(x_val=arrays["x_val"], y_val=arrays["y_val"])
+            names = _string_labels(picked) if task == "classification" else []
             for k, v in picked.items():
-                if not np.issubdtype(v.dtype, np.number):
-                    raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected numbers")
-                picked[k] = v.astype(np.float32) if k.startswith("x") else v
-            return picked, []
+                if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_) or np.iscomplexobj(v):
+                    raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected real numbers"
+                                    + (" (or strings, for class labels)" if k.startswith("y") and task == "classification" else ""))
+                with np.errstate(over="ignore"):  # overflow becomes inf, which the data checks name
+                    picked[k] = v.astype(np.float32) if k.startswith("x") else v
+            return picked, names
     found = ", ".join(sorted(arrays)) or "no arrays"
     raise DataError(
         f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y), found: {found}; "
@@ -46,6 +50,8 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     if len(rows) < 2:
         raise DataError(f"{path}: expected a header row and at least one data row, found {len(rows)} rows")
     header, body = rows[0], [r for r in rows[1:] if r]
+    if not any(name.strip() for name in header):
+        raise DataError(f"{path}: the first row is empty; expected a header row naming the columns")
     label = spec.label_column or header[-1]
     if label not in header:
         from edgekit.errors import did_you_mean
@@ -73,6 +79,23 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     index = {name: i for i, name in enumerate(class_names)}
     y = np.array([index[v] for v in labels], dtype=np.int64)
     return {"x": x, "y": y}, class_names
+
+
+def _string_labels(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Replace string label arrays by class ids (in place); returns the class names in id order.
+
+    The names are sorted as the csv reader sorts them, so one dataset gives the same ids in
+    either file kind; every y array shares the one table.
+    """
+    labels = {k: v for k, v in arrays.items() if k.startswith("y") and v.dtype.kind in "US"}
+    if not labels:
+        return []
+    values = sorted({str(v) for array in labels.values() for v in array.reshape(-1)},
+                    key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
+    index = {name: i for i, name in enumerate(values)}
+    for key, array in labels.items():
+        arrays[key] = np.array([index[str(v)] for v in array.reshape(-1)], dtype=np.int64).reshape(array.shape)
+    return values
 
 
 def _is_float(text: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -116,6 +117,16 @@ def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path |
     except ValueError as exc:
         # Zoo builders raise ValueError for a parameter or input shape they cannot use.
         raise ModelError(f"model: {spec.source}: {exc}; change model.params or the data") from None
+    except (MemoryError, OverflowError) as exc:
+        raise ModelError(f"model: {spec.source} with params {spec.params} is too large to build ({type(exc).__name__}); "
+                         "make it smaller in model.params") from None
+    except Exception as exc:  # noqa: BLE001 - TensorFlow's own errors, e.g. ResourceExhaustedError for huge weights
+        if type(exc).__name__ not in ("ResourceExhaustedError", "InvalidArgumentError"):
+            raise
+        # TensorFlow prefixes its message with the op's "{{function_node ...}}"; the rest is the reason.
+        first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip()).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model: cannot build {spec.source} with params {spec.params}: {first}; "
+                         "make it smaller in model.params") from None
     import tf_keras
 
     if not isinstance(model, tf_keras.Model):

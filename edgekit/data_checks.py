@@ -1,0 +1,81 @@
+"""Checks on the data before anything is trained or allocated from it.
+
+Each check raises ``DataError`` with one line that names the array and says what was expected,
+so a bad file stops the build in a second instead of training to ``loss nan``, allocating a
+class name per integer up to a label of 10^9, or failing after training with a shape error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.errors import DataError
+
+#: more classes than any classifier edgekit can train and deploy to an edge device
+MAX_CLASSES = 100_000
+
+
+def check_samples_axis(array: np.ndarray, name: str) -> None:
+    """An array with a first (samples) axis; a 0-d array has no length at all."""
+    if array.ndim == 0:
+        raise DataError(f"{name}: expected an array with one entry per sample, received a single value")
+    if np.iscomplexobj(array):
+        raise DataError(f"{name}: expected real numbers, received dtype {array.dtype}; keep the real part or split it into features")
+
+
+def check_finite(array: np.ndarray, name: str, what: str = "values") -> None:
+    """No NaN or infinity (also what a float64 beyond float32's range becomes when cast)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array)
+    count = int(bad.sum())
+    if count:
+        first = int(np.argwhere(bad.reshape(len(array), -1).any(axis=1))[0][0]) if array.ndim else 0
+        raise DataError(f"{name}: {count} NaN or infinite {what} (first in sample {first}; values beyond about 3.4e38 "
+                        "overflow float32); drop or impute them before building")
+
+
+def check_class_ids(y: np.ndarray, name: str) -> None:
+    """Class ids small enough that a class table can be made from them."""
+    if len(y) and int(y.max()) >= MAX_CLASSES:
+        present = len(np.unique(y))
+        raise DataError(f"{name}: class ids go up to {int(y.max())} but only {present} distinct values are present; "
+                        f"expected ids 0..K-1 with K <= {MAX_CLASSES:,}: map the labels to consecutive ids "
+                        "(or use string labels in a csv)")
+
+
+def check_splits(splits: dict[str, tuple[np.ndarray, np.ndarray]], regression: bool = False) -> None:
+    """Train and test hold samples, every split has train's sample shape, and all values are finite.
+
+    Args:
+        splits: ``{"train": (x, y), "test": (x, y)}``, optionally ``"val"``.
+        regression: the targets are numbers, checked for NaN and infinity too.
+    """
+    x_train = splits["train"][0]
+    for split in ("train", "test"):
+        if len(splits[split][0]) == 0:
+            raise DataError(f"x_{split}: no samples; the {split} split needs at least one (check the file's "
+                            f"x_{split} or data.test_fraction)")
+    if 0 in x_train.shape[1:]:
+        raise DataError(f"x_train: samples of shape {list(x_train.shape[1:])} hold no values; expected at least one "
+                        "feature per sample")
+    for split, (x, y) in splits.items():
+        if len(x) and x.shape[1:] != x_train.shape[1:]:
+            raise DataError(f"x_{split}: samples of shape {list(x.shape[1:])}, but x_train's are {list(x_train.shape[1:])}; "
+                            "every split must have the same sample shape")
+        check_finite(x, f"x_{split}")
+        if regression:
+            check_finite(y, f"y_{split}", "targets")
+
+
+def check_classes(y_train: np.ndarray, num_classes: int) -> None:
+    """A classifier can be trained: two classes or more, and every class id has a training sample."""
+    present = np.unique(y_train)
+    if len(present) < 2:
+        raise DataError(f"y_train: every training sample has class {present[0] if len(present) else '-'}; "
+                        "classification needs at least two classes: add samples of the others or check the label column")
+    missing = sorted(set(range(num_classes)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"y_train: class id(s) {shown} of 0..{num_classes - 1} have no training sample; "
+                        "the model cannot learn them: add samples, or map the labels to consecutive ids")
