@@ -28,7 +28,6 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-
 #: the cached stages, in build order
 STAGES = ("train", "compress", "convert", "evaluate", "bench")
 

@@ -44,10 +44,10 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> 
 
     recipe = load_recipe(recipe_file)
     _quiet_tensorflow()
-    from edgekit import pipeline, report
+    from edgekit import pipeline
     from edgekit.cache import Cache
-
     from edgekit.progress import BuildLog
+    from edgekit.report.terminal import print_table
 
     run_dir = out_dir or Path("runs") / recipe.name
     _preflight(recipe, run_dir, cache_used=not fresh)
@@ -56,7 +56,7 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> 
         result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force)
     finally:
         log.close()
-    report.print_table(result.results)
+    print_table(result.results)
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
         click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
@@ -119,7 +119,7 @@ def cache() -> None:
 def cache_info() -> None:
     """Entries and size per stage."""
     from edgekit.cache import Cache
-    from edgekit.report import human_size
+    from edgekit.report.cells import human_size
 
     store = Cache()
     stages = store.info()
@@ -185,7 +185,7 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
 
     Example: edgekit table runs/*/ --readme README.md
     """
-    from edgekit import readme_table
+    from edgekit.report import readme_table
 
     text = readme_table.table(readme_table.load(list(runs)))
     if readme is None:
@@ -213,20 +213,20 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
 
     Exit codes: 0 every budget holds, 1 a budget failed, 2 bad or mismatched input.
     """
-    from edgekit import check as checking
+    from edgekit.check import gate, output
     from edgekit.errors import EdgekitError
 
-    report = checking.run_check(results_file, baseline_file, recipe_file)
-    click.echo(checking.format_text(report))
+    report = gate.run_check(results_file, baseline_file, recipe_file)
+    click.echo(output.format_text(report))
     if junit_file is not None:
-        checking.write_junit(report, junit_file)
+        output.write_junit(report, junit_file)
         click.echo(f"junit: {junit_file}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-            summary.write(checking.step_summary(report))
+            summary.write(output.step_summary(report))
     if report.failures:
-        raise EdgekitError(checking.summary_line(report))
-    click.echo(checking.summary_line(report))
+        raise EdgekitError(output.summary_line(report))
+    click.echo(output.summary_line(report))
 
 
 @cli.group()
@@ -239,7 +239,7 @@ def baseline() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def baseline_save(run_dir: Path, path: Path) -> None:
     """Store RUN_DIR's results, recipe hash and environment as a baseline file at PATH."""
-    from edgekit.baseline import save_baseline
+    from edgekit.check.baseline import save_baseline
 
     doc = save_baseline(run_dir, path)
     recipe = doc["recipe"]
@@ -251,7 +251,7 @@ def baseline_save(run_dir: Path, path: Path) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def report_command(run_dir: Path) -> None:
     """Regenerate RUN_DIR/report.html and its PNG plots from results.json and latency.json."""
-    from edgekit import html_report
+    from edgekit.report import html as html_report
 
     path = html_report.regenerate(run_dir)
     click.echo(f"report: {path}  plots: {path.parent / html_report.PLOTS_DIR}/")
@@ -263,7 +263,7 @@ _DEVICES_OPTION = click.option(
 
 
 def _device_dirs(devices_dir: Path | None) -> list[Path]:
-    from edgekit.devices import search_dirs
+    from edgekit.targets.devices import search_dirs
 
     return [devices_dir] if devices_dir is not None else search_dirs()
 
@@ -277,7 +277,7 @@ def devices() -> None:
 @_DEVICES_OPTION
 def devices_list(devices_dir: Path | None) -> None:
     """List the device profiles and what each says about its device."""
-    from edgekit.devices import DeviceProfileError, find_profiles, load_profile
+    from edgekit.targets.devices import DeviceProfileError, find_profiles, load_profile
 
     dirs = _device_dirs(devices_dir)
     profiles = find_profiles(dirs)
@@ -303,8 +303,8 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
 
     Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
     """
-    from edgekit import devices as devs
     from edgekit.errors import EdgekitError
+    from edgekit.targets import devices as devs
 
     profile = devs.get_profile(name, _device_dirs(devices_dir))
     click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
@@ -363,13 +363,15 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
     """
-    from edgekit import filebench, report
+    from edgekit import report
+    from edgekit.bench import files as filebench
     from edgekit.errors import EdgekitError
+    from edgekit.report.terminal import print_table
 
     spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples)
     results, latencies = filebench.benchmark_files(list(model_files), list(targets), spec, inputs_file,
                                                    _device_dirs(devices_dir), log=_log)
-    report.print_table(results)
+    print_table(results)
     if out_file is not None:
         report.write_json(out_file, {**results, "latencies_ms": latencies})
         click.echo(f"results: {out_file}")

@@ -9,20 +9,28 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
-import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from edgekit.budgets import CheckSpec
+from edgekit.check.budgets import CheckSpec
 from edgekit.compress.spec import CompressEntry, unique_names
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
-from edgekit.errors import RecipeError, did_you_mean
+from edgekit.errors import RecipeError, did_you_mean, format_validation_error
 from edgekit.formats import FORMATS, PRECISIONS
-from edgekit.recipe_file import read_document
 from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
+from edgekit.recipe_file import read_document
 from edgekit.tasks import TASK_NAMES
 
 TARGETS = ("cpu", "gpu")
@@ -244,7 +252,7 @@ class Recipe(_Section):
     def _known_targets(cls, value: list[str], info: ValidationInfo) -> list[str]:
         # Besides cpu and gpu, a target is a device profile: devices/NAME.yaml next to the
         # recipe (load_recipe passes the recipe file as context), else in ./devices.
-        from edgekit import devices
+        from edgekit.targets import devices
 
         profiles = devices.find_profiles(devices.search_dirs((info.context or {}).get("recipe_file")))
         known = (*TARGETS, *profiles)
@@ -286,7 +294,7 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         recipe = Recipe.model_validate(document, context={"recipe_file": path})
     except ValidationError as exc:
-        raise RecipeError(f"{path}: {format_validation_error(exc)}") from None
+        raise RecipeError(f"{path}: {format_validation_error(exc, Recipe)}") from None
     _resolve_paths(recipe, path.parent)
     _check_compressible(recipe, path)
     recipe._path = path.resolve()
@@ -320,66 +328,3 @@ def _check_compressible(recipe: Recipe, path: Path) -> None:
             "(tensorflow-model-optimization) work only on Keras 2 (tf_keras) models; remove the compress "
             "section (PTQ still works) or rebuild the model with `import tf_keras as keras`"
         )
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """Turn pydantic's errors into one line: 'field.path: expected ..., received ...'."""
-    # An unknown key usually explains a "missing" one next to it (a typo), so it goes first.
-    errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
-    parts = [_format_one(err) for err in errors]
-    extra = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
-    return parts[0] + extra
-
-
-def _format_one(err: dict[str, Any]) -> str:
-    loc = err["loc"]
-    where = _loc_to_path(loc) or "(top level)"
-    kind = err["type"]
-    received = err.get("input")
-    if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        return f"{where}: unknown key{did_you_mean(str(loc[-1]), allowed)}; allowed keys here: {', '.join(allowed)}"
-    if kind == "missing":
-        return f"{where}: required field is missing; add it to the recipe"
-    if kind == "value_error":
-        return f"{where}: {err['msg'].removeprefix('Value error, ')}"
-    if kind == "too_long":
-        limit = err.get("ctx", {}).get("max_length")
-        return f"{where}: expected at most {limit} items, received {len(received)}; remove some"
-    expected = re.sub(r"^Input should (be )?", "", err["msg"])
-    if kind == "literal_error" and isinstance(received, str):
-        options = re.findall(r"'([^']*)'", err["msg"])
-        expected += did_you_mean(received, options[:50])
-    return f"{where}: expected {expected}, received {_short_repr(received)}"
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 4, 4, 60, 60, 40
-
-
-def _short_repr(value: Any) -> str:
-    """A repr bounded in length and effort: the error line must stay one short line whatever
-    the input was (a repr of a huge expanded list would take minutes and fill the screen)."""
-    return _REPR.repr(value)
-
-
-def _loc_to_path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The allowed keys of the section at ``loc`` (for did-you-mean on unknown keys)."""
-    model: type[BaseModel] = Recipe
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        annotation = model.model_fields[part].annotation
-        while get_origin(annotation) is not None:  # unwrap list[X], X | None
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)

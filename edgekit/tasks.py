@@ -2,7 +2,7 @@
 
 One row per task. Everything that differs between tasks (labels, loss, output layer, metrics
 and which way is better) is read from here, so no other module needs an if-chain over task
-names. Metric functions live in ``edgekit.evaluate``; this module stays import-light (no
+names. Metric functions live in ``edgekit.evaluate.scores``; this module stays import-light (no
 numpy-heavy work, no TensorFlow) because the recipe schema reads it.
 """
 

@@ -1,14 +1,18 @@
-"""Get the fp32 Keras model: build and fit a zoo model, or load the user's file."""
+"""The train stage: the fp32 Keras model, built and fitted from the zoo or a builder (cached),
+or loaded from the user's file."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.cache import make_key
 from edgekit.data import Dataset
 from edgekit.errors import DataError, ModelError
+from edgekit.report import write_json
 from edgekit.tasks import TASKS
 
 
@@ -215,3 +219,98 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 def describe(model) -> dict[str, Any]:
     return {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+
+
+def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log):
+    """The train stage: train the recipe's model (or take it from the cache), or load its file.
+
+    Returns:
+        (model, keras flavour, model key).
+    """
+    history: dict[str, list[float]] = {}
+    if recipe.model.file is not None:
+        log(f"[model] loading {recipe.model.file}")
+        model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
+        check_fits(model, data)
+        if flavour == "keras3" and recipe.compress:
+            raise ModelError(
+                f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
+                "(tf_keras) model: remove the compress section or rebuild the model with `import tf_keras as keras`"
+            )
+        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode)
+        write_json(run_dir / "model" / "history.json", history)
+        save_model(model, run_dir / "model")
+        return model, flavour, key
+    key = make_key(
+        "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe), train=recipe.train.model_dump(),
+        seed=recipe.seed, task=recipe.task, data=data_key, versions=versions_of(packages, "tensorflow", "tf-keras", "keras"),
+    )
+    names = ("model.keras", "history.json")
+    model_dir = run_dir / "model"
+
+    def load(folder: Path):
+        model = load_stage_model(folder / "model.keras")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for name in names:  # the very files the first build wrote
+            shutil.copyfile(folder / name, model_dir / name)
+        return model
+
+    def compute():
+        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
+        model, history = train(recipe, data, log=log)
+        write_json(model_dir / "history.json", history)
+        save_model(model, model_dir)
+        return model
+
+    def store(model, folder: Path) -> None:
+        for name in names:
+            shutil.copyfile(model_dir / name, folder / name)
+
+    model, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
+    if reused:
+        log(f"[train] {recipe.model.source}: trained model reused from the cache")
+    return model, "tf_keras", key
+
+
+def load_stage_model(path: Path):
+    """A Keras model saved by a stage (raises when it cannot be loaded)."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    # QAT models need tfmot's layer classes in scope to deserialise.
+    with tfmot.quantization.keras.quantize_scope():
+        return tf_keras.models.load_model(path, compile=False)
+
+
+def _content_hash(path: Path) -> str:
+    import numpy as np
+
+    from edgekit.cache import fingerprint as array_fingerprint
+
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    return array_fingerprint(*(np.frombuffer(f.read_bytes(), dtype=np.uint8) for f in files))
+
+
+def _builder_source(recipe) -> str | None:
+    """The source of a ``model.python`` builder module, so editing it retrains."""
+    if not recipe.model.python:
+        return None
+    import importlib.util
+    import sys
+
+    module = recipe.model.python.partition(":")[0]
+    base = str(recipe.path.parent) if recipe.path else None
+    sys.path.insert(0, base) if base else None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    finally:
+        if base:
+            sys.path.remove(base)
+    origin = Path(spec.origin) if spec and spec.origin and Path(spec.origin).is_file() else None
+    return origin.read_text() if origin else None
+
+
+def versions_of(packages: dict, *names: str) -> dict[str, str]:
+    return {name: packages.get(name, "") for name in names}

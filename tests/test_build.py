@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edgekit.report.rows import add_speedups
 from edgekit.cli import cli
-from edgekit.rows import add_speedups
 from tests.conftest import TINY_RECIPE
 
 

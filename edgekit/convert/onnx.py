@@ -70,7 +70,12 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         return settings
 
     import onnxruntime
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
@@ -107,7 +112,7 @@ def read_weights(path: Path) -> list[np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    from edgekit.weights import zero_point_shifted
+    from edgekit.evaluate.weights import zero_point_shifted
 
     graph = onnx.load(str(path)).graph
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}

@@ -16,7 +16,6 @@ from edgekit.runtimes import package_version
 from edgekit.runtimes.openvino import disable_telemetry
 
 
-
 def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None,
             prequantized: bool = False) -> dict:
     """Convert a Keras model to an OpenVINO IR pair, ``path`` (.xml) and its .bin.

@@ -60,8 +60,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
 
 def read_weights(path: Path) -> list[np.ndarray]:
     """The constant tensors of a .tflite file (zero points removed), read without delegates."""
+    from edgekit.evaluate.weights import zero_point_shifted
     from edgekit.runtimes.litert import interpreter_class
-    from edgekit.weights import zero_point_shifted
 
     interpreter_class_, _ = interpreter_class()
     interpreter = interpreter_class_(model_path=str(path), **_no_delegates())

@@ -18,7 +18,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgekit.errors import ModelError, did_you_mean
-from edgekit.models import autoencoder, conv1d, dscnn, lenet, mlp, mobilenet_v1, recurrent, resnet8, transformer, unet
+from edgekit.models import (
+    autoencoder,
+    conv1d,
+    dscnn,
+    lenet,
+    mlp,
+    mobilenet_v1,
+    recurrent,
+    resnet8,
+    transformer,
+    unet,
+)
 
 # name -> (builder, tasks it fits). Every builder is documented in `edgekit models`.
 _TABLE: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {

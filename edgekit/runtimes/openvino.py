@@ -24,7 +24,10 @@ def disable_telemetry() -> None:
     consent file is left alone.
     """
     try:
-        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+        from openvino_telemetry.utils.opt_in_checker import (
+            ConsentCheckResult,
+            OptInChecker,
+        )
     except ImportError:  # no telemetry package: openvino falls back to a silent stub
         return
     # OpenVINO, ovc and NNCF share one Telemetry object, and each (re)initialisation decides

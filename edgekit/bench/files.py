@@ -1,0 +1,155 @@
+"""``edgekit bench``: time existing .tflite / .onnx / .xml files, without a recipe.
+
+Every file is timed on every target with the same loop and the same inputs as a build:
+random samples of the model's own input shape (read from the file), or samples from an .npz
+file. Rows and the table are the build's, without metrics (there are no labels).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.formats import FORMATS, format_for_suffix
+
+
+@dataclass
+class BenchSpec:
+    """The timing loop's settings (the recipe's ``benchmark:`` section)."""
+
+    warmup: int = 10
+    runs: int = 100
+    min_time_s: float = 0.0
+    threads: int = 1
+    inputs: int = 16
+
+
+def format_of(path: Path):
+    """The format-table row for a file, by suffix.
+
+    Raises:
+        InputError: a missing file, an unknown suffix, or an IR without its .bin.
+    """
+    fmt = format_for_suffix(path.suffix)
+    if fmt is None:
+        raise InputError(f"{path}: unknown model file type {path.suffix or '(none)'!r}; expected one of "
+                         f"{', '.join(f.suffix for f in FORMATS.values())} ({', '.join(FORMATS)})")
+    for file in fmt.files(path):
+        if not file.is_file():
+            raise InputError(f"{file}: file not found" + (f" (it belongs to {path.name})" if file != path else ""))
+    return fmt
+
+
+def input_shape(fmt, path: Path) -> tuple[int, ...]:
+    """The model's input shape at batch 1, read from the file (with the runner's sessions)."""
+    from edgekit.targets import runner as runner_standalone
+
+    try:
+        return tuple(runner_standalone.open_session(fmt.name, path, 1).input_shape)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read its input shape here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                         "pass samples with --inputs FILE.npz") from None
+
+
+def load_inputs(path: Path, count: int) -> np.ndarray:
+    """Samples from an .npz file: its array ``x`` (or ``x_test``, or its only array), first ``count``.
+
+    Raises:
+        InputError: the file cannot be read or holds no usable array.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            names = list(arrays.files)
+            name = next((n for n in ("x", "x_test") if n in names), names[0] if len(names) == 1 else None)
+            if name is None:
+                raise InputError(f"{path}: expected an array named x (or x_test, or a single array), found: {', '.join(names) or 'none'}")
+            x = np.asarray(arrays[name], dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read inputs: {exc}") from None
+    if x.ndim < 1 or len(x) == 0:
+        raise InputError(f"{path}: array {name} holds no samples (shape {list(x.shape)})")
+    return x[:count]
+
+
+def fit_inputs(samples: np.ndarray, shape: tuple[int, ...], path: Path, source: str) -> np.ndarray:
+    """Check that samples fit a model's input shape (batch axis first)."""
+    if tuple(samples.shape[1:]) != tuple(shape[1:]) and samples[0].size != int(np.prod(shape[1:])):
+        raise InputError(f"{source}: samples of shape {list(samples.shape[1:])} do not fit {path.name}, "
+                         f"whose input is {list(shape)} (batch first)")
+    return samples.reshape((len(samples), *shape[1:]))
+
+
+def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec, inputs_file: Path | None,
+                    dirs: list[Path], log: Callable[[str], None] = print) -> tuple[dict, dict[str, list[float]]]:
+    """Time every file on every target; return results (the build's layout) and raw latencies."""
+    from edgekit import environment
+    from edgekit.report.rows import add_speedups, latency_by_target, make_row
+    from edgekit.errors import one_line
+    from edgekit.evaluate.variant import Variant
+    from edgekit.evaluate.weights import gzip_size
+    from edgekit.targets import Measurement, resolve
+
+    started = time.perf_counter()
+    formats = [format_of(path) for path in paths]
+    targets = resolve(list(dict.fromkeys(target_names)), dirs, log)
+    given = load_inputs(inputs_file, spec.inputs) if inputs_file is not None else None
+    rows, latencies = [], {}
+    for path, fmt in zip(paths, formats):
+        if given is not None:
+            try:
+                shape = input_shape(fmt, path)
+            except InputError:
+                shape = None  # the host cannot open it; a device may, with the samples as given
+            samples = fit_inputs(given, shape, path, str(inputs_file)) if shape else given
+        else:
+            shape = input_shape(fmt, path)
+            # Uniform [0, 1): the range of edgekit's image datasets; latency hardly depends on values.
+            samples = np.random.default_rng(0).random((spec.inputs, *shape[1:]), dtype=np.float32)
+        variant = Variant(format=fmt.name, precision="-", model=path.stem, path=path)
+        variant.gzip_bytes = gzip_size(variant.files)
+        if "cpu" in targets:
+            try:
+                variant.session = fmt.load_runtime()(path, spec.threads, {})
+                variant.runtime, variant.settings = variant.session.runtime, dict(variant.session.settings)
+            except Exception as exc:  # noqa: BLE001 - the file may still run on a device
+                variant.reason = f"runtime failed: {one_line(exc)}"
+        for name, target in targets.items():
+            row_id = f"{path.name}@{name}"
+            if not target.supports(variant):
+                m = Measurement("skipped", f"target {name} times the recipe's fp32 baseline only; use cpu or a device")
+            elif name == "cpu" and variant.session is None:
+                m = Measurement("failed", variant.reason)
+            else:
+                log(f"[bench] {row_id}")
+                try:
+                    m = target.measure(variant, spec, list(samples), None)
+                except Exception as exc:  # noqa: BLE001
+                    m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
+            if m.latencies_ms:
+                latencies[row_id] = m.latencies_ms
+            row = make_row(row_id, variant, name, m, variant)
+            row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in samples.shape[1:]])
+            rows.append(row)
+    add_speedups(rows)
+    env = environment.collect()
+    results = {
+        "edgekit_version": env["packages"].get("edgekit", "unknown"),
+        "command": "bench",
+        "recipe": {"name": "bench", "path": None, "sha256": None},
+        "environment": env,
+        "targets": {name: target.environment() for name, target in targets.items()},
+        "baseline": rows[0]["id"],
+        "speedup_baseline": rows[0]["id"],
+        "primary_metric": "metric",
+        "inputs": {"source": str(inputs_file) if inputs_file else "random uniform [0, 1), seed 0", "count": spec.inputs},
+        "benchmark": vars(spec),
+        "latency_by_target": latency_by_target(rows),
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "rows": rows,
+    }
+    return results, latencies

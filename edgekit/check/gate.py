@@ -1,0 +1,312 @@
+"""`edgekit check`: a run's results.json against the recipe's budgets and a stored baseline.
+
+Latency is compared, by default, as a ratio measured inside one run (row p50 / baseline-row
+p50) against the same ratio in the stored baseline, so a slower CI machine does not fail the
+build; absolute latency budgets exist for pinned devices and say so. What is printed and
+written lives in ``edgekit.check.output``; baseline files in ``edgekit.check.baseline``.
+Nothing here imports TensorFlow or matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.check.baseline import (
+    ensure_comparable,
+    environment_warnings,
+    latency_problem,
+    load_baseline,
+    load_results,
+    non_finite,
+    value_problems,
+)
+from edgekit.check.budgets import Budget, CheckSpec
+
+# For results.json files written before "higher_is_better" was recorded.
+LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss"})
+# Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
+_EPS = 1e-9
+
+
+@dataclass
+class Outcome:
+    """One budget on one row: what was measured, the limit, and pass, fail or skip.
+
+    ``compared`` is true when ``value`` is a finite number judged against ``limit``; a failure
+    is then "value > limit". Any other failure (a status, a NaN, a missing row) says why in ``detail``.
+    """
+
+    row: str
+    budget: str
+    value: str
+    limit: str
+    result: str
+    detail: str = ""
+    compared: bool = False
+
+    def describe(self) -> str:
+        """The outcome in one phrase, for the summary line and JUnit messages."""
+        if self.compared:
+            return f"{self.row} {self.budget} {self.value} > {self.limit}"
+        return f"{self.row} {self.budget} {self.value}: {self.detail}"
+
+
+@dataclass
+class CheckReport:
+    results_path: str
+    baseline_path: str | None
+    budgets_from: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "fail"]
+
+
+def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
+    """Evaluate every budget on every row; rows that vanished since the baseline fail too.
+
+    Numbers that cannot be measurements (NaN, inf, a p50 at or below zero), a baseline id that
+    names no row and a primary metric that no row has fail, in the results or the stored baseline:
+    a gate that skipped them would pass on garbage.
+    """
+    metric = results["primary_metric"]
+    higher_is_better = results.get("higher_is_better", metric not in LOWER_IS_BETTER)
+    rows = {row["id"]: row for row in results["rows"]}
+    old_rows = {row["id"]: row for row in stored["rows"]} if stored else {}
+    base = rows.get(results["baseline"])
+    old_base = old_rows.get(stored["baseline"]) if stored else None
+    outcomes = _file_outcomes(results, "results") + (_file_outcomes(stored, "stored baseline") if stored else [])
+    # Problems every budget that reads the baseline row or the metric must fail with, not skip.
+    no_base = [] if base else [f"the results have no baseline row {results['baseline']!r}"]
+    no_old_base = [f"the stored baseline has no baseline row {stored['baseline']!r}"] if stored and not old_base else []
+    metric_problems = [] if _metric_known(results) else [f"no ok row has the primary metric {metric!r}"]
+    for row_id in [*rows, *(r for r in old_rows if r not in rows)]:
+        row, old = rows.get(row_id), old_rows.get(row_id)
+        outcomes.append(_status(row_id, row, old, stored is not None))
+        if _ok(row) or _ok(old):
+            outcomes.append(_values(row_id, row, old))
+        if not _ok(row):
+            continue  # nothing was measured; the status outcome says why
+        ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
+                       results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems)
+        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
+    return outcomes
+
+
+def _ok(row: dict | None) -> bool:
+    return row is not None and row["status"] == "ok"
+
+
+def _metric_known(doc: dict) -> bool:
+    """Whether some ok row has the primary metric (always, for `edgekit bench` files, which time
+    files and measure no metric)."""
+    ok = [row for row in doc["rows"] if _ok(row)]
+    return doc.get("command") == "bench" or not ok or any(doc["primary_metric"] in (row.get("metrics") or {}) for row in ok)
+
+
+def _file_outcomes(doc: dict, label: str) -> list[Outcome]:
+    """Failures of a whole results file: a baseline id that names no row, a primary metric no row has."""
+    ids = [row["id"] for row in doc["rows"]]
+    shown = ", ".join(ids[:8]) + (f", and {len(ids) - 8} more" if len(ids) > 8 else "")
+    out = []
+    if doc["baseline"] not in ids:
+        out.append(Outcome(doc["baseline"], "baseline row", "missing", "a row", "fail",
+                           f"{label}: the baseline row is {doc['baseline']!r} but no row has that id (rows: {shown}); "
+                           "nothing can be compared with it. Was the file edited by hand?"))
+    if not _metric_known(doc):
+        seen = sorted({key for row in doc["rows"] if _ok(row) for key in (row.get("metrics") or {})})
+        out.append(Outcome(label, "primary metric", doc["primary_metric"], "on an ok row", "fail",
+                           f"{label}: no ok row has the primary metric {doc['primary_metric']!r} (metrics there: "
+                           f"{', '.join(seen) or 'none'}); expected a results.json written by `edgekit build`"))
+    return out
+
+
+def _values(row_id: str, row: dict | None, old: dict | None) -> Outcome:
+    """The budget every measured row gets: its numbers, and its stored baseline's, can be measurements."""
+    now = value_problems(row) if _ok(row) else []
+    before = value_problems(old) if _ok(old) else []
+    if not now and not before:
+        return Outcome(row_id, "measured values", "ok", "finite", "pass")
+    hints = (["rebuild it (edgekit build --fresh)"] if now else []) + (
+        ["re-save the baseline from a good run (edgekit baseline save RUN_DIR PATH)"] if before else [])
+    detail = "; ".join([*now, *(f"{p} in the stored baseline" for p in before)])
+    return Outcome(row_id, "measured values", "invalid", "finite", "fail", f"{detail}: not a measurement; {' and '.join(hints)}")
+
+
+@dataclass
+class _Context:
+    row_id: str
+    row: dict
+    old: dict | None
+    base: dict | None
+    old_base: dict | None
+    metric: str
+    have_stored: bool
+    base_id: str
+    budget: Budget
+    higher_is_better: bool = True
+    no_base: list[str] = field(default_factory=list)
+    no_old_base: list[str] = field(default_factory=list)
+    metric_problems: list[str] = field(default_factory=list)
+
+    def limit(self, key: str):
+        return getattr(self.budget, key)
+
+
+def _judge(ctx: _Context, name: str, value: float | None, limit: float, fmt, detail: str = "", why_skip: str = "",
+           problems: list[str] = ()) -> Outcome:
+    """Pass or fail ``value`` against ``limit``; skip when it was not measured.
+
+    ``problems`` (a NaN input, a missing baseline row) fail the budget whatever the value: NaN
+    compares False with every limit, so ``value > limit`` alone would let it pass.
+    """
+    why = None if value is None else non_finite(value)
+    if problems or why:
+        shown = "-" if value is None else why or fmt(value)
+        return Outcome(ctx.row_id, name, shown, fmt(limit), "fail", "; ".join(problems or [f"{name} is {why}"]))
+    if value is None:
+        return Outcome(ctx.row_id, name, "-", fmt(limit), "skip", why_skip)
+    return Outcome(ctx.row_id, name, fmt(value), fmt(limit), "fail" if value > limit + _EPS else "pass", detail, compared=True)
+
+
+def _safe(compute) -> float | None:
+    """``compute()``, or None where the arithmetic itself fails (a zero p50, an integer too large)."""
+    try:
+        return compute()
+    except ArithmeticError:
+        return None
+
+
+def _status(row_id: str, row: dict | None, old: dict | None, have_stored: bool) -> Outcome:
+    was_ok = old is not None and old["status"] == "ok"
+    was = f"was {old['status']}" if old else ("new row, not in the baseline" if have_stored else "")
+    if row is None:
+        return Outcome(row_id, "status", "missing", "ok", "fail" if was_ok else "skip",
+                       f"in the baseline ({old['status']}) but not in the results")
+    if row["status"] == "ok":
+        return Outcome(row_id, "status", "ok", "ok", "pass", was if not old else "")
+    detail = f"{row.get('reason') or row['status']}" + (f" ({was})" if was else "")
+    if row["status"] == "skipped" and not was_ok:
+        return Outcome(row_id, "status", "skipped", "ok", "skip", detail)
+    if row["status"] == "failed" and old is not None and not was_ok:
+        return Outcome(row_id, "status", "failed", "ok", "skip", f"known failure: {detail}")
+    return Outcome(row_id, "status", row["status"], "ok", "fail", detail)
+
+
+def _bad(name: str, value: float | None, where: str, latency: bool = False) -> list[str]:
+    """``["accuracy is NaN on the baseline row"]`` when ``value`` cannot be a measurement, else []."""
+    if value is None:
+        return []
+    why = latency_problem("p50", value) if latency else non_finite(value)
+    return [f"{name} is {why} {where}"] if why else []
+
+
+def _metric_outcomes(ctx: _Context) -> list[Outcome]:
+    out = []
+    if ctx.row_id != ctx.base_id and (limit := ctx.limit("max_metric_drop")) is not None:
+        out.append(_drop(ctx, f"{ctx.metric} drop vs {ctx.base_id}", limit, ctx.base, f"on the baseline row {ctx.base_id}",
+                         ctx.no_base, "no metric on this row or the baseline row"))
+    if ctx.have_stored and (limit := ctx.limit("max_metric_drop_vs_stored")) is not None:
+        out.append(_drop(ctx, f"{ctx.metric} drop vs stored", limit, ctx.old, "in the stored baseline", [],
+                         "not measured in the stored baseline"))
+    return out
+
+
+def _drop(ctx: _Context, name: str, limit: float, ref_row: dict | None, ref_where: str, missing: list[str],
+          why_skip: str) -> Outcome:
+    """The task metric's drop from ``ref_row`` (``ref_where`` says which row that is) to this row."""
+    # A drop is a loss of quality: reference minus row, or row minus reference for errors.
+    sign = 1 if ctx.higher_is_better else -1
+    value = (ctx.row.get("metrics") or {}).get(ctx.metric)
+    ref = ((ref_row or {}).get("metrics") or {}).get(ctx.metric)
+    problems = ctx.metric_problems + missing + _bad(ctx.metric, value, "on this row") + _bad(ctx.metric, ref, ref_where)
+    drop = _safe(lambda: sign * (ref - value)) if None not in (ref, value) else None
+    stored = " stored" if ref_row is ctx.old else ""
+    detail = f"{value:.4f} vs {ref:.4f}{stored}" if drop is not None and not problems else ""
+    return _judge(ctx, name, drop, limit, "{:.4f}".format, detail, why_skip, problems)
+
+
+def _p50(row: dict | None) -> float | None:
+    lat = (row or {}).get("latency_ms")
+    return lat.get("p50") if lat else None
+
+
+def _spread(row: dict) -> float:
+    """Relative noise of a row's timing: p90 / p50 - 1."""
+    lat = row["latency_ms"]
+    spread = _safe(lambda: lat["p90"] / lat["p50"] - 1) if lat.get("p90") else None
+    return spread or 0.0
+
+
+def _latency_outcomes(ctx: _Context) -> list[Outcome]:
+    out, now, old = [], _p50(ctx.row), _p50(ctx.old)
+    ratio_fmt = "{:.3f}x".format
+    mine = _bad("p50", now, "on this row", latency=True)
+    mine_old = _bad("p50", old, "in the stored baseline", latency=True)
+    if ctx.row_id != ctx.base_id and ctx.have_stored and (limit := ctx.limit("max_latency_ratio_regression")) is not None:
+        base_now, base_old = _p50(ctx.base), _p50(ctx.old_base)
+        problems = (ctx.no_base + ctx.no_old_base + mine + mine_old
+                    + _bad("p50", base_now, f"on the baseline row {ctx.base_id}", latency=True)
+                    + _bad("p50", base_old, f"on the baseline row {ctx.base_id} in the stored baseline", latency=True))
+        value, detail = None, ""
+        if None not in (now, old, base_now, base_old):
+            value = _safe(lambda: (now / base_now) / (old / base_old))  # = speedup stored / speedup now
+            if not problems and value is not None:
+                detail = (f"speedup vs {ctx.base_id} {base_now / now:.3g}x now, {base_old / old:.3g}x stored; "
+                          f"spread p90/p50 {_spread(ctx.row):.0%} row, {_spread(ctx.base):.0%} baseline row")
+        out.append(_judge(ctx, "latency ratio regression vs stored", value, limit, ratio_fmt, detail,
+                          "no latency for this row or a baseline row, now or stored", problems))
+    if (limit := ctx.limit("max_latency_ms_abs")) is not None:
+        out.append(_judge(ctx, "p50 latency ms (absolute)", now, limit, "{:.4g}".format,
+                          "absolute: meaningful on a pinned device only", "no latency", mine))
+    if ctx.have_stored and (limit := ctx.limit("max_latency_abs_regression")) is not None:
+        value = _safe(lambda: now / old) if None not in (now, old) else None
+        problems = mine + mine_old
+        detail = f"{now:.4g} ms vs {old:.4g} ms stored; absolute: same pinned device only" if value and not problems else ""
+        out.append(_judge(ctx, "p50 latency regression vs stored (absolute)", value, limit, ratio_fmt, detail,
+                          "no latency now or stored", problems))
+    return out
+
+
+def _size_outcomes(ctx: _Context) -> list[Outcome]:
+    if (limit := ctx.limit("max_size_bytes")) is None:
+        return []
+    size = ctx.row.get("size_bytes")
+    problems = [f"size_bytes is {size} (expected >= 0)"] if size is not None and size < 0 else []
+    return [_judge(ctx, "size bytes", size, limit, "{:d}".format, "", "no artifact size", problems)]
+
+
+def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, str]:
+    """The budgets: --recipe, else the recipe.yaml copy in the run directory, else the defaults."""
+    from edgekit.recipe import load_recipe
+
+    if recipe_path is None:
+        run_dir = results_path if results_path.is_dir() else results_path.parent
+        if not (run_dir / "recipe.yaml").is_file():
+            return CheckSpec(), "default budgets (no --recipe and no recipe.yaml beside the results)"
+        recipe_path = run_dir / "recipe.yaml"
+    return load_recipe(recipe_path).check, f"{recipe_path} (its check: section; defaults where it sets none)"
+
+
+def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None) -> CheckReport:
+    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input."""
+    results = load_results(results_path)
+    spec, source = load_spec(recipe_path, Path(results_path))
+    stored = None
+    if baseline_path is not None:
+        stored = load_baseline(baseline_path)
+        ensure_comparable(results, stored, baseline_path)
+    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
+    report.outcomes = compare(results, spec, stored)
+    report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
+                        for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
+    if stored is None:
+        report.warnings.append("no --baseline: only in-run budgets were checked (metric drop vs the baseline row, "
+                               "size, absolute latency); pass --baseline to check regressions")
+    else:
+        absolute = any("absolute" in o.budget and o.result != "skip" for o in report.outcomes)
+        report.warnings += environment_warnings(results, stored, absolute)
+    return report

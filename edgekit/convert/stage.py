@@ -1,0 +1,121 @@
+"""The convert stage: one artifact per (model, format, precision) in runs/<name>/artifacts/,
+each cached under a key of what made it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgekit.evaluate.variant import Variant
+from edgekit.formats import FORMATS
+
+
+@dataclass
+class BuildContext:
+    """What every conversion of a build shares."""
+
+    recipe: Any
+    data: Any
+    baseline_outputs: Any
+    run_dir: Path
+    log: Callable[[str], None]
+    cache: Any
+    data_key: str
+    versions: dict[str, str]
+
+
+def convert_variant(fmt, precision, model, name, parent, quantized, model_key: str, ctx: BuildContext) -> Variant:
+    """Convert ``model`` to ``fmt`` at ``precision`` into the run directory, from the cache when
+    the artifact's key is unchanged. A failure is recorded on the variant; nothing is raised.
+
+    ``quantized`` models (QAT) carry their own int8 ranges, which the converters keep.
+    """
+    from edgekit.cache import make_key
+
+    recipe = ctx.recipe
+    variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent)
+    variant.path = ctx.run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
+    options = getattr(recipe.export, fmt.name).model_dump()
+    variant.key = make_key(
+        "convert", model=model_key, format=fmt.name, precision=precision, options=options,
+        prequantized=quantized, data=ctx.data_key, versions=ctx.versions,
+    )
+    variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
+    try:
+        _convert(variant, fmt, model, options, quantized, ctx)
+    except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
+        variant.fail("conversion", exc)
+        ctx.log(f"[convert] {variant.stem} FAILED: {variant.reason}")
+    return variant
+
+
+def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: BuildContext) -> None:
+    """Write the artifact into the run directory, from the cache when its key is known."""
+    names = [f"artifact{fmt.suffix}", *(f"artifact{suffix}" for suffix in fmt.companions)]
+
+    def load(folder: Path) -> dict:
+        settings = json.loads((folder / "settings.json").read_text())
+        for name, target in zip(names, variant.files):
+            shutil.copyfile(folder / name, target)
+        return settings
+
+    def compute() -> dict:
+        ctx.log(f"[convert] {variant.stem}")
+        return fmt.load_converter()(model, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
+
+    def store(settings: dict, folder: Path) -> None:
+        for name, source in zip(names, variant.files):
+            shutil.copyfile(source, folder / name)
+        (folder / "settings.json").write_text(json.dumps(settings, default=str))
+
+    variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store)
+    if reused:
+        ctx.log(f"[convert] {variant.stem} (cached)")
+
+
+class Exporter:
+    """Turns one Keras model into a variant per format and precision of the recipe.
+
+    ``make_variant(fmt, precision, model, name, parent, quantized, model_key, ctx)`` builds one
+    (convert, then evaluate); the exporter decides which pairs exist.
+    """
+
+    def __init__(self, ctx: BuildContext, make_variant: Callable[..., Variant]):
+        self.ctx = ctx
+        self.make_variant = make_variant
+        self.recipe = ctx.recipe
+        self.not_produced: list[dict[str, str]] = []
+
+    def combinations(self, name: str, quantized: bool, precisions=None):
+        """(format, precision) pairs to build; the others are recorded in ``not_produced``."""
+        for fmt_name in self.recipe.export.formats:
+            fmt = FORMATS[fmt_name]
+            for precision in precisions or self.recipe.quantize.precisions:
+                skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
+                           "model": name, "format": fmt.name, "precision": precision}
+                if precision not in fmt.precisions:
+                    self.not_produced.append({**skipped, "reason": f"{fmt.name} has no {precision} converter"})
+                elif quantized and precision != "int8":
+                    self.not_produced.append({**skipped, "reason": "QAT models are exported at int8 only"})
+                else:
+                    yield fmt, precision
+
+    def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None) -> list[Variant]:
+        return [
+            self.make_variant(fmt, precision, model, name, parent, quantized, model_key, self.ctx)
+            for fmt, precision in self.combinations(name, quantized, precisions)
+        ]
+
+    def failed(self, step, reason: str) -> list[Variant]:
+        """Failed rows for every artifact an exported step would have made."""
+        if not step.export:
+            return []
+        variants = []
+        for fmt, precision in self.combinations(step.name, step.quantized, step.precisions):
+            variant = Variant(format=fmt.name, precision=precision, model=step.name, parent=step.parent)
+            variant.fail("compression", reason)
+            variants.append(variant)
+        return variants

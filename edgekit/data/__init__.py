@@ -1,0 +1,233 @@
+"""Datasets: load, split deterministically, normalise, and draw the calibration subset.
+
+Sources are builtin offline datasets (the table in ``edgekit.data.builtins``) or user files (npz,
+csv). What ``y`` holds depends on the task (``edgekit.tasks``): class ids, regression targets,
+anomaly flags or per-pixel masks. Everything here is numpy; nothing needs the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.data import checks as data_checks
+from edgekit.data.builtins import BUILTINS
+from edgekit.errors import DataError
+
+FILE_SOURCES = ("npz", "csv")
+# name -> Builtin (loader, task, shape, description); see edgekit.data.builtins.
+BUILTIN_DATASETS = BUILTINS
+
+
+@dataclass
+class Dataset:
+    """Train/val/test splits plus the calibration subset, all float32 features.
+
+    ``y`` is int64 class ids (classification), float32 targets (regression), int64 0/1 flags
+    (anomaly; the train and val splits hold normal samples only) or int64 masks
+    (segmentation). ``class_names`` names the classes, or the targets for regression.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_calib: np.ndarray
+    class_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        """Classes, regression targets, or mask classes: the model's output width."""
+        return len(self.class_names)
+
+
+def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classification") -> Dataset:
+    """Load the recipe's data section and split it.
+
+    Args:
+        spec: the recipe's ``data`` section.
+        seed: the recipe seed; the same seed always gives the same splits.
+        calibration_samples: how many training samples to draw for int8 calibration.
+        task: the recipe's task; decides what the labels must be and how splits are drawn.
+
+    Raises:
+        DataError: a missing or unreadable file, labels that do not fit the task, or a
+            builtin dataset made for another task.
+    """
+    info: dict[str, Any] = {"source": spec.source}
+    if spec.source in FILE_SOURCES:
+        from edgekit.data import files
+
+        path = Path(spec.path)
+        if not path.is_file():
+            raise DataError(f"data.path: file not found: {path}; check the path (relative paths start at the recipe's folder)")
+        info["path"] = str(path)
+        info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        arrays, names = files.read_npz(path, spec, task) if spec.source == "npz" else files.read_csv(path, spec, task)
+    else:
+        builtin = BUILTINS[spec.source]
+        if builtin.task != task:
+            raise DataError(f"data.source {spec.source} is a {builtin.task} dataset but the recipe's task is {task}; "
+                            f"set task: {builtin.task} or choose a {task} dataset")
+        arrays, names = builtin.load(spec)
+
+    arrays = dict(arrays)
+    for key, array in arrays.items():
+        data_checks.check_samples_axis(array, key)
+    for key in [k for k in arrays if k.startswith("y")]:
+        arrays[key] = _labels(arrays[key], key, task)
+    stratify = task in ("classification", "anomaly")
+    if "x" in arrays:
+        _check_pair(arrays["x"], arrays["y"], "x", "y", task)
+        names = names or _names(arrays["y"], task)
+        x_train, x_test, y_train, y_test = _split(arrays["x"], arrays["y"], spec.test_fraction, seed, stratify)
+    else:
+        x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        _check_pair(x_train, y_train, "x_train", "y_train", task)
+        _check_pair(x_test, y_test, "x_test", "y_test", task)
+        data_checks.check_splits({"train": (x_train, y_train), "test": (x_test, y_test)})
+        names = names or _names(np.concatenate([y_train, y_test]), task)
+    if "x_val" in arrays:
+        x_val, y_val = arrays["x_val"], arrays["y_val"]
+    elif spec.val_fraction > 0:
+        x_train, x_val, y_train, y_val = _split(x_train, y_train, spec.val_fraction, seed + 1, stratify)
+    else:
+        x_val, y_val = x_train[:0], y_train[:0]
+    if task == "anomaly":
+        x_train, y_train, x_val, y_val, info["anomaly"] = _normal_only(x_train, y_train, x_val, y_val, y_test)
+
+    splits = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+    data_checks.check_splits(splits, regression=task == "regression")
+    if task == "classification":
+        data_checks.check_classes(y_train, len(names))
+    per = getattr(spec, "normalize_per", "feature")
+    x_train, x_val, x_test, info["normalize"] = _normalize(spec.normalize, x_train, x_val, x_test, per)
+
+    rng = np.random.default_rng(seed)
+    n_calib = min(calibration_samples, len(x_train))
+    calib_idx = np.sort(rng.choice(len(x_train), size=n_calib, replace=False))
+    info["splits"] = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
+    info["calibration"] = {"source": "train", "size": int(n_calib), "requested": int(calibration_samples), "seed": seed}
+    info["input_shape"] = list(x_train.shape[1:])
+    info["num_classes"] = len(names)
+    info["task"] = task
+    return Dataset(
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        x_calib=x_train[calib_idx], class_names=list(names), info=info, task=task,
+    )
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool = True):
+    from sklearn.model_selection import train_test_split
+
+    if len(y) < 2:
+        raise DataError(f"the data has {len(y)} sample(s); splitting into train and test needs at least 2 "
+                        "(a few hundred to measure accuracy): add samples")
+    by = None
+    if stratify:
+        counts = np.bincount(y)
+        # Stratify when every class can appear on both sides; tiny sets fall back to shuffling.
+        if counts[counts > 0].min() >= 2 and round(len(y) * fraction) >= len(counts[counts > 0]):
+            by = y
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=by)
+    except ValueError as exc:  # e.g. a fraction that leaves one side empty
+        raise DataError(f"cannot split {len(y)} samples with fraction {fraction}: {exc}; "
+                        "change data.test_fraction / data.val_fraction or add samples") from None
+
+
+def _normal_only(x_train, y_train, x_val, y_val, y_test):
+    """An autoencoder learns "normal": anomalous samples leave the train and val splits."""
+    if not y_test.any() or y_test.all():
+        raise DataError("the anomaly task needs normal (0) and anomalous (1) samples in the test split; "
+                        f"the test split has {int(y_test.sum())} anomalous of {len(y_test)}")
+    keep_train, keep_val = y_train == 0, y_val == 0
+    record = {"dropped_from_train": int((~keep_train).sum()), "dropped_from_val": int((~keep_val).sum()),
+              "test_anomalous": int(y_test.sum()), "test_normal": int((y_test == 0).sum())}
+    return x_train[keep_train], y_train[keep_train], x_val[keep_val], y_val[keep_val], record
+
+
+def _labels(y: np.ndarray, name: str, task: str) -> np.ndarray:
+    """Check and convert labels for the task."""
+    if task == "regression":
+        if not np.issubdtype(y.dtype, np.number):
+            raise DataError(f"{name}: expected numeric regression targets, received dtype {y.dtype}")
+        if y.ndim not in (1, 2):
+            raise DataError(f"{name}: expected one target per sample (shape [N]) or several (shape [N, targets]), received shape {list(y.shape)}")
+        return y.astype(np.float32)
+    if task == "segmentation":
+        y = y[..., 0] if y.ndim == 4 and y.shape[-1] == 1 else y
+        if y.ndim != 3 or not np.all(np.mod(y, 1) == 0) or (y < 0).any():
+            raise DataError(f"{name}: expected integer masks of shape [N, H, W] with class ids >= 0, received shape {list(y.shape)}")
+        y = y.astype(np.int64)
+        data_checks.check_class_ids(y, name)
+        return y
+    y = _as_class_ids(y, name)
+    if task == "anomaly" and (y > 1).any():
+        raise DataError(f"{name}: expected anomaly flags 0 (normal) or 1 (anomalous), received values up to {int(y.max())}")
+    return y
+
+
+def _names(y: np.ndarray, task: str) -> list[str]:
+    if task == "regression":
+        return ["y"] if y.ndim == 1 else [f"y{i}" for i in range(y.shape[1])]
+    if task == "anomaly":
+        return ["normal", "anomaly"]
+    return _class_names(y)
+
+
+def _as_class_ids(y: np.ndarray, name: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1:
+        raise DataError(f"{name}: expected one class label per sample (shape [N]), received shape {list(y.shape)}")
+    if not np.all(np.mod(y, 1) == 0) or (y < 0).any():
+        raise DataError(f"{name}: expected integer class ids >= 0 for classification, received values like {y[:3].tolist()}")
+    y = y.astype(np.int64)
+    data_checks.check_class_ids(y, name)  # before a class table is made from the largest id
+    return y
+
+
+def _class_names(y: np.ndarray) -> list[str]:
+    # Empty labels give no classes; the split checks then say which array has no samples.
+    return [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, xname: str, yname: str, task: str = "classification") -> None:
+    if len(x) != len(y):
+        raise DataError(f"{xname} has {len(x)} samples but {yname} has {len(y)}; they must match")
+    if x.ndim < 2:
+        raise DataError(f"{xname}: expected shape [samples, features...], received shape {list(x.shape)}")
+    if task == "segmentation" and (x.ndim < 3 or x.shape[1:3] != y.shape[1:3]):
+        raise DataError(f"{yname}: masks of shape {list(y.shape[1:])} do not cover the images of shape {list(x.shape[1:])}; "
+                        "give one class id per pixel")
+
+
+def _normalize(kind: str, x_train, x_val, x_test, per: str = "feature"):
+    if kind == "none":
+        return x_train, x_val, x_test, {"kind": "none"}
+    # Statistics from the training split only: per feature (every input position), or per
+    # channel (the last axis, shared over time or space; right for padded sequences).
+    axes = 0 if per == "feature" else tuple(range(x_train.ndim - 1))
+    if kind == "standard":
+        shift = x_train.mean(axis=axes)
+        scale = x_train.std(axis=axes)
+    else:
+        shift = x_train.min(axis=axes)
+        scale = x_train.max(axis=axes) - shift
+    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+    apply = lambda x: ((x - shift) / scale).astype(np.float32)  # noqa: E731
+    return apply(x_train), apply(x_val), apply(x_test), {"kind": kind, "per": per, "fitted_on": "train"}

@@ -1,0 +1,1 @@
+"""The evaluate stage: task scores, weight statistics, and the variants they describe."""

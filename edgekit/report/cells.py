@@ -1,0 +1,99 @@
+"""The cells of the results table, shared by the terminal, markdown and HTML views."""
+
+from __future__ import annotations
+
+COLUMNS = ("id", "format", "precision", "size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "status / notes")
+NUMERIC = ("size", "gzip", "sparsity", "metric", "delta", "p50", "speedup")
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def human_ms(ms: float) -> str:
+    """A latency with a unit that keeps three significant digits (us below 1 ms)."""
+    return f"{ms * 1000:.3g} us" if ms < 1 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def cells(results: dict) -> list[list[str]]:
+    """One list of display strings per row, in COLUMNS order."""
+    metric = results["primary_metric"]
+    out = []
+    for row in results["rows"]:
+        value = row["metrics"].get(metric)
+        delta = row["delta"].get(metric)
+        lat = row["latency_ms"]
+        speedup = row["speedup_vs_baseline"]
+        if row["status"] == "ok":
+            status = "; ".join(row["notes"]) or "ok"
+        else:
+            status = f"{row['status']}: {row['reason']}"
+        out.append([
+            row["id"],
+            row["format"],
+            row["precision"],
+            human_size(row["size_bytes"]),
+            human_size(row.get("gzip_bytes")),
+            _percent((row.get("weights") or {}).get("sparsity")),
+            f"{value:.4f}" if value is not None else "-",
+            f"{delta:+.4f}" if delta is not None else "-",
+            human_ms(lat["p50"]) if lat else "-",
+            f"{speedup:.2f}x" if speedup else "-",
+            status,
+        ])
+    return out
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "-"
+
+
+def not_produced_line(results: dict) -> str | None:
+    """One short line on the format/precision pairs that were not built, and why."""
+    missing: dict[str, set[str]] = {}
+    qat_models: list[str] = []
+    for item in results.get("not_produced", []):
+        if "QAT" in item["reason"]:
+            qat_models += [item["model"]] if item["model"] not in qat_models else []
+        else:
+            missing.setdefault(item["format"], set()).add(item["precision"])
+    parts = [f"{fmt} has no {'/'.join(sorted(p))} converter" for fmt, p in missing.items()]
+    if qat_models:
+        parts.append(f"QAT models ({', '.join(qat_models)}) are exported at int8 only")
+    return f"not produced: {'; '.join(parts)}" if parts else None
+
+
+def speedup_line(results: dict) -> str:
+    """Which row the speedup column is relative to (the GPU baseline when it was timed)."""
+    row = results.get("speedup_baseline") or results["baseline"]
+    if row.startswith("keras-fp32@"):
+        where = {"gpu": "GPU", "cpu": "CPU"}.get(row.rsplit("@", 1)[-1], row.rsplit("@", 1)[-1])
+        return f"speedup = p50 of {row} ({where} fp32) / row p50"
+    return f"speedup = p50 of {row} / row p50"
+
+
+def target_cells(results: dict) -> list[list[str]]:
+    """The header and one line per variant with its p50 on every target, side by side; empty
+    when only one target was measured."""
+    by_target = results.get("latency_by_target") or {}
+    targets = list(dict.fromkeys(t for per in by_target.values() for t in per))
+    if len(targets) < 2:
+        return []
+    # Devices say what they ran on (e.g. tflite_runtime 2.14.0); cpu and gpu run several runtimes.
+    runtimes = {t: ", ".join(sorted({per[t]["runtime"] for per in by_target.values()
+                                     if t in per and per[t]["status"] == "ok" and per[t]["runtime"]})) for t in targets}
+    header = ["variant", *(f"{t} ({runtimes[t]})" if runtimes[t] and t not in ("cpu", "gpu") else t for t in targets)]
+    lines = []
+    for stem, per in by_target.items():
+        line = [stem]
+        for t in targets:
+            cell = per.get(t)
+            line.append("-" if cell is None else human_ms(cell["p50"]) if cell["p50"] is not None else cell["status"])
+        lines.append(line)
+    return [header, *lines]

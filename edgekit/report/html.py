@@ -1,0 +1,278 @@
+"""report.html: one self-contained page per run, and its plots as PNG files beside it.
+
+The page needs no network to open: CSS is inline and the plots are embedded as base64 data
+URIs (the same PNGs are written to ``plots/`` for PR comments and slides). It shows the
+results table, accuracy against latency with the Pareto front, artifact sizes raw and
+gzipped, the latency distribution of every row, the environment and the recipe.
+matplotlib is imported only when a report is drawn, and only its object API (no pyplot),
+so drawing never touches global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from edgekit.check.baseline import load_results
+from edgekit.check.gate import LOWER_IS_BETTER
+from edgekit.evaluate.weights import gzip_size
+from edgekit.formats import format_for_suffix
+from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
+
+REPORT_NAME = "report.html"
+PLOTS_DIR = "plots"
+_MARKERS = {"fp32": "o", "fp16": "^", "dynamic": "D", "int8": "s", "int16x8": "v"}
+
+
+def regenerate(run_dir: Path) -> Path:
+    """Redraw RUN_DIR/report.html from its results.json (and latency.json when present)."""
+    run_dir = Path(run_dir)
+    return write(load_results(run_dir / "results.json"), run_dir)
+
+
+def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None) -> Path:
+    """Draw the plots, write them to RUN_DIR/plots/*.png, and write RUN_DIR/report.html."""
+    run_dir = Path(run_dir)
+    if latencies is None:
+        latencies = _read_latencies(run_dir)
+    sizes = artifact_sizes(results["rows"], run_dir)
+    front = pareto_front(results)
+    plots = {
+        "accuracy_vs_latency": _scatter(results, front),
+        "sizes": _size_bars(results, sizes),
+        "latency_distribution": _distribution(results, latencies),
+    }
+    (run_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+    for name, png in plots.items():
+        file = run_dir / PLOTS_DIR / f"{name}.png"
+        if png is not None:
+            file.write_bytes(png)
+        elif file.exists():
+            file.unlink()  # a plot from an earlier version of the results would mislead
+    path = run_dir / REPORT_NAME
+    tmp = path.with_name(path.name + ".tmp")  # readers never see half a page
+    tmp.write_text(render(results, run_dir, plots, sizes, front), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _read_latencies(run_dir: Path) -> dict[str, list[float]]:
+    try:
+        return json.loads((run_dir / "latency.json").read_text()).get("rows", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # the distribution plot says it is missing; the rest of the page still works
+
+
+def artifact_files(row: dict, run_dir: Path) -> list[Path]:
+    """The files a row's artifact is made of (a SavedModel folder, an OpenVINO .xml + .bin pair)."""
+    if not row.get("path"):
+        return []
+    recorded = Path(row["path"])
+    # A run directory may be copied or moved after the build (CI artifacts): its own files first.
+    candidates = (run_dir / "artifacts" / recorded.name, run_dir / "model" / recorded.name, recorded)
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        return []
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.is_file())
+    fmt = format_for_suffix(path.suffix)  # OpenVINO's .xml comes with its .bin
+    return [f for f in fmt.files(path) if f.is_file()] if fmt else [path]
+
+
+def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """Row id -> (raw bytes, gzip bytes) of its artifact files on disk, or None when absent."""
+    sizes, cache = {}, {}
+    for row in rows:
+        if row.get("size_bytes") and row.get("gzip_bytes"):  # measured by the build itself (gzip -9)
+            sizes[row["id"]] = (row["size_bytes"], row["gzip_bytes"])
+            continue
+        files = tuple(artifact_files(row, run_dir))
+        if files and files not in cache:  # rows on several targets share one artifact
+            cache[files] = (sum(f.stat().st_size for f in files), gzip_size(files))
+        sizes[row["id"]] = cache.get(files) if files else None
+    return sizes
+
+
+def _measured(results: dict) -> list[dict]:
+    metric = results["primary_metric"]
+    return [r for r in results["rows"] if r["status"] == "ok" and r.get("latency_ms")
+            and r.get("metrics", {}).get(metric) is not None]
+
+
+def pareto_front(results: dict) -> list[str]:
+    """Ids of rows no other row beats on both latency (p50) and the task metric."""
+    metric = results["primary_metric"]
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    front, best = [], float("-inf")
+    for row in sorted(_measured(results), key=lambda r: (r["latency_ms"]["p50"], -sign * r["metrics"][metric])):
+        if sign * row["metrics"][metric] > best:
+            front.append(row["id"])
+            best = sign * row["metrics"][metric]
+    return front
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _scatter(results: dict, front: list[str]) -> bytes | None:
+    rows, metric = _measured(results), results["primary_metric"]
+    if not rows:
+        return None
+    fig = _figure(10, 5.5)
+    ax = fig.add_subplot()
+    formats = list(dict.fromkeys(r["format"] for r in rows))
+    for i, row in enumerate(sorted(rows, key=lambda r: r["latency_ms"]["p50"])):
+        lat, y = row["latency_ms"], row["metrics"][metric]
+        color = f"C{formats.index(row['format']) % 10}"
+        # The bar reaches from the p50 to the p90: how noisy the timing was.
+        ax.errorbar(lat["p50"], y, xerr=[[0], [max(lat.get("p90", lat["p50"]) - lat["p50"], 0)]], fmt=_MARKERS.get(row["precision"], "P"),
+                    color=color, markersize=9, capsize=3, label=f"{row['format']} {row['precision']}")
+        # Labels alternate above and below: neighbours in latency often share an accuracy.
+        ax.annotate(row["id"], (lat["p50"], y), textcoords="offset points", xytext=(6, 8 if i % 2 else -14), fontsize=8)
+    pts = sorted((r["latency_ms"]["p50"], r["metrics"][metric]) for r in rows if r["id"] in front)
+    ax.plot(*zip(*pts), drawstyle="steps-post", color="black", linestyle="--", linewidth=1, zorder=0)
+    ax.scatter(*zip(*pts), s=260, facecolors="none", edgecolors="black", linewidths=1.2, label="Pareto front")
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.15)  # room for the row labels at the edges
+    ax.set_xlabel("p50 latency, ms (log scale; bar to p90)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs latency, batch 1")
+    ax.grid(True, which="both", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    return _png(fig)
+
+
+def _size_bars(results: dict, sizes: dict) -> bytes | None:
+    rows = [r for r in results["rows"] if sizes.get(r["id"])]
+    if not rows:
+        return None
+    fig = _figure(10, 1.2 + 0.55 * len(rows))
+    ax = fig.add_subplot()
+    y = list(range(len(rows)))
+    raw = [sizes[r["id"]][0] / 1024 for r in rows]
+    packed = [sizes[r["id"]][1] / 1024 for r in rows]
+    ax.barh([i - 0.2 for i in y], raw, height=0.4, color="C0", label="raw")
+    ax.barh([i + 0.2 for i in y], packed, height=0.4, color="C1", label="gzip -9")
+    for i, row in enumerate(rows):
+        ax.annotate(f" {human_size(sizes[row['id']][0])}", (raw[i], i - 0.2), va="center", fontsize=8)
+        ax.annotate(f" {human_size(sizes[row['id']][1])}", (packed[i], i + 0.2), va="center", fontsize=8)
+    ax.set_yticks(y, [r["id"] for r in rows], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(raw + packed) * 1.25)
+    ax.set_xlabel("KiB on disk (all files of the artifact)")
+    ax.set_title("artifact size, raw and gzipped")
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def _distribution(results: dict, latencies: dict[str, list[float]]) -> bytes | None:
+    rows = [r for r in results["rows"] if latencies.get(r["id"])]
+    if not rows:
+        return None
+    fig = _figure(10, 1.2 + 0.7 * len(rows))
+    ax = fig.add_subplot()
+    data = [latencies[r["id"]] for r in rows]
+    # Whiskers at the 1st and 99th percentile: the tail a user feels, not an IQR convention.
+    ax.boxplot(data, orientation="horizontal", whis=(1, 99), widths=0.6, patch_artist=True,
+               boxprops={"facecolor": "C0", "alpha": 0.35}, medianprops={"color": "C3", "linewidth": 2},
+               flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
+    # The numbers go into the row labels, where they can never cover a box.
+    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms']['p99'])}, n={len(d)}"
+              if r.get("latency_ms") else r["id"] for r, d in zip(rows, data)]
+    ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per batch-1 inference, ms (log scale; box = quartiles, whiskers = p1..p99)")
+    ax.set_title("latency distribution, every timed run")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    return _png(fig)
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
+pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+"""
+
+
+def _table(results: dict, sizes: dict, front: list[str]) -> str:
+    metric = results["primary_metric"]
+    header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
+    numeric = {"size", "gzip", "sparsity", metric, f"Δ {metric}", "p50", "speedup"}
+    out = ["<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for row, display in zip(results["rows"], cells(results)):
+        display = list(display)
+        if row["id"] in front:
+            display[0] += " ★"
+        css = row["status"] if row["status"] != "ok" else ("noted" if row.get("notes") else "ok")
+        tds = "".join(f"<td class='num'>{html.escape(c)}</td>" if h in numeric else f"<td>{html.escape(c)}</td>"
+                      for h, c in zip(header, display))
+        out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
+    return "\n".join(out) + "</tbody></table>"
+
+
+def _img(name: str, png: bytes | None, caption: str) -> str:
+    if png is None:
+        return f"<p class='muted'>{html.escape(name)}: nothing to plot ({html.escape(caption)}).</p>"
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)} (also {PLOTS_DIR}/{name}.png)</figcaption></figure>")
+
+
+def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[str]) -> str:
+    """The whole page as one string."""
+    esc, env, bench = html.escape, results.get("environment", {}), results.get("benchmark", {})
+    recipe_file = run_dir / "recipe.yaml"
+    recipe_text = recipe_file.read_text() if recipe_file.is_file() else json.dumps(results["recipe"], indent=2)
+    meta = [
+        f"baseline row: <code>{esc(results['baseline'])}</code>; task metric: {esc(results['primary_metric'])}",
+        f"benchmark: batch 1, {bench.get('threads')} thread(s), {bench.get('warmup')} warm-up runs, at least "
+        f"{bench.get('runs')} timed runs over {bench.get('inputs')} fixed inputs",
+        f"machine: {esc(str(env.get('cpu')))}, {env.get('cores')} cores, ISA {esc(', '.join(env.get('isa') or []) or '-')}",
+        f"edgekit {esc(str(results.get('edgekit_version')))}, build time {results.get('build_seconds')} s",
+    ]
+    env_rows = [(k, env[k]) for k in ("cpu", "isa", "cores", "machine", "os", "python") if k in env]
+    env_rows += list(env.get("packages", {}).items())
+    env_table = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(', '.join(v) if isinstance(v, list) else str(v))}</td></tr>"
+                        for k, v in env_rows)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edgekit report: {esc(results['recipe'].get('name', ''))}</title>
+<style>{_CSS}</style></head><body>
+<h1>edgekit report: {esc(results['recipe'].get('name', ''))}</h1>
+<ul class="meta">{''.join(f'<li>{m}</li>' for m in meta)}</ul>
+<h2>Results</h2>
+{_table(results, sizes, front)}
+<p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
+Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
+<h2>Accuracy vs latency</h2>
+{_img("accuracy_vs_latency", plots["accuracy_vs_latency"], "rows measured ok; circled points form the Pareto front")}
+<h2>Size</h2>
+{_img("sizes", plots["sizes"], "raw and gzip sizes of every file of each artifact")}
+<h2>Latency distribution</h2>
+{_img("latency_distribution", plots["latency_distribution"], "every timed run per row, from latency.json")}
+<h2>Environment</h2>
+<table id="environment">{env_table}</table>
+<h2>Recipe</h2>
+<p class="muted">sha256 {esc(str(results['recipe'].get('sha256')))}</p>
+<pre id="recipe">{esc(recipe_text)}</pre>
+<p class="muted">Regenerate with <code>edgekit report {esc(str(run_dir))}</code>.</p>
+</body></html>
+"""

@@ -1,0 +1,50 @@
+"""report.md: the results table and the run's settings as markdown."""
+
+from __future__ import annotations
+
+from edgekit.report.cells import (
+    COLUMNS,
+    cells,
+    not_produced_line,
+    speedup_line,
+    target_cells,
+)
+
+
+def markdown(results: dict) -> str:
+    env = results["environment"]
+    metric = results["primary_metric"]
+    header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
+    lines = [
+        f"# edgekit report: {results['recipe']['name']}",
+        "",
+        f"- baseline: `{results['baseline']}` (Keras fp32, timed as a tf.function call at batch 1); {speedup_line(results)}",
+        f"- data: {results['data']['source']}, test split {results['data']['splits']['test']} samples, "
+        f"calibration {results['data']['calibration']['size']} samples from the {results['data']['calibration']['source']} split",
+        f"- model: {results['model']['source']}, {results['model']['parameters']} parameters",
+        f"- benchmark: batch 1, {results['benchmark']['threads']} thread(s), {results['benchmark']['warmup']} warm-up runs, "
+        f"at least {results['benchmark']['runs']} timed runs over {results['benchmark']['inputs']} fixed inputs",
+        f"- machine: {env['cpu']} ({', '.join(env['isa']) or 'no ISA flags read'}), Python {env['python']}",
+        f"- build time: {results['build_seconds']} s",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
+    if side_by_side := target_cells(results):
+        header, *rows = side_by_side
+        lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if skipped := not_produced_line(results):
+        lines += ["", skipped]
+    lines += [
+        "",
+        "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",
+        "Latency (p50) is per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
+        f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
+        "",
+        "## Packages",
+        "",
+    ]
+    lines += [f"- {name} {version}" for name, version in env["packages"].items()]
+    return "\n".join(lines) + "\n"

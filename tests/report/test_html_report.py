@@ -1,0 +1,155 @@
+"""report.html on a real tiny run: self-contained, with its table and plots, and it renders in
+headless Chromium (a screenshot test, skipped where Chromium is not installed)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit import report
+from edgekit.cli import cli
+from edgekit.report import html as html_report
+from tests.conftest import TINY_RECIPE
+
+ROWS = ("keras-fp32@cpu", *(f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")))
+PLOTS = ("accuracy_vs_latency", "sizes", "latency_distribution")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("html")
+    (folder / "tiny.yaml").write_text(TINY_RECIPE)
+    result = CliRunner().invoke(cli, ["build", str(folder / "tiny.yaml"), "--out", str(folder / "run")])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def _png_images(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)]
+
+
+def test_build_writes_a_self_contained_report_with_plots(run_dir):
+    page = (run_dir / "report.html").read_text()
+    for row_id in ROWS:
+        assert f"data-row='{row_id}'" in page
+    images = _png_images(page)
+    assert len(images) == 3 and all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in images)
+    for name in PLOTS:
+        assert (run_dir / "plots" / f"{name}.png").read_bytes() in images
+    # Nothing to fetch: no external scripts, styles, fonts or images.
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page) and "<script" not in page
+    assert "tensorflow" in page and "name: tiny" in page  # the environment block and the recipe
+
+
+def test_gzip_sizes_come_from_the_artifact_files(run_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    sizes = html_report.artifact_sizes(results["rows"], run_dir)
+    int8 = next(row for row in results["rows"] if row["id"] == "tflite-int8@cpu")
+    raw, packed = sizes[int8["id"]]
+    assert raw == int8["size_bytes"]
+    assert packed == pytest.approx(len(gzip.compress(Path(int8["path"]).read_bytes(), 6)), abs=32)
+
+
+def test_openvino_ir_counts_xml_and_bin(tmp_path):
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "openvino-fp32.xml").write_bytes(b"<net/>" * 10)
+    (tmp_path / "artifacts" / "openvino-fp32.bin").write_bytes(bytes(range(256)) * 4)
+    # The recorded path points to where the run used to be: found again under the run dir.
+    row = {"id": "openvino-fp32@cpu", "path": "/elsewhere/artifacts/openvino-fp32.xml"}
+    assert html_report.artifact_sizes([row], tmp_path)[row["id"]][0] == 60 + 1024
+
+
+def test_pareto_front_drops_dominated_rows():
+    def row(row_id, p50, accuracy):
+        return {"id": row_id, "status": "ok", "latency_ms": {"p50": p50}, "metrics": {"accuracy": accuracy}}
+
+    results = {"primary_metric": "accuracy", "rows": [row("slow-best", 9, 0.99), row("fast", 1, 0.95),
+                                                      row("dominated", 5, 0.94), row("mid", 3, 0.97)]}
+    assert html_report.pareto_front(results) == ["fast", "mid", "slow-best"]
+
+
+def test_report_command_regenerates_from_results(run_dir):
+    (run_dir / "report.html").unlink()
+    shutil.rmtree(run_dir / "plots")
+    result = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert len(_png_images((run_dir / "report.html").read_text())) == 3
+    assert sorted(p.stem for p in (run_dir / "plots").glob("*.png")) == sorted(PLOTS)
+
+
+def test_failed_row_is_shown_but_not_plotted(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    results = json.loads((copy / "results.json").read_text())
+    results["rows"][2].update(status="failed", reason="runtime failed: boom", latency_ms=None, metrics={}, delta={},
+                              speedup_vs_baseline=None, path=None, size_bytes=None)
+    (copy / "results.json").write_text(json.dumps(results))
+    latencies = json.loads((copy / "latency.json").read_text())
+    del latencies["rows"]["tflite-int8@cpu"]
+    (copy / "latency.json").write_text(json.dumps(latencies))
+    assert CliRunner().invoke(cli, ["report", str(copy)]).exit_code == 0
+    page = (copy / "report.html").read_text()
+    assert "<tr class='failed' data-row='tflite-int8@cpu'>" in page and "failed: runtime failed: boom" in page
+    assert len(_png_images(page)) == 3
+    # The fastest remaining row now heads the Pareto front.
+    assert html_report.pareto_front(results)[0] == "tflite-fp32@cpu"
+
+
+def test_report_command_without_results_exits_2(tmp_path):
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "results not found" in result.output
+
+
+def test_plotting_failure_only_warns(run_dir, tmp_path, monkeypatch, capsys):
+    results = json.loads((run_dir / "results.json").read_text())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(html_report, "write", broken)
+    report.write(results, {}, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == results["rows"]
+    assert "warning: report.html not written: RuntimeError: no fonts" in capsys.readouterr().err
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=120,
+        )
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    page = (run_dir / "report.html").resolve().as_uri()
+    dom = _chromium("--dump-dom", page).stdout
+    assert dom.count("<tr class=") == len(ROWS) and dom.count("<img ") == 3
+    shot = tmp_path / "report.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1400,2000", page)
+    image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
+    assert image.size == (1400, 2000)
+    pixels = np.asarray(image, dtype=int).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 200  # text, table rules and plots, not a blank page
+    # The plots are drawn in matplotlib's blue and orange; nothing else on the page uses them,
+    # so a page whose images failed to load has none of these pixels.
+    plotted = sum(int((np.abs(pixels - colour).sum(axis=1) < 40).sum()) for colour in ((31, 119, 180), (255, 127, 14)))
+    assert plotted > 2000, f"only {plotted} plot-coloured pixels: the images did not render"
+    shutil.copy(shot, Path(tempfile.gettempdir()) / "edgekit-report-screenshot.png")
