@@ -1,8 +1,10 @@
 """The stage cache: every stage output stored under a key made from what produced it.
 
-A key hashes the stage name, its slice of the recipe, the key of its input, the data's
-content hash and the versions of the libraries the stage uses. A rerun reuses every entry
-whose key is unchanged. Entries are folders written under a temporary name and renamed into
+A key hashes the stage name, edgekit's version, its slice of the recipe, the key of its
+input, the data's content hash, the source of the code that computes it (``source_hash``: the
+converter module, the runtime session, the zoo builder, ...) and the versions of the packages
+it uses (for a format, those its row in the format table names). A rerun reuses every entry
+whose key is unchanged; editing one converter recomputes that format's entries only. Entries are folders written under a temporary name and renamed into
 place, so a build killed at any moment never leaves an entry a rerun would trust; each records
 the sha256 of its files and is verified when read, so a damaged one is recomputed, never used.
 All stages go through ``Cache.fetch`` (get or compute).
@@ -28,6 +30,8 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from edgekit.errors import CorruptEntry, one_line
+
 #: the cached stages, in build order
 STAGES = ("train", "compress", "convert", "evaluate", "bench")
 
@@ -39,9 +43,61 @@ def default_root() -> Path:
 
 
 def make_key(stage: str, **parts: Any) -> str:
-    """A stable hash of the stage and everything that decides its output."""
-    text = json.dumps({"stage": stage, **parts}, sort_keys=True, default=str)
+    """A stable hash of the stage, edgekit's version and everything that decides its output."""
+    from edgekit import __version__
+
+    text = json.dumps({"stage": stage, "edgekit": __version__, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: module name -> sha256 of its file(s); source files do not change under a running build
+_SOURCE_HASHES: dict[str, str] = {}
+
+
+def source_hash(*modules: str) -> str:
+    """A hash of the source files of ``modules``, for the key of what they compute.
+
+    Args:
+        modules: importable module names (``edgekit.convert.tflite``); a package stands for its
+            ``__init__.py``; ``package.*`` for every module under the package.
+
+    Raises:
+        ValueError: a module that cannot be found or has no source file: a key must never
+            silently stop depending on the code it names.
+    """
+    digest = hashlib.sha256()
+    for name in modules:
+        if name not in _SOURCE_HASHES:
+            _SOURCE_HASHES[name] = _hash_files(name, _source_files(name))
+        digest.update(f"{name}={_SOURCE_HASHES[name]};".encode())
+    return digest.hexdigest()[:32]
+
+
+def _source_files(name: str) -> list[Path]:
+    import importlib.util
+
+    package = name.endswith(".*")
+    module = name[:-2] if package else name
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"cannot hash the source of {module}: {exc}") from None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise ValueError(f"cannot hash the source of {module}: no source file found")
+    origin = Path(spec.origin)
+    if package:
+        if not spec.submodule_search_locations:
+            raise ValueError(f"cannot hash {name}: {module} is a module, not a package")
+        return sorted(origin.parent.rglob("*.py"))
+    return [origin]
+
+
+def _hash_files(name: str, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    root = files[0].parent
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -52,10 +108,6 @@ def fingerprint(*arrays: np.ndarray) -> str:
         digest.update(f"{array.shape}{array.dtype}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:32]
-
-
-class CorruptEntry(Exception):
-    """A cache entry whose files do not match its manifest, or that cannot be read."""
 
 
 #: written last into every entry: the sha256 of each of its files
@@ -143,7 +195,7 @@ class Cache:
             if _identity(folder) != identity:
                 raise _Replaced() from None
             self._discard(folder, identity)
-            raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({_one_line(exc)})") from None
+            raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({one_line(exc, 200)})") from None
         if _identity(folder) != identity:  # an entry never comes back once moved: same identity, same entry
             raise _Replaced()
         return value
@@ -266,11 +318,6 @@ class _Replaced(Exception):
 _MISS = object()
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
-
-
 def _identity(folder: Path) -> tuple | None:
     """Which entry is at ``folder`` now (None: none): its inode, change time and the random id in
     its manifest. Inodes of deleted folders are reused and change times are coarse; the id is not."""
@@ -324,7 +371,7 @@ def verify(folder: Path) -> None:
     except FileNotFoundError:
         raise CorruptEntry(f"no {MANIFEST}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CorruptEntry(f"{MANIFEST} unreadable: {_one_line(exc)}") from None
+        raise CorruptEntry(f"{MANIFEST} unreadable: {one_line(exc, 200)}") from None
     if not isinstance(hashes, dict) or not hashes:
         raise CorruptEntry(f"{MANIFEST} lists no files")
     for name, expected in hashes.items():

@@ -151,13 +151,14 @@ def schema() -> None:
 
 @cli.command()
 def formats() -> None:
-    """List the export formats, their precisions, and whether their runtime is installed."""
+    """List the export formats, their precisions, where they run, and whether their runtime is installed."""
     from edgekit.formats import FORMATS
 
     for fmt in FORMATS.values():
         runtime = fmt.installed_runtime()
         state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
-        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<12} {state}  - {fmt.description}")
+        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<12} {state}; runs on {', '.join(fmt.runs_on)}"
+                   f"  - {fmt.description}")
 
 
 @cli.command()
@@ -211,7 +212,8 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     (row p50 / baseline-row p50), so a slower CI machine does not fail. Appends a Markdown
     summary to $GITHUB_STEP_SUMMARY when it is set.
 
-    Exit codes: 0 every budget holds, 1 a budget failed, 2 bad or mismatched input.
+    Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
+    interrupted build: its unfinished rows fail with status interrupted), 2 bad or mismatched input.
     """
     from edgekit.check import gate, output
     from edgekit.errors import EdgekitError
@@ -263,7 +265,7 @@ _DEVICES_OPTION = click.option(
 
 
 def _device_dirs(devices_dir: Path | None) -> list[Path]:
-    from edgekit.targets.devices import search_dirs
+    from edgekit.targets.profiles import search_dirs
 
     return [devices_dir] if devices_dir is not None else search_dirs()
 
@@ -277,7 +279,8 @@ def devices() -> None:
 @_DEVICES_OPTION
 def devices_list(devices_dir: Path | None) -> None:
     """List the device profiles and what each says about its device."""
-    from edgekit.targets.devices import DeviceProfileError, find_profiles, load_profile
+    from edgekit.errors import DeviceProfileError
+    from edgekit.targets.profiles import find_profiles, load_profile
 
     dirs = _device_dirs(devices_dir)
     profiles = find_profiles(dirs)
@@ -303,14 +306,16 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
 
     Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
     """
-    from edgekit.errors import EdgekitError
-    from edgekit.targets import devices as devs
+    from edgekit.errors import DeviceError, EdgekitError
+    from edgekit.targets import profiles, ssh
 
-    profile = devs.get_profile(name, _device_dirs(devices_dir))
+    profile = profiles.get_profile(name, _device_dirs(devices_dir))
+    if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
+        raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
     click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
     try:
-        info = devs.probe(profile)
-    except devs.DeviceError as exc:
+        info = ssh.probe(profile)
+    except DeviceError as exc:
         raise EdgekitError(f"device {name}: {exc}") from None
     click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
     click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
@@ -318,7 +323,7 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
     click.echo(f"  cpu          {info['cpu']}")
     click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
     problems = []
-    for runtime, module in devs.RUNTIME_MODULES.items():
+    for runtime, module in ssh.runtime_names().items():
         state = info["runtimes"].get(module, {})
         listed = runtime in profile.runtimes
         mark = "listed" if listed else "not listed"
@@ -359,7 +364,7 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
               help="Also write the results (results.json layout) to this file.")
 @_DEVICES_OPTION
 def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, devices_dir) -> None:
-    """Time existing .tflite, .onnx or OpenVINO .xml files without a recipe, here or on a device.
+    """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
     """

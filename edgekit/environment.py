@@ -14,10 +14,17 @@ _ISA_FLAGS = (
     "neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
 )
 
-PACKAGES = (
-    "edgekit", "tensorflow", "tf-keras", "keras", "tensorflow-model-optimization", "ai-edge-litert",
-    "tflite-runtime", "onnx", "onnxruntime", "tf2onnx", "openvino", "nncf", "numpy", "scikit-learn",
-)
+#: what every build uses whatever its formats; each format's own packages come from its row
+#: in the format table (``Format.packages``)
+CORE_PACKAGES = ("edgekit", "tensorflow", "tf-keras", "keras", "tensorflow-model-optimization", "numpy", "scikit-learn")
+
+
+def package_names() -> tuple[str, ...]:
+    """The distributions whose versions results.json records: the core ones, then every one
+    the live format table names."""
+    from edgekit import formats
+
+    return tuple(dict.fromkeys((*CORE_PACKAGES, *formats.packages())))
 
 
 def cpu_info() -> tuple[str, list[str]]:
@@ -41,7 +48,7 @@ def collect() -> dict:
     """The environment block of results.json."""
     cpu, isa = cpu_info()
     packages = {}
-    for name in PACKAGES:
+    for name in package_names():
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,7 +1,10 @@
-"""The few exception types edgekit raises on purpose.
+"""Every exception type edgekit raises on purpose, and the helpers that word errors.
 
 Every message is one line that says what was expected, what was received and what to do.
-They subclass ``click.ClickException`` so the CLI prints them without a traceback.
+``EdgekitError`` and its subclasses are ``click.ClickException``s, so the CLI prints them
+without a traceback. The device runner (targets/runner.py) keeps its own small exception: it
+runs on devices where edgekit is not installed; private control-flow exceptions stay beside
+their one user (cache.py's).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import reprlib
+import signal
 from typing import TYPE_CHECKING, Any, Iterable, get_args, get_origin
 
 import click
@@ -51,16 +55,96 @@ class ModelError(InputError):
     """A model name is unknown or a model file cannot be loaded."""
 
 
+class DeviceProfileError(InputError):
+    """A device profile is missing, not YAML, or does not match the schema (exit code 2)."""
+
+
+class DeviceError(Exception):
+    """Something went wrong talking to a device; the message is one line.
+
+    Not an EdgekitError: a build catches it and fails that device's rows, it never ends a build.
+
+    Attributes:
+        connection: True when the device could not be reached or refused us (host key,
+            authentication, network): every later run would fail the same way.
+    """
+
+    def __init__(self, message: str, connection: bool = False):
+        super().__init__(message)
+        self.connection = connection
+
+
+class CorruptEntry(Exception):
+    """A stage-cache entry whose files do not match its manifest, or that cannot be read.
+
+    Not an EdgekitError: the cache discards such an entry (one line in the log) and recomputes it.
+    """
+
+
+class WorkerDied(Exception):
+    """The worker process running a task died (crashed, killed) before it answered.
+
+    Not an EdgekitError: the build fails that variant's rows with the reason and goes on.
+    """
+
+    def __init__(self, exitcode: int | None, stage: str | None):
+        self.exitcode, self.stage = exitcode, stage
+        super().__init__(f"the worker process {self.how()}" + (f" during {stage}" if stage else ""))
+
+    @property
+    def signal_name(self) -> str | None:
+        """``SIGSEGV`` for a worker killed by a signal, else None."""
+        if self.exitcode is None or self.exitcode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exitcode).name
+        except ValueError:
+            return f"signal {-self.exitcode}"
+
+    def how(self) -> str:
+        """``crashed (SIGSEGV)``, ``was killed (SIGKILL: out of memory?)`` or ``exited (code 3)``."""
+        name = self.signal_name
+        if name == "SIGKILL":  # what the kernel's OOM killer sends
+            return "was killed (SIGKILL: out of memory?)"
+        if name:
+            return f"crashed ({name})"
+        return f"exited (code {self.exitcode})"
+
+
+class TaskFailed(Exception):
+    """A worker task raised an exception (or got no answer); the message is it in one line."""
+
+
+class NotCached(Exception):
+    """A stage that would compute in a cache-only probe: the variant needs a worker process."""
+
+
+class Interrupted(EdgekitError):
+    """Ctrl-C: partial results are written, and the conventional exit code of SIGINT."""
+
+    exit_code = 130
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception cut to one line: its type and the first line of its message (300 characters)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+def one_line(exc: BaseException | str, limit: int = 300, typed: bool = True) -> str:
+    """An exception cut to one line: its type and the first line of its message.
+
+    Args:
+        exc: the exception (or a message already taken from one).
+        limit: at most this many characters of the message are kept.
+        typed: False gives the message alone, for reasons that name the failing step themselves.
+    """
+    # TensorFlow prefixes op errors with "{{function_node ...}}"; the reason is what follows it.
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip()).splitlines()
+    first = text[0][:limit] if text else ""
+    if not typed or isinstance(exc, str):
+        return first
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:

@@ -1,17 +1,21 @@
 """The format table: every deployable format edgekit knows, one row each.
 
 Adding a format means one converter module in ``edgekit/convert/``, one runtime module in
-``edgekit/runtimes/`` and one row here. Nothing else in edgekit branches on format names.
-Modules are named as strings so that reading this table never imports TensorFlow.
+``edgekit/runtimes/``, its options class and one row here (or ``register(Format(...))`` from
+outside edgekit). Nothing else in edgekit names a format: the recipe schema, the environment's
+package versions, the cache keys, the README table, the reports, ``edgekit bench`` and the
+targets all read this table. Modules are named as ``module:function`` strings so that reading
+the table never imports TensorFlow, and so that a row pickles into a worker process as it is.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +70,12 @@ class Format:
         weights: ``module:function`` that reads the weight tensors back from an artifact.
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
+        label: how reports and the README table name the format ("TFLite"); the name if empty.
+        runs_on: the target kinds that can time it ("cpu", "gpu", "ssh"); each target kind
+            reads this, so a format is never sent where its runtime cannot run.
+        packages: the distributions whose versions decide its artifacts and sessions (the
+            converter's and the runtime's): recorded in results.json and part of its cache keys,
+            so upgrading one format's packages recomputes that format's entries only.
     """
 
     name: str
@@ -76,8 +86,28 @@ class Format:
     runtime_packages: tuple[str, ...]
     description: str
     weights: str = ""
-    options: type[FormatOptions] = TFLiteOptions
+    options: type[FormatOptions] = FormatOptions
     companions: tuple[str, ...] = ()
+    label: str = ""
+    runs_on: tuple[str, ...] = ("cpu", "ssh")
+    packages: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """The name reports show: ``label``, else ``name``."""
+        return self.label or self.name
+
+    @property
+    def converter_module(self) -> str:
+        return self.converter.partition(":")[0]
+
+    @property
+    def runtime_module(self) -> str:
+        return self.runtime.partition(":")[0]
+
+    def versions(self, installed: dict[str, str]) -> dict[str, str]:
+        """The versions of ``packages`` in ``installed`` (distribution -> version; "" if absent)."""
+        return {name: installed.get(name, "") for name in self.packages}
 
     def files(self, path: Path) -> list[Path]:
         """Every file of the artifact at ``path`` (OpenVINO's .xml comes with a .bin)."""
@@ -120,6 +150,8 @@ FORMATS: dict[str, Format] = {
             runtime_packages=("ai_edge_litert", "tflite_runtime"),
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
             options=TFLiteOptions,
+            label="TFLite",
+            packages=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-runtime"),
         ),
         Format(
             name="onnx",
@@ -131,6 +163,10 @@ FORMATS: dict[str, Format] = {
             runtime_packages=("onnxruntime",),
             description="ONNX via tf2onnx, int8 by onnxruntime static quantization, run in onnxruntime (CPU)",
             options=ONNXOptions,
+            label="ONNX",
+            # the gpu target times it through onnxruntime's CUDAExecutionProvider
+            runs_on=("cpu", "gpu", "ssh"),
+            packages=("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu"),
         ),
         Format(
             name="openvino",
@@ -143,11 +179,69 @@ FORMATS: dict[str, Format] = {
             description="OpenVINO IR (.xml + .bin), int8 by NNCF, run on OpenVINO's CPU plugin at f32 precision",
             options=OpenVINOOptions,
             companions=(".bin",),
+            label="OpenVINO",
+            packages=("tensorflow", "tf-keras", "openvino", "nncf"),
         ),
     ]
 }
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+#: called with the table after every change, by modules that derive something from it at
+#: import time (the recipe schema's ``export.<format>`` sections)
+_listeners: list[Callable[[dict[str, Format]], None]] = []
+
+
+def on_change(listener: Callable[[dict[str, Format]], None]) -> None:
+    """Call ``listener(FORMATS)`` after every ``register`` and ``unregister``."""
+    _listeners.append(listener)
+
+
+def register(fmt: Format) -> Format:
+    """Add (or replace) a row of the table, from outside edgekit: a plugin, a test, a worker
+    process that received a row with its task. Registering the same row again does nothing.
+
+    Raises:
+        ValueError: a precision the recipe does not know, or a name a row id cannot carry.
+    """
+    if unknown := [p for p in fmt.precisions if p not in PRECISIONS]:
+        raise ValueError(f"format {fmt.name!r}: unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
+    if not fmt.name.isidentifier() or fmt.name in ("keras", "formats"):
+        raise ValueError(f"format name {fmt.name!r}: expected a lower-case identifier other than keras and formats")
+    if FORMATS.get(fmt.name) == fmt:
+        return fmt
+    FORMATS[fmt.name] = fmt
+    _changed()
+    return fmt
+
+
+def unregister(name: str) -> None:
+    """Remove a row added by ``register`` (a test cleaning up after itself)."""
+    if FORMATS.pop(name, None) is not None:
+        _changed()
+
+
+@contextmanager
+def registered(fmt: Format) -> Iterator[Format]:
+    """``register(fmt)`` for the duration of a ``with`` block, restoring the table after."""
+    previous = FORMATS.get(fmt.name)
+    register(fmt)
+    try:
+        yield fmt
+    finally:
+        unregister(fmt.name)
+        if previous is not None:
+            register(previous)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener(FORMATS)
+
+
+def packages() -> tuple[str, ...]:
+    """Every distribution some row names, in table order, once each."""
+    return tuple(dict.fromkeys(name for fmt in FORMATS.values() for name in fmt.packages))
 
 
 def format_for_suffix(suffix: str) -> Format | None:

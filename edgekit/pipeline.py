@@ -17,16 +17,11 @@ from edgekit import train as train_stage
 from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
-from edgekit.errors import EdgekitError, InputError
-from edgekit.evaluate import scores
-from edgekit.evaluate.stage import (
-    convert_and_evaluate,
-    evaluate_variant,
-    format_metrics,
-    keras_baseline,
-)
+from edgekit.errors import EdgekitError, InputError, Interrupted
+from edgekit.evaluate.stage import evaluate_variant, format_metrics, keras_baseline
 from edgekit.evaluate.variant import Variant
-from edgekit.report.rows import latency_by_target, speedup_baseline
+from edgekit.evaluate.worker import VariantBuilds
+from edgekit.report import results as results_file
 from edgekit.report import write_json
 
 Log = Callable[[str], None]
@@ -42,21 +37,29 @@ class BuildResult:
         return any(row["status"] == "failed" for row in self.results["rows"])
 
 
-class Interrupted(EdgekitError):
-    """Ctrl-C: partial results are written, and the conventional exit code of SIGINT."""
-
-    exit_code = 130
-
-
 @dataclass
 class _State:
     """What a build has finished so far, so that Ctrl-C can still write it."""
 
     header: dict[str, Any] = field(default_factory=dict)
+    #: every row the build will write, from the recipe alone (``results_file.plan``)
+    plan: list[results_file.PlannedRow] = field(default_factory=list)
+    not_produced: list[dict] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    #: each variant as soon as it is converted and evaluated: the exporter returns its
+    #: variants only when all are done, and Ctrl-C must not lose the finished ones
+    built: list[Variant] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     latencies: dict[str, list[float]] = field(default_factory=dict)
     models: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    #: the variants finished so far in the worker processes (``Exporter.finished``)
+    finished: Callable[[], list[Variant]] = list
+
+    def known_variants(self) -> list[Variant]:
+        """Every variant so far, the baseline first, each once."""
+        seen = {id(v) for v in self.variants}
+        return self.variants + [v for v in self.built if id(v) not in seen]
 
 
 def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False) -> BuildResult:
@@ -71,14 +74,27 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     cache.log = log  # a discarded cache entry is one line of the build log
     _prepare_run_dir(run_dir, force)
     state = _State()
+    # The plan comes from the recipe alone, before any stage runs: Ctrl-C at any point can
+    # then still write every row, the unfinished ones marked interrupted.
+    state.plan, state.not_produced = results_file.plan(recipe)
+    from edgekit import executor
+    from edgekit.evaluate import worker
+
+    # Where variants are converted and evaluated: worker processes, started at the first
+    # variant the cache does not hold (a fully cached build starts none).
+    pool = executor.make_executor(worker.prepare, (recipe.benchmark.threads,), log=log)
     try:
-        return _build(recipe, run_dir, log, cache, state)
+        return _build(recipe, run_dir, log, cache, state, pool)
     except KeyboardInterrupt:
+        state.built = state.finished()  # what the workers finished before Ctrl-C
+        pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
         _write_partial(state, cache, recipe, run_dir)
         raise Interrupted(
             f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
             "run the same command again to resume, finished stages are cached"
         ) from None
+    finally:
+        pool.close(now=True)  # no worker outlives its build, whatever ended it
 
 
 #: what a build writes into its run directory: a folder holding only these is a run directory
@@ -125,17 +141,18 @@ def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
         )
 
 
-def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> BuildResult:
+def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -> BuildResult:
     started = time.perf_counter()
+    if not cache.enabled:  # --fresh: every variant converts; a worker imports TensorFlow while this process trains
+        pool.start()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "artifacts").mkdir(exist_ok=True)
     if recipe.path is not None:
         shutil.copyfile(recipe.path, run_dir / "recipe.yaml")
-        from edgekit.targets import (
-            devices,  # the copy's device targets resolve inside the run directory
-        )
+        # the copy's device targets resolve inside the run directory
+        from edgekit.targets import profiles
 
-        devices.save_profiles(recipe.targets, devices.search_dirs(recipe.path), run_dir / "devices")
+        profiles.save_profiles(recipe.targets, profiles.search_dirs(recipe.path), run_dir / "devices")
 
     from edgekit import data as data_stage
 
@@ -144,16 +161,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
     data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
     data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib)
     env = environment.collect()
-    state.header = {
-        "edgekit_version": env["packages"].get("edgekit", "unknown"),
-        "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256},
-        "environment": env,
-        "task": recipe.task,
-        "primary_metric": scores.PRIMARY_METRIC[recipe.task],
-        "higher_is_better": scores.HIGHER_IS_BETTER[recipe.task],
-        "data": {**data.info, "sha256": data_key},
-        "benchmark": recipe.benchmark.model_dump(),
-    }
+    state.header = results_file.build_header(recipe, env, data.info, data_key)
     _configure_tensorflow(recipe.benchmark.threads)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
@@ -166,11 +174,22 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
-    exporter = Exporter(ctx, convert_and_evaluate)
-    state.variants += exporter.export(model, "base", None, False, model_key)
-    state.models.append({"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
-                         "key": model_key, "path": str(baseline.path), "keras_metrics": baseline.metrics})
-    state.variants += compressed_variants(model, model_key, ctx, exporter, state.models)
+    builds = VariantBuilds(ctx, pool)
+    exporter = Exporter(ctx, builds.start)
+    state.finished = exporter.finished
+    try:
+        # Each variant is converted and evaluated in a worker process (a converter that crashes
+        # fails its own rows); compressed models train here meanwhile.
+        exporter.export(model, "base", None, False, model_key, model_file=baseline.path)
+        state.models.append({"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
+                             "key": model_key, "path": str(baseline.path), "keras_metrics": baseline.metrics})
+        compressed_variants(model, model_key, ctx, exporter, state.models)
+        state.variants += exporter.variants()
+    finally:
+        builds.close()
+    # Every conversion has finished and the workers have exited before the bench stage times
+    # anything on this machine's CPU: timings never share it with other work of the build.
+    pool.close()
 
     from edgekit.bench import stage as rows_stage
     from edgekit.train import describe as train_describe
@@ -181,19 +200,15 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
     rows = state.rows
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
-    results = {
-        **state.header,
-        "baseline": rows[0]["id"],
-        "speedup_baseline": speedup_baseline(rows)["id"],
-        "targets": target_environments,
-        "latency_by_target": latency_by_target(rows),
-        "model": {**train_describe(model), "keras": flavour, "source": recipe.model.source},
-        "models": state.models,
-        "not_produced": exporter.not_produced,
-        "reused": cache.reused_by_stage(),
-        "build_seconds": round(time.perf_counter() - started, 1),
-        "rows": rows,
-    }
+    results = results_file.assemble(
+        state.header, rows,
+        targets=target_environments,
+        model={**train_describe(model), "keras": flavour, "source": recipe.model.source},
+        models=state.models,
+        not_produced=exporter.not_produced,
+        reused=cache.reused_by_stage(),
+        build_seconds=round(time.perf_counter() - started, 1),
+    )
     try:
         report.write(results, latencies, run_dir)
         _write_manifest(run_dir, results, state, cache)
@@ -206,20 +221,16 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State) -> Buil
 
 
 def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
-    """results.json with the finished rows and every unfinished variant marked ``interrupted``."""
-    from edgekit.report.rows import make_row
-    from edgekit.targets import Measurement
-
-    done = {row["id"].rsplit("@", 1)[0] for row in state.rows}
-    target = recipe.targets[0]
-    unfinished = Measurement("interrupted", "the build was interrupted before this row was measured")
-    rows = list(state.rows) + [
-        make_row(f"{variant.stem}@{target}", variant, target, unfinished, state.variants[0])
-        for variant in state.variants if variant.stem not in done
-    ]
-    results = {**state.header, "interrupted": True, "models": state.models, "rows": rows, "reused": cache.reused_by_stage()}
+    """results.json (a valid results file) with every planned row: the finished ones as
+    measured, the others marked ``interrupted``; latency.json with what was timed."""
+    head = state.header or results_file.build_header(recipe, environment.collect())  # Ctrl-C before the data
+    results = results_file.partial(
+        head, state.plan, state.rows, state.known_variants(), models=state.models, not_produced=state.not_produced,
+        reused=cache.reused_by_stage(), build_seconds=round(time.perf_counter() - state.started, 1),
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "results.json", results)
+    write_json(run_dir / "latency.json", {"unit": "ms", "rows": state.latencies})
     _write_manifest(run_dir, results, state, cache)
 
 
@@ -235,7 +246,7 @@ def _write_manifest(run_dir: Path, results: dict, state: _State, cache: Cache) -
         "artifacts": [
             {"id": v.stem, "model": v.model, "parent": v.parent, "format": v.format, "precision": v.precision,
              "key": v.key, "files": [str(f) for f in v.files], "status": v.status}
-            for v in state.variants
+            for v in state.known_variants()
         ],
     })
 

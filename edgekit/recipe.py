@@ -27,13 +27,13 @@ from pydantic import (
 from edgekit.check.budgets import CheckSpec
 from edgekit.compress.spec import CompressEntry, unique_names
 from edgekit.data import BUILTIN_DATASETS, FILE_SOURCES
-from edgekit.errors import RecipeError, did_you_mean, format_validation_error
+from edgekit.errors import DeviceProfileError, RecipeError, did_you_mean, format_validation_error
+from edgekit import formats as formats_table
 from edgekit.formats import FORMATS, PRECISIONS
 from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
 from edgekit.recipe_file import read_document
 from edgekit.tasks import TASK_NAMES
 
-TARGETS = ("cpu", "gpu")
 #: the largest number a model.params value may hold: wider than any edge model needs, small
 #: enough that one typo cannot ask TensorFlow for terabytes
 MAX_PARAM = 100_000
@@ -187,6 +187,7 @@ class _ExportBase(_Section):
 
 
 # One optional options section per row of the format table: export.onnx, export.openvino, ...
+# (kept in step with the live table by _follow_format_table, below Recipe)
 ExportSpec = create_model(
     "ExportSpec",
     __base__=_ExportBase,
@@ -252,18 +253,19 @@ class Recipe(_Section):
     def _known_targets(cls, value: list[str], info: ValidationInfo) -> list[str]:
         # Besides cpu and gpu, a target is a device profile: devices/NAME.yaml next to the
         # recipe (load_recipe passes the recipe file as context), else in ./devices.
-        from edgekit.targets import devices
+        from edgekit.targets import builtin_names
+        from edgekit.targets import profiles as device_profiles
 
-        profiles = devices.find_profiles(devices.search_dirs((info.context or {}).get("recipe_file")))
-        known = (*TARGETS, *profiles)
+        profiles = device_profiles.find_profiles(device_profiles.search_dirs((info.context or {}).get("recipe_file")))
+        known = (*builtin_names(), *profiles)
         for name in value:
             if name not in known:
                 raise ValueError(f'unknown target "{name}"{did_you_mean(name, known)}; choose from: {", ".join(known)} '
                                  f"(a device needs a profile devices/{name}.yaml next to the recipe)")
             if name in profiles:
                 try:
-                    devices.load_profile(profiles[name])
-                except devices.DeviceProfileError as exc:
+                    device_profiles.load_profile(profiles[name])
+                except DeviceProfileError as exc:
                     raise ValueError(f'device "{name}": {exc.message}') from None
         return list(dict.fromkeys(value))
 
@@ -278,6 +280,27 @@ class Recipe(_Section):
     @property
     def sha256(self) -> str | None:
         return self._sha256
+
+
+def _follow_format_table(table: dict) -> None:
+    """Give ``export`` one section per row of the live format table: a format registered after
+    this module was imported (``formats.register``) is then set and validated like the built-in
+    ones (errors name ``export.<format>.<option>``), and an unregistered one is refused again."""
+    from pydantic.fields import FieldInfo
+
+    fields = ExportSpec.model_fields
+    for name in [n for n in fields if n != "formats" and n not in table]:
+        del fields[name]
+    for name, fmt in table.items():
+        if name not in fields or fields[name].annotation is not fmt.options:
+            fields[name] = FieldInfo(annotation=fmt.options, default_factory=fmt.options, description=f"{name} options")
+    fields["formats"].description = f"any of: {', '.join(table)}"
+    # Pydantic builds validators when a class is made: rebuild the section and the model around it.
+    ExportSpec.model_rebuild(force=True)
+    Recipe.model_rebuild(force=True)
+
+
+formats_table.on_change(_follow_format_table)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from edgekit.errors import RecipeError
+from edgekit.errors import RecipeError, one_line
 
 #: a recipe is a few kilobytes; a megabyte is a mistake (a data file passed as the recipe)
 MAX_BYTES = 1 << 20
@@ -85,7 +85,7 @@ def read_document(path: Path) -> tuple[Any, bytes]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or one_line(exc, typed=False)
         raise RecipeError(f"{path}: not valid YAML{where}: {problem}; fix the syntax there") from None
     except RecursionError:
         raise RecipeError(f"{path}: nested too deeply for a recipe (at most {MAX_DEPTH} levels); "

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.cache import make_key
+from edgekit.cache import make_key, source_hash
 from edgekit.data import Dataset
-from edgekit.errors import DataError, ModelError
+from edgekit.errors import DataError, ModelError, one_line
 from edgekit.report import write_json
 from edgekit.tasks import TASKS
 
@@ -157,7 +157,7 @@ def load_model_file(path: Path, safe_mode: bool = True):
             return keras.saving.load_model(path, compile=False, safe_mode=safe_mode), "keras3"
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
-    reason = str(errors[-1]).strip().splitlines()[0][:200] if errors else "unknown error"
+    reason = one_line(errors[-1], 200, typed=False) if errors else "unknown error"
     hint = (
         "it uses custom code blocked by safe mode: set model.safe_mode: false only if you trust the file"
         if "safe_mode" in reason or "Lambda" in reason
@@ -244,6 +244,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
     key = make_key(
         "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe), train=recipe.train.model_dump(),
         seed=recipe.seed, task=recipe.task, data=data_key, versions=versions_of(packages, "tensorflow", "tf-keras", "keras"),
+        code=_train_code(recipe),
     )
     names = ("model.keras", "history.json")
     model_dir = run_dir / "model"
@@ -289,6 +290,16 @@ def _content_hash(path: Path) -> str:
 
     files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
     return array_fingerprint(*(np.frombuffer(f.read_bytes(), dtype=np.uint8) for f in files))
+
+
+def _train_code(recipe) -> str:
+    """Hash of the code that trains the recipe's model: this module, the task table (losses,
+    metrics) and, for a zoo model, its builder's module and the zoo's shared layers (a
+    ``model.python`` builder is keyed by its own source, ``_builder_source``)."""
+    from edgekit.models import ZOO
+
+    builder = [ZOO[recipe.model.arch].__module__, "edgekit.models._common"] if recipe.model.arch else []
+    return source_hash(__name__, "edgekit.tasks", *builder)
 
 
 def _builder_source(recipe) -> str | None:

@@ -1,9 +1,11 @@
-"""Shared fixtures: tiny recipes, a tiny trained model, and GPU skipping."""
+"""Shared fixtures: tiny recipes, one shared tiny build, a tiny trained model, and GPU skipping."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,73 @@ benchmark:
   runs: 20
   inputs: 4
 """
+
+
+#: the budgets of the shared tiny build: inert for the build, read by `edgekit check` from the
+#: recipe.yaml beside its results
+TINY_CHECK = """
+check:
+  defaults:
+    max_metric_drop: 0.05
+  rules:
+    - rows: "*-int8@*"
+      max_metric_drop: 0.08
+    - rows: "tflite-*"
+      max_size_bytes: 10000000
+"""
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished build of TINY_RECIPE + TINY_CHECK. Read it, never write into it: copy
+    ``dir`` first (shutil.copytree) to change a file, the other tests read the same folder."""
+
+    dir: Path
+    recipe: Path
+    output: str
+    exit_code: int
+
+    @property
+    def results(self) -> dict:
+        """results.json, read afresh: a test may change its copy."""
+        return json.loads((self.dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """One real `edgekit build` of the tiny recipe, shared by every test that only reads a
+    finished run. Its own stage cache: it trains and converts for real whatever ran before it."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE + TINY_CHECK)
+    run_dir = folder / "run"
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(folder / "cache")}).invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    return TinyRun(run_dir, recipe, result.output, result.exit_code)
+
+
+def real_row(fmt: str, precision: str, *, p50: float | None = None, metrics: dict | None = None, status: str = "ok",
+             reason: str | None = None, model: str = "base", target: str = "cpu", runtime: str | None = None,
+             size_bytes: int | None = None, row_id: str | None = None, baseline_metrics: dict | None = None) -> dict:
+    """A results row as a build writes it (``make_row``), from the few numbers a test cares about.
+
+    ``p50`` becomes a measurement of three equal timings; ``size_bytes`` stands for an artifact
+    file the test does not write; ``baseline_metrics`` are what ``delta`` is taken against.
+    """
+    from edgekit.evaluate.variant import Variant
+    from edgekit.report.rows import make_row
+    from edgekit.targets import Measurement
+
+    variant = Variant(format=fmt, precision=precision, model=model, metrics=dict(metrics or {}), runtime=runtime,
+                      status="ok" if status in ("ok", "skipped") else status, reason=reason)
+    measured = Measurement(status, reason, latencies_ms=[p50] * 3 if p50 is not None else None)
+    baseline = Variant(format="keras", precision="fp32", metrics=dict(baseline_metrics or {}))
+    row = make_row(row_id or f"{variant.stem}@{target}", variant, target, measured, baseline)
+    return {**row, "size_bytes": size_bytes} if size_bytes is not None else row
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""End to end: a tiny recipe really trains, converts, evaluates and benchmarks."""
+"""End to end: a tiny recipe really trains, converts, evaluates and benchmarks (the session's
+shared tiny build, ``tiny_run``), and the variations of it that must build too."""
 
 from __future__ import annotations
 
@@ -8,33 +9,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgekit.report.rows import add_speedups
 from edgekit.cli import cli
-from tests.conftest import TINY_RECIPE
+from edgekit.report.rows import add_speedups
+from tests.conftest import real_row
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("build")
-    recipe = folder / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE)
-    run_dir = folder / "run"
-    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
-    return result, run_dir, json.loads((run_dir / "results.json").read_text())
-
-
-def test_build_succeeds_and_prints_the_table(built):
-    result, run_dir, results = built
-    assert result.exit_code == 0, result.output
+def test_build_succeeds_and_prints_the_table(tiny_run):
+    results = tiny_run.results
+    assert tiny_run.exit_code == 0, tiny_run.output
     ids = ["keras-fp32@cpu"] + [f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")]
     for row_id in ids:
-        assert row_id in result.output
+        assert row_id in tiny_run.output
     assert [row["id"] for row in results["rows"]] == ids
     assert results["baseline"] == "keras-fp32@cpu"
 
 
-def test_accuracies_are_real(built):
-    _, _, results = built
+def test_accuracies_are_real(tiny_run):
+    results = tiny_run.results
     rows = {row["id"]: row for row in results["rows"]}
     for row in rows.values():
         assert row["status"] == "ok", row["reason"]
@@ -48,8 +39,8 @@ def test_accuracies_are_real(built):
         assert int8["delta"]["accuracy"] == pytest.approx(int8["metrics"]["accuracy"] - base)
 
 
-def test_latencies_are_distributions(built):
-    _, run_dir, results = built
+def test_latencies_are_distributions(tiny_run):
+    run_dir, results = tiny_run.dir, tiny_run.results
     samples = json.loads((run_dir / "latency.json").read_text())["rows"]
     for row in results["rows"]:
         lat = row["latency_ms"]
@@ -58,8 +49,8 @@ def test_latencies_are_distributions(built):
         assert row["speedup_vs_baseline"] == pytest.approx(results["rows"][0]["latency_ms"]["p50"] / lat["p50"])
 
 
-def test_sizes_match_files_on_disk(built):
-    _, run_dir, results = built
+def test_sizes_match_files_on_disk(tiny_run):
+    run_dir, results = tiny_run.dir, tiny_run.results
     rows = {row["id"]: row for row in results["rows"]}
     for row in rows.values():
         files = [Path(row["path"])] + ([Path(row["path"]).with_suffix(".bin")] if row["format"] == "openvino" else [])
@@ -70,8 +61,8 @@ def test_sizes_match_files_on_disk(built):
         assert rows[f"{fmt}-int8@cpu"]["size_bytes"] < rows[f"{fmt}-fp32@cpu"]["size_bytes"]
 
 
-def test_results_record_data_environment_and_calibration(built):
-    _, run_dir, results = built
+def test_results_record_data_environment_and_calibration(tiny_run):
+    run_dir, results = tiny_run.dir, tiny_run.results
     assert results["data"]["calibration"] == {"source": "train", "size": 64, "requested": 64, "seed": 3}
     assert results["environment"]["python"] and "tensorflow" in results["environment"]["packages"]
     assert results["recipe"]["name"] == "tiny" and len(results["recipe"]["sha256"]) == 64
@@ -81,8 +72,8 @@ def test_results_record_data_environment_and_calibration(built):
     assert (run_dir / "model" / "model.keras").exists() and (run_dir / "recipe.yaml").exists()
 
 
-def test_model_file_recipe_reuses_a_trained_model(built, write_recipe, tmp_path):
-    _, run_dir, results = built
+def test_model_file_recipe_reuses_a_trained_model(tiny_run, write_recipe, tmp_path):
+    run_dir, results = tiny_run.dir, tiny_run.results
     recipe = write_recipe(
         f"name: reuse\nmodel: {{file: {run_dir / 'model' / 'model.keras'}}}\nseed: 3\n"
         "quantize: {calibration_samples: 64}\nbenchmark: {runs: 5, warmup: 1, inputs: 2}\n"
@@ -115,8 +106,7 @@ def test_keras3_model_file_goes_through_ptq(write_recipe, tmp_path, digits):
 
 
 def _row(precision, p50, fmt="onnx"):
-    return {"model": "base", "format": fmt, "precision": precision, "target": "cpu", "runtime": f"{fmt}rt",
-            "latency_ms": {"p50": p50}, "notes": [], "speedup_vs_baseline": None}
+    return real_row(fmt, precision, p50=p50, runtime=f"{fmt}rt")
 
 
 def test_int8_slower_than_fp32_is_flagged():

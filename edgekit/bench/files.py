@@ -1,4 +1,5 @@
-"""``edgekit bench``: time existing .tflite / .onnx / .xml files, without a recipe.
+"""``edgekit bench``: time existing model files, without a recipe; the format table's suffixes
+say which format each file is.
 
 Every file is timed on every target with the same loop and the same inputs as a build:
 random samples of the model's own input shape (read from the file), or samples from an .npz
@@ -14,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.errors import InputError, one_line
 from edgekit.formats import FORMATS, format_for_suffix
 
 
@@ -46,13 +47,11 @@ def format_of(path: Path):
 
 
 def input_shape(fmt, path: Path) -> tuple[int, ...]:
-    """The model's input shape at batch 1, read from the file (with the runner's sessions)."""
-    from edgekit.targets import runner as runner_standalone
-
+    """The model's input shape at batch 1, read from the file by the format's own session."""
     try:
-        return tuple(runner_standalone.open_session(fmt.name, path, 1).input_shape)
+        return tuple(fmt.load_runtime()(path, 1).input_shape)
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read its input shape here ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+        raise InputError(f"{path}: cannot read its input shape here ({one_line(exc)}); "
                          "pass samples with --inputs FILE.npz") from None
 
 
@@ -88,8 +87,8 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
                     dirs: list[Path], log: Callable[[str], None] = print) -> tuple[dict, dict[str, list[float]]]:
     """Time every file on every target; return results (the build's layout) and raw latencies."""
     from edgekit import environment
-    from edgekit.report.rows import add_speedups, latency_by_target, make_row
-    from edgekit.errors import one_line
+    from edgekit.report import results as results_file
+    from edgekit.report.rows import add_speedups, make_row
     from edgekit.evaluate.variant import Variant
     from edgekit.evaluate.weights import gzip_size
     from edgekit.targets import Measurement, resolve
@@ -112,7 +111,7 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
             samples = np.random.default_rng(0).random((spec.inputs, *shape[1:]), dtype=np.float32)
         variant = Variant(format=fmt.name, precision="-", model=path.stem, path=path)
         variant.gzip_bytes = gzip_size(variant.files)
-        if "cpu" in targets:
+        if any(target.uses_host_session for target in targets.values()):
             try:
                 variant.session = fmt.load_runtime()(path, spec.threads, {})
                 variant.runtime, variant.settings = variant.session.runtime, dict(variant.session.settings)
@@ -121,8 +120,8 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
         for name, target in targets.items():
             row_id = f"{path.name}@{name}"
             if not target.supports(variant):
-                m = Measurement("skipped", f"target {name} times the recipe's fp32 baseline only; use cpu or a device")
-            elif name == "cpu" and variant.session is None:
+                m = Measurement("skipped", target.unsupported_reason(variant))
+            elif target.uses_host_session and variant.session is None:
                 m = Measurement("failed", variant.reason)
             else:
                 log(f"[bench] {row_id}")
@@ -136,20 +135,11 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
             row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in samples.shape[1:]])
             rows.append(row)
     add_speedups(rows)
-    env = environment.collect()
-    results = {
-        "edgekit_version": env["packages"].get("edgekit", "unknown"),
-        "command": "bench",
-        "recipe": {"name": "bench", "path": None, "sha256": None},
-        "environment": env,
-        "targets": {name: target.environment() for name, target in targets.items()},
-        "baseline": rows[0]["id"],
-        "speedup_baseline": rows[0]["id"],
-        "primary_metric": "metric",
-        "inputs": {"source": str(inputs_file) if inputs_file else "random uniform [0, 1), seed 0", "count": spec.inputs},
-        "benchmark": vars(spec),
-        "latency_by_target": latency_by_target(rows),
-        "build_seconds": round(time.perf_counter() - started, 1),
-        "rows": rows,
-    }
+    head = results_file.header(
+        {"name": "bench", "path": None, "sha256": None}, environment.collect(), command="bench", primary_metric="metric",
+        inputs={"source": str(inputs_file) if inputs_file else "random uniform [0, 1), seed 0", "count": spec.inputs},
+        benchmark=vars(spec),
+    )
+    results = results_file.assemble(head, rows, targets={name: target.environment() for name, target in targets.items()},
+                                    build_seconds=round(time.perf_counter() - started, 1))
     return results, latencies

@@ -24,7 +24,7 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
     outputs) are the reference of parity for rows whose outputs a target produced itself.
     Measurements come from ``cache`` when the artifact, target and benchmark settings are unchanged."""
-    from edgekit.targets import Measurement, devices, resolve
+    from edgekit.targets import Measurement, in_order, resolve, search_dirs
 
     spec = recipe.benchmark
     samples = list(data.x_test[: spec.inputs])
@@ -32,8 +32,7 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     latencies = {} if latencies is None else latencies
     baseline = variants[0]
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
-    names = sorted(recipe.targets, key=lambda n: ("cpu", "gpu").index(n) if n in ("cpu", "gpu") else 2)
-    targets = resolve(names, devices.search_dirs(recipe.path), log)
+    targets = in_order(resolve(recipe.targets, search_dirs(recipe.path), log))
     pairs = [(name, target, v) for name, target in targets.items() for v in variants if target.supports(v)]
     for done, (target_name, target, variant) in enumerate(pairs):
         step(log, "benchmarking", done, len(pairs))
@@ -65,7 +64,7 @@ def _measure(target, target_name, variant, spec, samples, data, cache, log, row_
     profile = getattr(target, "profile", None)
     where = profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
     key = make_key("bench", subject=variant.key, target=target_name, where=where, spec=spec.model_dump(),
-                   inputs=fingerprint(*samples, data.x_test)) if use_cache else None
+                   inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant)) if use_cache else None
     if not use_cache:
         return _time(target, row_id, variant, spec, samples, data, log)
 
@@ -87,6 +86,18 @@ def _measure(target, target_name, variant, spec, samples, data, cache, log, row_
     if reused:
         log(f"[bench] {row_id} (cached)")
     return measurement
+
+
+def _timing_code(target, variant) -> str:
+    """Hash of the code that times ``variant`` on ``target``: its runtime session (the format
+    table's, or the open session's for the Keras baseline), the timing loop, the target kind."""
+    from edgekit.bench.stats import time_session
+    from edgekit.cache import source_hash
+    from edgekit.formats import FORMATS
+
+    fmt = FORMATS.get(variant.format)
+    runtime = fmt.runtime_module if fmt else type(variant.session).__module__
+    return source_hash(runtime, "edgekit.runtimes", time_session.__module__, type(target).__module__)
 
 
 def _time(target, row_id, variant, spec, samples, data, log):

@@ -108,10 +108,17 @@ def _metric_known(doc: dict) -> bool:
 
 
 def _file_outcomes(doc: dict, label: str) -> list[Outcome]:
-    """Failures of a whole results file: a baseline id that names no row, a primary metric no row has."""
+    """Failures of a whole results file: a build that was interrupted, a baseline id that names
+    no row, a primary metric no row has."""
     ids = [row["id"] for row in doc["rows"]]
     shown = ", ".join(ids[:8]) + (f", and {len(ids) - 8} more" if len(ids) > 8 else "")
     out = []
+    if doc.get("interrupted"):
+        # Its unfinished rows fail on their own status too; this line says why in one place.
+        unfinished = sum(row["status"] == "interrupted" for row in doc["rows"])
+        out.append(Outcome(label, "complete run", "interrupted", "finished", "fail",
+                           f"{label}: the build was interrupted ({unfinished} of {len(ids)} row(s) unfinished); "
+                           "run the same build again to finish it (finished stages are cached)"))
     if doc["baseline"] not in ids:
         out.append(Outcome(doc["baseline"], "baseline row", "missing", "a row", "fail",
                            f"{label}: the baseline row is {doc['baseline']!r} but no row has that id (rows: {shown}); "

@@ -7,33 +7,33 @@ from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import format_metrics
-from edgekit.evaluate.variant import Variant
 
 
-def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: Exporter, models: list) -> list[Variant]:
+def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: Exporter, models: list) -> None:
     """The compress stage: make each compressed model from its parent (or take it from the cache),
-    then export it; its lineage goes into ``models``."""
+    then hand it to ``exporter`` (its variants join ``exporter.planned``, converted in worker
+    processes while the next model trains here); its lineage goes into ``models``."""
     recipe, data, log, cache = ctx.recipe, ctx.data, ctx.log, ctx.cache
     if not recipe.compress:
-        return []
+        return
     from edgekit import compress
     from edgekit import train as train_stage
-    from edgekit.cache import make_key
+    from edgekit.cache import make_key, source_hash
 
     keras_models = {"base": (base_model, base_key)}
-    variants: list[Variant] = []
     for step in compress.plan(recipe.compress):
         info = {"name": step.name, "parent": step.parent, "step": step.kind, "preserve": step.preserve,
                 "exported": step.export, "spec": step.spec.model_dump()}
         models.append(info)
         if step.parent not in keras_models:
             info["status"] = "failed"
-            variants += exporter.failed(step, f"its parent {step.parent} failed")
+            exporter.failed(step, f"its parent {step.parent} failed")
             continue
         parent, parent_key = keras_models[step.parent]
         key = make_key("compress", kind=step.kind, spec=step.spec.model_dump(), preserve=step.preserve, parent=parent_key,
                        data=ctx.data_key, seed=recipe.seed, batch_size=recipe.train.batch_size, learning_rate=recipe.train.learning_rate,
-                       versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"))
+                       versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"),
+                       code=source_hash("edgekit.compress.*"))
         info["key"] = key
         try:
             model, reused = cache.fetch(
@@ -44,7 +44,7 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
             info.update(status="failed", reason=one_line(exc))
             log(f"[compress] {step.name} FAILED: {info['reason']}")
-            variants += exporter.failed(step, one_line(exc))
+            exporter.failed(step, one_line(exc))
             continue
         if reused:
             log(f"[compress] {step.name}: reused from the cache")
@@ -52,5 +52,6 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         info["keras_metrics"] = scores.metrics(recipe.task, train_stage.predict(model, data.x_test), data.y_test, x=data.x_test)
         log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")
         if step.export:
-            variants += exporter.export(model, step.name, step.parent, step.quantized, key, step.precisions)
-    return variants
+            # The workers read the model from its cache entry (written even with --fresh).
+            exporter.export(model, step.name, step.parent, step.quantized, key, step.precisions,
+                            model_file=cache.entry("compress", key) / "model.keras")

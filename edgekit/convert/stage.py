@@ -33,7 +33,7 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
 
     ``quantized`` models (QAT) carry their own int8 ranges, which the converters keep.
     """
-    from edgekit.cache import make_key
+    from edgekit.cache import make_key, source_hash
 
     recipe = ctx.recipe
     variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent)
@@ -41,7 +41,8 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     options = getattr(recipe.export, fmt.name).model_dump()
     variant.key = make_key(
         "convert", model=model_key, format=fmt.name, precision=precision, options=options,
-        prequantized=quantized, data=ctx.data_key, versions=ctx.versions,
+        prequantized=quantized, data=ctx.data_key, versions=fmt.versions(ctx.versions),
+        code=source_hash(fmt.converter_module, "edgekit.convert"),
     )
     variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
     try:
@@ -76,18 +77,35 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
         ctx.log(f"[convert] {variant.stem} (cached)")
 
 
+class Ready:
+    """A variant already finished (from the cache, or failed before it could be built)."""
+
+    def __init__(self, variant: Variant):
+        self.variant = variant
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Variant:
+        return self.variant
+
+
 class Exporter:
     """Turns one Keras model into a variant per format and precision of the recipe.
 
-    ``make_variant(fmt, precision, model, name, parent, quantized, model_key, ctx)`` builds one
-    (convert, then evaluate); the exporter decides which pairs exist.
+    ``start(fmt, precision, model, name, parent, quantized, model_key, model_file)`` begins one
+    (convert, then evaluate: in a worker process, see ``edgekit.evaluate.worker``) and returns a
+    handle with ``done()`` and ``result()`` (the Variant). The exporter decides which pairs
+    exist and keeps every handle in row order; ``variants()`` waits for them all.
     """
 
-    def __init__(self, ctx: BuildContext, make_variant: Callable[..., Variant]):
+    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None):
         self.ctx = ctx
-        self.make_variant = make_variant
+        self.start = start
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
+        #: one handle per variant, in the order of the rows
+        self.planned: list[Any] = []
 
     def combinations(self, name: str, quantized: bool, precisions=None):
         """(format, precision) pairs to build; the others are recorded in ``not_produced``."""
@@ -103,19 +121,30 @@ class Exporter:
                 else:
                     yield fmt, precision
 
-    def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None) -> list[Variant]:
-        return [
-            self.make_variant(fmt, precision, model, name, parent, quantized, model_key, self.ctx)
+    def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None,
+               model_file: Path | None = None) -> list[Any]:
+        """Start every variant of ``model``; ``model_file`` is the model saved as .keras (the
+        workers read it; without one, the model is saved for them when one is needed)."""
+        handles = [
+            self.start(fmt, precision, model, name, parent, quantized, model_key, model_file)
             for fmt, precision in self.combinations(name, quantized, precisions)
         ]
+        self.planned += handles
+        return handles
 
-    def failed(self, step, reason: str) -> list[Variant]:
+    def failed(self, step, reason: str) -> None:
         """Failed rows for every artifact an exported step would have made."""
         if not step.export:
-            return []
-        variants = []
+            return
         for fmt, precision in self.combinations(step.name, step.quantized, step.precisions):
             variant = Variant(format=fmt.name, precision=precision, model=step.name, parent=step.parent)
             variant.fail("compression", reason)
-            variants.append(variant)
-        return variants
+            self.planned.append(Ready(variant))
+
+    def variants(self) -> list[Variant]:
+        """Every variant, in row order, once all have finished (waits for the workers)."""
+        return [handle.result() for handle in self.planned]
+
+    def finished(self) -> list[Variant]:
+        """The variants finished so far (what partial results can show after Ctrl-C)."""
+        return [handle.result() for handle in self.planned if handle.done()]

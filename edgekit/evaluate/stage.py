@@ -40,10 +40,11 @@ def convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_k
 def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
     """Evaluate a converted artifact on the test split in its runtime (or take the cached
     evaluation of the same artifact); a failure is recorded on the variant."""
-    from edgekit.cache import make_key
+    from edgekit.cache import make_key, source_hash
 
     recipe, log = ctx.recipe, ctx.log
-    eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads)
+    eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads,
+                        code=source_hash(fmt.runtime_module, "edgekit.runtimes", "edgekit.evaluate.scores", "edgekit.evaluate.weights"))
 
     def compute() -> dict:
         _inspect(variant, fmt, log)

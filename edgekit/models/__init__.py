@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from edgekit.errors import ModelError, did_you_mean
+from edgekit.errors import ModelError, did_you_mean, one_line
 from edgekit.models import (
     autoencoder,
     conv1d,
@@ -134,8 +133,7 @@ def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path |
     except Exception as exc:  # noqa: BLE001 - TensorFlow's own errors, e.g. ResourceExhaustedError for huge weights
         if type(exc).__name__ not in ("ResourceExhaustedError", "InvalidArgumentError"):
             raise
-        # TensorFlow prefixes its message with the op's "{{function_node ...}}"; the rest is the reason.
-        first = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip()).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = one_line(exc, 200, typed=False) or type(exc).__name__
         raise ModelError(f"model: cannot build {spec.source} with params {spec.params}: {first}; "
                          "make it smaller in model.params") from None
     import tf_keras

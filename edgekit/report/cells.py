@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgekit.targets import builtin_names
+
 COLUMNS = ("id", "format", "precision", "size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "status / notes")
 NUMERIC = ("size", "gzip", "sparsity", "metric", "delta", "p50", "speedup")
 
@@ -73,7 +75,8 @@ def speedup_line(results: dict) -> str:
     """Which row the speedup column is relative to (the GPU baseline when it was timed)."""
     row = results.get("speedup_baseline") or results["baseline"]
     if row.startswith("keras-fp32@"):
-        where = {"gpu": "GPU", "cpu": "CPU"}.get(row.rsplit("@", 1)[-1], row.rsplit("@", 1)[-1])
+        target = row.rsplit("@", 1)[-1]
+        where = target.upper() if target in builtin_names() else target  # CPU, GPU, or the device's name
         return f"speedup = p50 of {row} ({where} fp32) / row p50"
     return f"speedup = p50 of {row} / row p50"
 
@@ -88,7 +91,8 @@ def target_cells(results: dict) -> list[list[str]]:
     # Devices say what they ran on (e.g. tflite_runtime 2.14.0); cpu and gpu run several runtimes.
     runtimes = {t: ", ".join(sorted({per[t]["runtime"] for per in by_target.values()
                                      if t in per and per[t]["status"] == "ok" and per[t]["runtime"]})) for t in targets}
-    header = ["variant", *(f"{t} ({runtimes[t]})" if runtimes[t] and t not in ("cpu", "gpu") else t for t in targets)]
+    builtin = builtin_names()
+    header = ["variant", *(f"{t} ({runtimes[t]})" if runtimes[t] and t not in builtin else t for t in targets)]
     lines = []
     for stem, per in by_target.items():
         line = [stem]

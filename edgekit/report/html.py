@@ -19,7 +19,7 @@ from pathlib import Path
 from edgekit.check.baseline import load_results
 from edgekit.check.gate import LOWER_IS_BETTER
 from edgekit.evaluate.weights import gzip_size
-from edgekit.formats import format_for_suffix
+from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
 
 REPORT_NAME = "report.html"
@@ -78,8 +78,16 @@ def artifact_files(row: dict, run_dir: Path) -> list[Path]:
         return []
     if path.is_dir():
         return sorted(f for f in path.rglob("*") if f.is_file())
-    fmt = format_for_suffix(path.suffix)  # OpenVINO's .xml comes with its .bin
+    # The row's own format says which files belong to it (OpenVINO's .xml comes with its .bin);
+    # the suffix is the fallback for rows of a format this edgekit has no row for.
+    fmt = FORMATS.get(row.get("format")) or format_for_suffix(path.suffix)
     return [f for f in fmt.files(path) if f.is_file()] if fmt else [path]
+
+
+def format_title(name: str) -> str:
+    """How the report names a format: its table label ("OpenVINO"), else the name in the row."""
+    fmt = FORMATS.get(name)
+    return fmt.title if fmt else name
 
 
 def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int] | None]:
@@ -138,7 +146,7 @@ def _scatter(results: dict, front: list[str]) -> bytes | None:
         color = f"C{formats.index(row['format']) % 10}"
         # The bar reaches from the p50 to the p90: how noisy the timing was.
         ax.errorbar(lat["p50"], y, xerr=[[0], [max(lat.get("p90", lat["p50"]) - lat["p50"], 0)]], fmt=_MARKERS.get(row["precision"], "P"),
-                    color=color, markersize=9, capsize=3, label=f"{row['format']} {row['precision']}")
+                    color=color, markersize=9, capsize=3, label=f"{format_title(row['format'])} {row['precision']}")
         # Labels alternate above and below: neighbours in latency often share an accuracy.
         ax.annotate(row["id"], (lat["p50"], y), textcoords="offset points", xytext=(6, 8 if i % 2 else -14), fontsize=8)
     pts = sorted((r["latency_ms"]["p50"], r["metrics"][metric]) for r in rows if r["id"] in front)

@@ -97,10 +97,14 @@ def add_speedups(rows: list[dict]) -> None:
 
 
 def speedup_baseline(rows: list[dict]) -> dict | None:
-    """The row speedups are relative to: the Keras fp32 model on the GPU when it was timed
-    there, else the first row (the Keras fp32 model on this machine's CPU)."""
+    """The row speedups are relative to: the Keras fp32 model on a reference target (the GPU,
+    see ``Target.is_reference``) when it was timed there, else the first row (the Keras fp32
+    model on this machine's CPU)."""
+    from edgekit.targets import reference_names
+
+    references = reference_names()
     for row in rows:
-        if row.get("format") == "keras" and row.get("target") == "gpu" and row.get("latency_ms"):
+        if row.get("format") == "keras" and row.get("target") in references and row.get("latency_ms"):
             return row
     return rows[0] if rows else None
 

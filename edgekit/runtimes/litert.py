@@ -1,4 +1,7 @@
-"""LiteRT (ai_edge_litert), or tflite_runtime on devices that still have it."""
+"""LiteRT (ai_edge_litert), or tflite_runtime on devices that still have it.
+
+Shipped to devices as it is: stdlib + numpy + the interpreter only (see edgekit.runtimes).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,26 @@ import numpy as np
 
 from edgekit.runtimes import Session, package_version
 
+#: the modules that provide the interpreter, in order of preference, and their distributions
+MODULES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
 
-def interpreter_class():
-    """(Interpreter class, 'package version'): ai_edge_litert, else tflite_runtime."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter, f"ai_edge_litert {package_version('ai-edge-litert')}"
-    except ImportError:
-        from tflite_runtime.interpreter import Interpreter
+def interpreter_class(module: str | None = None):
+    """(Interpreter class, 'module version'): ``module``, else ai_edge_litert, else tflite_runtime.
 
-        return Interpreter, f"tflite_runtime {package_version('tflite-runtime')}"
+    Raises:
+        ImportError: the module (or, without one, neither module) cannot be imported.
+    """
+    candidates = [module] if module else list(MODULES)
+    for i, name in enumerate(candidates):
+        try:
+            interpreter = __import__(name + ".interpreter", fromlist=["Interpreter"]).Interpreter
+        except ImportError:
+            if i == len(candidates) - 1:
+                raise
+            continue
+        return interpreter, f"{name} {package_version(MODULES.get(name, name), module=name)}"
+    raise ImportError("no LiteRT interpreter module given")
 
 
 # Ops that keep their recurrent state in variable tensors from one invoke to the next.
@@ -29,12 +41,13 @@ STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENC
 class LiteRTSession(Session):
     timed_call = "set_tensor + invoke + get_tensor"
 
-    def __init__(self, path: Path, threads: int):
-        interpreter, self.runtime = interpreter_class()
+    def __init__(self, path: Path, threads: int, module: str | None = None):
+        interpreter, self.runtime = interpreter_class(module)
         self.interpreter = interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"])
         self.settings = {"threads": threads, "delegate": "default (XNNPACK for float ops)"}
         # A Keras LSTM starts every call from a zero state, but TFLite's fused sequence ops
         # write their final state into variable tensors and start the next invoke from it:
@@ -76,5 +89,14 @@ def _has_stateful_ops(interpreter) -> bool:
     return any(op["op_name"] in STATEFUL_OPS for op in ops)
 
 
-def open_session(path: Path, threads: int = 1, options: dict | None = None) -> LiteRTSession:
-    return LiteRTSession(Path(path), threads)
+def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
+                 module: str | None = None) -> LiteRTSession:
+    """Open a .tflite file in the LiteRT interpreter.
+
+    Args:
+        path: the .tflite artifact.
+        threads: the interpreter's num_threads.
+        options: the recipe's ``export.tflite`` options; all of them are conversion options.
+        module: ``ai_edge_litert`` or ``tflite_runtime``; default: the first that imports.
+    """
+    return LiteRTSession(Path(path), threads, module)

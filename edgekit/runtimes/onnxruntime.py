@@ -1,4 +1,7 @@
-"""ONNX Runtime, CPU execution provider."""
+"""ONNX Runtime, CPU execution provider (or CUDA, for the gpu target).
+
+Shipped to devices as it is: stdlib + numpy + onnxruntime only (see edgekit.runtimes).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.formats import ONNXOptions
 from edgekit.runtimes import Session, package_version
+
+#: ONNXOptions.graph_optimization_level's default (edgekit.formats); repeated here because
+#: this module is shipped to devices, where pydantic and the format table are not.
+DEFAULT_OPTIMIZATION = "ORT_ENABLE_ALL"
 
 # ONNX tensor element types -> numpy, for the input cast in prepare.
 DTYPES = {
@@ -29,7 +35,11 @@ class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, threads: int, options: dict | None = None, providers: list[str] | None = None):
         import onnxruntime as ort
 
-        level = ONNXOptions.model_validate(options or {}).graph_optimization_level
+        # The recipe validated the options on the host (ONNXOptions); only this one matters here.
+        level = (options or {}).get("graph_optimization_level") or DEFAULT_OPTIMIZATION
+        if not hasattr(ort.GraphOptimizationLevel, str(level)):
+            raise ValueError("graph_optimization_level: expected ORT_DISABLE_ALL, ORT_ENABLE_BASIC, "
+                             f"ORT_ENABLE_EXTENDED or ORT_ENABLE_ALL, received {level!r}")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         # Batch 1 of a small sequential CNN has no parallel branches worth a second pool.
@@ -41,8 +51,8 @@ class OnnxRuntimeSession(Session):
         self.output_name = self.session.get_outputs()[0].name
         self.dtype = DTYPES.get(self.input.type, np.float32)
         # Dynamic dims (strings or None) become 1: every run here is batch 1.
-        self.shape = [d if isinstance(d, int) else 1 for d in self.input.shape]
-        self.runtime = f"onnxruntime {package_version('onnxruntime', 'onnxruntime-gpu') or ort.__version__}"
+        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in self.input.shape)
+        self.runtime = "onnxruntime {}".format(package_version("onnxruntime", "onnxruntime-gpu") or ort.__version__)
         self.settings = {
             "threads": threads,
             "inter_op_threads": 1,
@@ -52,7 +62,7 @@ class OnnxRuntimeSession(Session):
         }
 
     def prepare(self, x: np.ndarray) -> tuple:
-        array = np.ascontiguousarray(x.reshape(self.shape), dtype=self.dtype)
+        array = np.ascontiguousarray(x.reshape(self.input_shape), dtype=self.dtype)
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.input.name, array)
         # ORT allocates the output each run, so every result is a fresh array.
@@ -68,7 +78,7 @@ class OnnxRuntimeSession(Session):
 
 
 def open_session(path: Path, threads: int = 1, options: dict | None = None,
-                 providers: list[str] | None = None) -> OnnxRuntimeSession:
+                 providers: list[str] | None = None, *, module: str | None = None) -> OnnxRuntimeSession:
     """Open an .onnx file on the CPU execution provider (or ``providers``, e.g. CUDA for the gpu target).
 
     Args:
@@ -76,6 +86,9 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None,
         threads: intra-op threads.
         options: fields of ``edgekit.formats.ONNXOptions``; only
             ``graph_optimization_level`` matters here.
+        providers: execution providers, in order (default: the CPU's).
+        module: the runtime module the caller found (always ``onnxruntime``); accepted for
+            the common signature of every runtime's open_session.
 
     Returns:
         A session whose ``run`` is one IOBinding run at batch 1.

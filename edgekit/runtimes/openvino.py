@@ -1,4 +1,7 @@
-"""OpenVINO runtime: an IR (.xml + .bin) compiled for the CPU plugin."""
+"""OpenVINO runtime: an IR (.xml + .bin) compiled for the CPU plugin.
+
+Shipped to devices as it is: stdlib + numpy + openvino only (see edgekit.runtimes).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.formats import OpenVINOOptions
 from edgekit.runtimes import Session, package_version
 
 if TYPE_CHECKING:  # imported lazily at run time, after telemetry is switched off
@@ -56,8 +58,8 @@ class OpenVINOSession(Session):
         self.compiled = core.compile_model(core.read_model(Path(path)), "CPU", config)
         # One request, reused, so the timed call holds no allocation or setup.
         self.request = self.compiled.create_infer_request()
-        self.input_shape = tuple(self.compiled.input(0).get_shape())
-        self.runtime = f"openvino {package_version('openvino')}"
+        self.input_shape = tuple(int(d) for d in self.compiled.input(0).get_shape())
+        self.runtime = "openvino {}".format(package_version("openvino", module="openvino"))
         self.settings = {
             "device": "CPU",
             "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")).split(".")[-1],
@@ -85,14 +87,15 @@ class OpenVINOSession(Session):
         return np.array(raw, dtype=np.float32)
 
 
-def open_session(path: Path, threads: int = 1, options: dict | None = None) -> OpenVINOSession:
+def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
+                 module: str | None = None) -> OpenVINOSession:
     """Compile an IR for the CPU at batch 1, f32 inference precision, latency hint.
 
     Args:
         path: the .xml file; its .bin must sit next to it.
         threads: CPU inference threads.
-        options: fields of ``edgekit.formats.OpenVINOOptions``; all of them are conversion
-            options, accepted and ignored here.
+        options: fields of ``edgekit.formats.OpenVINOOptions`` (validated with the recipe);
+            all of them are conversion options, accepted and ignored here.
+        module: the runtime module the caller found (always ``openvino``).
     """
-    OpenVINOOptions.model_validate(options or {})  # conversion options only; checked, unused here
     return OpenVINOSession(Path(path), threads)

@@ -1,189 +1,82 @@
-"""Targets: where a variant is timed. One entry per kind of target.
+"""Targets: where a variant is timed. One module per kind, listed once in KINDS below.
 
-A target says which variants it can run, times them with the one loop in bench.py, and
-describes its environment for results.json:
+- ``cpu`` (targets/cpu.py): this machine, every variant, in the session it was evaluated with.
+- ``gpu`` (targets/gpu.py): the fp32 baseline on a GPU, the speedup reference; skipped, with
+  the reason, without one.
+- ``ssh`` (targets/ssh.py): a device profile devices/NAME.yaml (targets/profiles.py) whose
+  ``kind:`` is ssh (the default); the device runner (targets/runner.py) runs edgekit's own
+  runtime sessions there.
 
-- ``cpu``: this machine, every variant, in the session the variant was evaluated with.
-- ``gpu``: the fp32 baseline on a GPU, the reference users compare edge numbers against: the
-  Keras model on TensorFlow's first GPU, and the base model's ONNX fp32 artifact on
-  onnxruntime's CUDAExecutionProvider when that is installed. Skipped, with the reason, when
-  there is no GPU. Its rows carry their own outputs, so their metrics are the GPU's.
-- a device name: a profile in devices/NAME.yaml (see edgekit.devices). The standalone runner
-  runs every artifact the device has a runtime for over ssh; the outputs for the metrics and
-  the latencies both come from the device.
+A kind is a ``Target`` subclass (targets/base.py). Built-in kinds are target names by
+themselves (``targets: [cpu, gpu]``); the others are named by a profile's ``kind:`` and take
+the profile's file name. Nothing outside this package branches on target names: it asks the
+target objects (``evaluates``, ``uses_host_session``, ``is_reference``, ``order``) or the
+helpers here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
-from edgekit.bench import stats as bench
-from edgekit.formats import FORMATS
+from edgekit.targets.base import Measurement, Target
+from edgekit.targets.profiles import search_dirs
 
-
-@dataclass
-class Measurement:
-    """What a target measured for one variant.
-
-    ``outputs`` (the variant's outputs on the test split, produced on the target) are set by
-    targets that run elsewhere than the variant's evaluation session; the row's metrics and
-    parity are then computed from them. ``runtime`` overrides the variant's runtime name.
-    """
-
-    status: str  # ok | failed | skipped
-    reason: str | None = None
-    latencies_ms: list[float] | None = None
-    settings: dict | None = None
-    outputs: Any = None
-    environment: dict | None = None
-    runtime: str | None = None
+__all__ = ["KINDS", "Measurement", "Target", "builtin_names", "in_order", "kind", "profile_kinds",
+           "reference_names", "resolve", "search_dirs"]
 
 
-def _time_on_cpu(variant, spec, samples, eval_inputs=None) -> Measurement:
-    latencies = bench.time_session(variant.session, samples, spec.warmup, spec.runs, spec.min_time_s)
-    return Measurement("ok", latencies_ms=latencies)
-
-
-def _gpu_supports(variant) -> bool:
-    """The fp32 baseline: the Keras model, and the base model's ONNX fp32 artifact."""
-    return variant.format == "keras" or (variant.format == "onnx" and variant.precision == "fp32" and variant.model == "base")
-
-
-def _time_on_gpu(variant, spec, samples, eval_inputs=None) -> Measurement:
-    if variant.format == "onnx":
-        return _onnx_on_gpu(variant, spec, samples, eval_inputs)
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    if not gpus:
-        return Measurement("skipped", "no GPU visible to TensorFlow; the speedup column is relative to the CPU baseline")
-    from edgekit.runtimes.keras import open_session
-
-    with tf.device(gpus[0].name):
-        session = open_session(variant.session.model, spec.threads)
-        outputs = session.predict(eval_inputs) if eval_inputs is not None else None
-        latencies = bench.time_session(session, samples, spec.warmup, spec.runs, spec.min_time_s)
-    return Measurement("ok", latencies_ms=latencies, outputs=outputs, settings={"device": gpus[0].name})
-
-
-def _onnx_on_gpu(variant, spec, samples, eval_inputs=None) -> Measurement:
-    import onnxruntime as ort
-
-    from edgekit.runtimes.onnxruntime import open_session
-
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in available:
-        return Measurement("skipped", f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (providers: "
-                           f"{', '.join(available)}); install onnxruntime-gpu to time ONNX on the GPU")
-    level = variant.settings.get("graph_optimization_level")
-    session = open_session(variant.path, spec.threads, {"graph_optimization_level": level} if level else None,
-                           providers=["CUDAExecutionProvider"])
-    if session.session.get_providers()[0] != "CUDAExecutionProvider":
-        # onnxruntime falls back to the CPU quietly; CPU numbers must never pass for GPU ones.
-        return Measurement("skipped", "onnxruntime's CUDAExecutionProvider is installed but did not start "
-                           f"(session providers: {', '.join(session.session.get_providers())}): no usable GPU")
-    outputs = session.predict(eval_inputs) if eval_inputs is not None else None
-    latencies = bench.time_session(session, samples, spec.warmup, spec.runs, spec.min_time_s)
-    return Measurement("ok", latencies_ms=latencies, outputs=outputs, runtime=session.runtime,
-                       settings={**session.settings, "device": "CUDAExecutionProvider"})
-
-
-def _cpu_environment() -> dict:
-    from edgekit import environment
-
-    return environment.collect()
-
-
-def _gpu_environment() -> dict:
-    info: dict[str, Any] = {}
-    try:
-        import tensorflow as tf
-
-        info["tensorflow_gpus"] = [
-            {"name": d.name, **{k: str(v) for k, v in tf.config.experimental.get_device_details(d).items()}}
-            for d in tf.config.list_physical_devices("GPU")
-        ]
-    except Exception as exc:  # noqa: BLE001 - an environment block must never fail a build
-        info["tensorflow_gpus"] = f"unknown: {type(exc).__name__}: {exc}"
-    try:
-        import onnxruntime as ort
-
-        info["onnxruntime_providers"] = ort.get_available_providers()
-    except ImportError:
-        info["onnxruntime_providers"] = []
-    return info
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    supports: Callable[[object], bool]
-    measure: Callable[..., Measurement]
-    environment: Callable[[], dict] = field(default=_cpu_environment)
-    #: True when the row's metrics come from this target's own outputs (Measurement.outputs)
-    #: rather than from the variant's evaluation on this machine.
-    evaluates: bool = False
-
-
-TARGETS: dict[str, Target] = {
-    "cpu": Target("cpu", supports=lambda variant: True, measure=_time_on_cpu),
-    "gpu": Target("gpu", supports=_gpu_supports, measure=_time_on_gpu, environment=_gpu_environment, evaluates=True),
+#: kind -> (its Target class as "module:Class", built in: a target name by itself). Loaded
+#: lazily: reading the table imports neither TensorFlow nor an ssh client.
+KINDS: dict[str, tuple[str, bool]] = {
+    "cpu": ("edgekit.targets.cpu:CpuTarget", True),
+    "gpu": ("edgekit.targets.gpu:GpuTarget", True),
+    "ssh": ("edgekit.targets.ssh:SshTarget", False),
 }
 
 
-class DeviceTarget:
-    """An ssh device from devices/NAME.yaml; every artifact format it has a runtime for."""
-
-    evaluates = True
-
-    def __init__(self, profile, log: Callable[[str], None] | None = None):
-        self.profile, self.name, self.log = profile, profile.name, log
-        self._environment: dict[str, Any] | None = None
-        self._unreachable: str | None = None  # set once ssh itself failed: later rows fail at once
-
-    def supports(self, variant) -> bool:
-        return variant.format in FORMATS  # the Keras model needs TensorFlow: never on a device
-
-    def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
-        from edgekit.targets import devices
-
-        fmt, p = FORMATS[variant.format], self.profile
-        modules = p.modules_for(fmt.runtime_packages)
-        if not modules:
-            wanted = " or ".join(name for name, module in devices.RUNTIME_MODULES.items() if module in fmt.runtime_packages)
-            return Measurement("skipped", f"device {self.name} has no runtime for {fmt.name}: its profile lists "
-                               f"{', '.join(p.runtimes)}; install {wanted} there and add it to runtimes in {Path(p.path).name}")
-        if self._unreachable:
-            return Measurement("failed", self._unreachable)
-        options = {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
-        try:
-            run = devices.run_artifact(p, fmt.name, variant.files, modules, samples, eval_inputs, warmup=spec.warmup,
-                                       runs=spec.runs, min_time_s=spec.min_time_s, threads=spec.threads,
-                                       options=options, log=self.log)
-        except devices.DeviceError as exc:
-            reason = f"device {self.name}: {exc}"
-            if exc.connection:
-                self._unreachable = reason
-            return Measurement("failed", reason)
-        self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **run.environment}
-        return Measurement("ok", latencies_ms=run.latencies_ms, outputs=run.outputs, runtime=run.runtime,
-                           environment=self._environment, settings={**run.settings, "device": self.name})
-
-    def environment(self) -> dict:
-        if self._environment is not None:
-            return self._environment
-        base = {"device": self.name, "host": self.profile.describe(), "profile": str(self.profile.path)}
-        return {**base, "error": self._unreachable} if self._unreachable else {**base, "note": "no row ran on this device"}
+def kind(name: str) -> type[Target]:
+    """The Target class of a kind."""
+    module, _, cls = KINDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def resolve(names: list[str], dirs: list[Path], log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Target objects for ``names``: cpu and gpu, else the device profile of that name in ``dirs``.
+def builtin_names() -> tuple[str, ...]:
+    """Target names that need no profile (cpu, gpu); a device profile cannot take them."""
+    return tuple(name for name, (_, builtin) in KINDS.items() if builtin)
+
+
+def profile_kinds() -> dict[str, type[Target]]:
+    """The kinds a device profile may name in ``kind:``, with their classes."""
+    return {name: kind(name) for name, (_, builtin) in KINDS.items() if not builtin}
+
+
+def reference_names() -> tuple[str, ...]:
+    """Built-in targets whose Keras fp32 row, when timed, is the speedup reference (gpu)."""
+    return tuple(name for name in builtin_names() if kind(name).is_reference)
+
+
+def resolve(names: list[str], dirs: list[Path], log: Callable[[str], None] | None = None) -> dict[str, Target]:
+    """Target objects for ``names``: a built-in kind, else the device profile of that name in
+    ``dirs``, as an object of the profile's kind. The order of ``names`` is kept.
 
     Raises:
-        DeviceProfileError: no such profile, or an invalid one.
+        DeviceProfileError: no such profile, or an invalid one (of an unknown kind, say).
     """
-    from edgekit.targets import devices
+    from edgekit.targets.profiles import get_profile
 
-    return {name: TARGETS[name] if name in TARGETS else DeviceTarget(devices.get_profile(name, dirs), log) for name in names}
+    targets: dict[str, Target] = {}
+    for name in names:
+        if name in builtin_names():
+            targets[name] = kind(name)(name)
+        else:
+            profile = get_profile(name, dirs)
+            targets[name] = kind(profile.kind)(profile, log)
+    return targets
+
+
+def in_order(targets: dict[str, Target]) -> dict[str, Target]:
+    """``targets`` sorted by their kind's ``order`` (cpu, then gpu, then devices), else as given:
+    the first row of a build stays the Keras fp32 baseline on this machine."""
+    return dict(sorted(targets.items(), key=lambda item: item[1].order))

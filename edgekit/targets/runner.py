@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
-"""edgekit's standalone runner: time (and run for metrics) one artifact where edgekit is not installed.
+"""edgekit's device runner: time (and run for metrics) one artifact where edgekit is not installed.
 
-This one file is copied to a device next to an artifact and its inputs and run there with the
-device's own Python. At import it needs the standard library and numpy only; the runtime is
-imported by format when a job asks for it: ai_edge_litert or tflite_runtime (.tflite),
-onnxruntime (.onnx), openvino (.xml + .bin). It runs on Python 3.7+ and numpy 1.x or 2.x.
+This file is copied to a device together with the job, the artifact, its inputs and the
+format's runtime session from ``edgekit/runtimes/`` (laid out as a small ``edgekit.runtimes``
+package next to this file, see edgekit.targets.job), and run there with the device's own
+Python. It needs the standard library and numpy only; the runtime itself is imported by the
+session the job names (the format table's ``Format.runtime``), trying the job's ``modules``
+(the format table's ``runtime_packages`` the device profile lists) in order. It runs on
+Python 3.7+ and numpy 1.x or 2.x.
 
-edgekit itself imports ``time_session`` from here (``edgekit.bench.stats`` re-exports it), so local
-and remote runs are timed by the very same loop. The sessions below mirror
-``edgekit/runtimes/*`` (the same timed call, the same int8 input quantization and output
-dequantization); tests/test_devices.py checks that they give the same outputs.
+edgekit itself imports ``time_session`` from here (``edgekit.bench.stats`` re-exports it), so
+local and remote runs are timed by the very same loop, and the device opens the artifact with
+the very same session code as the host.
 
 Usage on the device::
 
     python3 runner.py JOB.json [--exit-on-stdin-eof]
-    python3 runner.py --probe [--work-dir DIR] [--modules m1,m2]
+    python3 - --probe [--work-dir DIR] [--modules m1,m2]   (this file on stdin)
 
 It prints one line ``EDGEKIT-RESULT {json}`` on stdout: the outputs (base64 .npy), the
 latencies in ms, the runtime, its settings and the device's environment; or ``{"error": ...}``
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import io
 import json
 import os
@@ -43,14 +46,6 @@ ISA_FLAGS = (
     "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
     "neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
 )
-
-#: Importable runtime modules and the distributions whose versions are reported for them.
-RUNTIME_DISTRIBUTIONS = {
-    "ai_edge_litert": ("ai-edge-litert",),
-    "tflite_runtime": ("tflite-runtime",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "openvino": ("openvino",),
-}
 
 
 # --------------------------------------------------------------------------- the timing loop
@@ -91,220 +86,21 @@ def time_session(session, samples, warmup, runs, min_time_s=0.0):
     return [ns / 1e6 for ns in latencies_ns]
 
 
-# --------------------------------------------------------------------------- sessions
-
-
-class Session:
-    """prepare (before the clock) / run (timed) / decode, as in edgekit.runtimes.Session."""
-
-    runtime = ""
-    settings = {}
-    #: the model's input shape with batch 1
-    input_shape = ()
-
-    def prepare(self, x):
-        return x
-
-    def run(self, feed):
-        raise NotImplementedError
-
-    def decode(self, raw):
-        return np.asarray(raw, dtype=np.float32)
-
-    def predict(self, x):
-        """Float outputs for many samples, one batch-1 inference each."""
-        return np.concatenate([self.decode(self.run(self.prepare(x[i:i + 1]))) for i in range(len(x))])
-
-
-STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM",
-                          "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF"})
-
-
-class LiteRTSession(Session):
-    """LiteRT / tflite_runtime: set_tensor + invoke + get_tensor."""
-
-    def __init__(self, path, threads, module, options):
-        if module == "ai_edge_litert":
-            from ai_edge_litert.interpreter import Interpreter
-        else:
-            from tflite_runtime.interpreter import Interpreter
-        self.runtime = "{} {}".format(module, distribution_version(module))
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(d) for d in self.input["shape"])
-        self.settings = {"threads": threads, "delegate": "default (XNNPACK for float ops)"}
-        # Fused TFLite sequence ops carry their state from one invoke to the next; a Keras RNN
-        # starts every call from zero: reset before each inference (as edgekit.runtimes.litert).
-        try:
-            ops = self.interpreter._get_ops_details()
-            self.stateful = any(op["op_name"] in STATEFUL_OPS for op in ops)
-        except AttributeError:
-            self.stateful = True
-        if self.stateful:
-            self.settings["reset_state_per_inference"] = True
-
-    def prepare(self, x):
-        dtype = self.input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            # Quantize with the input tensor's own (scale, zero_point), or accuracy is garbage.
-            scale, zero_point = self.input["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        return np.ascontiguousarray(x.reshape(self.input["shape"]), dtype=dtype)
-
-    def run(self, feed):
-        if self.stateful:
-            self.interpreter.reset_all_variables()
-        self.interpreter.set_tensor(self.input["index"], feed)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-    def decode(self, raw):
-        if np.issubdtype(raw.dtype, np.integer):
-            scale, zero_point = self.output["quantization"]
-            return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
-        return raw.astype(np.float32)
-
-
-class OnnxRuntimeSession(Session):
-    """onnxruntime: run_with_iobinding (input bound in prepare) + copy_outputs_to_cpu."""
-
-    DTYPES = {
-        "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-        "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
-    }
-
-    def __init__(self, path, threads, module, options):
-        import onnxruntime as ort
-
-        level = options.get("graph_optimization_level") or "ORT_ENABLE_ALL"
-        providers = options.get("providers") or ["CPUExecutionProvider"]
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        self.session = ort.InferenceSession(str(path), so, providers=list(providers))
-        self.input = self.session.get_inputs()[0]
-        self.output_name = self.session.get_outputs()[0].name
-        self.dtype = self.DTYPES.get(self.input.type, np.float32)
-        # Dynamic dims (strings or None) become 1: every run here is batch 1.
-        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in self.input.shape)
-        self.runtime = "onnxruntime {}".format(distribution_version("onnxruntime") or ort.__version__)
-        self.settings = {
-            "threads": threads, "inter_op_threads": 1, "execution_mode": "sequential",
-            "graph_optimization_level": level, "providers": self.session.get_providers(),
-        }
-
-    def prepare(self, x):
-        array = np.ascontiguousarray(x.reshape(self.input_shape), dtype=self.dtype)
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(self.input.name, array)
-        binding.bind_output(self.output_name, "cpu")
-        return binding, array  # the array rides along: the binding points into its memory
-
-    def run(self, feed):
-        self.session.run_with_iobinding(feed[0])
-        return feed[0].copy_outputs_to_cpu()[0]
-
-
-class OpenVINOSession(Session):
-    """OpenVINO CPU plugin: set_input_tensor + infer(share_outputs=True) + get_output_tensor(0).data."""
-
-    def __init__(self, path, threads, module, options):
-        _decline_openvino_telemetry()
-        import openvino as ov
-
-        self._ov = ov
-        core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads), "INFERENCE_PRECISION_HINT": "f32"}
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.input_shape = tuple(int(d) for d in self.compiled.input(0).get_shape())
-        self.runtime = "openvino {}".format(distribution_version("openvino"))
-        self.settings = {
-            "device": "CPU", "performance_hint": "LATENCY",
-            "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
-            "num_streams": int(self.compiled.get_property("NUM_STREAMS")),
-            "inference_precision": self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-        }
-
-    def prepare(self, x):
-        array = np.ascontiguousarray(x.reshape(self.input_shape), dtype=np.float32)
-        return self._ov.Tensor(array, shared_memory=True)
-
-    def run(self, feed):
-        self.request.set_input_tensor(feed)
-        self.request.infer(share_outputs=True)
-        return self.request.get_output_tensor(0).data
-
-    def decode(self, raw):
-        # The output is a view of the request's buffer, which the next run overwrites.
-        return np.array(raw, dtype=np.float32)
-
-
-def _decline_openvino_telemetry():
-    """openvino_telemetry assumes consent unless opted out; a device run must send nothing."""
-    try:
-        from openvino_telemetry.utils.opt_in_checker import (
-            ConsentCheckResult,
-            OptInChecker,
-        )
-    except ImportError:
-        return
-    OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
-
-
-#: format name -> (session class, runtime modules that can run it, in order of preference)
-SESSIONS = {
-    "tflite": (LiteRTSession, ("ai_edge_litert", "tflite_runtime")),
-    "onnx": (OnnxRuntimeSession, ("onnxruntime",)),
-    "openvino": (OpenVINOSession, ("openvino",)),
-}
-
-
-def open_session(fmt, path, threads=1, modules=None, options=None):
-    """Open ``path`` in the first importable runtime module of ``modules`` that can run ``fmt``.
-
-    Raises:
-        RuntimeMissing: none of the modules can be imported here.
-    """
-    cls, candidates = SESSIONS[fmt]
-    wanted = [m for m in (modules or candidates) if m in candidates]
-    problems = []
-    for module in wanted:
-        try:
-            __import__(module)
-        except ImportError as exc:
-            problems.append("{} ({})".format(module, _one_line(exc)))
-            continue
-        return cls(path, int(threads), module, dict(options or {}))
-    raise RuntimeMissing("runtime missing for {}: {} (with {})".format(
-        fmt, "; ".join(problems) or "none of {} was asked for".format(", ".join(candidates)), sys.executable))
-
-
-class RuntimeMissing(Exception):
-    """None of the runtime modules for a format can be imported."""
-
-
 # --------------------------------------------------------------------------- environment
 
 
 def distribution_version(module):
-    """Version of the distribution that provides ``module`` (e.g. tflite_runtime -> 2.14.0)."""
-    names = RUNTIME_DISTRIBUTIONS.get(module, (module,))
+    """Version of the distribution that provides ``module`` (tflite_runtime -> tflite-runtime
+    2.14.0), else the module's ``__version__`` (onnxruntime-gpu provides onnxruntime)."""
     try:
-        from importlib import metadata
+        from importlib import metadata  # novm: Python 3.8+, guarded
     except ImportError:  # Python 3.7
         metadata = None
     if metadata is not None:
-        for name in names:
-            try:
-                return metadata.version(name)
-            except metadata.PackageNotFoundError:
-                continue
+        try:
+            return metadata.version(module.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            pass
     mod = sys.modules.get(module)
     return getattr(mod, "__version__", None) if mod is not None else None
 
@@ -331,7 +127,7 @@ def probe(modules=None, work_dir=None):
     """The device's environment: Python, CPU, ISA flags, numpy and which runtimes import."""
     cpu, isa = cpu_info()
     runtimes = {}
-    for module in modules or RUNTIME_DISTRIBUTIONS:
+    for module in modules or ():
         try:
             __import__(module)
             runtimes[module] = {"ok": True, "version": distribution_version(module)}
@@ -341,7 +137,7 @@ def probe(modules=None, work_dir=None):
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "machine": platform.machine(),
-        "os": "{} {}".format(platform.system(), platform.release()),
+        "os": f"{platform.system()} {platform.release()}",
         "cpu": cpu,
         "isa": isa,
         "cores": os.cpu_count(),
@@ -355,6 +151,32 @@ def probe(modules=None, work_dir=None):
 
 
 # --------------------------------------------------------------------------- jobs
+
+
+class RuntimeMissing(Exception):
+    """None of the runtime modules for a format can be imported."""
+
+
+def open_session(job, path):
+    """Open ``path`` with the job's session (``"runtime": "edgekit.runtimes.litert:open_session"``)
+    in the first importable module of the job's ``modules``.
+
+    Raises:
+        RuntimeMissing: none of the modules can be imported here.
+    """
+    name, _, function = job["runtime"].partition(":")
+    modules = list(job.get("modules") or [])
+    problems = []
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            problems.append(f"{module} ({_one_line(exc)})")
+            continue
+        opener = getattr(importlib.import_module(name), function or "open_session")
+        return opener(path, int(job.get("threads", 1)), dict(job.get("options") or {}), module=module)
+    raise RuntimeMissing("runtime missing for {}: {} (with {})".format(
+        job.get("format"), "; ".join(problems) or "the job names no runtime module", sys.executable))
 
 
 def encode_array(array):
@@ -373,17 +195,18 @@ def run_job(job, base_dir="."):
     """Open the job's artifact, predict the evaluation inputs, time the benchmark inputs.
 
     Args:
-        job: ``{"format", "model", "inputs", "threads", "warmup", "runs", "min_time_s",
-            "modules", "options"}``; ``model`` and ``inputs`` (an .npz with ``bench`` and,
-            optionally, ``eval`` float32 arrays) are relative to ``base_dir``.
+        job: ``{"format", "runtime", "modules", "model", "inputs", "threads", "warmup", "runs",
+            "min_time_s", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
+            ``inputs`` (an .npz with ``bench`` and, optionally, ``eval`` float32 arrays) are
+            relative to ``base_dir``.
         base_dir: the folder of the job file.
 
     Returns:
-        ``{"runtime", "settings", "input_shape", "latencies_ms", "outputs", "environment"}``.
+        ``{"runtime", "settings", "input_shape", "latencies_ms", "outputs", "environment",
+        "session_file"}``.
     """
     path = os.path.join(base_dir, job["model"])
-    threads = int(job.get("threads", 1))
-    session = open_session(job["format"], path, threads, job.get("modules"), job.get("options"))
+    session = open_session(job, path)
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
         bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
         eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
@@ -397,6 +220,8 @@ def run_job(job, base_dir="."):
         "latencies_ms": latencies,
         "outputs": encode_array(outputs) if outputs is not None else None,
         "environment": probe(job.get("modules")),
+        # which file the session came from: the shipped copy, never something installed there
+        "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__),
     }
 
 
@@ -448,10 +273,10 @@ def _supervise(job_path, watch_stdin):
         try:
             name = signal.Signals(-child.returncode).name
         except ValueError:
-            name = "signal {}".format(-child.returncode)
-        reason = "the runner process was killed by {} after {:.1f} s".format(name, time.monotonic() - started)
+            name = f"signal {-child.returncode}"
+        reason = f"the runner process was killed by {name} after {time.monotonic() - started:.1f} s"
     else:
-        reason = "the runner process exited with status {} without a result".format(child.returncode)
+        reason = f"the runner process exited with status {child.returncode} without a result"
     _emit({"error": reason, "kind": "killed"})
     return 1
 
@@ -485,4 +310,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # The job's session is the edgekit/runtimes package shipped next to this file: it must win
+    # over anything installed on the device, also under python -I or PYTHONSAFEPATH, which
+    # leave this folder off sys.path.
+    script = globals().get("__file__") or ""  # the probe comes on stdin: no folder of its own
+    if os.path.isfile(script) and os.path.dirname(os.path.abspath(script)) not in sys.path[:1]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     sys.exit(main())

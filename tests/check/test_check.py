@@ -1,12 +1,10 @@
-"""`edgekit check` and `edgekit baseline save` on a real tiny run, with regressions injected
-into copies of its results.json."""
+"""`edgekit check` and `edgekit baseline save` on the session's real tiny run (whose recipe has
+the check: section TINY_CHECK), with regressions injected into copies of its results.json."""
 
 from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -17,34 +15,18 @@ from edgekit.check.gate import compare
 from edgekit.cli import cli
 from edgekit.errors import RecipeError
 from edgekit.recipe import load_recipe
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_RECIPE, real_row
 
-CHECK_SECTION = """
-check:
-  defaults:
-    max_metric_drop: 0.05
-  rules:
-    - rows: "*-int8@*"
-      max_metric_drop: 0.08
-    - rows: "tflite-*"
-      max_size_bytes: 10000000
-"""
 INT8, FP32 = "tflite-int8@cpu", "tflite-fp32@cpu"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One real build of the tiny recipe with a check: section, and its saved baseline."""
-    folder = tmp_path_factory.mktemp("check")
-    recipe = folder / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE + CHECK_SECTION)
-    run_dir = folder / "run"
-    built = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
-    assert built.exit_code == 0, built.output
-    saved = CliRunner().invoke(cli, ["baseline", "save", str(run_dir), str(folder / "baseline.json")])
+def run(tiny_run, tmp_path_factory):
+    """The shared tiny build (its recipe has a check: section) and a baseline saved from it."""
+    baseline = tmp_path_factory.mktemp("check") / "baseline.json"
+    saved = CliRunner().invoke(cli, ["baseline", "save", str(tiny_run.dir), str(baseline)])
     assert saved.exit_code == 0, saved.output
-    return {"dir": run_dir, "recipe": recipe, "baseline": folder / "baseline.json",
-            "results": json.loads((run_dir / "results.json").read_text())}
+    return {"dir": tiny_run.dir, "recipe": tiny_run.recipe, "baseline": baseline, "results": tiny_run.results}
 
 
 def _variant(run, tmp_path, change) -> str:
@@ -246,18 +228,6 @@ def test_bad_check_section_is_one_line(write_recipe, section, fragment):
     assert fragment in info.value.message and info.value.exit_code == 2
 
 
-def test_check_and_help_do_not_import_heavy_libraries(run):
-    args = [["check", "--help"], ["baseline", "save", "--help"], ["report", "--help"],
-            ["check", str(run["dir"]), "--baseline", str(run["baseline"])]]
-    code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom edgekit.cli import cli\n"
-        f"for args in {args!r}:\n    r = CliRunner().invoke(cli, args)\n    assert r.exit_code == 0, r.output\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tf_keras', 'keras', 'matplotlib', 'onnxruntime'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 # --------------------------------------------------------------------------- the gate never passes on garbage
 
 NAN, INF = float("nan"), float("inf")
@@ -385,7 +355,7 @@ def test_primary_metric_that_no_row_has_fails(run, tmp_path):
 
 
 def test_results_of_edgekit_bench_have_no_metric_and_still_pass():
-    rows = [{"id": f"{name}@cpu", "status": "ok", "metrics": {}, "latency_ms": {"p50": p50}, "size_bytes": 10}
+    rows = [real_row(name.split(".")[1], "-", p50=p50, size_bytes=10, row_id=f"{name}@cpu", model=name.split(".")[0])
             for name, p50 in (("a.tflite", 1.0), ("b.onnx", 2.0))]
     doc = {"command": "bench", "primary_metric": "metric", "baseline": "a.tflite@cpu", "rows": rows}
     assert [o for o in compare(doc, CheckSpec()) if o.result == "fail"] == []

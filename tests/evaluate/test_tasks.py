@@ -7,6 +7,7 @@ import pytest
 
 from edgekit.evaluate import scores
 from edgekit.tasks import TASKS
+from tests.conftest import real_row
 
 
 def test_accuracy_and_top_k():
@@ -86,10 +87,7 @@ def test_check_flips_the_drop_for_lower_is_better_metrics():
     from edgekit.check.gate import compare
 
     def results(mae_int8, higher_is_better):
-        rows = [
-            {"id": "keras-fp32@cpu", "status": "ok", "metrics": {"mae": 40.0}, "latency_ms": None},
-            {"id": "tflite-int8@cpu", "status": "ok", "metrics": {"mae": mae_int8}, "latency_ms": None},
-        ]
+        rows = [real_row("keras", "fp32", metrics={"mae": 40.0}), real_row("tflite", "int8", metrics={"mae": mae_int8})]
         return {"primary_metric": "mae", "higher_is_better": higher_is_better, "baseline": "keras-fp32@cpu", "rows": rows}
 
     def drop(doc):

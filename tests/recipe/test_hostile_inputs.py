@@ -182,15 +182,6 @@ def test_memory_bounded(tmp_path, case):
     assert expected in result.stderr and "Traceback" not in result.stderr and "MemoryError" not in result.stderr
 
 
-def test_validate_does_not_import_tensorflow(tmp_path):
-    path = _npz_recipe(tmp_path, x=_X, y=_Y)
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom edgekit.cli import cli\n"
-            f"r = CliRunner().invoke(cli, ['validate', {path!r}])\nassert r.exit_code == 0, r.output\n"
-            "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_unexpected_error_is_one_line(tmp_path):
     """The console script's last line of defence: an error edgekit did not foresee is one line, exit 1."""
     code = textwrap.dedent("""

@@ -19,19 +19,16 @@ from click.testing import CliRunner
 from edgekit import report
 from edgekit.cli import cli
 from edgekit.report import html as html_report
-from tests.conftest import TINY_RECIPE
+from tests.conftest import real_row
 
 ROWS = ("keras-fp32@cpu", *(f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")))
 PLOTS = ("accuracy_vs_latency", "sizes", "latency_distribution")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("html")
-    (folder / "tiny.yaml").write_text(TINY_RECIPE)
-    result = CliRunner().invoke(cli, ["build", str(folder / "tiny.yaml"), "--out", str(folder / "run")])
-    assert result.exit_code == 0, result.output
-    return folder / "run"
+def run_dir(tiny_run, tmp_path_factory):
+    """A copy of the shared tiny build: these tests redraw its report in place."""
+    return Path(shutil.copytree(tiny_run.dir, tmp_path_factory.mktemp("html") / "run"))
 
 
 def _png_images(page: str) -> list[bytes]:
@@ -71,7 +68,7 @@ def test_openvino_ir_counts_xml_and_bin(tmp_path):
 
 def test_pareto_front_drops_dominated_rows():
     def row(row_id, p50, accuracy):
-        return {"id": row_id, "status": "ok", "latency_ms": {"p50": p50}, "metrics": {"accuracy": accuracy}}
+        return real_row("tflite", "int8", p50=p50, metrics={"accuracy": accuracy}, row_id=row_id)
 
     results = {"primary_metric": "accuracy", "rows": [row("slow-best", 9, 0.99), row("fast", 1, 0.95),
                                                       row("dominated", 5, 0.94), row("mid", 3, 0.97)]}

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 from edgekit.cli import cli
 from edgekit.errors import InputError
 from edgekit.report import readme_table
+from tests.conftest import real_row
 
 
 def _row(fmt, precision, value, p50, size=1000, status="ok", reason=None, metric="accuracy"):
-    return {"id": f"{fmt}-{precision}@cpu", "model": "base", "format": fmt, "precision": precision, "target": "cpu",
-            "status": status, "reason": reason, "size_bytes": size, "metrics": {metric: value} if status == "ok" else {},
-            "latency_ms": {"p50": p50} if status == "ok" else None}
+    return real_row(fmt, precision, p50=p50, metrics={metric: value} if status == "ok" else {}, status=status,
+                    reason=reason, size_bytes=size)
 
 
 def _results(name="r1", metric="accuracy", higher=True, onnx_int8_failed=False):

@@ -13,12 +13,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,15 +26,13 @@ import yaml
 from click.testing import CliRunner
 
 from edgekit.cli import cli
+from edgekit.errors import DeviceProfileError
 from edgekit.formats import FORMATS
-from edgekit.targets import devices
+from edgekit.targets import job as jobs
+from edgekit.targets import profiles, ssh, ssh_transport
 from edgekit.targets.runner import RESULT_MARKER, decode_array
 from tests.conftest import TINY_RECIPE
-
-ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ROOT / "edgekit" / "targets" / "runner.py"
-DEVICE_PYTHON = os.environ.get("EDGEKIT_TEST_DEVICE_PYTHON") or str(ROOT / ".device-venv" / "bin" / "python")
-
+from tests.targets.sshd import ROOT, device_profile, device_python, free_port
 
 # --------------------------------------------------------------------------- artifacts and the runner
 
@@ -54,15 +50,20 @@ def artifacts(tiny_model, digits, tmp_path_factory):
     return paths
 
 
+def write_job(folder: Path, artifact: Path, fmt: str, eval_x, bench_x, modules=None, runs=7) -> Path:
+    """Lay out what a device receives (runner, session package, job, artifact, inputs) in ``folder``."""
+    files = jobs.job_files(FORMATS[fmt], [artifact], modules or list(FORMATS[fmt].runtime_packages), bench_x, eval_x,
+                           warmup=2, runs=runs)
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content.read_bytes() if isinstance(content, Path) else content)
+    return folder / "job.json"
+
+
 def run_runner(python: str, artifact: Path, fmt: str, eval_x, bench_x, folder: Path, modules=None, runs=7):
-    """Run the standalone runner as a subprocess, the way a device runs it; return its payload."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(artifact, folder / artifact.name)
-    np.savez(folder / "inputs.npz", eval=eval_x, bench=bench_x)
-    job = {"format": fmt, "model": artifact.name, "inputs": "inputs.npz", "threads": 1, "warmup": 2, "runs": runs,
-           "modules": modules}
-    (folder / "job.json").write_text(json.dumps(job))
-    done = subprocess.run([python, str(RUNNER), str(folder / "job.json")], capture_output=True, text=True, timeout=120)
+    """Run the shipped runner as a subprocess, the way a device runs it; return its payload."""
+    job = write_job(folder, artifact, fmt, eval_x, bench_x, modules, runs)
+    done = subprocess.run([python, str(folder / jobs.RUNNER_NAME), str(job)], capture_output=True, text=True, timeout=120, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
     assert lines, done.stderr
     payload = json.loads(lines[-1][len(RESULT_MARKER):])
@@ -72,8 +73,8 @@ def run_runner(python: str, artifact: Path, fmt: str, eval_x, bench_x, folder: P
 
 @pytest.mark.parametrize("name", ["tflite-int8", "onnx-fp32", "onnx-int8"])
 def test_runner_gives_the_local_sessions_outputs(artifacts, digits, tmp_path, name):
-    """The runner is the remote copy of edgekit/runtimes: same prepare (int8 input quantization
-    with the tensor's own scale and zero point), same decode, same outputs to the bit."""
+    """The runner runs edgekit/runtimes itself: same prepare (int8 input quantization with the
+    tensor's own scale and zero point), same decode, same outputs to the bit."""
     x, _ = digits
     fmt = FORMATS[name.split("-")[0]]
     local = fmt.load_runtime()(artifacts[name], 1).predict(x[1400:1500])
@@ -103,16 +104,8 @@ def test_timing_loop_is_shared():
     assert bench.time_session is runner_standalone.time_session
 
 
-def _device_python() -> str:
-    if not Path(DEVICE_PYTHON).exists():
-        if os.environ.get("EDGEKIT_TEST_DEVICE_PYTHON"):  # asked for explicitly (.ci/run): a broken setup fails
-            pytest.fail(f"EDGEKIT_TEST_DEVICE_PYTHON={DEVICE_PYTHON} does not exist")
-        pytest.skip(f"no device Python at {DEVICE_PYTHON} (set EDGEKIT_TEST_DEVICE_PYTHON; .ci/run makes .device-venv)")
-    return DEVICE_PYTHON
-
-
 def test_device_python_has_only_numpy_and_tflite_runtime():
-    python = _device_python()
+    python = device_python()
     code = ("import importlib.util as u, numpy, tflite_runtime\n"
             "print([m for m in ('tensorflow', 'ai_edge_litert', 'onnxruntime', 'openvino', 'edgekit') if u.find_spec(m)],"
             " numpy.__version__)")
@@ -122,7 +115,7 @@ def test_device_python_has_only_numpy_and_tflite_runtime():
 
 def test_runner_on_tflite_runtime_2_14_matches_litert(artifacts, digits, tmp_path):
     """The old runtime on the device runs what the new converter made, with the same decisions."""
-    python = _device_python()
+    python = device_python()
     x, _ = digits
     for name in ("tflite-fp32", "tflite-int8"):
         payload = run_runner(python, artifacts[name], "tflite", x[1400:1600], x[:4], tmp_path / name)
@@ -136,12 +129,10 @@ def test_runner_on_tflite_runtime_2_14_matches_litert(artifacts, digits, tmp_pat
 
 
 def test_runner_reports_a_missing_runtime_in_one_line(artifacts, digits, tmp_path):
-    python = _device_python()
+    python = device_python()
     x, _ = digits
-    np.savez(tmp_path / "inputs.npz", bench=x[:2])
-    shutil.copy(artifacts["onnx-fp32"], tmp_path / "m.onnx")
-    (tmp_path / "job.json").write_text(json.dumps({"format": "onnx", "model": "m.onnx", "inputs": "inputs.npz"}))
-    done = subprocess.run([python, str(RUNNER), str(tmp_path / "job.json")], capture_output=True, text=True)
+    job = write_job(tmp_path, artifacts["onnx-fp32"], "onnx", None, x[:2])
+    done = subprocess.run([python, str(tmp_path / jobs.RUNNER_NAME), str(job)], capture_output=True, text=True, check=False)
     assert done.returncode == 1
     payload = json.loads(done.stdout.strip().splitlines()[-1][len(RESULT_MARKER):])
     assert payload["kind"] == "runtime_missing"
@@ -160,7 +151,7 @@ def _profile(folder: Path, name: str, **fields) -> Path:
 
 
 def test_profile_defaults_and_relative_paths(tmp_path):
-    profile = devices.load_profile(_profile(tmp_path, "pi", identity_file="keys/id", known_hosts="kh"))
+    profile = profiles.load_profile(_profile(tmp_path, "pi", identity_file="keys/id", known_hosts="kh"))
     assert profile.name == "pi" and profile.port == 22 and profile.python == "python3"
     assert profile.identity_file == tmp_path / "devices" / "keys" / "id"
     assert profile.known_hosts == tmp_path / "devices" / "kh"
@@ -175,10 +166,27 @@ def test_profile_defaults_and_relative_paths(tmp_path):
     ({"host": "-oProxyCommand=touch x"}, "host: expected"),
 ])
 def test_profile_errors_are_one_line(tmp_path, fields, fragment):
-    with pytest.raises(devices.DeviceProfileError) as info:
-        devices.load_profile(_profile(tmp_path, "pi", **fields))
+    with pytest.raises(DeviceProfileError) as info:
+        profiles.load_profile(_profile(tmp_path, "pi", **fields))
     assert fragment in info.value.message and "\n" not in info.value.message
     assert info.value.exit_code == 2
+
+
+def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path, write_recipe):
+    from edgekit.errors import RecipeError
+    from edgekit.recipe import load_recipe
+
+    assert profiles.load_profile(_profile(tmp_path, "old")).kind == "ssh"  # profiles written before kinds
+    explicit = profiles.load_profile(_profile(tmp_path, "new", kind="ssh"))
+    assert isinstance(explicit, ssh.SshProfile) and explicit.kind == "ssh"
+    with pytest.raises(DeviceProfileError) as info:
+        profiles.load_profile(_profile(tmp_path, "phone", kind="adb"))
+    assert info.value.exit_code == 2 and "\n" not in info.value.message
+    assert info.value.message.endswith("phone.yaml: kind: unknown target kind 'adb'; expected one of: ssh")
+    with pytest.raises(DeviceProfileError, match=r"kind: unknown target kind 'shh' \(did you mean \"ssh\"\?\)"):
+        profiles.load_profile(_profile(tmp_path, "typo", kind="shh"))
+    with pytest.raises(RecipeError, match='targets: device "phone": .*phone.yaml: kind: unknown target kind'):
+        load_recipe(write_recipe("name: m\nmodel: {arch: mlp}\ntargets: [cpu, phone]\n"))
 
 
 def test_recipe_targets_accept_device_profiles_next_to_the_recipe(tmp_path, write_recipe):
@@ -223,8 +231,8 @@ def test_device_commands_import_no_heavy_library(args):
 
 
 def test_remote_command_is_quoted_word_for_word(tmp_path):
-    profile = devices.load_profile(_profile(tmp_path, "pi", identity_file="id"))
-    command = devices.Connection(profile).ssh_command(["python3", "/w d;rm -rf x/$(id)/r.py", "--x"])
+    profile = profiles.load_profile(_profile(tmp_path, "pi", identity_file="id"))
+    command = ssh_transport.Connection(profile).ssh_command(["python3", "/w d;rm -rf x/$(id)/r.py", "--x"])
     assert command[0] == "ssh" and "StrictHostKeyChecking=yes" in command and "BatchMode=yes" in command
     assert command[-3:-1] == ["--", "pi@127.0.0.1"]
     assert command[-1] == "python3 '/w d;rm -rf x/$(id)/r.py' --x"
@@ -245,10 +253,11 @@ def test_device_rows_use_the_devices_outputs(tmp_path, monkeypatch):
 
     def fake_run(profile, fmt, files, modules, bench_inputs, eval_inputs=None, **kwargs):
         assert eval_inputs is not None and len(eval_inputs) == 4 and modules == ["tflite_runtime"]
-        return devices.RemoteRun("tflite_runtime 2.14.0", {"threads": 1}, [1, 2], [0.5, 0.6], device_outputs,
+        assert fmt is FORMATS["tflite"]
+        return ssh.RemoteRun("tflite_runtime 2.14.0", {"threads": 1}, [1, 2], [0.5, 0.6], device_outputs,
                                  {"python": "3.9.2", "runtimes": {}}, "/tmp/edgekit-x")
 
-    monkeypatch.setattr(devices, "run_artifact", fake_run)
+    monkeypatch.setattr(ssh, "run_artifact", fake_run)
     baseline = Variant(format="keras", precision="fp32", metrics={"accuracy": 1.0})
     variant = Variant(format="tflite", precision="fp32", path=tmp_path / "m.tflite", metrics={"accuracy": 1.0},
                       runtime="ai_edge_litert 2.3.0")
@@ -291,13 +300,13 @@ def test_gpu_onnx_row_is_skipped_without_cuda(artifacts):
     import onnxruntime as ort
 
     from edgekit.evaluate.variant import Variant
-    from edgekit.targets import TARGETS
+    from edgekit.targets.gpu import GpuTarget
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime has CUDA here; the gpu-marked test covers it")
     variant = Variant(format="onnx", precision="fp32", path=artifacts["onnx-fp32"])
     spec = SimpleNamespace(warmup=1, runs=2, min_time_s=0, threads=1)
-    gpu = TARGETS["gpu"]
+    gpu = GpuTarget()
     assert gpu.supports(variant) and not gpu.supports(Variant(format="onnx", precision="int8"))
     m = gpu.measure(variant, spec, [np.zeros((8, 8, 1), np.float32)])
     assert m.status == "skipped" and "CUDAExecutionProvider" in m.reason and "onnxruntime-gpu" in m.reason
@@ -341,90 +350,6 @@ def test_bench_files_on_the_cpu(artifacts, tmp_path, digits):
 
 
 # --------------------------------------------------------------------------- a real ssh device
-
-
-@dataclass
-class SSHServer:
-    root: Path
-    port: int
-    user: str
-    user_key: Path
-    stranger_key: Path
-    known_hosts: Path
-    wrong_known_hosts: Path
-    python: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
-    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
-
-
-@pytest.fixture(scope="session")
-def ssh_server(tmp_path_factory):
-    """sshd on 127.0.0.1 at a free port, with its own host key and authorized key."""
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(sshd).exists() or not shutil.which("ssh") or not shutil.which("ssh-keygen"):
-        pytest.skip("OpenSSH server and client not installed (apt-get install openssh-server openssh-client; .ci/run does)")
-    python = _device_python()
-    root = tmp_path_factory.mktemp("sshd")
-    host_public = _keygen(root / "host_key")
-    user_public = _keygen(root / "user_key")
-    _keygen(root / "stranger_key")  # a key the server does not know
-    impostor_public = _keygen(root / "impostor_host_key")  # what a man in the middle would offer
-    (root / "authorized_keys").write_text(user_public + "\n")
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text("\n".join([
-        "ListenAddress 127.0.0.1", f"Port {port}", f"HostKey {root / 'host_key'}",
-        f"AuthorizedKeysFile {root / 'authorized_keys'}", f"PidFile {root / 'sshd.pid'}",
-        "UsePAM no", "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "UseDNS no", "PrintMotd no",
-        "PrintLastLog no", "MaxStartups 50", "",
-    ]))
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
-    log = open(root / "sshd.log", "w")
-    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("sshd did not listen within 15 s")
-            time.sleep(0.1)
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_public}\n")
-    (root / "wrong_known_hosts").write_text(f"[127.0.0.1]:{port} {impostor_public}\n")
-    import getpass
-
-    yield SSHServer(root, port, getpass.getuser(), root / "user_key", root / "stranger_key", root / "known_hosts",
-                    root / "wrong_known_hosts", python)
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
-
-
-def device_profile(folder: Path, name: str, server: SSHServer, **overrides) -> Path:
-    doc = {"host": "127.0.0.1", "port": server.port, "user": server.user, "identity_file": str(server.user_key),
-           "known_hosts": str(server.known_hosts), "python": server.python,
-           "work_dir": str(server.root / "work" / name), "runtimes": ["tflite_runtime"],
-           "connect_timeout_s": 5, "timeout_s": 120}
-    doc.update({k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()})
-    (folder / "devices").mkdir(parents=True, exist_ok=True)
-    path = folder / "devices" / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def _slow_python(folder: Path, python: str) -> Path:
@@ -481,7 +406,7 @@ def device_build(ssh_server, tmp_path_factory):
     s = ssh_server
     slow = _slow_python(folder, s.python)
     device_profile(folder, "dev", s)
-    device_profile(folder, "unreachable", s, port=_free_port(), connect_timeout_s=3)
+    device_profile(folder, "unreachable", s, port=free_port(), connect_timeout_s=3)
     device_profile(folder, "badkey", s, identity_file=s.stranger_key)
     device_profile(folder, "impostor", s, known_hosts=s.wrong_known_hosts)
     (folder / "empty_known_hosts").write_text("")
@@ -642,7 +567,7 @@ def test_devices_check_reports_the_device(ssh_server, tmp_path):
     ({"python": "/nonexistent/python3"}, "'/nonexistent/python3' not found on the device"),
 ])
 def test_devices_check_says_exactly_what_is_missing(ssh_server, tmp_path, overrides, fragment):
-    replace = {"free": _free_port(), "stranger": ssh_server.stranger_key, "wrong": ssh_server.wrong_known_hosts}
+    replace = {"free": free_port(), "stranger": ssh_server.stranger_key, "wrong": ssh_server.wrong_known_hosts}
     device_profile(tmp_path, "dev", ssh_server, **{k: replace.get(v, v) if isinstance(v, str) else v for k, v in overrides.items()})
     result = CliRunner().invoke(cli, ["devices", "check", "dev", "--devices", str(tmp_path / "devices")])
     assert result.exit_code == 1, result.output

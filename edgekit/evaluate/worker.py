@@ -1,0 +1,350 @@
+"""Every variant is converted and evaluated in a worker process: the task that travels there,
+and the build's side of it.
+
+The build first asks the stage cache alone (``convert_and_evaluate`` itself, with a cache that
+never computes): a variant whose artifact and evaluation are both cached is finished on the spot,
+so a fully cached build starts no worker. Any other variant becomes a ``VariantTask`` for the
+executor: its Format row, precision and lineage, the Keras model as a .keras file, and what the
+whole build shares (the recipe, the test and calibration data and the baseline outputs in one
+.npz written once per build, the cache folder). The worker runs ``convert_variant`` and
+``evaluate_converted``, the same code the build would run, and answers with the variant's fields
+and the cache events it caused; its log lines and the cache's warnings stream back while it
+runs. A worker that dies fails only its variant's rows, with the signal and the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from concurrent.futures import CancelledError, Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.convert.stage import BuildContext
+from edgekit.errors import NotCached
+from edgekit.evaluate.variant import Variant
+
+#: the variant fields a worker sends back (the parent keeps its own opener and session)
+FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildInputs:
+    """What every task of one build shares (small: the arrays travel as a file)."""
+
+    recipe: Any
+    run_dir: Path
+    data_file: Path
+    data_key: str
+    versions: dict[str, str]
+    cache_root: Path
+    cache_enabled: bool
+    #: folders put on the worker's import path: the recipe's, where a ``model.python`` builder
+    #: lives (a .keras file names its custom layers by module, and loading imports them)
+    import_dirs: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantTask:
+    """Convert ``model_file`` to ``fmt`` at ``precision`` and evaluate it: one variant."""
+
+    fmt: Any
+    precision: str
+    name: str
+    parent: str | None
+    quantized: bool
+    model_key: str
+    model_file: Path
+    keras: str  # "tf_keras" or "keras3": which Keras reads model_file
+    build: BuildInputs
+    #: (module, class) of the model's layers defined outside Keras (a ``model.python``
+    #: builder's): a .keras file names them, but Keras finds only registered classes by itself
+    custom_layers: tuple[tuple[str, str], ...] = ()
+
+
+def prepare(threads: int) -> None:
+    """A new worker's set-up: TensorFlow imported and configured as in the build's process, so
+    the first task does not pay the import and every task sees the same thread settings."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras  # noqa: F401 - the import every task needs; done while the worker waits
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran an op
+        pass
+
+
+def run(task: VariantTask) -> dict[str, Any]:
+    """In a worker: convert and evaluate one variant; returns its fields and cache events."""
+    from edgekit import executor, formats
+    from edgekit.cache import Cache
+    from edgekit.convert.stage import convert_variant
+    from edgekit.evaluate.stage import evaluate_converted
+
+    formats.register(task.fmt)  # a row added at run time (a plugin, a test) arrives with its task
+
+    def log(line: str) -> None:
+        executor.report("log", line)
+
+    executor.report("stage", "load")
+    data, baseline_outputs = _load_data(task.build.data_file)
+    model = _load_model(task.model_file, task.keras, task.quantized, task.build.import_dirs, task.custom_layers)
+    cache = Cache(root=task.build.cache_root, enabled=task.build.cache_enabled, log=log)
+    ctx = BuildContext(task.build.recipe, data, baseline_outputs, task.build.run_dir, log, cache,
+                       task.build.data_key, task.build.versions)
+    # The two steps of convert_and_evaluate, each announced, so that a crash names its stage.
+    executor.report("stage", "convert")
+    variant = convert_variant(task.fmt, task.precision, model, task.name, task.parent, task.quantized, task.model_key, ctx)
+    if variant.status == "ok":
+        executor.report("stage", "evaluate")
+        evaluate_converted(variant, task.fmt, ctx)
+    return {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
+
+
+#: in a worker: the data and models of the current build, read once (tasks come grouped by model)
+_DATA: dict[Path, tuple] = {}
+_MODELS: dict[tuple, Any] = {}
+
+
+def _load_data(path: Path):
+    if path not in _DATA:
+        from edgekit.data import Dataset
+
+        _DATA.clear()
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            shape = tuple(meta["input_shape"])
+            empty = np.zeros((0, *shape), np.float32)
+            data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=empty, y_val=np.zeros(0), x_test=saved["x_test"],
+                           y_test=saved["y_test"], x_calib=saved["x_calib"], class_names=meta["class_names"],
+                           info=meta["info"], task=meta["task"])
+            _DATA[path] = (data, saved["baseline_outputs"])
+    return _DATA[path]
+
+
+def _load_model(path: Path, keras: str, quantized: bool, import_dirs: tuple[str, ...], custom_layers=()):
+    """The Keras model the build saved. No safe mode: the build wrote this file itself from a
+    model it already loaded under the recipe's safe-mode setting."""
+    import importlib
+
+    for folder in import_dirs:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    stamp = (str(path), path.stat().st_mtime_ns, keras, quantized)
+    if stamp not in _MODELS:
+        if len(_MODELS) >= 2:
+            _MODELS.pop(next(iter(_MODELS)))
+        custom = {name: getattr(importlib.import_module(module), name) for module, name in custom_layers}
+        if keras == "keras3":
+            import keras as keras3
+
+            model = keras3.saving.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
+        else:
+            import tf_keras
+
+            from edgekit.models import register_custom_layers
+
+            register_custom_layers()
+            if quantized:  # QAT layers deserialise only inside tfmot's scope
+                import tensorflow_model_optimization as tfmot
+
+                with tfmot.quantization.keras.quantize_scope():
+                    model = tf_keras.models.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
+            else:
+                model = tf_keras.models.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
+        _MODELS[stamp] = model
+    return _MODELS[stamp]
+
+
+#: where Keras' own layer classes live (a worker finds those by itself)
+_KERAS_PACKAGES = {"keras", "tf_keras", "tensorflow", "tensorflow_model_optimization"}
+
+
+def custom_layers(model) -> tuple[tuple[str, str], ...]:
+    """(module, class) of every layer of ``model`` (itself included) defined outside Keras."""
+    try:
+        layers = list(model._flatten_layers(include_self=True, recursive=True))  # both Keras have it
+    except (AttributeError, TypeError):
+        layers = [model, *getattr(model, "layers", [])]
+    classes = {type(layer) for layer in layers}
+    return tuple(sorted((c.__module__, c.__name__) for c in classes
+                        if c.__module__.split(".")[0] not in _KERAS_PACKAGES and "<" not in c.__qualname__))
+
+
+class _CacheOnly:
+    """The build's cache, but every miss raises ``NotCached`` instead of computing."""
+
+    def __init__(self, cache):
+        self._cache = cache
+        self.missed = False
+
+    def fetch(self, stage, key, name, *, load, compute, store, **kwargs):
+        def miss():
+            self.missed = True
+            raise NotCached(stage)
+
+        return self._cache.fetch(stage, key, name, load=load, compute=miss, store=store, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+
+class Pending:
+    """One variant on its way: ``result()`` waits for its worker and returns the Variant."""
+
+    def __init__(self, variant: Variant, future: Future | None = None, fmt=None, cache=None):
+        self.variant, self.future, self.fmt, self.cache = variant, future, fmt, cache
+
+    def done(self) -> bool:
+        """Finished, with a result to take (not cancelled or interrupted by a stopped build)."""
+        if self.future is None:
+            return True
+        return (self.future.done() and not self.future.cancelled()
+                and not isinstance(self.future.exception(), KeyboardInterrupt))
+
+    def result(self) -> Variant:
+        if self.future is not None:
+            # The future is dropped only once applied: Ctrl-C while waiting here must leave this
+            # variant unfinished, not "done" with half its fields (partial results would show it).
+            _apply(self.variant, self.fmt, self.future, self.cache)
+            self.future = None
+        return self.variant
+
+
+def _apply(variant: Variant, fmt, future: Future, cache) -> None:
+    """Copy the worker's answer onto the build's variant, or record why there is none."""
+    from edgekit.executor import TaskFailed, WorkerDied
+
+    variant.status, variant.reason = "ok", None
+    try:
+        answer = future.result()
+    except (WorkerDied, TaskFailed, CancelledError) as exc:
+        variant.fail(*failure(fmt, exc))
+        return
+    for name, value in answer["fields"].items():
+        setattr(variant, name, Path(value) if name == "path" and value is not None else value)
+    cache.events.extend(answer["events"])  # results.json `reused` and manifest.json see the worker's work
+
+
+def failure(fmt, exc: BaseException) -> tuple[str, str]:
+    """(stage, one line) for a task that got no answer from its worker."""
+    from edgekit.executor import WorkerDied
+
+    if isinstance(exc, WorkerDied):
+        return crash_reason(fmt, exc)
+    return "conversion", f"in its worker process: {exc or type(exc).__name__}"
+
+
+def crash_reason(fmt, exc) -> tuple[str, str]:
+    """(stage, one line) for a worker that died: ``the TFLite converter crashed (SIGSEGV); ...``."""
+    title = getattr(fmt, "title", None) or fmt.name
+    if exc.stage == "evaluate":
+        return "runtime", f"the {title} runtime {exc.how()} while evaluating on the test split; other formats are unaffected"
+    if exc.stage == "convert":
+        return "conversion", f"the {title} converter {exc.how()}; other formats are unaffected"
+    return "conversion", f"the worker process {exc.how()} while loading the model; other formats are unaffected"
+
+
+class VariantBuilds:
+    """The build's side: finishes cached variants at once, sends the others to the executor.
+
+    Args:
+        ctx: the build's context (its log and cache receive what the workers report).
+        executor: where tasks run (``edgekit.executor``).
+    """
+
+    def __init__(self, ctx: BuildContext, executor):
+        self.ctx, self.executor = ctx, executor
+        self._scratch: Path | None = None
+        self._inputs: BuildInputs | None = None
+        self._saved: dict[int, Path] = {}
+
+    def start(self, fmt, precision, model, name, parent, quantized, model_key: str, model_file: Path | None = None) -> Pending:
+        """Begin one variant (``Exporter``'s ``start``): cached, or queued for a worker."""
+        from edgekit.evaluate.stage import convert_and_evaluate
+
+        ctx, lines = self.ctx, []
+        if quantized:
+            # Here, not in a worker: a QAT model does not survive a .keras round trip (tfmot 0.8's
+            # QuantizeLayer builds 5 variables on load under TF 2.21 where the file holds 3), so
+            # a worker could not read it. A crash in these conversions still ends the build.
+            return Pending(convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key, ctx))
+        mark = len(ctx.cache.events)
+        probe = _CacheOnly(ctx.cache)
+        variant = convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key,
+                                       dataclasses.replace(ctx, log=lines.append, cache=probe))
+        if not probe.missed:
+            for line in lines:
+                ctx.log(line)
+            return Pending(variant)
+        del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
+        task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file),
+                           _keras_of(model), self._build_inputs(), custom_layers(model))
+        future = self.executor.submit(run, task, on_message=self._on_message)
+        future.add_done_callback(lambda done: self._log_failure(done, variant.stem, fmt))
+        return Pending(variant, future, fmt, ctx.cache)
+
+    def _on_message(self, kind: str, text: str) -> None:
+        if kind == "log":
+            self.ctx.log(text)
+
+    def _log_failure(self, future: Future, stem: str, fmt) -> None:
+        """The build log's line for a task that got no answer, when it happens (a variant that
+        failed inside its worker logged its own line)."""
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            stage, text = failure(fmt, exc)
+            self.ctx.log(f"[{'eval' if stage == 'runtime' else 'convert'}] {stem} FAILED: {stage} failed: {text}")
+
+    def close(self) -> None:
+        """Remove the build's scratch folder (the .npz and any model saved for the workers)."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _folder(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
+        return self._scratch
+
+    def _build_inputs(self) -> BuildInputs:
+        """Written once, at the first variant that needs a worker."""
+        if self._inputs is None:
+            ctx, data = self.ctx, self.ctx.data
+            path = self._folder() / "data.npz"
+            meta = {"input_shape": list(data.input_shape), "class_names": list(data.class_names), "info": data.info,
+                    "task": data.task}
+            np.savez(path, x_calib=data.x_calib, x_test=data.x_test, y_test=data.y_test,
+                     baseline_outputs=np.asarray(ctx.baseline_outputs), meta=np.array(json.dumps(meta, default=str)))
+            recipe = ctx.recipe
+            import_dirs = (str(Path(recipe.path).parent.resolve()),) if getattr(recipe, "path", None) else ()
+            self._inputs = BuildInputs(recipe, ctx.run_dir, path, ctx.data_key, ctx.versions, ctx.cache.root,
+                                       ctx.cache.enabled, import_dirs)
+        return self._inputs
+
+    def _model_file(self, model, given: Path | None) -> Path:
+        """The model as a file a worker can read: the one the build saved, else a copy saved now."""
+        if given is not None and Path(given).is_file():
+            return Path(given)
+        if id(model) not in self._saved:
+            path = self._folder() / f"model-{len(self._saved)}.keras"
+            model.save(path)
+            self._saved[id(model)] = path
+        return self._saved[id(model)]
+
+
+def _keras_of(model) -> str:
+    """Which Keras made ``model``: a worker must read its file with the same one."""
+    tf_keras = sys.modules.get("tf_keras")  # not imported: the model cannot be a tf_keras one
+    return "tf_keras" if tf_keras is not None and isinstance(model, tf_keras.Model) else "keras3"

@@ -1,0 +1,145 @@
+"""results.json, assembled in one place: its header, the plan of its rows, and the whole file
+for a finished build, an interrupted one, and ``edgekit bench`` on files.
+
+Every results file, whatever wrote it, has the keys ``edgekit check`` and ``edgekit report``
+read (``recipe``, ``environment``, ``primary_metric``, ``baseline``, ``rows``). A build plans its
+rows from the recipe before anything is converted, so that Ctrl-C at any point still writes
+every planned row: the finished ones as measured, the others with status ``interrupted``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from edgekit.evaluate.variant import Variant
+from edgekit.report.rows import latency_by_target, make_row, speedup_baseline
+
+#: the status of a planned row that an interrupted build did not finish; ``edgekit check``
+#: fails such a row like any row that is not ok
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One row a build will write: ``variant`` (format, precision, model) timed on ``target``."""
+
+    id: str
+    target: str
+    variant: Variant
+
+
+def header(recipe: dict[str, Any], env: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The keys every results file starts with: edgekit's version, the recipe, the environment.
+
+    Args:
+        recipe: ``{"name", "path", "sha256"}`` of the recipe (all None but the name for bench).
+        env: the environment block (``edgekit.environment.collect()``).
+        **fields: what this kind of run adds (task, primary_metric, data, benchmark, command).
+    """
+    return {"edgekit_version": env["packages"].get("edgekit", "unknown"), "recipe": recipe, "environment": env, **fields}
+
+
+def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, data_key: str | None = None) -> dict[str, Any]:
+    """The header of a build's results: recipe, environment, task and metric, data, benchmark.
+
+    ``data_info`` is None before the data is loaded (a build interrupted that early): the
+    header then has no ``data`` block.
+    """
+    from edgekit.evaluate import scores
+
+    fields: dict[str, Any] = {
+        "task": recipe.task,
+        "primary_metric": scores.PRIMARY_METRIC[recipe.task],
+        "higher_is_better": scores.HIGHER_IS_BETTER[recipe.task],
+    }
+    if data_info is not None:
+        fields["data"] = {**data_info, "sha256": data_key}
+    fields["benchmark"] = recipe.benchmark.model_dump()
+    recipe_block = {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256}
+    return header(recipe_block, env, **fields)
+
+
+def assemble(head: dict[str, Any], rows: list[dict], **fields: Any) -> dict[str, Any]:
+    """The whole results file: ``head``, the baseline row (the first row), the row speedups are
+    relative to, latency by target, ``fields``, and the rows last (the long part)."""
+    return {
+        **head,
+        "baseline": rows[0]["id"],
+        "speedup_baseline": speedup_baseline(rows)["id"],
+        "latency_by_target": latency_by_target(rows),
+        **fields,
+        "rows": rows,
+    }
+
+
+def plan(recipe) -> tuple[list[PlannedRow], list[dict[str, str]]]:
+    """Every row a build of ``recipe`` writes, in the build's order, from the recipe alone
+    (nothing is converted or measured); and the (model, format, precision) triples it will
+    not produce, with why.
+
+    The order is the bench stage's: targets in their kinds' order (cpu, gpu, then devices);
+    within each, the Keras
+    baseline, the base model's formats x precisions, then each exported compressed model's.
+    A test holds this against the rows of a real build.
+
+    Raises:
+        DeviceProfileError: a device target has no valid profile.
+    """
+    from edgekit import compress
+    from edgekit.convert.stage import Exporter
+    from edgekit.targets import in_order, resolve, search_dirs
+
+    # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
+    exporter = Exporter(SimpleNamespace(recipe=recipe))
+    variants = [Variant(format="keras", precision="fp32")]
+    variants += [Variant(format=f.name, precision=p) for f, p in exporter.combinations("base", False)]
+    for step in compress.plan(recipe.compress) if recipe.compress else []:
+        if step.export:
+            variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
+                         for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
+    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
+    rows = [PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
+            if target.supports(v)]
+    return rows, exporter.not_produced
+
+
+def partial(head: dict[str, Any], planned: list[PlannedRow], rows: list[dict], variants: list[Variant],
+            **fields: Any) -> dict[str, Any]:
+    """The results of an interrupted build: every planned row, in order.
+
+    A row that was benchmarked is kept as it is. The others get status ``interrupted`` (or the
+    ``failed`` status of a variant whose conversion or evaluation failed, as the bench stage
+    would have written it), and keep the metrics of a variant that was already evaluated.
+
+    Args:
+        head: the build's header (``build_header``).
+        planned: the build's plan (``plan``).
+        rows: the rows benchmarked so far.
+        variants: every variant converted (and evaluated, or failed) so far, the baseline first.
+        **fields: what else the build knew (models, reused, build_seconds, ...).
+    """
+    from edgekit.targets import Measurement
+
+    finished = {row["id"]: row for row in rows}
+    built = {v.stem: v for v in variants}
+    baseline = built.get("keras-fp32") or Variant(format="keras", precision="fp32", status=INTERRUPTED)
+    out = []
+    for row in planned:
+        if row.id in finished:
+            out.append(finished[row.id])
+            continue
+        variant = built.get(row.variant.stem)
+        if variant is None:
+            variant = Variant(format=row.variant.format, precision=row.variant.precision, model=row.variant.model,
+                              parent=row.variant.parent, status=INTERRUPTED)
+            m = Measurement(INTERRUPTED, "the build was interrupted before this variant was built")
+        elif variant.status != "ok":
+            m = Measurement(variant.status, variant.reason)
+        else:
+            m = Measurement(INTERRUPTED, "the build was interrupted before this row was benchmarked")
+        out.append(make_row(row.id, variant, row.target, m, baseline))
+    planned_ids = {row.id for row in planned}
+    out += [row for row_id, row in finished.items() if row_id not in planned_ids]  # never expected; never lost
+    return assemble(head, out, interrupted=True, **fields)

@@ -1,0 +1,73 @@
+"""What every target kind is: a Measurement, and the small abstract Target base."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass
+class Measurement:
+    """What a target measured for one variant.
+
+    ``outputs`` (the variant's outputs on the test split, produced on the target) are set by
+    targets that run elsewhere than the variant's evaluation session; the row's metrics and
+    parity are then computed from them. ``runtime`` overrides the variant's runtime name.
+    """
+
+    status: str  # ok | failed | skipped | interrupted
+    reason: str | None = None
+    latencies_ms: list[float] | None = None
+    settings: dict | None = None
+    outputs: Any = None
+    environment: dict | None = None
+    runtime: str | None = None
+
+
+class Target(ABC):
+    """Where a variant is timed. One subclass per kind (cpu, gpu, ssh, ...), in its own module,
+    listed once in ``edgekit.targets.KINDS``. Two methods to write, a few facts to set.
+
+    Attributes:
+        kind: the kind's name (``cpu``, ``gpu``, ``ssh``); device profiles name it in ``kind:``.
+        name: the target's name in recipes and row ids (``cpu``, or the device profile's name).
+        evaluates: the row's metrics come from this target's own outputs
+            (``Measurement.outputs``), not from the variant's evaluation on this machine.
+        uses_host_session: it times the session the variant was evaluated with on this
+            machine, so ``edgekit bench`` must open one.
+        is_reference: its Keras fp32 row, when timed, is what speedups are relative to.
+        order: rows of targets with a lower order come first (the first row of a build is
+            the Keras fp32 baseline on this machine).
+        profile_model: for kinds named by a device profile's ``kind:``, the pydantic schema
+            of that profile (a ``profiles.ProfileBase``); the object is made as
+            ``cls(profile, log)``. Built-in kinds (a target name by themselves) have none and
+            are made as ``cls(name)``.
+    """
+
+    kind: ClassVar[str] = ""
+    evaluates: ClassVar[bool] = False
+    uses_host_session: ClassVar[bool] = False
+    is_reference: ClassVar[bool] = False
+    order: ClassVar[int] = 2
+    profile_model: ClassVar[type | None] = None
+
+    name: str = ""
+
+    @abstractmethod
+    def supports(self, variant) -> bool:
+        """Whether this target can run ``variant`` (an ``edgekit.evaluate.variant.Variant``)."""
+
+    @abstractmethod
+    def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
+        """Time ``variant`` with the timing loop (``spec``: warmup, runs, min_time_s, threads)
+        over ``samples``; when ``evaluates``, also return its outputs on ``eval_inputs``.
+        A missing runtime or device is a skipped or failed Measurement with a one-line reason."""
+
+    def environment(self) -> dict:
+        """What this target is, for results.json's ``targets`` block."""
+        return {}
+
+    def unsupported_reason(self, variant) -> str:
+        """One line for the row of a variant this target does not support."""
+        return f"target {self.name} cannot run {variant.format}"

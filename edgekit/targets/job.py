@@ -1,0 +1,79 @@
+"""What a device receives: the runner, the format's runtime session, the job, the artifact, inputs.
+
+The device runs edgekit's own session code, not a copy: the format table's ``runtime``
+(``edgekit.runtimes.litert:open_session``) names the module, and that module's file travels
+with ``edgekit/runtimes/__init__.py`` (the Session base) as a small package next to
+``runner.py``. The rest of edgekit does not travel: ``edgekit/__init__.py`` on the device is a
+stub, so a session that imported anything else of edgekit (pydantic, TensorFlow, the format
+table) would fail there, and the parity test (tests/targets/test_parity.py) would see it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import runtimes
+from edgekit.errors import DeviceError
+
+RUNNER = Path(__file__).with_name("runner.py")
+RUNNER_NAME = RUNNER.name
+#: the device's edgekit/__init__.py (and that of any other package a session lives in)
+PACKAGE_STUB = b'"""edgekit\'s runtime sessions only, sent by edgekit.targets.job; not the whole package."""\n'
+
+
+def session_files(runtime: str) -> dict[str, Path | bytes]:
+    """The files that make ``runtime`` (``module:function``) importable next to the runner.
+
+    Raises:
+        DeviceError: the module cannot be found on this machine.
+    """
+    module = runtime.partition(":")[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise DeviceError(f"the runtime session {module} is not a Python file here; it cannot be sent to a device")
+    parts = module.split(".")
+    files: dict[str, Path | bytes] = {f"{'/'.join(parts[:i])}/__init__.py": PACKAGE_STUB for i in range(1, len(parts))}
+    files["edgekit/__init__.py"] = PACKAGE_STUB
+    files["edgekit/runtimes/__init__.py"] = Path(runtimes.__file__)
+    origin = Path(spec.origin)
+    files["/".join(parts) + ("/__init__.py" if origin.name == "__init__.py" else ".py")] = origin
+    return files
+
+
+def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
+              min_time_s: float = 0.0, threads: int = 1, options: dict | None = None) -> dict[str, Path | bytes]:
+    """Everything one run needs, by relative path: unpack it in one folder and run
+    ``python runner.py job.json`` there.
+
+    Args:
+        fmt: the format-table row (``edgekit.formats.Format``) of the artifact.
+        files: the artifact's files; the first is the one the runtime opens.
+        modules: runtime modules to try on the device, in order (of ``fmt.runtime_packages``).
+        bench_inputs: float32 samples cycled through by the timing loop.
+        eval_inputs: float32 samples whose outputs come back (for metrics), or None.
+        warmup, runs, min_time_s, threads: the timing loop's settings, as for local runs.
+        options: runtime options (e.g. ONNX graph_optimization_level).
+    """
+    inputs = io.BytesIO()
+    arrays = {"bench": np.asarray(bench_inputs, dtype=np.float32)}
+    if eval_inputs is not None:
+        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+    np.savez_compressed(inputs, **arrays)
+    job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules), "model": f"model/{files[0].name}",
+           "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s,
+           "options": options or {}}
+    return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), "job.json": json.dumps(job).encode(),
+            "inputs.npz": inputs.getvalue(), **{f"model/{f.name}": f for f in files}}
+
+
+def result_payload(stdout: bytes) -> dict | None:
+    """The runner's last ``EDGEKIT-RESULT`` payload in ``stdout``, or None when it printed none."""
+    from edgekit.targets.runner import RESULT_MARKER
+
+    lines = [line for line in stdout.decode("utf-8", "replace").splitlines() if line.startswith(RESULT_MARKER)]
+    return json.loads(lines[-1][len(RESULT_MARKER):]) if lines else None

@@ -1,0 +1,233 @@
+"""The ``ssh`` target kind: a device reached over ssh (devices/NAME.yaml, ``kind: ssh``), where
+the device runner times every artifact the device has a runtime for, with edgekit's own
+runtime sessions (see edgekit.targets.job); the outputs for the metrics and the latencies
+both come from the device. The transport and its security rules: edgekit.targets.ssh_transport.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from edgekit.errors import DeviceError
+from edgekit.formats import FORMATS
+from edgekit.targets import job as jobs
+from edgekit.targets.base import Measurement, Target
+from edgekit.targets.profiles import ProfileBase, local_path
+from edgekit.targets.ssh_transport import CLEANUP, UPLOAD, Completed, Connection, tar
+
+#: profile runtime names that are not the module's own name
+RUNTIME_ALIASES = {"litert": "ai_edge_litert"}
+
+
+def runtime_names() -> dict[str, str]:
+    """Runtime names a profile may list -> the module the runner imports: every module of the
+    format table's ``runtime_packages``, under its alias where it has one."""
+    modules = dict.fromkeys(m for fmt in FORMATS.values() for m in fmt.runtime_packages)
+    aliases = {alias: module for alias, module in RUNTIME_ALIASES.items() if module in modules}
+    return {**aliases, **{m: m for m in modules if m not in aliases.values()}}
+
+
+class SshProfile(ProfileBase):
+    """devices/NAME.yaml of kind ssh: how to reach a device and what it can run."""
+
+    host: str = Field(pattern=r"^[A-Za-z0-9_.:\[\]%][A-Za-z0-9_.:\[\]%-]*$", description="host name or address")
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="login user (default: ssh's)")
+    identity_file: Path | None = Field(None, description="private key; relative to the profile file")
+    known_hosts: Path = Field(Path("~/.ssh/known_hosts"), description="known_hosts file that must hold the device's host key")
+    python: str = Field("python3", min_length=1, description="the device's Python (needs numpy and a runtime)")
+    work_dir: str = Field("/tmp", min_length=1, description="folder on the device for per-run temporary folders (~ is the login user's home)")
+    runtimes: list[str] = Field(min_length=1, description="runtimes installed in that Python (see runtime_names())")
+    connect_timeout_s: float = Field(10.0, gt=0, description="ssh ConnectTimeout")
+    timeout_s: float = Field(900.0, gt=0, description="longest one remote step (upload, run, cleanup) may take")
+
+    @field_validator("runtimes")
+    @classmethod
+    def _known_runtimes(cls, value: list[str]) -> list[str]:
+        # Checked against the live format table, so a format registered later is accepted too.
+        names = runtime_names()
+        for i, name in enumerate(value):
+            if name not in names:
+                listed = ", ".join(repr(n) for n in list(names)[:-1]) + f" or {list(names)[-1]!r}"
+                raise ValueError(f"runtimes[{i}]: expected {listed}, received {name!r}")
+        return value
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    @property
+    def modules(self) -> list[str]:
+        """Runtime modules in the profile's order."""
+        names = runtime_names()
+        return [names[r] for r in self.runtimes]
+
+    def modules_for(self, runtime_packages: tuple[str, ...]) -> list[str]:
+        """The profile's runtime modules that can run a format (``Format.runtime_packages``)."""
+        return [m for m in runtime_packages if m in self.modules]
+
+    def describe(self) -> str:
+        return f"{self.destination}:{self.port}"
+
+    def resolve_paths(self, base: Path) -> None:
+        if self.identity_file is not None:
+            self.identity_file = local_path(self.identity_file, base)
+        self.known_hosts = local_path(self.known_hosts, base)
+
+
+class SshTarget(Target):
+    """An ssh device; every artifact format it has a runtime for."""
+
+    kind = "ssh"
+    evaluates = True
+    profile_model = SshProfile
+
+    def __init__(self, profile: SshProfile, log: Callable[[str], None] | None = None):
+        self.profile, self.name, self.log = profile, profile.name, log
+        self._environment: dict[str, Any] | None = None
+        self._unreachable: str | None = None  # set once ssh itself failed: later rows fail at once
+
+    def supports(self, variant) -> bool:
+        fmt = FORMATS.get(variant.format)  # the Keras model needs TensorFlow: never on a device
+        return fmt is not None and self.kind in fmt.runs_on
+
+    def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
+        fmt, p = FORMATS[variant.format], self.profile
+        modules = p.modules_for(fmt.runtime_packages)
+        if not modules:
+            wanted = " or ".join(name for name, module in runtime_names().items() if module in fmt.runtime_packages)
+            return Measurement("skipped", f"device {self.name} has no runtime for {fmt.name}: its profile lists "
+                               f"{', '.join(p.runtimes)}; install {wanted} there and add it to runtimes in {Path(p.path).name}")
+        if self._unreachable:
+            return Measurement("failed", self._unreachable)
+        options = {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
+        try:
+            run = run_artifact(p, fmt, variant.files, modules, samples, eval_inputs, warmup=spec.warmup, runs=spec.runs,
+                               min_time_s=spec.min_time_s, threads=spec.threads, options=options, log=self.log)
+        except DeviceError as exc:
+            reason = f"device {self.name}: {exc}"
+            if exc.connection:
+                self._unreachable = reason
+            return Measurement("failed", reason)
+        self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **run.environment}
+        return Measurement("ok", latencies_ms=run.latencies_ms, outputs=run.outputs, runtime=run.runtime,
+                           environment=self._environment, settings={**run.settings, "device": self.name})
+
+    def environment(self) -> dict:
+        if self._environment is not None:
+            return self._environment
+        base = {"device": self.name, "host": self.profile.describe(), "profile": str(self.profile.path)}
+        return {**base, "error": self._unreachable} if self._unreachable else {**base, "note": "no row ran on this device"}
+
+
+# --------------------------------------------------------------------------- runs on a device
+
+
+def _result(completed: Completed, what: str, profile: SshProfile) -> dict[str, Any]:
+    """The runner's EDGEKIT-RESULT payload, or a DeviceError with the best one-line reason."""
+    payload = jobs.result_payload(completed.stdout)
+    if payload is None:
+        _no_result(completed, what, profile)
+    if "error" in payload:
+        raise DeviceError(payload["error"])
+    return payload
+
+
+def _no_result(completed: Completed, what: str, profile: SshProfile):
+    stderr = [line.strip() for line in completed.stderr.strip().splitlines() if line.strip()]
+    last = stderr[-1] if stderr else ""
+    if completed.returncode == 127:
+        raise DeviceError(f"{profile.python!r} not found on the device ({last or 'exit status 127'}); "
+                          f"set python: in {profile.path.name if profile.path else 'the profile'}")
+    if "No module named 'numpy'" in last:
+        raise DeviceError(f"{what} failed on the device: {last}; the runner needs numpy in {profile.python} "
+                          "(pip install 'numpy<2' next to tflite-runtime)")
+    if completed.returncode == 255 and not last:
+        raise DeviceError(f"{what} ended without a result: the remote process was killed (ssh exit status 255, "
+                          "no error from ssh)")
+    raise DeviceError(f"{what} failed on the device (exit status {completed.returncode}): {last or 'no output'}")
+
+
+def probe(profile: SshProfile, connection: Connection | None = None) -> dict[str, Any]:
+    """Connect and describe the device: Python, CPU, ISA flags, numpy, every runtime and the work dir.
+
+    The runner is streamed to ``python -`` on stdin: nothing is written on the device.
+
+    Raises:
+        DeviceError: the device cannot be reached, or its Python cannot run the runner.
+    """
+    conn = connection or Connection(profile)
+    argv = [profile.python, "-", "--probe", "--work-dir", profile.work_dir, "--modules", ",".join(runtime_names().values())]
+    completed = conn.run(argv, stdin=jobs.RUNNER.read_bytes(), timeout=profile.connect_timeout_s + 60)
+    return _result(completed, "the probe", profile)
+
+
+@dataclass
+class RemoteRun:
+    """What the runner sent back from a device."""
+
+    runtime: str
+    settings: dict[str, Any]
+    input_shape: list[int]
+    latencies_ms: list[float]
+    outputs: np.ndarray | None
+    environment: dict[str, Any]
+    remote_dir: str
+
+
+def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *,
+                 warmup: int, runs: int, min_time_s: float = 0.0, threads: int = 1, options: dict | None = None,
+                 log=None, connection: Connection | None = None) -> RemoteRun:
+    """Copy the runner, the format's session, an artifact and its inputs to the device, run it
+    there, read the result back, remove the copy.
+
+    Args:
+        profile: the device.
+        fmt: the format-table row of the artifact.
+        files: the artifact's files; the first is the one the runtime opens.
+        modules: runtime modules to try on the device, in order.
+        bench_inputs, eval_inputs, warmup, runs, min_time_s, threads, options: see
+            ``edgekit.targets.job.job_files``.
+        log: where to say what is copied where.
+        connection: the transport (default: ssh to the profile's device).
+
+    Returns:
+        The latencies, outputs, runtime and environment of the device.
+
+    Raises:
+        DeviceError: with a one-line reason; the temporary folder on the device is removed.
+    """
+    conn = connection or Connection(profile)
+    payload = jobs.job_files(fmt, files, modules, bench_inputs, eval_inputs, warmup=warmup, runs=runs,
+                             min_time_s=min_time_s, threads=threads, options=options)
+    uploaded = conn.run([profile.python, "-c", UPLOAD, profile.work_dir], stdin=tar(payload))
+    if uploaded.returncode != 0:
+        _no_result(uploaded, "copying files", profile)
+    remote_dir = json.loads(uploaded.stdout.decode().strip().splitlines()[-1])
+    if log:
+        log(f"[device] {profile.name}: {files[0].name} -> {profile.describe()}:{remote_dir}")
+    try:
+        completed = conn.run([profile.python, posixpath.join(remote_dir, jobs.RUNNER_NAME), "--exit-on-stdin-eof",
+                              posixpath.join(remote_dir, "job.json")], hold_stdin=True)
+        result = _result(completed, "the runner", profile)
+    finally:
+        try:
+            conn.run([profile.python, "-c", CLEANUP, remote_dir], timeout=profile.connect_timeout_s + 30)
+        except DeviceError as exc:  # the result stands; a leftover folder is only worth a line in the log
+            if log:
+                log(f"[device] {profile.name}: could not remove {remote_dir}: {exc}")
+    from edgekit.targets.runner import decode_array
+
+    return RemoteRun(
+        runtime=result["runtime"], settings=result["settings"], input_shape=result["input_shape"],
+        latencies_ms=result["latencies_ms"], environment=result["environment"], remote_dir=remote_dir,
+        outputs=decode_array(result["outputs"]) if result.get("outputs") else None,
+    )

@@ -1,0 +1,177 @@
+"""The contract every target kind must meet, written once (NNCF-style template tests).
+
+Each kind subclasses TargetContract and fills in a few hooks: how to make one (``target``),
+and what it must do with each variant of a tiny real model (``expected``: the status of its
+Measurement, or None where ``supports`` must say no). The checks then run real runtimes on
+real artifacts: cpu here, gpu (its rows are skipped with a reason when there is no GPU, and
+must be ok when there is one), ssh through a real sshd (skipped without OpenSSH).
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from edgekit.evaluate.variant import Variant
+from edgekit.formats import FORMATS
+from edgekit.targets import KINDS, Target, builtin_names, in_order, kind, resolve
+
+# The sshd fixture of the device tests (it skips without OpenSSH or the device Python).
+from tests.targets.sshd import ssh_server  # noqa: F401 - registers the fixture
+
+SPEC = SimpleNamespace(warmup=1, runs=3, min_time_s=0.0, threads=1)
+STEMS = ("keras-fp32", "tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8", "openvino-int8", "pruned-onnx-fp32")
+
+
+@pytest.fixture(scope="session")
+def variants(tiny_model, digits, tmp_path_factory):
+    """The tiny CNN as the Keras baseline and in every format, each with its host session."""
+    from edgekit.runtimes.keras import open_session
+
+    folder = tmp_path_factory.mktemp("target-contract")
+    x, _ = digits
+    out = {"keras-fp32": Variant(format="keras", precision="fp32", session=open_session(tiny_model, 1))}
+    for stem in STEMS[1:]:
+        model, fmt_name, precision = (["base", *stem.split("-")] if stem.count("-") == 1 else stem.split("-"))
+        fmt = FORMATS[fmt_name]
+        path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
+        if not path.exists():
+            fmt.load_converter()(tiny_model, path, precision, x[:100], {})
+        session = fmt.load_runtime()(path, 1, {})
+        out[stem] = Variant(format=fmt_name, precision=precision, model=model, path=path, session=session,
+                            runtime=session.runtime, settings=dict(session.settings))
+    return out
+
+
+class TargetContract:
+    """What every target kind must do. Subclasses set ``kind`` and ``expected`` and provide
+    the ``target`` fixture."""
+
+    kind: str
+    #: stem -> the status its Measurement must have ("ok", "skipped"), None: not supported
+    expected: dict[str, str | None]
+
+    @pytest.fixture
+    def target(self) -> Target:
+        raise NotImplementedError
+
+    def test_is_its_kind_listed_once(self, target):
+        assert isinstance(target, Target) and isinstance(target, kind(self.kind)) and target.kind == self.kind
+        assert self.kind in KINDS and target.name
+        assert isinstance(target.evaluates, bool) and isinstance(target.is_reference, bool)
+        assert isinstance(target.order, int)
+
+    def test_supports(self, target, variants):
+        assert set(self.expected) == set(STEMS)
+        decisions = {stem: target.supports(variants[stem]) for stem in STEMS}
+        assert decisions == {stem: status is not None for stem, status in self.expected.items()}
+        for stem, status in self.expected.items():
+            if status is None:
+                reason = target.unsupported_reason(variants[stem])
+                assert reason and "\n" not in reason and target.name in reason
+
+    @pytest.mark.parametrize("stem", STEMS)
+    def test_measure(self, target, variants, digits, stem):
+        status = self.expected[stem]
+        if status is None:
+            pytest.skip(f"{self.kind} does not support {stem} (test_supports checks that)")
+        x, _ = digits
+        variant, eval_x = variants[stem], x[1400:1450]
+        m = target.measure(variant, SPEC, list(x[:4]), eval_x)
+        assert m.status == status, m.reason
+        if m.status != "ok":
+            assert m.reason and "\n" not in m.reason and not m.latencies_ms and m.outputs is None
+            return
+        assert len(m.latencies_ms) >= SPEC.runs and all(t > 0 and np.isfinite(t) for t in m.latencies_ms)
+        if target.evaluates:  # the row's metrics come from these outputs: they must be the model's
+            host = variant.session.predict(eval_x)
+            assert m.outputs.shape == host.shape and m.outputs.dtype == np.float32
+            assert np.mean(m.outputs.argmax(1) == host.argmax(1)) >= 0.98
+        else:
+            assert m.outputs is None
+        if m.settings is not None:
+            json.dumps(m.settings)
+
+    def test_environment(self, target):
+        env = target.environment()
+        assert isinstance(env, dict) and env
+        json.dumps(env, default=str)
+
+
+class TestCpu(TargetContract):
+    kind = "cpu"
+    expected: ClassVar[dict[str, str | None]] = dict.fromkeys(STEMS, "ok")
+
+    @pytest.fixture
+    def target(self):
+        (cpu,) = resolve(["cpu"], []).values()
+        return cpu
+
+    def test_comes_first(self, target):
+        others = resolve(["gpu"], [])
+        assert list(in_order({**others, "cpu": target})) == ["cpu", "gpu"] and "cpu" in builtin_names()
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _has_cuda_onnxruntime() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and _has_gpu()
+
+
+class TestGpu(TargetContract):
+    """Without a GPU every supported row is skipped with its reason; with one, ok."""
+
+    kind = "gpu"
+
+    @property
+    def expected(self):
+        keras = "ok" if _has_gpu() else "skipped"
+        onnx = "ok" if _has_cuda_onnxruntime() else "skipped"
+        return {"keras-fp32": keras, "tflite-fp32": None, "tflite-int8": None, "onnx-fp32": onnx, "onnx-int8": None,
+                "openvino-int8": None, "pruned-onnx-fp32": None}
+
+    @pytest.fixture
+    def target(self):
+        (gpu,) = resolve(["gpu"], []).values()
+        return gpu
+
+    def test_is_the_speedup_reference(self, target):
+        from edgekit.report.rows import speedup_baseline
+
+        rows = [{"id": "keras-fp32@cpu", "format": "keras", "target": "cpu", "latency_ms": {"p50": 2.0}},
+                {"id": "keras-fp32@gpu", "format": "keras", "target": target.name, "latency_ms": {"p50": 1.0}}]
+        assert target.is_reference and speedup_baseline(rows)["id"] == "keras-fp32@gpu"
+
+
+class TestSsh(TargetContract):
+    """A real sshd on 127.0.0.1 and a device Python with numpy<2 and tflite-runtime 2.14 only."""
+
+    kind = "ssh"
+    expected: ClassVar[dict[str, str | None]] = {"keras-fp32": None, "tflite-fp32": "ok", "tflite-int8": "ok", "onnx-fp32": "skipped",
+                "onnx-int8": "skipped", "openvino-int8": "skipped", "pruned-onnx-fp32": "skipped"}
+
+    @pytest.fixture(scope="class")
+    def target(self, ssh_server, tmp_path_factory):  # noqa: F811 - the fixture imported above
+        from tests.targets.sshd import device_profile
+
+        folder = tmp_path_factory.mktemp("ssh-target")
+        device_profile(folder, "dev", ssh_server)
+        (dev,) = resolve(["dev"], [folder / "devices"]).values()
+        return dev
+
+    def test_environment_is_the_devices_after_a_run(self, target, variants, digits):
+        x, _ = digits
+        assert target.measure(variants["tflite-int8"], SPEC, list(x[:2])).status == "ok"
+        env = target.environment()
+        assert env["device"] == "dev" and env["runtimes"]["tflite_runtime"]["ok"] and env["python"]
+
