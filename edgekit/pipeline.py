@@ -166,7 +166,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
 
-    model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log)
+    model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
+                                                         on_train=pool.start)
     baseline = keras_baseline(model, model_key, run_dir, recipe)
     baseline_outputs = evaluate_variant(baseline, data, None, recipe.task)
     log(f"[eval] keras-fp32: {format_metrics(baseline.metrics)}")

@@ -221,7 +221,7 @@ def describe(model) -> dict[str, Any]:
     return {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
 
 
-def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log):
+def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log, on_train=None):
     """The train stage: train the recipe's model (or take it from the cache), or load its file.
 
     Returns:
@@ -257,6 +257,8 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         return model
 
     def compute():
+        if on_train is not None:  # e.g. start the worker that will convert, while this trains
+            on_train()
         log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
         model, history = train(recipe, data, log=log)
         write_json(model_dir / "history.json", history)

@@ -35,11 +35,16 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
                        versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"),
                        code=source_hash("edgekit.compress.*"))
         info["key"] = key
+        # A QAT model does not survive a .keras round trip (tfmot 0.8's QuantizeLayer builds 5
+        # variables on load under TF 2.21 where the file holds 3, so every rebuild retrained it);
+        # the HDF5 format reloads it exactly.
+        file_name = "model.h5" if step.quantized else "model.keras"
         try:
             model, reused = cache.fetch(
-                "compress", key, step.name, load=lambda folder: train_stage.load_stage_model(folder / "model.keras"),
+                "compress", key, step.name,
+                load=lambda folder, name=file_name: train_stage.load_stage_model(folder / name),
                 compute=lambda step=step, parent=parent: compress.make(step, parent, data, recipe, log),
-                store=lambda m, folder: m.save(folder / "model.keras"),
+                store=lambda m, folder, name=file_name: m.save(folder / name),
             )
         except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
             info.update(status="failed", reason=one_line(exc))
@@ -54,4 +59,4 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         if step.export:
             # The workers read the model from its cache entry (written even with --fresh).
             exporter.export(model, step.name, step.parent, step.quantized, key, step.precisions,
-                            model_file=cache.entry("compress", key) / "model.keras")
+                            model_file=cache.entry("compress", key) / file_name)

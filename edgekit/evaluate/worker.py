@@ -273,11 +273,6 @@ class VariantBuilds:
         from edgekit.evaluate.stage import convert_and_evaluate
 
         ctx, lines = self.ctx, []
-        if quantized:
-            # Here, not in a worker: a QAT model does not survive a .keras round trip (tfmot 0.8's
-            # QuantizeLayer builds 5 variables on load under TF 2.21 where the file holds 3), so
-            # a worker could not read it. A crash in these conversions still ends the build.
-            return Pending(convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key, ctx))
         mark = len(ctx.cache.events)
         probe = _CacheOnly(ctx.cache)
         variant = convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key,
@@ -287,7 +282,7 @@ class VariantBuilds:
                 ctx.log(line)
             return Pending(variant)
         del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
-        task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file),
+        task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file, quantized),
                            _keras_of(model), self._build_inputs(), custom_layers(model))
         future = self.executor.submit(run, task, on_message=self._on_message)
         future.add_done_callback(lambda done: self._log_failure(done, variant.stem, fmt))
@@ -333,12 +328,13 @@ class VariantBuilds:
                                        ctx.cache.enabled, import_dirs)
         return self._inputs
 
-    def _model_file(self, model, given: Path | None) -> Path:
-        """The model as a file a worker can read: the one the build saved, else a copy saved now."""
+    def _model_file(self, model, given: Path | None, quantized: bool = False) -> Path:
+        """The model as a file a worker can read: the one the build saved, else a copy saved now
+        (HDF5 for QAT models, the one format they reload from; see compress/stage.py)."""
         if given is not None and Path(given).is_file():
             return Path(given)
         if id(model) not in self._saved:
-            path = self._folder() / f"model-{len(self._saved)}.keras"
+            path = self._folder() / f"model-{len(self._saved)}{'.h5' if quantized else '.keras'}"
             model.save(path)
             self._saved[id(model)] = path
         return self._saved[id(model)]
