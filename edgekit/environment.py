@@ -5,14 +5,8 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from pathlib import Path
 
 # ISA extensions that decide how fast int8 and fp32 kernels can be.
-_ISA_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
-    "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
-    "neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
-)
 
 #: what every build uses whatever its formats; each format's own packages come from its row
 #: in the format table (``Format.packages``)
@@ -28,20 +22,11 @@ def package_names() -> tuple[str, ...]:
 
 
 def cpu_info() -> tuple[str, list[str]]:
-    """CPU model name and the ISA flags from _ISA_FLAGS it has (Linux /proc/cpuinfo)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return model, []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "Hardware") and value.strip():
-            model = value.strip()
-        elif key in ("flags", "Features"):
-            flags.update(value.split())
-    return model, [f for f in _ISA_FLAGS if f in flags]
+    """CPU model name and its ISA flags: the device runner's reading, so that this machine and a
+    device are described by the same code."""
+    from edgekit.targets.runner import cpu_info as read_cpu_info
+
+    return read_cpu_info()
 
 
 def collect() -> dict:

@@ -90,13 +90,6 @@ def test_runner_gives_the_local_sessions_outputs(artifacts, digits, tmp_path, na
         assert np.mean(remote.argmax(1) == fp32.argmax(1)) >= 0.95
 
 
-def test_runner_cpu_info_is_the_environments():
-    from edgekit import environment
-    from edgekit.targets.runner import cpu_info
-
-    assert cpu_info() == environment.cpu_info()
-
-
 def test_timing_loop_is_shared():
     from edgekit.bench import stats as bench
     from edgekit.targets import runner as runner_standalone
