@@ -94,6 +94,12 @@ def validate(recipe_file: Path) -> None:
     for line in _outside(recipe):
         _log(line)
     data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    from edgekit.report.results import LABELLED_TASKS
+
+    if recipe.task in LABELLED_TASKS:  # the names labels.txt will hold, as the build checks them
+        from edgekit.data.checks import check_class_names
+
+        check_class_names(data.class_names)
     if recipe.model.file is not None and not Path(recipe.model.file).exists():
         from edgekit.errors import ModelError
 
@@ -378,7 +384,12 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
                                                    _device_dirs(devices_dir), log=_log)
     print_table(results)
     if out_file is not None:
-        report.write_json(out_file, {**results, "latencies_ms": latencies})
+        from edgekit.report.results import relative_path
+
+        # Row paths as in a run directory's results.json: relative to the folder the file is in
+        # (absolute for model files outside it).
+        rows = [{**row, "path": relative_path(row.get("path"), out_file.parent)} for row in results["rows"]]
+        report.write_json(out_file, {**results, "rows": rows, "latencies_ms": latencies})
         click.echo(f"results: {out_file}")
     failed = [row["id"] for row in results["rows"] if row["status"] == "failed"]
     if failed:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgekit import environment, report
+from edgekit import environment, interrupts, report
 from edgekit import train as train_stage
 from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
@@ -55,6 +55,8 @@ class _State:
     started: float = field(default_factory=time.perf_counter)
     #: the variants finished so far in the worker processes (``Exporter.finished``)
     finished: Callable[[], list[Variant]] = list
+    #: seconds of each stage finished so far (results.json ``stages``: ``results_file.stage_fields``)
+    stages: dict[str, float] = field(default_factory=dict)
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -84,7 +86,8 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     # variant the cache does not hold (a fully cached build starts none).
     pool = executor.make_executor(worker.prepare, (recipe.benchmark.threads,), log=log)
     try:
-        return _build(recipe, run_dir, log, cache, state, pool)
+        with interrupts.watching():
+            return _build(recipe, run_dir, log, cache, state, pool)
     except KeyboardInterrupt:
         state.built = state.finished()  # what the workers finished before Ctrl-C
         pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
@@ -100,7 +103,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
 #: what a build writes into its run directory: a folder holding only these is a run directory
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
-             "latency.json", "report.md", "report.html"}
+             "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE}
 
 
 def _prepare_run_dir(run_dir: Path, force: bool) -> None:
@@ -159,17 +162,42 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
     data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
-    data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib)
+    stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
+    data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
     env = environment.collect()
-    state.header = results_file.build_header(recipe, env, data.info, data_key)
-    _configure_tensorflow(recipe.benchmark.threads)
+    state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
+    _write_labels(run_dir, recipe.task, data.class_names)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
+    clock = _stage_done(state, log, "data", started)
+    _configure_tensorflow(recipe.benchmark.threads)
 
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start)
+    clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included
     baseline = keras_baseline(model, model_key, run_dir, recipe)
+    model_file = baseline.path  # the trained (bare) model: the workers wrap it as they convert
+    (run_dir / "preprocess.json").unlink(missing_ok=True)  # an earlier run's; written again below if needed
+    if data.embedded:
+        # Every row takes raw features: the baseline is the trained model behind the fitted
+        # normalization, the same model every artifact is converted from.
+        from edgekit.convert.preprocess import save_wrapped, with_normalization
+        from edgekit.evaluate.weights import gzip_size
+        from edgekit.runtimes import keras as keras_runtime
+
+        wrapped = with_normalization(model, data.normalization)
+        baseline.path = save_wrapped(wrapped, run_dir / "model")
+        baseline.session = keras_runtime.open_session(wrapped, recipe.benchmark.threads)
+        baseline.gzip_bytes = gzip_size(baseline.files)
+        log(f"[data] {data.normalization.kind} normalization embedded in every artifact: they take raw features")
+    elif data.normalization is not None:
+        from edgekit.convert.preprocess import PREPROCESS_FILE, preprocess_record
+
+        write_json(run_dir / PREPROCESS_FILE, preprocess_record(data.normalization))
+        log(f"[data] artifacts take normalized features: {PREPROCESS_FILE} holds the statistics and the formula")
+    evaluated = time.perf_counter()
     baseline_outputs = evaluate_variant(baseline, data, None, recipe.task)
+    baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
     log(f"[eval] keras-fp32: {format_metrics(baseline.metrics)}")
     state.variants.append(baseline)
 
@@ -178,16 +206,24 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     builds = VariantBuilds(ctx, pool)
     exporter = Exporter(ctx, builds.start)
     state.finished = exporter.finished
+    phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:
         # Each variant is converted and evaluated in a worker process (a converter that crashes
         # fails its own rows); compressed models train here meanwhile.
-        exporter.export(model, "base", None, False, model_key, model_file=baseline.path)
+        exporter.export(model, "base", None, False, model_key, model_file=model_file)
         state.models.append({"name": "base", "parent": None, "step": "train" if recipe.model.file is None else "load",
-                             "key": model_key, "path": str(baseline.path), "keras_metrics": baseline.metrics})
+                             "key": model_key, "path": results_file.relative_path(model_file, run_dir),
+                             "keras_metrics": baseline.metrics})
+        compressing = time.perf_counter()
         compressed_variants(model, model_key, ctx, exporter, state.models)
+        if recipe.compress:
+            _stage_done(state, log, "compress", compressing)
+        else:
+            state.stages["compress"] = 0.0
         state.variants += exporter.variants()
     finally:
         builds.close()
+    _variant_seconds(state, log, phase)
     # Every conversion has finished and the workers have exited before the bench stage times
     # anything on this machine's CPU: timings never share it with other work of the build.
     pool.close()
@@ -195,24 +231,31 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     from edgekit.bench import stage as rows_stage
     from edgekit.train import describe as train_describe
 
+    clock = time.perf_counter()
     latencies, target_environments = rows_stage.benchmark(
         state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows, latencies=state.latencies
     )
+    clock = _stage_done(state, log, "bench", clock)
     rows = state.rows
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
     results = results_file.assemble(
-        state.header, rows,
+        state.header, rows, run_dir,
         targets=target_environments,
-        model={**train_describe(model), "keras": flavour, "source": recipe.model.source},
+        model={**train_describe(model, recipe.task, data.x_train), "keras": flavour, "source": recipe.model.source},
         models=state.models,
         not_produced=exporter.not_produced,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
+        **results_file.stage_fields(state.stages),
     )
     try:
         report.write(results, latencies, run_dir)
         _write_manifest(run_dir, results, state, cache)
+        # The report stage's own time is known only once it is written: results.json gets it last.
+        _stage_done(state, log, "report", clock)
+        results.update(results_file.stage_fields(state.stages))
+        write_json(run_dir / "results.json", results)
     except OSError as exc:
         raise EdgekitError(
             f"could not write the results into {run_dir}: {exc.strerror or exc} ({exc.filename}); expected a "
@@ -226,8 +269,9 @@ def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
     measured, the others marked ``interrupted``; latency.json with what was timed."""
     head = state.header or results_file.build_header(recipe, environment.collect())  # Ctrl-C before the data
     results = results_file.partial(
-        head, state.plan, state.rows, state.known_variants(), models=state.models, not_produced=state.not_produced,
-        reused=cache.reused_by_stage(), build_seconds=round(time.perf_counter() - state.started, 1),
+        head, state.plan, state.rows, state.known_variants(), run_dir, models=state.models,
+        not_produced=state.not_produced, reused=cache.reused_by_stage(),
+        build_seconds=round(time.perf_counter() - state.started, 1), **results_file.stage_fields(state.stages),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "results.json", results)
@@ -246,10 +290,48 @@ def _write_manifest(run_dir: Path, results: dict, state: _State, cache: Cache) -
         "models": state.models,
         "artifacts": [
             {"id": v.stem, "model": v.model, "parent": v.parent, "format": v.format, "precision": v.precision,
-             "key": v.key, "files": [str(f) for f in v.files], "status": v.status}
+             "key": v.key, "files": [results_file.relative_path(f, run_dir) for f in v.files], "status": v.status,
+             "seconds": v.seconds}
             for v in state.known_variants()
         ],
     })
+
+
+def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
+    """labels.txt (one class name per line, index order) for a classifier or a segmenter; an
+    earlier run's is removed for the other tasks (regression outputs are no classes: their
+    target names are in results.json ``data.targets``)."""
+    from edgekit.data import checks as data_checks
+
+    path = run_dir / results_file.LABELS_FILE
+    if task not in results_file.LABELLED_TASKS:
+        path.unlink(missing_ok=True)
+        return
+    data_checks.check_class_names(class_names)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _stage_done(state: _State, log: Log, stage: str, since: float) -> float:
+    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``; returns now."""
+    now = time.perf_counter()
+    state.stages[stage] = round(now - since, 2)
+    log(f"[{stage}] {state.stages[stage]:.1f} s")
+    return now
+
+
+def _variant_seconds(state: _State, log: Log, phase: float) -> None:
+    """The convert + evaluate phase: its wall time, and each step's seconds summed over the
+    variants (measured in the worker process that ran it; they overlap compress and each other)."""
+    variants = state.known_variants()
+    for stage in ("convert", "evaluate"):
+        state.stages[stage] = round(sum(v.seconds.get(stage, 0.0) for v in variants), 2)
+    wall = state.stages["convert_evaluate_wall"] = round(time.perf_counter() - phase, 2)
+    converted = sum(1 for v in variants if "convert" in v.seconds)
+    log(f"[convert] {state.stages['convert']:.1f} s summed over {converted} variant(s)")
+    log(f"[evaluate] {state.stages['evaluate']:.1f} s summed over {converted} variant(s) and the Keras baseline")
+    log(f"[convert+evaluate] {wall:.1f} s wall (worker processes, alongside compress)")
 
 
 def _configure_tensorflow(threads: int) -> None:

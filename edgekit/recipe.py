@@ -90,6 +90,10 @@ class DataSpec(_Section):
     normalize_per: Literal["feature", "channel"] = Field(
         "feature", description="normalize statistics per feature (every input position) or per channel (the last axis, "
         "shared over time or space: use it for sequences and images)")
+    embed_normalization: bool = Field(
+        True, description="put the fitted normalization in front of the model in every exported artifact, so "
+        "artifacts take raw features (and int8 calibration sees raw features); false: export the bare model, which "
+        "takes normalized features, and write the statistics and the formula to preprocess.json in the run directory")
     download: bool = Field(False, description="keras.datasets sources (mnist, fashion_mnist, cifar10, imdb): download into "
                            "the Keras cache when the file is not there (default: fail with the file to provide)")
 
@@ -166,7 +170,7 @@ class QuantizeSpec(_Section):
 
     precisions: list[Literal[PRECISIONS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["fp32", "int8"], min_length=1,
-        description="fp32; int8 (full-integer PTQ, int8 input/output); TFLite only: fp16, dynamic (int8 weights, "
+        description="fp32; int8 (full-integer PTQ, int8 output, int8 input for float inputs: integer inputs keep their dtype); TFLite only: fp16, dynamic (int8 weights, "
         "float activations), int16x8 (int16 activations, int8 weights)",
     )
     calibration_samples: int = Field(200, gt=0, le=100_000, description="samples drawn from the training split to calibrate int8 ranges")

@@ -23,7 +23,8 @@ def train(recipe, data: Dataset, log=print):
     (restoring the best weights) when the recipe asks for it. The loss and the fit target come
     from the task table: autoencoders (anomaly) learn to reproduce their input, and regression
     models get a last Rescaling layer so they learn standardized targets but output the
-    units of y (which every exported format then carries).
+    units of y (which every exported format then carries). A classifier that outputs logits
+    (a linear last layer, ``model_output``) trains with ``from_logits=True``, said in the log.
 
     Returns:
         (model, history) where history maps metric name to per-epoch values.
@@ -35,8 +36,12 @@ def train(recipe, data: Dataset, log=print):
     keras.utils.set_random_seed(recipe.seed)
     base_dir = recipe.path.parent if recipe.path else None
     model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir, task=recipe.task)
+    check_fits(model, data)  # a builder may ignore the shapes it is given: refuse before fitting
     if recipe.task == "regression":
         model = with_target_scale(model, data.y_train)
+    output = model_output(model, recipe.task, data.x_train)
+    if output is not None and output.from_logits:
+        log(f"[train] the model outputs logits ({output.why}): training with from_logits=True")
     spec = recipe.train
     optimizer = {
         "adam": keras.optimizers.Adam,
@@ -44,7 +49,7 @@ def train(recipe, data: Dataset, log=print):
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }[spec.optimizer](learning_rate=spec.learning_rate)
-    model.compile(optimizer=optimizer, loss=task_loss(recipe), metrics=task_metrics(recipe))
+    model.compile(optimizer=optimizer, loss=task_loss(recipe, output), metrics=task_metrics(recipe))
     x, y, validation = fit_data(recipe, data)
     callbacks = [EpochLog(log, spec.epochs)]
     if spec.early_stopping_patience and validation is not None:
@@ -62,9 +67,26 @@ def train(recipe, data: Dataset, log=print):
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def task_loss(recipe) -> str:
-    """The training loss of the recipe's task (also used to fine-tune compressed models)."""
-    return TASKS[recipe.task].loss
+def task_loss(recipe, output=None):
+    """The training loss of the recipe's task (also used to fine-tune compressed models).
+
+    ``output`` is what the model outputs (``model_output``): a classifier (or a per-pixel
+    one) that outputs logits gets the task's cross-entropy with ``from_logits=True``.
+    """
+    loss = TASKS[recipe.task].loss
+    if output is not None and output.from_logits and loss == "sparse_categorical_crossentropy":
+        import tf_keras as keras
+
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return loss
+
+
+def model_output(model, task: str, x=None):
+    """Logits or probabilities (``edgekit.models.outputs.Output``) for the tasks whose output
+    is a distribution over classes; None for the others (regression, anomaly)."""
+    from edgekit.models.outputs import CLASS_TASKS, output_kind
+
+    return output_kind(model, x) if task in CLASS_TASKS else None
 
 
 def task_metrics(recipe) -> list[str]:
@@ -178,29 +200,37 @@ def _tf_keras_safe_mode(safe_mode: bool):
 
 
 def check_fits(model, data: Dataset) -> None:
-    """Fail early, with the fix, when the data does not fit the model's input or output."""
+    """Fail early, with the fix, when the data does not fit the model's input or output.
+
+    Runs before any training (a zoo or ``model.python`` model is checked as soon as it is
+    built, a model file as soon as it is loaded); every split has x_train's sample shape by
+    then (``edgekit.data.checks.check_splits``), so x_train stands for all of them.
+    """
     expected = tuple(model.inputs[0].shape)[1:]
     got = data.input_shape
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
         raise DataError(
-            f"data shape {list(got)} does not fit the model input {list(expected)}; "
-            "reshape the data or use a model built for this shape"
+            f"x_train, x_test: data shape {list(got)} does not fit the model input {list(expected)}; "
+            f"expected samples of shape {list(expected)}: reshape the data or use a model built for {list(got)}"
         )
     out_shape = tuple(model.outputs[0].shape)[1:]
     if data.task == "anomaly":
         if len(out_shape) != len(got) or any(o is not None and o != g for o, g in zip(out_shape, got)):
-            raise DataError(f"an anomaly model must reconstruct its input {list(got)}, but it outputs {list(out_shape)}; "
-                            "use an autoencoder")
+            raise DataError(f"x_train: an anomaly model must reconstruct its input {list(got)}, but it outputs "
+                            f"{list(out_shape)}; use an autoencoder")
         return
-    outputs = out_shape[-1]
+    outputs = out_shape[-1] if out_shape else 1
     if data.task == "regression" and outputs is not None and outputs != data.num_classes:
-        raise DataError(f"the data has {data.num_classes} regression target(s) but the model outputs {outputs} values; "
-                        "use a model with one linear output per target")
+        raise DataError(f"y_train: {data.num_classes} regression target(s) but the model outputs {outputs} values; "
+                        "expected one linear output per target")
     if outputs is not None and outputs < data.num_classes:
         raise DataError(
-            f"the data has {data.num_classes} classes but the model outputs {outputs} values; "
-            "use a model with one output per class"
+            f"y_train: {data.num_classes} classes (ids 0..{data.num_classes - 1}) but the model outputs {outputs} "
+            "values; expected one output per class: use a model with that many outputs"
         )
+    if data.task == "classification" and outputs is not None and len(data.y_val) and int(data.y_val.max()) >= outputs:
+        raise DataError(f"y_val: class ids go up to {int(data.y_val.max())} but the model outputs {outputs} values "
+                        f"(classes 0..{outputs - 1}); expected validation labels among the training classes")
 
 
 def save_model(model, folder: Path) -> Path:
@@ -217,8 +247,12 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32)
 
 
-def describe(model) -> dict[str, Any]:
-    return {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
+    """The ``model`` block of results.json; with the task, a classifier's ``output``:
+    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell)."""
+    info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+    output = model_output(model, task, x) if task else None
+    return {**info, "output": output.kind} if output is not None else info
 
 
 def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log, on_train=None):
@@ -232,6 +266,10 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         log(f"[model] loading {recipe.model.file}")
         model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
         check_fits(model, data)
+        output = model_output(model, recipe.task, data.x_train)
+        if output is not None and output.from_logits:
+            tuned = ": compressed models fine-tune with from_logits=True" if recipe.compress else ""
+            log(f"[model] the model outputs logits ({output.why}){tuned}")
         if flavour == "keras3" and recipe.compress:
             raise ModelError(
                 f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
@@ -301,7 +339,7 @@ def _train_code(recipe) -> str:
     from edgekit.models import ZOO
 
     builder = [ZOO[recipe.model.arch].__module__, "edgekit.models._common"] if recipe.model.arch else []
-    return source_hash(__name__, "edgekit.tasks", *builder)
+    return source_hash(__name__, "edgekit.tasks", "edgekit.models.outputs", *builder)
 
 
 def _builder_source(recipe) -> str | None:

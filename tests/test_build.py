@@ -4,7 +4,6 @@ shared tiny build, ``tiny_run``), and the variations of it that must build too."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -53,7 +52,8 @@ def test_sizes_match_files_on_disk(tiny_run):
     run_dir, results = tiny_run.dir, tiny_run.results
     rows = {row["id"]: row for row in results["rows"]}
     for row in rows.values():
-        files = [Path(row["path"])] + ([Path(row["path"]).with_suffix(".bin")] if row["format"] == "openvino" else [])
+        path = run_dir / row["path"]  # relative to the run directory
+        files = [path] + ([path.with_suffix(".bin")] if row["format"] == "openvino" else [])
         assert row["size_bytes"] == sum(f.stat().st_size for f in files) > 0
     assert (run_dir / "artifacts" / "tflite-int8.tflite").exists()
     assert (run_dir / "artifacts" / "openvino-int8.bin").exists()

@@ -159,7 +159,7 @@ def test_a_damaged_artifact_in_the_cache_is_reconverted(first, copied, tmp_path)
     assert row["status"] == "ok" and row["size_bytes"] > 1000
     from ai_edge_litert.interpreter import Interpreter
 
-    Interpreter(model_path=row["path"]).allocate_tensors()  # a valid flatbuffer, not the truncated file
+    Interpreter(model_path=str(tmp_path / "run" / row["path"])).allocate_tensors()  # a valid flatbuffer, not the truncated file
     assert (cache / "convert" / key / "artifact.tflite").stat().st_size == row["size_bytes"]  # repaired
     _, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
     assert warnings == []

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import interrupts
 from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score
 from edgekit.evaluate.variant import Variant
 from edgekit.progress import step
 from edgekit.report.rows import add_speedups, drop_impossible_values, make_row
-
 
 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
@@ -109,6 +109,7 @@ def _time(target, row_id, variant, spec, samples, data, log):
         variant.ensure_session()
         return target.measure(variant, spec, samples, data.x_test)
     except Exception as exc:  # noqa: BLE001
+        interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
         return Measurement("failed", f"benchmark failed: {one_line(exc)}")
 
 

@@ -13,15 +13,20 @@ def copy_model(model):
 
 
 def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log, callbacks=()):
-    """Compile with the base model's loss and fit on the training split (validation for logs)."""
+    """Compile with the base model's loss and fit on the training split (validation for logs).
+
+    The loss is the base model's: ``from_logits=True`` where the model outputs logits (asked of
+    the model itself, through the pruning and quantization wrappers).
+    """
     import tf_keras as keras
 
-    from edgekit.train import EpochLog, fit_data, task_loss, task_metrics
+    from edgekit.train import EpochLog, fit_data, model_output, task_loss, task_metrics
 
     lr = learning_rate or recipe.train.learning_rate / 10
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=task_loss(recipe), metrics=task_metrics(recipe))
-    keras.utils.set_random_seed(recipe.seed)
     x, y, validation = fit_data(recipe, data)  # autoencoders fit their inputs
+    loss = task_loss(recipe, model_output(model, recipe.task, x))
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=task_metrics(recipe))
+    keras.utils.set_random_seed(recipe.seed)
     model.fit(
         x, y,
         validation_data=validation,

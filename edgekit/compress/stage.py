@@ -3,6 +3,7 @@ each exported like the base model."""
 
 from __future__ import annotations
 
+from edgekit import interrupts
 from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import one_line
 from edgekit.evaluate import scores
@@ -47,6 +48,7 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
                 store=lambda m, folder, name=file_name: m.save(folder / name),
             )
         except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
+            interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
             info.update(status="failed", reason=one_line(exc))
             log(f"[compress] {step.name} FAILED: {info['reason']}")
             exporter.failed(step, one_line(exc))
@@ -54,7 +56,8 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         if reused:
             log(f"[compress] {step.name}: reused from the cache")
         keras_models[step.name] = (model, key)
-        info["keras_metrics"] = scores.metrics(recipe.task, train_stage.predict(model, data.x_test), data.y_test, x=data.x_test)
+        x_test = data.model_inputs(data.x_test)  # the bare Keras model takes normalized features
+        info["keras_metrics"] = scores.metrics(recipe.task, train_stage.predict(model, x_test), data.y_test, x=x_test)
         log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")
         if step.export:
             # The workers read the model from its cache entry (written even with --fresh).

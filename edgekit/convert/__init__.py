@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 
 def write_atomic(path: Path, content: bytes) -> None:
     """Write through a temporary name so a killed build never leaves a half file behind."""
@@ -30,7 +32,30 @@ def batch1_signature(model):
 
     shape = [1, *model.inputs[0].shape[1:]]
     fn = tf.function(lambda x: model(x, training=False))
-    return fn.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="input"))
+    return fn.get_concrete_function(tf.TensorSpec(shape, input_dtype(model), name="input"))
+
+
+def input_dtype(model):
+    """The Keras model's own input dtype, as a ``tf.DType``.
+
+    Every artifact takes the input the model takes: a text model's int32 token ids stay
+    int32 (a float32 signature would add a CAST in front of every artifact, and full-integer
+    TFLite would then quantize the ids themselves into 256 buckets).
+    """
+    import tensorflow as tf
+
+    dtype = getattr(model.inputs[0], "dtype", None)
+    return tf.as_dtype(dtype) if dtype is not None else tf.float32
+
+
+def as_input_dtype(samples: np.ndarray, dtype) -> np.ndarray:
+    """Samples cast to a model input dtype (numpy or TensorFlow), e.g. for calibration.
+
+    Integer inputs are exact in float32 up to 2**24 (see ``edgekit.runtimes.cast_input``).
+    """
+    from edgekit.runtimes import cast_input
+
+    return cast_input(samples, getattr(dtype, "as_numpy_dtype", dtype))
 
 
 def variables_holder(model):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.convert import write_atomic
+from edgekit.convert import as_input_dtype, input_dtype, write_atomic
+from edgekit.convert.preprocess import onnx_normalization_nodes as normalization_nodes
 from edgekit.formats import ONNXOptions
 
 PRECISIONS = ("fp32", "int8")
@@ -18,10 +19,11 @@ QUANT_KEYS = ("quant_format", "per_channel", "calibrate_method", "activation_typ
 
 
 class _Calibration:
-    """CalibrationDataReader over float32 samples (no batch axis), fed one at a time as batch 1."""
+    """CalibrationDataReader over samples (no batch axis) in the input's dtype, fed one at a time as batch 1."""
 
-    def __init__(self, input_name: str, samples: np.ndarray):
-        self.feeds = iter({input_name: np.ascontiguousarray(s[None], dtype=np.float32)} for s in samples)
+    def __init__(self, input_name: str, samples: np.ndarray, dtype=np.float32):
+        samples = as_input_dtype(samples, dtype)
+        self.feeds = iter({input_name: np.ascontiguousarray(s[None])} for s in samples)
 
     def get_next(self):
         return next(self.feeds, None)
@@ -34,8 +36,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Args:
         model: a tf_keras or Keras 3 model.
         path: where the .onnx file is written.
-        precision: "fp32", or "int8" for onnxruntime static quantization (float input and
-            output; weights and activations int8/uint8 inside).
+        precision: "fp32", or "int8" for onnxruntime static quantization (the model's input
+            dtype and float output; weights and activations int8/uint8 inside).
         calibration: representative float32 samples (training split, no batch axis) for
             the int8 activation ranges.
         options: fields of ``edgekit.formats.ONNXOptions`` (opset, quant_format,
@@ -59,7 +61,9 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     # from_function, not from_keras: from_keras looks outputs up by the model's output names,
     # which fails on Keras 3 Sequential models (KeyError 'keras_tensor_N'). The dict names the
     # ONNX output "output"; the batch of 1 matches batch1_signature and how runtimes are timed.
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
+    # The model's own input dtype: int32 token ids stay int32 (tensor(int32)), no CAST in front.
+    dtype = input_dtype(model)
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], dtype, name="input")
     fn = tf.function(lambda x: {"output": model(x, training=False)})
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opts["opset"])
     settings = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": opts["opset"]}
@@ -90,13 +94,16 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             quantize_static(
                 str(pre),
                 str(int8),
-                _Calibration(proto.graph.input[0].name, calibration),
+                _Calibration(proto.graph.input[0].name, calibration, dtype.as_numpy_dtype),
                 quant_format=getattr(QuantFormat, opts["quant_format"]),
                 per_channel=opts["per_channel"],
                 reduce_range=opts["reduce_range"],
                 activation_type=types[opts["activation_type"]],
                 weight_type=types[opts["weight_type"]],
                 calibrate_method=getattr(CalibrationMethod, opts["calibrate_method"]),
+                # an embedded normalization stays float: quantizing raw features with one
+                # per-tensor scale would merge the values of small-range features
+                nodes_to_exclude=normalization_nodes(pre),
             )
         write_atomic(Path(path), int8.read_bytes())
     settings.update(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.convert import batch1_signature
+from edgekit.convert import as_input_dtype, batch1_signature, input_dtype
 from edgekit.formats import OpenVINOOptions
 from edgekit.runtimes import package_version
 from edgekit.runtimes.openvino import disable_telemetry
@@ -28,8 +28,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Args:
         model: a tf_keras or Keras 3 model.
         path: where the .xml is written; the weights go next to it with suffix .bin.
-        precision: "fp32", or "int8" for NNCF post-training quantization (float32 input
-            and output, int8 weights and activations inside).
+        precision: "fp32", or "int8" for NNCF post-training quantization (the model's
+            input dtype, float32 output, int8 weights and activations inside).
         calibration: representative float32 samples (training split), used for int8.
         options: fields of ``edgekit.formats.OpenVINOOptions`` (preset,
             fast_bias_correction); both only affect int8.
@@ -63,7 +63,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     elif precision == "int8":
         import nncf
 
-        samples = [np.ascontiguousarray(s[None], dtype=np.float32) for s in calibration]
+        # In the model's input dtype (int32 token ids stay int32), as the IR's input is.
+        samples = [np.ascontiguousarray(s[None]) for s in as_input_dtype(calibration, input_dtype(model))]
         # NNCF draws progress bars on stdout, which belongs to the results table.
         with contextlib.redirect_stdout(sys.stderr):
             ov_model = nncf.quantize(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgekit import interrupts
+from edgekit.convert.preprocess import with_normalization
 from edgekit.evaluate.variant import Variant
 from edgekit.formats import FORMATS
 
@@ -42,12 +44,13 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     variant.key = make_key(
         "convert", model=model_key, format=fmt.name, precision=precision, options=options,
         prequantized=quantized, data=ctx.data_key, versions=fmt.versions(ctx.versions),
-        code=source_hash(fmt.converter_module, "edgekit.convert"),
+        code=source_hash(fmt.converter_module, "edgekit.convert", "edgekit.convert.preprocess"),
     )
     variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
     try:
         _convert(variant, fmt, model, options, quantized, ctx)
     except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
+        interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
         variant.fail("conversion", exc)
         ctx.log(f"[convert] {variant.stem} FAILED: {variant.reason}")
     return variant
@@ -65,7 +68,10 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
 
     def compute() -> dict:
         ctx.log(f"[convert] {variant.stem}")
-        return fmt.load_converter()(model, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
+        # The artifact takes raw features: the fitted normalization goes in front of the model
+        # (x_calib is then raw too); with embed_normalization: false the bare model is exported.
+        exported = with_normalization(model, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else model
+        return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
 
     def store(settings: dict, folder: Path) -> None:
         for name, source in zip(names, variant.files):

@@ -24,8 +24,49 @@ BUILTIN_DATASETS = BUILTINS
 
 
 @dataclass
+class Normalization:
+    """Feature scaling fitted on the training split: ``(x - shift) / scale``.
+
+    ``standard``: shift = mean, scale = std; ``minmax``: shift = min, scale = max - min (a
+    zero scale becomes 1). Per feature (the shape of one sample) or per channel (the last
+    axis). Both arrays are float32; ``to_dict`` lists them as exact floats.
+    """
+
+    kind: str
+    per: str
+    shift: np.ndarray
+    scale: np.ndarray
+
+    FORMULA = "(x - shift) / scale"
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Raw features -> what the trained model takes (float32)."""
+        return ((np.asarray(x, np.float32) - self.shift) / self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Exact float32 values as lists (JSON floats round-trip them exactly), stored once.
+        names = ("mean", "std") if self.kind == "standard" else ("min", "max - min")
+        return {"kind": self.kind, "per": self.per, "fitted_on": "train", "formula": self.FORMULA,
+                "shift_is": names[0], "scale_is": names[1] + " (1 where it is 0)", "shape": list(self.shift.shape),
+                "shift": self.shift.astype(np.float32).tolist(), "scale": self.scale.astype(np.float32).tolist()}
+
+    @classmethod
+    def from_dict(cls, record: dict | None) -> Normalization | None:
+        if not record or record.get("kind", "none") == "none":
+            return None
+        return cls(record["kind"], record["per"], np.asarray(record["shift"], np.float32),
+                   np.asarray(record["scale"], np.float32))
+
+
+@dataclass
 class Dataset:
     """Train/val/test splits plus the calibration subset, all float32 features.
+
+    ``x_train`` and ``x_val`` are what the Keras model trains on: normalized when the recipe
+    asks for it. ``x_test`` and ``x_calib`` are what the exported artifacts take: raw features
+    when the fitted ``normalization`` is embedded in front of the model (``embedded``, the
+    default), normalized ones otherwise; ``model_inputs`` maps them to the trained model's
+    space. Raw training features are not kept (only the calibration subset of them).
 
     ``y`` is int64 class ids (classification), float32 targets (regression), int64 0/1 flags
     (anomaly; the train and val splits hold normal samples only) or int64 masks
@@ -42,6 +83,14 @@ class Dataset:
     class_names: list[str]
     info: dict[str, Any] = field(default_factory=dict)
     task: str = "classification"
+    #: the fitted feature scaling (None for ``normalize: none``)
+    normalization: Normalization | None = None
+    #: whether the artifacts carry ``normalization`` (x_test and x_calib are then raw)
+    embedded: bool = False
+
+    def model_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Artifact inputs (x_test, x_calib) -> the trained model's inputs."""
+        return self.normalization.apply(x) if self.embedded and self.normalization is not None else x
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -112,12 +161,20 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     data_checks.check_splits(splits, regression=task == "regression")
     if task == "classification":
         data_checks.check_classes(y_train, len(names))
-    per = getattr(spec, "normalize_per", "feature")
-    x_train, x_val, x_test, info["normalize"] = _normalize(spec.normalize, x_train, x_val, x_test, per)
-
     rng = np.random.default_rng(seed)
     n_calib = min(calibration_samples, len(x_train))
     calib_idx = np.sort(rng.choice(len(x_train), size=n_calib, replace=False))
+    per = getattr(spec, "normalize_per", "feature")
+    normalization = _normalize(spec.normalize, x_train, per)
+    embedded = normalization is not None and getattr(spec, "embed_normalization", True)
+    x_calib = x_train[calib_idx]
+    if normalization is not None:
+        # The model trains on normalized splits; the artifacts take raw inputs when the
+        # normalization is embedded in them, so test and calibration stay raw then.
+        x_train, x_val = normalization.apply(x_train), normalization.apply(x_val)
+        x_calib = x_calib if embedded else normalization.apply(x_calib)
+        x_test = x_test if embedded else normalization.apply(x_test)
+    info["normalize"] = {**normalization.to_dict(), "embedded": embedded} if normalization else {"kind": "none"}
     info["splits"] = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
     info["calibration"] = {"source": "train", "size": int(n_calib), "requested": int(calibration_samples), "seed": seed}
     info["input_shape"] = list(x_train.shape[1:])
@@ -125,7 +182,8 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     info["task"] = task
     return Dataset(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
-        x_calib=x_train[calib_idx], class_names=list(names), info=info, task=task,
+        x_calib=x_calib, class_names=list(names), info=info, task=task,
+        normalization=normalization, embedded=embedded,
     )
 
 
@@ -216,11 +274,13 @@ def _check_pair(x: np.ndarray, y: np.ndarray, xname: str, yname: str, task: str 
                         "give one class id per pixel")
 
 
-def _normalize(kind: str, x_train, x_val, x_test, per: str = "feature"):
+def _normalize(kind: str, x_train: np.ndarray, per: str = "feature") -> Normalization | None:
+    """The scaling of ``kind`` fitted on the training split (None for ``none``)."""
     if kind == "none":
-        return x_train, x_val, x_test, {"kind": "none"}
+        return None
     # Statistics from the training split only: per feature (every input position), or per
     # channel (the last axis, shared over time or space; right for padded sequences).
+    x_train = np.asarray(x_train, np.float32)
     axes = 0 if per == "feature" else tuple(range(x_train.ndim - 1))
     if kind == "standard":
         shift = x_train.mean(axis=axes)
@@ -229,5 +289,4 @@ def _normalize(kind: str, x_train, x_val, x_test, per: str = "feature"):
         shift = x_train.min(axis=axes)
         scale = x_train.max(axis=axes) - shift
     scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-    apply = lambda x: ((x - shift) / scale).astype(np.float32)  # noqa: E731
-    return apply(x_train), apply(x_val), apply(x_test), {"kind": kind, "per": per, "fitted_on": "train"}
+    return Normalization(kind, per, np.asarray(shift, np.float32), scale)

@@ -60,6 +60,8 @@ def check_splits(splits: dict[str, tuple[np.ndarray, np.ndarray]], regression: b
         raise DataError(f"x_train: samples of shape {list(x_train.shape[1:])} hold no values; expected at least one "
                         "feature per sample")
     for split, (x, y) in splits.items():
+        if len(x) != len(y):
+            raise DataError(f"x_{split} has {len(x)} samples but y_{split} has {len(y)}; expected one label per sample")
         if len(x) and x.shape[1:] != x_train.shape[1:]:
             raise DataError(f"x_{split}: samples of shape {list(x.shape[1:])}, but x_train's are {list(x_train.shape[1:])}; "
                             "every split must have the same sample shape")
@@ -79,3 +81,12 @@ def check_classes(y_train: np.ndarray, num_classes: int) -> None:
         shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(f"y_train: class id(s) {shown} of 0..{num_classes - 1} have no training sample; "
                         "the model cannot learn them: add samples, or map the labels to consecutive ids")
+
+
+def check_class_names(names: list[str]) -> None:
+    """Class names that labels.txt (one name per line, in index order) can hold without shifting
+    an index: no line breaks, none empty."""
+    for index, name in enumerate(names):
+        if not str(name).strip() or any(c in str(name) for c in "\r\n"):
+            raise DataError(f"y: class {index} is named {str(name)!r}; expected a non-empty name without a line break "
+                            "(labels.txt holds one name per line): fix the label values")

@@ -27,6 +27,12 @@ def top_k_accuracy(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(higher < k))
 
 
+def softmax(outputs: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (classes): probabilities from logits."""
+    shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def mae(outputs: np.ndarray, targets: np.ndarray) -> float:
     """Mean absolute error over every sample and target."""
     return float(np.mean(np.abs(outputs.reshape(targets.shape).astype(np.float64) - targets)))
@@ -116,6 +122,11 @@ HIGHER_IS_BETTER = {name: task.higher_is_better for name, task in TASKS.items()}
 def metrics(task: str, outputs: np.ndarray, labels: np.ndarray, x: np.ndarray | None = None) -> dict[str, float]:
     """Every metric of ``task`` for outputs on the test split.
 
+    A classifier may output logits or probabilities (results.json ``model.output``); every
+    classification and segmentation metric here depends only on the order of the scores
+    (argmax, top-k), which softmax keeps, so both score alike and no softmax is applied. A
+    metric that needs probabilities must take ``softmax(outputs)`` first for a logits model.
+
     Args:
         task: a name from ``edgekit.tasks.TASKS``.
         outputs: float outputs of the model or artifact, one row per test sample.
@@ -126,8 +137,17 @@ def metrics(task: str, outputs: np.ndarray, labels: np.ndarray, x: np.ndarray | 
 
 
 def parity(outputs: np.ndarray, baseline: np.ndarray, task: str) -> dict[str, float]:
-    """How closely an artifact's outputs follow the baseline's, on the same test inputs."""
-    diff = np.abs(outputs.astype(np.float64) - baseline.astype(np.float64))
+    """How closely an artifact's outputs follow the baseline's, on the same test inputs.
+
+    For a classifier that outputs logits (baseline values outside [0, 1]) both sides go through
+    the same softmax first, so ``max_abs_diff`` and ``mean_abs_diff`` are differences of
+    probabilities for every classifier, whatever its last layer (logits of an int8 artifact
+    differ by whole units where its probabilities differ by hundredths).
+    """
+    outputs, baseline = np.asarray(outputs, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if task in ("classification", "segmentation") and baseline.size and (baseline.min() < 0 or baseline.max() > 1):
+        outputs, baseline = softmax(outputs), softmax(baseline)
+    diff = np.abs(outputs - baseline)
     result = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
     if task in ("classification", "segmentation"):
         # Per sample for classification, per pixel for segmentation.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgekit import interrupts
 from edgekit.convert.stage import BuildContext, convert_variant
 from edgekit.errors import one_line
 from edgekit.evaluate import scores, weights
@@ -14,7 +15,9 @@ from edgekit.evaluate.variant import Variant
 
 def score(outputs, data, baseline_outputs, task: str) -> tuple[dict[str, float], dict[str, float]]:
     """(metrics, parity) of test-split outputs, wherever they were produced."""
-    return (scores.metrics(task, outputs, data.y_test, x=data.x_test),
+    # An autoencoder reconstructs what the trained model takes: normalized features.
+    x = data.model_inputs(data.x_test) if task == "anomaly" and hasattr(data, "model_inputs") else data.x_test
+    return (scores.metrics(task, outputs, data.y_test, x=x),
             scores.parity(outputs, baseline_outputs, task))
 
 
@@ -60,6 +63,7 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
             store=lambda value, folder: (folder / "evaluation.json").write_text(json.dumps(value, default=str)),
         )
     except Exception as exc:  # noqa: BLE001
+        interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
         variant.fail("runtime", exc)
         log(f"[eval] {variant.stem} FAILED: {variant.reason}")
         return variant

@@ -31,6 +31,9 @@ class Variant:
     gzip_bytes: int | None = None
     #: cache key of what this variant is (its artifact, or the Keras model for the baseline)
     key: str | None = None
+    #: seconds this variant's own steps took where they ran ({"convert": s, "evaluate": s}; a worker
+    #: process for converted variants): what results.json ``stages`` sums
+    seconds: dict[str, float] = field(default_factory=dict)
     #: opens the runtime session when it is first needed (a cached evaluation needs none)
     opener: Callable[[], Any] | None = field(default=None, repr=False)
 

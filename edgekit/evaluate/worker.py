@@ -30,7 +30,8 @@ from edgekit.errors import NotCached
 from edgekit.evaluate.variant import Variant
 
 #: the variant fields a worker sends back (the parent keeps its own opener and session)
-FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path")
+FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path",
+          "seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +88,6 @@ def run(task: VariantTask) -> dict[str, Any]:
     """In a worker: convert and evaluate one variant; returns its fields and cache events."""
     from edgekit import executor, formats
     from edgekit.cache import Cache
-    from edgekit.convert.stage import convert_variant
-    from edgekit.evaluate.stage import evaluate_converted
 
     formats.register(task.fmt)  # a row added at run time (a plugin, a test) arrives with its task
 
@@ -102,12 +101,31 @@ def run(task: VariantTask) -> dict[str, Any]:
     ctx = BuildContext(task.build.recipe, data, baseline_outputs, task.build.run_dir, log, cache,
                        task.build.data_key, task.build.versions)
     # The two steps of convert_and_evaluate, each announced, so that a crash names its stage.
-    executor.report("stage", "convert")
-    variant = convert_variant(task.fmt, task.precision, model, task.name, task.parent, task.quantized, task.model_key, ctx)
-    if variant.status == "ok":
-        executor.report("stage", "evaluate")
-        evaluate_converted(variant, task.fmt, ctx)
+    variant = timed_convert_and_evaluate(task.fmt, task.precision, model, task.name, task.parent, task.quantized,
+                                         task.model_key, ctx, announce=lambda stage: executor.report("stage", stage))
     return {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
+
+
+def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key: str, ctx: BuildContext,
+                               announce=None) -> Variant:
+    """``convert_and_evaluate``, each step announced (``announce(stage)``) and timed: its wall
+    seconds in this process go to ``variant.seconds`` (a cache hit counts its copy)."""
+    import time
+
+    from edgekit.convert.stage import convert_variant
+    from edgekit.evaluate.stage import evaluate_converted
+
+    announce = announce or (lambda stage: None)
+    announce("convert")
+    started = time.perf_counter()
+    variant = convert_variant(fmt, precision, model, name, parent, quantized, model_key, ctx)
+    variant.seconds = {"convert": round(time.perf_counter() - started, 3)}
+    if variant.status == "ok":
+        announce("evaluate")
+        started = time.perf_counter()
+        evaluate_converted(variant, fmt, ctx)
+        variant.seconds["evaluate"] = round(time.perf_counter() - started, 3)
+    return variant
 
 
 #: in a worker: the data and models of the current build, read once (tasks come grouped by model)
@@ -117,7 +135,7 @@ _MODELS: dict[tuple, Any] = {}
 
 def _load_data(path: Path):
     if path not in _DATA:
-        from edgekit.data import Dataset
+        from edgekit.data import Dataset, Normalization
 
         _DATA.clear()
         with np.load(path, allow_pickle=False) as saved:
@@ -126,7 +144,9 @@ def _load_data(path: Path):
             empty = np.zeros((0, *shape), np.float32)
             data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=empty, y_val=np.zeros(0), x_test=saved["x_test"],
                            y_test=saved["y_test"], x_calib=saved["x_calib"], class_names=meta["class_names"],
-                           info=meta["info"], task=meta["task"])
+                           info=meta["info"], task=meta["task"],
+                           normalization=Normalization.from_dict(meta["info"].get("normalize")),
+                           embedded=bool(meta["info"].get("normalize", {}).get("embedded", False)))
             _DATA[path] = (data, saved["baseline_outputs"])
     return _DATA[path]
 
@@ -270,12 +290,10 @@ class VariantBuilds:
 
     def start(self, fmt, precision, model, name, parent, quantized, model_key: str, model_file: Path | None = None) -> Pending:
         """Begin one variant (``Exporter``'s ``start``): cached, or queued for a worker."""
-        from edgekit.evaluate.stage import convert_and_evaluate
-
         ctx, lines = self.ctx, []
         mark = len(ctx.cache.events)
         probe = _CacheOnly(ctx.cache)
-        variant = convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key,
+        variant = timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key,
                                        dataclasses.replace(ctx, log=lines.append, cache=probe))
         if not probe.missed:
             for line in lines:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgekit.models._common import as_tuple, head
+from edgekit.models._common import as_tuple, head, require
 
 TASKS = ("classification", "regression")
 
@@ -22,6 +22,7 @@ def build(input_shape, num_classes, task="classification", filters=(8, 16), kern
     import tf_keras as keras
 
     layers = keras.layers
+    require(len(input_shape) in (2, 3), f"lenet needs images of shape (H, W) or (H, W, C), received {list(input_shape)}")
     inputs = keras.Input(shape=input_shape)
     x = layers.Reshape((*input_shape, 1))(inputs) if len(input_shape) == 2 else inputs
     height, width = input_shape[0], input_shape[1]

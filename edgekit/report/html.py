@@ -70,9 +70,13 @@ def artifact_files(row: dict, run_dir: Path) -> list[Path]:
     """The files a row's artifact is made of (a SavedModel folder, an OpenVINO .xml + .bin pair)."""
     if not row.get("path"):
         return []
+    from edgekit.report.results import resolve_path
+
     recorded = Path(row["path"])
-    # A run directory may be copied or moved after the build (CI artifacts): its own files first.
-    candidates = (run_dir / "artifacts" / recorded.name, run_dir / "model" / recorded.name, recorded)
+    # Paths are relative to the run directory (resolve_path). Results files written before that
+    # recorded them from where the build ran: the run directory's own files first, then as written.
+    candidates = (resolve_path(row["path"], run_dir), run_dir / "artifacts" / recorded.name,
+                  run_dir / "model" / recorded.name, recorded)
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         return []

@@ -9,7 +9,9 @@ every planned row: the finished ones as measured, the others with status ``inter
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,55 @@ from edgekit.report.rows import latency_by_target, make_row, speedup_baseline
 #: the status of a planned row that an interrupted build did not finish; ``edgekit check``
 #: fails such a row like any row that is not ok
 INTERRUPTED = "interrupted"
+
+#: tasks whose outputs are indexed by class: their run directory gets LABELS_FILE
+LABELLED_TASKS = ("classification", "segmentation")
+#: one class name per line, in index order: what Android and iOS sample apps read
+LABELS_FILE = "labels.txt"
+
+
+#: results.json ``stages``: wall seconds per stage, in build order (a stage not reached is absent)
+STAGES = ("data", "train", "compress", "convert", "evaluate", "convert_evaluate_wall", "bench", "report")
+STAGES_NOTE = ("seconds. data, train (TensorFlow's import included), compress, bench and report: wall time in the "
+               "build's process. convert and evaluate: each variant's own seconds, summed, measured in the worker "
+               "process that ran it (evaluate includes the Keras baseline); they overlap compress and one another, "
+               "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited")
+
+
+def stage_fields(stages: dict[str, float]) -> dict[str, Any]:
+    """results.json's ``stages`` (and ``stages_note``, what its numbers measure) from the
+    seconds a build recorded so far."""
+    return {"stages": {name: stages[name] for name in STAGES if name in stages}, "stages_note": STAGES_NOTE}
+
+
+def relative_path(path: Path | str | None, run_dir: Path | str) -> str | None:
+    """``path`` as results.json and manifest.json record it: relative to the run directory
+    (POSIX separators) when it lies inside it, so the folder can be moved or uploaded; absolute
+    when it lies outside (the source recipe, a data or model file, the cache), which do not
+    move with it."""
+    if path is None:
+        return None
+    absolute, base = Path(os.path.abspath(path)), Path(os.path.abspath(run_dir))
+    for inner, outer in ((absolute, base), (absolute.resolve(), base.resolve())):
+        try:
+            return inner.relative_to(outer).as_posix()
+        except ValueError:
+            continue
+    return str(absolute)
+
+
+def resolve_path(recorded: str | None, run_dir: Path | str) -> Path | None:
+    """A path read from results.json or manifest.json: a relative one starts at the run directory."""
+    if not recorded:
+        return None
+    path = Path(recorded)
+    return path if path.is_absolute() else Path(run_dir) / path
+
+
+def _relative_rows(rows: list[dict], run_dir: Path | str | None) -> list[dict]:
+    if run_dir is None:
+        return rows
+    return [{**row, "path": relative_path(row["path"], run_dir)} if row.get("path") else row for row in rows]
 
 
 @dataclass(frozen=True)
@@ -41,11 +92,15 @@ def header(recipe: dict[str, Any], env: dict[str, Any], **fields: Any) -> dict[s
     return {"edgekit_version": env["packages"].get("edgekit", "unknown"), "recipe": recipe, "environment": env, **fields}
 
 
-def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, data_key: str | None = None) -> dict[str, Any]:
+def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, data_key: str | None = None,
+                 class_names: list[str] | None = None) -> dict[str, Any]:
     """The header of a build's results: recipe, environment, task and metric, data, benchmark.
 
     ``data_info`` is None before the data is loaded (a build interrupted that early): the
-    header then has no ``data`` block.
+    header then has no ``data`` block. ``class_names`` (``Dataset.class_names``, index order)
+    become ``data.classes`` (with ``data.labels_file``) for classification and segmentation,
+    ``data.targets`` for regression (the model's outputs in order) and ``data.classes`` for
+    anomaly flags (0 normal, 1 anomaly; no labels file: the model outputs reconstructions).
     """
     from edgekit.evaluate import scores
 
@@ -56,14 +111,27 @@ def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, dat
     }
     if data_info is not None:
         fields["data"] = {**data_info, "sha256": data_key}
+        if class_names is not None:
+            names = [str(name) for name in class_names]
+            if recipe.task == "regression":
+                fields["data"]["targets"] = names
+            else:
+                fields["data"]["classes"] = names
+                if recipe.task in LABELLED_TASKS:
+                    fields["data"]["labels_file"] = LABELS_FILE
     fields["benchmark"] = recipe.benchmark.model_dump()
     recipe_block = {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256}
     return header(recipe_block, env, **fields)
 
 
-def assemble(head: dict[str, Any], rows: list[dict], **fields: Any) -> dict[str, Any]:
+def assemble(head: dict[str, Any], rows: list[dict], run_dir: Path | str | None = None, **fields: Any) -> dict[str, Any]:
     """The whole results file: ``head``, the baseline row (the first row), the row speedups are
-    relative to, latency by target, ``fields``, and the rows last (the long part)."""
+    relative to, latency by target, ``fields``, and the rows last (the long part).
+
+    With ``run_dir`` (the folder results.json is written into) each row's ``path`` is recorded
+    relative to it (``relative_path``); readers resolve it with ``resolve_path``.
+    """
+    rows = _relative_rows(rows, run_dir)
     return {
         **head,
         "baseline": rows[0]["id"],
@@ -106,7 +174,7 @@ def plan(recipe) -> tuple[list[PlannedRow], list[dict[str, str]]]:
 
 
 def partial(head: dict[str, Any], planned: list[PlannedRow], rows: list[dict], variants: list[Variant],
-            **fields: Any) -> dict[str, Any]:
+            run_dir: Path | str | None = None, **fields: Any) -> dict[str, Any]:
     """The results of an interrupted build: every planned row, in order.
 
     A row that was benchmarked is kept as it is. The others get status ``interrupted`` (or the
@@ -118,6 +186,7 @@ def partial(head: dict[str, Any], planned: list[PlannedRow], rows: list[dict], v
         planned: the build's plan (``plan``).
         rows: the rows benchmarked so far.
         variants: every variant converted (and evaluated, or failed) so far, the baseline first.
+        run_dir: the run directory; row paths are recorded relative to it.
         **fields: what else the build knew (models, reused, build_seconds, ...).
     """
     from edgekit.targets import Measurement
@@ -142,4 +211,4 @@ def partial(head: dict[str, Any], planned: list[PlannedRow], rows: list[dict], v
         out.append(make_row(row.id, variant, row.target, m, baseline))
     planned_ids = {row.id for row in planned}
     out += [row for row_id, row in finished.items() if row_id not in planned_ids]  # never expected; never lost
-    return assemble(head, out, interrupted=True, **fields)
+    return assemble(head, out, run_dir, interrupted=True, **fields)

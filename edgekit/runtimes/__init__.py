@@ -50,6 +50,19 @@ class Session:
         return np.concatenate([self.decode(self.run(self.prepare(x[i : i + 1]))) for i in range(len(x))])
 
 
+def cast_input(x: np.ndarray, dtype) -> np.ndarray:
+    """A float32 sample batch cast to a model input's own dtype (no quantization).
+
+    The data stage stores every x as float32; integer inputs (token ids, category indices)
+    are exact in float32 up to 2**24, so rounding and casting back gives the ids unchanged.
+    """
+    dtype = np.dtype(dtype)
+    x = np.asarray(x)
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+        x = np.rint(x)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
 def package_version(*names: str, module: str | None = None) -> str | None:
     """Version of the first installed distribution among ``names``, else ``module.__version__``.
 

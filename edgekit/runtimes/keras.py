@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.runtimes import Session, package_version
+from edgekit.runtimes import Session, cast_input, package_version
 
 
 class KerasSession(Session):
@@ -17,10 +17,12 @@ class KerasSession(Session):
     def __init__(self, model, threads: int):
         import tensorflow as tf
 
-        from edgekit.convert import batch1_signature
+        from edgekit.convert import batch1_signature, input_dtype
 
         self.model = model
         self.fn = batch1_signature(model)
+        # The model's own input dtype (int32 token ids stay int32), as in every artifact.
+        self.dtype = input_dtype(model).as_numpy_dtype
         self.runtime = f"tensorflow {package_version('tensorflow')}"
         self.settings = {
             "threads": threads,
@@ -31,7 +33,7 @@ class KerasSession(Session):
     def prepare(self, x: np.ndarray):
         import tensorflow as tf
 
-        return tf.constant(x, dtype=tf.float32)
+        return tf.constant(cast_input(x, self.dtype))
 
     def run(self, feed):
         return self.fn(feed).numpy()
@@ -39,7 +41,7 @@ class KerasSession(Session):
     def predict(self, x: np.ndarray) -> np.ndarray:
         from edgekit.train import predict
 
-        return predict(self.model, x)
+        return predict(self.model, cast_input(x, self.dtype))
 
 
 def open_session(model, threads: int = 1) -> KerasSession:

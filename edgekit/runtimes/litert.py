@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, package_version
+from edgekit.runtimes import Session, cast_input, package_version
 
 #: the modules that provide the interpreter, in order of preference, and their distributions
 MODULES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
@@ -25,8 +25,11 @@ def interpreter_class(module: str | None = None):
     for i, name in enumerate(candidates):
         try:
             interpreter = __import__(name + ".interpreter", fromlist=["Interpreter"]).Interpreter
-        except ImportError:
-            if i == len(candidates) - 1:
+        except ImportError as exc:
+            # Fall back only when the module is not installed: a broken one (or an import cut
+            # short by Ctrl-C) must say so, not pass for the other runtime.
+            missing = isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == name
+            if i == len(candidates) - 1 or not missing:
                 raise
             continue
         return interpreter, f"{name} {package_version(MODULES.get(name, name), module=name)}"
@@ -60,12 +63,13 @@ class LiteRTSession(Session):
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
         dtype = self.input["dtype"]
-        if np.issubdtype(dtype, np.integer):
+        scale, zero_point = self.input["quantization"]
+        if np.issubdtype(dtype, np.integer) and scale:
             # Quantize with the input tensor's own (scale, zero_point), or accuracy is garbage.
-            scale, zero_point = self.input["quantization"]
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        return np.ascontiguousarray(x.reshape(self.input["shape"]), dtype=dtype)
+        # An integer input without a scale is the model's own (token ids): cast, don't quantize.
+        return cast_input(x.reshape(self.input["shape"]), dtype)
 
     def run(self, feed: np.ndarray) -> np.ndarray:
         if self.stateful:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, package_version
+from edgekit.runtimes import Session, cast_input, package_version
 
 #: ONNXOptions.graph_optimization_level's default (edgekit.formats); repeated here because
 #: this module is shipped to devices, where pydantic and the format table are not.
@@ -62,7 +62,8 @@ class OnnxRuntimeSession(Session):
         }
 
     def prepare(self, x: np.ndarray) -> tuple:
-        array = np.ascontiguousarray(x.reshape(self.input_shape), dtype=self.dtype)
+        # The input's own dtype: float32, or int32 for a model over token ids.
+        array = cast_input(x.reshape(self.input_shape), self.dtype)
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.input.name, array)
         # ORT allocates the output each run, so every result is a fresh array.

@@ -78,7 +78,8 @@ def compressed(tmp_path_factory):
     result = CliRunner().invoke(cli, ["build", str(folder / "r.yaml"), "--out", str(folder / "run")])
     assert result.exit_code == 0, result.output
     results = json.loads((folder / "run" / "results.json").read_text())
-    return {row["id"]: row for row in results["rows"]}, results
+    # paths in results.json are relative to the run directory
+    return {row["id"]: {**row, "path": row["path"] and str(folder / "run" / row["path"])} for row in results["rows"]}, results
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx", "openvino"])

@@ -42,7 +42,8 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.di
 
 # The recipe's own keys, so mutations land where the schema looks, not only on unknown keys.
 SECTIONS = {
-    "data": ["source", "path", "label_column", "test_fraction", "val_fraction", "normalize", "normalize_per"],
+    "data": ["source", "path", "label_column", "test_fraction", "val_fraction", "normalize", "normalize_per",
+             "embed_normalization"],
     "model": ["arch", "python", "params", "file", "safe_mode"],
     "train": ["epochs", "batch_size", "optimizer", "learning_rate", "early_stopping_patience"],
     "quantize": ["precisions", "calibration_samples"],

@@ -54,7 +54,7 @@ def test_gzip_sizes_come_from_the_artifact_files(run_dir):
     int8 = next(row for row in results["rows"] if row["id"] == "tflite-int8@cpu")
     raw, packed = sizes[int8["id"]]
     assert raw == int8["size_bytes"]
-    assert packed == pytest.approx(len(gzip.compress(Path(int8["path"]).read_bytes(), 6)), abs=32)
+    assert packed == pytest.approx(len(gzip.compress((run_dir / int8["path"]).read_bytes(), 6)), abs=32)
 
 
 def test_openvino_ir_counts_xml_and_bin(tmp_path):
