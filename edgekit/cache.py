@@ -94,7 +94,7 @@ def _source_files(name: str) -> list[Path]:
 
 def _hash_files(name: str, files: list[Path]) -> str:
     digest = hashlib.sha256()
-    root = files[0].parent
+    root = Path(os.path.commonpath([str(f.parent) for f in files]))
     for file in files:
         digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -174,7 +174,11 @@ class Cache:
                 break
         value = compute()
         if keep(value):
-            self.put(stage, key, name, lambda folder: store(value, folder))
+            try:
+                self.put(stage, key, name, lambda folder: store(value, folder))
+            except OSError as exc:  # a full or read-only cache disk costs the reuse, not the result
+                self.log(f"[cache] could not store the {stage} entry for {name} ({one_line(exc, 200)}); "
+                         "the next build computes it again")
         return value, False
 
     def _read(self, stage: str, key: str, load: Callable[[Path], T]):
@@ -192,8 +196,13 @@ class Cache:
             verify(folder)
             value = load(folder)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with an entry, it is recomputed
+            from edgekit import interrupts
+
+            interrupts.reraise_if_interrupted()  # a Ctrl-C cut short inside load: the entry is fine
             if _identity(folder) != identity:
                 raise _Replaced() from None
+            if _outside(exc, folder):  # e.g. the run directory could not be written: not the entry's fault
+                raise
             self._discard(folder, identity)
             raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({one_line(exc, 200)})") from None
         if _identity(folder) != identity:  # an entry never comes back once moved: same identity, same entry
@@ -316,6 +325,18 @@ class _Replaced(Exception):
 
 #: what ``Cache._read`` returns when there is no entry
 _MISS = object()
+
+
+def _outside(exc: BaseException, folder: Path) -> bool:
+    """Whether ``exc`` is an OS error about a file outside the entry (where ``load`` copies to)."""
+    name = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
+    if not isinstance(exc, OSError) or not name:
+        return False
+    try:
+        Path(name).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return True
+    return False
 
 
 def _identity(folder: Path) -> tuple | None:

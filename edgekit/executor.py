@@ -63,7 +63,7 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
     # (the parent trains while the worker converts) and costs ~1 GB and a TensorFlow import.
     size = 1
     if text:
-        if not text.isdigit() or int(text) > 64:
+        if not (text.isascii() and text.isdigit()) or int(text) > 64:
             raise InputError(f"EDGEKIT_WORKERS: expected a whole number from 0 to 64 (0: no worker processes), received {text!r}")
         size = int(text)
     if size == 0:
@@ -147,8 +147,9 @@ class LocalPool:
         self._run_dispatcher()
 
     def close(self, now: bool = False) -> None:
-        """Stop every worker and cancel the tasks not finished. ``now``: kill busy workers at
-        once (Ctrl-C) instead of letting them finish their task. Safe to call twice."""
+        """Stop every worker and fail the tasks not finished. Idle workers are asked to exit; a busy
+        one gets ``STOP_S`` seconds, then it is killed (``now``: at once, for Ctrl-C). Callers
+        wait for their tasks before closing. Safe to call twice."""
         with self._lock:
             if self._closed and self._thread is None:
                 return

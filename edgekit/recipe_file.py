@@ -36,6 +36,8 @@ class _RecipeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: flattened by SafeLoader below
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 hash(key)

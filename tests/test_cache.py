@@ -392,3 +392,35 @@ def test_ctrl_c_writes_partial_results_and_exits_130(tmp_path):
     statuses = {row["id"]: row["status"] for row in results["rows"]}
     assert statuses["keras-fp32@cpu"] == "ok"
     assert "interrupted" in statuses.values()
+
+
+def test_a_cache_that_cannot_be_written_costs_only_the_reuse(tmp_path):
+    """A full or read-only cache disk: the computed value is returned, one warning, no exception."""
+    from edgekit.cache import Cache
+
+    lines = []
+    store = Cache(root=tmp_path / "cache", log=lines.append)
+
+    def store_fails(value, folder):
+        raise OSError(28, "No space left on device")
+
+    value, reused = store.fetch("convert", "k" * 32, "tflite-int8", load=lambda f: None, compute=lambda: 42, store=store_fails)
+    assert (value, reused) == (42, False)
+    assert len(lines) == 1 and "could not store the convert entry for tflite-int8" in lines[0]
+    assert not list((tmp_path / "cache" / "convert").glob("*"))  # no half entry, no temp folder left
+
+
+def test_an_error_outside_the_entry_does_not_discard_it(tmp_path):
+    """A load that fails writing elsewhere (the run directory) keeps the good entry."""
+    from edgekit.cache import Cache
+
+    store = Cache(root=tmp_path / "cache", log=lambda line: None)
+    store.fetch("train", "t" * 32, "base", load=lambda f: None, compute=lambda: "x",
+                store=lambda v, folder: (folder / "model.txt").write_text(v))
+
+    def load_into_missing_folder(folder):
+        (tmp_path / "no" / "such" / "dir" / "model.txt").write_text((folder / "model.txt").read_text())
+
+    with pytest.raises(FileNotFoundError):
+        store.fetch("train", "t" * 32, "base", load=load_into_missing_folder, compute=lambda: "y", store=lambda v, f: None)
+    assert (store.entry("train", "t" * 32) / "model.txt").read_text() == "x"

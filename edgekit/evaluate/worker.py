@@ -158,7 +158,7 @@ def _load_model(path: Path, keras: str, quantized: bool, import_dirs: tuple[str,
 
     for folder in import_dirs:
         if folder not in sys.path:
-            sys.path.insert(0, folder)
+            sys.path.append(folder)
     stamp = (str(path), path.stat().st_mtime_ns, keras, quantized)
     if stamp not in _MODELS:
         if len(_MODELS) >= 2:
@@ -341,7 +341,10 @@ class VariantBuilds:
             np.savez(path, x_calib=data.x_calib, x_test=data.x_test, y_test=data.y_test,
                      baseline_outputs=np.asarray(ctx.baseline_outputs), meta=np.array(json.dumps(meta, default=str)))
             recipe = ctx.recipe
-            import_dirs = (str(Path(recipe.path).parent.resolve()),) if getattr(recipe, "path", None) else ()
+            # Only a model.python builder needs the recipe's folder importable (its layers); a stray
+            # onnx.py there must not shadow the real package in the worker.
+            uses_builder = getattr(getattr(recipe, "model", None), "python", None)
+            import_dirs = (str(Path(recipe.path).parent.resolve()),) if uses_builder and getattr(recipe, "path", None) else ()
             self._inputs = BuildInputs(recipe, ctx.run_dir, path, ctx.data_key, ctx.versions, ctx.cache.root,
                                        ctx.cache.enabled, import_dirs)
         return self._inputs

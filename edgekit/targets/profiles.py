@@ -85,6 +85,8 @@ def load_profile(path: Path) -> ProfileBase:
         document = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise DeviceProfileError(f"{path}: cannot read device profile: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DeviceProfileError(f"{path}: a device profile must be UTF-8 text (YAML); this file is not") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -211,7 +211,11 @@ def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str]
     uploaded = conn.run([profile.python, "-c", UPLOAD, profile.work_dir], stdin=tar(payload))
     if uploaded.returncode != 0:
         _no_result(uploaded, "copying files", profile)
-    remote_dir = json.loads(uploaded.stdout.decode().strip().splitlines()[-1])
+    try:  # the last line is the run folder; a login script printing to stdout would break that
+        remote_dir = json.loads(uploaded.stdout.decode(errors="replace").strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise DeviceError(f"copying files: expected the run folder as the last line of the device's reply, received "
+                          f"{uploaded.stdout[-200:]!r}; does a login script on {profile.describe()} print to stdout?") from None
     if log:
         log(f"[device] {profile.name}: {files[0].name} -> {profile.describe()}:{remote_dir}")
     try:

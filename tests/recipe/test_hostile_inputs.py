@@ -214,3 +214,24 @@ def test_string_and_bool_labels_in_npz(tmp_path):
     assert flags.class_names == ["0", "1"]
     result = CliRunner().invoke(cli, ["validate", _npz_recipe(tmp_path, "regression", x=_X, y=names)])
     _one_line_error(result, "dtype <U3", "expected real numbers")
+
+
+def test_yaml_merge_keys_still_work(tmp_path):
+    """`<<: *anchor` is standard YAML; the duplicate-key check must not refuse it (or its override)."""
+    from edgekit.recipe import load_recipe
+
+    path = tmp_path / "merge.yaml"
+    path.write_text(BASE + "compress:\n  - prune: &p {sparsity: 0.5, epochs: 1}\n  - prune: {<<: *p, sparsity: 0.8}\n")
+    recipe = load_recipe(path)
+    assert [(c.prune.sparsity, c.prune.epochs) for c in recipe.compress] == [(0.5, 1), (0.8, 1)]
+    path.write_text(BASE + "compress:\n  - prune: &p {sparsity: 0.5}\n  - prune: {<<: *p, epochs: 1, epochs: 2}\n")
+    _one_line_error(CliRunner().invoke(cli, ["validate", str(path)]), "duplicate key 'epochs'")
+
+
+def test_bad_worker_count_is_one_line(monkeypatch):
+    from edgekit import executor
+    from edgekit.errors import InputError
+
+    monkeypatch.setenv("EDGEKIT_WORKERS", "\u00b2")
+    with pytest.raises(InputError, match="EDGEKIT_WORKERS"):
+        executor.make_executor()
