@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from edgekit import environment, interrupts, report
@@ -42,7 +43,7 @@ class _State:
     """What a build has finished so far, so that Ctrl-C can still write it."""
 
     header: dict[str, Any] = field(default_factory=dict)
-    #: every row the build will write, from the recipe alone (``results_file.plan``)
+    #: every row the build will write, from the recipe alone (``plan``)
     plan: list[results_file.PlannedRow] = field(default_factory=list)
     not_produced: list[dict] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
@@ -78,7 +79,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     state = _State()
     # The plan comes from the recipe alone, before any stage runs: Ctrl-C at any point can
     # then still write every row, the unfinished ones marked interrupted.
-    state.plan, state.not_produced = results_file.plan(recipe)
+    state.plan, state.not_produced = plan(recipe)
     from edgekit import executor
     from edgekit.evaluate import worker
 
@@ -98,6 +99,36 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
         ) from None
     finally:
         pool.close(now=True)  # no worker outlives its build, whatever ended it
+
+
+def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
+    """Every row a build of ``recipe`` writes, in the build's order, from the recipe alone
+    (nothing is converted or measured); and the (model, format, precision) triples it will
+    not produce, with why.
+
+    The order is the bench stage's: targets in their kinds' order (cpu, gpu, then devices);
+    within each, the Keras
+    baseline, the base model's formats x precisions, then each exported compressed model's.
+    A test holds this against the rows of a real build.
+
+    Raises:
+        DeviceProfileError: a device target has no valid profile.
+    """
+    from edgekit import compress
+    from edgekit.targets import in_order, resolve, search_dirs
+
+    # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
+    exporter = Exporter(SimpleNamespace(recipe=recipe))
+    variants = [Variant(format="keras", precision="fp32")]
+    variants += [Variant(format=f.name, precision=p) for f, p in exporter.combinations("base", False)]
+    for step in compress.plan(recipe.compress) if recipe.compress else []:
+        if step.export:
+            variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
+                         for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
+    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
+    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
+            if target.supports(v)]
+    return rows, exporter.not_produced
 
 
 #: what a build writes into its run directory: a folder holding only these is a run directory

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from edgekit.check.baseline import load_results
 from edgekit.cli import cli
+from edgekit.pipeline import plan
 from edgekit.recipe import load_recipe
 from edgekit.report import results as results_file
 from tests.conftest import TINY_RECIPE
@@ -101,14 +102,14 @@ def test_check_fails_every_interrupted_row_with_its_reason(interrupted):
 
 
 def test_the_plan_is_the_rows_of_a_real_build(tiny_run):
-    planned, not_produced = results_file.plan(load_recipe(tiny_run.recipe))
+    planned, not_produced = plan(load_recipe(tiny_run.recipe))
     assert [row.id for row in planned] == [row["id"] for row in tiny_run.results["rows"]]
     assert not_produced == tiny_run.results["not_produced"]
 
 
 def test_partial_keeps_finished_rows_as_measured_and_marks_the_rest(tiny_run):
     results = tiny_run.results
-    planned, _ = results_file.plan(load_recipe(tiny_run.recipe))
+    planned, _ = plan(load_recipe(tiny_run.recipe))
     head = {k: results[k] for k in ("edgekit_version", "recipe", "environment", "primary_metric")}
     finished = results["rows"][:3]
     partial = results_file.partial(head, planned, finished, [])

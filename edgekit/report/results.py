@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from edgekit.evaluate.variant import Variant
@@ -140,37 +139,6 @@ def assemble(head: dict[str, Any], rows: list[dict], run_dir: Path | str | None 
         **fields,
         "rows": rows,
     }
-
-
-def plan(recipe) -> tuple[list[PlannedRow], list[dict[str, str]]]:
-    """Every row a build of ``recipe`` writes, in the build's order, from the recipe alone
-    (nothing is converted or measured); and the (model, format, precision) triples it will
-    not produce, with why.
-
-    The order is the bench stage's: targets in their kinds' order (cpu, gpu, then devices);
-    within each, the Keras
-    baseline, the base model's formats x precisions, then each exported compressed model's.
-    A test holds this against the rows of a real build.
-
-    Raises:
-        DeviceProfileError: a device target has no valid profile.
-    """
-    from edgekit import compress
-    from edgekit.convert.stage import Exporter
-    from edgekit.targets import in_order, resolve, search_dirs
-
-    # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
-    exporter = Exporter(SimpleNamespace(recipe=recipe))
-    variants = [Variant(format="keras", precision="fp32")]
-    variants += [Variant(format=f.name, precision=p) for f, p in exporter.combinations("base", False)]
-    for step in compress.plan(recipe.compress) if recipe.compress else []:
-        if step.export:
-            variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
-                         for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
-    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
-    rows = [PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
-            if target.supports(v)]
-    return rows, exporter.not_produced
 
 
 def partial(head: dict[str, Any], planned: list[PlannedRow], rows: list[dict], variants: list[Variant],
