@@ -33,7 +33,7 @@ import numpy as np
 from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
-STAGES = ("train", "compress", "convert", "evaluate", "bench")
+STAGES = ("data", "train", "compress", "convert", "evaluate", "bench")
 
 T = TypeVar("T")
 
@@ -270,6 +270,12 @@ class Cache:
 
     def reused(self, stage: str) -> list[str]:
         return [e["name"] for e in self.events if e["stage"] == stage and e["reused"]]
+
+    def name_entry(self, key: str, names: list[str]) -> None:
+        """Record the entry ``key`` (fetched once) under each of ``names``: one bench entry holds
+        every row of an interleaving target, and results.json lists what was reused by row."""
+        hits = [e for e in self.events if e["key"] == key]
+        self.events = [e for e in self.events if e["key"] != key] + [{**e, "name": n} for e in hits for n in names]
 
     def reused_by_stage(self) -> dict[str, list[str]]:
         """What this build took from the cache, per stage (results.json ``reused``)."""

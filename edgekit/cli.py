@@ -33,7 +33,8 @@ def cli() -> None:
               help="Run directory (default: runs/<recipe name>/).")
 @click.option("--fresh", is_flag=True, help="Ignore the stage cache: retrain, reconvert and re-measure everything.")
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
-def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> None:
+@click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
+def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool, retime: bool) -> None:
     """Build every variant of RECIPE, measure each, and write results.json and report.md.
 
     Stages whose inputs did not change since an earlier build are taken from the cache
@@ -53,7 +54,11 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> 
     _preflight(recipe, run_dir, cache_used=not fresh)
     log = BuildLog()
     try:
-        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force)
+        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force, retime=retime)
+    except click.ClickException as exc:  # bad input (2), interrupted (130), ...: written and said already
+        log.close()
+        _build_exit(exc.exit_code, exc)
+        raise
     finally:
         log.close()
     print_table(result.results)
@@ -62,9 +67,46 @@ def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool) -> 
         click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
                f"({result.results['build_seconds']} s)")
+    error = None
     if result.failed:
         failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
-        raise click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+        error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+    _build_exit(error.exit_code if error else 0, error)
+    if error is not None:
+        raise error
+
+
+#: what EDGEKIT_DEBUG_IMPORTS=1 reports as `edgekit build` exits (benchmarks/pipeline_speed.py reads it)
+_HEAVY_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf", "onnxruntime",
+                  "openvino", "ai_edge_litert", "sklearn", "matplotlib")
+
+
+def _build_exit(code: int, error: click.ClickException | None) -> None:
+    """End the build's process now, with ``code``, once everything is written and flushed.
+
+    Every results file, cache entry and log line is complete before this runs (files are
+    written and renamed into place, the workers were stopped and waited for by the pipeline);
+    what the interpreter would still do is tear down TensorFlow, onnxruntime and OpenVINO,
+    about 1.2-1.8 s after the results line for nothing. Only the console program exits this
+    way (``edgekit``, ``python -m edgekit``): ``CliRunner`` and Python callers get the
+    ordinary return or exception. ``error`` is shown as ``main`` would show it.
+    """
+    if os.environ.get("EDGEKIT_DEBUG_IMPORTS"):
+        shown = " ".join(f"{name}={'yes' if name in sys.modules else 'no'}" for name in _HEAVY_MODULES)
+        click.echo(f"[debug] imported: {shown}", err=True)
+    context = click.get_current_context(silent=True)
+    console = (context is not None and context.find_root().info_name == "edgekit"
+               and sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__)
+    if not console:
+        return
+    if error is not None:
+        error.show()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
@@ -157,14 +199,29 @@ def schema() -> None:
 
 @cli.command()
 def formats() -> None:
-    """List the export formats, their precisions, where they run, and whether their runtime is installed."""
-    from edgekit.formats import FORMATS
+    """List the export formats, their precisions (and which of them this machine runs natively),
+    where they run, and whether their runtime is installed."""
+    from edgekit.formats import FORMATS, host_isa
 
+    isa = host_isa()
     for fmt in FORMATS.values():
         runtime = fmt.installed_runtime()
         state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
-        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<12} {state}; runs on {', '.join(fmt.runs_on)}"
+        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<17} {state}; runs on {', '.join(fmt.runs_on)}"
                    f"  - {fmt.description}")
+        # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
+        # gets a skipped row where it does not; fmt.auto_precisions are added where it does).
+        for precision, flags in fmt.native_isa:
+            reason = fmt.skip_reason(precision, isa)
+            verdict = (f"native here ({', '.join(f for f in flags if f in isa)})" if reason is None
+                       else f"not native here (needs {' or '.join(flags)}): its rows are skipped")
+            auto = "; added to the base model's fp32 rows by itself" if reason is None and precision in fmt.auto_precisions else ""
+            click.echo(f"{'':<10} {precision}: {verdict}{auto}")
+    special = [(fmt, p) for fmt in FORMATS.values() for p, _ in fmt.native_isa]
+    native = [f"{fmt.name} {p}" for fmt, p in special if fmt.skip_reason(p, isa) is None]
+    click.echo(f"this CPU ({', '.join(isa) or 'no ISA flags read'}) runs natively: "
+               + (", ".join(native) if native else "none of " + ", ".join(f"{fmt.name} {p}" for fmt, p in special))
+               + " (besides every format's fp32 and int8)")
 
 
 @cli.command()
@@ -263,6 +320,44 @@ def report_command(run_dir: Path) -> None:
 
     path = html_report.regenerate(run_dir)
     click.echo(f"report: {path}  plots: {path.parent / html_report.PLOTS_DIR}/")
+
+
+@cli.command("verify")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
+              help="Allowed disagreement: a ratio edgekit/native within 1/(1+T) to 1+T passes.")
+@click.option("--runs", type=click.IntRange(min=1), default=None,
+              help="Timed runs per tool (default: the row's own count of timed runs).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds one tool may run before its row fails.")
+@click.option("--tools-dir", "tools_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Look for benchmark_app and litert-benchmark only here (repeatable; default: PATH, then "
+                   "the folder of edgekit's Python).")
+def verify_command(run_dir: Path, tolerance: float, runs: int | None, timeout_s: float, tools_dirs: tuple[Path, ...]) -> None:
+    """Time RUN_DIR's artifacts again with each runtime's own benchmark tool and compare.
+
+    Runs benchmark_app (OpenVINO rows) and litert-benchmark (TFLite rows) on this machine with the
+    threads and inference precision the run used, prints edgekit's p50, the tool's median and
+    their ratio per cpu row, and writes RUN_DIR/verify.json. Rows without a tool (Keras,
+    onnxruntime), of other targets, or not ok are listed as unchecked with the reason.
+
+    Exit codes: 0 every compared ratio is within the tolerance, 1 a ratio is outside it or a tool
+    failed on a row, 2 no readable results.json.
+    """
+    from edgekit.bench import verify
+    from edgekit.errors import EdgekitError
+
+    search_path = os.pathsep.join(map(str, tools_dirs)) if tools_dirs else None
+    report = verify.verify_run(run_dir, tolerance, runs, timeout_s, search_path, progress=_log)
+    try:
+        path = verify.write_json(report, Path(report.run_dir) / verify.VERIFY_FILE)
+    except OSError as exc:  # a read-only run directory: the table still answers
+        path = None
+        _log(f"verify: could not write {verify.VERIFY_FILE} in {report.run_dir}: {exc.strerror or exc}")
+    click.echo(verify.format_text(report))
+    if report.exit_code:
+        raise EdgekitError(verify.summary_line(report, path))
+    click.echo(verify.summary_line(report, path))
 
 
 _DEVICES_OPTION = click.option(

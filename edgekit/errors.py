@@ -119,6 +119,15 @@ class NotCached(Exception):
     """A stage that would compute in a cache-only probe: the variant needs a worker process."""
 
 
+class ExportError(Exception):
+    """The model cannot become a Keras 3 file for the gpu target; the message is one line."""
+
+
+class ToolFailed(Exception):
+    """A native benchmark tool (`edgekit verify`) ran but gave no figure: it exited non-zero,
+    timed out, or printed no latency."""
+
+
 class Interrupted(EdgekitError):
     """Ctrl-C: partial results are written, and the conventional exit code of SIGINT."""
 

@@ -316,6 +316,7 @@ class InProcess:
     For debuggers and profilers: ``EDGEKIT_WORKERS=0``."""
 
     spawned = 0
+    in_process = True  # tasks share this process's state (its TensorFlow threads, for one)
 
     def __init__(self, initializer: Callable | None = None, initargs: tuple = ()):
         self.initializer, self.initargs = initializer, initargs

@@ -5,11 +5,18 @@ KeyboardInterrupt into "ImportError: initialization failed") or inside a library
 ``except Exception`` comes back as an ordinary error, which a stage would record as a failed
 row and go on. During a build, the handler below also remembers that SIGINT arrived, and every
 place that turns an exception into a failed row asks ``reraise_if_interrupted()`` first.
+
+A SIGINT can also land inside a callback Python runs for itself (JAX, which TensorFlow imports
+when it is installed, runs one after every garbage collection): the KeyboardInterrupt is then
+"unraisable", printed as a traceback and dropped. The build's hook sends it on to the main
+thread instead, silently, where it stops the build as any Ctrl-C does.
 """
 
 from __future__ import annotations
 
+import _thread
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -30,14 +37,24 @@ def watching() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous, previous_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     _seen = False
     signal.signal(signal.SIGINT, _handler)
+    sys.unraisablehook = _unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
         _seen = False
+
+
+def _unraisable(unraisable) -> None:
+    """A Ctrl-C raised where Python cannot raise it (a gc callback): raise it again in the main thread."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _thread.interrupt_main(signal.SIGINT)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def reraise_if_interrupted() -> None:

@@ -19,7 +19,7 @@ from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import EdgekitError, InputError, Interrupted
-from edgekit.evaluate.stage import evaluate_variant, format_metrics, keras_baseline
+from edgekit.evaluate.stage import keras_baseline
 from edgekit.evaluate.variant import Variant
 from edgekit.evaluate.worker import VariantBuilds
 from edgekit.report import results as results_file
@@ -65,13 +65,15 @@ class _State:
         return self.variants + [v for v in self.built if id(v) not in seen]
 
 
-def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False) -> BuildResult:
+def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False,
+          retime: bool = False) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``.
 
-    Stage outputs come from ``cache`` when their keys are unchanged. On Ctrl-C the finished
-    rows are written, the unfinished ones marked, and ``Interrupted`` is raised. ``run_dir``
-    ends up holding this run only; a non-empty folder that is no run directory is refused
-    unless ``force``.
+    Stage outputs come from ``cache`` when their keys are unchanged (``retime``: every
+    measurement of the bench stage is taken again, the rest still comes from the cache). On
+    Ctrl-C the finished rows are written, the unfinished ones marked, and ``Interrupted`` is
+    raised. ``run_dir`` ends up holding this run only; a non-empty folder that is no run
+    directory is refused unless ``force``.
     """
     cache = cache if cache is not None else Cache()
     cache.log = log  # a discarded cache entry is one line of the build log
@@ -88,7 +90,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     pool = executor.make_executor(worker.prepare, (recipe.benchmark.threads,), log=log)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool)
+            return _build(recipe, run_dir, log, cache, state, pool, retime)
     except KeyboardInterrupt:
         state.built = state.finished()  # what the workers finished before Ctrl-C
         pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
@@ -175,7 +177,7 @@ def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
         )
 
 
-def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -> BuildResult:
+def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool = False) -> BuildResult:
     started = time.perf_counter()
     if not cache.enabled:  # --fresh: every variant converts; a worker imports TensorFlow while this process trains
         pool.start()
@@ -188,38 +190,32 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
 
         profiles.save_profiles(recipe.targets, profiles.search_dirs(recipe.path), run_dir / "devices")
 
-    from edgekit import data as data_stage
+    from edgekit.data import stage as data_stage
 
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
-    data = data_stage.load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    data, data_reused = data_stage.cached_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples,
+                                                  recipe.task, cache)
     stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
     data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
     env = environment.collect()
     state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     _write_labels(run_dir, recipe.task, data.class_names)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
-        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes")
+        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes"
+        f"{' (cached)' if data_reused else ''}")
     clock = _stage_done(state, log, "data", started)
-    _configure_tensorflow(recipe.benchmark.threads)
 
+    # The trained model comes as a handle: loaded (and TensorFlow imported, at train.threads)
+    # only when a stage below misses its cache entry and needs the model itself.
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start)
-    clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included
-    baseline = keras_baseline(model, model_key, run_dir, recipe)
-    model_file = baseline.path  # the trained (bare) model: the workers wrap it as they convert
+    model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
+    clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included, when it happens
     (run_dir / "preprocess.json").unlink(missing_ok=True)  # an earlier run's; written again below if needed
     if data.embedded:
         # Every row takes raw features: the baseline is the trained model behind the fitted
         # normalization, the same model every artifact is converted from.
-        from edgekit.convert.preprocess import save_wrapped, with_normalization
-        from edgekit.evaluate.weights import gzip_size
-        from edgekit.runtimes import keras as keras_runtime
-
-        wrapped = with_normalization(model, data.normalization)
-        baseline.path = save_wrapped(wrapped, run_dir / "model")
-        baseline.session = keras_runtime.open_session(wrapped, recipe.benchmark.threads)
-        baseline.gzip_bytes = gzip_size(baseline.files)
         log(f"[data] {data.normalization.kind} normalization embedded in every artifact: they take raw features")
     elif data.normalization is not None:
         from edgekit.convert.preprocess import PREPROCESS_FILE, preprocess_record
@@ -227,9 +223,9 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
         write_json(run_dir / PREPROCESS_FILE, preprocess_record(data.normalization))
         log(f"[data] artifacts take normalized features: {PREPROCESS_FILE} holds the statistics and the formula")
     evaluated = time.perf_counter()
-    baseline_outputs = evaluate_variant(baseline, data, None, recipe.task)
+    baseline, baseline_outputs, model_block = keras_baseline(model, model_key, run_dir, recipe, data, data_key,
+                                                             env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
-    log(f"[eval] keras-fp32: {format_metrics(baseline.metrics)}")
     state.variants.append(baseline)
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
@@ -255,17 +251,20 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     finally:
         builds.close()
     _variant_seconds(state, log, phase)
-    # Every conversion has finished and the workers have exited before the bench stage times
-    # anything on this machine's CPU: timings never share it with other work of the build.
-    pool.close()
-
     from edgekit.bench import stage as rows_stage
-    from edgekit.train import describe as train_describe
 
+    # Every conversion has finished before the bench stage times anything on this machine's
+    # CPU: timings never share it with other work of the build. The idle workers stay until
+    # the bench is done: when this process's TensorFlow runs train.threads, the CPU rows are
+    # timed in one of them, whose TensorFlow runs benchmark.threads (edgekit.bench.worker).
     clock = time.perf_counter()
-    latencies, target_environments = rows_stage.benchmark(
-        state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows, latencies=state.latencies
-    )
+    try:
+        latencies, target_environments = rows_stage.benchmark(
+            state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
+            latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool,
+        )
+    finally:
+        pool.close()
     clock = _stage_done(state, log, "bench", clock)
     rows = state.rows
     _check_outputs(run_dir, state.variants)
@@ -273,7 +272,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool) -
     results = results_file.assemble(
         state.header, rows, run_dir,
         targets=target_environments,
-        model={**train_describe(model, recipe.task, data.x_train), "keras": flavour, "source": recipe.model.source},
+        model={**model_block, "keras": flavour, "source": recipe.model.source},
+        train={"threads": recipe.train.resolved_threads(), "tensorflow_threads": train_stage.tensorflow_threads()},
         models=state.models,
         not_produced=exporter.not_produced,
         reused=cache.reused_by_stage(),
@@ -365,14 +365,8 @@ def _variant_seconds(state: _State, log: Log, phase: float) -> None:
     log(f"[convert+evaluate] {wall:.1f} s wall (worker processes, alongside compress)")
 
 
-def _configure_tensorflow(threads: int) -> None:
-    import tensorflow as tf
-
-    # Must happen before TensorFlow runs its first op; later calls raise RuntimeError.
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
-
-
+def _keras_threads(recipe) -> int:
+    """The intra-op threads the Keras baseline runs with in this process, for the bench stage:
+    TensorFlow's, when it started here (training, a model loaded for a stage that missed its
+    cache); else ``benchmark.threads``, which the baseline's session sets when it opens first."""
+    return train_stage.tensorflow_threads() or recipe.benchmark.threads

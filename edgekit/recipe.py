@@ -163,6 +163,13 @@ class TrainSpec(_Section):
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-3, gt=0, le=10)
     early_stopping_patience: int = Field(5, ge=0, le=10_000, description="epochs without val_loss improvement before stopping; 0 disables")
+    threads: int | None = Field(None, gt=0, le=1024, description="TensorFlow intra-op threads for training and for "
+                                "fine-tuning compressed models; null (the default): every core of this machine "
+                                "(results.json train.threads records the number used)")
+
+    def resolved_threads(self) -> int:
+        """The intra-op threads training uses: ``threads``, or every core when it is null."""
+        return self.threads or os.cpu_count() or 1
 
 
 class QuantizeSpec(_Section):
@@ -171,7 +178,8 @@ class QuantizeSpec(_Section):
     precisions: list[Literal[PRECISIONS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["fp32", "int8"], min_length=1,
         description="fp32; int8 (full-integer PTQ, int8 output, int8 input for float inputs: integer inputs keep their dtype); TFLite only: fp16, dynamic (int8 weights, "
-        "float activations), int16x8 (int16 activations, int8 weights)",
+        "float activations), int16x8 (int16 activations, int8 weights); OpenVINO only: bf16 (the fp32 IR at the CPU plugin's "
+        "bf16; added by itself on AVX-512 BF16 / AMX CPUs, see export.openvino.auto_bf16; skipped on CPUs without them)",
     )
     calibration_samples: int = Field(200, gt=0, le=100_000, description="samples drawn from the training split to calibrate int8 ranges")
 
@@ -210,6 +218,11 @@ class BenchmarkSpec(_Section):
     min_time_s: float = Field(0.0, ge=0, le=3600, description="keep timing until at least this many seconds have passed (per row)")
     threads: int = Field(1, gt=0, le=1024, description="intra-op threads for every runtime")
     inputs: int = Field(16, gt=0, le=100_000, description="distinct test samples cycled through; the same for every variant")
+    rounds: int = Field(5, gt=0, le=1000, description="rounds every row of a target is timed in, interleaved in a "
+                        "shuffled order (runs and min_time_s are split over them): a slow phase of a shared machine "
+                        "hits every row alike, and the rounds give each p50 and speedup a 95% interval")
+    unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s spread more than this "
+                                   "(std / mean) is marked unstable: reported, never failed by `edgekit check`")
 
 
 class Recipe(_Section):

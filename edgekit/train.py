@@ -4,6 +4,7 @@ or loaded from the user's file."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,11 +260,13 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
     """The train stage: train the recipe's model (or take it from the cache), or load its file.
 
     Returns:
-        (model, keras flavour, model key).
+        (``ModelHandle`` of the model, keras flavour, model key). A model from the cache is
+        loaded only when a later stage asks for it (``ModelHandle.get``).
     """
     history: dict[str, list[float]] = {}
     if recipe.model.file is not None:
         log(f"[model] loading {recipe.model.file}")
+        configure_tensorflow(recipe.train.resolved_threads())  # compressed models fine-tune on these
         model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
         check_fits(model, data)
         output = model_output(model, recipe.task, data.x_train)
@@ -277,40 +280,117 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
             )
         key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode)
         write_json(run_dir / "model" / "history.json", history)
-        save_model(model, run_dir / "model")
-        return model, flavour, key
+        return ModelHandle(save_model(model, run_dir / "model"), model=model), flavour, key
+    threads = recipe.train.resolved_threads()
     key = make_key(
-        "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe), train=recipe.train.model_dump(),
+        "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe),
+        train={**recipe.train.model_dump(), "threads": threads},  # the number, not null: it differs per machine
         seed=recipe.seed, task=recipe.task, data=data_key, versions=versions_of(packages, "tensorflow", "tf-keras", "keras"),
         code=_train_code(recipe),
     )
     names = ("model.keras", "history.json")
     model_dir = run_dir / "model"
 
-    def load(folder: Path):
-        model = load_stage_model(folder / "model.keras")
+    def load(folder: Path) -> ModelHandle:
         model_dir.mkdir(parents=True, exist_ok=True)
-        for name in names:  # the very files the first build wrote
+        for name in names:  # the very files the first build wrote (verified by the cache)
             shutil.copyfile(folder / name, model_dir / name)
-        return model
+        # Loaded only when a later stage needs the model itself (a cache miss downstream): a
+        # fully cached rebuild never imports TensorFlow.
+        return ModelHandle(model_dir / "model.keras", lambda: load_for_stage(model_dir / "model.keras", threads))
 
-    def compute():
+    def compute() -> ModelHandle:
         if on_train is not None:  # e.g. start the worker that will convert, while this trains
             on_train()
-        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs")
+        configure_tensorflow(threads)  # before TensorFlow's first op, which fixes its threads for good
+        log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs, {threads} thread(s)")
         model, history = train(recipe, data, log=log)
         write_json(model_dir / "history.json", history)
         save_model(model, model_dir)
-        return model
+        return ModelHandle(model_dir / "model.keras", model=model)
 
-    def store(model, folder: Path) -> None:
+    def store(handle: ModelHandle, folder: Path) -> None:
         for name in names:
             shutil.copyfile(model_dir / name, folder / name)
 
-    model, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
+    handle, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
     if reused:
         log(f"[train] {recipe.model.source}: trained model reused from the cache")
-    return model, "tf_keras", key
+    return handle, "tf_keras", key
+
+
+class ModelHandle:
+    """A stage's Keras model, loaded on first use (``get``): a stage whose outputs all come from
+    the cache never loads it, and a build that loads no model never imports TensorFlow.
+
+    Args:
+        path: the model's file (what the workers read; the baseline row's artifact).
+        load: returns the model; called at most once.
+        model: the model itself, when it is in memory already (just trained or loaded).
+    """
+
+    def __init__(self, path: Path, load: Callable[[], Any] | None = None, model: Any = None):
+        self.path = Path(path)
+        self._load = load
+        self._model = model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self):
+        if self._model is None:
+            if self._load is None:
+                raise RuntimeError(f"no model and no way to load it: {self.path}")
+            self._model = self._load()
+        return self._model
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({str(self.path)!r}, loaded={self.loaded})"
+
+
+def keras_model(model):
+    """The Keras model itself, from a model or a ``ModelHandle`` (loading it if needed)."""
+    return model.get() if isinstance(model, ModelHandle) else model
+
+
+#: the intra-op threads this process set TensorFlow to (None: not set by edgekit)
+_TF_THREADS: int | None = None
+
+
+def configure_tensorflow(threads: int, if_unset: bool = False) -> int:
+    """Import TensorFlow and set its intra-op threads to ``threads`` (inter-op: 1), unless it has
+    run an op already (it keeps its threads for good then), or ``if_unset`` and edgekit set them
+    before. Returns the intra-op threads TensorFlow runs with."""
+    global _TF_THREADS
+    import tensorflow as tf
+
+    if not (if_unset and _TF_THREADS is not None):
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            _TF_THREADS = threads
+        except RuntimeError:  # TensorFlow already ran an op
+            pass
+    return tensorflow_threads()
+
+
+def tensorflow_threads() -> int | None:
+    """The intra-op threads TensorFlow has in this process; None when it is not imported."""
+    import os
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not hasattr(tf, "config"):
+        return None
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+
+
+def load_for_stage(path: Path, threads: int):
+    """A stage's saved model, TensorFlow set to the training's threads unless set already (a
+    compressed model may fine-tune from it)."""
+    configure_tensorflow(threads, if_unset=True)
+    return load_stage_model(path)
 
 
 def load_stage_model(path: Path):

@@ -36,6 +36,7 @@ COMMANDS = {
     "devices --help": ["devices", "--help"],
     "report --help": ["report", "--help"],
     "check --help": ["check", "--help"],
+    "verify --help": ["verify", "--help"],
     "baseline save RUN PATH": ["baseline", "save", "{run}", "{baseline}"],
     "check RUN --baseline PATH": ["check", "{run}", "--baseline", "{baseline}"],
     "validate RECIPE": ["validate", "{recipe}"],

@@ -28,6 +28,8 @@ class BenchSpec:
     min_time_s: float = 0.0
     threads: int = 1
     inputs: int = 16
+    rounds: int = 5
+    unstable_spread: float = 0.10
 
 
 def format_of(path: Path):
@@ -97,7 +99,7 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     formats = [format_of(path) for path in paths]
     targets = resolve(list(dict.fromkeys(target_names)), dirs, log)
     given = load_inputs(inputs_file, spec.inputs) if inputs_file is not None else None
-    rows, latencies = [], {}
+    variants, sample_sets = [], []
     for path, fmt in zip(paths, formats):
         if given is not None:
             try:
@@ -117,22 +119,34 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
                 variant.runtime, variant.settings = variant.session.runtime, dict(variant.session.settings)
             except Exception as exc:  # noqa: BLE001 - the file may still run on a device
                 variant.reason = f"runtime failed: {one_line(exc)}"
-        for name, target in targets.items():
+        variants.append(variant)
+        sample_sets.append(list(samples))
+    rows, latencies = [], {}
+    for name, target in targets.items():
+        measured: dict[int, Measurement] = {}
+        ready = [i for i, v in enumerate(variants) if target.supports(v) and not (target.uses_host_session and v.session is None)]
+        if getattr(target, "interleaves", False) and ready:
+            log(f"[bench] {name}: {len(ready)} file(s) in {spec.rounds} interleaved round(s)")
+            group = target.measure_all([variants[i] for i in ready], spec, None, None, sample_sets=[sample_sets[i] for i in ready])
+            measured.update(zip(ready, group))
+        for i, (path, variant) in enumerate(zip(paths, variants)):
             row_id = f"{path.name}@{name}"
             if not target.supports(variant):
                 m = Measurement("skipped", target.unsupported_reason(variant))
             elif target.uses_host_session and variant.session is None:
                 m = Measurement("failed", variant.reason)
+            elif i in measured:
+                m = measured[i]
             else:
                 log(f"[bench] {row_id}")
                 try:
-                    m = target.measure(variant, spec, list(samples), None)
+                    m = target.measure(variant, spec, sample_sets[i], None)
                 except Exception as exc:  # noqa: BLE001
                     m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
             if m.latencies_ms:
                 latencies[row_id] = m.latencies_ms
-            row = make_row(row_id, variant, name, m, variant)
-            row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in samples.shape[1:]])
+            row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
+            row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
             rows.append(row)
     add_speedups(rows)
     head = results_file.header(

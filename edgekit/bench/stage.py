@@ -1,5 +1,6 @@
 """The bench stage: time every variant on every target that supports it, one results row per
-(variant, target); measurements are cached per artifact, target and benchmark settings."""
+(variant, target); measurements are cached per artifact (for an interleaving target: per set
+of artifacts), target and benchmark settings."""
 
 from __future__ import annotations
 
@@ -18,12 +19,22 @@ from edgekit.report.rows import add_speedups, drop_impossible_values, make_row
 
 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
-              rows: list | None = None, latencies: dict | None = None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+              rows: list | None = None, latencies: dict | None = None, retime: bool = False,
+              tf_threads: int | None = None, pool=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """Time each variant on each target that supports it, appending one row per pair to ``rows``
     as it is measured (so an interrupted build keeps what it finished); returns the raw
     latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
     outputs) are the reference of parity for rows whose outputs a target produced itself.
-    Measurements come from ``cache`` when the artifact, target and benchmark settings are unchanged."""
+
+    Targets that interleave (this machine's CPU) time all their rows together in the recipe's
+    rounds, and cache them together: a ratio between two rows is always between runs of the
+    same rounds. Others time row after row. Measurements come from ``cache`` when the
+    artifacts, target and benchmark settings are unchanged, unless ``retime``.
+    ``tf_threads`` is the intra-op thread count TensorFlow was started with in this process:
+    when it is not ``benchmark.threads``, the rows of this machine's CPU are timed in a worker
+    of ``pool`` (the build's executor, whose workers run TensorFlow at ``benchmark.threads``;
+    see ``edgekit.bench.worker``); without one, the Keras row gets a note saying so.
+    """
     from edgekit.targets import Measurement, in_order, resolve, search_dirs
 
     spec = recipe.benchmark
@@ -31,57 +42,160 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     rows = [] if rows is None else rows
     latencies = {} if latencies is None else latencies
     baseline = variants[0]
+    cache = None if retime else cache
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
     targets = in_order(resolve(recipe.targets, search_dirs(recipe.path), log))
-    pairs = [(name, target, v) for name, target in targets.items() for v in variants if target.supports(v)]
-    for done, (target_name, target, variant) in enumerate(pairs):
-        step(log, "benchmarking", done, len(pairs))
+    groups = [(name, target, [v for v in variants if target.supports(v)]) for name, target in targets.items()]
+    total, done = sum(len(group) for _, _, group in groups), 0
+
+    def add(target_name, target, variant, measurement):
         row_id = f"{variant.stem}@{target_name}"
-        if variant.status != "ok":
-            measurement = Measurement(variant.status, variant.reason)
-        else:
-            measurement = _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)
         if measurement.latencies_ms:
             latencies[row_id] = measurement.latencies_ms
-        row = make_row(row_id, variant, target_name, measurement, baseline)
+        row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread)
+        ran = row["settings"].get("intra_op_threads") if variant.format == "keras" else None
+        if ran not in (None, spec.threads) and measurement.status == "ok":
+            row["notes"].append(f"Keras timed with TensorFlow's {ran} intra-op threads (benchmark.threads is "
+                                f"{spec.threads}): set train.threads: {spec.threads} to time it alike")
         if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
             row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
             if (reasons := drop_impossible_values(row)) and row["status"] == "ok":
                 row.update(status="failed", reason="; ".join(reasons))
         rows.append(row)
+
+    for target_name, target, group in groups:
+        ready = [v for v in group if v.status == "ok"]
+        for variant in group:
+            if variant.status != "ok":
+                add(target_name, target, variant, Measurement(variant.status, variant.reason))
+        if getattr(target, "interleaves", False):
+            step(log, f"benchmarking {target_name}", done, total)
+            elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
+                                 and not getattr(pool, "in_process", False)) else None
+            for variant, measurement in zip(ready, _measure_group(target, target_name, ready, spec, samples, data,
+                                                                     cache, log, recipe, elsewhere)):
+                add(target_name, target, variant, measurement)
+            done += len(group)
+            continue
+        for variant in ready:
+            step(log, "benchmarking", done, total)
+            row_id = f"{variant.stem}@{target_name}"
+            add(target_name, target, variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id))
+            done += 1
+    rows.sort(key=lambda row: _order(row, groups))
     add_speedups(rows)
     return latencies, {name: target.environment() for name, target in targets.items()}
+
+
+def _order(row: dict, groups) -> tuple[int, int]:
+    """Rows in plan order: target by target, variants in build order, whatever order they were timed in."""
+    for t, (name, _, group) in enumerate(groups):
+        for v, variant in enumerate(group):
+            if row["target"] == name and row["id"] == f"{variant.stem}@{name}":
+                return t, v
+    return len(groups), 0
+
+
+def _where(target):
+    from edgekit.environment import cpu_info
+
+    profile = getattr(target, "profile", None)
+    return profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
+
+
+def _outputs_file(folder, name: str):
+    return folder / ("outputs.npy" if name == "measurement" else f"{name}.outputs.npy")
+
+
+def _store_measurement(measurement, folder, name: str = "measurement") -> None:
+    fields = {k: v for k, v in vars(measurement).items() if k != "outputs"}
+    (folder / f"{name}.json").write_text(json.dumps(fields, default=str))
+    if measurement.outputs is not None:
+        np.save(_outputs_file(folder, name), np.asarray(measurement.outputs))
+
+
+def _load_measurement(folder, name: str = "measurement"):
+    from edgekit.targets import Measurement
+
+    saved = json.loads((folder / f"{name}.json").read_text())
+    outputs_file = _outputs_file(folder, name)
+    measurement = Measurement(**saved, outputs=np.load(outputs_file) if outputs_file.exists() else None)
+    _check_measurement(measurement)
+    return measurement
+
+
+def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None):
+    """All rows of an interleaving target, timed together (or all from the cache together);
+    in a worker of ``pool`` when one is given and every row can travel there."""
+    from edgekit.cache import fingerprint, make_key
+
+    if not variants:
+        return []
+    ids = [f"{v.stem}@{target_name}" for v in variants]
+    seed = recipe.seed
+
+    def compute():
+        log(f"[bench] {target_name}: {len(variants)} row(s) in {spec.rounds} interleaved round(s)")
+        if pool is not None and any(v.format == "keras" for v in variants):
+            from edgekit.bench.worker import spec_of, time_group
+
+            specs = [spec_of(v, recipe) for v in variants]
+            if all(specs):
+                log(f"[bench] {target_name}: timed in the worker process, whose TensorFlow runs "
+                    f"benchmark.threads ({spec.threads}) threads (this one's runs train.threads)")
+                try:
+                    return pool.submit(time_group, specs, samples, spec, seed).result()
+                except Exception as exc:  # noqa: BLE001 - a dead worker fails the rows, not the build
+                    interrupts.reraise_if_interrupted()
+                    return [_failed(f"benchmark failed in the worker process: {one_line(exc)}") for _ in variants]
+        try:
+            for variant in variants:
+                variant.ensure_session()
+            return target.measure_all(variants, spec, samples, data.x_test if target.evaluates else None, seed=seed)
+        except Exception as exc:  # noqa: BLE001
+            interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
+            reason = f"benchmark failed: {one_line(exc)}"
+            return [_time(target, row_id, v, spec, samples, data, log) if v.session is not None
+                    else _failed(reason) for row_id, v in zip(ids, variants)]
+
+    if cache is None or any(v.key is None for v in variants):
+        return compute()
+    key = make_key("bench", subjects=[v.key for v in variants], rows=ids, target=target_name, where=_where(target),
+                   spec=spec.model_dump(), inputs=fingerprint(*samples, data.x_test), seed=seed,
+                   code=sorted({_timing_code(target, v) for v in variants}))
+
+    def store(measurements, folder):
+        for i, measurement in enumerate(measurements):
+            _store_measurement(measurement, folder, f"row{i}")
+
+    def load(folder):
+        return [_load_measurement(folder, f"row{i}") for i in range(len(variants))]
+
+    measurements, reused = cache.fetch("bench", key, f"{target_name} ({len(variants)} rows)", load=load, store=store,
+                                       keep=lambda ms: all(m.status == "ok" for m in ms), compute=compute)
+    cache.name_entry(key, ids)
+    if reused:
+        log(f"[bench] {target_name}: {len(variants)} row(s) (cached)")
+    return measurements
+
+
+def _failed(reason):
+    from edgekit.targets import Measurement
+
+    return Measurement("failed", reason)
 
 
 def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id):
     """One measurement, from the cache when the same artifact was timed the same way on the same
     target (this machine's CPU, or the same device profile)."""
     from edgekit.cache import fingerprint, make_key
-    from edgekit.environment import cpu_info
-    from edgekit.targets import Measurement
 
-    use_cache = cache is not None and variant.key is not None
-    profile = getattr(target, "profile", None)
-    where = profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
-    key = make_key("bench", subject=variant.key, target=target_name, where=where, spec=spec.model_dump(),
-                   inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant)) if use_cache else None
-    if not use_cache:
+    if cache is None or variant.key is None:
         return _time(target, row_id, variant, spec, samples, data, log)
-
-    def load(folder):
-        saved = json.loads((folder / "measurement.json").read_text())
-        outputs = np.load(folder / "outputs.npy") if (folder / "outputs.npy").exists() else None
-        measurement = Measurement(**saved, outputs=outputs)
-        _check_measurement(measurement)
-        return measurement
-
-    def store(measurement, folder):
-        fields = {k: v for k, v in vars(measurement).items() if k != "outputs"}
-        (folder / "measurement.json").write_text(json.dumps(fields, default=str))
-        if measurement.outputs is not None:
-            np.save(folder / "outputs.npy", np.asarray(measurement.outputs))
-
-    measurement, reused = cache.fetch("bench", key, row_id, load=load, store=store, keep=lambda m: m.status == "ok",
+    key = make_key("bench", subject=variant.key, target=target_name, where=_where(target), spec=spec.model_dump(),
+                   inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant))
+    measurement, reused = cache.fetch("bench", key, row_id, load=_load_measurement, store=_store_measurement,
+                                      keep=lambda m: m.status == "ok",
                                       compute=lambda: _time(target, row_id, variant, spec, samples, data, log))
     if reused:
         log(f"[bench] {row_id} (cached)")
@@ -90,27 +204,25 @@ def _measure(target, target_name, variant, spec, samples, data, cache, log, row_
 
 def _timing_code(target, variant) -> str:
     """Hash of the code that times ``variant`` on ``target``: its runtime session (the format
-    table's, or the open session's for the Keras baseline), the timing loop, the target kind."""
-    from edgekit.bench.stats import time_session
+    table's, or the Keras session for the baseline), the timing loop and statistics, the target kind."""
+    from edgekit.bench import stats
     from edgekit.cache import source_hash
     from edgekit.formats import FORMATS
 
     fmt = FORMATS.get(variant.format)
-    runtime = fmt.runtime_module if fmt else type(variant.session).__module__
-    return source_hash(runtime, "edgekit.runtimes", time_session.__module__, type(target).__module__)
+    runtime = fmt.runtime_module if fmt else "edgekit.runtimes.keras"
+    return source_hash(runtime, "edgekit.runtimes", stats.time_rounds.__module__, stats.__name__, type(target).__module__)
 
 
 def _time(target, row_id, variant, spec, samples, data, log):
     """Time ``variant`` on ``target``; a failure is a failed measurement, never an exception."""
-    from edgekit.targets import Measurement
-
     log(f"[bench] {row_id}")
     try:
         variant.ensure_session()
         return target.measure(variant, spec, samples, data.x_test)
     except Exception as exc:  # noqa: BLE001
         interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
-        return Measurement("failed", f"benchmark failed: {one_line(exc)}")
+        return _failed(f"benchmark failed: {one_line(exc)}")
 
 
 def _check_measurement(m) -> None:

@@ -1,27 +1,47 @@
-"""THE timing loop. Every runtime and every target is timed here, the same way.
+"""THE timing loop's statistics: summaries, and the 95% intervals of p50s and speedups.
 
-Inputs are prepared (quantized, converted to the runtime's type) before the clock starts;
-then ``warmup`` untimed runs, then timed runs until both ``runs`` and ``min_time_s`` are
-reached, cycling through the same fixed samples for every variant.
+The loop itself, ``time_rounds``, lives in ``edgekit/targets/runner.py``: that file is copied
+to ssh devices, where edgekit is not installed, so local and remote runs are timed by the very
+same code. It times every row of a target in R interleaved rounds (see its docstring).
 
-The loop itself, ``time_session``, lives in ``edgekit/targets/runner.py``: that file is
-copied to ssh devices, where edgekit is not installed, so local and remote runs are timed by
-the very same code.
+Why intervals from rounds, and why this method. Runs inside one round are not independent (a
+slow phase of a shared machine slows a whole block), so a bootstrap over runs would give
+intervals far too narrow. The rounds are the independent units: each round is a short window
+of the machine's state. With R of them (5 by default) a bootstrap over rounds has only a few
+distinct resamples and is too narrow too, so edgekit uses Student's t on the logarithm of the
+per-round p50s: latencies are positive and their noise multiplicative, so a log scale makes an
+interval of ``p50 x/ exp(t * se)``. For a ratio of two rows timed in the same rounds the
+per-round log ratios are paired, and the pairing cancels what a slow phase did to both; rows
+timed apart (different targets) combine their two standard errors. The point estimates stay
+the p50 over all runs and the ratio of those p50s; the rounds only give the width.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgekit.targets.runner import time_session
+from edgekit.targets.runner import time_rounds, time_session
 
-__all__ = ["summarize", "time_session"]
+__all__ = ["log_ratio_se", "ratio_interval", "summarize", "summarize_rounds", "t975", "time_rounds", "time_session"]
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (scipy.stats.t.ppf(0.975, df)).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (rounded down to a
+    tabulated df, which errs towards wider intervals)."""
+    if df < 1:
+        raise ValueError("an interval needs at least two rounds")
+    return _T975[max(d for d in _T975 if d <= df)] if df < 1000 else 1.960
 
 
 def summarize(latencies_ms: Sequence[float]) -> dict[str, Any]:
-    """p50, p90, p99, mean, std (population), min, max and run count, in milliseconds."""
+    """p50, p90, p99, mean, std (population), min, max and run count over all runs, in ms."""
     values = np.asarray(latencies_ms, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no latencies to summarize")
@@ -36,3 +56,60 @@ def summarize(latencies_ms: Sequence[float]) -> dict[str, Any]:
         "max": float(values.max()),
         "runs": int(values.size),
     }
+
+
+def summarize_rounds(p50: float, rounds_ms: Sequence[Sequence[float]], unstable_spread: float | None = None,
+                     interleaved: bool = False) -> dict[str, Any]:
+    """What the rounds say about a row timed with overall ``p50``: each round's p50, their
+    spread (std / mean), the p50's 95% interval (two rounds or more), ``unstable`` when the
+    spread is past ``unstable_spread``, and whether the rounds were interleaved with the
+    target's other rows (ratios between such rows pair their rounds)."""
+    medians = [float(np.median(r)) for r in rounds_ms if len(r)]
+    mean = float(np.mean(medians)) if medians else 0.0
+    out: dict[str, Any] = {"rounds": len(medians), "round_p50_ms": medians,
+                           "spread": float(np.std(medians) / mean) if mean > 0 else 0.0, "interleaved": bool(interleaved)}
+    if len(medians) >= 2 and min(medians) > 0:
+        half = t975(len(medians) - 1) * _log_se(medians)
+        out["p50_ci95_ms"] = [float(p50 * math.exp(-half)), float(p50 * math.exp(half))]
+    if unstable_spread is not None:
+        out["unstable"] = bool(out["spread"] > unstable_spread)
+    return out
+
+
+def _log_se(values: Sequence[float]) -> float:
+    """Standard error of the mean of log(values)."""
+    logs = np.log(np.asarray(values, dtype=np.float64))
+    return float(logs.std(ddof=1) / math.sqrt(len(logs))) if len(logs) >= 2 else math.inf
+
+
+def ratio_interval(numerator: dict | None, denominator: dict | None, paired: bool) -> list[float] | None:
+    """95% interval of ``numerator p50 / denominator p50`` for two rows (``latency_ms`` and
+    ``timing`` of results rows), or None when either was timed in fewer than two rounds (or a
+    paired pair has a different number of rounds).
+
+    Args:
+        numerator, denominator: results rows.
+        paired: the two were timed in the same interleaved rounds (same target, same run): the
+            per-round log ratios are used, which cancels a slow phase that hit both.
+    """
+    se = log_ratio_se(numerator, denominator, paired)
+    if se is None:
+        return None
+    point = numerator["latency_ms"]["p50"] / denominator["latency_ms"]["p50"]
+    half = t975(se[1]) * se[0]
+    return [float(point * math.exp(-half)), float(point * math.exp(half))]
+
+
+def log_ratio_se(numerator: dict | None, denominator: dict | None, paired: bool) -> tuple[float, int] | None:
+    """(standard error of log(numerator p50 / denominator p50), its degrees of freedom) for two
+    results rows, from their rounds as in ``ratio_interval``; None where there is none."""
+    a = ((numerator or {}).get("timing") or {}).get("round_p50_ms") or []
+    b = ((denominator or {}).get("timing") or {}).get("round_p50_ms") or []
+    if len(a) < 2 or len(b) < 2 or min(a) <= 0 or min(b) <= 0:
+        return None
+    if paired:
+        if len(a) != len(b):
+            return None
+        diffs = np.log(np.asarray(a, dtype=np.float64)) - np.log(np.asarray(b, dtype=np.float64))
+        return float(diffs.std(ddof=1) / math.sqrt(len(diffs))), len(diffs) - 1
+    return math.hypot(_log_se(a), _log_se(b)), min(len(a), len(b)) - 1

@@ -1,14 +1,19 @@
 """`edgekit check`: a run's results.json against the recipe's budgets and a stored baseline.
 
-Latency is compared, by default, as a ratio measured inside one run (row p50 / baseline-row
-p50) against the same ratio in the stored baseline, so a slower CI machine does not fail the
-build; absolute latency budgets exist for pinned devices and say so. What is printed and
+Latency is compared, by default, as a ratio measured inside one run (row p50 / the p50 of the
+same model's fp32 row in the same runtime, or of the baseline row) against the same ratio in
+the stored baseline, so a slower CI machine does not fail the build. It fails only when the
+growth is past the budget and significant: the 95% interval of the growth, from the rounds of
+both runs, lies above 1. A row whose rounds disagree (``timing.unstable``, now or stored) is
+reported as ``unstable``, never failed: its numbers cannot carry a verdict. Absolute latency
+budgets exist for pinned devices and say so. What is printed and
 written lives in ``edgekit.check.output``; baseline files in ``edgekit.check.baseline``.
 Nothing here imports TensorFlow or matplotlib.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +36,8 @@ _EPS = 1e-9
 
 @dataclass
 class Outcome:
-    """One budget on one row: what was measured, the limit, and pass, fail or skip.
+    """One budget on one row: what was measured, the limit, and pass, fail, skip or unstable
+    (a latency budget not judged because the row's rounds disagreed: reported, never failed).
 
     ``compared`` is true when ``value`` is a finite number judged against ``limit``; a failure
     is then "value > limit". Any other failure (a status, a NaN, a missing row) says why in ``detail``.
@@ -64,6 +70,10 @@ class CheckReport:
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result == "fail"]
 
+    @property
+    def unstable(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "unstable"]
+
 
 def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
     """Evaluate every budget on every row; rows that vanished since the baseline fail too.
@@ -91,7 +101,8 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
         if not _ok(row):
             continue  # nothing was measured; the status outcome says why
         ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
-                       results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems)
+                       results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems,
+                       rows, old_rows)
         outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
     return outcomes
 
@@ -158,6 +169,8 @@ class _Context:
     no_base: list[str] = field(default_factory=list)
     no_old_base: list[str] = field(default_factory=list)
     metric_problems: list[str] = field(default_factory=list)
+    rows: dict = field(default_factory=dict)
+    old_rows: dict = field(default_factory=dict)
 
     def limit(self, key: str):
         return getattr(self.budget, key)
@@ -241,11 +254,57 @@ def _p50(row: dict | None) -> float | None:
     return lat.get("p50") if lat else None
 
 
-def _spread(row: dict) -> float:
-    """Relative noise of a row's timing: p90 / p50 - 1."""
-    lat = row["latency_ms"]
-    spread = _safe(lambda: lat["p90"] / lat["p50"] - 1) if lat.get("p90") else None
-    return spread or 0.0
+def _reference_id(ctx: _Context) -> str:
+    """The row whose p50 the row's is divided by: the same model's fp32 row in the same runtime
+    and target (latency_reference: fp32, the default; QAT models use the base model's), else
+    the baseline row (latency_reference: baseline, fp32 rows themselves, or no fp32 row)."""
+    row = ctx.row
+    if ctx.budget.latency_reference == "fp32" and row.get("precision") != "fp32" and row.get("format") != "keras":
+        for model in (row.get("model"), "base"):
+            for rid, other in ctx.rows.items():
+                if (other.get("model"), other.get("format"), other.get("precision"), other.get("target")) == (
+                        model, row.get("format"), "fp32", row.get("target")):
+                    return rid
+    return ctx.base_id
+
+
+def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
+    """The in-run latency ratio now against the stored one, judged with its interval."""
+    from edgekit.bench.stats import log_ratio_se, t975
+    from edgekit.report.rows import paired
+
+    ref_id = _reference_id(ctx)
+    ref, old_ref = ctx.rows.get(ref_id), ctx.old_rows.get(ref_id)
+    name = "latency ratio regression vs stored"
+    now, old, ref_now, ref_old = _p50(ctx.row), _p50(ctx.old), _p50(ref), _p50(old_ref)
+    missing = [] if ref_id != ctx.base_id else ctx.no_base + ctx.no_old_base
+    problems = (missing + _bad("p50", now, "on this row", latency=True) + _bad("p50", old, "in the stored baseline", latency=True)
+                + _bad("p50", ref_now, f"on the reference row {ref_id}", latency=True)
+                + _bad("p50", ref_old, f"on the reference row {ref_id} in the stored baseline", latency=True))
+    fmt = "{:.3f}x".format
+    value = _safe(lambda: (now / ref_now) / (old / ref_old)) if None not in (now, old, ref_now, ref_old) else None
+    if problems or value is None:
+        return _judge(ctx, name, value, limit, fmt, "", "no latency for this row or its reference row, now or stored",
+                      problems)
+    shaky = [f"{where} ({(r.get('timing') or {}).get('spread', 0):.0%} spread over its rounds)"
+             for where, r in ((f"{ctx.row_id} now", ctx.row), (f"{ctx.row_id} stored", ctx.old),
+                              (f"{ref_id} now", ref), (f"{ref_id} stored", old_ref)) if (r.get("timing") or {}).get("unstable")]
+    if shaky:
+        return Outcome(ctx.row_id, name, fmt(value), fmt(limit), "unstable",
+                       f"not judged: unstable timing in {', '.join(shaky)}; time it again on a quieter machine "
+                       "(edgekit build --retime)")
+    se_now = log_ratio_se(ctx.row, ref, paired(ctx.row, ref))
+    se_old = log_ratio_se(ctx.old, old_ref, paired(ctx.old, old_ref))
+    speedups = f"vs {ref_id}: its p50 / row p50 {ref_now / now:.3g}x now, {ref_old / old:.3g}x stored"
+    if se_now is None or se_old is None:
+        return _judge(ctx, name, value, limit, fmt, f"{speedups}; no rounds to give an interval: judged on the point")
+    half = t975(min(se_now[1], se_old[1])) * math.hypot(se_now[0], se_old[0])
+    lo, hi = value * math.exp(-half), value * math.exp(half)
+    detail = f"{speedups}; growth 95% interval [{lo:.3f}-{hi:.3f}]"
+    if value > limit + _EPS and lo <= 1:
+        return Outcome(ctx.row_id, name, fmt(value), fmt(limit), "pass",
+                       f"{detail}: past the limit but not significant (the interval holds 1)", compared=True)
+    return _judge(ctx, name, value, limit, fmt, detail)
 
 
 def _latency_outcomes(ctx: _Context) -> list[Outcome]:
@@ -254,18 +313,7 @@ def _latency_outcomes(ctx: _Context) -> list[Outcome]:
     mine = _bad("p50", now, "on this row", latency=True)
     mine_old = _bad("p50", old, "in the stored baseline", latency=True)
     if ctx.row_id != ctx.base_id and ctx.have_stored and (limit := ctx.limit("max_latency_ratio_regression")) is not None:
-        base_now, base_old = _p50(ctx.base), _p50(ctx.old_base)
-        problems = (ctx.no_base + ctx.no_old_base + mine + mine_old
-                    + _bad("p50", base_now, f"on the baseline row {ctx.base_id}", latency=True)
-                    + _bad("p50", base_old, f"on the baseline row {ctx.base_id} in the stored baseline", latency=True))
-        value, detail = None, ""
-        if None not in (now, old, base_now, base_old):
-            value = _safe(lambda: (now / base_now) / (old / base_old))  # = speedup stored / speedup now
-            if not problems and value is not None:
-                detail = (f"speedup vs {ctx.base_id} {base_now / now:.3g}x now, {base_old / old:.3g}x stored; "
-                          f"spread p90/p50 {_spread(ctx.row):.0%} row, {_spread(ctx.base):.0%} baseline row")
-        out.append(_judge(ctx, "latency ratio regression vs stored", value, limit, ratio_fmt, detail,
-                          "no latency for this row or a baseline row, now or stored", problems))
+        out.append(_ratio_regression(ctx, limit))
     if (limit := ctx.limit("max_latency_ms_abs")) is not None:
         out.append(_judge(ctx, "p50 latency ms (absolute)", now, limit, "{:.4g}".format,
                           "absolute: meaningful on a pinned device only", "no latency", mine))

@@ -16,12 +16,15 @@ def _cells(o: Outcome) -> tuple[str, ...]:
 
 
 def summary_line(report: CheckReport) -> str:
-    failed, counted = report.failures, [o for o in report.outcomes if o.result != "skip"]
+    failed, counted = report.failures, [o for o in report.outcomes if o.result not in ("skip", "unstable")]
+    shaky = report.unstable
+    unjudged = (f"; {len(shaky)} latency budget(s) not judged, their timing unstable "
+                f"({', '.join(o.row for o in shaky[:3])}{', ...' if len(shaky) > 3 else ''})") if shaky else ""
     if not failed:
-        return f"check passed: {len(counted)} budget(s) hold"
+        return f"check passed: {len(counted)} budget(s) hold{unjudged}"
     worst = "; ".join(o.describe() for o in failed[:5])
     more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
-    return f"{len(failed)} of {len(counted)} budget(s) failed: {worst}{more}"
+    return f"{len(failed)} of {len(counted)} budget(s) failed: {worst}{more}{unjudged}"
 
 
 def format_text(report: CheckReport) -> str:
@@ -42,12 +45,12 @@ def write_junit(report: CheckReport, path: Path) -> None:
     suites = ET.Element("testsuites", name="edgekit check")
     suite = ET.SubElement(suites, "testsuite", name="edgekit check", tests=str(len(report.outcomes)),
                           failures=str(len(report.failures)), errors="0",
-                          skipped=str(sum(o.result == "skip" for o in report.outcomes)))
+                          skipped=str(sum(o.result in ("skip", "unstable") for o in report.outcomes)))
     for o in report.outcomes:
         case = ET.SubElement(suite, "testcase", classname=o.row, name=o.budget)
         if o.result == "fail":
             ET.SubElement(case, "failure", message=o.describe()).text = o.detail
-        elif o.result == "skip":
+        elif o.result in ("skip", "unstable"):
             ET.SubElement(case, "skipped", message=o.detail or "not measured")
         elif o.detail:
             ET.SubElement(case, "system-out").text = f"{o.value} <= {o.limit}; {o.detail}" if o.compared else o.detail
@@ -60,7 +63,7 @@ def write_junit(report: CheckReport, path: Path) -> None:
 
 def step_summary(report: CheckReport) -> str:
     """Markdown for $GITHUB_STEP_SUMMARY: verdict, warnings, and the table of budgets."""
-    mark = {"pass": "✅ pass", "fail": "❌ **FAIL**", "skip": "➖ skip"}
+    mark = {"pass": "✅ pass", "fail": "❌ **FAIL**", "skip": "➖ skip", "unstable": "⚠️ unstable"}
     head = "✅ passed" if not report.failures else "❌ failed"
     lines = [f"## edgekit check {head}", "", summary_line(report), "",
              f"results `{report.results_path}`, baseline `{report.baseline_path or '(none)'}`, "

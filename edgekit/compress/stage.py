@@ -21,6 +21,7 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
     from edgekit import train as train_stage
     from edgekit.cache import make_key, source_hash
 
+    threads = recipe.train.resolved_threads()
     keras_models = {"base": (base_model, base_key)}
     for step in compress.plan(recipe.compress):
         info = {"name": step.name, "parent": step.parent, "step": step.kind, "preserve": step.preserve,
@@ -31,8 +32,10 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
             exporter.failed(step, f"its parent {step.parent} failed")
             continue
         parent, parent_key = keras_models[step.parent]
+        # Fine-tuning runs on TensorFlow's threads in this process: train.threads.
         key = make_key("compress", kind=step.kind, spec=step.spec.model_dump(), preserve=step.preserve, parent=parent_key,
                        data=ctx.data_key, seed=recipe.seed, batch_size=recipe.train.batch_size, learning_rate=recipe.train.learning_rate,
+                       threads=threads,
                        versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "tensorflow-model-optimization"),
                        code=source_hash("edgekit.compress.*"))
         info["key"] = key
@@ -41,11 +44,14 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         # the HDF5 format reloads it exactly.
         file_name = "model.h5" if step.quantized else "model.keras"
         try:
+            # A cached model is a handle: loaded only if a stage below misses (a child to
+            # fine-tune, an artifact to convert, its Keras metrics to compute).
             model, reused = cache.fetch(
                 "compress", key, step.name,
-                load=lambda folder, name=file_name: train_stage.load_stage_model(folder / name),
-                compute=lambda step=step, parent=parent: compress.make(step, parent, data, recipe, log),
-                store=lambda m, folder, name=file_name: m.save(folder / name),
+                load=lambda folder, name=file_name: train_stage.ModelHandle(
+                    folder / name, lambda path=folder / name: train_stage.load_for_stage(path, threads)),
+                compute=lambda step=step, parent=parent: compress.make(step, train_stage.keras_model(parent), data, recipe, log),
+                store=lambda m, folder, name=file_name: train_stage.keras_model(m).save(folder / name),
             )
         except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
             interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
@@ -56,10 +62,39 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         if reused:
             log(f"[compress] {step.name}: reused from the cache")
         keras_models[step.name] = (model, key)
-        x_test = data.model_inputs(data.x_test)  # the bare Keras model takes normalized features
-        info["keras_metrics"] = scores.metrics(recipe.task, train_stage.predict(model, x_test), data.y_test, x=x_test)
-        log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}")
+        info["keras_metrics"], metrics_reused = _keras_metrics(step.name, model, key, ctx)
+        log(f"[compress] {step.name} (keras): {format_metrics(info['keras_metrics'])}{' (cached)' if metrics_reused else ''}")
         if step.export:
             # The workers read the model from its cache entry (written even with --fresh).
             exporter.export(model, step.name, step.parent, step.quantized, key, step.precisions,
                             model_file=cache.entry("compress", key) / file_name)
+
+
+def _keras_metrics(name: str, model, key: str, ctx: BuildContext) -> tuple[dict[str, float], bool]:
+    """The compressed Keras model's own task metrics on the test split (results.json
+    ``models[].keras_metrics``), cached as an evaluate entry: a rebuild does not load the model."""
+    import json
+
+    from edgekit import train as train_stage
+    from edgekit.cache import make_key, source_hash
+    from edgekit.evaluate.variant import Variant
+
+    recipe, data = ctx.recipe, ctx.data
+    eval_key = make_key("evaluate", artifact=key, format="keras", model=name, data=ctx.data_key, task=recipe.task,
+                        versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "numpy"),
+                        code=source_hash("edgekit.evaluate.scores", "edgekit.train"))
+
+    def compute() -> dict[str, float]:
+        x_test = data.model_inputs(data.x_test)  # the bare Keras model takes normalized features
+        outputs = train_stage.predict(train_stage.keras_model(model), x_test)
+        return scores.metrics(recipe.task, outputs, data.y_test, x=x_test)
+
+    def load(folder) -> dict[str, float]:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if not isinstance(metrics, dict):
+            raise TypeError("metrics.json holds no metrics")
+        return metrics
+
+    return ctx.cache.fetch("evaluate", eval_key, Variant(format="keras", precision="fp32", model=name).stem,
+                           load=load, compute=compute,
+                           store=lambda metrics, folder: (folder / "metrics.json").write_text(json.dumps(metrics, default=float)))

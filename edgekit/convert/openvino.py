@@ -1,4 +1,5 @@
-"""Keras -> OpenVINO IR (.xml + .bin), at fp32 or int8 (NNCF post-training quantization)."""
+"""Keras -> OpenVINO IR (.xml + .bin), at fp32, bf16 (the fp32 IR, run at the CPU plugin's
+bf16) or int8 (NNCF post-training quantization)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from edgekit.runtimes import package_version
 from edgekit.runtimes.openvino import disable_telemetry
 
 
+#: where an IR says at which precision its runtime compiles it (OpenVINO's own rt_info section,
+#: which edgekit.runtimes.openvino reads)
+RUNTIME_PRECISION = ("runtime_options", "INFERENCE_PRECISION_HINT")
+
+
 def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None,
             prequantized: bool = False) -> dict:
     """Convert a Keras model to an OpenVINO IR pair, ``path`` (.xml) and its .bin.
@@ -28,8 +34,11 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Args:
         model: a tf_keras or Keras 3 model.
         path: where the .xml is written; the weights go next to it with suffix .bin.
-        precision: "fp32", or "int8" for NNCF post-training quantization (the model's
-            input dtype, float32 output, int8 weights and activations inside).
+        precision: "fp32"; "bf16": the same fp32 IR, marked (rt_info ``runtime_options``
+            INFERENCE_PRECISION_HINT=bf16) so that its session compiles it at the CPU
+            plugin's bf16; or "int8" for NNCF post-training
+            quantization (the model's input dtype, float32 output, int8 weights and
+            activations inside).
         calibration: representative float32 samples (training split), used for int8.
         options: fields of ``edgekit.formats.OpenVINOOptions`` (preset,
             fast_bias_correction); both only affect int8.
@@ -42,7 +51,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Raises:
         ValueError: for an unknown precision or option.
     """
-    if precision not in ("fp32", "int8"):
+    if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"openvino converter has no precision {precision!r}")
     int8 = OpenVINOOptions.model_validate(options or {}).model_dump()
     if precision == "int8" and not prequantized and len(calibration) == 0:
@@ -58,6 +67,12 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         "openvino": package_version("openvino"),
         "route": "SavedModel (batch-1 signature)",
     }
+    if precision == "bf16":
+        # The weights stay fp32 on disk (the plugin converts them when it compiles): the artifact
+        # is the fp32 IR with the precision its runtime is to compile it at.
+        ov_model.set_rt_info("bf16", list(RUNTIME_PRECISION))
+        settings["inference_precision"] = "bf16"
+        settings["weights"] = "fp32 (the fp32 IR; the CPU plugin computes in bf16)"
     if precision == "int8" and prequantized:
         settings["quantization"] = "FakeQuantize from QAT ranges"
     elif precision == "int8":
@@ -75,7 +90,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
                 fast_bias_correction=int8["fast_bias_correction"],
             )
         settings.update(quantization="NNCF post-training", nncf=nncf.__version__, subset_size=len(samples))
-        settings.update(int8)
+        settings.update({key: int8[key] for key in ("preset", "fast_bias_correction")})
 
     # Save beside the target so os.replace is an atomic rename; the .bin goes first because
     # read_model finds the weights from the .xml name, so a visible .xml is always complete.

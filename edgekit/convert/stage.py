@@ -70,7 +70,10 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
         ctx.log(f"[convert] {variant.stem}")
         # The artifact takes raw features: the fitted normalization goes in front of the model
         # (x_calib is then raw too); with embed_normalization: false the bare model is exported.
-        exported = with_normalization(model, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else model
+        from edgekit.train import keras_model
+
+        bare = keras_model(model)  # a model from the train cache loads here, on a miss only
+        exported = with_normalization(bare, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else bare
         return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
 
     def store(settings: dict, folder: Path) -> None:
@@ -117,7 +120,12 @@ class Exporter:
         """(format, precision) pairs to build; the others are recorded in ``not_produced``."""
         for fmt_name in self.recipe.export.formats:
             fmt = FORMATS[fmt_name]
-            for precision in precisions or self.recipe.quantize.precisions:
+            listed = precisions or self.recipe.quantize.precisions
+            # A format's automatic precisions (openvino bf16 on a CPU that runs it natively), for
+            # the base model: a compressed one gets them where its precisions list them.
+            if name == "base" and not quantized:
+                listed = fmt.precisions_for(listed, getattr(self.recipe.export, fmt.name, None))
+            for precision in listed:
                 skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
                            "model": name, "format": fmt.name, "precision": precision}
                 if precision not in fmt.precisions:
@@ -131,10 +139,15 @@ class Exporter:
                model_file: Path | None = None) -> list[Any]:
         """Start every variant of ``model``; ``model_file`` is the model saved as .keras (the
         workers read it; without one, the model is saved for them when one is needed)."""
-        handles = [
-            self.start(fmt, precision, model, name, parent, quantized, model_key, model_file)
-            for fmt, precision in self.combinations(name, quantized, precisions)
-        ]
+        handles = []
+        for fmt, precision in self.combinations(name, quantized, precisions):
+            if reason := fmt.skip_reason(precision):
+                # Listed in the recipe, but not native on this CPU: a skipped row, not an error.
+                variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent,
+                                  status="skipped", reason=reason)
+                handles.append(Ready(variant))
+            else:
+                handles.append(self.start(fmt, precision, model, name, parent, quantized, model_key, model_file))
         self.planned += handles
         return handles
 

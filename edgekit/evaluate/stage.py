@@ -4,6 +4,7 @@ computed from the outputs of its own runtime on the test split."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from edgekit import interrupts
@@ -99,13 +100,105 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
-def keras_baseline(model, model_key: str, run_dir: Path, recipe) -> Variant:
-    """The baseline row's variant: the Keras model itself, opened as a tf.function session."""
-    from edgekit.runtimes import keras as keras_runtime
+#: the Keras baseline's evaluation entry: EVALUATION fields plus the results.json model block
+BASELINE_EVALUATION = (*EVALUATION, "model")
+#: the baseline model behind the fitted normalization (``convert.preprocess.save_wrapped``)
+WRAPPED_NAME = "model_raw_inputs.keras"
 
-    baseline = Variant(format="keras", precision="fp32", path=run_dir / "model" / "model.keras", key=model_key)
-    baseline.session = keras_runtime.open_session(model, recipe.benchmark.threads)
-    baseline.runtime, baseline.settings = baseline.session.runtime, dict(baseline.session.settings)
-    baseline.gzip_bytes = weights.gzip_size(baseline.files)
-    baseline.weights = weights.summarize(model.get_weights())
-    return baseline
+
+def keras_baseline(model, model_key: str, run_dir: Path, recipe, data, data_key: str, versions: dict, cache, log):
+    """The baseline row: the Keras model (behind the fitted normalization when the data embeds
+    it), evaluated on the test split, cached like every other row's evaluation.
+
+    The evaluate entry holds its metrics, parity, weight statistics, runtime and settings, the
+    results.json ``model`` block, its test outputs (``outputs.npy``: every other row's parity
+    reference) and the wrapped model file when normalization is embedded. On a hit nothing
+    loads the model or imports TensorFlow: the variant's session opens on first use
+    (``Variant.ensure_session``), e.g. when the bench stage has to time it.
+
+    Args:
+        model: the trained model or its ``edgekit.train.ModelHandle``.
+        model_key: the train (or load) stage's key of ``model``.
+        versions: package versions (the baseline's entry follows TensorFlow's and Keras').
+
+    Returns:
+        (variant, test outputs, the results.json model block).
+    """
+    import numpy as np
+
+    from edgekit.cache import make_key, source_hash
+    from edgekit.train import configure_tensorflow, describe, keras_model, versions_of
+
+    threads = recipe.benchmark.threads
+    embedded = bool(getattr(data, "embedded", False)) and data.normalization is not None
+    model_dir = run_dir / "model"
+    baseline = Variant(format="keras", precision="fp32", path=model_dir / (WRAPPED_NAME if embedded else "model.keras"),
+                       key=model_key)
+    key = make_key(
+        "evaluate", artifact=model_key, format="keras", precision="fp32", data=data_key, embedded=embedded,
+        task=recipe.task, threads=threads,
+        versions=versions_of(versions, "tensorflow", "tf-keras", "keras", "numpy"),
+        code=source_hash(__name__, "edgekit.runtimes.keras", "edgekit.runtimes", "edgekit.convert",
+                         "edgekit.convert.preprocess", "edgekit.evaluate.scores", "edgekit.evaluate.weights",
+                         "edgekit.models.outputs"),
+    )
+
+    def session_model():
+        bare = keras_model(model)
+        if not embedded:
+            return bare
+        from edgekit.convert.preprocess import with_normalization
+
+        return with_normalization(bare, data.normalization)
+
+    def open_session():
+        from edgekit.runtimes import keras as keras_runtime
+
+        # A build whose model was never loaded starts TensorFlow here, at the bench's threads.
+        configure_tensorflow(threads, if_unset=True)
+        return keras_runtime.open_session(session_model(), threads)
+
+    baseline.opener = open_session
+
+    def compute():
+        from edgekit.runtimes import keras as keras_runtime
+
+        bare = keras_model(model)
+        served = session_model()
+        if embedded:
+            from edgekit.convert.preprocess import save_wrapped
+
+            save_wrapped(served, model_dir)
+        baseline.session = keras_runtime.open_session(served, threads)
+        outputs = np.asarray(baseline.session.predict(data.x_test))
+        metrics, parity = score(outputs, data, outputs, recipe.task)
+        saved = {"metrics": metrics, "parity": parity, "weights": weights.summarize(bare.get_weights()),
+                 "gzip_bytes": weights.gzip_size(baseline.files), "runtime": baseline.session.runtime,
+                 "settings": dict(baseline.session.settings), "model": describe(bare, recipe.task, data.x_train)}
+        return saved, outputs
+
+    def store(value, folder: Path) -> None:
+        saved, outputs = value
+        (folder / "evaluation.json").write_text(json.dumps(saved, default=str))
+        np.save(folder / "outputs.npy", outputs, allow_pickle=False)
+        if embedded:
+            shutil.copyfile(model_dir / WRAPPED_NAME, folder / WRAPPED_NAME)
+
+    def load(folder: Path):
+        saved = json.loads((folder / "evaluation.json").read_text())
+        missing = [k for k in BASELINE_EVALUATION if k not in saved]
+        if missing:
+            raise ValueError(f"evaluation.json lacks {', '.join(missing)}")
+        outputs = np.load(folder / "outputs.npy", allow_pickle=False)
+        if len(outputs) != len(data.x_test):
+            raise ValueError(f"outputs.npy holds {len(outputs)} outputs for {len(data.x_test)} test samples")
+        if embedded:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / WRAPPED_NAME, model_dir / WRAPPED_NAME)
+        return saved, outputs
+
+    (saved, outputs), reused = cache.fetch("evaluate", key, baseline.stem, load=load, compute=compute, store=store)
+    for name in EVALUATION:
+        setattr(baseline, name, saved[name])
+    log(f"[eval] {baseline.stem}: {format_metrics(baseline.metrics)}{' (cached)' if reused else ''}")
+    return baseline, outputs, saved["model"]

@@ -300,6 +300,9 @@ class VariantBuilds:
                 ctx.log(line)
             return Pending(variant)
         del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
+        from edgekit.train import keras_model
+
+        model = keras_model(model)  # a model from the train cache is loaded for the first miss only
         task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file, quantized),
                            _keras_of(model), self._build_inputs(), custom_layers(model))
         future = self.executor.submit(run, task, on_message=self._on_message)

@@ -46,10 +46,17 @@ def cells(results: dict) -> list[list[str]]:
             f"{value:.4f}" if value is not None else "-",
             f"{delta:+.4f}" if delta is not None else "-",
             human_ms(lat["p50"]) if lat else "-",
-            f"{speedup:.2f}x" if speedup else "-",
+            speedup_cell(speedup, row.get("speedup_vs_baseline_ci95")),
             status,
         ])
     return out
+
+
+def speedup_cell(speedup: float | None, interval: list[float] | None) -> str:
+    """``1.42x [1.35-1.50]``: the speedup and its 95% interval (the speedup alone without one)."""
+    if not speedup:
+        return "-"
+    return f"{speedup:.2f}x [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else f"{speedup:.2f}x"
 
 
 def _percent(value: float | None) -> str:

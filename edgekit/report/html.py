@@ -40,11 +40,14 @@ def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None
         latencies = _read_latencies(run_dir)
     sizes = artifact_sizes(results["rows"], run_dir)
     front = pareto_front(results)
-    plots = {
-        "accuracy_vs_latency": _scatter(results, front),
-        "sizes": _size_bars(results, sizes),
-        "latency_distribution": _distribution(results, latencies),
-    }
+    key = _plots_key(results, sizes, front, latencies)
+    plots = _drawn_before(run_dir, key)
+    if plots is None:
+        plots = {
+            "accuracy_vs_latency": _scatter(results, front),
+            "sizes": _size_bars(results, sizes),
+            "latency_distribution": _distribution(results, latencies),
+        }
     (run_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
     for name, png in plots.items():
         file = run_dir / PLOTS_DIR / f"{name}.png"
@@ -52,11 +55,69 @@ def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None
             file.write_bytes(png)
         elif file.exists():
             file.unlink()  # a plot from an earlier version of the results would mislead
+    _remember_plots(run_dir, key, plots)
     path = run_dir / REPORT_NAME
     tmp = path.with_name(path.name + ".tmp")  # readers never see half a page
     tmp.write_text(render(results, run_dir, plots, sizes, front), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+#: in plots/: what the PNGs beside it were drawn from (a hash) and each PNG's sha256
+_PLOTS_RECORD = ".drawn_from.json"
+
+
+def _plots_key(results: dict, sizes: dict, front: list[str], latencies: dict) -> str:
+    """A hash of everything the three plots show (and of the code and matplotlib that draw them)."""
+    import hashlib
+    from importlib import metadata
+
+    try:
+        matplotlib = metadata.version("matplotlib")
+    except metadata.PackageNotFoundError:
+        matplotlib = ""
+    rows = [{k: row.get(k) for k in ("id", "format", "precision", "status", "latency_ms", "metrics")}
+            for row in results["rows"]]
+    shown = {"metric": results.get("primary_metric"), "rows": rows, "sizes": sizes, "front": front,
+             "latencies": {row["id"]: latencies.get(row["id"]) for row in results["rows"]},
+             "matplotlib": matplotlib, "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
+    return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _drawn_before(run_dir: Path, key: str) -> dict[str, bytes | None] | None:
+    """The plots already in RUN_DIR/plots when they were drawn from exactly what ``key`` hashes
+    (a cached rebuild: the same rows, latencies and sizes) and no file changed since; else None.
+    Drawing them costs a second of matplotlib; the same inputs draw the same pictures."""
+    import hashlib
+
+    folder = run_dir / PLOTS_DIR
+    try:
+        record = json.loads((folder / _PLOTS_RECORD).read_text())
+        if record.get("key") != key:
+            return None
+        plots = {}
+        for name, digest in record["files"].items():
+            if digest is None:
+                plots[name] = None
+                continue
+            png = (folder / f"{name}.png").read_bytes()
+            if hashlib.sha256(png).hexdigest() != digest:
+                return None
+            plots[name] = png
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return plots if set(plots) == {"accuracy_vs_latency", "sizes", "latency_distribution"} else None
+
+
+def _remember_plots(run_dir: Path, key: str, plots: dict[str, bytes | None]) -> None:
+    import hashlib
+
+    record = {"key": key, "files": {name: hashlib.sha256(png).hexdigest() if png is not None else None
+                                    for name, png in plots.items()}}
+    path = run_dir / PLOTS_DIR / _PLOTS_RECORD
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
 
 
 def _read_latencies(run_dir: Path) -> dict[str, list[float]]:

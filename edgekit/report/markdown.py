@@ -40,7 +40,9 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",
-        "Latency (p50) is per batch-1 inference; speedup is the baseline's p50 over the row's p50.",
+        "Latency (p50) is per batch-1 inference, over all runs; the rows of a target are timed together in "
+        "interleaved rounds, shuffled per round. Speedup is the baseline's p50 over the row's p50; [lo-hi] is its "
+        "95% interval from the rounds (Student's t on the log ratios of paired rounds).",
         f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
         "",
         "## Packages",

@@ -1,22 +1,25 @@
-"""Results rows: one (variant, target) measurement as the row of results.json, speedups and
-the "slower than fp32" notes across rows."""
+"""Results rows: one (variant, target) measurement as the row of results.json, speedups with
+their 95% intervals, and the verdicts across rows ("int8 slower than fp32"), stated only where
+the interval says so."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgekit.bench.stats import summarize
+from edgekit.bench.stats import ratio_interval, summarize, summarize_rounds
 from edgekit.check.baseline import latency_problem, non_finite
 from edgekit.evaluate import scores
 from edgekit.evaluate.variant import Variant
 
-#: A quantized row is called slower than fp32 past this p50 ratio; closer than 5% is timing noise
-#: on a shared machine (two runs of the same file differ by that much).
+#: Without an interval (a row timed in one round) a quantized row is called slower than fp32 past
+#: this p50 ratio; closer than 5% is timing noise on a shared machine.
 SLOWER = 1.05
 
 
-def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -> dict[str, Any]:
+def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
+             unstable_spread: float | None = None) -> dict[str, Any]:
     """One results row: ``variant`` measured as ``m`` on ``target``, its delta against ``baseline``.
+    A row whose round p50s spread more than ``unstable_spread`` is marked unstable, with a note.
 
     NaN or inf metrics and NaN, inf or non-positive latencies are not measurements (and a NaN
     passes every budget, since it compares False): they are dropped from the row, and an ok row
@@ -45,9 +48,16 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant) -
         "settings": {**variant.settings, **(m.settings or {})},
         "notes": [],
     }
+    if getattr(m, "harness", None):
+        row["harness"] = m.harness
     reasons = drop_impossible_values(row)
     if reasons and row["status"] == "ok":
         row.update(status="failed", reason="; ".join(reasons))
+    if row["latency_ms"] and getattr(m, "rounds_ms", None):
+        row["timing"] = summarize_rounds(row["latency_ms"]["p50"], m.rounds_ms, unstable_spread, m.interleaved)
+        if row["timing"].get("unstable"):
+            row["notes"].append(f"unstable timing: the round p50s spread {row['timing']['spread']:.0%} (more than "
+                                f"{unstable_spread:.0%}); the machine was busy: time again with `edgekit build --retime`")
     return row
 
 
@@ -73,10 +83,13 @@ def _usable_p50(lat: dict | None) -> float | None:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """Speedup against the baseline row, and a note wherever a quantized row is slower than fp32
-    of the same model in the same runtime (or of the base model, for QAT models that have no fp32)."""
+    """Speedup against the baseline row and against fp32 of the same model in the same runtime
+    (or of the base model, for QAT models that have no fp32), each with its 95% interval; a
+    note wherever a quantized row is significantly slower than that fp32 row, or looks slower
+    but is not significantly so."""
     # Only finite p50s above zero divide: a 0, NaN or inf p50 gives no speedup, never an exception.
-    base = _usable_p50((speedup_baseline(rows) or {}).get("latency_ms"))
+    base_row = speedup_baseline(rows) or {}
+    base = _usable_p50(base_row.get("latency_ms"))
     by_key = {(r["model"], r["format"], r["precision"], r["target"]): r for r in rows}
     for row in rows:
         p50 = _usable_p50(row["latency_ms"])
@@ -84,16 +97,38 @@ def add_speedups(rows: list[dict]) -> None:
             continue
         if base:
             row["speedup_vs_baseline"] = base / p50
+            row["speedup_vs_baseline_ci95"] = None if row is base_row else ratio_interval(base_row, row, paired(base_row, row))
         if row["precision"] == "fp32":
             continue
         fp32 = by_key.get((row["model"], row["format"], "fp32", row["target"])) or by_key.get(
             ("base", row["format"], "fp32", row["target"])
         )
         if fp32 and (fp32_p50 := _usable_p50(fp32["latency_ms"])):
-            ratio = p50 / fp32_p50
-            row["vs_fp32_same_runtime"] = 1 / ratio
-            if ratio > SLOWER:
-                row["notes"].append(f"{row['precision']} slower than fp32 in {row['runtime'] or row['format']}: {ratio:.2f}x")
+            row["vs_fp32_same_runtime"] = fp32_p50 / p50
+            row["vs_fp32_same_runtime_ci95"] = ratio_interval(fp32, row, paired(fp32, row))
+            if note := slower_note(row, p50 / fp32_p50, ratio_interval(row, fp32, paired(row, fp32))):
+                row["notes"].append(note)
+
+
+def paired(a: dict, b: dict) -> bool:
+    """Whether two rows were timed in the same interleaved rounds (same target, same run)."""
+    return a["target"] == b["target"] and bool((a.get("timing") or {}).get("interleaved")) \
+        and bool((b.get("timing") or {}).get("interleaved"))
+
+
+def slower_note(row: dict, ratio: float, interval: list[float] | None) -> str | None:
+    """The verdict on a quantized row's p50 / its fp32 row's p50: slower only when the 95%
+    interval lies above 1; "no significant difference" when the point looks slower but the
+    interval holds 1; without an interval (one round), the old 5% threshold, saying so."""
+    where = f"{row['precision']} {{}} fp32 in {row['runtime'] or row['format']}"
+    if interval is None:
+        return f"{where.format('slower than')}: {ratio:.2f}x (one round: no interval)" if ratio > SLOWER else None
+    lo, hi = interval
+    if lo > 1:
+        return f"{where.format('slower than')}: {ratio:.2f}x [{lo:.2f}-{hi:.2f}]"
+    if ratio > SLOWER:
+        return f"{where.format('vs')}: no significant difference ({ratio:.2f}x [{lo:.2f}-{hi:.2f}])"
+    return None
 
 
 def speedup_baseline(rows: list[dict]) -> dict | None:
@@ -104,7 +139,9 @@ def speedup_baseline(rows: list[dict]) -> dict | None:
 
     references = reference_names()
     for row in rows:
-        if row.get("format") == "keras" and row.get("target") in references and row.get("latency_ms"):
+        # a gpu row timed on the CPU in test mode (EDGEKIT_GPU_ALLOW_CPU) is no GPU reference
+        if row.get("format") == "keras" and row.get("target") in references and row.get("latency_ms") \
+                and not (row.get("settings") or {}).get("test_mode"):
             return row
     return rows[0] if rows else None
 

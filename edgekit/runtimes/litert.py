@@ -42,7 +42,13 @@ STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENC
 
 
 class LiteRTSession(Session):
-    timed_call = "set_tensor + invoke + get_tensor"
+    # Measured on the digits CNN (fp32, p50): set_tensor + invoke + get_tensor 3.51 us, bare
+    # invoke 2.79 us; writing into a view of the input buffer held for the session's life and
+    # calling the wrapper's Invoke directly 2.90-2.97 us. The public invoke() refuses to run
+    # while any view is alive (it cannot tell a view of a static input from one of a buffer
+    # that invoke might reallocate), so the fast path calls the wrapper's own Invoke, and only
+    # for models whose input and output shapes are static (their buffers never move).
+    timed_call = "copy into the input buffer + Invoke (output read as a view)"
 
     def __init__(self, path: Path, threads: int, module: str | None = None):
         interpreter, self.runtime = interpreter_class(module)
@@ -57,8 +63,18 @@ class LiteRTSession(Session):
         # without a reset, every sample after the first sees the previous one's state (on a
         # JapaneseVowels LSTM, 4% of predictions changed). Reset them before each inference.
         self.stateful = _has_stateful_ops(self.interpreter)
+        wrapper = getattr(self.interpreter, "_interpreter", None)
+        self._views = None
+        if wrapper is not None and hasattr(wrapper, "Invoke") and _static(self.input) and _static(self.output):
+            # Bound methods of the wrapper (the C++ interpreter): no Python layer per call.
+            self._invoke = wrapper.Invoke
+            self._reset = getattr(wrapper, "ResetVariableTensors", self.interpreter.reset_all_variables)
+            self._views = (self.interpreter.tensor(self.input["index"])(), self.interpreter.tensor(self.output["index"])())
+        else:  # an interpreter without the wrapper, or a dynamic shape: the public, copying calls
+            self.timed_call = "set_tensor + invoke + get_tensor"
+            self._invoke, self._reset = self.interpreter.invoke, self.interpreter.reset_all_variables
         if self.stateful:
-            self.timed_call = "reset_all_variables + set_tensor + invoke + get_tensor"
+            self.timed_call = "reset_all_variables + " + self.timed_call
             self.settings["reset_state_per_inference"] = True
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
@@ -72,17 +88,43 @@ class LiteRTSession(Session):
         return cast_input(x.reshape(self.input["shape"]), dtype)
 
     def run(self, feed: np.ndarray) -> np.ndarray:
+        """One inference; the result is a view of the output buffer, valid until the next run
+        (``decode`` copies it)."""
         if self.stateful:
-            self.interpreter.reset_all_variables()
-        self.interpreter.set_tensor(self.input["index"], feed)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
+            self._reset()
+        views = self._views
+        if views is None:
+            self.interpreter.set_tensor(self.input["index"], feed)
+            self._invoke()
+            return self.interpreter.get_tensor(self.output["index"])
+        views[0][...] = feed  # the same copy set_tensor makes, without its checks
+        self._invoke()
+        return views[1]
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
+        # astype copies: a run returns a view of the interpreter's output buffer.
         if np.issubdtype(raw.dtype, np.integer):
             scale, zero_point = self.output["quantization"]
             return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
         return raw.astype(np.float32)
+
+    def runtime_only(self, feed: np.ndarray):
+        self.run(feed)  # the input in place; the bare call then runs on it
+        if self.stateful:
+            reset, invoke = self._reset, self._invoke
+
+            def bare():
+                reset()
+                invoke()
+
+            return bare, "reset + bare Invoke() on the input in place"
+        return self._invoke, "bare Invoke() on the input in place (no input copy, no output read)"
+
+
+def _static(details: dict) -> bool:
+    """Whether a tensor's shape is fixed (no -1 in its signature): its buffer never moves."""
+    signature = details.get("shape_signature")
+    return signature is None or all(int(d) >= 0 for d in signature)
 
 
 def _has_stateful_ops(interpreter) -> bool:

@@ -14,6 +14,10 @@ class Measurement:
     ``outputs`` (the variant's outputs on the test split, produced on the target) are set by
     targets that run elsewhere than the variant's evaluation session; the row's metrics and
     parity are then computed from them. ``runtime`` overrides the variant's runtime name.
+    ``rounds_ms`` holds the same runs as ``latencies_ms``, per round (see
+    ``edgekit.targets.runner.time_rounds``); ``interleaved`` says the rounds of this target's
+    rows alternated, so ratios between them may pair round with round. ``harness`` is the
+    session's ``harness_cost``: what the Python side of a call adds to the runtime's own time.
     """
 
     status: str  # ok | failed | skipped | interrupted
@@ -23,6 +27,9 @@ class Measurement:
     outputs: Any = None
     environment: dict | None = None
     runtime: str | None = None
+    rounds_ms: list | None = None
+    interleaved: bool = False
+    harness: dict | None = None
 
 
 class Target(ABC):
@@ -37,6 +44,8 @@ class Target(ABC):
         uses_host_session: it times the session the variant was evaluated with on this
             machine, so ``edgekit bench`` must open one.
         is_reference: its Keras fp32 row, when timed, is what speedups are relative to.
+        interleaves: ``measure_all`` times all rows together in interleaved rounds; the
+            bench stage then measures (and caches) the target's rows as one group.
         order: rows of targets with a lower order come first (the first row of a build is
             the Keras fp32 baseline on this machine).
         profile_model: for kinds named by a device profile's ``kind:``, the pydantic schema
@@ -49,6 +58,7 @@ class Target(ABC):
     evaluates: ClassVar[bool] = False
     uses_host_session: ClassVar[bool] = False
     is_reference: ClassVar[bool] = False
+    interleaves: ClassVar[bool] = False
     order: ClassVar[int] = 2
     profile_model: ClassVar[type | None] = None
 
@@ -63,6 +73,19 @@ class Target(ABC):
         """Time ``variant`` with the timing loop (``spec``: warmup, runs, min_time_s, threads)
         over ``samples``; when ``evaluates``, also return its outputs on ``eval_inputs``.
         A missing runtime or device is a skipped or failed Measurement with a one-line reason."""
+
+    def measure_all(self, variants, spec, samples, eval_inputs=None, seed: int = 0,
+                    sample_sets=None) -> list[Measurement]:
+        """Time every one of ``variants`` (all ok and supported here): one Measurement each, in order.
+
+        The default measures them one after another, each in ``spec.rounds`` rounds of its
+        own. Kinds that can hold every session at once (this machine's CPU, an ssh device's
+        runner) override it to interleave the rounds of all rows, shuffled per round with
+        ``seed`` (and set ``interleaves``). ``sample_sets``: one list of samples per variant,
+        replacing ``samples`` where the models take different inputs (``edgekit bench``).
+        """
+        sets = sample_sets or [samples] * len(variants)
+        return [self.measure(v, spec, own, eval_inputs) for v, own in zip(variants, sets)]
 
     def environment(self) -> dict:
         """What this target is, for results.json's ``targets`` block."""

@@ -1,8 +1,15 @@
-"""The ``cpu`` target: this machine, every variant, in the session it was evaluated with."""
+"""The ``cpu`` target: this machine, every variant, in the session it was evaluated with.
+
+All rows are timed together, in interleaved rounds (``time_rounds``): on a shared machine a
+slow phase then slows every row of a round alike, instead of deciding one row's p50.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgekit.bench import stats
+from edgekit.errors import one_line
 from edgekit.formats import FORMATS
 from edgekit.targets.base import Measurement, Target
 
@@ -10,6 +17,7 @@ from edgekit.targets.base import Measurement, Target
 class CpuTarget(Target):
     kind = "cpu"
     uses_host_session = True
+    interleaves = True
     order = 0
 
     def __init__(self, name: str = "cpu"):
@@ -20,10 +28,48 @@ class CpuTarget(Target):
         return fmt is None or self.kind in fmt.runs_on
 
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
-        latencies = stats.time_session(variant.session, samples, spec.warmup, spec.runs, spec.min_time_s)
-        return Measurement("ok", latencies_ms=latencies)
+        return self.measure_all([variant], spec, samples, eval_inputs)[0]
+
+    def measure_all(self, variants, spec, samples, eval_inputs=None, seed: int = 0, sample_sets=None) -> list[Measurement]:
+        """Every variant's session timed in the same interleaved rounds. ``sample_sets`` (one
+        list of samples per variant) replaces ``samples`` where the models take different
+        inputs (``edgekit bench`` on files)."""
+        return time_together([v.session for v in variants], spec, samples, seed, sample_sets)
 
     def environment(self) -> dict:
         from edgekit import environment
 
         return environment.collect()
+
+
+def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> list[Measurement]:
+    """Time ``sessions`` in interleaved rounds; a session that cannot run one sample fails its
+    own row before the rounds start (the others are timed without it)."""
+    sets = sample_sets or [samples] * len(sessions)
+    out: list[Measurement | None] = [None] * len(sessions)
+    for k, (session, own) in enumerate(zip(sessions, sets)):
+        try:
+            session.run(session.prepare(np.asarray(own[0], dtype=np.float32)[None]))
+        except Exception as exc:  # noqa: BLE001 - one broken session fails its own row
+            out[k] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
+    live = [k for k in range(len(sessions)) if out[k] is None]
+    rounds = stats.time_rounds([sessions[k] for k in live], [sets[k] for k in live], spec.warmup, spec.runs,
+                               spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True)
+    for k, per_round in zip(live, rounds):
+        harness = _harness(sessions[k], sets[k])
+        # the settings of the session that was timed (a Keras session's TensorFlow threads)
+        out[k] = Measurement("ok", latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round,
+                             interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}))
+    return out
+
+
+def _harness(session, samples) -> dict | None:
+    """The session's own figure of what its Python side costs per call, measured after the
+    timed rounds (never during them); None where it has none or it fails."""
+    measure = getattr(session, "harness_cost", None)
+    if measure is None:
+        return None
+    try:
+        return measure(session.prepare(np.asarray(samples[0], dtype=np.float32)[None]))
+    except Exception:  # noqa: BLE001 - a side figure must never fail the row
+        return None

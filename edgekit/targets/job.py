@@ -46,7 +46,8 @@ def session_files(runtime: str) -> dict[str, Path | bytes]:
 
 
 def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
-              min_time_s: float = 0.0, threads: int = 1, options: dict | None = None) -> dict[str, Path | bytes]:
+              min_time_s: float = 0.0, threads: int = 1, rounds: int = 1,
+              options: dict | None = None) -> dict[str, Path | bytes]:
     """Everything one run needs, by relative path: unpack it in one folder and run
     ``python runner.py job.json`` there.
 
@@ -56,7 +57,7 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
         modules: runtime modules to try on the device, in order (of ``fmt.runtime_packages``).
         bench_inputs: float32 samples cycled through by the timing loop.
         eval_inputs: float32 samples whose outputs come back (for metrics), or None.
-        warmup, runs, min_time_s, threads: the timing loop's settings, as for local runs.
+        warmup, runs, min_time_s, threads, rounds: the timing loop's settings, as for local runs.
         options: runtime options (e.g. ONNX graph_optimization_level).
     """
     inputs = io.BytesIO()
@@ -66,9 +67,37 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
     np.savez_compressed(inputs, **arrays)
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules), "model": f"model/{files[0].name}",
            "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s,
-           "options": options or {}}
+           "rounds": rounds, "options": options or {}}
     return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), "job.json": json.dumps(job).encode(),
             "inputs.npz": inputs.getvalue(), **{f"model/{f.name}": f for f in files}}
+
+
+def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
+                    min_time_s: float = 0.0, threads: int = 1, rounds: int = 1, seed: int = 0,
+                    bench_sets: list | None = None) -> dict[str, Path | bytes]:
+    """Everything one run of several artifacts needs, timed together in interleaved rounds
+    (``runner.run_group``): ``entries`` holds ``(fmt, files, modules, options)`` per artifact,
+    as ``job_files`` takes them one at a time; artifact ``i`` goes to ``model/i/``.
+    ``bench_sets`` (one sample list per artifact) replaces ``bench_inputs`` for models whose
+    inputs differ (``edgekit bench`` on files)."""
+    inputs = io.BytesIO()
+    arrays = {"bench": np.asarray(bench_inputs if bench_sets is None else bench_sets[0], dtype=np.float32)}
+    for i, own in enumerate(bench_sets or ()):
+        arrays[f"bench{i}"] = np.asarray(own, dtype=np.float32)
+    if eval_inputs is not None:
+        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+    np.savez_compressed(inputs, **arrays)
+    payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER}
+    rows = []
+    for i, (fmt, files, modules, options) in enumerate(entries):
+        payload.update(session_files(fmt.runtime))
+        payload.update({f"model/{i}/{f.name}": f for f in files})
+        rows.append({"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules),
+                     "model": f"model/{i}/{files[0].name}", "options": options or {},
+                     "bench": f"bench{i}" if bench_sets is not None else "bench"})
+    job = {"rows": rows, "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs,
+           "min_time_s": min_time_s, "rounds": rounds, "seed": seed}
+    return {**payload, "job.json": json.dumps(job).encode(), "inputs.npz": inputs.getvalue()}
 
 
 def result_payload(stdout: bytes) -> dict | None:

@@ -52,34 +52,73 @@ ISA_FLAGS = (
 
 
 def time_session(session, samples, warmup, runs, min_time_s=0.0):
-    """Time ``session.run`` at batch 1: THE timing loop of edgekit, local and remote.
-
-    Inputs are prepared (quantized, converted to the runtime's type) before the clock starts;
-    then ``warmup`` untimed runs, then timed runs until both ``runs`` and ``min_time_s`` are
-    reached, cycling through the same fixed samples.
-
-    Args:
-        session: an object with ``prepare(x)`` and ``run(feed)`` (an edgekit runtime session).
-        samples: float32 samples, each of the model's input shape without the batch axis.
-        warmup: untimed runs first.
-        runs: minimum number of timed runs.
-        min_time_s: keep timing until this much wall time has been spent in timed runs.
+    """Time ``session.run`` at batch 1 in one block: ``time_rounds`` with one session and one round.
 
     Returns:
         Per-run latencies in milliseconds.
     """
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in samples]
+    return time_rounds([session], samples, warmup, runs, min_time_s, rounds=1)[0][0]
+
+
+def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False):
+    """Time every session's ``run`` at batch 1 in ``rounds`` interleaved rounds: THE timing loop
+    of edgekit, local and remote.
+
+    Each round times every session once, in a block of ``runs / rounds`` runs (and at least
+    ``min_time_s / rounds`` seconds), the sessions' order shuffled per round with
+    ``seed``: a slow phase of a shared machine then hits every session alike instead of
+    deciding one session's numbers, and per-round figures show how much the machine moved.
+    Inputs are prepared (quantized, converted to the runtime's type) before any clock starts;
+    each block starts with untimed runs (``warmup`` in the first round, a tenth of it, at least
+    one, later: the other sessions ran in between and took the caches).
+
+    Args:
+        sessions: objects with ``prepare(x)`` and ``run(feed)`` (edgekit runtime sessions).
+        samples: float32 samples, each of the model's input shape without the batch axis;
+            every session cycles through the same ones (with ``per_session``: one list of
+            samples per session, for models with different inputs).
+        warmup: untimed runs before the first block of each session.
+        runs: minimum number of timed runs per session, over all rounds.
+        min_time_s: minimum wall time in timed runs per session, over all rounds.
+        rounds: how many rounds (1: one block per session, the old protocol); at most ``runs``.
+        seed: seeds the order of the sessions in each round.
+
+    Returns:
+        ``[session][round] -> [latency ms, ...]``.
+    """
+    import random
+
+    rounds = max(1, min(int(rounds), int(runs)))  # a round has at least one run
+    # ``runs`` split as evenly as it goes: the first ``runs % rounds`` rounds get one more.
+    per_round = [int(runs) // rounds + (r < int(runs) % rounds) for r in range(rounds)]
+    min_ns = int(float(min_time_s) * 1e9 / rounds)
+    sets = samples if per_session else [samples] * len(sessions)
+    feeds = [[s.prepare(np.asarray(x, dtype=np.float32)[None]) for x in own] for s, own in zip(sessions, sets)]
+    shuffle = random.Random(seed)
+    order = list(range(len(sessions)))
+    out = [[] for _ in sessions]
+    for r in range(rounds):
+        if r:
+            shuffle.shuffle(order)
+        for k in order:
+            out[k].append(_time_block(sessions[k], feeds[k], warmup if r == 0 else max(1, warmup // 10) if warmup else 0,
+                                      per_round[r], min_ns))
+    return out
+
+
+def _time_block(session, feeds, warmup, runs, min_ns):
+    """``warmup`` untimed runs, then timed runs until both ``runs`` and ``min_ns`` are reached."""
     for i in range(warmup):
         session.run(feeds[i % len(feeds)])
+    run, clock = session.run, time.perf_counter_ns
     latencies_ns = []
     spent_ns = 0
-    min_time_ns = int(min_time_s * 1e9)
     i = 0
-    while len(latencies_ns) < runs or spent_ns < min_time_ns:
+    while len(latencies_ns) < runs or spent_ns < min_ns:
         feed = feeds[i % len(feeds)]
-        start = time.perf_counter_ns()
-        session.run(feed)
-        elapsed = time.perf_counter_ns() - start
+        start = clock()
+        run(feed)
+        elapsed = clock() - start
         latencies_ns.append(elapsed)
         spent_ns += elapsed
         i += 1
@@ -196,14 +235,14 @@ def run_job(job, base_dir="."):
 
     Args:
         job: ``{"format", "runtime", "modules", "model", "inputs", "threads", "warmup", "runs",
-            "min_time_s", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
+            "min_time_s", "rounds", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
             ``inputs`` (an .npz with ``bench`` and, optionally, ``eval`` float32 arrays) are
             relative to ``base_dir``.
         base_dir: the folder of the job file.
 
     Returns:
-        ``{"runtime", "settings", "input_shape", "latencies_ms", "outputs", "environment",
-        "session_file"}``.
+        ``{"runtime", "settings", "input_shape", "latencies_ms", "rounds_ms", "outputs",
+        "environment", "session_file"}``.
     """
     path = os.path.join(base_dir, job["model"])
     session = open_session(job, path)
@@ -211,18 +250,60 @@ def run_job(job, base_dir="."):
         bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
         eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
-    latencies = time_session(session, list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
-                             float(job.get("min_time_s", 0.0)))
+    rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
+                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
     return {
         "runtime": session.runtime,
         "settings": session.settings,
         "input_shape": list(session.input_shape),
-        "latencies_ms": latencies,
+        "latencies_ms": [t for r in rounds for t in r],
+        "rounds_ms": rounds,
         "outputs": encode_array(outputs) if outputs is not None else None,
         "environment": probe(job.get("modules")),
         # which file the session came from: the shipped copy, never something installed there
         "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__),
     }
+
+
+def run_group(job, base_dir="."):
+    """Several artifacts in one job, timed together in interleaved rounds (``time_rounds``), as
+    the host's CPU times its rows: ``job["rows"]`` lists ``{"format", "runtime", "modules",
+    "model", "options"}`` per artifact; the timing settings and inputs are shared. A row whose
+    session does not open or run gets ``{"error", "kind"}`` and the others go on.
+
+    Returns:
+        ``{"rows": [per row: the fields of ``run_job`` without the environment, or an
+        error], "environment"}``.
+    """
+    with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
+        # each row's own samples ("bench0", ...) where the models take different inputs
+        bench_sets = [list(np.asarray(arrays[row.get("bench", "bench")], dtype=np.float32)) for row in job["rows"]]
+        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+    results, sessions, sets = [], [], []
+    for row, bench_inputs in zip(job["rows"], bench_sets):
+        try:
+            session = open_session(dict(job, **row), os.path.join(base_dir, row["model"]))
+            outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
+            session.run(session.prepare(bench_inputs[0][None]))
+        except RuntimeMissing as exc:
+            results.append({"error": str(exc), "kind": "runtime_missing"})
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken artifact fails its own row
+            results.append({"error": _one_line(exc), "kind": "error"})
+            continue
+        sessions.append(session)
+        sets.append(bench_inputs)
+        results.append({"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
+                        "outputs": encode_array(outputs) if outputs is not None else None,
+                        "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)})
+    timed = time_rounds(sessions, sets, int(job.get("warmup", 10)), int(job.get("runs", 100)),
+                        float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), seed=int(job.get("seed", 0)),
+                        per_session=True)
+    ok = [r for r in results if "error" not in r]
+    for result, rounds in zip(ok, timed):
+        result.update(latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds, interleaved=len(ok) > 1)
+    modules = sorted({m for row in job["rows"] for m in row.get("modules") or ()})
+    return {"rows": results, "environment": probe(modules)}
 
 
 def _one_line(exc):
@@ -300,7 +381,8 @@ def main(argv=None):
             return _supervise(args.job, args.exit_on_stdin_eof)
         with open(args.job) as handle:
             job = json.load(handle)
-        _emit(run_job(job, os.path.dirname(os.path.abspath(args.job))))
+        run = run_group if "rows" in job else run_job
+        _emit(run(job, os.path.dirname(os.path.abspath(args.job))))
         return 0
     except RuntimeMissing as exc:
         _emit({"error": str(exc), "kind": "runtime_missing"})

@@ -88,6 +88,7 @@ class SshTarget(Target):
 
     kind = "ssh"
     evaluates = True
+    interleaves = True
     profile_model = SshProfile
 
     def __init__(self, profile: SshProfile, log: Callable[[str], None] | None = None):
@@ -100,26 +101,78 @@ class SshTarget(Target):
         return fmt is not None and self.kind in fmt.runs_on
 
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
+        """One artifact in a job of its own (what ``measure_all`` falls back to when a runtime
+        crashed the device's runner: alone, the crash fails only its own row)."""
+        if (m := self._cannot_run(variant)) is not None:
+            return m
         fmt, p = FORMATS[variant.format], self.profile
-        modules = p.modules_for(fmt.runtime_packages)
-        if not modules:
+        try:
+            run = run_artifact(p, fmt, variant.files, p.modules_for(fmt.runtime_packages), samples, eval_inputs,
+                               warmup=spec.warmup, runs=spec.runs, min_time_s=spec.min_time_s, threads=spec.threads,
+                               rounds=getattr(spec, "rounds", 1), options=_options(variant), log=self.log)
+        except DeviceError as exc:
+            return self._device_failed(exc)
+        self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **run.environment}
+        return Measurement("ok", latencies_ms=run.latencies_ms, rounds_ms=run.rounds_ms, outputs=run.outputs,
+                           runtime=run.runtime, environment=self._environment, settings={**run.settings, "device": self.name})
+
+    def measure_all(self, variants, spec, samples, eval_inputs=None, seed: int = 0, sample_sets=None) -> list[Measurement]:
+        """Every artifact the device can run, in one job, timed together in interleaved rounds
+        like the host's rows; a runner that dies (a runtime's segfault) is retried row by row.
+        ``sample_sets``: one list of samples per variant, where the models take different inputs."""
+        out: list[Measurement | None] = [self._cannot_run(v) for v in variants]
+        todo = [i for i, m in enumerate(out) if m is None]
+        if not todo:
+            return out
+        p = self.profile
+        entries = [(FORMATS[variants[i].format], variants[i].files, p.modules_for(FORMATS[variants[i].format].runtime_packages),
+                    _options(variants[i])) for i in todo]
+        sets = [sample_sets[i] for i in todo] if sample_sets is not None else None
+        payload = jobs.group_job_files(entries, samples, eval_inputs, warmup=spec.warmup, runs=spec.runs,
+                                       min_time_s=spec.min_time_s, threads=spec.threads, rounds=getattr(spec, "rounds", 1),
+                                       seed=seed, bench_sets=sets)
+        try:
+            result = run_payload(p, payload, f"{len(todo)} artifact(s)", log=self.log)
+        except DeviceError as exc:
+            crashed = "killed by" in str(exc) or "without a result" in str(exc)  # the runner's own words
+            if exc.connection or not crashed:
+                for i in todo:
+                    out[i] = self._device_failed(exc)
+                return out
+            if self.log:
+                self.log(f"[device] {self.name}: {exc}; timing each artifact on its own to find the one that crashed")
+            for i in todo:
+                out[i] = self.measure(variants[i], spec, samples if sample_sets is None else sample_sets[i], eval_inputs)
+            return out
+        from edgekit.targets.runner import decode_array
+
+        self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **result["environment"]}
+        for i, row in zip(todo, result["rows"]):
+            if "error" in row:
+                out[i] = Measurement("failed", f"device {self.name}: {row['error']}")
+                continue
+            out[i] = Measurement("ok", latencies_ms=row["latencies_ms"], rounds_ms=row["rounds_ms"],
+                                 interleaved=bool(row.get("interleaved")), runtime=row["runtime"],
+                                 outputs=decode_array(row["outputs"]) if row.get("outputs") else None,
+                                 environment=self._environment, settings={**row["settings"], "device": self.name})
+        return out
+
+    def _cannot_run(self, variant) -> Measurement | None:
+        """The row's measurement when the device cannot run ``variant`` at all, else None."""
+        fmt, p = FORMATS[variant.format], self.profile
+        if not p.modules_for(fmt.runtime_packages):
             wanted = " or ".join(name for name, module in runtime_names().items() if module in fmt.runtime_packages)
             return Measurement("skipped", f"device {self.name} has no runtime for {fmt.name}: its profile lists "
                                f"{', '.join(p.runtimes)}; install {wanted} there and add it to runtimes in {Path(p.path).name}")
         if self._unreachable:
             return Measurement("failed", self._unreachable)
-        options = {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
-        try:
-            run = run_artifact(p, fmt, variant.files, modules, samples, eval_inputs, warmup=spec.warmup, runs=spec.runs,
-                               min_time_s=spec.min_time_s, threads=spec.threads, options=options, log=self.log)
-        except DeviceError as exc:
-            reason = f"device {self.name}: {exc}"
-            if exc.connection:
-                self._unreachable = reason
-            return Measurement("failed", reason)
-        self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **run.environment}
-        return Measurement("ok", latencies_ms=run.latencies_ms, outputs=run.outputs, runtime=run.runtime,
-                           environment=self._environment, settings={**run.settings, "device": self.name})
+        return None
+
+    def _device_failed(self, exc: DeviceError) -> Measurement:
+        reason = f"device {self.name}: {exc}"
+        if exc.connection:
+            self._unreachable = reason
+        return Measurement("failed", reason)
 
     def environment(self) -> dict:
         if self._environment is not None:
@@ -181,33 +234,17 @@ class RemoteRun:
     outputs: np.ndarray | None
     environment: dict[str, Any]
     remote_dir: str
+    rounds_ms: list[list[float]] | None = None  # the same runs, per round
 
 
-def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *,
-                 warmup: int, runs: int, min_time_s: float = 0.0, threads: int = 1, options: dict | None = None,
-                 log=None, connection: Connection | None = None) -> RemoteRun:
-    """Copy the runner, the format's session, an artifact and its inputs to the device, run it
-    there, read the result back, remove the copy.
-
-    Args:
-        profile: the device.
-        fmt: the format-table row of the artifact.
-        files: the artifact's files; the first is the one the runtime opens.
-        modules: runtime modules to try on the device, in order.
-        bench_inputs, eval_inputs, warmup, runs, min_time_s, threads, options: see
-            ``edgekit.targets.job.job_files``.
-        log: where to say what is copied where.
-        connection: the transport (default: ssh to the profile's device).
-
-    Returns:
-        The latencies, outputs, runtime and environment of the device.
+def run_payload(profile: SshProfile, payload: dict, what: str, log=None, connection: Connection | None = None) -> dict:
+    """Copy a job (``edgekit.targets.job``) to the device, run the runner on it, read its
+    result back, remove the copy. Returns the runner's payload plus ``remote_dir``.
 
     Raises:
         DeviceError: with a one-line reason; the temporary folder on the device is removed.
     """
     conn = connection or Connection(profile)
-    payload = jobs.job_files(fmt, files, modules, bench_inputs, eval_inputs, warmup=warmup, runs=runs,
-                             min_time_s=min_time_s, threads=threads, options=options)
     uploaded = conn.run([profile.python, "-c", UPLOAD, profile.work_dir], stdin=tar(payload))
     if uploaded.returncode != 0:
         _no_result(uploaded, "copying files", profile)
@@ -217,7 +254,7 @@ def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str]
         raise DeviceError(f"copying files: expected the run folder as the last line of the device's reply, received "
                           f"{uploaded.stdout[-200:]!r}; does a login script on {profile.describe()} print to stdout?") from None
     if log:
-        log(f"[device] {profile.name}: {files[0].name} -> {profile.describe()}:{remote_dir}")
+        log(f"[device] {profile.name}: {what} -> {profile.describe()}:{remote_dir}")
     try:
         completed = conn.run([profile.python, posixpath.join(remote_dir, jobs.RUNNER_NAME), "--exit-on-stdin-eof",
                               posixpath.join(remote_dir, "job.json")], hold_stdin=True)
@@ -228,10 +265,44 @@ def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str]
         except DeviceError as exc:  # the result stands; a leftover folder is only worth a line in the log
             if log:
                 log(f"[device] {profile.name}: could not remove {remote_dir}: {exc}")
+    return {**result, "remote_dir": remote_dir}
+
+
+def _options(variant) -> dict:
+    """The variant's runtime options a job can carry (plain values only)."""
+    return {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
+
+
+def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *,
+                 warmup: int, runs: int, min_time_s: float = 0.0, threads: int = 1, rounds: int = 1,
+                 options: dict | None = None, log=None, connection: Connection | None = None) -> RemoteRun:
+    """Copy the runner, the format's session, an artifact and its inputs to the device, run it
+    there, read the result back, remove the copy.
+
+    Args:
+        profile: the device.
+        fmt: the format-table row of the artifact.
+        files: the artifact's files; the first is the one the runtime opens.
+        modules: runtime modules to try on the device, in order.
+        bench_inputs, eval_inputs, warmup, runs, min_time_s, threads, rounds, options: see
+            ``edgekit.targets.job.job_files``.
+        log: where to say what is copied where.
+        connection: the transport (default: ssh to the profile's device).
+
+    Returns:
+        The latencies, outputs, runtime and environment of the device.
+
+    Raises:
+        DeviceError: with a one-line reason; the temporary folder on the device is removed.
+    """
+    payload = jobs.job_files(fmt, files, modules, bench_inputs, eval_inputs, warmup=warmup, runs=runs,
+                             min_time_s=min_time_s, threads=threads, rounds=rounds, options=options)
+    result = run_payload(profile, payload, files[0].name, log=log, connection=connection)
+    remote_dir = result.pop("remote_dir")
     from edgekit.targets.runner import decode_array
 
     return RemoteRun(
         runtime=result["runtime"], settings=result["settings"], input_shape=result["input_shape"],
-        latencies_ms=result["latencies_ms"], environment=result["environment"], remote_dir=remote_dir,
+        latencies_ms=result["latencies_ms"], rounds_ms=result.get("rounds_ms"), environment=result["environment"], remote_dir=remote_dir,
         outputs=decode_array(result["outputs"]) if result.get("outputs") else None,
     )

@@ -9,6 +9,7 @@ GPU target without a GPU, bench on the cpu) need none of it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -244,19 +245,27 @@ def test_device_rows_use_the_devices_outputs(tmp_path, monkeypatch):
     host_outputs = np.eye(3, dtype=np.float32)[labels]  # the host's (and baseline's) outputs: all right
     device_outputs = np.eye(3, dtype=np.float32)[(labels + 1) % 3]  # the device's: all wrong
 
-    def fake_run(profile, fmt, files, modules, bench_inputs, eval_inputs=None, **kwargs):
-        assert eval_inputs is not None and len(eval_inputs) == 4 and modules == ["tflite_runtime"]
-        assert fmt is FORMATS["tflite"]
-        return ssh.RemoteRun("tflite_runtime 2.14.0", {"threads": 1}, [1, 2], [0.5, 0.6], device_outputs,
-                                 {"python": "3.9.2", "runtimes": {}}, "/tmp/edgekit-x")
+    from edgekit.targets.runner import encode_array
 
-    monkeypatch.setattr(ssh, "run_artifact", fake_run)
+    def fake_run(profile, payload, what, log=None, connection=None):
+        job = json.loads(payload["job.json"])
+        with np.load(io.BytesIO(payload["inputs.npz"])) as arrays:
+            assert len(arrays["eval"]) == 4
+        [row] = job["rows"]
+        assert row["modules"] == ["tflite_runtime"] and row["format"] == "tflite" and "model/0/m.tflite" in payload
+        return {"rows": [{"runtime": "tflite_runtime 2.14.0", "settings": {"threads": 1}, "input_shape": [1, 2],
+                          "latencies_ms": [0.5, 0.6], "rounds_ms": [[0.5], [0.6]], "interleaved": False,
+                          "outputs": encode_array(device_outputs)}],
+                "environment": {"python": "3.9.2", "runtimes": {}}, "remote_dir": "/tmp/edgekit-x"}
+
+    monkeypatch.setattr(ssh, "run_payload", fake_run)
     baseline = Variant(format="keras", precision="fp32", metrics={"accuracy": 1.0})
     variant = Variant(format="tflite", precision="fp32", path=tmp_path / "m.tflite", metrics={"accuracy": 1.0},
                       runtime="ai_edge_litert 2.3.0")
     (tmp_path / "m.tflite").write_bytes(b"x")
-    recipe = SimpleNamespace(benchmark=SimpleNamespace(inputs=2, warmup=0, runs=2, min_time_s=0, threads=1),
-                             targets=["pi"], path=tmp_path / "recipe.yaml", task="classification")
+    recipe = SimpleNamespace(benchmark=SimpleNamespace(inputs=2, warmup=0, runs=2, min_time_s=0, threads=1, rounds=1,
+                                                       unstable_spread=0.1),
+                             targets=["pi"], path=tmp_path / "recipe.yaml", task="classification", seed=0)
     data = SimpleNamespace(x_test=np.zeros((4, 2), np.float32), y_test=labels)
     out: list = []
     latencies, envs = rows.benchmark([baseline, variant], data, recipe, lambda m: None, host_outputs, rows=out)
@@ -431,7 +440,8 @@ def test_build_on_the_device_uses_the_devices_runtime_and_outputs(device_build):
     b = device_build
     assert b.result.exit_code == 1, b.result.output  # the fault devices' rows failed, and said so
     dev = _device_rows(b, "dev")
-    assert set(dev) == {f"{fmt}-{p}@dev" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")}
+    assert set(dev) == {f"{fmt}-{p}@dev" for fmt in ("tflite", "onnx", "openvino")
+                        for p in FORMATS[fmt].precisions_for(["fp32", "int8"])}
     for precision in ("fp32", "int8"):
         row, host = dev[f"tflite-{precision}@dev"], b.rows[f"tflite-{precision}@cpu"]
         assert row["status"] == "ok", row["reason"]
@@ -440,6 +450,13 @@ def test_build_on_the_device_uses_the_devices_runtime_and_outputs(device_build):
         assert row["metrics"]["accuracy"] == pytest.approx(host["metrics"]["accuracy"], abs=0.01)
         assert row["parity"]["top1_agreement"] >= 0.99
         assert row["delta"]["accuracy"] == pytest.approx(row["metrics"]["accuracy"] - b.rows["keras-fp32@cpu"]["metrics"]["accuracy"])
+    # Both tflite artifacts went to the device in one job and were timed there in interleaved
+    # rounds, as on the host: their ratio pairs round with round.
+    for precision in ("fp32", "int8"):
+        timing = dev[f"tflite-{precision}@dev"]["timing"]
+        assert timing["interleaved"] and timing["rounds"] == 5 and len(timing["round_p50_ms"]) == 5
+    lo, hi = dev["tflite-int8@dev"]["vs_fp32_same_runtime_ci95"]
+    assert lo <= dev["tflite-int8@dev"]["vs_fp32_same_runtime"] <= hi
     for fmt, runtime in (("onnx", "onnxruntime"), ("openvino", "openvino")):
         row = dev[f"{fmt}-fp32@dev"]
         assert row["status"] == "skipped" and f"device dev has no runtime for {fmt}" in row["reason"]
@@ -478,7 +495,10 @@ def test_gpu_rows_skip_cleanly_without_a_gpu(device_build):
 def test_faulty_devices_fail_their_rows_in_one_line_and_the_rest_completes(device_build):
     b = device_build
     cpu = _device_rows(b, "cpu")
-    assert len(cpu) == 7 and all(row["status"] == "ok" for row in cpu.values())
+    # 7 rows, 8 where openvino gains its bf16 twin (CPUs with AVX-512 BF16 / AMX)
+    # keras, tflite and onnx fp32 + int8, openvino's (a bf16 twin of fp32 on CPUs that have it)
+    assert len(cpu) == 5 + len(FORMATS["openvino"].precisions_for(["fp32", "int8"]))
+    assert all(row["status"] == "ok" for row in cpu.values())
     expected = {
         "unreachable": "device unreachable: connection refused",
         "badkey": "authentication refused by",
@@ -496,7 +516,8 @@ def test_faulty_devices_fail_their_rows_in_one_line_and_the_rest_completes(devic
             assert "\n" not in row["reason"] and row["metrics"] == {} and row["latency_ms"] is None
     assert "(never accepted blindly)" in b.rows["tflite-fp32@unknownhost"]["reason"]
     assert b.results["targets"]["unreachable"]["error"].startswith("device unreachable")
-    assert len(b.killed) == 2  # one worker per tflite artifact, each killed mid-run
+    # the job of both tflite artifacts, timed together, then each alone to find the one that crashed
+    assert len(b.killed) == 3
 
 
 @pytest.mark.device
