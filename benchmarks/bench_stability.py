@@ -93,6 +93,17 @@ def spread(results: list[dict]) -> dict[str, float]:
     return {rid: statistics.pstdev(v) / statistics.mean(v) for rid, v in p50s.items() if len(v) == len(results)}
 
 
+def ratio_spread(results: list[dict]) -> dict[str, float]:
+    """Per quantized row: std / mean over the reruns of its p50 / its fp32 sibling's p50, the
+    within-run ratio the gate judges."""
+    ratios: dict[str, list[float]] = {}
+    for doc in results:
+        for row in doc["rows"]:
+            if row.get("vs_fp32_same_runtime"):
+                ratios.setdefault(row["id"], []).append(1 / row["vs_fp32_same_runtime"])
+    return {rid: statistics.pstdev(v) / statistics.mean(v) for rid, v in ratios.items() if len(v) == len(results)}
+
+
 def ranking_flips(results: list[dict]) -> int:
     """Pairs of rows on one target that rank one way in a rerun where their p50 intervals do not
     overlap and the other way in another such rerun."""
@@ -151,6 +162,11 @@ def main() -> int:
                   f"unstable rows: {unstable_rows(results)} of {sum(len(d['rows']) for d in results)}")
             print(f"  p50 spread over reruns: median {statistics.median(spreads.values()):.1%}, "
                   f"worst {spreads[worst]:.1%} ({worst}); goal <= {goal:.0%}")
+            ratios = ratio_spread(results)
+            if ratios:
+                worst_ratio = max(ratios, key=ratios.get)
+                print(f"  spread over reruns of the ratio to the fp32 sibling (what the gate judges): median "
+                      f"{statistics.median(ratios.values()):.1%}, worst {ratios[worst_ratio]:.1%} ({worst_ratio})")
             print(f"  ranking flips where intervals do not overlap: {flips}")
             for rid, value in sorted(spreads.items(), key=lambda kv: -kv[1]):
                 p50s = [r["latency_ms"]["p50"] * 1000 for d in results for r in d["rows"] if r["id"] == rid]

@@ -310,6 +310,12 @@ def baseline_save(run_dir: Path, path: Path) -> None:
     recipe = doc["recipe"]
     click.echo(f"baseline: {path} ({len(doc['results']['rows'])} rows of recipe {recipe.get('name')}, "
                f"sha256 {str(recipe.get('sha256'))[:12]}); commit it and run: edgekit check RUN_DIR --baseline {path}")
+    shaky = [row["id"] for row in doc["results"]["rows"] if (row.get("timing") or {}).get("unstable")]
+    if shaky:
+        # every latency budget that reads these rows will go unjudged: say so now, not in CI
+        _log(f"warning: {len(shaky)} row(s) of this run have unstable timing ({', '.join(shaky[:5])}"
+             f"{', ...' if len(shaky) > 5 else ''}): `edgekit check` cannot judge their latency against this "
+             "baseline; save one from a run timed on a quieter machine (edgekit build --retime)")
 
 
 @cli.command("report")

@@ -18,10 +18,12 @@ import _thread
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 _seen = False
+_forwarded = False  # an unraisable Ctrl-C was sent on to the main thread (once per build)
 
 
 def _handler(signum, frame) -> None:
@@ -33,12 +35,12 @@ def _handler(signum, frame) -> None:
 @contextmanager
 def watching() -> Iterator[None]:
     """Remember every SIGINT while the block runs (main thread only; elsewhere a no-op)."""
-    global _seen
+    global _seen, _forwarded
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous, previous_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
-    _seen = False
+    _seen = _forwarded = False
     signal.signal(signal.SIGINT, _handler)
     sys.unraisablehook = _unraisable
     try:
@@ -50,11 +52,22 @@ def watching() -> Iterator[None]:
 
 
 def _unraisable(unraisable) -> None:
-    """A Ctrl-C raised where Python cannot raise it (a gc callback): raise it again in the main thread."""
+    """A Ctrl-C raised where Python cannot raise it (a gc callback): raise it again in the main
+    thread, once, after this hook has returned (raised in here, it would be one more unraisable
+    traceback)."""
+    global _forwarded
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        _thread.interrupt_main(signal.SIGINT)
+        if not _forwarded:
+            _forwarded = True
+            # a bare thread: threading.Thread.start() would wait in this hook for it to run
+            _thread.start_new_thread(_interrupt_soon, ())
         return
     sys.__unraisablehook__(unraisable)
+
+
+def _interrupt_soon() -> None:
+    time.sleep(0.05)  # the hook (and the callback that called it) has returned by then
+    _thread.interrupt_main(signal.SIGINT)
 
 
 def reraise_if_interrupted() -> None:

@@ -221,8 +221,9 @@ class BenchmarkSpec(_Section):
     rounds: int = Field(5, gt=0, le=1000, description="rounds every row of a target is timed in, interleaved in a "
                         "shuffled order (runs and min_time_s are split over them): a slow phase of a shared machine "
                         "hits every row alike, and the rounds give each p50 and speedup a 95% interval")
-    unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s spread more than this "
-                                   "(std / mean) is marked unstable: reported, never failed by `edgekit check`")
+    unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
+                                   "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
+                                   "unstable: reported, never failed by `edgekit check`")
 
 
 class Recipe(_Section):

@@ -117,3 +117,26 @@ def test_partial_keeps_finished_rows_as_measured_and_marks_the_rest(tiny_run):
     assert partial["rows"][:3] == finished and partial["baseline"] == "keras-fp32@cpu"
     assert [row["status"] for row in partial["rows"][3:]] == ["interrupted"] * (len(results["rows"]) - 3)
     assert partial["latency_by_target"]["tflite-fp32"]["cpu"]["status"] == "ok"
+
+
+def test_a_ctrl_c_inside_a_gc_callback_still_stops_the_build_silently(capsys):
+    """JAX (which TensorFlow imports when it is installed) runs a callback after every garbage
+    collection; a SIGINT landing there is "unraisable": Python prints a traceback and drops it."""
+    import gc
+    import time
+
+    from edgekit import interrupts
+
+    def callback(phase, info):
+        raise KeyboardInterrupt  # what the SIGINT handler does, at the wrong moment
+
+    with pytest.raises(KeyboardInterrupt), interrupts.watching():
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the build goes on ... and is stopped here
+            time.sleep(0.01)
+    assert "Traceback" not in capsys.readouterr().err

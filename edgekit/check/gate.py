@@ -268,6 +268,11 @@ def _reference_id(ctx: _Context) -> str:
     return ctx.base_id
 
 
+def _robust_spread(row: dict) -> float:
+    timing = row.get("timing") or {}
+    return timing.get("robust_spread", timing.get("spread", 0.0))
+
+
 def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     """The in-run latency ratio now against the stored one, judged with its interval."""
     from edgekit.bench.stats import log_ratio_se, t975
@@ -286,7 +291,7 @@ def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     if problems or value is None:
         return _judge(ctx, name, value, limit, fmt, "", "no latency for this row or its reference row, now or stored",
                       problems)
-    shaky = [f"{where} ({(r.get('timing') or {}).get('spread', 0):.0%} spread over its rounds)"
+    shaky = [f"{where} (its rounds disagree by {_robust_spread(r):.0%})"
              for where, r in ((f"{ctx.row_id} now", ctx.row), (f"{ctx.row_id} stored", ctx.old),
                               (f"{ref_id} now", ref), (f"{ref_id} stored", old_ref)) if (r.get("timing") or {}).get("unstable")]
     if shaky:

@@ -56,8 +56,9 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
     if row["latency_ms"] and getattr(m, "rounds_ms", None):
         row["timing"] = summarize_rounds(row["latency_ms"]["p50"], m.rounds_ms, unstable_spread, m.interleaved)
         if row["timing"].get("unstable"):
-            row["notes"].append(f"unstable timing: the round p50s spread {row['timing']['spread']:.0%} (more than "
-                                f"{unstable_spread:.0%}); the machine was busy: time again with `edgekit build --retime`")
+            row["notes"].append(f"unstable timing: the round p50s disagree by {row['timing']['robust_spread']:.0%} "
+                                f"(robust spread, more than {unstable_spread:.0%}); the machine was busy: time again "
+                                "with `edgekit build --retime`")
     return row
 
 

@@ -506,12 +506,12 @@ def test_regression_past_the_limit_but_within_the_noise_passes_as_not_significan
 def test_unstable_rows_are_reported_not_failed(run, tmp_path):
     def shaky(_, rows):
         _scale_latency(rows[INT8], 2.0)
-        rows[INT8]["timing"].update(unstable=True, spread=0.31)
+        rows[INT8]["timing"].update(unstable=True, robust_spread=0.31)
 
     result = _check(_variant(run, tmp_path, shaky), "--baseline", run["baseline"])
     assert result.exit_code == 0, result.output
     [line] = [line for line in _lines(result.output, INT8, "unstable") if "latency ratio" in line]
-    assert "2.000x" in line and "31% spread" in line and "--retime" in line
+    assert "2.000x" in line and "rounds disagree by 31%" in line and "--retime" in line
     assert "1 latency budget(s) not judged, their timing unstable (tflite-int8@cpu)" in result.output.splitlines()[-1]
 
 
