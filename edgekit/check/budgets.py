@@ -26,8 +26,9 @@ DOCS = {
                                     "machine does not fail; it fails only when the growth is past the limit and "
                                     "significant (its 95% interval, from the rounds, lies above 1)",
     "latency_reference": "the reference row of max_latency_ratio_regression: fp32 (the same model's fp32 row in the "
-                         "same runtime and target; the baseline row for fp32 rows themselves) or baseline (the run's "
-                         "baseline row, usually the Keras model, the noisiest row of a CPU run)",
+                         "same runtime and target, for a compressed model's fp32 row the base model's; the base "
+                         "model's fp32 rows are then not judged) or baseline (the run's baseline row, usually the "
+                         "Keras model, whose CPU latency moves between runs more than any other row's)",
     "max_latency_ms_abs": "largest allowed p50 latency in ms. Absolute: meaningful only on a pinned device",
     "max_latency_abs_regression": "largest allowed row p50 now / row p50 in the stored baseline: 1.10 = 10% "
                                   "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",

@@ -254,18 +254,24 @@ def _p50(row: dict | None) -> float | None:
     return lat.get("p50") if lat else None
 
 
-def _reference_id(ctx: _Context) -> str:
-    """The row whose p50 the row's is divided by: the same model's fp32 row in the same runtime
-    and target (latency_reference: fp32, the default; QAT models use the base model's), else
-    the baseline row (latency_reference: baseline, fp32 rows themselves, or no fp32 row)."""
+def _reference_id(ctx: _Context) -> str | None:
+    """The row whose p50 the row's is divided by. latency_reference fp32 (the default): the
+    same model's fp32 row in the same runtime and target, for a compressed model's fp32 row the
+    base model's (QAT models, which have no fp32 row, also use the base model's); None for the
+    base model's fp32 rows, which have no sibling to be timed against. latency_reference
+    baseline: the run's baseline row."""
     row = ctx.row
-    if ctx.budget.latency_reference == "fp32" and row.get("precision") != "fp32" and row.get("format") != "keras":
-        for model in (row.get("model"), "base"):
-            for rid, other in ctx.rows.items():
-                if (other.get("model"), other.get("format"), other.get("precision"), other.get("target")) == (
-                        model, row.get("format"), "fp32", row.get("target")):
-                    return rid
-    return ctx.base_id
+    if ctx.budget.latency_reference == "baseline":
+        return ctx.base_id
+    if row.get("format") == "keras":
+        return None
+    own = [] if row.get("precision") == "fp32" else [row.get("model")]
+    for model in (*own, "base"):
+        for rid, other in ctx.rows.items():
+            if rid != ctx.row_id and (other.get("model"), other.get("format"), other.get("precision"),
+                                      other.get("target")) == (model, row.get("format"), "fp32", row.get("target")):
+                return rid
+    return None
 
 
 def _robust_spread(row: dict) -> float:
@@ -279,8 +285,14 @@ def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     from edgekit.report.rows import paired
 
     ref_id = _reference_id(ctx)
-    ref, old_ref = ctx.rows.get(ref_id), ctx.old_rows.get(ref_id)
     name = "latency ratio regression vs stored"
+    if ref_id is None:
+        # The Keras row is the one reference left, and on a CPU its latency moves between runs
+        # by up to 1.7x here (TensorFlow's thread hand-offs), which no interval of one run sees.
+        return Outcome(ctx.row_id, name, "-", "{:.3f}x".format(limit), "skip",
+                       "no fp32 sibling in the same runtime to be timed against; set latency_reference: baseline "
+                       "to judge it against the baseline row, or an absolute budget on a pinned device")
+    ref, old_ref = ctx.rows.get(ref_id), ctx.old_rows.get(ref_id)
     now, old, ref_now, ref_old = _p50(ctx.row), _p50(ctx.old), _p50(ref), _p50(old_ref)
     missing = [] if ref_id != ctx.base_id else ctx.no_base + ctx.no_old_base
     problems = (missing + _bad("p50", now, "on this row", latency=True) + _bad("p50", old, "in the stored baseline", latency=True)

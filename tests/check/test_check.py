@@ -103,11 +103,15 @@ def test_injected_accuracy_drop_fails_and_names_the_row(run, tmp_path):
 
 
 def test_injected_latency_ratio_regression_fails(run, tmp_path):
-    result = _check(_variant(run, tmp_path, lambda _, rows: _scale_latency(rows[FP32], 1.6)), "--baseline", run["baseline"])
+    result = _check(_variant(run, tmp_path, lambda _, rows: _scale_latency(rows[INT8], 1.6)), "--baseline", run["baseline"])
     assert result.exit_code == 1, result.output
-    [line] = _lines(result.output, FP32, "FAIL")
+    [line] = _lines(result.output, INT8, "FAIL")
     assert "latency ratio regression vs stored  1.600x  1.250x" in line and "growth 95% interval" in line
-    assert "Error: 1 of" in result.output and FP32 in result.output.splitlines()[-1]
+    assert f"vs {FP32}" in line  # an int8 row is timed against its fp32 sibling
+    assert "Error: 1 of" in result.output and INT8 in result.output.splitlines()[-1]
+    # the fp32 row itself has no sibling: by default its ratio budget is not judged
+    [line] = [line for line in _lines(result.output, FP32, "skip") if "latency ratio" in line]
+    assert "latency_reference: baseline" in line
 
 
 def test_slower_machine_does_not_fail_but_absolute_budget_does(run, tmp_path):
@@ -128,7 +132,7 @@ def test_better_run_passes(run, tmp_path):
     def better(_, rows):
         for row_id in (FP32, INT8):
             rows[row_id]["metrics"]["accuracy"] = min(1.0, rows[row_id]["metrics"]["accuracy"] + 0.01)
-            _scale_latency(rows[row_id], 0.5)
+        _scale_latency(rows[INT8], 0.5)
 
     result = _check(_variant(run, tmp_path, better), "--baseline", run["baseline"])
     assert result.exit_code == 0, result.output
@@ -326,9 +330,9 @@ def _stored_variant(run, tmp_path, change) -> str:
     [
         (lambda rows: rows[INT8]["metrics"].update(accuracy=NAN), "accuracy drop vs stored", "accuracy is NaN in the stored baseline"),
         (lambda rows: _set_p50(rows[INT8], NAN), "latency ratio regression vs stored", "p50 is NaN in the stored baseline"),
-        # fp32 rows are timed against the baseline row; int8 rows against their fp32 row
-        (lambda rows: _set_p50(rows[BASE], INF), "latency ratio regression vs stored",
-         "p50 is inf on the reference row keras-fp32@cpu in the stored baseline"),
+        # int8 rows are timed against their fp32 row
+        (lambda rows: _set_p50(rows[FP32], INF), "latency ratio regression vs stored",
+         "p50 is inf on the reference row tflite-fp32@cpu in the stored baseline"),
     ],
     ids=["nan-metric", "nan-p50", "inf-baseline-row-p50"],
 )
@@ -336,8 +340,7 @@ def test_non_finite_values_in_the_stored_baseline_fail(run, tmp_path, change, bu
     stored = _stored_variant(run, tmp_path, lambda _, rows: change(rows))
     result = _check(run["dir"] / "results.json", "--baseline", stored)
     assert result.exit_code == 1, result.output
-    row = FP32 if "reference row keras" in reason else INT8
-    assert any(f" {budget} " in line and reason in line for line in _lines(result.output, row, "FAIL")), result.output
+    assert any(f" {budget} " in line and reason in line for line in _lines(result.output, INT8, "FAIL")), result.output
     assert "re-save the baseline" in result.output and "Error:" in result.output
 
 
@@ -347,7 +350,7 @@ def test_baseline_id_that_names_no_row_fails(run, tmp_path):
 
     results = _variant(run, tmp_path, rename)
     stored = _stored_variant(run, tmp_path, rename)  # the same id in both, so the files are comparable
-    result = _check(results, "--baseline", stored)
+    result = _check(results, "--baseline", stored, "--recipe", _by_baseline(tmp_path))
     assert result.exit_code == 1, result.output
     error = _error(result.output)
     assert error.startswith("Error: ") and "nope@cpu baseline row missing: results: the baseline row is 'nope@cpu'" in error
@@ -355,13 +358,13 @@ def test_baseline_id_that_names_no_row_fails(run, tmp_path):
     # The budgets that compare with the baseline row fail instead of skipping.
     failing = _lines(result.output, INT8, "FAIL")
     assert any("accuracy drop vs nope@cpu" in line and "the results have no baseline row 'nope@cpu'" in line for line in failing)
-    # fp32 rows divide by the baseline row (int8 rows by their fp32 row, which is there)
+    # with latency_reference: baseline, the latency budgets read the baseline row too
     assert any("latency ratio regression vs stored" in line for line in _lines(result.output, FP32, "FAIL"))
 
 
 def test_stored_baseline_without_its_baseline_row_fails(run, tmp_path):
     stored = _stored_variant(run, tmp_path, lambda results, _: results["rows"].pop(0))
-    result = _check(run["dir"] / "results.json", "--baseline", stored)
+    result = _check(run["dir"] / "results.json", "--baseline", stored, "--recipe", _by_baseline(tmp_path))
     assert result.exit_code == 1, result.output
     assert "stored baseline: the baseline row is 'keras-fp32@cpu' but no row has that id" in _error(result.output)
     [line] = [line for line in _lines(result.output, FP32, "FAIL") if "latency ratio" in line]
@@ -408,8 +411,8 @@ def test_failed_status_reads_as_a_reason_not_a_comparison(run, tmp_path):
 
 
 def test_numeric_failure_still_reads_value_over_limit(run, tmp_path):
-    results = _variant(run, tmp_path, lambda _, rows: _scale_latency(rows[FP32], 1.6))
-    assert f"{FP32} latency ratio regression vs stored 1.600x > 1.250x" in _error(_check(results, "--baseline", run["baseline"]).output)
+    results = _variant(run, tmp_path, lambda _, rows: _scale_latency(rows[INT8], 1.6))
+    assert f"{INT8} latency ratio regression vs stored 1.600x > 1.250x" in _error(_check(results, "--baseline", run["baseline"]).output)
 
 
 @pytest.mark.parametrize(
@@ -493,13 +496,13 @@ def test_add_speedups_never_divides_by_an_impossible_p50(bad):
 
 def test_regression_past_the_limit_but_within_the_noise_passes_as_not_significant(run, tmp_path):
     def noisy(_, rows):  # 1.6x slower, but its rounds ranged from 0.6x to 1.6x of the p50
-        _scale_latency(rows[FP32], 1.6)
-        p50 = rows[FP32]["latency_ms"]["p50"]
-        rows[FP32]["timing"]["round_p50_ms"] = [p50 * r for r in (0.6, 1.6, 0.7, 1.5, 1.0)]
+        _scale_latency(rows[INT8], 1.6)
+        p50 = rows[INT8]["latency_ms"]["p50"]
+        rows[INT8]["timing"]["round_p50_ms"] = [p50 * r for r in (0.6, 1.6, 0.7, 1.5, 1.0)]
 
     result = _check(_variant(run, tmp_path, noisy), "--baseline", run["baseline"])
     assert result.exit_code == 0, result.output
-    [line] = [line for line in _lines(result.output, FP32, "pass") if "latency ratio" in line]
+    [line] = [line for line in _lines(result.output, INT8, "pass") if "latency ratio" in line]
     assert "1.600x" in line and "not significant (the interval holds 1)" in line
 
 
@@ -528,3 +531,10 @@ def test_int8_rows_are_judged_against_their_own_fp32_row_not_the_keras_row(run, 
     [line] = [line for line in _lines(result.output, INT8, "pass") if "latency ratio" in line]
     assert "0.500x" in line and "vs keras-fp32@cpu" in line
 
+
+
+def _by_baseline(tmp_path):
+    """The tiny recipe with every row's latency judged against the baseline row."""
+    recipe = tmp_path / "by_baseline.yaml"
+    recipe.write_text(TINY_RECIPE + "check:\n  defaults: {latency_reference: baseline}\n")
+    return recipe
