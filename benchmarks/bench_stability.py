@@ -119,6 +119,18 @@ def ranking_flips(results: list[dict]) -> int:
     return sum(len(orders) > 1 for orders in seen.values())
 
 
+def verdict_flips(results: list[dict]) -> list[str]:
+    """Rows whose "slower than fp32" verdict (slower / no significant difference / none) was
+    not the same in every rerun."""
+    seen: dict[str, set[str]] = {}
+    for doc in results:
+        for row in doc["rows"]:
+            notes = " ".join(row.get("notes") or [])
+            verdict = "slower" if "slower than fp32" in notes else "not significant" if "no significant" in notes else "-"
+            seen.setdefault(row["id"], set()).add(verdict)
+    return [f"{rid} ({', '.join(sorted(v))})" for rid, v in seen.items() if len(v) > 1]
+
+
 def unstable_rows(results: list[dict]) -> int:
     return sum(bool((r.get("timing") or {}).get("unstable")) for doc in results for r in doc["rows"])
 
@@ -168,6 +180,9 @@ def main() -> int:
                 print(f"  spread over reruns of the ratio to the fp32 sibling (what the gate judges): median "
                       f"{statistics.median(ratios.values()):.1%}, worst {ratios[worst_ratio]:.1%} ({worst_ratio})")
             print(f"  ranking flips where intervals do not overlap: {flips}")
+            changed = verdict_flips(results)
+            print(f"  'slower than fp32' verdicts that changed between reruns: {len(changed)}"
+                  + (f" ({'; '.join(changed)})" if changed else ""))
             for rid, value in sorted(spreads.items(), key=lambda kv: -kv[1]):
                 p50s = [r["latency_ms"]["p50"] * 1000 for d in results for r in d["rows"] if r["id"] == rid]
                 print(f"    {rid:32s} spread {value:6.1%}  p50 us {min(p50s):8.1f} .. {max(p50s):8.1f}")
