@@ -171,7 +171,7 @@ def test_a_small_but_significant_slowdown_says_it_may_be_under_five_percent():
     slow = _timed("openvino", "int8", _rounds([10.6 * p * q for p, q in zip(phases, [1.0, 1.03, 0.98, 1.01, 0.99])]))
     add_speedups([_timed("keras", "fp32", _rounds([100] * 5)), fp32, slow])
     [note] = slow["notes"]
-    assert note.startswith("int8 slower than fp32, possibly by less than 5%: 1.06x [")
+    assert note.startswith("int8 slower than fp32 in rt 1, possibly by less than 5%: 1.06x [")
     lo, _ = slow["vs_fp32_same_runtime_ci95"]
     assert 1 / lo > 1.05  # the interval reaches past 5% ...
     fine = _timed("openvino", "int8", _rounds([10.3 * p for p in phases]))  # 3% slower, clearly: no note
