@@ -96,13 +96,6 @@ def _order(row: dict, groups) -> tuple[int, int]:
     return len(groups), 0
 
 
-def _where(target):
-    from edgekit.environment import cpu_info
-
-    profile = getattr(target, "profile", None)
-    return profile.model_dump(mode="json") if hasattr(profile, "model_dump") else cpu_info()
-
-
 def _outputs_file(folder, name: str):
     return folder / ("outputs.npy" if name == "measurement" else f"{name}.outputs.npy")
 
@@ -160,8 +153,8 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
 
     if cache is None or any(v.key is None for v in variants):
         return compute()
-    key = make_key("bench", subjects=[v.key for v in variants], rows=ids, target=target_name, where=_where(target),
-                   spec=spec.model_dump(), inputs=fingerprint(*samples, data.x_test), seed=seed,
+    key = make_key("bench", subjects=[v.key for v in variants], rows=ids, target=target_name,
+                   where=target.cache_identity(), spec=spec.model_dump(), inputs=fingerprint(*samples, data.x_test), seed=seed,
                    code=sorted({_timing_code(target, v) for v in variants}))
 
     def store(measurements, folder):
@@ -192,7 +185,7 @@ def _measure(target, target_name, variant, spec, samples, data, cache, log, row_
 
     if cache is None or variant.key is None:
         return _time(target, row_id, variant, spec, samples, data, log)
-    key = make_key("bench", subject=variant.key, target=target_name, where=_where(target), spec=spec.model_dump(),
+    key = make_key("bench", subject=variant.key, target=target_name, where=target.cache_identity(), spec=spec.model_dump(),
                    inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant))
     measurement, reused = cache.fetch("bench", key, row_id, load=_load_measurement, store=_store_measurement,
                                       keep=lambda m: m.status == "ok",

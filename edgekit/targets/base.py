@@ -91,6 +91,14 @@ class Target(ABC):
         """What this target is, for results.json's ``targets`` block."""
         return {}
 
+    def cache_identity(self) -> dict:
+        """Plain data that tells this target apart in the bench cache key: a measurement is
+        reused only where this is unchanged. The default is this machine's CPU model and ISA
+        flags; a device names its profile, the gpu target its backends and GPUs."""
+        from edgekit.environment import cpu_info
+
+        return {"cpu": cpu_info()}
+
     def unsupported_reason(self, variant) -> str:
         """One line for the row of a variant this target does not support."""
         return f"target {self.name} cannot run {variant.format}"

@@ -79,19 +79,16 @@ class GpuTarget(Target):
     def unsupported_reason(self, variant) -> str:
         return f"target {self.name} times the recipe's fp32 baseline only; use cpu or a device"
 
-    @property
-    def profile(self):
-        """What the bench cache key must know besides this machine's CPU (bench/stage.py keys a
-        target's measurements on ``target.profile.model_dump()`` where there is one): which
-        backends may run, on which GPUs, from which Python, whether the CPU test mode is on; a
-        measurement never comes back from the cache for another choice."""
+    def cache_identity(self) -> dict:
+        """Which backends may run, on which GPUs, from which Python, whether the CPU test mode
+        is on: a measurement never comes back from the cache for another choice."""
         from edgekit.cache import source_hash
 
         # The Keras 3 session and export are not the Keras row's session module, which is all the
         # bench key's code hash names: their source goes in here.
-        return _CacheIdentity({"kind": self.kind, "backends": os.environ.get(BACKEND_ENV, ""),
-                               "allow_cpu": _allow_cpu(), "python": _python(), "gpus": _nvidia_smi(),
-                               "cpu": _cpu(), "code": source_hash("edgekit.runtimes.keras3", "edgekit.convert.keras3")})
+        return {"kind": self.kind, "backends": os.environ.get(BACKEND_ENV, ""), "allow_cpu": _allow_cpu(),
+                "python": _python(), "gpus": _nvidia_smi(), "cpu": _cpu(),
+                "code": source_hash("edgekit.runtimes.keras3", "edgekit.convert.keras3")}
 
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
         if variant.format in FORMATS:  # onnxruntime's CUDA provider
@@ -208,16 +205,6 @@ class GpuTarget(Target):
         settings["export_max_abs_diff"] = export.get("max_abs_diff")
         return Measurement("ok", latencies_ms=result["latencies_ms"], rounds_ms=result.get("rounds_ms"), outputs=outputs,
                            runtime=runtime, settings=settings, environment=self._keras3)
-
-
-class _CacheIdentity:
-    """A plain-data stand-in for a device profile in the bench cache key (see GpuTarget.profile)."""
-
-    def __init__(self, data: dict):
-        self.data = data
-
-    def model_dump(self, mode: str = "json") -> dict:
-        return dict(self.data)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -174,6 +174,9 @@ class SshTarget(Target):
             self._unreachable = reason
         return Measurement("failed", reason)
 
+    def cache_identity(self) -> dict:
+        return self.profile.model_dump(mode="json")
+
     def environment(self) -> dict:
         if self._environment is not None:
             return self._environment
