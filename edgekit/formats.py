@@ -178,8 +178,9 @@ class Format:
 
 @lru_cache(maxsize=1)
 def host_isa() -> tuple[str, ...]:
-    """This machine's ISA flags (``edgekit.environment.cpu_info``), read once per process."""
-    from edgekit.environment import cpu_info
+    """This machine's ISA flags (the device runner's reading, as ``edgekit.environment`` uses:
+    the environment imports this table, so the table reads the runner itself), once per process."""
+    from edgekit.targets.runner import cpu_info
 
     return tuple(cpu_info()[1])
 
