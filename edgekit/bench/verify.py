@@ -287,8 +287,10 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
     if not isinstance(row.get("path"), str) or not row["path"]:
         check.reason = "row names no artifact (path) in results.json"
         return check
+    from edgekit.formats import FORMATS
+
     artifact = run_dir / row["path"]
-    needed = [artifact] + ([artifact.with_suffix(".bin")] if fmt == "openvino" else [])
+    needed = FORMATS[fmt].files(artifact) if fmt in FORMATS else [artifact]  # an IR's .bin with its .xml
     missing = [path for path in needed if not path.is_file()]
     if missing:
         check.reason = f"artifact {missing[0]} not found in the run directory (was it moved or cleaned?)"
