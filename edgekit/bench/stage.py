@@ -65,35 +65,27 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
 
     for target_name, target, group in groups:
         ready = [v for v in group if v.status == "ok"]
-        for variant in group:
-            if variant.status != "ok":
-                add(target_name, target, variant, Measurement(variant.status, variant.reason))
         if getattr(target, "interleaves", False):
             step(log, f"benchmarking {target_name}", done, total)
             elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
                                  and not getattr(pool, "in_process", False)) else None
-            for variant, measurement in zip(ready, _measure_group(target, target_name, ready, spec, samples, data,
-                                                                     cache, log, recipe, elsewhere)):
-                add(target_name, target, variant, measurement)
+            timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
+                                                            cache, log, recipe, elsewhere)))
+            for variant in group:  # in build order, whatever order they were timed in
+                add(target_name, target, variant, timed[id(variant)] if id(variant) in timed
+                    else Measurement(variant.status, variant.reason))
             done += len(group)
             continue
-        for variant in ready:
+        for variant in group:
+            if variant.status != "ok":
+                add(target_name, target, variant, Measurement(variant.status, variant.reason))
+                continue
             step(log, "benchmarking", done, total)
             row_id = f"{variant.stem}@{target_name}"
             add(target_name, target, variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id))
             done += 1
-    rows.sort(key=lambda row: _order(row, groups))
     add_speedups(rows)
     return latencies, {name: target.environment() for name, target in targets.items()}
-
-
-def _order(row: dict, groups) -> tuple[int, int]:
-    """Rows in plan order: target by target, variants in build order, whatever order they were timed in."""
-    for t, (name, _, group) in enumerate(groups):
-        for v, variant in enumerate(group):
-            if row["target"] == name and row["id"] == f"{variant.stem}@{name}":
-                return t, v
-    return len(groups), 0
 
 
 def _outputs_file(folder, name: str):
