@@ -149,6 +149,25 @@ def tiny_model(digits):
     return model
 
 
+#: the artifacts of ``tiny_artifacts``: fp32 and int8 in every built-in format
+FORMAT_CASES = [(fmt, precision) for fmt in ("tflite", "onnx", "openvino") for precision in ("fp32", "int8")]
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_model, digits, tmp_path_factory):
+    """The tiny CNN converted once per session: ``{(format, precision): path}`` for FORMAT_CASES."""
+    from edgekit.formats import FORMATS
+
+    folder = tmp_path_factory.mktemp("tiny-artifacts")
+    x, _ = digits
+    paths = {}
+    for fmt_name, precision in FORMAT_CASES:
+        fmt = FORMATS[fmt_name]
+        paths[fmt_name, precision] = path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
+        fmt.load_converter()(tiny_model, path, precision, x[:100], {})
+    return paths
+
+
 def pytest_collection_modifyitems(config, items):
     if not any("gpu" in item.keywords for item in items):
         return

@@ -14,20 +14,7 @@ import numpy as np
 import pytest
 
 from edgekit.formats import FORMATS
-
-CASES = [(fmt, precision) for fmt in ("tflite", "onnx", "openvino") for precision in ("fp32", "int8")]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tiny_model, digits, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("session-paths")
-    x, _ = digits
-    paths = {}
-    for fmt_name, precision in CASES:
-        fmt = FORMATS[fmt_name]
-        paths[fmt_name, precision] = path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
-        fmt.load_converter()(tiny_model, path, precision, x[:100], {})
-    return paths
+from tests.conftest import FORMAT_CASES
 
 
 def _public_api_outputs(fmt_name: str, path, x: np.ndarray) -> np.ndarray:
@@ -73,19 +60,19 @@ def _public_api_outputs(fmt_name: str, path, x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-@pytest.mark.parametrize("fmt_name, precision", CASES)
-def test_predict_equals_the_public_api_bit_for_bit(artifacts, digits, fmt_name, precision):
+@pytest.mark.parametrize("fmt_name, precision", FORMAT_CASES)
+def test_predict_equals_the_public_api_bit_for_bit(tiny_artifacts, digits, fmt_name, precision):
     x = digits[0][:40]
-    session = FORMATS[fmt_name].load_runtime()(artifacts[fmt_name, precision], 1, {})
-    np.testing.assert_array_equal(session.predict(x), _public_api_outputs(fmt_name, artifacts[fmt_name, precision], x))
+    session = FORMATS[fmt_name].load_runtime()(tiny_artifacts[fmt_name, precision], 1, {})
+    np.testing.assert_array_equal(session.predict(x), _public_api_outputs(fmt_name, tiny_artifacts[fmt_name, precision], x))
 
 
-@pytest.mark.parametrize("fmt_name, precision", CASES)
-def test_cycling_prepared_feeds_gives_each_its_own_output(artifacts, digits, fmt_name, precision):
+@pytest.mark.parametrize("fmt_name, precision", FORMAT_CASES)
+def test_cycling_prepared_feeds_gives_each_its_own_output(tiny_artifacts, digits, fmt_name, precision):
     """The timing loop prepares many feeds once and cycles through them: each run must compute
     on its own feed, and a decoded output must not change when a later run reuses the buffers."""
     x = digits[0][:12]
-    session = FORMATS[fmt_name].load_runtime()(artifacts[fmt_name, precision], 1, {})
+    session = FORMATS[fmt_name].load_runtime()(tiny_artifacts[fmt_name, precision], 1, {})
     expected = session.predict(x)
     assert len({row.tobytes() for row in expected}) > 1  # different samples, different outputs
     feeds = [session.prepare(x[i : i + 1]) for i in range(len(x))]
@@ -97,9 +84,9 @@ def test_cycling_prepared_feeds_gives_each_its_own_output(artifacts, digits, fmt
         np.testing.assert_array_equal(out, expected[i : i + 1])
 
 
-@pytest.mark.parametrize("fmt_name, precision", CASES)
-def test_harness_cost_is_sane(artifacts, digits, fmt_name, precision):
-    session = FORMATS[fmt_name].load_runtime()(artifacts[fmt_name, precision], 1, {})
+@pytest.mark.parametrize("fmt_name, precision", FORMAT_CASES)
+def test_harness_cost_is_sane(tiny_artifacts, digits, fmt_name, precision):
+    session = FORMATS[fmt_name].load_runtime()(tiny_artifacts[fmt_name, precision], 1, {})
     feed = session.prepare(digits[0][:1])
     cost = session.harness_cost(feed, runs=100)
     assert set(cost) >= {"call_ms", "runtime_only_ms", "harness_ms", "how"}
@@ -113,12 +100,12 @@ def test_harness_cost_is_sane(artifacts, digits, fmt_name, precision):
     assert session.timed_call
 
 
-def test_litert_falls_back_to_the_public_calls_for_a_dynamic_shape(artifacts, digits, monkeypatch):
+def test_litert_falls_back_to_the_public_calls_for_a_dynamic_shape(tiny_artifacts, digits, monkeypatch):
     """A tensor whose shape is not static may move between invokes: no views are held then,
     and the public copying calls give the same outputs."""
     from edgekit.runtimes import litert
 
-    path = artifacts["tflite", "int8"]
+    path = tiny_artifacts["tflite", "int8"]
     fast = litert.open_session(path, 1)
     monkeypatch.setattr(litert, "_static", lambda details: False)
     public = litert.open_session(path, 1)
@@ -129,11 +116,11 @@ def test_litert_falls_back_to_the_public_calls_for_a_dynamic_shape(artifacts, di
     assert public.harness_cost(public.prepare(digits[0][:1]), runs=20)["call_ms"] > 0
 
 
-def test_openvino_falls_back_to_the_public_infer(artifacts, digits, monkeypatch):
+def test_openvino_falls_back_to_the_public_infer(tiny_artifacts, digits, monkeypatch):
     """An openvino whose pybind InferRequest lacks the infer signature used: the public calls."""
     from edgekit.runtimes import openvino as ov_session
 
-    path = artifacts["openvino", "int8"]
+    path = tiny_artifacts["openvino", "int8"]
     fast = ov_session.open_session(path, 1)
     monkeypatch.setattr(ov_session, "_native_infer", lambda request: None)
     public = ov_session.open_session(path, 1)
@@ -142,11 +129,11 @@ def test_openvino_falls_back_to_the_public_infer(artifacts, digits, monkeypatch)
     assert public.harness_cost(public.prepare(digits[0][:1]), runs=20)["runtime_only_ms"] > 0
 
 
-def test_onnxruntime_without_the_cpp_session_object_uses_the_wrapper(artifacts, digits):
+def test_onnxruntime_without_the_cpp_session_object_uses_the_wrapper(tiny_artifacts, digits):
     """An onnxruntime whose InferenceSession has no ``_sess``: the public run_with_iobinding."""
     from edgekit.runtimes.onnxruntime import open_session
 
-    path = artifacts["onnx", "int8"]
+    path = tiny_artifacts["onnx", "int8"]
     fast = open_session(path, 1)
     public = open_session(path, 1)
     public._run = None  # what __init__ finds without InferenceSession._sess

@@ -22,24 +22,11 @@ from edgekit.formats import FORMATS
 from edgekit.targets import job as jobs
 from edgekit.targets import ssh
 from edgekit.targets.ssh_transport import LocalConnection
+from tests.conftest import FORMAT_CASES
 from tests.targets.sshd import device_profile
 
-CASES = [(fmt, precision) for fmt in ("tflite", "onnx", "openvino") for precision in ("fp32", "int8")]
 #: every runtime this machine's Python has, under its profile name
 HOST_RUNTIMES = ["litert", "onnxruntime", "openvino"]
-
-
-@pytest.fixture(scope="module")
-def all_artifacts(tiny_model, digits, tmp_path_factory):
-    """fp32 and int8 artifacts of the tiny CNN in every format."""
-    folder = tmp_path_factory.mktemp("parity")
-    x, _ = digits
-    paths = {}
-    for fmt_name, precision in CASES:
-        fmt = FORMATS[fmt_name]
-        paths[fmt_name, precision] = path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
-        fmt.load_converter()(tiny_model, path, precision, x[:100], {})
-    return paths
 
 
 def _local_profile(tmp_path: Path) -> ssh.SshProfile:
@@ -63,10 +50,10 @@ def _compare(fmt, path, profile, connection, x_eval, x_bench):
     return float(np.max(np.abs(run.outputs - expected)))
 
 
-@pytest.mark.parametrize("fmt_name, precision", CASES)
-def test_device_runner_gives_the_local_sessions_outputs_and_settings(all_artifacts, digits, tmp_path, fmt_name, precision):
+@pytest.mark.parametrize("fmt_name, precision", FORMAT_CASES)
+def test_device_runner_gives_the_local_sessions_outputs_and_settings(tiny_artifacts, digits, tmp_path, fmt_name, precision):
     x, _ = digits
-    fmt, path = FORMATS[fmt_name], all_artifacts[fmt_name, precision]
+    fmt, path = FORMATS[fmt_name], tiny_artifacts[fmt_name, precision]
     profile = _local_profile(tmp_path)
     diff = _compare(fmt, path, profile, LocalConnection(profile), x[1400:1600], x[:4])
     print(f"{fmt_name}-{precision}: max abs diff {diff}")
@@ -74,25 +61,25 @@ def test_device_runner_gives_the_local_sessions_outputs_and_settings(all_artifac
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("fmt_name, precision", CASES)
-def test_parity_over_real_ssh(ssh_server, all_artifacts, digits, tmp_path, fmt_name, precision):
+@pytest.mark.parametrize("fmt_name, precision", FORMAT_CASES)
+def test_parity_over_real_ssh(ssh_server, tiny_artifacts, digits, tmp_path, fmt_name, precision):
     """The same through sshd, the device being this machine's Python with all three runtimes."""
     from edgekit.targets.profiles import load_profile
 
     x, _ = digits
     profile = load_profile(device_profile(tmp_path, "self", ssh_server, python=sys.executable, runtimes=HOST_RUNTIMES))
     fmt = FORMATS[fmt_name]
-    _compare(fmt, all_artifacts[fmt_name, precision], profile, None, x[1400:1500], x[:4])
+    _compare(fmt, tiny_artifacts[fmt_name, precision], profile, None, x[1400:1500], x[:4])
 
 
 @pytest.mark.parametrize("flags", [[], ["-I"]])
-def test_the_runner_uses_the_shipped_sessions_even_in_isolated_mode(all_artifacts, digits, tmp_path, flags):
+def test_the_runner_uses_the_shipped_sessions_even_in_isolated_mode(tiny_artifacts, digits, tmp_path, flags):
     """Unpacked as on a device and run from elsewhere (``-I`` drops the script's folder from
     sys.path): the session still comes from the shipped package, not from the installed edgekit."""
     import subprocess
 
     x, _ = digits
-    fmt, path = FORMATS["onnx"], all_artifacts["onnx", "int8"]
+    fmt, path = FORMATS["onnx"], tiny_artifacts["onnx", "int8"]
     for name, content in jobs.job_files(fmt, fmt.files(path), ["onnxruntime"], x[:2], x[:3], warmup=0, runs=2).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content.read_bytes() if isinstance(content, Path) else content)
@@ -103,7 +90,7 @@ def test_the_runner_uses_the_shipped_sessions_even_in_isolated_mode(all_artifact
     assert payload["session_file"] == str(tmp_path / "edgekit" / "runtimes" / "onnxruntime.py")
 
 
-def test_the_payload_ships_the_sessions_and_nothing_host_only(all_artifacts):
+def test_the_payload_ships_the_sessions_and_nothing_host_only(tiny_artifacts):
     for fmt in FORMATS.values():
         files = jobs.job_files(fmt, [Path("m")], list(fmt.runtime_packages), np.zeros((1, 2), np.float32), warmup=0, runs=1)
         runtime_file = fmt.runtime_module.replace(".", "/") + ".py"
