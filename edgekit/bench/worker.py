@@ -40,17 +40,14 @@ def spec_of(variant, recipe) -> SessionSpec | None:
         return SessionSpec(variant.format, Path(variant.path), getattr(recipe.export, variant.format).model_dump())
     if variant.format != "keras":
         return None
-    from edgekit.evaluate.worker import _keras_of, custom_layers
+    from edgekit.evaluate.worker import _keras_of, builder_import_dirs, custom_layers
 
     variant.ensure_session()
     model = getattr(variant.session, "model", None)
     if model is None:
         return None
-    # Only a model.python builder needs the recipe's folder importable (its layers), as for
-    # the conversion workers (edgekit.evaluate.worker).
-    uses_builder = getattr(getattr(recipe, "model", None), "python", None) and getattr(recipe, "path", None)
-    import_dirs = (str(Path(recipe.path).parent.resolve()),) if uses_builder else ()
-    return SessionSpec("keras", Path(variant.path), {}, _keras_of(model), custom_layers(model), import_dirs)
+    return SessionSpec("keras", Path(variant.path), {}, _keras_of(model), custom_layers(model),
+                       builder_import_dirs(recipe))
 
 
 def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:

@@ -344,12 +344,8 @@ class VariantBuilds:
             np.savez(path, x_calib=data.x_calib, x_test=data.x_test, y_test=data.y_test,
                      baseline_outputs=np.asarray(ctx.baseline_outputs), meta=np.array(json.dumps(meta, default=str)))
             recipe = ctx.recipe
-            # Only a model.python builder needs the recipe's folder importable (its layers); a stray
-            # onnx.py there must not shadow the real package in the worker.
-            uses_builder = getattr(getattr(recipe, "model", None), "python", None)
-            import_dirs = (str(Path(recipe.path).parent.resolve()),) if uses_builder and getattr(recipe, "path", None) else ()
             self._inputs = BuildInputs(recipe, ctx.run_dir, path, ctx.data_key, ctx.versions, ctx.cache.root,
-                                       ctx.cache.enabled, import_dirs)
+                                       ctx.cache.enabled, builder_import_dirs(recipe))
         return self._inputs
 
     def _model_file(self, model, given: Path | None, quantized: bool = False) -> Path:
@@ -362,6 +358,14 @@ class VariantBuilds:
             model.save(path)
             self._saved[id(model)] = path
         return self._saved[id(model)]
+
+
+def builder_import_dirs(recipe) -> tuple[str, ...]:
+    """The folders a worker must import from to load the build's model: the recipe's, for a
+    ``model.python`` builder's layers only (a stray onnx.py there must not shadow the real
+    package in a worker)."""
+    uses_builder = getattr(getattr(recipe, "model", None), "python", None)
+    return (str(Path(recipe.path).parent.resolve()),) if uses_builder and getattr(recipe, "path", None) else ()
 
 
 def _keras_of(model) -> str:
