@@ -198,7 +198,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="tflite",
             suffix=".tflite",
-            precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"),
+            precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8"),
             converter="edgekit.convert.tflite:convert",
             weights="edgekit.convert.tflite:read_weights",
             runtime="edgekit.runtimes.litert:open_session",
@@ -211,7 +211,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="onnx",
             suffix=".onnx",
-            precisions=("fp32", "int8"),
+            precisions=("fp32", "int8", "int8-mixed"),
             converter="edgekit.convert.onnx:convert",
             weights="edgekit.convert.onnx:read_weights",
             runtime="edgekit.runtimes.onnxruntime:open_session",
@@ -226,7 +226,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="openvino",
             suffix=".xml",
-            precisions=("fp32", "bf16", "int8"),
+            precisions=("fp32", "bf16", "int8", "int8-mixed"),
             converter="edgekit.convert.openvino:convert",
             weights="edgekit.convert.openvino:read_weights",
             runtime="edgekit.runtimes.openvino:open_session",
@@ -243,7 +243,10 @@ FORMATS: dict[str, Format] = {
     ]
 }
 
-PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int16x8")
+PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int8-mixed", "int16x8")
+#: int8 precisions: rows whose per-layer quantization error is measured (int8-mixed: int8 with the
+#: layers that lose most kept float, see quantize.max_drop)
+INT8_PRECISIONS = ("int8", "int8-mixed")
 
 #: called with the table after every change, by modules that derive something from it at
 #: import time (the recipe schema's ``export.<format>`` sections)

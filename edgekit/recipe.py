@@ -182,6 +182,25 @@ class QuantizeSpec(_Section):
         "bf16; added by itself on AVX-512 BF16 / AMX CPUs, see export.openvino.auto_bf16; skipped on CPUs without them)",
     )
     calibration_samples: int = Field(200, gt=0, le=100_000, description="samples drawn from the training split to calibrate int8 ranges")
+    keep_float: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=10_000,
+        description="Keras layer names whose ops stay float in every int8 artifact, through each format's own "
+        "mechanism (TFLite denylisted nodes, onnxruntime nodes_to_exclude, NNCF ignored_scope); each int8 row "
+        "says how many layers stayed float")
+    max_drop: float | None = Field(
+        None, gt=0, le=1e9,
+        description="accuracy-aware mixed precision: each format with int8 gets an int8-mixed row that keeps the "
+        "fewest of the layers losing most in float until the primary metric on the validation split is within "
+        "this of the fp32 model's (in the metric's own units: 0.005 is half a point of accuracy)")
+
+    @model_validator(mode="after")
+    def _mixed_needs_budget(self):
+        if "int8-mixed" in self.precisions and self.max_drop is None:
+            raise ValueError("precision int8-mixed needs quantize.max_drop (the largest drop of the primary metric on "
+                             "the validation split it may lose, e.g. max_drop: 0.005)")
+        if len(set(self.keep_float)) != len(self.keep_float):
+            raise ValueError("keep_float names a layer twice: list each layer once")
+        return self
 
 
 class _ExportBase(_Section):
@@ -221,6 +240,9 @@ class BenchmarkSpec(_Section):
     rounds: int = Field(5, gt=0, le=1000, description="rounds every row of a target is timed in, interleaved in a "
                         "shuffled order (runs and min_time_s are split over them): a slow phase of a shared machine "
                         "hits every row alike, and the rounds give each p50 and speedup a 95% interval")
+    profile: bool = Field(True, description="per-op profile (op types, time shares, where each op ran) and peak "
+                          "memory of every row on this machine, each measured in a fresh process before the timed "
+                          "rounds (never during them); results.json profile and memory, profiles/<row id>.json")
     unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
                                    "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
                                    "unstable: reported, never failed by `edgekit check`")

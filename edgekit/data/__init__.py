@@ -43,6 +43,10 @@ class Normalization:
         """Raw features -> what the trained model takes (float32)."""
         return ((np.asarray(x, np.float32) - self.shift) / self.scale).astype(np.float32)
 
+    def invert(self, x: np.ndarray) -> np.ndarray:
+        """What the trained model takes -> raw features (float32): ``apply`` undone."""
+        return (np.asarray(x, np.float32) * self.scale + self.shift).astype(np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         # Exact float32 values as lists (JSON floats round-trip them exactly), stored once.
         names = ("mean", "std") if self.kind == "standard" else ("min", "max - min")
@@ -91,6 +95,10 @@ class Dataset:
     def model_inputs(self, x: np.ndarray) -> np.ndarray:
         """Artifact inputs (x_test, x_calib) -> the trained model's inputs."""
         return self.normalization.apply(x) if self.embedded and self.normalization is not None else x
+
+    def artifact_inputs(self, x: np.ndarray) -> np.ndarray:
+        """The trained model's inputs (x_train, x_val) -> what the artifacts take."""
+        return self.normalization.invert(x) if self.embedded and self.normalization is not None else x
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -128,6 +128,9 @@ def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, m
     return variant
 
 
+#: the most validation samples a worker receives (the split is shuffled: the first ones are a sample)
+VALIDATION_CAP = 2000
+
 #: in a worker: the data and models of the current build, read once (tasks come grouped by model)
 _DATA: dict[Path, tuple] = {}
 _MODELS: dict[tuple, Any] = {}
@@ -142,7 +145,7 @@ def _load_data(path: Path):
             meta = json.loads(str(saved["meta"]))
             shape = tuple(meta["input_shape"])
             empty = np.zeros((0, *shape), np.float32)
-            data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=empty, y_val=np.zeros(0), x_test=saved["x_test"],
+            data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=saved["x_val"], y_val=saved["y_val"], x_test=saved["x_test"],
                            y_test=saved["y_test"], x_calib=saved["x_calib"], class_names=meta["class_names"],
                            info=meta["info"], task=meta["task"],
                            normalization=Normalization.from_dict(meta["info"].get("normalize")),
@@ -341,7 +344,10 @@ class VariantBuilds:
             path = self._folder() / "data.npz"
             meta = {"input_shape": list(data.input_shape), "class_names": list(data.class_names), "info": data.info,
                     "task": data.task}
+            # The validation split (at most VALIDATION_CAP samples) for per-layer quantization error
+            # and the int8-mixed search, which must never look at the test split.
             np.savez(path, x_calib=data.x_calib, x_test=data.x_test, y_test=data.y_test,
+                     x_val=data.x_val[:VALIDATION_CAP], y_val=data.y_val[:VALIDATION_CAP],
                      baseline_outputs=np.asarray(ctx.baseline_outputs), meta=np.array(json.dumps(meta, default=str)))
             recipe = ctx.recipe
             self._inputs = BuildInputs(recipe, ctx.run_dir, path, ctx.data_key, ctx.versions, ctx.cache.root,
