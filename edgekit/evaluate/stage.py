@@ -75,7 +75,7 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
 
 
 #: what an evaluation entry holds
-EVALUATION = ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings")
+EVALUATION = ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings", "layer_error")
 
 
 def _load_evaluation(folder: Path) -> dict:
@@ -172,7 +172,7 @@ def keras_baseline(model, model_key: str, run_dir: Path, recipe, data, data_key:
         baseline.session = keras_runtime.open_session(served, threads)
         outputs = np.asarray(baseline.session.predict(data.x_test))
         metrics, parity = score(outputs, data, outputs, recipe.task)
-        saved = {"metrics": metrics, "parity": parity, "weights": weights.summarize(bare.get_weights()),
+        saved = {"metrics": metrics, "parity": parity, "weights": weights.summarize(bare.get_weights()), "layer_error": {},
                  "gzip_bytes": weights.gzip_size(baseline.files), "runtime": baseline.session.runtime,
                  "settings": dict(baseline.session.settings), "model": describe(bare, recipe.task, data.x_train)}
         return saved, outputs

@@ -29,6 +29,9 @@ class Variant:
     runtime: str | None = None
     weights: dict[str, Any] = field(default_factory=dict)
     gzip_bytes: int | None = None
+    #: int8 rows: how far each Keras layer's output drifts from the float model's
+    #: (``edgekit.evaluate.layer_error``): {"metric", "how", "samples", "layers": [worst first]}
+    layer_error: dict[str, Any] = field(default_factory=dict)
     #: cache key of what this variant is (its artifact, or the Keras model for the baseline)
     key: str | None = None
     #: seconds this variant's own steps took where they ran ({"convert": s, "evaluate": s}; a worker

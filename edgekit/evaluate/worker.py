@@ -31,7 +31,7 @@ from edgekit.evaluate.variant import Variant
 
 #: the variant fields a worker sends back (the parent keeps its own opener and session)
 FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path",
-          "seconds")
+          "seconds", "layer_error")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,8 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
     }
     if getattr(m, "harness", None):
         row["harness"] = m.harness
+    if evaluated and variant.layer_error.get("layers"):
+        row["layer_error"] = layer_error_summary(variant.layer_error)
     reasons = drop_impossible_values(row)
     if reasons and row["status"] == "ok":
         row.update(status="failed", reason="; ".join(reasons))
@@ -60,6 +62,17 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
                                 f"(robust spread, more than {unstable_spread:.0%}); the machine was busy: time again "
                                 "with `edgekit build --retime`")
     return row
+
+
+#: how many of the layers that lose most to int8 a results row lists (all of them: layer_errors/)
+WORST_LAYERS = 5
+
+
+def layer_error_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """results.json's ``layer_error`` of a row: the WORST_LAYERS layers that lose most, and how."""
+    layers = record.get("layers") or []
+    return {**{k: v for k, v in record.items() if k != "layers"}, "layers_measured": len(layers),
+            "worst": layers[:WORST_LAYERS]}
 
 
 def drop_impossible_values(row: dict[str, Any]) -> list[str]:
