@@ -133,10 +133,26 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
     return rows, exporter.not_produced
 
 
+#: the run directory's folder of per-layer quantization errors (one file per int8 variant)
+LAYER_ERRORS_DIR = "layer_errors"
+
 #: what a build writes into its run directory: a folder holding only these is a run directory
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
-             "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE}
+             "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
+             LAYER_ERRORS_DIR}
+
+
+
+def _write_layer_errors(run_dir: Path, variants: list[Variant]) -> None:
+    """layer_errors/<variant>.json: every layer's quantization error of each int8 variant
+    (results.json rows list the worst few); an earlier run's files are removed first."""
+    folder = run_dir / LAYER_ERRORS_DIR
+    shutil.rmtree(folder, ignore_errors=True)
+    for variant in variants:
+        if variant.status == "ok" and variant.layer_error.get("layers"):
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / f"{variant.stem}.json", {"variant": variant.stem, **variant.layer_error})
 
 
 def _prepare_run_dir(run_dir: Path, force: bool) -> None:
@@ -269,6 +285,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     rows = state.rows
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
+    _write_layer_errors(run_dir, state.variants)
     results = results_file.assemble(
         state.header, rows, run_dir,
         targets=target_environments,

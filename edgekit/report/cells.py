@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from edgekit.targets import builtin_names
 
-COLUMNS = ("id", "format", "precision", "size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "status / notes")
-NUMERIC = ("size", "gzip", "sparsity", "metric", "delta", "p50", "speedup")
+COLUMNS = ("id", "format", "precision", "size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "mem",
+           "status / notes")
+NUMERIC = ("size", "gzip", "sparsity", "metric", "delta", "p50", "speedup", "mem")
 
 
 def human_size(size: int | None) -> str:
@@ -47,6 +48,7 @@ def cells(results: dict) -> list[list[str]]:
             f"{delta:+.4f}" if delta is not None else "-",
             human_ms(lat["p50"]) if lat else "-",
             speedup_cell(speedup, row.get("speedup_vs_baseline_ci95")),
+            human_size((row.get("memory") or {}).get("peak_bytes")),
             status,
         ])
     return out

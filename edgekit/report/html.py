@@ -24,7 +24,7 @@ from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
-_MARKERS = {"fp32": "o", "fp16": "^", "dynamic": "D", "int8": "s", "int16x8": "v"}
+_MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", "int8-mixed": "X", "int16x8": "v"}
 
 
 def regenerate(run_dir: Path) -> Path:
@@ -283,13 +283,15 @@ th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;
 tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
 pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+.bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
+font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """
 
 
 def _table(results: dict, sizes: dict, front: list[str]) -> str:
     metric = results["primary_metric"]
     header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
-    numeric = {"size", "gzip", "sparsity", metric, f"Δ {metric}", "p50", "speedup"}
+    numeric = {"size", "gzip", "sparsity", metric, f"Δ {metric}", "p50", "speedup", "mem"}
     out = ["<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for row, display in zip(results["rows"], cells(results)):
         display = list(display)
@@ -300,6 +302,69 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
                       for h, c in zip(header, display))
         out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"
+
+
+def _time_breakdown(results: dict) -> str:
+    """Per row with a profile: a bar of its op types' shares of the time, accelerated ops in
+    green and the others in orange, and what the profile says was not accelerated."""
+    esc, lines = html.escape, []
+    for row in results["rows"]:
+        profile = row.get("profile") or {}
+        types = profile.get("top_op_types") or []
+        if row["status"] != "ok" or not types:
+            continue
+        segments, known = [], 0.0
+        for op in types:
+            share = float(op.get("share") or 0.0)
+            known += share
+            colour = "#5aa469" if op.get("accelerated") else "#e8894a"
+            label = f"{op['type']} {share:.0%}" + ("" if op.get("accelerated") else " (not accelerated)")
+            segments.append(f"<span class='seg' style='width:{share * 100:.1f}%;background:{colour}' "
+                            f"title='{esc(label)}'>{esc(op['type']) if share >= 0.08 else ''}</span>")
+        if known < 0.999:
+            segments.append(f"<span class='seg' style='width:{(1 - known) * 100:.1f}%;background:#bbb' "
+                            f"title='other op types {1 - known:.0%}'></span>")
+        listed = ", ".join(f"{op['type']} {float(op.get('share') or 0):.0%}{'' if op.get('accelerated') else '*'}"
+                           for op in types)
+        slow = profile.get("not_accelerated") or {}
+        outside = (f"{slow.get('ops')} op(s) not accelerated: {float(slow.get('share') or 0):.0%} of time "
+                   f"({', '.join(slow.get('types') or [])})") if slow.get("ops") else "every op accelerated"
+        parts = f"; {profile['partitions']} XNNPACK partition(s)" if profile.get("partitions") is not None else ""
+        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td><div class='bar'>{''.join(segments)}"
+                     f"</div><div class='muted'>{esc(listed)}</div></td><td>{esc(outside + parts)}</td></tr>")
+    if not lines:
+        return "<p class='muted'>No per-op profiles in this run (benchmark.profile: false, or no row could be profiled).</p>"
+    return ("<table id='profiles'><thead><tr><th>row</th><th>share of time by op type (green: accelerated; "
+            "orange, *: not)</th><th>not accelerated</th></tr></thead><tbody>" + "\n".join(lines) + "</tbody></table>"
+            "<p class='muted'>Measured in a fresh process per row, outside the timed rounds; every op of each row "
+            "is in profiles/&lt;row id&gt;.json.</p>")
+
+
+def _layer_errors(results: dict) -> str:
+    """Per int8 row: the layers whose outputs drift most from the float model's."""
+    esc, lines, how = html.escape, [], ""
+    for row in results["rows"]:
+        record = row.get("layer_error") or {}
+        if row["status"] != "ok" or not record.get("worst"):
+            continue
+        how = record.get("how") or how
+        cells_ = []
+        for entry in record["worst"]:
+            snr, nrmse = entry.get("snr_db"), entry.get("nrmse")
+            shown = f"{entry['layer']}: {snr:.1f} dB" if isinstance(snr, (int, float)) else str(entry["layer"])
+            if isinstance(nrmse, (int, float)):
+                shown += f", NRMSE {nrmse:.3f}"
+            cells_.append(f"<li>{esc(shown)}</li>")
+        kept = (row.get("settings") or {}).get("kept_float") or []
+        note = f"<div class='muted'>kept float: {esc(', '.join(kept))}</div>" if kept else ""
+        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td>{record.get('layers_measured')}</td>"
+                     f"<td><ol>{''.join(cells_)}</ol>{note}</td></tr>")
+    if not lines:
+        return "<p class='muted'>No int8 rows with a per-layer error in this run.</p>"
+    return ("<table id='layer-errors'><thead><tr><th>row</th><th>layers compared</th><th>worst layers (SNR of the "
+            "layer's output against the float model; lower is worse)</th></tr></thead><tbody>" + "\n".join(lines)
+            + f"</tbody></table><p class='muted'>{esc(how)}. Keep a layer in float with quantize.keep_float, or let "
+            "quantize.max_drop choose (the int8-mixed rows).</p>")
 
 
 def _img(name: str, png: bytes | None, caption: str) -> str:
@@ -335,6 +400,10 @@ def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[s
 {_table(results, sizes, front)}
 <p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
 Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
+<h2>Where the time goes</h2>
+{_time_breakdown(results)}
+<h2>Layers that lose most to int8</h2>
+{_layer_errors(results)}
 <h2>Accuracy vs latency</h2>
 {_img("accuracy_vs_latency", plots["accuracy_vs_latency"], "rows measured ok; circled points form the Pareto front")}
 <h2>Size</h2>

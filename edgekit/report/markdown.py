@@ -44,6 +44,9 @@ def markdown(results: dict) -> str:
         "interleaved rounds, shuffled per round. Speedup is the baseline's p50 over the row's p50; [lo-hi] is its "
         "95% interval from the rounds (Student's t on the log ratios of paired rounds).",
         f"Δ {metric} is the row's {metric} minus the baseline's, on the same test split.",
+        "mem is the row's peak resident-memory growth while its model is loaded and run, in a fresh process "
+        "(results.json `memory`); report.html shows where each row's time goes and, for int8 rows, the layers "
+        "that lose most to quantization.",
         "",
         "## Packages",
         "",

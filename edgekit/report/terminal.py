@@ -27,7 +27,7 @@ def print_table(results: dict, console=None) -> None:
     # A narrow terminal drops the columns the id repeats, then gzip, sparsity and delta (results.json
     # and report.md keep them all); numbers and ids are never cut short, notes fold.
     dropped = ("format", "precision") if console.width < 150 else ()
-    dropped += ("gzip", "sparsity") if console.width < 110 else ()
+    dropped += ("gzip", "sparsity", "mem") if console.width < 110 else ()
     dropped += ("delta",) if console.width < 90 else ()
     columns = [c for c in COLUMNS if c not in dropped]
     for column in columns:
