@@ -33,7 +33,7 @@ import numpy as np
 from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
-STAGES = ("data", "train", "compress", "convert", "evaluate", "bench")
+STAGES = ("data", "train", "compress", "convert", "evaluate", "profile", "bench")
 
 T = TypeVar("T")
 

@@ -88,6 +88,9 @@ class Format:
         auto_precisions: precisions added to the base model's rows, right after fp32, wherever
             this machine runs them natively, fp32 is among the recipe's precisions, and the
             format's ``auto_<precision>`` option is not false.
+        intermediates: ``module:function`` that runs an artifact over samples and returns its
+            activation tensors, dequantized (``read_intermediates``; ``edgekit.evaluate.layer_error``
+            compares them with the Keras layers' outputs); empty: no per-layer error.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Format:
     packages: tuple[str, ...] = ()
     native_isa: tuple[tuple[str, tuple[str, ...]], ...] = ()
     auto_precisions: tuple[str, ...] = ()
+    intermediates: str = ""
 
     @property
     def title(self) -> str:
@@ -135,6 +139,12 @@ class Format:
 
     def load_weights_reader(self):
         return _resolve(self.weights)
+
+    def load_intermediates_reader(self):
+        """The ``intermediates`` reader; ValueError where the format has none."""
+        if not self.intermediates:
+            raise ValueError(f"format {self.name!r} cannot read its intermediate tensors (no intermediates reader)")
+        return _resolve(self.intermediates)
 
     def skip_reason(self, precision: str, isa: list[str] | tuple[str, ...] | None = None) -> str | None:
         """Why ``precision`` does not run natively on a CPU with ISA flags ``isa`` (default:
@@ -201,6 +211,7 @@ FORMATS: dict[str, Format] = {
             precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8"),
             converter="edgekit.convert.tflite:convert",
             weights="edgekit.convert.tflite:read_weights",
+            intermediates="edgekit.convert.tflite:read_intermediates",
             runtime="edgekit.runtimes.litert:open_session",
             runtime_packages=("ai_edge_litert", "tflite_runtime"),
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
@@ -214,6 +225,7 @@ FORMATS: dict[str, Format] = {
             precisions=("fp32", "int8", "int8-mixed"),
             converter="edgekit.convert.onnx:convert",
             weights="edgekit.convert.onnx:read_weights",
+            intermediates="edgekit.convert.onnx:read_intermediates",
             runtime="edgekit.runtimes.onnxruntime:open_session",
             runtime_packages=("onnxruntime",),
             description="ONNX via tf2onnx, int8 by onnxruntime static quantization, run in onnxruntime (CPU)",
@@ -229,6 +241,7 @@ FORMATS: dict[str, Format] = {
             precisions=("fp32", "bf16", "int8", "int8-mixed"),
             converter="edgekit.convert.openvino:convert",
             weights="edgekit.convert.openvino:read_weights",
+            intermediates="edgekit.convert.openvino:read_intermediates",
             runtime="edgekit.runtimes.openvino:open_session",
             runtime_packages=("openvino",),
             description="OpenVINO IR (.xml + .bin), int8 by NNCF, run on OpenVINO's CPU plugin at f32 precision "

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from edgekit import environment, interrupts, report
 from edgekit import train as train_stage
+from edgekit.bench.profiles import Ahead, start_ahead
 from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
@@ -58,6 +59,8 @@ class _State:
     finished: Callable[[], list[Variant]] = list
     #: seconds of each stage finished so far (results.json ``stages``: ``results_file.stage_fields``)
     stages: dict[str, float] = field(default_factory=dict)
+    #: probe processes started before the bench stage (``edgekit.bench.profiles.start_ahead``)
+    ahead: Ahead = field(default_factory=Ahead)
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -101,6 +104,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
         ) from None
     finally:
         pool.close(now=True)  # no worker outlives its build, whatever ended it
+        state.ahead.close()  # nor a probe process
 
 
 def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
@@ -227,6 +231,9 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start)
     model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
+    from edgekit.convert.stage import check_keep_float
+
+    check_keep_float(recipe, model)  # an unknown layer name stops the build before any conversion
     clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included, when it happens
     (run_dir / "preprocess.json").unlink(missing_ok=True)  # an earlier run's; written again below if needed
     if data.embedded:
@@ -243,6 +250,9 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
                                                              env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
     state.variants.append(baseline)
+    if "cpu" in recipe.targets:  # the Keras row's probe imports TensorFlow while the variants convert
+        start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
+                             data.x_test[: recipe.benchmark.inputs], cache)
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
@@ -277,7 +287,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     try:
         latencies, target_environments = rows_stage.benchmark(
             state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
-            latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool,
+            latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool, run_dir=run_dir,
+            ahead=state.ahead,
         )
     finally:
         pool.close()

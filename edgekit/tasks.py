@@ -26,6 +26,8 @@ class Task:
         higher_is_better: direction of the primary metric (check.py flips its sign when false).
         fit_target: "labels" (fit x -> y) or "inputs" (fit x -> x, autoencoders).
         description: one line for docs.
+        scored_validation: the validation split can be scored with the primary metric (anomaly's
+            holds normal samples only): what the int8-mixed search needs.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Task:
     higher_is_better: bool
     fit_target: str
     description: str
+    scored_validation: bool = True
 
 
 TASKS: dict[str, Task] = {
@@ -71,6 +74,7 @@ TASKS: dict[str, Task] = {
             fit_target="inputs",
             description="an autoencoder trained on normal samples only; ROC AUC of the per-sample "
             "reconstruction error (mean squared) against the anomaly flags",
+            scored_validation=False,
         ),
         Task(
             name="segmentation",

@@ -91,6 +91,7 @@ def test_editing_a_converter_recomputes_only_its_format(copy):
     assert computed.pop("evaluate") == {"tflite-fp32", "tflite-int8"}
     # the cpu rows are timed together, in interleaved rounds: any new artifact times them all again
     assert computed.pop("bench") == CPU_ROWS
+    assert computed.pop("profile") == {"tflite-fp32@cpu", "tflite-int8@cpu"}  # probed afresh: new artifacts
     assert not computed  # nothing else: training and the other formats came from the cache
     assert results["reused"]["train"] == ["base"]
     assert sorted(results["reused"]["convert"]) == sorted(["onnx-fp32", "onnx-int8", *OPENVINO])
@@ -104,6 +105,7 @@ def test_editing_a_runtime_session_reevaluates_only_its_format(copy):
     assert "convert" not in computed and "train" not in computed  # the artifacts are the same files
     assert computed.pop("evaluate") == {"onnx-fp32", "onnx-int8"}
     assert computed.pop("bench") == CPU_ROWS  # timed together: the group's code changed
+    assert computed.pop("profile") == {"onnx-fp32@cpu", "onnx-int8@cpu"}  # the probe runs the session's code
     assert not computed
     assert results["reused"]["train"] == ["base"]
 

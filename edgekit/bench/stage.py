@@ -20,7 +20,8 @@ from edgekit.report.rows import add_speedups, drop_impossible_values, make_row
 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
               rows: list | None = None, latencies: dict | None = None, retime: bool = False,
-              tf_threads: int | None = None, pool=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+              tf_threads: int | None = None, pool=None, run_dir=None,
+              ahead=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """Time each variant on each target that supports it, appending one row per pair to ``rows``
     as it is measured (so an interrupted build keeps what it finished); returns the raw
     latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
@@ -34,7 +35,14 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     when it is not ``benchmark.threads``, the rows of this machine's CPU are timed in a worker
     of ``pool`` (the build's executor, whose workers run TensorFlow at ``benchmark.threads``;
     see ``edgekit.bench.worker``); without one, the Keras row gets a note saying so.
+
+    Before the rows of this machine's CPU are timed, each is probed in a fresh process of its
+    own for its per-op profile and peak memory (``edgekit.bench.profiles``; ``benchmark.profile``),
+    written to ``run_dir/profiles/`` and attached to its row (``profile``, ``memory``); rows of
+    other targets have both null. ``ahead`` holds probes the build started earlier
+    (``profiles.start_ahead``: the Keras row's, while the variants convert).
     """
+    from edgekit.bench import profiles
     from edgekit.targets import Measurement, in_order, resolve, search_dirs
 
     spec = recipe.benchmark
@@ -47,12 +55,18 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     targets = in_order(resolve(recipe.targets, search_dirs(recipe.path), log))
     groups = [(name, target, [v for v in variants if target.supports(v)]) for name, target in targets.items()]
     total, done = sum(len(group) for _, _, group in groups), 0
+    profiles.clear(run_dir)
+    probed: dict[str, dict] = {}
 
     def add(target_name, target, variant, measurement):
         row_id = f"{variant.stem}@{target_name}"
         if measurement.latencies_ms:
             latencies[row_id] = measurement.latencies_ms
         row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread)
+        found = probed.get(row_id) if measurement.status == "ok" else None
+        row.update(profile=(found or {}).get("profile"), memory=(found or {}).get("memory"))
+        if (found or {}).get("profile_error"):
+            row["profile_error"] = found["profile_error"]
         ran = row["settings"].get("intra_op_threads") if variant.format == "keras" else None
         if ran not in (None, spec.threads) and measurement.status == "ok":
             row["notes"].append(f"Keras timed with TensorFlow's {ran} intra-op threads (benchmark.threads is "
@@ -69,6 +83,13 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
             step(log, f"benchmarking {target_name}", done, total)
             elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
                                  and not getattr(pool, "in_process", False)) else None
+            if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
+                ids = [f"{v.stem}@{target_name}" for v in ready]
+                try:
+                    probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead))
+                except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
+                    interrupts.reraise_if_interrupted()
+                    log(f"[profile] skipped: {one_line(exc)}")
             timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
                                                             cache, log, recipe, elsewhere)))
             for variant in group:  # in build order, whatever order they were timed in

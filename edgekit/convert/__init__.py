@@ -5,6 +5,21 @@ prequantized=False) -> settings`` writes one artifact file at ``path`` from a Ke
 returns the conversion settings worth recording. ``calibration`` is float32 samples from the
 training split; ``prequantized`` models (QAT) carry their own int8 ranges, which converters
 keep instead of calibrating new ones.
+
+Converters that quantize to int8 also take ``keep_float=(keras layer names, ...)``: the ops of
+those layers stay float through the format's own mechanism (TFLite denylisted nodes of its
+selective quantizer, onnxruntime ``nodes_to_exclude``, NNCF ``ignored_scope``). Node names are
+mapped to Keras layer names by their TensorFlow scope (``node_layer``); the settings then record
+``kept_float`` (the names) and ``float_layers`` (how many of them the written artifact really
+computes in float, read back from it by the module's ``layer_float(path, layers, outer)``), and
+``not_float`` for any it does not. The build hands the keyword over only when it is not empty.
+A prequantized (QAT) model is not changed by it: its ranges are part of its graph, and the
+settings say ``keep_float: not applied: ...``.
+
+The ``int8-mixed`` precision is int8 with some layers float: ``edgekit.convert.mixed`` searches
+the fewest ``keep_float`` layers that bring the validation metric within ``quantize.max_drop``,
+through each format's int8 converter. Called with ``precision="int8-mixed"`` itself, a converter
+makes the int8 artifact of the ``keep_float`` it is given.
 """
 
 from __future__ import annotations
@@ -70,3 +85,87 @@ def variables_holder(model):
     holder = tf.Module()
     holder.tracked = [v if isinstance(v, tf.Variable) else v.value for v in model.variables]
     return holder
+
+
+# -- Keras layer names <-> the node names of an artifact (keep_float, int8-mixed) ------------------
+
+#: Keras layer classes that make no op of their own (nothing to keep float)
+_NO_OPS = ("InputLayer",)
+
+
+def keras_layer_names(model) -> list[str]:
+    """The names a recipe's ``quantize.keep_float`` may list: every layer of ``model`` (input
+    layers excluded), a nested model and its own layers included, in model order. A layer's
+    inner parts (an LSTM's cell, an attention layer's projections) are not listed: converters
+    name their ops after the layer itself."""
+    names: list[str] = []
+
+    def walk(parent) -> None:
+        for layer in getattr(parent, "layers", []):
+            if type(layer).__name__ not in _NO_OPS and layer.name not in names:
+                names.append(layer.name)
+            if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model
+                walk(layer)
+
+    walk(model)
+    return names
+
+
+def node_layer(name: str, layers, outer=()) -> str | None:
+    """The Keras layer of ``layers`` that made the node (or tensor) called ``name``, or None.
+
+    Every converter names a node by its TensorFlow scope: ``<model>/<layer>/<op>`` (tf2onnx
+    ``lenet/conv2d/Conv2D``, OpenVINO ``lenet/conv2d/BiasAdd``), TFLite joins the names of fused
+    ops with ";" (``lenet/conv2d/Relu;lenet/conv2d/BiasAdd;...``), a model behind the embedded
+    normalization has one more outer model name (``mlp/mlp/dense/MatMul``), and tools add
+    prefixes (``NumericVerify/...``) or suffixes (``...:0_QuantizeLinear``). So: split into
+    scope segments, drop the leading segments that are ``outer`` model names (or the first
+    one), drop the op (the last segment), and take the first segment that is a layer name.
+    """
+    layers = set(layers)
+    outer = set(outer)
+    for part in str(name).split(";"):
+        segments = part.split("/")[:-1]
+        start = 1 if segments and segments[0] not in layers else 0
+        while start < len(segments) and segments[start] in outer and segments[start] not in layers:
+            start += 1
+        for segment in segments[start:]:
+            if segment in layers:
+                return segment
+    return None
+
+
+def node_layers(name: str, layers, outer=()) -> list[str]:
+    """Every Keras layer of ``layers`` named in ``name``: one per ";"-joined part (TFLite names a
+    fused op after all of them: a conv, its batch normalization and its activation)."""
+    found = []
+    for part in str(name).split(";"):
+        layer = node_layer(part, layers, outer)
+        if layer is not None and layer not in found:
+            found.append(layer)
+    return found
+
+
+def nodes_of(names, layers, outer=()) -> list[str]:
+    """The node names among ``names`` that belong to one of ``layers`` (see ``node_layer``)."""
+    return [name for name in names if node_layer(name, layers, outer) is not None]
+
+
+def outer_names(model) -> tuple[str, ...]:
+    """The names of ``model`` and the models nested in it: scope prefixes, not layers."""
+    names = [model.name]
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers"):
+            names.append(layer.name)
+    return tuple(names)
+
+
+def kept_float_record(keep, verified) -> dict:
+    """What an int8 row's settings say about ``quantize.keep_float``: the layers asked for
+    (``kept_float``) and how many of them the artifact really computes in float
+    (``float_layers``, read back from the file); any that are not, by name."""
+    record = {"kept_float": list(keep), "float_layers": len(verified)}
+    missing = [layer for layer in keep if layer not in verified]
+    if missing:
+        record["not_float"] = missing
+    return record

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.convert import as_input_dtype, input_dtype, write_atomic
+from edgekit.convert import (
+    as_input_dtype,
+    input_dtype,
+    kept_float_record,
+    node_layer,
+    nodes_of,
+    outer_names,
+    write_atomic,
+)
 from edgekit.convert.preprocess import onnx_normalization_nodes as normalization_nodes
 from edgekit.formats import ONNXOptions
 
@@ -30,7 +38,7 @@ class _Calibration:
 
 
 def convert(model, path: Path, precision: str, calibration: np.ndarray, options: dict | None = None,
-            prequantized: bool = False) -> dict:
+            prequantized: bool = False, keep_float: tuple[str, ...] = ()) -> dict:
     """Convert a Keras model to a .onnx file.
 
     Args:
@@ -45,6 +53,9 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             missing ones take its measured defaults.
         prequantized: the model is quantization-aware: tf2onnx writes its fake-quant ranges
             as QDQ pairs, and no calibration is run.
+        keep_float: Keras layer names whose nodes stay float at int8 (``quantize_static``'s
+            ``nodes_to_exclude``: tf2onnx names each node after its layer's scope). Not
+            applied to a prequantized model: its QDQ pairs come from the QAT graph itself.
 
     Returns:
         The converter settings used.
@@ -52,6 +63,9 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Raises:
         ValueError: an unknown precision, option name or option value.
     """
+    # int8-mixed is int8 with some layers float: which ones, edgekit.convert.mixed decides (and
+    # hands them over as keep_float); called directly, this makes the int8 artifact of keep_float.
+    precision = "int8" if precision == "int8-mixed" else precision
     if precision not in PRECISIONS:
         raise ValueError(f"onnx converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     opts = ONNXOptions.model_validate(options or {}).model_dump()
@@ -67,9 +81,12 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     fn = tf.function(lambda x: {"output": model(x, training=False)})
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opts["opset"])
     settings = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": opts["opset"]}
+    keep = tuple(keep_float)
     if precision == "fp32" or prequantized:
         if prequantized:
             settings["quantization"] = "QDQ from QAT ranges"
+            if keep:
+                settings["keep_float"] = "not applied: a QAT model's QDQ pairs come from its own fake-quant ranges"
         write_atomic(Path(path), proto.SerializeToString())
         return settings
 
@@ -103,7 +120,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
                 calibrate_method=getattr(CalibrationMethod, opts["calibrate_method"]),
                 # an embedded normalization stays float: quantizing raw features with one
                 # per-tensor scale would merge the values of small-range features
-                nodes_to_exclude=normalization_nodes(pre),
+                nodes_to_exclude=normalization_nodes(pre) + (_layer_nodes(pre, keep, outer_names(model)) if keep else []),
             )
         write_atomic(Path(path), int8.read_bytes())
     settings.update(
@@ -111,7 +128,72 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         calibration_samples=len(calibration),
         onnxruntime=onnxruntime.__version__,
     )
+    if keep:
+        settings.update(kept_float_record(keep, float_layers(path, keep, outer_names(model))))
     return settings
+
+
+def _layer_nodes(path, layers, outer) -> list[str]:
+    """The nodes of an ONNX file made by the Keras ``layers``."""
+    import onnx
+
+    return nodes_of([node.name for node in onnx.load(str(path)).graph.node], layers, outer)
+
+
+#: nodes whose second input is their weight
+_WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+#: the nodes quantization adds around the float ones
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def float_layers(path: Path, layers, outer=()) -> list[str]:
+    """The layers of ``layers`` that compute in float in the artifact at ``path`` (see ``layer_float``)."""
+    floating = layer_float(path, layers, outer)
+    return [layer for layer in layers if floating.get(layer)]
+
+
+def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
+    """Each layer of ``layers`` that has nodes in the .onnx file: True where they all compute in
+    float, False where one runs in int8. Layers without nodes are left out.
+
+    onnxruntime runs a node in int8 where QDQ surrounds it (DQ -> op -> Q fuses into an integer
+    kernel): a node is int8 when a weight reaches it through a DequantizeLinear, or when every
+    input comes out of a DequantizeLinear and every output goes into a QuantizeLinear (or it is
+    a QLinear / Integer operator). A float node may still read a dequantized activation: the
+    int8 output of the layer before it."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    constants = {init.name for init in graph.initializer}
+    dequantized, dequantized_weights, quantized_inputs = set(), set(), set()
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            dequantized.update(node.output)
+            if node.input[0] in constants:
+                dequantized_weights.update(node.output)
+        elif node.op_type == "QuantizeLinear":
+            quantized_inputs.add(node.input[0])
+
+    def integer(node) -> bool:
+        if node.op_type.startswith("QLinear") or node.op_type.endswith("Integer"):
+            return True
+        if node.op_type in _WEIGHTED:
+            # the weight decides (a float conv may still read a bias dequantized for another
+            # conv that shares it: tf2onnx shares equal bias constants)
+            return len(node.input) > 1 and node.input[1] in dequantized_weights
+        feeds = [name for name in node.input if name and name not in constants]
+        return (bool(feeds) and all(name in dequantized for name in feeds)
+                and all(name in quantized_inputs for name in node.output))
+
+    seen: dict[str, bool] = {}
+    for node in graph.node:
+        if node.op_type in _QDQ:
+            continue
+        layer = node_layer(node.name, layers, outer)
+        if layer is None:
+            continue
+        seen[layer] = seen.get(layer, True) and not integer(node)
+    return seen
 
 
 def read_weights(path: Path) -> list[np.ndarray]:
@@ -134,3 +216,65 @@ def read_weights(path: Path) -> list[np.ndarray]:
         for name, array in values.items()
         if array.dtype.kind in "fiu" and array.dtype != np.int64  # int64 initializers are shapes
     ]
+
+
+def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
+    """Every activation tensor of an .onnx file over ``samples``, in graph order (the layer
+    error's reader: ``edgekit.evaluate.layer_error``).
+
+    Each activation tensor (one that depends on the graph input) becomes a graph output of an
+    in-memory copy, run in onnxruntime (CPU, graph optimizations off so that no fused node hides
+    a tensor: a QDQ graph then computes exactly its quantize-dequantize arithmetic), one sample at
+    a time (batch-1 signature). Entries are ``{"name", "inputs", "value", "graph_input"}``: the
+    name is ``<node name>;<tensor name>`` (tf2onnx names nodes by Keras layer path, e.g.
+    ``lenet/conv2d/Conv2D``), ``value`` float32 with one row per sample (None for integer
+    tensors: a QuantizeLinear's uint8 output is read after its DequantizeLinear).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    initializers = {init.name for init in graph.initializer}
+    source = next(i for i in graph.input if i.name not in initializers)
+    active = {source.name}
+    order = []  # (entry name, tensor name, names of the activation tensors the node read)
+    quantizing = set()  # entries of QuantizeLinear / DequantizeLinear nodes
+    tensor_entry = {source.name: source.name}
+    for node in graph.node:
+        read = [t for t in node.input if t in active]
+        if not read:
+            continue
+        for out in node.output:
+            if out and out not in active:
+                active.add(out)
+                name = f"{node.name};{out}" if node.name else out
+                tensor_entry[out] = name
+                order.append((name, out, read))
+                if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                    quantizing.add(name)
+    declared = {o.name for o in graph.output}
+    for _, out, _ in order:
+        if out not in declared:
+            graph.output.append(onnx.ValueInfoProto(name=out))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fetch = [out for _, out, _ in order]
+    kind = session.get_inputs()[0].type
+    dtype = np.int64 if "int64" in kind else np.int32 if "int32" in kind else np.float32
+    shape = [1, *np.shape(samples)[1:]]
+    runs = [session.run(fetch, {source.name: np.asarray(sample, dtype).reshape(shape)}) for sample in np.asarray(samples)]
+    entries = [{"name": source.name, "inputs": [], "value": np.asarray(samples, np.float32).reshape(len(samples), *shape[1:]),
+                "graph_input": True}]
+    for k, (name, _, read) in enumerate(order):
+        per_sample = [np.asarray(run[k]) for run in runs]
+        value = None
+        if per_sample and per_sample[0].dtype.kind == "f":
+            value = (np.concatenate(per_sample, axis=0) if all(v.ndim >= 1 and v.shape[0] == 1 for v in per_sample)
+                     else np.stack(per_sample)).astype(np.float32)
+        entries.append({"name": name, "inputs": [tensor_entry[t] for t in read], "value": value, "graph_input": False,
+                        "quantize": name in quantizing})
+    return entries

@@ -54,7 +54,7 @@ def has_normalization(model) -> bool:
     return any(getattr(layer, "name", None) in LAYER_NAMES for layer in getattr(model, "layers", []))
 
 
-def tflite_int8_float_normalization(make_converter, representative) -> bytes:
+def tflite_int8_float_normalization(make_converter, representative, also=None) -> bytes:
     """A full-integer TFLite model whose embedded normalization stays float.
 
     An int8 input tensor has one scale for every feature: raw features of different ranges
@@ -62,13 +62,15 @@ def tflite_int8_float_normalization(make_converter, representative) -> bytes:
     accuracy where fp32 has 1.00). So the input stays float32, the ops of the normalization
     layers (and an op the converter folds them into: the first Dense) run in float, and every
     later op is int8, through TFLite's selective quantization (``QuantizationDebugger`` with
-    denylisted nodes). ``make_converter()`` returns a fresh converter set up for int8.
+    denylisted nodes). ``make_converter()`` returns a fresh converter set up for int8;
+    ``also(tensor_name) -> bool`` denylists more nodes (``quantize.keep_float`` layers).
     """
     import tensorflow as tf
 
     def nodes(debugger) -> list[str]:
         details = debugger._quant_interpreter.get_tensor_details()  # the only view of the tensor names
-        return [d["name"] for d in details if any(f"{name}/" in d["name"] for name in LAYER_NAMES)]
+        return [d["name"] for d in details
+                if any(f"{name}/" in d["name"] for name in LAYER_NAMES) or (also is not None and also(d["name"]))]
 
     probe = tf.lite.experimental.QuantizationDebugger(converter=make_converter(), debug_dataset=representative)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes(probe))

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from edgekit import interrupts
 from edgekit.convert.preprocess import with_normalization
 from edgekit.evaluate.variant import Variant
-from edgekit.formats import FORMATS
+from edgekit.formats import FORMATS, INT8_PRECISIONS
+from edgekit.tasks import TASKS
 
 
 @dataclass
@@ -41,10 +42,22 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent)
     variant.path = ctx.run_dir / "artifacts" / f"{variant.stem}{fmt.suffix}"
     options = getattr(recipe.export, fmt.name).model_dump()
+    quantize = recipe.quantize
+    # keep_float decides every int8 artifact; int8-mixed also its budget, the search's code and
+    # the validation split it is scored on (part of the data key, capped as the workers get it).
+    extra = {}
+    modules = [fmt.converter_module, "edgekit.convert", "edgekit.convert.preprocess"]
+    if precision in INT8_PRECISIONS:
+        extra["keep_float"] = list(quantize.keep_float)
+    if precision == "int8-mixed":
+        from edgekit.evaluate.worker import VALIDATION_CAP
+
+        extra.update(max_drop=quantize.max_drop, validation_cap=VALIDATION_CAP, task=recipe.task)
+        modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error"]
     variant.key = make_key(
         "convert", model=model_key, format=fmt.name, precision=precision, options=options,
         prequantized=quantized, data=ctx.data_key, versions=fmt.versions(ctx.versions),
-        code=source_hash(fmt.converter_module, "edgekit.convert", "edgekit.convert.preprocess"),
+        code=source_hash(*modules), **extra,
     )
     variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
     try:
@@ -74,7 +87,17 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
 
         bare = keras_model(model)  # a model from the train cache loads here, on a miss only
         exported = with_normalization(bare, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else bare
-        return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options, prequantized=quantized)
+        keep = tuple(ctx.recipe.quantize.keep_float)
+        if variant.precision == "int8-mixed":
+            from edgekit.convert.mixed import build_mixed
+
+            return build_mixed(fmt, exported, variant.path, ctx.data.x_calib, options, keep_float=keep,
+                               max_drop=ctx.recipe.quantize.max_drop, data=ctx.data, task=ctx.recipe.task,
+                               threads=ctx.recipe.benchmark.threads, log=ctx.log)
+        # keep_float reaches int8 only (a converter without the keyword is never handed an empty one)
+        extra = {"keep_float": keep} if keep and variant.precision == "int8" else {}
+        return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options,
+                                    prequantized=quantized, **extra)
 
     def store(settings: dict, folder: Path) -> None:
         for name, source in zip(names, variant.files):
@@ -84,6 +107,66 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
     variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store)
     if reused:
         ctx.log(f"[convert] {variant.stem} (cached)")
+
+
+def check_keep_float(recipe, model) -> None:
+    """Stop the build, before any conversion, when ``quantize.keep_float`` names a layer the model
+    does not have: one line with the unknown name, the close match and the layers it has.
+
+    Raises:
+        RecipeError: an unknown layer name.
+    """
+    if not recipe.quantize.keep_float:
+        return
+    from edgekit.convert import keras_layer_names
+    from edgekit.errors import RecipeError, did_you_mean
+    from edgekit.train import keras_model
+
+    # A cached model is not loaded for this (a fully cached rebuild never imports TensorFlow):
+    # a .keras file lists its layers in its config.json.
+    names = None if getattr(model, "loaded", True) else _layer_names_in_file(getattr(model, "path", None))
+    names = names if names is not None else keras_layer_names(keras_model(model))
+    for index, wanted in enumerate(recipe.quantize.keep_float):
+        if wanted not in names:
+            shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+            raise RecipeError(f"{recipe.path or 'recipe'}: quantize.keep_float[{index}]: the model has no layer "
+                              f"\"{wanted}\"{did_you_mean(wanted, names)}; its layers: {shown}")
+
+
+def _layer_names_in_file(path) -> list[str] | None:
+    """The layer names a .keras file's config.json lists (as ``keras_layer_names`` gives them for
+    the loaded model), or None for any other file or config."""
+    import zipfile
+
+    def walk(config, out):
+        for layer in (config or {}).get("layers", []) or []:
+            if not isinstance(layer, dict):
+                return None
+            inner = layer.get("config") or {}
+            name = inner.get("name") or layer.get("name")
+            if layer.get("class_name") != "InputLayer" and name and name not in out:
+                out.append(name)
+            if isinstance(inner, dict) and "layers" in inner and walk(inner, out) is None:
+                return None
+        return out
+
+    if path is None or Path(path).suffix != ".keras":
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        return walk(config.get("config"), []) or None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, TypeError):
+        return None
+
+
+def _with_mixed(listed, fmt, max_drop) -> list[str]:
+    """``quantize.max_drop`` set: an int8-mixed row right after int8 in every format that has both."""
+    listed = list(listed)
+    if max_drop is None or "int8-mixed" in listed or not {"int8", "int8-mixed"} <= set(fmt.precisions):
+        return listed
+    at = listed.index("int8") + 1 if "int8" in listed else len(listed)
+    return [*listed[:at], "int8-mixed", *listed[at:]]
 
 
 class Ready:
@@ -125,6 +208,7 @@ class Exporter:
             # the base model: a compressed one gets them where its precisions list them.
             if name == "base" and not quantized:
                 listed = fmt.precisions_for(listed, getattr(self.recipe.export, fmt.name, None))
+                listed = _with_mixed(listed, fmt, self.recipe.quantize.max_drop)
             for precision in listed:
                 skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
                            "model": name, "format": fmt.name, "precision": precision}
@@ -132,6 +216,12 @@ class Exporter:
                     self.not_produced.append({**skipped, "reason": f"{fmt.name} has no {precision} converter"})
                 elif quantized and precision != "int8":
                     self.not_produced.append({**skipped, "reason": "QAT models are exported at int8 only"})
+                elif precision == "int8-mixed" and name != "base":
+                    self.not_produced.append({**skipped, "reason": "int8-mixed is searched for the base model only"})
+                elif precision == "int8-mixed" and not TASKS[self.recipe.task].scored_validation:
+                    self.not_produced.append({**skipped, "reason": f"int8-mixed needs a validation split scored by "
+                                              f"{TASKS[self.recipe.task].primary_metric}; a {self.recipe.task} "
+                                              "validation split holds normal samples only"})
                 else:
                     yield fmt, precision
 

@@ -38,17 +38,23 @@ def convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_k
     Any failure is recorded on the variant; nothing is raised.
     """
     variant = convert_variant(fmt, precision, model, name, parent, quantized, model_key, ctx)
-    return variant if variant.status != "ok" else evaluate_converted(variant, fmt, ctx)
+    return variant if variant.status != "ok" else evaluate_converted(variant, fmt, ctx, model)
 
 
-def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
+def evaluate_converted(variant: Variant, fmt, ctx: BuildContext, model=None) -> Variant:
     """Evaluate a converted artifact on the test split in its runtime (or take the cached
-    evaluation of the same artifact); a failure is recorded on the variant."""
+    evaluation of the same artifact); a failure is recorded on the variant.
+
+    ``model`` is the Keras model (or its ``ModelHandle``) the artifact was converted from: an
+    int8 row's evaluation also holds its per-layer quantization error against it, on the
+    validation split (``edgekit.evaluate.layer_error``; a failure there is recorded in the
+    record, never on the row)."""
     from edgekit.cache import make_key, source_hash
 
     recipe, log = ctx.recipe, ctx.log
     eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads,
-                        code=source_hash(fmt.runtime_module, "edgekit.runtimes", "edgekit.evaluate.scores", "edgekit.evaluate.weights"))
+                        code=source_hash(fmt.runtime_module, "edgekit.runtimes", "edgekit.evaluate.scores", "edgekit.evaluate.weights",
+                                         "edgekit.evaluate.layer_error"))
 
     def compute() -> dict:
         _inspect(variant, fmt, log)
@@ -56,6 +62,7 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
         variant.runtime = variant.session.runtime
         variant.settings.update(variant.session.settings)
         evaluate_variant(variant, ctx.data, ctx.baseline_outputs, recipe.task)
+        variant.layer_error = measure_layer_error(variant, fmt, model, ctx)
         return {k: getattr(variant, k) for k in EVALUATION}
 
     try:
@@ -72,6 +79,44 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext) -> Variant:
         setattr(variant, name_, saved[name_])
     log(f"[eval] {variant.stem}: {format_metrics(variant.metrics)}{' (cached)' if reused else ''}")
     return variant
+
+
+def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict:
+    """The per-layer quantization error of an int8 row (``INT8_PRECISIONS``) against the model
+    the converter got (behind the embedded normalization where the data embeds it), on the
+    first validation samples in the artifact's input space; {} for other rows and formats
+    without an intermediates reader; ``{"error": one line}`` when it cannot be measured."""
+    from edgekit.formats import INT8_PRECISIONS
+
+    if variant.precision not in INT8_PRECISIONS or not getattr(fmt, "intermediates", ""):
+        return {}
+    try:
+        from edgekit.convert.preprocess import with_normalization
+        from edgekit.evaluate.layer_error import SAMPLES, SNR_CAP, layer_errors
+        from edgekit.train import keras_model
+
+        if model is None:
+            raise ValueError("no Keras model to compare the artifact's layers with")
+        data = ctx.data
+        x_val = getattr(data, "x_val", None)
+        if x_val is None or len(x_val) == 0:
+            raise ValueError("no validation samples to compare layers on")
+        bare = keras_model(model)
+        exported = with_normalization(bare, data.normalization) if getattr(data, "embedded", False) else bare
+        x = data.artifact_inputs(x_val[:SAMPLES]) if hasattr(data, "artifact_inputs") else x_val[:SAMPLES]
+        record = layer_errors(fmt, exported, variant.path, x)
+        compared = f"{record['layers_matched']}/{record['layers_total']} layers compared"
+        if record["layers"] and record["layers"][0]["added_db"] < SNR_CAP:
+            worst = record["layers"][0]
+            ctx.log(f"[layers] {variant.stem}: {compared}, worst {worst['layer']} (adds noise at {worst['added_db']:.1f} dB, "
+                    f"output {worst['snr_db']:.1f} dB) in {record['seconds']:.2f} s")
+        else:
+            ctx.log(f"[layers] {variant.stem}: {compared}, none adds measurable error in {record['seconds']:.2f} s")
+        return record
+    except Exception as exc:  # noqa: BLE001 - a bonus measurement, never a reason to fail a row
+        interrupts.reraise_if_interrupted()
+        ctx.log(f"[layers] {variant.stem}: no per-layer error: {one_line(exc)}")
+        return {"error": one_line(exc)}
 
 
 #: what an evaluation entry holds

@@ -123,7 +123,7 @@ def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, m
     if variant.status == "ok":
         announce("evaluate")
         started = time.perf_counter()
-        evaluate_converted(variant, fmt, ctx)
+        evaluate_converted(variant, fmt, ctx, model)  # the model: an int8 row's per-layer error
         variant.seconds["evaluate"] = round(time.perf_counter() - started, 3)
     return variant
 

@@ -350,10 +350,12 @@ def _layer_errors(results: dict) -> str:
         how = record.get("how") or how
         cells_ = []
         for entry in record["worst"]:
-            snr, nrmse = entry.get("snr_db"), entry.get("nrmse")
-            shown = f"{entry['layer']}: {snr:.1f} dB" if isinstance(snr, (int, float)) else str(entry["layer"])
-            if isinstance(nrmse, (int, float)):
-                shown += f", NRMSE {nrmse:.3f}"
+            shown = str(entry["layer"])
+            figures = [f"{label} {entry[key]:{fmt}}{unit}" for key, label, fmt, unit in
+                       (("added_db", "adds noise at", ".1f", " dB"), ("snr_db", "output SNR", ".1f", " dB"),
+                        ("nrmse", "NRMSE", ".3f", "")) if isinstance(entry.get(key), (int, float))]
+            if figures:
+                shown += ": " + ", ".join(figures)
             cells_.append(f"<li>{esc(shown)}</li>")
         kept = (row.get("settings") or {}).get("kept_float") or []
         note = f"<div class='muted'>kept float: {esc(', '.join(kept))}</div>" if kept else ""
@@ -361,8 +363,8 @@ def _layer_errors(results: dict) -> str:
                      f"<td><ol>{''.join(cells_)}</ol>{note}</td></tr>")
     if not lines:
         return "<p class='muted'>No int8 rows with a per-layer error in this run.</p>"
-    return ("<table id='layer-errors'><thead><tr><th>row</th><th>layers compared</th><th>worst layers (SNR of the "
-            "layer's output against the float model; lower is worse)</th></tr></thead><tbody>" + "\n".join(lines)
+    return ("<table id='layer-errors'><thead><tr><th>row</th><th>layers compared</th><th>worst layers, by the noise each "
+            "adds (lower dB is worse)</th></tr></thead><tbody>" + "\n".join(lines)
             + f"</tbody></table><p class='muted'>{esc(how)}. Keep a layer in float with quantize.keep_float, or let "
             "quantize.max_drop choose (the int8-mixed rows).</p>")
 
@@ -400,16 +402,16 @@ def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[s
 {_table(results, sizes, front)}
 <p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
 Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
-<h2>Where the time goes</h2>
-{_time_breakdown(results)}
-<h2>Layers that lose most to int8</h2>
-{_layer_errors(results)}
 <h2>Accuracy vs latency</h2>
 {_img("accuracy_vs_latency", plots["accuracy_vs_latency"], "rows measured ok; circled points form the Pareto front")}
 <h2>Size</h2>
 {_img("sizes", plots["sizes"], "raw and gzip sizes of every file of each artifact")}
 <h2>Latency distribution</h2>
 {_img("latency_distribution", plots["latency_distribution"], "every timed run per row, from latency.json")}
+<h2>Where the time goes</h2>
+{_time_breakdown(results)}
+<h2>Layers that lose most to int8</h2>
+{_layer_errors(results)}
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>

@@ -10,6 +10,7 @@ from edgekit.bench.stats import ratio_interval, summarize, summarize_rounds
 from edgekit.check.baseline import latency_problem, non_finite
 from edgekit.evaluate import scores
 from edgekit.evaluate.variant import Variant
+from edgekit.report.causes import cause
 
 #: Without an interval (a row timed in one round) a quantized row is called slower than fp32 past
 #: this p50 ratio; closer than 5% is timing noise on a shared machine.
@@ -52,6 +53,8 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
         row["harness"] = m.harness
     if evaluated and variant.layer_error.get("layers"):
         row["layer_error"] = layer_error_summary(variant.layer_error)
+    if evaluated and (mixed := variant.settings.get("mixed")):
+        row["notes"].append(mixed_note(mixed))
     reasons = drop_impossible_values(row)
     if reasons and row["status"] == "ok":
         row.update(status="failed", reason="; ".join(reasons))
@@ -73,6 +76,20 @@ def layer_error_summary(record: dict[str, Any]) -> dict[str, Any]:
     layers = record.get("layers") or []
     return {**{k: v for k, v in record.items() if k != "layers"}, "layers_measured": len(layers),
             "worst": layers[:WORST_LAYERS]}
+
+
+def mixed_note(mixed: dict[str, Any]) -> str:
+    """What an int8-mixed row's search kept float and the validation drop it reached, or why it
+    could not meet quantize.max_drop."""
+    kept = mixed.get("kept_float") or []
+    shown = f"{len(kept)} layer(s) kept float ({', '.join(kept)})" if kept else "no layer kept float (int8 holds)"
+    drops = ""
+    if isinstance(mixed.get("drop"), (int, float)):
+        before = f"{mixed['int8_drop']:+.4f} in int8 -> " if isinstance(mixed.get("int8_drop"), (int, float)) and kept else ""
+        drops = f"; validation {mixed.get('metric', 'metric')} drop {before}{mixed['drop']:+.4f} (max_drop {mixed.get('budget')})"
+    if mixed.get("met", True):
+        return f"int8-mixed: {shown}{drops}"
+    return f"int8-mixed missed max_drop {mixed.get('budget')}: {mixed.get('reason') or 'no trial met it'}; best: {shown}{drops}"
 
 
 def drop_impossible_values(row: dict[str, Any]) -> list[str]:
@@ -121,7 +138,42 @@ def add_speedups(rows: list[dict]) -> None:
             row["vs_fp32_same_runtime"] = fp32_p50 / p50
             row["vs_fp32_same_runtime_ci95"] = ratio_interval(fp32, row, paired(fp32, row))
             if note := slower_note(row, p50 / fp32_p50, ratio_interval(row, fp32, paired(row, fp32))):
+                if "slower than" in note and (why := cause(row, fp32)):
+                    note += f"; cause: {why}"
                 row["notes"].append(note)
+    for row in rows:
+        if note := other_runtime_note(row, rows):
+            row["notes"].append(note)
+
+
+#: a row is called much slower than the same variant in another runtime when the whole 95%
+#: interval of its p50 ratio lies past this
+MUCH_SLOWER = 1.5
+
+
+def other_runtime_note(row: dict, rows: list[dict]) -> str | None:
+    """A note when ``row`` is significantly more than MUCH_SLOWER times slower than the fastest
+    row of the same model and precision in another runtime on the same target (Keras rows are
+    not compared), naming the cause from the profiles where they show one. Only with an
+    interval (rows timed in two rounds or more): a one-round ratio says nothing significant."""
+    p50 = _usable_p50(row["latency_ms"])
+    if p50 is None or row["format"] == "keras":
+        return None
+    same = (row.get("model"), row.get("precision"), row.get("target"))
+    others = [r for r in rows if r is not row and r.get("format") not in ("keras", row["format"])
+              and r.get("status", "ok") == "ok" and (r.get("model"), r.get("precision"), r.get("target")) == same
+              and _usable_p50(r.get("latency_ms"))]
+    if not others:
+        return None
+    fastest = min(others, key=lambda r: _usable_p50(r["latency_ms"]))
+    ratio = p50 / _usable_p50(fastest["latency_ms"])
+    interval = ratio_interval(row, fastest, paired(row, fastest))
+    if interval is None or interval[0] <= MUCH_SLOWER:
+        return None
+    shown = f"{ratio:.2f}x [{interval[0]:.2f}-{interval[1]:.2f}]"
+    note = f"slower than {fastest['id']} ({fastest['runtime'] or fastest['format']}): {shown}"
+    why = cause(row, fastest)
+    return f"{note}; cause: {why}" if why else note
 
 
 def paired(a: dict, b: dict) -> bool:

@@ -146,3 +146,229 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
         module: ``ai_edge_litert`` or ``tflite_runtime``; default: the first that imports.
     """
     return LiteRTSession(Path(path), threads, module)
+
+
+# ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
+
+#: prefix models timed per segment: rounds, and a floor and ceiling on invokes per round
+PREFIX_ROUNDS = 5
+PREFIX_RUNS = (5, 200)
+#: seconds of invokes per prefix and round the runs aim at
+PREFIX_ROUND_S = 0.01
+
+
+def profile_ops(path: Path, threads: int = 1, options: dict | None = None, samples=None, runs: int = 50,
+                module: str | None = None, workdir=None, precision: str | None = None) -> dict:
+    """Which ops XNNPACK took and the time of every segment of the execution plan.
+
+    LiteRT's Python API has no per-op timer. What it has: after allocate_tensors,
+    ``_get_ops_details()`` lists the model's ops and one DELEGATE entry per XNNPACK partition
+    (with the partition's input and output tensors); walking back from a partition's outputs
+    through the ops that produce them, up to its inputs, gives the ops it covers. The execution
+    plan is then a list of segments (each partition is one; each op outside XNNPACK is its own),
+    and a segment's time is the difference between two PREFIX models: copies of the .tflite that
+    keep only the first k segments' operators (their outputs: every tensor a later op or the
+    graph output needs), timed with the same interpreter settings, interleaved, in
+    PREFIX_ROUNDS rounds (the min over rounds of each prefix's median). A model with one
+    segment needs no prefix. The first segment's time includes the fixed cost of an Invoke.
+
+    Returns:
+        ``{"runtime", "how", "runs", "partitions", "ops": [...], "segments": [...], "total_ms"}``;
+        each op ``{"index", "name", "type", "where", "accelerated", "precision", "segment",
+        "ms", "share"}`` (ms and share: a single-op segment's own, else None: the time of a
+        partition is its segment's). ``shares_unknown`` says why, where segments could not be timed.
+    """
+    session = LiteRTSession(Path(path), threads, module)
+    interpreter = session.interpreter
+    ops = interpreter._get_ops_details()
+    tensors = {int(t["index"]): t for t in interpreter.get_tensor_details()}
+    partitions, covered = _partitions(ops)
+    segments = _segments(ops, covered, len(partitions))
+    out_ops = []
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            continue
+        index = int(op["index"])
+        outputs = [int(t) for t in op["outputs"] if int(t) >= 0]
+        name = tensors[outputs[0]]["name"] if outputs and outputs[0] in tensors else f"op{index}"
+        part = covered.get(index)
+        out_ops.append({
+            "index": index, "name": name, "type": op["op_name"],
+            "where": f"XNNPACK partition {part}" if part is not None else "builtin kernel",
+            "accelerated": part is not None,
+            "precision": _precision(op.get("result_types") or op.get("operand_types") or []),
+            "segment": next(s for s, seg in enumerate(segments) if index in seg["ops"]),
+            "ms": None, "share": None,
+        })
+    feed = session.prepare(np.asarray(samples[0], dtype=np.float32)[None]) if samples is not None and len(samples) \
+        else np.zeros(session.input["shape"], session.input["dtype"])
+    result = {"runtime": session.runtime, "partitions": len(partitions), "ops": out_ops, "segments": [],
+              "runs": 0, "total_ms": None}
+    how = ("LiteRT has no per-op timer: ops inside an XNNPACK partition are read from the delegate's "
+           "partitions (_get_ops_details); each segment (a partition, or one op outside XNNPACK) is timed as "
+           f"the difference between prefix models holding the first k segments, interleaved, min over {PREFIX_ROUNDS} rounds "
+           "of the median; the first segment includes the fixed cost of an Invoke")
+    try:
+        if len(segments) <= 1:
+            times, runs_done = _time_models([path], session, feed, threads, module, model_bytes=None)
+            how = "one segment (every op in {}): no prefix timing needed; its time is the whole Invoke".format(
+                "one XNNPACK partition" if partitions else "one builtin kernel")
+        else:
+            models = [_prefix_model(path, [i for seg in segments[:k] for i in seg["ops"]]) for k in range(1, len(segments))]
+            times, runs_done = _time_models(models + [None], session, feed, threads, module, model_bytes=True,
+                                            full=path)
+    except Exception as exc:  # noqa: BLE001 - the where-it-ran facts stand without the times
+        result["how"] = how
+        result["shares_unknown"] = f"prefix models could not be timed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        result["segments"] = [{"ops": seg["ops"], "where": seg["where"], "ms": None, "share": None} for seg in segments]
+        return result
+    seg_ms = [max(0.0, times[k] - (times[k - 1] if k else 0.0)) for k in range(len(times))]
+    total = sum(seg_ms) or 1.0
+    result["total_ms"] = round(times[-1], 6)
+    result["runs"] = runs_done
+    result["how"] = how
+    for seg, ms in zip(segments, seg_ms):
+        result["segments"].append({"ops": seg["ops"], "where": seg["where"], "ms": round(ms, 6),
+                                   "share": round(ms / total, 4)})
+    for op in out_ops:
+        seg = result["segments"][op["segment"]]
+        if len(seg["ops"]) == 1:
+            op["ms"], op["share"] = seg["ms"], seg["share"]
+    return result
+
+
+def _precision(types) -> str:
+    """fp32 / fp16 / int8 / int16 / int32 ... from an op's first result (or operand) type."""
+    if not types:
+        return "unknown"
+    name = np.dtype(types[0]).name
+    return {"float32": "fp32", "float16": "fp16", "float64": "fp64"}.get(name, name)
+
+
+def _partitions(ops):
+    """The XNNPACK partitions (DELEGATE entries) and, per original op index, the partition that covers it."""
+    by_index = {int(op["index"]): op for op in ops}
+    producer = {}
+    for op in ops:
+        if op["op_name"] != "DELEGATE":
+            for t in op["outputs"]:
+                producer[int(t)] = int(op["index"])
+    partitions = [op for op in ops if op["op_name"] == "DELEGATE"]
+    covered = {}
+    for p, delegate in enumerate(partitions):
+        inputs = {int(t) for t in delegate["inputs"]}
+        stack, seen = [int(t) for t in delegate["outputs"]], set()
+        while stack:
+            tensor = stack.pop()
+            if tensor < 0 or tensor in inputs or tensor in seen:
+                continue
+            seen.add(tensor)
+            index = producer.get(tensor)
+            if index is None or index in covered:
+                continue
+            covered[index] = p
+            stack.extend(int(t) for t in by_index[index]["inputs"])
+    return partitions, covered
+
+
+def _segments(ops, covered, count):
+    """The execution plan as segments, in an order every prefix of which is closed under its inputs."""
+    originals = [op for op in ops if op["op_name"] != "DELEGATE"]
+    groups = {}
+    for op in originals:
+        index = int(op["index"])
+        key = ("p", covered[index]) if index in covered else ("o", index)
+        groups.setdefault(key, []).append(index)
+    by_index = {int(op["index"]): op for op in originals}
+    producer_group = {}
+    for key, members in groups.items():
+        for index in members:
+            for t in by_index[index]["outputs"]:
+                producer_group[int(t)] = key
+    needs = {key: set() for key in groups}
+    for key, members in groups.items():
+        for index in members:
+            for t in by_index[index]["inputs"]:
+                other = producer_group.get(int(t))
+                if other is not None and other != key:
+                    needs[key].add(other)
+    order, done = [], set()
+    while len(order) < len(groups):
+        ready = [k for k in groups if k not in done and needs[k] <= done]
+        if not ready:  # a cycle between partitions cannot be: keep the ops' own order
+            ready = [k for k in groups if k not in done]
+        key = min(ready, key=lambda k: min(groups[k]))
+        order.append(key)
+        done.add(key)
+    return [{"ops": sorted(groups[k]),
+             "where": f"XNNPACK partition {k[1]}" if k[0] == "p" else "builtin kernel"} for k in order]
+
+
+def _prefix_model(path: Path, keep) -> bytes:
+    """A copy of the .tflite holding only subgraph 0's operators ``keep`` (indices); its outputs
+    are every tensor those produce that a dropped op or the graph's outputs read."""
+    from ai_edge_litert.tools import flatbuffer_utils  # the runtime's own tools
+
+    model = flatbuffer_utils.read_model(str(path))
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"the model has {len(model.subgraphs)} subgraphs (control flow): prefix models cut subgraph 0 only")
+    graph = model.subgraphs[0]
+    keep = set(keep)
+    kept = [op for i, op in enumerate(graph.operators) if i in keep]
+    dropped = [op for i, op in enumerate(graph.operators) if i not in keep]
+    produced = [int(t) for op in kept for t in (op.outputs if op.outputs is not None else []) if int(t) >= 0]
+    needed = {int(t) for op in dropped for t in (op.inputs if op.inputs is not None else [])}
+    needed |= {int(t) for t in graph.outputs}
+    outputs = [t for t in dict.fromkeys(produced) if t in needed]
+    if not outputs:
+        raise ValueError("a prefix produces nothing a later op reads")
+    graph.operators = kept
+    graph.outputs = outputs
+    model.signatureDefs = []
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _time_models(models, session, feed, threads, module, model_bytes=None, full=None):
+    """The min over PREFIX_ROUNDS rounds of the median Invoke time (ms) of each model in
+    ``models`` (bytes of a prefix model; None or a path: the full model), all timed interleaved."""
+    import time
+
+    interpreter_cls, _ = interpreter_class(module)
+    live = []
+    for model in models:
+        if isinstance(model, (bytes, bytearray)):
+            it = interpreter_cls(model_content=bytes(model), num_threads=threads)
+        else:
+            it = interpreter_cls(model_path=str(model if model is not None else full), num_threads=threads)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], feed.reshape(it.get_input_details()[0]["shape"]))
+        stateful = _has_stateful_ops(it)
+        invoke, reset = it.invoke, it.reset_all_variables
+        live.append((invoke, reset, stateful))
+    clock = time.perf_counter
+    start = clock()
+    for invoke, reset, stateful in live:  # warm-up, and the cost of one run
+        for _ in range(3):
+            if stateful:
+                reset()
+            invoke()
+    per = (clock() - start) / (3 * len(live))
+    runs = int(min(PREFIX_RUNS[1], max(PREFIX_RUNS[0], PREFIX_ROUND_S / max(per, 1e-7))))
+    best = [float("inf")] * len(live)
+    for r in range(PREFIX_ROUNDS):
+        order = list(range(len(live)))
+        order = order[r % len(order):] + order[:r % len(order)]
+        for k in order:
+            invoke, reset, stateful = live[k]
+            times = []
+            for _ in range(runs):
+                if stateful:
+                    reset()
+                    t0 = clock()
+                    invoke()
+                else:
+                    t0 = clock()
+                    invoke()
+                times.append(clock() - t0)
+            best[k] = min(best[k], float(np.median(times)) * 1e3)
+    return best, runs * PREFIX_ROUNDS

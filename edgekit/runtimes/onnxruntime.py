@@ -33,7 +33,8 @@ class OnnxRuntimeSession(Session):
     # bound to a buffer allocated once 6.79, the same through the C++ binding object 6.51.
     timed_call = "run_with_iobinding (input and output bound in prepare)"
 
-    def __init__(self, path: Path, threads: int, options: dict | None = None, providers: list[str] | None = None):
+    def __init__(self, path: Path, threads: int, options: dict | None = None, providers: list[str] | None = None,
+                 profile_prefix: str | None = None):
         import onnxruntime as ort
 
         # The recipe validated the options on the host (ONNXOptions); only this one matters here.
@@ -47,6 +48,9 @@ class OnnxRuntimeSession(Session):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        if profile_prefix:  # profile_ops only: never a timed session
+            so.enable_profiling = True
+            so.profile_file_prefix = str(profile_prefix)
         self.session = ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
         self.input = self.session.get_inputs()[0]
         output = self.session.get_outputs()[0]
@@ -129,3 +133,119 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None,
         A session whose ``run`` is one IOBinding run at batch 1.
     """
     return OnnxRuntimeSession(Path(path), threads, options, providers)
+
+
+# ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
+
+#: the two ops that convert between float and integer in a QDQ graph
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+#: ops that do a model's arithmetic (as ONNX or as onnxruntime's fused contrib ops): in a
+#: quantized row, one of these running in float is not in a quantized kernel
+COMPUTE_OPS = frozenset({"Conv", "FusedConv", "ConvTranspose", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
+                         "LSTM", "GRU", "RNN", "Attention", "MultiHeadAttention", "Einsum"})
+
+
+def profile_ops(path: Path, threads: int = 1, options: dict | None = None, samples=None, runs: int = 50,
+                module: str | None = None, workdir=None, precision: str | None = None) -> dict:
+    """Per-node times from onnxruntime's own profiler: a separate session with
+    ``SessionOptions.enable_profiling`` (every other setting as the timed session's) runs
+    ``runs`` inferences; ``end_profiling()`` writes a JSON trace whose "Node" events named
+    ``<node>_kernel_time`` carry the op type, provider and duration in microseconds.
+
+    The profiler's clock adds a roughly fixed cost to every node (about a microsecond here), so
+    on a model of a few microseconds the shares of cheap nodes are overstated; the shares are the
+    profiler's, and ``profiled_ms`` (its per-inference sum) says how far it stretched a run.
+
+    Returns:
+        ``{"runtime", "how", "runs", "partitions": None, "ops": [...], "qdq": {...},
+        "float_compute": {...}, "profiled_ms"}``; each op ``{"name", "type", "provider", "ms",
+        "share", "precision", "where", "accelerated"}`` in execution order.
+    """
+    import json
+    import os
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ort-profile-", dir=str(workdir) if workdir else None)
+    session = OnnxRuntimeSession(Path(path), threads, options, profile_prefix=os.path.join(folder, "profile"))
+    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
+    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
+    runs = max(1, int(runs))
+    for i in range(3):  # warm-up: the first runs allocate; their events are dropped below
+        session.run(feeds[i % len(feeds)])
+    warm = 3
+    for i in range(runs):
+        session.run(feeds[i % len(feeds)])
+    trace = session.session.end_profiling()
+    with open(trace) as handle:
+        events = json.load(handle)
+    try:
+        os.remove(trace)
+        os.rmdir(folder)
+    except OSError:
+        pass
+    runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    skip_until = runs_seen[warm - 1]["ts"] + runs_seen[warm - 1]["dur"] if len(runs_seen) > warm else None
+    nodes = {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        if skip_until is not None and e.get("ts", 0) < skip_until:
+            continue
+        args = e.get("args") or {}
+        name = e["name"][: -len("_kernel_time")]
+        node = nodes.get(name)
+        if node is None:
+            inputs = args.get("input_type_shape") or [{}]
+            dtype = next(iter(inputs[0]), "") if inputs and isinstance(inputs[0], dict) else ""
+            nodes[name] = node = {"name": name, "type": args.get("op_name", "?"), "provider": args.get("provider"),
+                                  "input_dtype": dtype, "us": []}
+        node["us"].append(float(e.get("dur", 0)))
+    quantized = precision not in (None, "fp32", "fp16", "bf16")
+    ops = list(nodes.values())
+    # Each node runs once per inference: the mean of its runs without the slowest tenth (one
+    # slow run, a page fault or the profiler flushing, would otherwise decide a cheap node's
+    # share; a median of whole microseconds would not resolve one).
+    for op in ops:
+        durations = np.sort(np.asarray(op["us"], dtype=np.float64))
+        op["us"] = float(durations[: max(1, int(np.ceil(len(durations) * 0.9)))].mean())
+    total = sum(op["us"] for op in ops) or 1.0
+    compute_seen = [i for i, op in enumerate(ops) if op["type"] not in QDQ_OPS]
+    first, last = (compute_seen[0], compute_seen[-1]) if compute_seen else (len(ops), -1)
+    for i, op in enumerate(ops):
+        us = op.pop("us")
+        dtype = op.pop("input_dtype")
+        op["ms"] = round(us / 1e3, 6)
+        op["share"] = round(us / total, 4)
+        op["precision"] = _ort_precision(op["type"], dtype)
+        if op["type"] in QDQ_OPS:
+            op["where"] = "{} ({})".format(op["provider"], "graph edge" if i < first or i > last else "left unfused")
+            op["accelerated"] = not quantized
+        elif quantized and op["type"] in COMPUTE_OPS:
+            op["where"] = "{} (float kernel in a quantized graph)".format(op["provider"])
+            op["accelerated"] = False
+        else:
+            op["where"] = op["provider"]
+            op["accelerated"] = True
+    qdq = [op for op in ops if op["type"] in QDQ_OPS]
+    inner = [op for op in qdq if op["where"].endswith("(left unfused)")]
+    floats = [op for op in ops if quantized and op["type"] in COMPUTE_OPS]
+    return {
+        "runtime": session.runtime, "partitions": None, "runs": runs, "ops": ops,
+        "profiled_ms": round(total / 1e3, 6),
+        "qdq": {"nodes": len(qdq), "share": round(sum(op["share"] for op in qdq), 4),
+                "at_edges": len(qdq) - len(inner), "left_unfused": len(inner),
+                "left_unfused_share": round(sum(op["share"] for op in inner), 4)},
+        "float_compute": {"nodes": len(floats), "share": round(sum(op["share"] for op in floats), 4),
+                          "types": sorted({op["type"] for op in floats})},
+        "how": ("onnxruntime's profiler (enable_profiling, a separate session with the timed session's settings): "
+                f"each node's kernel time, mean of {runs} runs after 3 warm-up runs without the slowest tenth; the "
+                "profiler adds a roughly fixed "
+                "cost per node, which overstates cheap nodes on a small model"),
+    }
+
+
+def _ort_precision(op_type: str, input_dtype: str) -> str:
+    """A node's precision: its quantized kernel's (QLinear*, *Integer, QGemm ...), else its first input's type."""
+    if op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM") or op_type.endswith(("Integer", "IntegerToFloat")):
+        return "int8"
+    return {"float": "fp32", "float16": "fp16", "double": "fp64"}.get(input_dtype, input_dtype or "unknown")

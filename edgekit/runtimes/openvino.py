@@ -51,7 +51,7 @@ class OpenVINOSession(Session):
     # wraps every call in a data dispatcher and an OVDict, about 3 us at this size.
     timed_call = "infer(input tensor) of the C++ request, output read as a view"
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, extra_config: dict | None = None):
         disable_telemetry()
         import openvino as ov
 
@@ -71,6 +71,8 @@ class OpenVINOSession(Session):
             # or the bf16 row's (which asks for the plugin's bf16 on purpose).
             "INFERENCE_PRECISION_HINT": precision,
         }
+        # profile_ops only (PERF_COUNT): never a timed session
+        config.update(extra_config or {})
         self.compiled = core.compile_model(model, "CPU", config)
         # One request, reused, so the timed call holds no allocation or setup.
         self.request = self.compiled.create_infer_request()
@@ -186,3 +188,93 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
         module: the runtime module the caller found (always ``openvino``).
     """
     return OpenVINOSession(Path(path), threads)
+
+
+# ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
+
+#: the precision a row is meant to run at, as the suffix of OpenVINO's exec_type names it
+INTENDED = {"fp32": ("fp32",), "bf16": ("bf16",), "fp16": ("fp16",), "int8": ("int8",),
+            "int8-mixed": ("int8", "fp32")}
+
+
+def profile_ops(path: Path, threads: int = 1, options: dict | None = None, samples=None, runs: int = 50,
+                module: str | None = None, workdir=None, precision: str | None = None) -> dict:
+    """Per-node kernels and times from OpenVINO's own counters: the IR compiled as the timed
+    session compiles it, plus ``PERF_COUNT: YES``; after each of ``runs`` inferences,
+    ``request.get_profiling_info()`` gives every node's ``exec_type`` (the kernel, e.g.
+    ``brgconv_avx512_amx_I8``, ``jit_avx512_BF16``, ``ref_any_FP32``) and ``real_time``. Nodes
+    with status NOT_RUN (fused into another, or no-ops) are left out.
+
+    Returns:
+        ``{"runtime", "how", "runs", "partitions": None, "ops": [...], "reference_kernels": n}``;
+        each op ``{"name", "type", "exec_type", "precision", "ms", "share", "where", "accelerated"}``.
+    """
+    import time
+
+    session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
+    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
+    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
+    # The counters hold each node's running average since compile_model, in whole microseconds:
+    # read them after the warm-up and at the end, and take the average of the runs in between.
+    done = 1 if session._infer is not None else 0  # the constructor's probing inference
+    start = time.perf_counter()
+    for i in range(3):
+        session.run(feeds[i % len(feeds)])
+    done += 3
+    per_run = (time.perf_counter() - start) / 3
+    runs = int(min(2000, max(int(runs), PROFILE_SECONDS / max(per_run, 1e-7))))
+    before = _counters(session.request)
+    for i in range(runs):
+        session.run(feeds[i % len(feeds)])
+    after = _counters(session.request)
+    nodes = {}
+    # A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts.
+    for name in list(before) + [n for n in after if n not in before]:
+        node_type, exec_type, average = after.get(name) or before[name][:2] + (0.0,)
+        earlier = before.get(name, (None, None, 0.0))[2]
+        us = max(0.0, average * (done + runs) - earlier * done)
+        nodes[name] = {"name": name, "type": node_type, "exec_type": exec_type, "us": us}
+    intended = INTENDED.get(precision or "fp32", ("fp32",))
+    ops = list(nodes.values())
+    total = sum(op["us"] for op in ops) or 1.0
+    for op in ops:
+        us = op.pop("us")
+        op["precision"] = exec_precision(op["exec_type"])
+        op["ms"] = round(us / runs / 1e3, 6)
+        op["share"] = round(us / total, 4)
+        reference = op["exec_type"].lower().startswith("ref")
+        # "unknown_*": a node without a kernel of its own (a Loop runs its body's nodes, which
+        # the counters do not list); its suffix is not a compute precision
+        composite = op["exec_type"].lower().startswith("unknown")
+        if composite:
+            op["precision"] = "unknown"
+        op["where"] = "reference kernel" if reference else "no kernel of its own" if composite else "optimized kernel"
+        op["accelerated"] = not reference and not composite and op["precision"] in intended
+    return {"runtime": session.runtime, "partitions": None, "runs": runs, "ops": ops,
+            "reference_kernels": sum(1 for op in ops if op["where"] == "reference kernel"),
+            "profiled_ms": round(total / runs / 1e3, 6),
+            "inference_precision": session.settings.get("inference_precision"),
+            "how": ("OpenVINO's performance counters (PERF_COUNT, compiled as the timed session): each executed "
+                    f"node's exec_type and real_time over {runs} runs after 3 warm-up runs; the counters keep a running "
+                    "average in whole microseconds, so a node under a microsecond can read 0")}
+
+
+#: seconds of profiled inferences profile_ops aims at (50 to 2000 runs)
+PROFILE_SECONDS = 0.2
+
+
+def _counters(request) -> dict:
+    """node name -> (node type, exec_type, average real_time in us) of the executed nodes."""
+    out = {}
+    for info in request.get_profiling_info():
+        if "NOT_RUN" in str(info.status):
+            continue
+        out[info.node_name] = (info.node_type, info.exec_type, info.real_time.total_seconds() * 1e6)
+    return out
+
+
+def exec_precision(exec_type: str) -> str:
+    """The precision in an exec_type's suffix: ``brgconv_avx512_amx_I8`` -> int8, ``jit_avx512_BF16`` -> bf16."""
+    suffix = exec_type.rsplit("_", 1)[-1].lower()
+    return {"f32": "fp32", "fp32": "fp32", "bf16": "bf16", "f16": "fp16", "fp16": "fp16", "i8": "int8",
+            "u8": "int8", "i32": "int32", "i64": "int64", "u1": "binary"}.get(suffix, suffix or "unknown")

@@ -31,8 +31,8 @@ def test_the_decision_reads_the_cpu_flags():
     reason = OPENVINO.skip_reason("bf16", ["avx2", "avx512_vnni"])
     assert reason and "avx512_bf16 or amx_bf16" in reason and "\n" not in reason
     assert OPENVINO.skip_reason("fp32", []) is None and OPENVINO.skip_reason("int8", []) is None
-    assert OPENVINO.native_precisions(["avx2"]) == ("fp32", "int8")
-    assert OPENVINO.native_precisions(["amx_bf16"]) == ("fp32", "bf16", "int8")
+    assert OPENVINO.native_precisions(["avx2"]) == ("fp32", "int8", "int8-mixed")
+    assert OPENVINO.native_precisions(["amx_bf16"]) == ("fp32", "bf16", "int8", "int8-mixed")
 
 
 def test_bf16_is_added_after_fp32_only_where_native_and_wanted():
