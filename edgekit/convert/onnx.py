@@ -218,6 +218,12 @@ def read_weights(path: Path) -> list[np.ndarray]:
     ]
 
 
+#: how read_intermediates runs an artifact and what it compares (edgekit.evaluate.layer_error's "how")
+INTERMEDIATES_HOW = ("onnxruntime (CPU, graph optimizations off)",
+                     "by hand, as onnxruntime.quantization.qdq_loss_debug does: every activation a graph output, "
+                     "each layer read after its DequantizeLinear")
+
+
 def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     """Every activation tensor of an .onnx file over ``samples``, in graph order (the layer
     error's reader: ``edgekit.evaluate.layer_error``).

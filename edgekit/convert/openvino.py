@@ -353,6 +353,12 @@ def read_weights(path: Path) -> list[np.ndarray]:
     return [op.get_data() for op in model.get_ops() if op.get_type_name() == "Constant" and op.get_data().dtype.kind in "fiu"]
 
 
+#: how read_intermediates runs an artifact and what it compares (edgekit.evaluate.layer_error's "how")
+INTERMEDIATES_HOW = ("OpenVINO's CPU plugin at f32",
+                     "intermediate outputs of the int8 IR (Model.add_outputs), each layer read after its FakeQuantize, "
+                     "against the Keras model rather than the fp32 IR")
+
+
 def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     """Every activation output of an IR over ``samples``, in topological order (the layer
     error's reader: ``edgekit.evaluate.layer_error``).

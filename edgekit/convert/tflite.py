@@ -175,6 +175,11 @@ def _no_delegates() -> dict:
     return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
+#: how read_intermediates runs an artifact and what it compares (edgekit.evaluate.layer_error's "how")
+INTERMEDIATES_HOW = ("the LiteRT interpreter without delegates",
+                     "by hand: every tensor kept with experimental_preserve_all_tensors, as QuantizationDebugger reads them")
+
+
 def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     """Every activation tensor of a .tflite file over ``samples``, dequantized, in execution order.
 

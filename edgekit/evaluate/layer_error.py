@@ -33,6 +33,7 @@ whole loss; onnxruntime ranks dense_1 and dense first, and needs both.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from typing import Any
@@ -50,16 +51,6 @@ HOW = ("each Keras layer's output (the float model over {samples} validation sam
        "first: the SNR of the noise that keeping the layer float would remove (the quantization of what it reads, "
        "its int8 weights and arithmetic: its result's noise-to-signal ratio minus its inputs', median sample)")
 
-TOOLS = {
-    "tflite": ("the LiteRT interpreter without delegates",
-               "by hand: every tensor kept with experimental_preserve_all_tensors, as QuantizationDebugger reads them"),
-    "onnx": ("onnxruntime (CPU, graph optimizations off)",
-             ("by hand, as onnxruntime.quantization.qdq_loss_debug does: every activation a graph output, "
-              "each layer read after its DequantizeLinear")),
-    "openvino": ("OpenVINO's CPU plugin at f32",
-                 ("intermediate outputs of the int8 IR (Model.add_outputs), each layer read after its FakeQuantize, "
-                  "against the Keras model rather than the fp32 IR")),
-}
 
 
 def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES) -> dict[str, Any]:
@@ -99,7 +90,9 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES)
     refs = float_outputs(model, samples, leaves)
     layers = _compare(leaves, refs, entries, samples)
     matched = {entry["layer"] for entry in layers}
-    runtime, tool = TOOLS.get(fmt.name, (f"the {fmt.name} runtime", "by hand"))
+    # each converter module says how its reader runs the artifact and compares (its INTERMEDIATES_HOW)
+    runtime, tool = getattr(importlib.import_module(fmt.converter_module), "INTERMEDIATES_HOW",
+                            (f"the {fmt.name} runtime", "by hand"))
     record = {
         "metric": "snr_db",
         "how": HOW.format(samples=len(samples), runtime=runtime, tool=tool),

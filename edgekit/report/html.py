@@ -276,11 +276,11 @@ def _distribution(results: dict, latencies: dict[str, list[float]]) -> bytes | N
 
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
+td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
 pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
@@ -298,7 +298,9 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
         if row["id"] in front:
             display[0] += " ★"
         css = row["status"] if row["status"] != "ok" else ("noted" if row.get("notes") else "ok")
-        tds = "".join(f"<td class='num'>{html.escape(c)}</td>" if h in numeric else f"<td>{html.escape(c)}</td>"
+        kinds = {header[0]: "id", header[-1]: "notes"}  # the id never wraps; the notes get the room
+        tds = "".join(f"<td class='num'>{html.escape(c)}</td>" if h in numeric else
+                      f"<td class='{kinds[h]}'>{html.escape(c)}</td>" if h in kinds else f"<td>{html.escape(c)}</td>"
                       for h, c in zip(header, display))
         out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"

@@ -153,3 +153,29 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     plotted = sum(int((np.abs(pixels - colour).sum(axis=1) < 40).sum()) for colour in ((31, 119, 180), (255, 127, 14)))
     assert plotted > 2000, f"only {plotted} plot-coloured pixels: the images did not render"
     shutil.copy(shot, Path(tempfile.gettempdir()) / "edgekit-report-screenshot.png")
+
+
+def test_report_shows_where_time_goes_and_the_worst_int8_layers(run_dir):
+    """The breakdown and the worst-layers table come from the run's own profiles and layer errors."""
+    import html as html_lib
+
+    results = json.loads((run_dir / "results.json").read_text())
+    page = (run_dir / "report.html").read_text()
+    profiles = page[page.index("<table id='profiles'>"):page.index("</table>", page.index("<table id='profiles'>"))]
+    profiled = [row for row in results["rows"] if row["status"] == "ok" and (row.get("profile") or {}).get("top_op_types")]
+    assert {row["format"] for row in profiled} == {"tflite", "onnx", "openvino"}  # Keras rows have memory only
+    for row in profiled:
+        assert f"data-row='{row['id']}'" in profiles
+        top = row["profile"]["top_op_types"][0]
+        assert html_lib.escape(f"{top['type']} {top['share']:.0%}") in profiles
+    layers = page[page.index("<table id='layer-errors'>"):]
+    int8 = [row for row in results["rows"] if row["precision"] == "int8" and row["status"] == "ok"]
+    assert int8 and all(row["layer_error"]["worst"] for row in int8)
+    for row in int8:
+        assert f"data-row='{row['id']}'" in layers
+        assert html_lib.escape(row["layer_error"]["worst"][0]["layer"]) in layers
+    # the mem column: every profiled row's peak memory, as the table cells show it
+    from edgekit.report.cells import human_size
+
+    for row in profiled:
+        assert html_lib.escape(human_size(row["memory"]["peak_bytes"])) in page
