@@ -25,7 +25,6 @@ from edgekit.formats import OpenVINOOptions
 from edgekit.runtimes import package_version
 from edgekit.runtimes.openvino import disable_telemetry
 
-
 #: where an IR says at which precision its runtime compiles it (OpenVINO's own rt_info section,
 #: which edgekit.runtimes.openvino reads)
 RUNTIME_PRECISION = ("runtime_options", "INFERENCE_PRECISION_HINT")

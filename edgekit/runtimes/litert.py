@@ -372,3 +372,50 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
                 times.append(clock() - t0)
             best[k] = min(best[k], float(np.median(times)) * 1e3)
     return best, runs * PREFIX_ROUNDS
+
+
+def explain(row, profile, reference=None):
+    """Phrases saying where a row's time goes in LiteRT, read from its profile summary
+    (results.json ``profile``; ``edgekit.report.causes`` joins them into the row's note), worst
+    first. ``reference`` is a row of the same runtime to compare with (the fp32 sibling), or None."""
+    from edgekit.runtimes import wording  # host only: devices never explain
+
+    out = []
+    slow = profile.get("not_accelerated") or {}
+    partitions = profile.get("partitions") or 0
+    precision = row.get("precision")
+    named = [t for t in wording.slow_types(profile) if (t.get("share") or 0) >= wording.NAMED_SHARE]
+    ref_types = {t["type"]: t for t in wording.slow_types((reference or {}).get("profile") or {})}
+    if slow.get("ops") and not partitions:
+        why = " (no XNNPACK kernels for int16 activations)" if precision == "int16x8" else ""
+        top = ", ".join(f"{t['type']} {wording.pct(t['share'])}" for t in named[:3])
+        out.append(f"no op runs in XNNPACK{why}: all {slow['ops']} ops on built-in kernels"
+                   + (f" ({top} of time)" if top else ""))
+    elif named:
+        for t in named[:2]:
+            verb = "runs" if t["count"] == 1 else f"({t['count']} ops) run"
+            out.append(f"{t['type']} {verb} outside XNNPACK on built-in kernels: {wording.pct(t['share'])} of time"
+                       + (f" ({wording.us(t.get('ms'))})" if t.get("ms") is not None else ""))
+            # the same op outside XNNPACK in the reference row too: how much slower it is here
+            other = ref_types.get(t["type"])
+            if other and other.get("ms") and t.get("ms") and t["ms"] / other["ms"] > 1.5:
+                out.append(f"{t['type']} takes {t['ms'] / other['ms']:.1f}x as long as in {reference.get('precision')} "
+                           f"({wording.us(t['ms'])} vs {wording.us(other['ms'])})")
+    elif slow.get("ops"):
+        out.append(f"{slow['ops']} op(s) outside XNNPACK ({wording.names(slow.get('types') or [])}): "
+                   f"{wording.pct(slow.get('share'))} of time")
+    else:
+        out.append("every op in XNNPACK")
+    edges = [t for t in profile.get("top_op_types") or [] if t["type"] in ("QUANTIZE", "DEQUANTIZE")]
+    if edges and precision not in ("fp32", "fp16"):
+        share = sum(t.get("share") or 0 for t in edges)
+        if share >= wording.NAMED_SHARE:
+            out.append(f"{precision} adds QUANTIZE/DEQUANTIZE at the edges: {wording.pct(share)} of time")
+    mine = profile.get("xnnpack") or {}
+    theirs = ((reference or {}).get("profile") or {}).get("xnnpack") or {}
+    if reference is not None and mine.get("ms") and theirs.get("ms") and (mine.get("share") or 0) >= wording.NAMED_SHARE:
+        ratio = mine["ms"] / theirs["ms"]
+        if ratio > 1.1:
+            out.append(f"the XNNPACK part itself takes {ratio:.2f}x as long at {precision} "
+                       f"({wording.us(mine['ms'])} vs {wording.us(theirs['ms'])} in {reference.get('precision')})")
+    return out

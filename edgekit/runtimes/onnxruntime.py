@@ -249,3 +249,45 @@ def _ort_precision(op_type: str, input_dtype: str) -> str:
     if op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM") or op_type.endswith(("Integer", "IntegerToFloat")):
         return "int8"
     return {"float": "fp32", "float16": "fp16", "double": "fp64"}.get(input_dtype, input_dtype or "unknown")
+
+
+#: nodes that convert or move data without computing: what a quantized ONNX graph adds
+LAYOUT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Transpose", "Reshape", "Cast",
+                        "ReorderInput", "ReorderOutput", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Concat"})
+
+
+def explain(row, profile, reference=None):
+    """Phrases saying where a row's time goes in onnxruntime, read from its profile summary
+    (results.json ``profile``; ``edgekit.report.causes`` joins them into the row's note), worst
+    first. ``reference`` is a row of the same runtime to compare with (the fp32 sibling), or None."""
+    from edgekit.runtimes import wording  # host only: devices never explain
+
+    found = []  # (share, phrase): the largest share first
+    qdq = profile.get("qdq") or {}
+    if qdq.get("left_unfused"):
+        found.append((qdq.get("left_unfused_share") or 0, (f"{qdq['left_unfused']} QuantizeLinear/DequantizeLinear "
+                      f"node(s) left unfused inside the graph: {wording.pct(qdq.get('left_unfused_share'))} of time")))
+    edges = (qdq.get("nodes") or 0) - (qdq.get("left_unfused") or 0)
+    if edges and row.get("precision") not in ("fp32", "fp16"):
+        edge_share = round((qdq.get("share") or 0) - (qdq.get("left_unfused_share") or 0), 4)
+        found.append((edge_share, (f"{edges} QuantizeLinear/DequantizeLinear node(s) at the graph edges: "
+                                   f"{wording.pct(edge_share)} of time")))
+    floats = profile.get("float_compute") or {}
+    if floats.get("nodes"):
+        found.append((floats.get("share") or 0, (f"{floats['nodes']} {'/'.join(floats.get('types') or [])} node(s) "
+                      f"run in float in the {row.get('precision')} graph: {wording.pct(floats.get('share'))} of time")))
+    out = [phrase for _, phrase in sorted(found, key=lambda item: -item[0])]
+    ref = (reference or {}).get("profile") or {}
+    if reference is not None and ref.get("ops") and profile.get("ops") and profile["ops"] > ref["ops"]:
+        mine, theirs = profile.get("op_counts") or {}, ref.get("op_counts") or {}
+        extra = [t for t, n in mine.items() if n > theirs.get(t, 0) and t in LAYOUT_OPS]
+        out.append(f"{profile['ops']} nodes executed vs {ref['ops']} in {reference.get('precision')}"
+                   + (f" (more {', '.join(extra)})" if extra else ""))
+    if not out:
+        slow = profile.get("not_accelerated") or {}
+        minor = slow.get("share") is not None and slow["share"] < wording.NAMED_SHARE
+        out.append("every node in its fused or quantized kernel" if not slow.get("ops") else
+                   f"{wording.pct(slow.get('share'))} of time outside optimized kernels" if minor else
+                   f"{slow['ops']} node(s) not accelerated ({wording.names(slow.get('types') or [])}): "
+                   f"{wording.pct(slow.get('share'))} of time")
+    return out

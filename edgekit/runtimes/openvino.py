@@ -278,3 +278,65 @@ def exec_precision(exec_type: str) -> str:
     suffix = exec_type.rsplit("_", 1)[-1].lower()
     return {"f32": "fp32", "fp32": "fp32", "bf16": "bf16", "f16": "fp16", "fp16": "fp16", "i8": "int8",
             "u8": "int8", "i32": "int32", "i64": "int64", "u1": "binary"}.get(suffix, suffix or "unknown")
+
+
+#: what OpenVINO's performance counters resolve, per node (whole microseconds)
+COUNTER_RESOLUTION_MS = 0.001
+
+
+def explain(row, profile, reference=None):
+    """Phrases saying where a row's time goes in OpenVINO, read from its profile summary
+    (results.json ``profile``; ``edgekit.report.causes`` joins them into the row's note), worst
+    first. ``reference`` is a row of the same runtime to compare with (the fp32 sibling), or None."""
+    from edgekit.runtimes import wording  # host only: devices never explain
+
+    out = []
+    wanted = row.get("precision")
+    ops = (profile.get("not_accelerated") or {}).get("top") or []
+    groups: dict[tuple, list] = {}
+    for op in ops:
+        if op.get("where") == "reference kernel":
+            why = f"ran {op['precision']} reference kernels"
+        elif op.get("where") == "no kernel of its own":
+            why = f"node(s) (exec_type {op['exec_type']}, no kernel of its own: its body's kernels are not listed)"
+        else:
+            why = f"ran at {op['precision']}, not {wanted}"
+        groups.setdefault((op["type"], why), []).append(op)
+    ranked = sorted(groups.items(), key=lambda item: -sum(o.get("share") or 0 for o in item[1]))
+    for (node_type, why), members in ranked:
+        share = sum(o.get("share") or 0 for o in members)
+        if share < wording.NAMED_SHARE:
+            continue
+        if why.startswith("node(s)"):
+            out.append(f"{len(members)} {node_type} {why}: {wording.pct(share)} of time")
+        else:
+            out.append(f"{len(members)} {node_type} node(s) {why}: {wording.pct(share)} of time")
+    # The counters keep whole microseconds (a running average, rounded down): a sum over n nodes
+    # may be short by up to n us. A claim must hold at both ends of that range.
+    kernels = profile.get("total_ms")
+    slack = COUNTER_RESOLUTION_MS * (profile.get("ops") or 0)
+    ref = (reference or {}).get("profile") or {}
+    if reference is not None and kernels and ref.get("total_ms"):
+        ratio = kernels / ref["total_ms"]
+        low = kernels / (ref["total_ms"] + COUNTER_RESOLUTION_MS * (ref.get("ops") or 0))
+        if low > 1.1:
+            out.append(f"its kernels take {ratio:.2f}x as long as {reference.get('precision')}'s by OpenVINO's "
+                       f"counters ({wording.us(kernels)} vs {wording.us(ref['total_ms'])})")
+    p50 = (row.get("latency_ms") or {}).get("p50")
+    harness = row.get("harness") or {}
+    own = harness.get("runtime_only_ms")  # OpenVINO's own clock of one infer()
+    if own and kernels and kernels + slack < 0.5 * own:
+        python = f" (Python adds {wording.us(harness['harness_ms'])})" if harness.get("harness_ms") is not None else ""
+        out.append(f"OpenVINO's node kernels take {wording.us(kernels)} of the {wording.us(own)} its own clock gives one "
+                   f"infer(){python}: the rest is the infer request's own work outside the nodes")
+    elif not own and p50 and kernels and kernels + slack < 0.5 * p50:
+        out.append(f"OpenVINO's node kernels take {wording.us(kernels)} of its {wording.us(p50)} p50: the rest is spent "
+                   "outside them (the infer request's own cost per call)")
+    if not out:
+        slow = profile.get("not_accelerated") or {}
+        minor = slow.get("share") is not None and slow["share"] < wording.NAMED_SHARE
+        out.append("every node in an optimized kernel at its precision" if not slow.get("ops") else
+                   f"{wording.pct(slow.get('share'))} of time outside optimized kernels" if minor else
+                   f"{slow['ops']} node(s) not accelerated ({wording.names(slow.get('types') or [])}): "
+                   f"{wording.pct(slow.get('share'))} of time")
+    return out

@@ -1,0 +1,33 @@
+"""How the runtimes' ``explain`` functions word a profile: shares, times and lists of op types.
+
+Host-side only (the runtimes import it inside ``explain``, which devices never call); standard
+library only, like the rest of this package.
+"""
+
+from __future__ import annotations
+
+#: an op type is named as a cause from this share of the row's time
+NAMED_SHARE = 0.05
+
+
+def pct(share):
+    """``0.42`` as ``42%``; an unknown share says so."""
+    return "an unknown share" if share is None else f"{share:.0%}"
+
+
+def us(ms):
+    """Milliseconds as ``3.85 us`` (below 1 ms) or ``1.2 ms``."""
+    if ms is None:
+        return "?"
+    return f"{ms * 1e3:.3g} us" if ms < 1 else f"{ms:.3g} ms"
+
+
+def names(types, limit=3):
+    """The first ``limit`` names, ``and N more`` after them."""
+    shown = ", ".join(types[:limit])
+    return shown + (f" and {len(types) - limit} more" if len(types) > limit else "")
+
+
+def slow_types(profile):
+    """The not-accelerated entries of a profile summary's top_op_types, by share."""
+    return [t for t in profile.get("top_op_types") or [] if not t.get("accelerated")]
