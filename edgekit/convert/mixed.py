@@ -100,7 +100,7 @@ def build_mixed(fmt, exported, path: Path, calibration: np.ndarray, options: dic
         The int8 converter's settings of the artifact kept, plus ``mixed``: method, budget,
         reference and drops, the layers kept float, the trials.
     """
-    from edgekit.evaluate.worker import VALIDATION_CAP
+    from edgekit.data import VALIDATION_CAP
 
     path = Path(path)
     # the samples a worker receives, wherever this runs (the cache key names the cap)

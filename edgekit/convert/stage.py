@@ -50,7 +50,7 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     if precision in INT8_PRECISIONS:
         extra["keep_float"] = list(quantize.keep_float)
     if precision == "int8-mixed":
-        from edgekit.evaluate.worker import VALIDATION_CAP
+        from edgekit.data import VALIDATION_CAP
 
         extra.update(max_drop=quantize.max_drop, validation_cap=VALIDATION_CAP, task=recipe.task)
         modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error"]

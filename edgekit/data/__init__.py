@@ -62,6 +62,11 @@ class Normalization:
                    np.asarray(record["scale"], np.float32))
 
 
+#: the most validation samples the build's workers receive, for the per-layer quantization error
+#: and the int8-mixed search (the split is shuffled: the first ones are a sample of it)
+VALIDATION_CAP = 2000
+
+
 @dataclass
 class Dataset:
     """Train/val/test splits plus the calibration subset, all float32 features.

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.stage import BuildContext
+from edgekit.data import VALIDATION_CAP
 from edgekit.errors import NotCached
 from edgekit.evaluate.variant import Variant
 
@@ -127,9 +128,6 @@ def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, m
         variant.seconds["evaluate"] = round(time.perf_counter() - started, 3)
     return variant
 
-
-#: the most validation samples a worker receives (the split is shuffled: the first ones are a sample)
-VALIDATION_CAP = 2000
 
 #: in a worker: the data and models of the current build, read once (tasks come grouped by model)
 _DATA: dict[Path, tuple] = {}

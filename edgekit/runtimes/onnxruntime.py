@@ -283,11 +283,4 @@ def explain(row, profile, reference=None):
         extra = [t for t, n in mine.items() if n > theirs.get(t, 0) and t in LAYOUT_OPS]
         out.append(f"{profile['ops']} nodes executed vs {ref['ops']} in {reference.get('precision')}"
                    + (f" (more {', '.join(extra)})" if extra else ""))
-    if not out:
-        slow = profile.get("not_accelerated") or {}
-        minor = slow.get("share") is not None and slow["share"] < wording.NAMED_SHARE
-        out.append("every node in its fused or quantized kernel" if not slow.get("ops") else
-                   f"{wording.pct(slow.get('share'))} of time outside optimized kernels" if minor else
-                   f"{slow['ops']} node(s) not accelerated ({wording.names(slow.get('types') or [])}): "
-                   f"{wording.pct(slow.get('share'))} of time")
-    return out
+    return out or [wording.unaccelerated(profile, "every node in its fused or quantized kernel")]

@@ -332,11 +332,4 @@ def explain(row, profile, reference=None):
     elif not own and p50 and kernels and kernels + slack < 0.5 * p50:
         out.append(f"OpenVINO's node kernels take {wording.us(kernels)} of its {wording.us(p50)} p50: the rest is spent "
                    "outside them (the infer request's own cost per call)")
-    if not out:
-        slow = profile.get("not_accelerated") or {}
-        minor = slow.get("share") is not None and slow["share"] < wording.NAMED_SHARE
-        out.append("every node in an optimized kernel at its precision" if not slow.get("ops") else
-                   f"{wording.pct(slow.get('share'))} of time outside optimized kernels" if minor else
-                   f"{slow['ops']} node(s) not accelerated ({wording.names(slow.get('types') or [])}): "
-                   f"{wording.pct(slow.get('share'))} of time")
-    return out
+    return out or [wording.unaccelerated(profile, "every node in an optimized kernel at its precision")]

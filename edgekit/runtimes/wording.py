@@ -31,3 +31,14 @@ def names(types, limit=3):
 def slow_types(profile):
     """The not-accelerated entries of a profile summary's top_op_types, by share."""
     return [t for t in profile.get("top_op_types") or [] if not t.get("accelerated")]
+
+
+def unaccelerated(profile, all_fast):
+    """What a profile's not-accelerated nodes amount to, when nothing more specific was found:
+    ``all_fast`` where there are none, their share where it is small, else how many and which."""
+    slow = profile.get("not_accelerated") or {}
+    if not slow.get("ops"):
+        return all_fast
+    if slow.get("share") is not None and slow["share"] < NAMED_SHARE:
+        return f"{pct(slow['share'])} of time outside optimized kernels"
+    return f"{slow['ops']} node(s) not accelerated ({names(slow.get('types') or [])}): {pct(slow.get('share'))} of time"
