@@ -4,7 +4,8 @@
 
 The bench stage (``edgekit.bench.profiles``) starts one such process per row of this machine's
 CPU, before the timed rounds, so neither measurement touches the reported latency: the timed
-sessions are never profiled, and no other process of the build holds the CPU meanwhile.
+sessions are never profiled, and no probe runs beside a timed round. (The Keras row's probe
+starts earlier, while the variants convert: it times nothing, and memory does not mind the CPU.)
 
 Memory is measured the same way for every runtime: the resident set after the runtime is
 imported, the peak reset (``/proc/self/clear_refs`` = 5 resets VmHWM to the current RSS), the
