@@ -122,7 +122,8 @@ def node_layer(name: str, layers, outer=()) -> str | None:
     scope segments, drop the leading segments that are ``outer`` model names (or the first
     one), drop the op (the last segment), and take the first segment that is a layer name.
     """
-    layers = set(layers)
+    # ``layers`` as names, or as a mapping of traced scope -> layer name (``traced``)
+    layers = dict(layers) if isinstance(layers, dict) else {layer: layer for layer in layers}
     outer = set(outer)
     for part in str(name).split(";"):
         segments = part.split("/")[:-1]
@@ -131,8 +132,29 @@ def node_layer(name: str, layers, outer=()) -> str | None:
             start += 1
         for segment in segments[start:]:
             if segment in layers:
-                return segment
+                return layers[segment]
     return None
+
+
+def traced(layers, names) -> dict[str, str]:
+    """Traced scope -> Keras layer name, for the nodes called ``names``.
+
+    tf_keras traces a layer under its own name; Keras 3 under a uniquified one (``hidden`` as
+    ``hidden_1``, its model ``functional`` as ``functional_1``). The suffix that finds the most
+    layers among the names' scopes is taken for every layer (a layer it does not find keeps its
+    exact name), so that a Keras 3 ``dense`` traced as ``dense_1`` is never the layer ``dense_1``.
+    Pass the result to ``node_layer`` and ``nodes_of`` as their ``layers``."""
+    layers = list(layers)
+    present = {segment.split(":")[0] for name in names for part in str(name).split(";") for segment in part.split("/")[:-1]}
+
+    def found(suffix: str) -> int:
+        return sum(f"{layer}{suffix}" in present for layer in layers)
+
+    suffix = max(["", "_1", "_2", "_3"], key=lambda s: (found(s), s == ""))
+    mapping = {f"{layer}{suffix}": layer for layer in layers if f"{layer}{suffix}" in present}
+    for layer in layers:
+        mapping.setdefault(layer, layer)
+    return mapping
 
 
 def node_layers(name: str, layers, outer=()) -> list[str]:
@@ -147,7 +169,10 @@ def node_layers(name: str, layers, outer=()) -> list[str]:
 
 
 def nodes_of(names, layers, outer=()) -> list[str]:
-    """The node names among ``names`` that belong to one of ``layers`` (see ``node_layer``)."""
+    """The node names among ``names`` that belong to one of ``layers`` (see ``node_layer``;
+    scopes as the names trace them, see ``traced``)."""
+    names = list(names)
+    layers = layers if isinstance(layers, dict) else traced(layers, names)
     return [name for name in names if node_layer(name, layers, outer) is not None]
 
 

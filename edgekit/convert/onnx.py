@@ -16,6 +16,7 @@ from edgekit.convert import (
     node_layer,
     nodes_of,
     outer_names,
+    traced,
     write_atomic,
 )
 from edgekit.convert.preprocess import onnx_normalization_nodes as normalization_nodes
@@ -186,6 +187,7 @@ def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
                 and all(name in quantized_inputs for name in node.output))
 
     seen: dict[str, bool] = {}
+    layers = traced(layers, [node.name for node in graph.node])  # Keras 3 scopes: hidden_1 for hidden
     for node in graph.node:
         if node.op_type in _QDQ:
             continue

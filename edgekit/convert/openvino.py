@@ -20,6 +20,7 @@ from edgekit.convert import (
     node_layer,
     nodes_of,
     outer_names,
+    traced,
 )
 from edgekit.formats import OpenVINOOptions
 from edgekit.runtimes import package_version
@@ -231,7 +232,9 @@ def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
         return depth < 4 and any(quantized(value.get_node(), depth + 1) for value in node.input_values())
 
     seen: dict[str, bool] = {}
-    for op in ov.Core().read_model(Path(path)).get_ops():
+    ops = ov.Core().read_model(Path(path)).get_ops()
+    layers = traced(layers, [op.get_friendly_name() for op in ops])  # Keras 3 scopes: hidden_1 for hidden
+    for op in ops:
         if op.get_type_name() in ("Constant", "FakeQuantize", "Parameter", "Result", "Convert"):
             continue
         layer = node_layer(op.get_friendly_name(), layers, outer)
@@ -281,7 +284,7 @@ def name_layer_ops(ov_model, model) -> dict[str, str]:
             if type(layer).__name__.startswith("DepthwiseConv"):
                 kernel = kernel.reshape(*kernel.shape[:-2], -1)  # (kh, kw, channels x multiplier)
             kernels[layer.name] = np.sort(np.abs(np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)), axis=1)
-    known = set(kernels)
+    known = traced(kernels, [op.get_friendly_name() for op in ov_model.get_ops()])  # Keras 3: conv_1 for conv
     renamed: dict[str, str] = {}
     # layers whose kernel op kept its name (other ops named after a layer, such as the Transpose
     # that ends up with conv_b/Relu's name, say nothing about where its kernel went)
@@ -299,7 +302,27 @@ def name_layer_ops(ov_model, model) -> dict[str, str]:
             renamed[op.get_friendly_name()] = new
             op.set_friendly_name(new)
             used.add(matches[0])
+    # The bias and activation after a kernel are the same Keras layer; the frontend's transpose
+    # pass leaves them unnamed too (Transpose_18252 is a Relu): without their names the layer's
+    # output would be read at its convolution, before bias and activation.
+    for op in ov_model.get_ordered_ops():
+        layer = node_layer(op.get_friendly_name(), known, outer_names(model)) if op.get_type_name() in _KERNEL_OPS else None
+        while layer is not None:
+            consumers = list(op.output(0).get_target_inputs()) if op.get_output_size() == 1 else []
+            nxt = consumers[0].get_node() if len(consumers) == 1 else None
+            if nxt is None or nxt.get_type_name() not in _LAYER_TAIL_OPS \
+                    or node_layer(nxt.get_friendly_name(), known, outer_names(model)) is not None:
+                break
+            new = f"{model.name}/{layer}/{nxt.get_type_name()}"
+            renamed[nxt.get_friendly_name()] = new
+            nxt.set_friendly_name(new)
+            op = nxt
     return renamed
+
+
+#: elementwise ops that finish a kernel's layer (its bias, its activation)
+_LAYER_TAIL_OPS = ("Add", "Relu", "Clamp", "Sigmoid", "Tanh", "Swish", "HSwish", "HSigmoid", "Gelu", "Elu", "PRelu",
+                   "Mish", "SoftPlus")
 
 
 def _leaf_layers(model) -> list:

@@ -63,14 +63,14 @@ def tflite_int8_float_normalization(make_converter, representative, also=None) -
     layers (and an op the converter folds them into: the first Dense) run in float, and every
     later op is int8, through TFLite's selective quantization (``QuantizationDebugger`` with
     denylisted nodes). ``make_converter()`` returns a fresh converter set up for int8;
-    ``also(tensor_name) -> bool`` denylists more nodes (``quantize.keep_float`` layers).
+    ``also(tensor_names) -> names`` denylists more of them (``quantize.keep_float`` layers).
     """
     import tensorflow as tf
 
     def nodes(debugger) -> list[str]:
-        details = debugger._quant_interpreter.get_tensor_details()  # the only view of the tensor names
-        return [d["name"] for d in details
-                if any(f"{name}/" in d["name"] for name in LAYER_NAMES) or (also is not None and also(d["name"]))]
+        names = [d["name"] for d in debugger._quant_interpreter.get_tensor_details()]  # the only view of them
+        extra = set(also(names)) if also is not None else set()
+        return [name for name in names if any(f"{layer}/" in name for layer in LAYER_NAMES) or name in extra]
 
     probe = tf.lite.experimental.QuantizationDebugger(converter=make_converter(), debug_dataset=representative)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes(probe))

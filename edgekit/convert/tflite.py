@@ -11,9 +11,10 @@ from edgekit.convert import (
     batch1_signature,
     input_dtype,
     kept_float_record,
-    node_layer,
     node_layers,
+    nodes_of,
     outer_names,
+    traced,
     variables_holder,
     write_atomic,
 )
@@ -96,7 +97,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
                 return fresh
 
             outer = outer_names(model)
-            also = (lambda name: node_layer(name, keep, outer) is not None) if keep else None
+            also = (lambda names: nodes_of(names, keep, outer)) if keep else None
             write_atomic(Path(path), tflite_int8_float_normalization(make, converter.representative_dataset, also))
             if has_normalization(model):
                 settings.update(quantization="full-integer PTQ, the embedded normalization in float",
@@ -131,6 +132,7 @@ def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
     interpreter = interpreter_class_(model_path=str(path), **_no_delegates())
     interpreter.allocate_tensors()
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    layers = traced(layers, [d["name"] for d in details.values()])  # Keras 3 scopes: hidden_1 for hidden
     seen: dict[str, bool] = {}
     for op in interpreter._get_ops_details():
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["outputs"]):

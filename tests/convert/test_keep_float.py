@@ -107,6 +107,28 @@ def test_keep_float_keeps_the_layer_float(fmt, wrapped, tmp_path):
     assert converter.float_layers(kept, list(LAYERS), ("tiny",)) == [layer for layer in LAYERS if after[layer]]
 
 
+@pytest.mark.parametrize("fmt", list(READERS))
+def test_keep_float_finds_a_keras3_layer_under_its_traced_scope(fmt, tmp_path):
+    """Keras 3 traces a layer ``hidden`` as ``functional_1/hidden_1/...``: keep_float still finds it."""
+    import importlib
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(hidden))
+    converter = importlib.import_module(f"edgekit.convert.{fmt}")
+    suffix, _ = READERS[fmt]
+    path = tmp_path / f"k3{suffix}"
+    calibration = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
+    settings = converter.convert(model, path, "int8", calibration, keep_float=("hidden",))
+    assert settings["kept_float"] == ["hidden"] and settings["float_layers"] == 1, settings
+    floating = converter.layer_float(path, ["hidden", "logits"], (model.name,))
+    # (TFLite names the graph's last op after the signature's output: no layer to read back there)
+    assert floating["hidden"] is True and floating.get("logits", False) is False
+
+
 def test_keep_float_is_not_applied_to_qat_ranges(wrapped, tmp_path):
     """A prequantized model keeps its own ranges: the row says keep_float was not applied."""
     from edgekit.convert import onnx as onnx_converter
