@@ -469,8 +469,11 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
                    "of the model's input shape.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results (results.json layout) to this file.")
+@click.option("--profile/--no-profile", default=True, show_default=True,
+              help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
 @_DEVICES_OPTION
-def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, devices_dir) -> None:
+def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, profile,
+                  devices_dir) -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
@@ -480,7 +483,8 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
     from edgekit.errors import EdgekitError
     from edgekit.report.terminal import print_table
 
-    spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples)
+    spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples,
+                               profile=profile)
     results, latencies = filebench.benchmark_files(list(model_files), list(targets), spec, inputs_file,
                                                    _device_dirs(devices_dir), log=_log)
     print_table(results)

@@ -30,6 +30,9 @@ class BenchSpec:
     inputs: int = 16
     rounds: int = 5
     unstable_spread: float = 0.10
+    #: per-op profile and peak memory of every cpu row, each file probed in a fresh process
+    #: after the timed rounds (``edgekit.bench.profiles``)
+    profile: bool = True
 
 
 def format_of(path: Path):
@@ -147,6 +150,8 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
                 latencies[row_id] = m.latencies_ms
             row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
             row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
+            if getattr(target, "kind", "") == "cpu" and m.status == "ok":
+                row.update(_probe(variant, row_id, spec, sample_sets[i], log))
             rows.append(row)
     add_speedups(rows)
     head = results_file.header(
@@ -157,3 +162,21 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     results = results_file.assemble(head, rows, targets={name: target.environment() for name, target in targets.items()},
                                     build_seconds=round(time.perf_counter() - started, 1))
     return results, latencies
+
+
+def _probe(variant, row_id: str, spec: BenchSpec, samples, log) -> dict:
+    """A file's per-op profile and peak memory (``profile``, ``memory``, ``profile_error``), from
+    a fresh process after the timed rounds; nothing when ``spec.profile`` is off."""
+    from types import SimpleNamespace
+
+    from edgekit.bench import profiles
+    from edgekit.formats import FORMATS
+
+    # the settings a recipe would give the probe: the file's format at its default options
+    recipe = SimpleNamespace(benchmark=SimpleNamespace(profile=spec.profile, threads=spec.threads),
+                             export=SimpleNamespace(**{name: fmt.options() for name, fmt in FORMATS.items()}),
+                             model=None, path=None)
+    found = profiles.profile_rows([variant], [row_id], recipe, samples, None, None, log).get(row_id)
+    if not found:
+        return {}
+    return {key: value for key, value in found.items() if value is not None or key != "profile_error"}

@@ -133,7 +133,7 @@ def profile_rows(variants: list, row_ids: list[str], recipe, samples, run_dir: P
         started = time.perf_counter()
         computed = _run_probes(missing, recipe, samples, log, ahead)
         log(f"[profile] {len(missing)} row(s) probed in {time.perf_counter() - started:.1f} s "
-            f"(fresh processes, before the timed rounds)")
+            f"(fresh processes, outside the timed rounds)")
         for row_id, value in computed.items():
             found[row_id] = value
             if cache is not None and keys[row_id] is not None and value.get("memory") is not None \

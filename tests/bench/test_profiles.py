@@ -260,3 +260,24 @@ def test_litert_control_flow_keeps_where_it_ran_and_says_why_shares_are_unknown(
     assert summary["not_accelerated"] == {**summary["not_accelerated"], "ops": 1, "share": None, "types": ["WHILE"]}
     assert causes.cause({"format": "tflite", "precision": "fp32", "profile": summary}) == \
         "1 op(s) outside XNNPACK (WHILE): an unknown share of time"
+
+
+def test_edgekit_bench_on_files_profiles_each_file_unless_told_not_to(tiny_artifacts, tmp_path):
+    """`edgekit bench` without a recipe: every file on this machine gets its memory and profile
+    (a fresh process after the timed rounds); --no-profile gives neither."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    files = [str(tiny_artifacts[fmt, "int8"]) for fmt in ("tflite", "onnx", "openvino")]
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(cli, ["bench", *files, "--runs", "5", "--warmup", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["format"] for row in rows] == ["tflite", "onnx", "openvino"]
+    for row in rows:
+        assert row["memory"]["peak_bytes"] > 0 and row["profile"]["ops"] > 0, row
+    assert rows[0]["profile"]["partitions"] >= 1  # LiteRT: where XNNPACK took the int8 ops
+    plain = CliRunner().invoke(cli, ["bench", *files[:1], "--runs", "5", "--warmup", "1", "--no-profile", "--out", str(out)])
+    assert plain.exit_code == 0, plain.output
+    assert "memory" not in json.loads(out.read_text())["rows"][0]
