@@ -30,8 +30,8 @@ class BenchSpec:
     inputs: int = 16
     rounds: int = 5
     unstable_spread: float = 0.10
-    #: per-op profile and peak memory of every cpu row, each file probed in a fresh process
-    #: after the timed rounds (``edgekit.bench.profiles``)
+    #: per-op profile and peak memory of every row, each file probed in a fresh process after
+    #: the timed rounds (``edgekit.bench.profiles``; an ssh device probes its own)
     profile: bool = True
 
 
@@ -152,6 +152,11 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
             row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
             if getattr(target, "kind", "") == "cpu" and m.status == "ok":
                 row.update(_probe(variant, row_id, spec, sample_sets[i], log))
+            elif m.status == "ok" and getattr(m, "probe", None) is not None:  # a device probed it itself
+                from edgekit.bench import profiles
+
+                row.update({k: v for k, v in profiles.attach(row_id, m.probe, None).items()
+                            if v is not None or k != "profile_error"})
             rows.append(row)
     add_speedups(rows)
     head = results_file.header(

@@ -9,8 +9,9 @@ artifact, the threads, the runtime's package versions and the probe's code, so a
 starts no probe. A probe that fails or times out never fails its row: the row gets ``profile``
 and ``memory`` null and a ``profile_error`` line.
 
-Rows of other targets (the gpu, ssh devices) get no profile and no memory (null): only this
-machine's processes can be measured this way.
+An ssh device probes its own rows with the same probe (``edgekit/targets/runner.py``, after
+timing them); its results arrive on the measurements and are attached with ``attach`` as here.
+Rows of the gpu get no profile and no memory (null).
 
 What "accelerated" means, per runtime (one definition, used by the summary and the causes):
 

@@ -38,8 +38,10 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
 
     Before the rows of this machine's CPU are timed, each is probed in a fresh process of its
     own for its per-op profile and peak memory (``edgekit.bench.profiles``; ``benchmark.profile``),
-    written to ``run_dir/profiles/`` and attached to its row (``profile``, ``memory``); rows of
-    other targets have both null. ``ahead`` holds probes the build started earlier
+    written to ``run_dir/profiles/`` and attached to its row (``profile``, ``memory``). An ssh
+    device probes its rows itself, with the same probe, after timing them; its measurements carry
+    the results (``Measurement.probe``), attached here the same way. Rows of other targets (the
+    gpu) have both null. ``ahead`` holds probes the build started earlier
     (``profiles.start_ahead``: the Keras row's, while the variants convert).
     """
     from edgekit.bench import profiles
@@ -63,6 +65,8 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
         if measurement.latencies_ms:
             latencies[row_id] = measurement.latencies_ms
         row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread)
+        if measurement.status == "ok" and getattr(measurement, "probe", None) is not None and row_id not in probed:
+            probed[row_id] = _attach_probe(row_id, measurement.probe, run_dir, log)  # probed where it ran (a device)
         found = probed.get(row_id) if measurement.status == "ok" else None
         row.update(profile=(found or {}).get("profile"), memory=(found or {}).get("memory"))
         if (found or {}).get("profile_error"):
@@ -107,6 +111,20 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
             done += 1
     add_speedups(rows)
     return latencies, {name: target.environment() for name, target in targets.items()}
+
+
+def _attach_probe(row_id: str, value: dict, run_dir, log) -> dict:
+    """A target's own probe result (``Measurement.probe``) as the row's fields, through
+    ``profiles.attach`` as for this machine's rows; never fails the row."""
+    from edgekit.bench import profiles
+
+    if value.get("probe_failed") and value.get("profile_error"):
+        log(f"[profile] {row_id}: {value['profile_error']}")
+    try:
+        return profiles.attach(row_id, value, run_dir)
+    except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
+        interrupts.reraise_if_interrupted()
+        return {"memory": None, "profile": None, "profile_error": f"probe result unreadable: {one_line(exc)}"}
 
 
 def _outputs_file(folder, name: str):

@@ -15,8 +15,15 @@ run on the sample inputs, then VmHWM read back: ``peak_bytes`` = VmHWM - RSS bef
 process's ``ru_maxrss`` stands in, and ``how`` says so. The per-op profile comes next, from a
 separate session: the runtime module's ``profile_ops`` (see each runtime); a Keras row has none.
 
-Host only (it may import TensorFlow for a Keras row), unlike the shipped sessions beside it;
-written to their rules all the same (standard library and numpy at module level).
+Shipped to ssh devices too (``edgekit.targets.job.group_job_files`` sends it with the sessions
+when the job carries ``probe`` settings): after the device runner has timed its rows
+(``runner.run_group``), it starts this module in a fresh process per row, with the device's
+Python, so a device row's memory and profile are measured by this very code. It therefore
+keeps the sessions' rules: Python 3.7, the standard library and numpy at module level, and of
+edgekit only the shipped ``edgekit.runtimes`` package (the Keras row's imports, TensorFlow and
+edgekit.evaluate, are lazy and host only: no Keras row runs on a device). ``runtime_module``
+names the module the timed session used (``tflite_runtime`` on a device that has only it);
+None takes the session's default.
 """
 
 from __future__ import annotations
@@ -102,6 +109,9 @@ def _open(module, request: dict):
         model = _load_model(Path(request["path"]), spec.get("keras") or "tf_keras", False,
                             tuple(spec.get("import_dirs") or ()), tuple(tuple(c) for c in spec.get("custom_layers") or ()))
         return module.open_session(model, int(request.get("threads") or 1))
+    if request.get("runtime_module"):  # the timed session's module (a device's runner names it)
+        return module.open_session(request["path"], int(request.get("threads") or 1), request.get("options") or None,
+                                   module=request["runtime_module"])
     return module.open_session(request["path"], int(request.get("threads") or 1), request.get("options") or None)
 
 

@@ -18,6 +18,9 @@ class Measurement:
     ``edgekit.targets.runner.time_rounds``); ``interleaved`` says the rounds of this target's
     rows alternated, so ratios between them may pair round with round. ``harness`` is the
     session's ``harness_cost``: what the Python side of a call adds to the runtime's own time.
+    ``probe`` is the row's peak memory and per-op profile measured where it ran, by
+    ``edgekit.runtimes.probe`` (``{"memory", "profile", "profile_error"}``), for targets that
+    probe their rows themselves (an ssh device); None: not probed there.
     """
 
     status: str  # ok | failed | skipped | interrupted
@@ -30,6 +33,7 @@ class Measurement:
     rounds_ms: list | None = None
     interleaved: bool = False
     harness: dict | None = None
+    probe: dict | None = None
 
 
 class Target(ABC):

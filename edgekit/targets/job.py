@@ -6,6 +6,8 @@ with ``edgekit/runtimes/__init__.py`` (the Session base) as a small package next
 ``runner.py``. The rest of edgekit does not travel: ``edgekit/__init__.py`` on the device is a
 stub, so a session that imported anything else of edgekit (pydantic, TensorFlow, the format
 table) would fail there, and the parity test (tests/targets/test_parity.py) would see it.
+A job that probes its rows (``group_job_files(probe=...)``) also carries
+``edgekit/runtimes/probe.py``, written to the same rules.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from edgekit.errors import DeviceError
 
 RUNNER = Path(__file__).with_name("runner.py")
 RUNNER_NAME = RUNNER.name
+#: where the probe (memory, per-op profile) goes in a job that carries one
+PROBE_FILE = "edgekit/runtimes/probe.py"
 #: the device's edgekit/__init__.py (and that of any other package a session lives in)
 PACKAGE_STUB = b'"""edgekit\'s runtime sessions only, sent by edgekit.targets.job; not the whole package."""\n'
 
@@ -74,12 +78,16 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
 
 def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
                     min_time_s: float = 0.0, threads: int = 1, rounds: int = 1, seed: int = 0,
-                    bench_sets: list | None = None) -> dict[str, Path | bytes]:
+                    bench_sets: list | None = None, probe: dict | None = None,
+                    precisions: list | None = None) -> dict[str, Path | bytes]:
     """Everything one run of several artifacts needs, timed together in interleaved rounds
     (``runner.run_group``): ``entries`` holds ``(fmt, files, modules, options)`` per artifact,
     as ``job_files`` takes them one at a time; artifact ``i`` goes to ``model/i/``.
     ``bench_sets`` (one sample list per artifact) replaces ``bench_inputs`` for models whose
-    inputs differ (``edgekit bench`` on files)."""
+    inputs differ (``edgekit bench`` on files). ``probe`` (``{"timeout_s", "budget_s", "runs",
+    "samples"}``): after the timed rounds, probe each row's memory and per-op profile on the
+    device (``edgekit/runtimes/probe.py`` goes along); None: no probe, and no probe code sent.
+    ``precisions``: each artifact's precision (what the probe's profile calls intended)."""
     inputs = io.BytesIO()
     arrays = {"bench": np.asarray(bench_inputs if bench_sets is None else bench_sets[0], dtype=np.float32)}
     for i, own in enumerate(bench_sets or ()):
@@ -94,9 +102,15 @@ def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, war
         payload.update({f"model/{i}/{f.name}": f for f in files})
         rows.append({"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules),
                      "model": f"model/{i}/{files[0].name}", "options": options or {},
-                     "bench": f"bench{i}" if bench_sets is not None else "bench"})
+                     "bench": f"bench{i}" if bench_sets is not None else "bench",
+                     "precision": precisions[i] if precisions else None})
     job = {"rows": rows, "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs,
            "min_time_s": min_time_s, "rounds": rounds, "seed": seed}
+    if probe:
+        from edgekit.runtimes import probe as probe_module
+
+        payload[PROBE_FILE] = Path(probe_module.__file__)
+        job["probe"] = dict(probe)
     return {**payload, "job.json": json.dumps(job).encode(), "inputs.npz": inputs.getvalue()}
 
 

@@ -19,8 +19,9 @@ Usage on the device::
     python3 - --probe [--work-dir DIR] [--modules m1,m2]   (this file on stdin)
 
 It prints one line ``EDGEKIT-RESULT {json}`` on stdout: the outputs (base64 .npy), the
-latencies in ms, the runtime, its settings and the device's environment; or ``{"error": ...}``
-and exit status 1.
+latencies in ms, the runtime, its settings and the device's environment (and, for a group job
+with ``probe`` settings, each row's memory and per-op profile from ``edgekit.runtimes.probe``,
+run after the timed rounds in a fresh process per row); or ``{"error": ...}`` and exit status 1.
 """
 
 from __future__ import annotations
@@ -204,16 +205,25 @@ def open_session(job, path):
         RuntimeMissing: none of the modules can be imported here.
     """
     name, _, function = job["runtime"].partition(":")
-    modules = list(job.get("modules") or [])
+    module = runtime_module(job)
+    opener = getattr(importlib.import_module(name), function or "open_session")
+    return opener(path, int(job.get("threads", 1)), dict(job.get("options") or {}), module=module)
+
+
+def runtime_module(job):
+    """The first importable module of the job's ``modules``: the one its session runs on.
+
+    Raises:
+        RuntimeMissing: none of the modules can be imported here.
+    """
     problems = []
-    for module in modules:
+    for module in list(job.get("modules") or []):
         try:
             __import__(module)
         except ImportError as exc:
             problems.append(f"{module} ({_one_line(exc)})")
             continue
-        opener = getattr(importlib.import_module(name), function or "open_session")
-        return opener(path, int(job.get("threads", 1)), dict(job.get("options") or {}), module=module)
+        return module
     raise RuntimeMissing("runtime missing for {}: {} (with {})".format(
         job.get("format"), "; ".join(problems) or "the job names no runtime module", sys.executable))
 
@@ -271,16 +281,20 @@ def run_group(job, base_dir="."):
     "model", "options"}`` per artifact; the timing settings and inputs are shared. A row whose
     session does not open or run gets ``{"error", "kind"}`` and the others go on.
 
+    With ``job["probe"]`` (``{"timeout_s", "budget_s", "runs", "samples"}``; absent under
+    ``benchmark.profile: false``), once every row is timed, each ok row is probed for its peak
+    memory and per-op profile in a fresh process (``probe_row``): its result is the row's ``probe``.
+
     Returns:
-        ``{"rows": [per row: the fields of ``run_job`` without the environment, or an
-        error], "environment"}``.
+        ``{"rows": [per row: the fields of ``run_job`` without the environment (plus ``probe``),
+        or an error], "environment"}``.
     """
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
         # each row's own samples ("bench0", ...) where the models take different inputs
         bench_sets = [list(np.asarray(arrays[row.get("bench", "bench")], dtype=np.float32)) for row in job["rows"]]
         eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
-    results, sessions, sets = [], [], []
-    for row, bench_inputs in zip(job["rows"], bench_sets):
+    results, sessions, sets, opened = [], [], [], []
+    for i, (row, bench_inputs) in enumerate(zip(job["rows"], bench_sets)):
         try:
             session = open_session(dict(job, **row), os.path.join(base_dir, row["model"]))
             outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
@@ -293,6 +307,7 @@ def run_group(job, base_dir="."):
             continue
         sessions.append(session)
         sets.append(bench_inputs)
+        opened.append((i, runtime_module(dict(job, **row))))
         results.append({"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
                         "outputs": encode_array(outputs) if outputs is not None else None,
                         "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)})
@@ -302,8 +317,101 @@ def run_group(job, base_dir="."):
     ok = [r for r in results if "error" not in r]
     for result, rounds in zip(ok, timed):
         result.update(latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds, interleaved=len(ok) > 1)
+    if job.get("probe"):  # after the timed rounds, never beside them: each row in a fresh process
+        del sessions[:]  # the timed sessions' memory goes before the probes start
+        session = None
+        started = time.monotonic()
+        for (i, module), result in zip(opened, ok):
+            budget = float(job["probe"].get("budget_s", 600.0)) - (time.monotonic() - started)
+            result["probe"] = probe_row(job, job["rows"][i], i, module, bench_sets[i], base_dir, budget)
     modules = sorted({m for row in job["rows"] for m in row.get("modules") or ()})
     return {"rows": results, "environment": probe(modules)}
+
+
+# --------------------------------------------------------------------------- probes (memory, per-op profile)
+
+#: the probe's process: dies with this one (its stdin is our pipe), imports the shipped package
+#: from the job's folder (argv[1]) and runs edgekit.runtimes.probe on REQUEST.json RESULT.json
+PROBE_BOOT = (
+    "import os, sys, threading\n"
+    "def _watch():\n"
+    "    try:\n"
+    "        sys.stdin.buffer.read()\n"
+    "    except (OSError, ValueError):\n"
+    "        pass\n"
+    "    os._exit(3)\n"
+    "threading.Thread(target=_watch, daemon=True).start()\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from edgekit.runtimes import probe\n"
+    "code = probe.main(sys.argv[2:])\n"
+    "sys.stdout.flush()\n"
+    "sys.stderr.flush()\n"
+    "os._exit(code)\n"  # not sys.exit: the watcher still reads stdin, which shutdown would wait for
+)
+
+
+def probe_row(job, row, index, module, samples, base_dir, budget_s):
+    """Row ``index``'s memory and per-op profile, from ``edgekit.runtimes.probe`` (shipped with the
+    job) in a fresh process of this Python, as the host probes its own rows: the row's artifact,
+    options and threads, its session's ``module``, its first 16 samples. Never raises: a probe
+    that fails, or runs past ``job["probe"]["timeout_s"]`` (or the ``budget_s`` left), gives
+    ``{"memory": None, "profile": None, "profile_error": one line, "probe_failed": True}``."""
+    import subprocess
+
+    settings = job["probe"]
+    timeout = min(float(settings.get("timeout_s", 120.0)), budget_s)
+    if timeout < 1.0:
+        return _probe_failed("not probed: the device's probes ran past their budget of {:.0f} s".format(
+            float(settings.get("budget_s", 0.0))))
+    err = None
+    try:
+        folder = os.path.join(base_dir, "probe", str(index))
+        os.makedirs(folder)
+        np.save(os.path.join(folder, "samples.npy"),
+                np.asarray(samples[: max(1, min(len(samples), int(settings.get("samples", 16))))], dtype=np.float32))
+        request = {"format": row.get("format"), "precision": row.get("precision"),
+                   "path": os.path.abspath(os.path.join(base_dir, row["model"])),
+                   "module": row["runtime"].partition(":")[0], "options": row.get("options") or {},
+                   "threads": int(job.get("threads", 1)), "samples": os.path.join(folder, "samples.npy"),
+                   "runs": int(settings.get("runs", 50)), "profile": True, "workdir": folder, "runtime_module": module}
+        with open(os.path.join(folder, "request.json"), "w") as handle:
+            json.dump(request, handle)
+        out = os.path.join(folder, "result.json")
+        err = open(os.path.join(folder, "stderr"), "wb")  # noqa: SIM115 - open while the probe runs
+        proc = subprocess.Popen([sys.executable, "-c", PROBE_BOOT, os.path.abspath(base_dir),
+                                 os.path.join(folder, "request.json"), out],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, cwd=folder)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return _probe_failed(f"probe timed out after {timeout:.0f} s on the device")
+        finally:
+            proc.stdin.close()
+    except Exception as exc:  # noqa: BLE001 - a probe never fails its row
+        return _probe_failed("probe not started on the device: " + _one_line(exc))
+    finally:
+        if err is not None:
+            err.close()
+    if code == 0 and os.path.exists(out):
+        try:
+            with open(out) as handle:
+                value = json.load(handle)
+            if isinstance(value, dict) and "memory" in value:
+                return value
+        except ValueError:
+            pass
+    try:
+        with open(os.path.join(folder, "stderr"), errors="replace") as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+    except OSError:
+        lines = []
+    return _probe_failed("probe exited with {} on the device{}".format(code, ": " + lines[-1][:200] if lines else ""))
+
+
+def _probe_failed(reason):
+    return {"memory": None, "profile": None, "profile_error": reason, "probe_failed": True}
 
 
 def _one_line(exc):

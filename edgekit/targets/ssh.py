@@ -113,8 +113,12 @@ class SshTarget(Target):
         except DeviceError as exc:
             return self._device_failed(exc)
         self._environment = {"device": self.name, "host": p.describe(), "profile": str(p.path), **run.environment}
+        probe = None if self._probe_settings(spec) is None else {
+            "memory": None, "profile": None,
+            "profile_error": "not probed: timed in a job of its own (after the device's runner died), which carries no probe"}
         return Measurement("ok", latencies_ms=run.latencies_ms, rounds_ms=run.rounds_ms, outputs=run.outputs,
-                           runtime=run.runtime, environment=self._environment, settings={**run.settings, "device": self.name})
+                           runtime=run.runtime, environment=self._environment, settings={**run.settings, "device": self.name},
+                           probe=probe)
 
     def measure_all(self, variants, spec, samples, eval_inputs=None, seed: int = 0, sample_sets=None) -> list[Measurement]:
         """Every artifact the device can run, in one job, timed together in interleaved rounds
@@ -130,7 +134,8 @@ class SshTarget(Target):
         sets = [sample_sets[i] for i in todo] if sample_sets is not None else None
         payload = jobs.group_job_files(entries, samples, eval_inputs, warmup=spec.warmup, runs=spec.runs,
                                        min_time_s=spec.min_time_s, threads=spec.threads, rounds=getattr(spec, "rounds", 1),
-                                       seed=seed, bench_sets=sets)
+                                       seed=seed, bench_sets=sets, probe=self._probe_settings(spec),
+                                       precisions=[getattr(variants[i], "precision", None) for i in todo])
         try:
             result = run_payload(p, payload, f"{len(todo)} artifact(s)", log=self.log)
         except DeviceError as exc:
@@ -154,8 +159,24 @@ class SshTarget(Target):
             out[i] = Measurement("ok", latencies_ms=row["latencies_ms"], rounds_ms=row["rounds_ms"],
                                  interleaved=bool(row.get("interleaved")), runtime=row["runtime"],
                                  outputs=decode_array(row["outputs"]) if row.get("outputs") else None,
-                                 environment=self._environment, settings={**row["settings"], "device": self.name})
+                                 environment=self._environment, settings={**row["settings"], "device": self.name},
+                                 probe=row.get("probe") if isinstance(row.get("probe"), dict) else None)
         return out
+
+    def _probe_settings(self, spec) -> dict | None:
+        """The job's ``probe`` block: each row's memory and per-op profile, measured on the device
+        after its rows are timed (``runner.probe_row``), as ``edgekit.bench.profiles`` does on
+        the host (same probe, same timeout, runs and samples); None under ``benchmark.profile:
+        false`` (``edgekit bench --no-profile``).
+        All probes of a job together get at most half the profile's ``timeout_s`` (counted from
+        the end of the timed rounds; a probe past it is not started, a row's is cut at its
+        remainder), so probing adds at most that to the device's run."""
+        if not getattr(spec, "profile", False):
+            return None
+        from edgekit.bench import profiles
+
+        return {"timeout_s": profiles.TIMEOUT_S, "budget_s": self.profile.timeout_s / 2, "runs": profiles.RUNS,
+                "samples": 16}
 
     def _cannot_run(self, variant) -> Measurement | None:
         """The row's measurement when the device cannot run ``variant`` at all, else None."""
@@ -175,7 +196,10 @@ class SshTarget(Target):
         return Measurement("failed", reason)
 
     def cache_identity(self) -> dict:
-        return self.profile.model_dump(mode="json")
+        # The probe's code too: a cached device row carries the probe's results (Measurement.probe).
+        from edgekit.cache import source_hash
+
+        return {**self.profile.model_dump(mode="json"), "probe_code": source_hash("edgekit.runtimes.probe")}
 
     def environment(self) -> dict:
         if self._environment is not None:

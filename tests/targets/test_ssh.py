@@ -604,6 +604,10 @@ def test_bench_on_the_device(ssh_server, artifacts, tmp_path):
     assert rows["tflite-int8.tflite@cpu"]["runtime"].startswith("ai_edge_litert")
     assert results["targets"]["dev"]["runtimes"]["tflite_runtime"]["version"] == "2.14.0"
     assert "dev (tflite_runtime 2.14.0)" in result.output
+    # every file probed where it ran: on this machine by edgekit, on the device by its runner
+    for row_id in ("tflite-int8.tflite@cpu", "tflite-int8.tflite@dev", "tflite-fp32.tflite@dev"):
+        assert rows[row_id]["memory"]["peak_bytes"] > 0 and rows[row_id]["profile"]["ops"] > 0, rows[row_id]
+    assert rows["tflite-int8.tflite@dev"]["profile"]["op_counts"] == rows["tflite-int8.tflite@cpu"]["profile"]["op_counts"]
 
 
 @pytest.mark.device
@@ -630,3 +634,163 @@ def test_spaces_and_semicolons_stay_arguments(ssh_server, artifacts, tmp_path):
     leftovers = [p for p in tmp_path.rglob("*") if p.name in markers]
     assert leftovers == []
     assert work.is_dir() and list(work.iterdir()) == []  # made, used, and its run folder removed
+
+
+# --------------------------------------------------------------------------- probes on the device (memory, per-op profile)
+
+
+def _recording_python(folder: Path, python: str, fail: bool = False) -> tuple[Path, Path]:
+    """A device Python that appends the command line of every probe process it starts to a log
+    (and, with ``fail``, makes each probe process die with status 7, as a crashing runtime would)."""
+    site, log = folder / "probe-site", folder / "probes.log"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if any(a.endswith('request.json') for a in sys.argv):\n"
+        f"    open({str(log)!r}, 'a').write(' '.join(sys.argv) + '\\n')\n"
+        + ("    os._exit(7)\n" if fail else ""))
+    wrapper = folder / "probe-python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH='{site}' exec '{python}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def _device_measure(ssh_server, folder: Path, artifacts, names, x, profile=True, **overrides):
+    """The device's rows of ``names`` (tflite artifacts), timed and probed over the real sshd."""
+    device = ssh.SshTarget(profiles.load_profile(device_profile(folder, "dev", ssh_server, **overrides)))
+    variants = [SimpleNamespace(format="tflite", precision=name.split("-")[1], files=[artifacts[name]], settings={})
+                for name in names]
+    spec = SimpleNamespace(warmup=1, runs=3, min_time_s=0.0, threads=1, rounds=1, profile=profile)
+    return device.measure_all(variants, spec, list(x[:16]), None)
+
+
+def _host_probe(artifact: Path, x, folder: Path) -> dict:
+    """What the host's own probe (``python -m edgekit.runtimes.probe``, as edgekit.bench.profiles
+    starts it for a cpu row) measures for the same artifact."""
+    from edgekit.bench.profiles import RUNS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "samples.npy", np.asarray(x[:16], dtype=np.float32))
+    request = {"format": "tflite", "precision": "fp32", "path": str(artifact), "module": "edgekit.runtimes.litert",
+               "options": {}, "threads": 1, "samples": str(folder / "samples.npy"), "runs": RUNS, "profile": True,
+               "workdir": str(folder), "runtime_module": None}
+    (folder / "request.json").write_text(json.dumps(request))
+    subprocess.run([sys.executable, "-m", "edgekit.runtimes.probe", str(folder / "request.json"), str(folder / "result.json")],
+                   check=True, timeout=180, capture_output=True)
+    return json.loads((folder / "result.json").read_text())
+
+
+def test_the_probe_travels_only_with_a_job_that_probes_and_is_device_code():
+    from tests.targets.test_parity import (
+        test_shipped_code_is_python_3_7_and_imports_only_stdlib_numpy_and_its_runtime as check,
+    )
+
+    check(jobs.PROBE_FILE)  # Python 3.7, stdlib + numpy + edgekit.runtimes at module level
+    entries = [(FORMATS["tflite"], [Path("m.tflite")], ["tflite_runtime"], {})]
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    probing = jobs.group_job_files(entries, x, warmup=0, runs=1, probe={"timeout_s": 120, "budget_s": 60, "runs": 50},
+                                   precisions=["int8"])
+    plain = jobs.group_job_files(entries, x, warmup=0, runs=1)
+    assert jobs.PROBE_FILE in probing and jobs.PROBE_FILE not in plain
+    assert json.loads(probing["job.json"])["probe"]["timeout_s"] == 120 and "probe" not in json.loads(plain["job.json"])
+    assert json.loads(probing["job.json"])["rows"][0]["precision"] == "int8"
+
+
+@pytest.mark.device
+def test_device_rows_get_memory_and_a_profile_from_the_same_probe_as_the_host(ssh_server, artifacts, digits, tmp_path):
+    """Probed on the device (tflite_runtime 2.14, no ai_edge_litert), after the timed rounds, in
+    a fresh process per row: memory measured as on the host, the profile's ops those of the host's
+    probe of the same artifact; the prefix timing that needs ai_edge_litert's tools says it could
+    not run, and the row stays ok."""
+    from edgekit.bench import profiles as bench_profiles
+
+    x, _ = digits
+    python, log = _recording_python(tmp_path, ssh_server.python)
+    measured = _device_measure(ssh_server, tmp_path, artifacts, ["tflite-fp32", "tflite-int8"], x, python=str(python))
+    assert [m.status for m in measured] == ["ok", "ok"], [m.reason for m in measured]
+    assert len(log.read_text().splitlines()) == 2  # one fresh probe process per row
+    for name, m in zip(["tflite-fp32", "tflite-int8"], measured):
+        probe = m.probe
+        assert probe["memory"]["peak_bytes"] > 0 and probe["memory"]["load_bytes"] >= 0
+        assert probe["memory"]["how"].startswith("resident-memory growth of a fresh process: VmHWM")
+        assert probe["profile"]["runtime"] == "tflite_runtime 2.14.0" == m.runtime
+        host = _host_probe(artifacts[name], x, tmp_path / f"host-{name}")
+        assert host["profile"]["runtime"].startswith("ai_edge_litert")
+        device_summary, host_summary = (bench_profiles.summarize(p["profile"], None) for p in (probe, host))
+        assert device_summary["op_counts"] == host_summary["op_counts"] and device_summary["ops"] > 0
+        assert [op["type"] for op in probe["profile"]["ops"]] == [op["type"] for op in host["profile"]["ops"]]
+        if len(probe["profile"]["segments"]) > 1:  # prefix models need ai_edge_litert.tools, which the device lacks
+            assert "prefix models could not be timed" in probe["profile"]["shares_unknown"]
+        print(f"{name}: device peak {probe['memory']['peak_bytes']} B, host peak {host['memory']['peak_bytes']} B; "
+              f"ops {device_summary['op_counts']}")
+    # attached to a row as a cpu row's: results fields and profiles/<row id>.json
+    fields = bench_profiles.attach("tflite-fp32@dev", measured[0].probe, tmp_path / "run")
+    assert fields["memory"]["peak_bytes"] > 0 and fields["profile"]["file"] == "profiles/tflite-fp32@dev.json"
+    assert json.loads((tmp_path / "run" / "profiles" / "tflite-fp32@dev.json").read_text())["row"] == "tflite-fp32@dev"
+
+
+@pytest.mark.device
+def test_profile_false_sends_no_probe_to_the_device(ssh_server, artifacts, digits, tmp_path):
+    x, _ = digits
+    python, log = _recording_python(tmp_path, ssh_server.python)
+    measured = _device_measure(ssh_server, tmp_path, artifacts, ["tflite-int8"], x, profile=False, python=str(python))
+    assert measured[0].status == "ok" and measured[0].probe is None
+    assert not log.exists()  # no probe process ran on the device
+
+
+@pytest.mark.device
+def test_a_probe_that_fails_on_the_device_leaves_the_row_ok_with_a_profile_error(ssh_server, artifacts, digits, tmp_path):
+    x, _ = digits
+    python, log = _recording_python(tmp_path, ssh_server.python, fail=True)
+    measured = _device_measure(ssh_server, tmp_path, artifacts, ["tflite-int8"], x, python=str(python))
+    m = measured[0]
+    assert m.status == "ok" and m.latencies_ms and len(log.read_text().splitlines()) == 1
+    assert m.probe["memory"] is None and m.probe["profile"] is None and m.probe["probe_failed"]
+    assert m.probe["profile_error"].startswith("probe exited with 7 on the device") and "\n" not in m.probe["profile_error"]
+
+
+def test_cached_device_measurements_keep_their_probe(tmp_path):
+    from edgekit.bench.stage import _load_measurement, _store_measurement
+    from edgekit.targets import Measurement
+
+    probe = {"memory": {"peak_bytes": 123, "load_bytes": 45, "how": "h"}, "profile": {"ops": []}, "profile_error": None}
+    _store_measurement(Measurement("ok", latencies_ms=[1.0, 2.0], probe=probe), tmp_path, "row0")
+    assert _load_measurement(tmp_path, "row0").probe == probe
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_device_rows_of_a_build_carry_the_devices_probe(device_build):
+    b = device_build
+    for precision in ("fp32", "int8"):
+        row, host = b.rows[f"tflite-{precision}@dev"], b.rows[f"tflite-{precision}@cpu"]
+        assert row["status"] == "ok" and row["memory"]["peak_bytes"] > 0, row.get("profile_error")
+        assert row["profile"]["runtime"] == "tflite_runtime 2.14.0" and host["profile"]["runtime"].startswith("ai_edge_litert")
+        assert row["profile"]["op_counts"] == host["profile"]["op_counts"]
+        assert row["profile"]["file"] == f"profiles/tflite-{precision}@dev.json"
+        assert (b.folder / "run" / row["profile"]["file"]).is_file()
+    # timed alone after the runner was killed: no probe, said so
+    killed = b.rows["tflite-fp32@killed"]
+    assert killed["status"] == "failed" and killed["memory"] is None
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_a_cached_device_row_keeps_the_devices_probe(device_build):
+    """The same artifacts on the same device again: the rows come from the bench cache, with the
+    memory and profile their probe measured then (nothing runs on the device)."""
+    b = device_build
+    recipe = b.folder / "again.yaml"  # only what the device runs: a group with a skipped row is never cached
+    recipe.write_text(TINY_RECIPE + "targets: [cpu, dev]\nexport: {formats: [tflite]}\n")
+    runs = []
+    for out in ("first", "again"):
+        result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(b.folder / out)])
+        assert result.exit_code == 0, result.output
+        runs.append({r["id"]: r for r in json.loads((b.folder / out / "results.json").read_text())["rows"]})
+    assert "[bench] dev: 2 row(s) (cached)" in result.output, result.output
+    for precision in ("fp32", "int8"):
+        row, before = runs[1][f"tflite-{precision}@dev"], runs[0][f"tflite-{precision}@dev"]
+        assert row["memory"] == before["memory"] and row["memory"]["peak_bytes"] > 0
+        assert row["profile"] == before["profile"]
+        assert row["profile"]["runtime"] == "tflite_runtime 2.14.0"
+        assert (b.folder / "again" / row["profile"]["file"]).is_file()
