@@ -62,6 +62,31 @@ class OpenVINOOptions(FormatOptions):
 
 
 @dataclass(frozen=True)
+class NativeBench:
+    """A runtime's own benchmark tool: what ``edgekit verify`` checks edgekit's p50 against.
+
+    Attributes:
+        tool: the command (found on PATH or beside edgekit's Python).
+        install: what to install when it is missing.
+        run: ``module:function``, ``(tool, artifact, row, bench, threads, runs, timeout_s, **options)
+            -> edgekit.bench.verify.Native``: one run of the tool on a results row's artifact.
+        options: ``module:function``, ``row -> {RowCheck field: value}``: settings read from the
+            row before the tool runs (reported even when it cannot run), passed on to ``run``.
+    """
+
+    tool: str
+    install: str
+    run: str
+    options: str = ""
+
+    def load_run(self):
+        return _resolve(self.run)
+
+    def load_options(self):
+        return _resolve(self.options) if self.options else (lambda row: {})
+
+
+@dataclass(frozen=True)
 class Format:
     """One row of the format table.
 
@@ -91,6 +116,8 @@ class Format:
         intermediates: ``module:function`` that runs an artifact over samples and returns its
             activation tensors, dequantized (``read_intermediates``; ``edgekit.evaluate.layer_error``
             compares them with the Keras layers' outputs); empty: no per-layer error.
+        native_bench: the runtime's own benchmark tool (``edgekit verify``), if it has one.
+        no_native_bench: why it has none, for the rows ``edgekit verify`` cannot check.
     """
 
     name: str
@@ -109,6 +136,8 @@ class Format:
     native_isa: tuple[tuple[str, tuple[str, ...]], ...] = ()
     auto_precisions: tuple[str, ...] = ()
     intermediates: str = ""
+    native_bench: NativeBench | None = None
+    no_native_bench: str = ""
 
     @property
     def title(self) -> str:
@@ -218,6 +247,7 @@ FORMATS: dict[str, Format] = {
             options=TFLiteOptions,
             label="TFLite",
             packages=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-runtime"),
+            native_bench=NativeBench("litert-benchmark", "pip install ai-edge-litert", "edgekit.bench.verify:litert_row"),
         ),
         Format(
             name="onnx",
@@ -234,6 +264,8 @@ FORMATS: dict[str, Format] = {
             # the gpu target times it through onnxruntime's CUDAExecutionProvider
             runs_on=("cpu", "gpu", "ssh"),
             packages=("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu"),
+            no_native_bench="onnxruntime ships no benchmark tool (no onnxruntime_perf_test in the pip wheel; "
+                            "its onnxruntime_test script cannot set threads and reports only a mean)",
         ),
         Format(
             name="openvino",
@@ -252,6 +284,8 @@ FORMATS: dict[str, Format] = {
             packages=("tensorflow", "tf-keras", "openvino", "nncf"),
             native_isa=(("bf16", ("avx512_bf16", "amx_bf16")),),
             auto_precisions=("bf16",),
+            native_bench=NativeBench("benchmark_app", "pip install openvino", "edgekit.bench.verify:openvino_row",
+                                     options="edgekit.bench.verify:openvino_options"),
         ),
     ]
 }

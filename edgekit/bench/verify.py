@@ -46,17 +46,9 @@ DEFAULT_TOLERANCE = 0.25
 DEFAULT_TIMEOUT_S = 120.0
 EDGEKIT_STATISTIC = "p50 (median of all timed runs, results.json latency_ms.p50)"
 
-#: format -> (tool, what to install when it is missing)
-TOOLS = {
-    "openvino": ("benchmark_app", "pip install openvino"),
-    "tflite": ("litert-benchmark", "pip install ai-edge-litert"),
-}
-#: format -> why its rows cannot be checked on any machine
-NO_TOOL = {
-    "keras": "no native benchmark tool for Keras models",
-    "onnx": "onnxruntime ships no benchmark tool (no onnxruntime_perf_test in the pip wheel; "
-            "its onnxruntime_test script cannot set threads and reports only a mean)",
-}
+#: why the Keras baseline rows cannot be checked (each format's tool is in the format table:
+#: ``Format.native_bench``, or why it has none: ``Format.no_native_bench``)
+KERAS_NO_TOOL = "no native benchmark tool for Keras models"
 #: how a row's inference precision is named to benchmark_app's -infer_precision
 _OV_PRECISION = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
 
@@ -197,6 +189,29 @@ def openvino_native(tool: str, artifact: Path, threads: int, infer_precision: st
     return Native(value, statistic, argv, extra)
 
 
+def openvino_options(row: dict) -> dict:
+    """benchmark_app's settings read from an OpenVINO row: the inference precision its session
+    asked for (settings), else the row's own when it names one."""
+    settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
+    return {"infer_precision": _OV_PRECISION.get(str(settings.get("inference_precision") or "").lower(),
+                                                 "bf16" if row.get("precision") == "bf16" else "f32")}
+
+
+def openvino_row(tool: str, artifact: Path, row: dict, bench: dict, threads: int, runs: int, timeout_s: float,
+                 infer_precision: str = "f32") -> Native:
+    """``openvino_native`` with the row's inference precision and CPU pinning (OpenVINO's
+    ``NativeBench.run`` in the format table)."""
+    settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
+    pinning = settings.get("cpu_pinning")
+    return openvino_native(tool, artifact, threads, infer_precision, runs, pinning if isinstance(pinning, bool) else None,
+                           timeout_s)
+
+
+def litert_row(tool: str, artifact: Path, row: dict, bench: dict, threads: int, runs: int, timeout_s: float) -> Native:
+    """``litert_native`` with the run's warm-up (TFLite's ``NativeBench.run`` in the format table)."""
+    return litert_native(tool, artifact, threads, runs, _setting("warmup", bench, default=10, minimum=0), timeout_s)
+
+
 def _litert_python(tool: str) -> list[str] | None:
     """The interpreter of the ai-edge-litert console script (from its #! line), or None when the
     tool is something else (a binary): then it is run as it is, with its own rounding."""
@@ -269,28 +284,30 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
                           **figures)
     if target != "cpu":
         return _unchecked(row, f"target {target}: verify runs the tools on this machine only (target cpu)", **figures)
-    if fmt in NO_TOOL:
-        return _unchecked(row, NO_TOOL[fmt], **figures)
-    if fmt not in TOOLS:
-        return _unchecked(row, f"no native benchmark tool known for format {fmt}", **figures)
+    from edgekit.formats import FORMATS
+
+    table_row = FORMATS.get(fmt)
+    native_bench = getattr(table_row, "native_bench", None)
+    if fmt == "keras":
+        return _unchecked(row, KERAS_NO_TOOL, **figures)
+    if native_bench is None:
+        why = getattr(table_row, "no_native_bench", "") or f"no native benchmark tool known for format {fmt}"
+        return _unchecked(row, why, **figures)
     if not isinstance(p50, (int, float)) or p50 <= 0:
         return _unchecked(row, "row has no edgekit p50 to compare", **figures)
-    tool_name, install = TOOLS[fmt]
+    tool_name, install = native_bench.tool, native_bench.install
     threads = _setting("threads", settings, bench, default=1)
     n_runs = runs or _setting("runs", latency, bench, default=100)
     check = RowCheck(row["id"], fmt, row.get("precision"), target, "failed", tool=tool_name, threads=threads,
                      runs=n_runs, edgekit_p50_ms=p50)
-    if fmt == "openvino":
-        # The precision the run's session asked for (settings), else the row's own when it names one.
-        check.infer_precision = _OV_PRECISION.get(str(settings.get("inference_precision") or "").lower(),
-                                                  "bf16" if row.get("precision") == "bf16" else "f32")
+    options = native_bench.load_options()(row)
+    for name, value in options.items():  # e.g. OpenVINO's inference precision: shown even when the tool cannot run
+        setattr(check, name, value)
     if not isinstance(row.get("path"), str) or not row["path"]:
         check.reason = "row names no artifact (path) in results.json"
         return check
-    from edgekit.formats import FORMATS
-
     artifact = run_dir / row["path"]
-    needed = FORMATS[fmt].files(artifact) if fmt in FORMATS else [artifact]  # an IR's .bin with its .xml
+    needed = table_row.files(artifact)  # an IR's .bin with its .xml
     missing = [path for path in needed if not path.is_file()]
     if missing:
         check.reason = f"artifact {missing[0]} not found in the run directory (was it moved or cleaned?)"
@@ -303,12 +320,7 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
     check.tool_path = tool
     started = time.perf_counter()
     try:
-        if fmt == "openvino":
-            pinning = settings.get("cpu_pinning")
-            native = openvino_native(tool, artifact, threads, check.infer_precision, n_runs,
-                                     pinning if isinstance(pinning, bool) else None, timeout_s)
-        else:
-            native = litert_native(tool, artifact, threads, n_runs, _setting("warmup", bench, default=10, minimum=0), timeout_s)
+        native = native_bench.load_run()(tool, artifact, row, bench, threads, n_runs, timeout_s, **options)
     except ToolFailed as exc:
         check.reason = str(exc)
         return check
@@ -342,6 +354,8 @@ def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | 
     Raises:
         InputError: no readable results.json (exit 2).
     """
+    from edgekit.formats import FORMATS
+
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     if run_dir.is_file():
@@ -350,8 +364,9 @@ def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | 
     bench = {**_recipe_benchmark(run_dir), **(results.get("benchmark") or {})}
     checks = []
     for row in results["rows"]:
-        if progress and row.get("status") == "ok" and row.get("target") == "cpu" and row.get("format") in TOOLS:
-            progress(f"[verify] {row['id']}: {TOOLS[row['format']][0]}")
+        native_bench = getattr(FORMATS.get(row.get("format")), "native_bench", None)
+        if progress and row.get("status") == "ok" and row.get("target") == "cpu" and native_bench is not None:
+            progress(f"[verify] {row['id']}: {native_bench.tool}")
         checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path))
     return VerifyReport(str(run_dir), tolerance, checks, [round(x, 2) for x in os.getloadavg()])
 
