@@ -29,15 +29,21 @@ def cpu_info() -> tuple[str, list[str]]:
     return read_cpu_info()
 
 
-def collect() -> dict:
-    """The environment block of results.json."""
-    cpu, isa = cpu_info()
+def package_versions(names) -> dict[str, str]:
+    """The installed version of each distribution of ``names`` (the missing ones left out)."""
     packages = {}
-    for name in package_names():
+    for name in names:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    return packages
+
+
+def collect() -> dict:
+    """The environment block of results.json."""
+    cpu, isa = cpu_info()
+    packages = package_versions(package_names())
     return {
         "cpu": cpu,
         "isa": isa,

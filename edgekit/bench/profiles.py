@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.targets.runner import probe_failed
+
 #: the cache stage of probe results
 STAGE = "profile"
 #: how long one probe may take before it is killed (its row then has no profile)
@@ -252,6 +254,7 @@ def summarize(profile: dict, file: str | None) -> dict[str, Any]:
 def _key(variant, spec, samples) -> str | None:
     """The probe's cache key: the artifact (its key), threads, the runtime's versions, the code."""
     from edgekit.cache import fingerprint, make_key, source_hash
+    from edgekit.environment import package_versions
     from edgekit.formats import FORMATS
 
     if variant.key is None:
@@ -259,21 +262,11 @@ def _key(variant, spec, samples) -> str | None:
     fmt = FORMATS.get(variant.format)
     module = fmt.runtime_module if fmt else "edgekit.runtimes.keras"
     packages = fmt.packages if fmt else ("tensorflow", "tf-keras", "keras")
-    return make_key(STAGE, subject=variant.key, threads=spec.threads, runs=RUNS, versions=_versions(packages),
+    installed = package_versions(packages)
+    versions = {name: installed.get(name, "") for name in packages}  # a missing one as "", as Format.versions does
+    return make_key(STAGE, subject=variant.key, threads=spec.threads, runs=RUNS, versions=versions,
                     inputs=fingerprint(samples), code=source_hash("edgekit.runtimes.probe", "edgekit.runtimes", module,
                                                                   __name__))
-
-
-def _versions(packages) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = ""
-    return out
 
 
 def _store(value: dict, folder: Path) -> None:
@@ -317,7 +310,7 @@ def _launch(folder: Path, row_id: str, variant, recipe, samples) -> tuple | dict
         request = _request(variant, recipe, row_id, folder, samples_file)
     except Exception as exc:  # noqa: BLE001 - no probe for this row, never a failed row
         interrupts.reraise_if_interrupted()
-        return _failed(f"probe not started: {one_line(exc, 200)}")
+        return probe_failed(f"probe not started: {one_line(exc, 200)}")
     (folder / f"{name}.request.json").write_text(json.dumps(request))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "TF_CPP_MIN_LOG_LEVEL": "2"}
     err = open(folder / f"{name}.stderr", "wb")  # noqa: SIM115 - open while the probe runs
@@ -363,7 +356,7 @@ def _run_probes(missing: list, recipe, samples, log, ahead: Ahead | None = None)
                     continue
                 if proc.poll() is None:
                     _stop(proc, err)
-                    results[row_id] = _failed(f"probe timed out after {TIMEOUT_S:.0f} s")
+                    results[row_id] = probe_failed(f"probe timed out after {TIMEOUT_S:.0f} s")
                 else:
                     err.close()
                     results[row_id] = _result(where, name, proc.returncode)
@@ -395,8 +388,5 @@ def _result(folder: Path, name: str, code: int) -> dict:
         tail = lines[-1][:200] if lines else ""
     except OSError:
         pass
-    return _failed(f"probe exited with {code}" + (f": {tail}" if tail else ""))
+    return probe_failed(f"probe exited with {code}" + (f": {tail}" if tail else ""))
 
-
-def _failed(reason: str) -> dict:
-    return {"memory": None, "profile": None, "profile_error": reason, "probe_failed": True}

@@ -361,7 +361,7 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
     settings = job["probe"]
     timeout = min(float(settings.get("timeout_s", 120.0)), budget_s)
     if timeout < 1.0:
-        return _probe_failed("not probed: the device's probes ran past their budget of {:.0f} s".format(
+        return probe_failed("not probed: the device's probes ran past their budget of {:.0f} s".format(
             float(settings.get("budget_s", 0.0))))
     err = None
     try:
@@ -386,11 +386,11 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return _probe_failed(f"probe timed out after {timeout:.0f} s on the device")
+            return probe_failed(f"probe timed out after {timeout:.0f} s on the device")
         finally:
             proc.stdin.close()
     except Exception as exc:  # noqa: BLE001 - a probe never fails its row
-        return _probe_failed("probe not started on the device: " + _one_line(exc))
+        return probe_failed("probe not started on the device: " + _one_line(exc))
     finally:
         if err is not None:
             err.close()
@@ -407,10 +407,11 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
             lines = [line.strip() for line in handle if line.strip()]
     except OSError:
         lines = []
-    return _probe_failed("probe exited with {} on the device{}".format(code, ": " + lines[-1][:200] if lines else ""))
+    return probe_failed("probe exited with {} on the device{}".format(code, ": " + lines[-1][:200] if lines else ""))
 
 
-def _probe_failed(reason):
+def probe_failed(reason):
+    """A probe result without figures: why there are none (the host's probes give the same)."""
     return {"memory": None, "profile": None, "profile_error": reason, "probe_failed": True}
 
 
