@@ -262,17 +262,17 @@ def run_job(job, base_dir="."):
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
                          float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
-    return {
-        "runtime": session.runtime,
-        "settings": session.settings,
-        "input_shape": list(session.input_shape),
-        "latencies_ms": [t for r in rounds for t in r],
-        "rounds_ms": rounds,
-        "outputs": encode_array(outputs) if outputs is not None else None,
-        "environment": probe(job.get("modules")),
-        # which file the session came from: the shipped copy, never something installed there
-        "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__),
-    }
+    return dict(_session_result(session, outputs), latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds,
+                environment=probe(job.get("modules")))
+
+
+def _session_result(session, outputs):
+    """What a job's result says of one opened session: its runtime, settings, input shape, the
+    evaluation outputs, and which file the session came from (the shipped copy, never something
+    installed on the device)."""
+    return {"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
+            "outputs": encode_array(outputs) if outputs is not None else None,
+            "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)}
 
 
 def run_group(job, base_dir="."):
@@ -308,9 +308,7 @@ def run_group(job, base_dir="."):
         sessions.append(session)
         sets.append(bench_inputs)
         opened.append((i, runtime_module(dict(job, **row))))
-        results.append({"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
-                        "outputs": encode_array(outputs) if outputs is not None else None,
-                        "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)})
+        results.append(_session_result(session, outputs))
     timed = time_rounds(sessions, sets, int(job.get("warmup", 10)), int(job.get("runs", 100)),
                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), seed=int(job.get("seed", 0)),
                         per_session=True)
