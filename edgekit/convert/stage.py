@@ -136,7 +136,8 @@ def check_keep_float(recipe, model) -> None:
 def _layer_names_in_file(path) -> list[str] | None:
     """The layer names a .keras file's config.json lists (as ``keras_layer_names`` gives them for
     the loaded model), or None for any other file or config."""
-    import zipfile
+    from edgekit.errors import ModelError
+    from edgekit.model_safety import read_configs
 
     def walk(config, out):
         for layer in (config or {}).get("layers", []) or []:
@@ -153,10 +154,9 @@ def _layer_names_in_file(path) -> list[str] | None:
     if path is None or Path(path).suffix != ".keras":
         return None
     try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-        return walk(config.get("config"), []) or None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError, TypeError):
+        configs = read_configs(Path(path))  # the config as JSON data, as safe mode reads it
+        return (walk(configs[0].data.get("config"), []) or None) if configs else None
+    except (ModelError, OSError, AttributeError, TypeError, IndexError):
         return None
 
 
