@@ -288,7 +288,7 @@ def _request(variant, recipe, row_id: str, folder: Path, samples_file: Path) -> 
     if spec is None:
         raise ValueError("the artifact cannot be opened in another process (no file, or an unknown format)")
     fmt = FORMATS.get(variant.format)
-    request = {"format": variant.format, "precision": variant.precision, "path": str(spec.path),
+    request = {"format": variant.format, "precision": variant.precision, "path": str(Path(spec.path).resolve()),
                "module": fmt.runtime_module if fmt else "edgekit.runtimes.keras", "options": spec.options or {},
                "threads": recipe.benchmark.threads, "samples": str(samples_file), "runs": RUNS,
                "profile": True, "workdir": str(folder), "runtime_module": None}
@@ -312,7 +312,9 @@ def _launch(folder: Path, row_id: str, variant, recipe, samples) -> tuple | dict
         interrupts.reraise_if_interrupted()
         return probe_failed(f"probe not started: {one_line(exc, 200)}")
     (folder / f"{name}.request.json").write_text(json.dumps(request))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # The probe runs in its own folder: this process's import path, made absolute ('' is its cwd).
+    path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TF_CPP_MIN_LOG_LEVEL": "2"}
     err = open(folder / f"{name}.stderr", "wb")  # noqa: SIM115 - open while the probe runs
     proc = subprocess.Popen([sys.executable, "-m", "edgekit.runtimes.probe", str(folder / f"{name}.request.json"),
                              str(folder / f"{name}.result.json")], stdout=subprocess.DEVNULL, stderr=err,

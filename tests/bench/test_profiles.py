@@ -281,3 +281,21 @@ def test_edgekit_bench_on_files_profiles_each_file_unless_told_not_to(tiny_artif
     plain = CliRunner().invoke(cli, ["bench", *files[:1], "--runs", "5", "--warmup", "1", "--no-profile", "--out", str(out)])
     assert plain.exit_code == 0, plain.output
     assert "memory" not in json.loads(out.read_text())["rows"][0]
+
+
+def test_a_build_into_a_relative_out_folder_still_probes_every_row(write_recipe, tmp_path, monkeypatch):
+    """The README's own command writes to runs/<name>, a relative folder; each probe runs in a
+    folder of its own, and must still find the artifacts (and edgekit) there."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+    from tests.conftest import TINY_RECIPE
+
+    recipe = write_recipe(TINY_RECIPE.replace("seed: 3", "seed: 11") + "export:\n  formats: [tflite]\n")
+    monkeypatch.chdir(recipe.parent)
+    done = CliRunner().invoke(cli, ["build", recipe.name, "--out", "runs/rel"])
+    assert done.exit_code == 0, done.output
+    rows = json.loads((recipe.parent / "runs" / "rel" / "results.json").read_text())["rows"]
+    for row in rows:
+        assert row.get("profile_error") is None or row["format"] == "keras", row
+        assert row["memory"]["peak_bytes"] > 0, row
