@@ -24,7 +24,37 @@ def prune(parent, step, data, recipe, log):
         end = max(1, (2 * total) // 3)
         schedule = sparsity.PolynomialDecay(0.0, spec.sparsity, begin_step=0, end_step=end, frequency=min(frequency, end))
     kwargs = {"sparsity_m_by_n": (2, 4)} if spec.structured == "2:4" else {}
-    wrapped = sparsity.prune_low_magnitude(copy_model(parent), pruning_schedule=schedule, **kwargs)
-    log(f"[compress] {step.name}: pruning to {spec.sparsity:.0%} ({spec.structured or spec.schedule}), {spec.epochs} epochs")
+    wrapped, left = _wrap_prunable(copy_model(parent), lambda layer: sparsity.prune_low_magnitude(
+        layer, pruning_schedule=schedule, **kwargs))
+    unpruned = f"; {len(left)} layer(s) tfmot cannot prune stay dense: {', '.join(left[:3])}{'...' if len(left) > 3 else ''}" if left else ""
+    log(f"[compress] {step.name}: pruning to {spec.sparsity:.0%} ({spec.structured or spec.schedule}), {spec.epochs} epochs{unpruned}")
     fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep()])
     return sparsity.strip_pruning(wrapped)
+
+
+def _wrap_prunable(model, wrap):
+    """The model with every layer tfmot can prune wrapped by ``wrap``, and the names of the
+    weighted layers it left alone.
+
+    ``prune_low_magnitude`` on a whole model refuses it when any layer is not in its registry
+    (a Resizing layer, MobileNetV3's hard-swish op layers); those layers have nothing worth
+    pruning, or tfmot cannot mask them, so they keep their weights dense. An unsupported layer
+    is kept as it is, not rebuilt from its config (which would lose e.g. a Normalization
+    layer's statistics).
+    """
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
+        PruneRegistry,
+    )
+
+    left: list[str] = []
+
+    def clone(layer):
+        if PruneRegistry.supports(layer) or isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
+            return wrap(layer)
+        if layer.weights:
+            left.append(layer.name)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=clone), left
