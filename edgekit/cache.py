@@ -106,7 +106,8 @@ def fingerprint(*arrays: np.ndarray) -> str:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(array.tobytes())
+        # The bytes in place (a C-contiguous view, no copy): tobytes() copied whole splits.
+        digest.update(array.reshape(-1).view(np.uint8))
     return digest.hexdigest()[:32]
 
 
@@ -370,7 +371,8 @@ def _rename(source: Path, target: Path) -> bool:
     return True
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, read in 1 MiB blocks: a large file is never held whole."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -382,7 +384,7 @@ def write_manifest(folder: Path) -> None:
     """Record the sha256 of every file in ``folder`` (called last, before the rename), and a
     random id that tells this entry from any other written under the same key."""
     files = sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
-    hashes = {f.relative_to(folder).as_posix(): _file_sha256(f) for f in files}
+    hashes = {f.relative_to(folder).as_posix(): file_sha256(f) for f in files}
     (folder / MANIFEST).write_text(json.dumps({"id": uuid.uuid4().hex, "files": hashes}, indent=1))
 
 
@@ -405,7 +407,7 @@ def verify(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise CorruptEntry(f"{name}: missing")
-        if _file_sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CorruptEntry(f"{name}: sha256 mismatch")
 
 

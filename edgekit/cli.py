@@ -148,7 +148,7 @@ def validate(recipe_file: Path) -> None:
         raise ModelError(f"model.file: not found: {recipe.model.file}; check the path (relative paths start at the recipe's folder)")
     click.echo(f"{recipe_file}: ok: {recipe.task}, model {recipe.model.source}, data {recipe.data.source} "
                f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {list(data.input_shape)}, "
-               f"{data.num_classes} {'targets' if recipe.task == 'regression' else 'classes'}), "
+               f"{data.labels_summary}), "
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
 
 

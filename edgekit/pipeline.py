@@ -144,7 +144,7 @@ LAYER_ERRORS_DIR = "layer_errors"
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
              "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
-             LAYER_ERRORS_DIR}
+             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json"}
 
 
 
@@ -221,8 +221,11 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     env = environment.collect()
     state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     _write_labels(run_dir, recipe.task, data.class_names)
+    from edgekit.data.text import write_vocabulary
+
+    write_vocabulary(run_dir, data)  # vocab.txt + tokenizer.json for a text source (removed for others)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
-        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.num_classes} classes"
+        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.labels_summary}"
         f"{' (cached)' if data_reused else ''}")
     clock = _stage_done(state, log, "data", started)
 
@@ -231,6 +234,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start)
     model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
+    if "inputs" in data.info:  # a generator's splits became its latent inputs (train.model_inputs)
+        state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     from edgekit.convert.stage import check_keep_float
 
     check_keep_float(recipe, model)  # an unknown layer name stops the build before any conversion

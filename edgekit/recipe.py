@@ -54,6 +54,15 @@ def _check_path(value: Any) -> Any:
 
 #: a recipe path: checked for what no file system accepts, then resolved against the recipe
 SafePath = Annotated[Path, BeforeValidator(_check_path)]
+#: one side of data.image_size, in pixels (16384 x 16384 x 3 float32 is 3 GB per image)
+ImageSide = Annotated[int, Field(gt=0, le=16_384)]
+
+
+def _square(value: Any) -> Any:
+    # data.image_size: 96 means [96, 96]
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise ValueError(f"expected [height, width] or one number (a square), received {list(value)}")
+    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _check_param_values(value: Any, where: str) -> None:
@@ -81,9 +90,22 @@ class DataSpec(_Section):
     """Where the data comes from and how it is split."""
 
     source: str = Field("digits", description=f"a builtin dataset ({', '.join(BUILTIN_DATASETS)}) or a file kind ({', '.join(FILE_SOURCES)})")
-    path: SafePath | None = Field(None, description="the data file, for npz and csv sources; relative to the recipe's folder "
+    path: SafePath | None = Field(None, description="the data file (npz, csv, text) or folder (images); relative to the recipe's folder "
                                   "(absolute and ../ paths are allowed and shown in the build log)")
     label_column: str | None = Field(None, description="csv: the column holding the label (default: the last column)")
+    # text (edgekit.data.text): the tokenizer, fitted on the training split; vocab.txt and
+    # tokenizer.json in the run directory record it
+    text_column: str | None = Field(None, description="text: the column holding the raw text (default: the column named "
+                                    "text, else the first column that is not the label; the label defaults to the column "
+                                    "named label, else the last)")
+    max_tokens: int = Field(10_000, ge=3, le=MAX_PARAM, description="text: the most ids in the vocabulary, padding (0) and "
+                            "out-of-vocabulary (1) included: the model's embedding rows")
+    min_count: int = Field(1, ge=1, le=1_000_000, description="text: tokens seen fewer times in the training split are out of vocabulary")
+    sequence_length: int = Field(64, ge=1, le=4096, description="text: token ids per sample, the model's input length")
+    lowercase: bool = Field(True, description="text: lower-case the text before splitting it into tokens")
+    padding: Literal["pre", "post"] = Field("pre", description="text: zeros in front of (pre) or after (post) a short sequence")
+    truncation: Literal["pre", "post"] = Field("pre", description="text: a long text loses tokens at its start (pre, keeps "
+                                               "the end, like keras.datasets.imdb) or its end (post)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split (ignored when the npz file has its own test arrays)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training samples held out for early stopping")
     normalize: Literal["none", "standard", "minmax"] = Field("none", description="feature scaling fitted on the training split only")
@@ -96,6 +118,16 @@ class DataSpec(_Section):
         "takes normalized features, and write the statistics and the formula to preprocess.json in the run directory")
     download: bool = Field(False, description="keras.datasets sources (mnist, fashion_mnist, cifar10, imdb): download into "
                            "the Keras cache when the file is not there (default: fail with the file to provide)")
+    # images (edgekit.data.folders): load_recipe fills the unset ones from the model's input
+    image_size: Annotated[tuple[ImageSide, ImageSide] | None, BeforeValidator(_square)] = Field(
+        None, description="images: resize every image to [height, width] (a single number: square; bilinear, "
+        "stretched); default: model.file's input size, else the images' own size when they all agree (when they "
+        "differ: a zoo model's params.input_size, which it resizes to inside)")
+    channels: Literal[1, 3, 4] | None = Field(
+        None, description="images: 1 (grey), 3 (RGB) or 4 (RGBA); default: model.file's input channels, else 1 when "
+        "every image is grey and 3 otherwise (alpha dropped, grey replicated)")
+    # what load_recipe found of the model's input (edgekit.data.folders.fill_from_model)
+    _model_input: dict | None = None
 
     @field_validator("source")
     @classmethod
@@ -106,9 +138,23 @@ class DataSpec(_Section):
         return value
 
     @model_validator(mode="after")
+    def _text_settings(self):
+        text_only = ("text_column", "max_tokens", "min_count", "sequence_length", "lowercase", "padding", "truncation")
+        if self.source != "text" and (given := [k for k in text_only if k in self.model_fields_set]):
+            raise ValueError(f"{given[0]} applies to source text only: remove it or set source: text")
+        if self.source == "text" and self.normalize != "none":
+            raise ValueError(f"normalize: {self.normalize} would scale token ids, which index an embedding: "
+                             "remove data.normalize for source text")
+        return self
+
+    @model_validator(mode="after")
     def _path_matches_source(self):
+        if self.source == "images" and self.path is None:
+            raise ValueError("source images needs a path: add data.path: my_images (a folder with one subfolder per class)")
         if self.source in FILE_SOURCES and self.path is None:
             raise ValueError(f"source {self.source} needs a path: add data.path: my_data.{self.source}")
+        if self.source != "images" and (given := [k for k in ("image_size", "channels") if k in self.model_fields_set]):
+            raise ValueError(f"data.{given[0]} applies to source images only: remove it or set source: images")
         if self.source not in FILE_SOURCES and self.path is not None:
             raise ValueError(f"builtin dataset {self.source} takes no path: remove data.path or set source to npz or csv")
         return self
@@ -253,8 +299,10 @@ class Recipe(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="run name; runs go to runs/<name>/")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds weights, shuffling, splits and calibration (0 to 2^32-1)")
-    task: Literal[TASK_NAMES] = Field("classification", description="classification | regression | anomaly | segmentation; "  # type: ignore[valid-type]
-                                      "decides the labels, loss, metrics and the primary metric")
+    task: Literal[TASK_NAMES] = Field("classification", description="classification | regression | anomaly | segmentation | "  # type: ignore[valid-type]
+                                      "fidelity; decides the labels, loss, metrics and the primary metric. fidelity: "
+                                      "label-free (x only): a model.file (or a zoo model that trains itself: dcgan) "
+                                      "whose every artifact is scored against its Keras fp32 outputs (snr_db)")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -280,7 +328,9 @@ class Recipe(_Section):
     @model_validator(mode="after")
     def _task_fits_data_and_model(self):
         builtin = BUILTIN_DATASETS.get(self.data.source)
-        if builtin is not None and builtin.task != self.task:
+        if self.task == "fidelity":
+            _check_label_free(self)
+        elif builtin is not None and builtin.task != self.task:
             raise ValueError(f"data.source {self.data.source} is a {builtin.task} dataset but task is {self.task}: "
                              f"set task: {builtin.task} or choose a {self.task} dataset")
         if self.model.arch is not None and self.task not in MODEL_TASKS[self.model.arch]:
@@ -322,6 +372,23 @@ class Recipe(_Section):
         return self._sha256
 
 
+def _check_label_free(recipe: Recipe) -> None:
+    """Task fidelity has no labels: nothing may train or fine-tune on a task loss, and nothing
+    may be scored on labelled validation samples. One line for the first thing that would."""
+    if recipe.model.python is not None:
+        raise ValueError("task fidelity has no labels to train model.python's model on: give a trained model as "
+                         "model.file, or a zoo model that trains itself (dcgan)")
+    if recipe.model.arch is not None and "fidelity" not in MODEL_TASKS[recipe.model.arch]:
+        raise ValueError(f"task fidelity has no labels to train model.arch {recipe.model.arch} on: give the trained model "
+                         f"as model.file, or use a zoo model that trains itself ({', '.join(models_for('fidelity'))})")
+    if recipe.compress:
+        raise ValueError(f"compress[0] ({recipe.compress[0].name}) fine-tunes on the task loss, which needs labels; "
+                         "task fidelity has none: remove the compress section (int8 and the other precisions stay)")
+    if recipe.quantize.max_drop is not None or "int8-mixed" in recipe.quantize.precisions:
+        raise ValueError("quantize.max_drop / int8-mixed search layers by the primary metric on labelled validation "
+                         "samples; task fidelity has none: remove them and keep layers float with quantize.keep_float")
+
+
 def _follow_format_table(table: dict) -> None:
     """Give ``export`` one section per row of the live format table: a format registered after
     this module was imported (``formats.register``) is then set and validated like the built-in
@@ -359,6 +426,10 @@ def load_recipe(path: str | Path) -> Recipe:
     except ValidationError as exc:
         raise RecipeError(f"{path}: {format_validation_error(exc, Recipe)}") from None
     _resolve_paths(recipe, path.parent)
+    if recipe.data.source == "images":  # the model's input size, which load_dataset cannot see
+        from edgekit.data.folders import fill_from_model
+
+        fill_from_model(recipe.data, recipe.model)
     _check_compressible(recipe, path)
     recipe._path = path.resolve()
     recipe._sha256 = hashlib.sha256(raw).hexdigest()
@@ -370,6 +441,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> None:
         recipe.data.path = (base / recipe.data.path).resolve()
     if recipe.model.file is not None and not recipe.model.file.is_absolute():
         recipe.model.file = (base / recipe.model.file).resolve()
+    weights = recipe.model.params.get("weights")  # a weights file (zoo applications), like data.path
+    if isinstance(weights, str) and weights.lower() not in ("none", "imagenet"):
+        file = Path(weights).expanduser()
+        recipe.model.params["weights"] = str(file if file.is_absolute() else (base / file).resolve())
 
 
 def _check_compressible(recipe: Recipe, path: Path) -> None:

@@ -28,6 +28,8 @@ class Task:
         description: one line for docs.
         scored_validation: the validation split can be scored with the primary metric (anomaly's
             holds normal samples only): what the int8-mixed search needs.
+        scored_against: "labels" (the test split's ``y``) or "reference" (the Keras fp32 model's
+            own outputs on the test split: label-free fidelity, where the data has no ``y``).
     """
 
     name: str
@@ -39,6 +41,12 @@ class Task:
     fit_target: str
     description: str
     scored_validation: bool = True
+    scored_against: str = "labels"
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether the data must hold ``y`` (fidelity's may have none: x only)."""
+        return self.scored_against == "labels"
 
 
 TASKS: dict[str, Task] = {
@@ -85,6 +93,20 @@ TASKS: dict[str, Task] = {
             higher_is_better=True,
             fit_target="labels",
             description="one class per pixel; mean IoU over the classes present, and pixel accuracy",
+        ),
+        Task(
+            name="fidelity",
+            labels="none (x only; labels, where the data has them, are ignored)",
+            loss="none: a model.file is not trained; a zoo model that trains itself (dcgan) brings its own losses",
+            output="any: every artifact's outputs are compared with the Keras fp32 model's on the same inputs",
+            primary_metric="snr_db",
+            higher_is_better=True,
+            fit_target="none",
+            description="label-free: every artifact scored against the Keras fp32 outputs on the test split: SNR in dB "
+            "over the whole split (capped at 120 dB, which the Keras row itself gets), max abs diff, and top-1 "
+            "agreement where the outputs are class scores",
+            scored_validation=False,
+            scored_against="reference",
         ),
     ]
 }

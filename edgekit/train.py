@@ -36,7 +36,11 @@ def train(recipe, data: Dataset, log=print):
 
     keras.utils.set_random_seed(recipe.seed)
     base_dir = recipe.path.parent if recipe.path else None
-    model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir, task=recipe.task)
+    model = models.build(recipe.model, data.input_shape, data.num_classes, base_dir, task=recipe.task,
+                         vocab_size=data.info.get("vocab_size"))
+    trainer = self_trainer(recipe)
+    if trainer is not None:  # a zoo model with its own training (a generator and its discriminator)
+        return model, trainer.fit(model, data, recipe, log)
     check_fits(model, data)  # a builder may ignore the shapes it is given: refuse before fitting
     if recipe.task == "regression":
         model = with_target_scale(model, data.y_train)
@@ -66,6 +70,35 @@ def train(recipe, data: Dataset, log=print):
         callbacks=callbacks,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def self_trainer(recipe):
+    """The zoo module of a model that trains itself, or None.
+
+    The one seam for zoo models that the task table's loss cannot train (a GAN's generator
+    learns against a discriminator): a zoo builder's module that defines
+    ``fit(model, data, recipe, log) -> history`` trains the models it builds, and one that
+    defines ``model_inputs(data, params, seed) -> data`` says what they take (a generator:
+    latent vectors; the data's images become its training target). See ``edgekit.models.dcgan``.
+    """
+    import importlib
+
+    from edgekit.models import ZOO
+
+    if recipe.model.arch is None:
+        return None
+    module = importlib.import_module(ZOO[recipe.model.arch].__module__)
+    return module if callable(getattr(module, "fit", None)) else None
+
+
+def model_inputs(recipe, data: Dataset) -> Dataset:
+    """``data`` as the recipe's model takes it: unchanged, unless the model's zoo module says
+    otherwise (``self_trainer``; a generator takes seeded latent vectors). In place, once
+    (``data.info["inputs"]`` marks it), so that calling it again is harmless."""
+    module = self_trainer(recipe)
+    if module is None or not hasattr(module, "model_inputs") or "inputs" in data.info:
+        return data
+    return module.model_inputs(data, dict(recipe.model.params), recipe.seed)
 
 
 def task_loss(recipe, output=None):
@@ -215,6 +248,8 @@ def check_fits(model, data: Dataset) -> None:
             f"expected samples of shape {list(expected)}: reshape the data or use a model built for {list(got)}"
         )
     out_shape = tuple(model.outputs[0].shape)[1:]
+    if not TASKS[data.task].needs_labels:
+        return  # fidelity: any output; every artifact's is compared with the Keras model's
     if data.task == "anomaly":
         if len(out_shape) != len(got) or any(o is not None and o != g for o, g in zip(out_shape, got)):
             raise DataError(f"x_train: an anomaly model must reconstruct its input {list(got)}, but it outputs "
@@ -242,8 +277,15 @@ def save_model(model, folder: Path) -> Path:
     return path
 
 
-def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Outputs of a Keras model on many samples (used for the baseline metric)."""
+def predict(model, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """Outputs of a Keras model on many samples (used for the baseline metric), in batches of
+    ``batch_size``: by default as many samples as the model's layer outputs allow within
+    ``edgekit.convert.BATCH_BYTES`` (256 for small models), so memory follows the model, not
+    the number of samples."""
+    if batch_size is None:
+        from edgekit.convert import batch_size as fitting_batch
+
+        batch_size = fitting_batch(model)
     outs = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs).astype(np.float32)
 
@@ -287,6 +329,8 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         train={**recipe.train.model_dump(), "threads": threads},  # the number, not null: it differs per machine
         seed=recipe.seed, task=recipe.task, data=data_key, versions=versions_of(packages, "tensorflow", "tf-keras", "keras"),
         code=_train_code(recipe),
+        # files named in model.params (a weights .h5): their content, not only their path
+        files={k: _content_hash(Path(v)) for k, v in recipe.model.params.items() if isinstance(v, str) and Path(v).is_file()},
     )
     names = ("model.keras", "history.json")
     model_dir = run_dir / "model"
@@ -316,6 +360,12 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
     handle, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
     if reused:
         log(f"[train] {recipe.model.source}: trained model reused from the cache")
+    if "inputs" not in data.info and "inputs" in model_inputs(recipe, data).info:
+        # The latent draws follow from the seed, the model's params (in this key) and the split
+        # sizes (in the data key): every later stage's key still names its inputs.
+        shown = data.info["inputs"]
+        log(f"[data] {recipe.model.arch} takes {shown['kind']} inputs of size {shown['size']} "
+            f"({shown['distribution']}, seeded): test {len(data.x_test)}, calibration {len(data.x_calib)}")
     return handle, "tf_keras", key
 
 

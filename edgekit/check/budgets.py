@@ -12,12 +12,18 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 # One description per budget, shared by ``defaults`` and ``rules`` (and shown by `edgekit schema`).
 DOCS = {
     "max_metric_drop": "largest allowed drop of the task metric against this run's own baseline row "
-                       "(absolute, in metric units: 0.01 = one accuracy point)",
+                       "(absolute, in metric units: 0.01 = one accuracy point). Task fidelity: the baseline row is "
+                       "the reference itself (snr_db at the 120 dB cap), so the drop reads 120 - SNR and the "
+                       "default 0.01 is not applied there: set min_metric (e.g. 30 dB) or an explicit drop",
+    "min_metric": "smallest allowed value of the primary metric on the row, in its own units (absolute: 30 = "
+                  "30 dB SNR for task fidelity, 0.9 = 90% accuracy); for a higher-is-better metric",
+    "max_metric": "largest allowed value of the primary metric on the row, in its own units (absolute: 0.5 = "
+                  "an MAE of 0.5 in the units of y); for a lower-is-better metric",
     "max_metric_drop_vs_stored": "largest allowed drop of the task metric against the same row in the "
                                  "stored baseline (absolute, in metric units)",
     "max_latency_ratio_regression": "largest allowed growth of the in-run latency ratio (row p50 / reference-row "
@@ -46,12 +52,20 @@ class Budget(_Strict):
     """The budget every row gets unless a rule overrides it; these values are the defaults."""
 
     max_metric_drop: float | None = Field(0.01, ge=0, description=DOCS["max_metric_drop"])
+    min_metric: float | None = Field(None, description=DOCS["min_metric"])
+    max_metric: float | None = Field(None, description=DOCS["max_metric"])
     max_metric_drop_vs_stored: float | None = Field(0.01, ge=0, description=DOCS["max_metric_drop_vs_stored"])
     max_latency_ratio_regression: float | None = Field(1.25, ge=1, description=DOCS["max_latency_ratio_regression"])
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
+    #: the keys the recipe set (in defaults or a matching rule); the others hold their defaults
+    _explicit: frozenset = PrivateAttr(default_factory=frozenset)
+
+    def is_explicit(self, key: str) -> bool:
+        """Whether the recipe set ``key`` for this row (its defaults or a rule), not the schema's default."""
+        return key in self._explicit
 
 
 class Rule(_Strict):
@@ -59,6 +73,8 @@ class Rule(_Strict):
 
     rows: str = Field(min_length=1, description='glob on row ids, e.g. "*-int8@*" or "tflite-*@cpu"')
     max_metric_drop: float | None = Field(None, ge=0, description=DOCS["max_metric_drop"])
+    min_metric: float | None = Field(None, description=DOCS["min_metric"])
+    max_metric: float | None = Field(None, description=DOCS["max_metric"])
     max_metric_drop_vs_stored: float | None = Field(None, ge=0, description=DOCS["max_metric_drop_vs_stored"])
     max_latency_ratio_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_ratio_regression"])
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
@@ -76,11 +92,15 @@ class CheckSpec(_Strict):
     def budget_for(self, row_id: str) -> Budget:
         """The effective budget of one row: the defaults, then every matching rule in order."""
         values = self.defaults.model_dump()
+        explicit = set(self.defaults.model_fields_set)
         for rule in self.rules:
             if fnmatchcase(row_id, rule.rows):
                 # Only keys the rule names override: an explicit null turns a default off.
                 values.update({key: getattr(rule, key) for key in rule.model_fields_set if key != "rows"})
-        return Budget.model_validate(values)
+                explicit |= rule.model_fields_set - {"rows"}
+        budget = Budget.model_validate(values)
+        budget._explicit = frozenset(explicit)
+        return budget
 
     def unmatched_rules(self, row_ids: list[str]) -> list[str]:
         """Patterns that match none of ``row_ids`` (usually a typo in the recipe)."""

@@ -50,11 +50,17 @@ class Outcome:
     result: str
     detail: str = ""
     compared: bool = False
+    #: how a compared value fails its limit: ">" (a ceiling) or "<" (a floor: min_metric)
+    fails_if: str = ">"
+
+    @property
+    def holds_if(self) -> str:
+        return "<=" if self.fails_if == ">" else ">="
 
     def describe(self) -> str:
         """The outcome in one phrase, for the summary line and JUnit messages."""
         if self.compared:
-            return f"{self.row} {self.budget} {self.value} > {self.limit}"
+            return f"{self.row} {self.budget} {self.value} {self.fails_if} {self.limit}"
         return f"{self.row} {self.budget} {self.value}: {self.detail}"
 
 
@@ -102,9 +108,16 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
             continue  # nothing was measured; the status outcome says why
         ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
                        results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems,
-                       rows, old_rows)
+                       rows, old_rows, _reference_scored(results))
         outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
     return outcomes
+
+
+def _reference_scored(results: dict) -> bool:
+    from edgekit.tasks import TASKS
+
+    task = TASKS.get(results.get("task"))
+    return task is not None and task.scored_against == "reference"
 
 
 def _ok(row: dict | None) -> bool:
@@ -171,6 +184,8 @@ class _Context:
     metric_problems: list[str] = field(default_factory=list)
     rows: dict = field(default_factory=dict)
     old_rows: dict = field(default_factory=dict)
+    #: every row is scored against the baseline row's own outputs (task fidelity)
+    reference_scored: bool = False
 
     def limit(self, key: str):
         return getattr(self.budget, key)
@@ -226,7 +241,15 @@ def _bad(name: str, value: float | None, where: str, latency: bool = False) -> l
 
 def _metric_outcomes(ctx: _Context) -> list[Outcome]:
     out = []
-    if ctx.row_id != ctx.base_id and (limit := ctx.limit("max_metric_drop")) is not None:
+    for key, floor in (("min_metric", True), ("max_metric", False)):
+        if (limit := ctx.limit(key)) is not None:
+            out.append(_bound(ctx, limit, floor))
+    if ctx.row_id != ctx.base_id and ctx.reference_scored and not ctx.budget.is_explicit("max_metric_drop"):
+        if ctx.limit("min_metric") is None and ctx.limit("max_metric") is None:  # else: judged by those
+            out.append(Outcome(ctx.row_id, f"{ctx.metric} drop vs {ctx.base_id}", "-", "-", "skip",
+                               f"{ctx.base_id} is the reference every row is scored against ({ctx.metric} at its cap): "
+                               "the default drop budget does not apply; set check min_metric (e.g. 30) or max_metric_drop"))
+    elif ctx.row_id != ctx.base_id and (limit := ctx.limit("max_metric_drop")) is not None:
         out.append(_drop(ctx, f"{ctx.metric} drop vs {ctx.base_id}", limit, ctx.base, f"on the baseline row {ctx.base_id}",
                          ctx.no_base, "no metric on this row or the baseline row"))
     if ctx.have_stored and (limit := ctx.limit("max_metric_drop_vs_stored")) is not None:
@@ -247,6 +270,18 @@ def _drop(ctx: _Context, name: str, limit: float, ref_row: dict | None, ref_wher
     stored = " stored" if ref_row is ctx.old else ""
     detail = f"{value:.4f} vs {ref:.4f}{stored}" if drop is not None and not problems else ""
     return _judge(ctx, name, drop, limit, "{:.4f}".format, detail, why_skip, problems)
+
+
+def _bound(ctx: _Context, limit: float, floor: bool) -> Outcome:
+    """The row's primary metric against an absolute floor (min_metric) or ceiling (max_metric)."""
+    name = f"{ctx.metric} {'min' if floor else 'max'}"
+    value = (ctx.row.get("metrics") or {}).get(ctx.metric)
+    problems = ctx.metric_problems + _bad(ctx.metric, value, "on this row")
+    if problems or value is None:
+        return _judge(ctx, name, value, limit, "{:.4f}".format, "", "no metric on this row", problems)
+    failed = value < limit - _EPS if floor else value > limit + _EPS
+    return Outcome(ctx.row_id, name, f"{value:.4f}", f"{limit:.4f}", "fail" if failed else "pass", "", compared=True,
+                   fails_if="<" if floor else ">")
 
 
 def _p50(row: dict | None) -> float | None:

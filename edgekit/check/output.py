@@ -53,7 +53,7 @@ def write_junit(report: CheckReport, path: Path) -> None:
         elif o.result in ("skip", "unstable"):
             ET.SubElement(case, "skipped", message=o.detail or "not measured")
         elif o.detail:
-            ET.SubElement(case, "system-out").text = f"{o.value} <= {o.limit}; {o.detail}" if o.compared else o.detail
+            ET.SubElement(case, "system-out").text = f"{o.value} {o.holds_if} {o.limit}; {o.detail}" if o.compared else o.detail
     ET.SubElement(suite, "system-out").text = "\n".join(
         [f"budgets: {report.budgets_from}", *(f"warning: {w}" for w in report.warnings)])
     ET.indent(suites)

@@ -50,6 +50,54 @@ def batch1_signature(model):
     return fn.get_concrete_function(tf.TensorSpec(shape, input_dtype(model), name="input"))
 
 
+#: the most bytes of layer outputs one batch of a many-sample Keras call may hold (summed over
+#: every layer, float32; TensorFlow frees most of them during the call, so the real cost is a
+#: fraction): a 224x224 MobileNetV2 (87 MB a sample) runs 6 samples a call, the zoo's models
+#: (at most 1.1 MB a sample) keep batches of 256
+BATCH_BYTES = 512 << 20
+
+
+def activation_bytes(model) -> int:
+    """Bytes of every layer's output for one sample (float32), nested models included: what a
+    Keras call holds per sample at most, and what the per-layer error reads keep per sample.
+    An output whose shape is unknown (a dynamic axis, a layer called twice) counts as large as
+    the model's input; at least 4 bytes."""
+    def elements(shape) -> int | None:
+        dims = list(shape)[1:]
+        return None if any(d is None for d in dims) else int(np.prod(dims, dtype=np.int64))
+
+    try:
+        fallback = elements(model.inputs[0].shape) or 1
+    except (AttributeError, IndexError, TypeError, ValueError):
+        fallback = 1
+    total = fallback  # the input itself
+
+    def walk(parent) -> None:
+        nonlocal total
+        for layer in getattr(parent, "layers", []):
+            if type(layer).__name__ in _NO_OPS:
+                continue
+            if hasattr(layer, "layers") and hasattr(layer, "inputs"):  # a nested model
+                walk(layer)
+                continue
+            try:
+                outputs = layer.output
+                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+                total += sum(elements(o.shape) or fallback for o in outputs)
+            except (AttributeError, ValueError, TypeError, RuntimeError):  # no single output
+                total += fallback
+
+    walk(model)
+    return max(4, 4 * total)
+
+
+def batch_size(model, limit: int = 256, budget: int = BATCH_BYTES) -> int:
+    """How many samples one call of ``model`` on many samples takes: ``limit``, fewer where a
+    batch's layer outputs (``activation_bytes``) would pass ``budget``; at least 1. Memory then
+    follows the model, never the number of samples."""
+    return max(1, min(limit, budget // activation_bytes(model)))
+
+
 def input_dtype(model):
     """The Keras model's own input dtype, as a ``tf.DType``.
 

@@ -300,9 +300,14 @@ def _score_subset(validation: _Validation, outputs: np.ndarray, indices: np.ndar
     return sub.score(outputs)
 
 
-def _keras_outputs(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The fp32 Keras model's outputs on ``x``, batch by batch."""
+def _keras_outputs(model, x: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """The fp32 Keras model's outputs on ``x``, batch by batch (by default batches whose layer
+    outputs fit ``edgekit.convert.BATCH_BYTES``: 256 samples for small models)."""
     import tensorflow as tf
+
+    from edgekit.convert import batch_size
+
+    batch = batch or batch_size(model)
 
     return np.concatenate([np.asarray(model(tf.constant(x[i:i + batch]), training=False))
                            for i in range(0, len(x), batch)]) if len(x) else np.zeros((0,))

@@ -7,7 +7,6 @@ anomaly flags or per-pixel masks. Everything here is numpy; nothing needs the ne
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,15 @@ from edgekit.data import checks as data_checks
 from edgekit.data.builtins import BUILTINS
 from edgekit.errors import DataError
 
-FILE_SOURCES = ("npz", "csv")
+#: user data kinds: data.source -> "module:function" reading data.path (a file, or a folder for
+#: images); each returns (arrays, names) like a builtin loader (see edgekit.data.builtins)
+FILE_READERS = {
+    "npz": "edgekit.data.files:read_npz",
+    "csv": "edgekit.data.files:read_csv",
+    "images": "edgekit.data.folders:read_images",
+    "text": "edgekit.data.text:read_text",
+}
+FILE_SOURCES = tuple(FILE_READERS)
 # name -> Builtin (loader, task, shape, description); see edgekit.data.builtins.
 BUILTIN_DATASETS = BUILTINS
 
@@ -96,6 +103,8 @@ class Dataset:
     normalization: Normalization | None = None
     #: whether the artifacts carry ``normalization`` (x_test and x_calib are then raw)
     embedded: bool = False
+    #: a text source's vocabulary (id i = token i; ``edgekit.data.text``), None for other data
+    vocabulary: list[str] | None = None
 
     def model_inputs(self, x: np.ndarray) -> np.ndarray:
         """Artifact inputs (x_test, x_calib) -> the trained model's inputs."""
@@ -108,6 +117,15 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def labels_summary(self) -> str:
+        """What the labels are, for the build log and ``edgekit validate``: "10 classes", "2 targets" or "label-free"."""
+        from edgekit.tasks import TASKS
+
+        if not TASKS[self.task].needs_labels:
+            return "label-free"
+        return f"{self.num_classes} {'targets' if self.task == 'regression' else 'classes'}"
 
     @property
     def num_classes(self) -> int:
@@ -130,33 +148,46 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     """
     info: dict[str, Any] = {"source": spec.source}
     if spec.source in FILE_SOURCES:
-        from edgekit.data import files
+        import importlib
+
+        from edgekit.cache import file_sha256
 
         path = Path(spec.path)
-        if not path.is_file():
+        if spec.source == "images":  # a folder; every other kind reads a file
+            from edgekit.data.folders import check_folder, folder_sha256
+
+            check_folder(path)
+        elif not path.is_file():
             raise DataError(f"data.path: file not found: {path}; check the path (relative paths start at the recipe's folder)")
         info["path"] = str(path)
-        info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-        arrays, names = files.read_npz(path, spec, task) if spec.source == "npz" else files.read_csv(path, spec, task)
+        info["sha256"] = folder_sha256(path) if path.is_dir() else file_sha256(path)
+        module, _, function = FILE_READERS[spec.source].partition(":")
+        # a reader may return a third item: what it read, for results.json's data section
+        arrays, names, *read = getattr(importlib.import_module(module), function)(path, spec, task)
+        info.update(*read)
     else:
         builtin = BUILTINS[spec.source]
-        if builtin.task != task:
+        if builtin.task != task and _needs_labels(task):  # fidelity takes any dataset and ignores its labels
             raise DataError(f"data.source {spec.source} is a {builtin.task} dataset but the recipe's task is {task}; "
                             f"set task: {builtin.task} or choose a {task} dataset")
         arrays, names = builtin.load(spec)
 
     arrays = dict(arrays)
+    if not _needs_labels(task):
+        arrays, names = _without_labels(arrays), []
+        info["labels"] = "none: label-free (task fidelity scores every artifact against the Keras fp32 outputs)"
     for key, array in arrays.items():
         data_checks.check_samples_axis(array, key)
     for key in [k for k in arrays if k.startswith("y")]:
         arrays[key] = _labels(arrays[key], key, task)
-    stratify = task in ("classification", "anomaly")
+    stratify = task in ("classification", "anomaly")  # never for fidelity: it has no labels
     if "x" in arrays:
         _check_pair(arrays["x"], arrays["y"], "x", "y", task)
         names = names or _names(arrays["y"], task)
-        x_train, x_test, y_train, y_test = _split(arrays["x"], arrays["y"], spec.test_fraction, seed, stratify)
+        x_train, x_test, y_train, y_test = _split(arrays.pop("x"), arrays.pop("y"), spec.test_fraction, seed, stratify)
     else:
-        x_train, y_train, x_test, y_test = (arrays[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        # popped: the splits below copy them, and the file's arrays need not outlive that
+        x_train, y_train, x_test, y_test = (arrays.pop(k) for k in ("x_train", "y_train", "x_test", "y_test"))
         _check_pair(x_train, y_train, "x_train", "y_train", task)
         _check_pair(x_test, y_test, "x_test", "y_test", task)
         data_checks.check_splits({"train": (x_train, y_train), "test": (x_test, y_test)})
@@ -167,6 +198,16 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         x_train, x_val, y_train, y_val = _split(x_train, y_train, spec.val_fraction, seed + 1, stratify)
     else:
         x_val, y_val = x_train[:0], y_train[:0]
+    vocabulary = None
+    if spec.source == "text":  # raw strings so far: the vocabulary is fitted on the training split only
+        from edgekit.data import text
+
+        (x_train, x_val, x_test), vocabulary, info["tokenizer"] = text.encode_splits(spec, x_train, x_val, x_test)
+        info["vocab_size"] = len(vocabulary)
+    elif spec.source == "imdb":
+        from edgekit.data.keras_cache import IMDB_WORDS
+
+        info["vocab_size"] = IMDB_WORDS  # the text models' embedding rows (ids 0..9999)
     if task == "anomaly":
         x_train, y_train, x_val, y_val, info["anomaly"] = _normal_only(x_train, y_train, x_val, y_val, y_test)
 
@@ -196,7 +237,7 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     return Dataset(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         x_calib=x_calib, class_names=list(names), info=info, task=task,
-        normalization=normalization, embedded=embedded,
+        normalization=normalization, embedded=embedded, vocabulary=vocabulary,
     )
 
 
@@ -230,8 +271,28 @@ def _normal_only(x_train, y_train, x_val, y_val, y_test):
     return x_train[keep_train], y_train[keep_train], x_val[keep_val], y_val[keep_val], record
 
 
+def _needs_labels(task: str) -> bool:
+    from edgekit.tasks import TASKS
+
+    return TASKS[task].needs_labels
+
+
+def _without_labels(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """x arrays only (any y is dropped), each with a zero-width ``y`` placeholder of its length:
+    splits are drawn and stored as for labelled data, and nothing can read a label from it."""
+    xs = {k: v for k, v in arrays.items() if k.startswith("x")}
+    if not xs:
+        raise DataError(f"expected an array x (or x_train and x_test), found: {', '.join(sorted(arrays)) or 'no arrays'}; "
+                        "save the sample inputs with numpy.savez(path, x=inputs)")
+    if "x" not in xs and not ("x_train" in xs and "x_test" in xs):
+        raise DataError(f"found {', '.join(sorted(xs))}: expected x (split by data.test_fraction), or both x_train and x_test")
+    return {**xs, **{"y" + k[1:]: np.zeros((len(v) if v.ndim else 0, 0), np.float32) for k, v in xs.items()}}
+
+
 def _labels(y: np.ndarray, name: str, task: str) -> np.ndarray:
     """Check and convert labels for the task."""
+    if not _needs_labels(task):
+        return y  # the zero-width placeholder of _without_labels
     if task == "regression":
         if not np.issubdtype(y.dtype, np.number):
             raise DataError(f"{name}: expected numeric regression targets, received dtype {y.dtype}")
@@ -252,6 +313,8 @@ def _labels(y: np.ndarray, name: str, task: str) -> np.ndarray:
 
 
 def _names(y: np.ndarray, task: str) -> list[str]:
+    if not _needs_labels(task):
+        return []  # fidelity: the model's outputs, not labels, say how many there are
     if task == "regression":
         return ["y"] if y.ndim == 1 else [f"y{i}" for i in range(y.shape[1])]
     if task == "anomaly":

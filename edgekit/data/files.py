@@ -16,28 +16,47 @@ def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     labels (classification only) become class ids, and their names are returned."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            arrays = {k: _member(npz, k) for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read as .npz ({exc}); write it with numpy.savez(path, x=..., y=...)") from None
     layouts = [("x_train", "y_train", "x_test", "y_test"), ("x", "y")]
+    from edgekit.tasks import TASKS
+
+    label_free = not TASKS[task].needs_labels
+    if label_free:  # fidelity: sample inputs only; any y in the file is ignored
+        layouts = [("x_train", "x_test"), ("x",)]
     for keys in layouts:
         if all(k in arrays for k in keys):
             picked = {k: arrays[k] for k in keys}
-            if "x_val" in arrays and "y_val" in arrays:
-                picked.update(x_val=arrays["x_val"], y_val=arrays["y_val"])
+            if "x_val" in arrays and ("y_val" in arrays or label_free):
+                picked.update({k: arrays[k] for k in ("x_val", "y_val") if k in arrays and not (label_free and k == "y_val")})
             names = _string_labels(picked) if task == "classification" else []
             for k, v in picked.items():
                 if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_) or np.iscomplexobj(v):
                     raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected real numbers"
                                     + (" (or strings, for class labels)" if k.startswith("y") and task == "classification" else ""))
                 with np.errstate(over="ignore"):  # overflow becomes inf, which the data checks name
-                    picked[k] = v.astype(np.float32) if k.startswith("x") else v
+                    picked[k] = v.astype(np.float32, copy=False) if k.startswith("x") else v
             return picked, names
     found = ", ".join(sorted(arrays)) or "no arrays"
+    if label_free:
+        raise DataError(f"{path}: expected an array x of sample inputs (or x_train and x_test), found: {found}; "
+                        "save them with numpy.savez(path, x=inputs)")
     raise DataError(
         f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y), found: {found}; "
         "save them with numpy.savez(path, x=features, y=labels)"
     )
+
+
+def _member(npz, key: str) -> np.ndarray:
+    """One array of an open npz; a feature array (x...) of real numbers becomes float32 as it is
+    read, so a large file's features are never held in their own dtype and in float32 at once
+    (other dtypes stay as they are, for read_npz's checks to name)."""
+    value = npz[key]
+    if key.startswith("x") and (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) and not np.iscomplexobj(value):
+        with np.errstate(over="ignore"):  # overflow becomes inf, which the data checks name
+            value = value.astype(np.float32, copy=False)
+    return value
 
 
 def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, np.ndarray], list[str]]:
@@ -52,12 +71,17 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     header, body = rows[0], [r for r in rows[1:] if r]
     if not any(name.strip() for name in header):
         raise DataError(f"{path}: the first row is empty; expected a header row naming the columns")
-    label = spec.label_column or header[-1]
-    if label not in header:
+    from edgekit.tasks import TASKS
+
+    if not TASKS[task].needs_labels and not spec.label_column:
+        label = None  # fidelity: every column is a feature unless data.label_column names one to leave out
+    else:
+        label = spec.label_column or header[-1]
+    if label is not None and label not in header:
         from edgekit.errors import did_you_mean
 
         raise DataError(f'{path}: label column "{label}" not in the header{did_you_mean(label, header)}; set data.label_column to one of: {", ".join(header)}')
-    label_index = header.index(label)
+    label_index = header.index(label) if label is not None else -1
     features = []
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
@@ -67,8 +91,10 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
         except ValueError:
             bad = next(v for i, v in enumerate(row) if i != label_index and not _is_float(v))
             raise DataError(f"{path}:{line}: feature value {bad!r} is not a number; feature columns must be numeric") from None
-    labels = [row[label_index] for row in body]
     x = np.asarray(features, dtype=np.float32)
+    if label is None:
+        return {"x": x}, []
+    labels = [row[label_index] for row in body]
     if task == "regression":
         try:
             return {"x": x, "y": np.asarray([float(v) for v in labels], dtype=np.float32)}, [label]

@@ -11,7 +11,6 @@ outside what the key can see cheaply (the Keras download cache) are loaded every
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -31,18 +30,21 @@ def dataset_key(spec, seed: int, calibration_samples: int, task: str) -> str | N
     ``load_dataset`` reports; a source read from the Keras download cache)."""
     from importlib import metadata
 
-    from edgekit.cache import make_key, source_hash
+    from edgekit.cache import file_sha256, make_key, source_hash
 
     content = None
     if spec.source in FILE_SOURCES:
         path = Path(spec.path)
-        if not path.is_file():
+        if spec.source == "images" and path.is_dir():  # every image's name and bytes
+            from edgekit.data.folders import folder_sha256
+
+            # plus the model input load_recipe found (not in the data section's dump) and the
+            # version of Pillow, which decodes and resizes the images
+            content = [folder_sha256(path), getattr(spec, "_model_input", None), metadata.version("pillow")]
+        elif not path.is_file():
             return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        content = digest.hexdigest()
+        else:
+            content = file_sha256(path)
     elif BUILTINS[spec.source].loader.startswith("keras_cache:"):
         return None
     versions = {}
@@ -73,7 +75,8 @@ def _store(data: Dataset, folder: Path) -> None:
         np.savez(handle, **arrays)
     norm = data.normalization
     meta = {"class_names": list(data.class_names), "info": data.info, "task": data.task, "embedded": data.embedded,
-            "normalization": None if norm is None else {"kind": norm.kind, "per": norm.per}}
+            "normalization": None if norm is None else {"kind": norm.kind, "per": norm.per},
+            "vocabulary": data.vocabulary}  # a text source's tokens (None otherwise): vocab.txt is written from it
     (folder / "dataset.json").write_text(json.dumps(meta, default=str))
 
 
@@ -84,4 +87,5 @@ def _load(folder: Path) -> Dataset:
     norm = meta["normalization"]
     normalization = None if norm is None else Normalization(norm["kind"], norm["per"], arrays["shift"], arrays["scale"])
     return Dataset(**{name: arrays[name] for name in ARRAYS}, class_names=meta["class_names"], info=meta["info"],
-                   task=meta["task"], normalization=normalization, embedded=bool(meta["embedded"]))
+                   task=meta["task"], normalization=normalization, embedded=bool(meta["embedded"]),
+                   vocabulary=meta.get("vocabulary"))

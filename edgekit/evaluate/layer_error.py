@@ -42,6 +42,9 @@ import numpy as np
 
 #: validation samples compared per row (the first ones: the split is shuffled)
 SAMPLES = 128
+#: the most bytes of Keras layer outputs compared at once (the artifact's tensors take about as
+#: much again): a 224x224 MobileNetV2 (87 MB a sample) compares 3 samples, the zoo's models all 128
+LAYER_BYTES = 256 << 20
 #: SNRs are capped here (dB): a float32 tensor computed in another order differs by ~1e-7
 SNR_CAP = 120.0
 
@@ -79,10 +82,8 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES)
             runtime raises (the evaluate stage records it as ``{"error": ...}``).
     """
     started = time.perf_counter()
+    samples = samples[:sample_count(model, samples, max_samples)]
     samples = np.asarray(samples, np.float32)
-    # fewer samples of large inputs: every activation of every sample is held at once
-    size = max(1, math.prod(samples.shape[1:]))
-    samples = samples[:min(max_samples, max(16, 400_000 // size))]
     if len(samples) == 0:
         raise ValueError("no samples to compare layers on")
     entries = fmt.load_intermediates_reader()(artifact_path, samples)
@@ -106,6 +107,16 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES)
     }
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def sample_count(model, samples, max_samples: int = SAMPLES, budget: int = LAYER_BYTES) -> int:
+    """How many of ``samples`` one per-layer error compares: fewer of large inputs, and no more
+    than fit ``budget`` bytes of the model's layer outputs (``edgekit.convert.activation_bytes``):
+    every activation of every compared sample is held at once, in Keras and in the artifact."""
+    from edgekit.convert import activation_bytes
+
+    size = max(1, math.prod(np.shape(samples)[1:]))
+    return max(1, min(max_samples, max(16, 400_000 // size), budget // activation_bytes(model)))
 
 
 def rank_layers(record: dict[str, Any]) -> list[str]:

@@ -114,7 +114,50 @@ def _segmentation(outputs, masks, inputs):
     }
 
 
-METRICS = {"classification": _classification, "regression": _regression, "anomaly": _anomaly, "segmentation": _segmentation}
+#: the SNR of outputs that agree with the reference to within float32 rounding, and of the Keras
+#: fp32 row against itself (infinite, which strict JSON cannot hold); the per-layer error's cap
+SNR_CAP = 120.0
+
+
+def snr_db(outputs: np.ndarray, reference: np.ndarray) -> float:
+    """Signal-to-noise ratio of ``outputs`` against ``reference`` in dB, over the whole array:
+    10 log10(sum(reference^2) / sum((outputs - reference)^2)), in float64, within +-SNR_CAP.
+
+    One number for the whole test split (not a mean of per-sample SNRs, which one near-silent
+    sample would dominate). Identical outputs, and differences below float32 rounding, read as
+    SNR_CAP; a zero reference with any difference reads as -SNR_CAP.
+    """
+    outputs = np.asarray(outputs, np.float64).reshape(np.shape(reference))
+    reference = np.asarray(reference, np.float64)
+    signal, noise = float(np.sum(reference**2)), float(np.sum((outputs - reference) ** 2))
+    if noise == 0 or (signal > 0 and noise <= signal * 10 ** (-SNR_CAP / 10)):
+        return SNR_CAP
+    if signal == 0:
+        return -SNR_CAP
+    return float(np.clip(10 * np.log10(signal / noise), -SNR_CAP, SNR_CAP))
+
+
+def are_class_scores(reference: np.ndarray) -> bool:
+    """Whether outputs look like class scores: one row per sample, a last axis wider than 1,
+    and every row of the reference a distribution (values in [0, 1] summing to 1)."""
+    reference = np.asarray(reference, np.float64)
+    if reference.ndim != 2 or reference.shape[-1] < 2 or not reference.size:
+        return False
+    return bool(reference.min() >= -1e-6 and reference.max() <= 1 + 1e-6
+                and np.allclose(reference.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def _fidelity(outputs, reference, inputs):
+    outputs = np.asarray(outputs, np.float64).reshape(np.shape(reference))
+    reference = np.asarray(reference, np.float64)
+    result = {"snr_db": snr_db(outputs, reference), "max_abs_diff": float(np.max(np.abs(outputs - reference)))}
+    if are_class_scores(reference):
+        result["top1_agreement"] = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
+    return result
+
+
+METRICS = {"classification": _classification, "regression": _regression, "anomaly": _anomaly, "segmentation": _segmentation,
+           "fidelity": _fidelity}
 PRIMARY_METRIC = {name: task.primary_metric for name, task in TASKS.items()}
 HIGHER_IS_BETTER = {name: task.higher_is_better for name, task in TASKS.items()}
 
@@ -130,7 +173,8 @@ def metrics(task: str, outputs: np.ndarray, labels: np.ndarray, x: np.ndarray | 
     Args:
         task: a name from ``edgekit.tasks.TASKS``.
         outputs: float outputs of the model or artifact, one row per test sample.
-        labels: the test split's ``y``.
+        labels: the test split's ``y``; for a task scored against the reference (fidelity),
+            the Keras fp32 model's outputs on the test split.
         x: the test split's inputs; the anomaly task scores reconstructions against them.
     """
     return METRICS[task](outputs, labels, x)
@@ -149,7 +193,7 @@ def parity(outputs: np.ndarray, baseline: np.ndarray, task: str) -> dict[str, fl
         outputs, baseline = softmax(outputs), softmax(baseline)
     diff = np.abs(outputs - baseline)
     result = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
-    if task in ("classification", "segmentation"):
+    if task in ("classification", "segmentation") or (task == "fidelity" and are_class_scores(baseline)):
         # Per sample for classification, per pixel for segmentation.
         result["top1_agreement"] = float(np.mean(outputs.argmax(-1) == baseline.argmax(-1)))
     return result

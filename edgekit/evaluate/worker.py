@@ -342,10 +342,12 @@ class VariantBuilds:
             path = self._folder() / "data.npz"
             meta = {"input_shape": list(data.input_shape), "class_names": list(data.class_names), "info": data.info,
                     "task": data.task}
-            # The validation split (at most VALIDATION_CAP samples) for per-layer quantization error
-            # and the int8-mixed search, which must never look at the test split.
+            # The validation split (at most VALIDATION_CAP samples, fewer of large inputs) for
+            # per-layer quantization error and the int8-mixed search, which must never look at
+            # the test split.
+            cap = validation_cap(data.x_val)
             np.savez(path, x_calib=data.x_calib, x_test=data.x_test, y_test=data.y_test,
-                     x_val=data.x_val[:VALIDATION_CAP], y_val=data.y_val[:VALIDATION_CAP],
+                     x_val=data.x_val[:cap], y_val=data.y_val[:cap],
                      baseline_outputs=np.asarray(ctx.baseline_outputs), meta=np.array(json.dumps(meta, default=str)))
             recipe = ctx.recipe
             self._inputs = BuildInputs(recipe, ctx.run_dir, path, ctx.data_key, ctx.versions, ctx.cache.root,
@@ -362,6 +364,20 @@ class VariantBuilds:
             model.save(path)
             self._saved[id(model)] = path
         return self._saved[id(model)]
+
+
+#: the most bytes of validation inputs a worker receives (float32): 2000 samples of up to 128 KB
+#: (VALIDATION_CAP), 445 of a 224x224x3 image; never fewer than the int8-mixed search ranks on
+VALIDATION_BYTES = 256 << 20
+
+
+def validation_cap(x_val) -> int:
+    """How many validation samples travel to the workers: VALIDATION_CAP, fewer of large
+    inputs (``VALIDATION_BYTES``), never fewer than ``edgekit.convert.mixed.RANK_SAMPLES``."""
+    from edgekit.convert.mixed import RANK_SAMPLES
+
+    sample = 4 * max(1, int(np.prod(np.shape(x_val)[1:], dtype=np.int64)))
+    return min(VALIDATION_CAP, max(RANK_SAMPLES, VALIDATION_BYTES // sample))
 
 
 def builder_import_dirs(recipe) -> tuple[str, ...]:

@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from edgekit.errors import ModelError, did_you_mean, one_line
 from edgekit.models import (
+    applications,
     autoencoder,
     conv1d,
+    dcgan,
     dscnn,
     lenet,
     mlp,
@@ -29,6 +31,7 @@ from edgekit.models import (
     transformer,
     unet,
 )
+from edgekit.models import text as text_models
 
 # name -> (builder, tasks it fits). Every builder is documented in `edgekit models`.
 _TABLE: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
@@ -38,14 +41,20 @@ _TABLE: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "resnet8": (resnet8.build, resnet8.TASKS),
     "dscnn": (dscnn.build, dscnn.TASKS),
     "mobilenet_v1": (mobilenet_v1.build, mobilenet_v1.TASKS),
+    "mobilenet_v2": (applications.mobilenet_v2, applications.TASKS),
+    "mobilenet_v3_small": (applications.mobilenet_v3_small, applications.TASKS),
+    "efficientnet_b0": (applications.efficientnet_b0, applications.TASKS),
     "conv1d": (conv1d.build, conv1d.TASKS),
     "lstm": (recurrent.lstm, recurrent.TASKS),
     "gru": (recurrent.gru, recurrent.TASKS),
     "bilstm": (recurrent.bilstm, recurrent.TASKS),
+    "text_pool": (text_models.text_pool, text_models.TASKS),
+    "text_gru": (text_models.text_gru, text_models.TASKS),
     "transformer": (transformer.transformer, transformer.TASKS),
     "vit": (transformer.vit, transformer.TASKS),
     "autoencoder": (autoencoder.build, autoencoder.TASKS),
     "unet": (unet.build, unet.TASKS),
+    "dcgan": (dcgan.build, dcgan.TASKS),
 }
 ZOO: dict[str, Callable[..., Any]] = {name: builder for name, (builder, _) in _TABLE.items()}
 MODEL_TASKS: dict[str, tuple[str, ...]] = {name: tasks for name, (_, tasks) in _TABLE.items()}
@@ -103,7 +112,8 @@ def check_params(arch: str, params: dict[str, Any]) -> str | None:
     return None
 
 
-def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path | None = None, task: str = "classification"):
+def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path | None = None, task: str = "classification",
+          vocab_size: int | None = None):
     """Build the recipe's model (zoo ``arch`` or user ``python`` builder) for the data shape.
 
     Args:
@@ -112,6 +122,8 @@ def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path |
         num_classes: number of outputs (classes, regression targets or per-pixel classes).
         base_dir: the recipe's folder; modules there are importable by ``model.python``.
         task: the recipe's task; passed to builders whose signature names ``task``.
+        vocab_size: the data's vocabulary size (token ids 0..vocab_size-1), or None; passed to
+            builders whose signature names ``vocab_size`` when model.params does not set it.
     """
     builder = ZOO[spec.arch] if spec.arch else _import_builder(spec.python, base_dir)
     if spec.arch and task not in MODEL_TASKS[spec.arch]:
@@ -120,6 +132,14 @@ def build(spec, input_shape: tuple[int, ...], num_classes: int, base_dir: Path |
     kwargs = dict(spec.params)
     if "task" in inspect.signature(builder).parameters:
         kwargs["task"] = task
+    if vocab_size and "vocab_size" in inspect.signature(builder).parameters:
+        # The data's vocabulary (a text source's vocab.txt, imdb's 10000 words) sizes the
+        # embedding unless model.params sets it; a smaller one would leave ids without a row.
+        given = kwargs.get("vocab_size")
+        if isinstance(given, (int, float)) and given < vocab_size:
+            raise ModelError(f"model.params.vocab_size: {given} is smaller than the data's vocabulary ({vocab_size} ids); "
+                             "remove it (the data's size is used) or raise it")
+        kwargs["vocab_size"] = vocab_size if given is None else given
     try:
         model = builder(tuple(input_shape), num_classes, **kwargs)
     except TypeError as exc:

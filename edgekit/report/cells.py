@@ -24,6 +24,29 @@ def human_ms(ms: float) -> str:
     return f"{ms * 1000:.3g} us" if ms < 1 else f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
+#: the snr_db of a row that agrees with the reference to float32 rounding, and of the reference
+#: itself (``edgekit.evaluate.scores.SNR_CAP``; repeated here so the report imports no numpy)
+SNR_CAP = 120.0
+
+
+def metric_cell(metric: str, value: float | None, reference: bool = False) -> str:
+    """One metric value as the tables show it: four decimals, or dB for snr_db, where the
+    reference row (task fidelity's Keras fp32 row, scored against itself) reads "ref" and a
+    row at the cap "≥120 dB" (as close as float32 rounding can tell)."""
+    if value is None:
+        return "-"
+    if metric == "snr_db":
+        return "ref" if reference else f"≥{SNR_CAP:.0f} dB" if value >= SNR_CAP else f"{value:.1f} dB"
+    return f"{value:.4f}"
+
+
+def delta_cell(metric: str, delta: float | None, reference: bool = False) -> str:
+    """A row's metric minus the baseline's; for snr_db, in dB below the reference's cap."""
+    if delta is None or (reference and metric == "snr_db"):
+        return "-"
+    return f"{delta:+.1f} dB" if metric == "snr_db" else f"{delta:+.4f}"
+
+
 def cells(results: dict) -> list[list[str]]:
     """One list of display strings per row, in COLUMNS order."""
     metric = results["primary_metric"]
@@ -44,14 +67,19 @@ def cells(results: dict) -> list[list[str]]:
             human_size(row["size_bytes"]),
             human_size(row.get("gzip_bytes")),
             _percent((row.get("weights") or {}).get("sparsity")),
-            f"{value:.4f}" if value is not None else "-",
-            f"{delta:+.4f}" if delta is not None else "-",
+            metric_cell(metric, value, reference=_is_reference(results, row)),
+            delta_cell(metric, delta, reference=_is_reference(results, row)),
             human_ms(lat["p50"]) if lat else "-",
             speedup_cell(speedup, row.get("speedup_vs_baseline_ci95")),
             human_size((row.get("memory") or {}).get("peak_bytes")),
             status,
         ])
     return out
+
+
+def _is_reference(results: dict, row: dict) -> bool:
+    """Whether ``row`` is what every row is scored against (task fidelity's baseline row)."""
+    return results.get("task") == "fidelity" and row["id"] == results.get("baseline")
 
 
 def speedup_cell(speedup: float | None, interval: list[float] | None) -> str:

@@ -24,6 +24,7 @@ EXPECTED = {
     "digits": ("classification", (8, 8, 1), 10, 1797, None),
     "mnist5000": ("classification", (28, 28, 1), 10, 5000, None),
     "gratings32": ("classification", (32, 32, 3), 10, 3000, None),
+    "gratings96": ("classification", (96, 96, 3), 10, 1200, None),
     "breast_cancer": ("classification", (30,), 2, 569, None),
     "wine": ("classification", (13,), 3, 178, None),
     "diabetes": ("regression", (10,), 1, 442, None),

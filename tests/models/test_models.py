@@ -30,6 +30,12 @@ CASES = {
     "vit": ((28, 28, 1), 10, "classification", {}, (19_000, 20_500)),
     "autoencoder": ((64, 1), 2, "anomaly", {}, (12_500, 13_500)),
     "unet": ((32, 32, 1), 4, "segmentation", {}, (29_000, 30_500)),
+    "mobilenet_v2": ((32, 32, 3), 10, "classification", {}, (420_000, 426_000)),
+    "mobilenet_v3_small": ((32, 32, 3), 10, "classification", {}, (940_000, 950_000)),
+    "efficientnet_b0": ((32, 32, 3), 10, "classification", {}, (4_050_000, 4_070_000)),
+    "text_pool": ((32,), 3, "classification", {"vocab_size": 1000}, (33_000, 33_500)),
+    "text_gru": ((32,), 3, "classification", {"vocab_size": 1000}, (38_000, 38_500)),
+    "dcgan": ((8, 8, 1), 0, "fidelity", {}, (42_000, 43_500)),
 }
 
 
@@ -49,9 +55,12 @@ def test_builder_builds_for_its_task_with_documented_size(name):
     shape, outputs, task, params, (low, high) = CASES[name]
     model = build(_Spec(name, **params), shape, outputs, task=task)
     assert low <= model.count_params() <= high, model.count_params()
-    expected = {"anomaly": shape, "segmentation": (*shape[:2], outputs)}.get(task, (outputs,))
+    expected = {"anomaly": shape, "fidelity": shape, "segmentation": (*shape[:2], outputs)}.get(task, (outputs,))
     assert tuple(model.outputs[0].shape[1:]) == expected
-    x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
+    takes = tuple(model.inputs[0].shape[1:])  # the data's shape, or a generator's latent vector
+    x = np.random.default_rng(0).normal(size=(2, *takes)).astype(np.float32)
+    if model.inputs[0].dtype == "int32":  # token ids: integers inside the vocabulary
+        x = np.random.default_rng(0).integers(0, params["vocab_size"], (2, *takes)).astype(np.int32)
     y = np.asarray(model(x, training=False))
     assert np.isfinite(y).all()
     if task in ("classification", "segmentation"):  # softmax heads sum to one

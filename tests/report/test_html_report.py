@@ -143,7 +143,9 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     dom = _chromium("--dump-dom", page).stdout
     assert dom.count("<tr class=") == len(ROWS) and dom.count("<img ") == 3
     shot = tmp_path / "report.png"
-    _chromium(f"--screenshot={shot}", "--window-size=1400,2000", page)
+    # The virtual-time budget lets the page's embedded plots decode before the shot: on a busy
+    # machine chromium once took it with only part of them drawn.
+    _chromium(f"--screenshot={shot}", "--window-size=1400,2000", "--virtual-time-budget=10000", page)
     image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
     assert image.size == (1400, 2000)
     pixels = np.asarray(image, dtype=int).reshape(-1, 3)
