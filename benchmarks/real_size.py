@@ -4,7 +4,8 @@
                                    [--formats tflite,onnx,openvino] [--precisions fp32,int8] [--scratch DIR]
 
 Offline, the script makes a tf_keras ``MobileNetV2(weights=None)`` of the given width and input
-size with a 10-class head, saves it as a .keras file, writes an npz of generated images (class-
+size with ImageNet's 1000-way classifier head (3.5M parameters at alpha 1.0; the labels use the first
+--classes of its outputs), saves it as a .keras file, writes an npz of generated images (class-
 dependent blobs on noise, uint8 so the file has a realistic size; x_train/y_train/x_test/y_test,
 so the test split is exactly --test-images), and a recipe with ``model.file``, ``data: npz`` and
 the formats and precisions. It then runs ``python -m edgekit build`` in a subprocess with a stage
@@ -47,7 +48,8 @@ def load() -> str:
         return "?"
 
 
-def make_inputs(folder: Path, size: int, alpha: float, classes: int, train: int, test: int, seed: int) -> tuple[Path, Path, int]:
+def make_inputs(folder: Path, size: int, alpha: float, classes: int, train: int, test: int, seed: int,
+                outputs: int = 1000) -> tuple[Path, Path, int]:
     """The model file and the npz (made in a child process so its memory is not the build's)."""
     model_path, data_path = folder / f"mobilenet_v2_{alpha}_{size}.keras", folder / f"images_{size}.npz"
     script = f"""
@@ -55,7 +57,7 @@ import os, numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tf_keras as keras
 base = keras.applications.MobileNetV2(input_shape=({size}, {size}, 3), alpha={alpha}, include_top=False, weights=None, pooling="avg")
-out = keras.layers.Dense({classes}, activation="softmax", name="head")(keras.layers.Dropout(0.2)(base.output))
+out = keras.layers.Dense({max(outputs, classes)}, activation="softmax", name="head")(keras.layers.Dropout(0.2)(base.output))
 model = keras.Model(base.input, out, name="mobilenet_v2")
 model.save({str(model_path)!r})
 print(model.count_params())
@@ -248,7 +250,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=10, help="classes in the generated labels")
+    parser.add_argument("--outputs", type=int, default=1000, help="width of the classifier head (1000: ImageNet's, as the "
+                        "Keras model with its top; at least --classes)")
     parser.add_argument("--train-images", type=int, default=256, help="train split (a tenth becomes val)")
     parser.add_argument("--test-images", type=int, default=256, help="test split")
     parser.add_argument("--calibration", type=int, default=100, help="calibration samples")
@@ -263,7 +267,7 @@ def main() -> int:
         scratch.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         model_path, data_path, params = make_inputs(scratch, args.size, args.alpha, args.classes,
-                                                     args.train_images, args.test_images, seed=0)
+                                                     args.train_images, args.test_images, seed=0, outputs=args.outputs)
         print(f"MobileNetV2 alpha {args.alpha} {args.size}x{args.size}x3: {params:,} parameters, "
               f"{model_path.stat().st_size / 1e6:.1f} MB; npz {data_path.stat().st_size / 1e6:.1f} MB "
               f"({args.train_images} train, {args.test_images} test); made in {time.perf_counter() - t0:.1f} s")

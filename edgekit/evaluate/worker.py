@@ -104,7 +104,28 @@ def run(task: VariantTask) -> dict[str, Any]:
     # The two steps of convert_and_evaluate, each announced, so that a crash names its stage.
     variant = timed_convert_and_evaluate(task.fmt, task.precision, model, task.name, task.parent, task.quantized,
                                          task.model_key, ctx, announce=lambda stage: executor.report("stage", stage))
-    return {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
+    result = {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
+    del variant, ctx, model, data, baseline_outputs
+    release_memory()
+    return result
+
+
+def release_memory() -> None:
+    """Give the memory a finished task freed back to the system.
+
+    A worker converts one variant after another; glibc keeps what the converters freed (graph
+    copies, calibration tensors) in its arenas, so at 224x224 the worker's RSS grew by hundreds
+    of MB per variant without holding more. ``malloc_trim`` returns the free pages (Linux/glibc
+    only; elsewhere nothing happens).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, model_key: str, ctx: BuildContext,
