@@ -1,8 +1,8 @@
 """Keras Applications (MobileNetV2, MobileNetV3-Small, EfficientNet-B0) as zoo models.
 
 Built with ``tf_keras.applications`` (Keras 2), flat (no nested model), so
-tensorflow-model-optimization can work on them: it prunes MobileNetV2, EfficientNet-B0 and the
-minimalistic MobileNetV3 and QAT-trains MobileNetV2 and the minimalistic MobileNetV3 (see each
+tensorflow-model-optimization can work on them: it prunes all three (MobileNetV3's hard-swish
+op layers, which it cannot wrap, stay as they are) and QAT-trains MobileNetV2 and the minimalistic MobileNetV3 (see each
 builder for what it refuses). Each
 takes edgekit's images as they are, float in [0, 1]: the input scaling the network (and its
 ImageNet weights) expects is a layer inside the model, so every exported artifact takes
@@ -73,9 +73,9 @@ def mobilenet_v3_small(input_shape, num_classes, task="classification", alpha=1.
                        dropout=0.2, weights="none"):
     """MobileNetV3-Small (Howard et al. 2019) from tf_keras.applications; input [0, 1], scaled to [-1, 1] inside.
 
-    Neither prunable nor QAT-trainable: its hard-swish is TensorFlow-op layers (x + 3,
-    x * 1/6), which tensorflow-model-optimization 0.8 can neither prune-wrap nor quantize, and
-    its squeeze-excite a Multiply, which it cannot quantize (int8 PTQ works);
+    Not QAT-trainable: its hard-swish is TensorFlow-op layers (x + 3, x * 1/6), which
+    tensorflow-model-optimization 0.8 can neither wrap nor quantize, and its squeeze-excite a
+    Multiply, which it cannot quantize (int8 PTQ works; pruning wraps the other layers);
     ``minimalistic: true`` has neither, and tfmot prunes and quantizes it.
 
     Args:
