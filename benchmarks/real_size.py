@@ -227,7 +227,7 @@ def show(r: dict, formats: list[str]) -> None:
         if numeric:
             top = max(numeric, key=numeric.get)
             print(f"dominating stage: {top} ({numeric[top]:.1f} s of {sum(numeric.values()):.1f} s)")
-    print("\npeak memory per process (MB; rss = largest sampled VmRSS, hwm = kernel VmHWM):")
+    print("\npeak memory per process (MiB; rss = largest sampled VmRSS, hwm = kernel VmHWM):")
     print(f"  {'pid':>7} {'rss':>7} {'hwm':>7} {'from-to s':>13}  command; at its peak (s), the last progress line")
     for pid, p in sorted(r["peaks"].items(), key=lambda kv: kv[1]["first"]):
         if max(p["rss"], p["hwm"]) < 20 * 1024:
@@ -236,8 +236,8 @@ def show(r: dict, formats: list[str]) -> None:
         print(f"  {pid:>7} {p['rss'] / 1024:7.0f} {p['hwm'] / 1024:7.0f} {p['first']:6.1f}-{p['last']:<6.1f}  {p['cmd']}")
         print(f"  {'':>7} at {p['rss_at']:.1f} s: {during[:100]}")
     largest = max((max(p["rss"], p["hwm"]) for p in r["peaks"].values()), default=0)
-    print(f"largest single process: {largest / 1024:.0f} MB; build process ru_maxrss {r['root_maxrss_kb'] / 1024:.0f} MB; "
-          f"peak of the tree's sum: {r['total_peak_kb'] / 1024:.0f} MB at {r['total_peak_at']:.1f} s")
+    print(f"largest single process: {largest / 1024:.0f} MiB; build process ru_maxrss {r['root_maxrss_kb'] / 1024:.0f} MiB; "
+          f"peak of the tree's sum: {r['total_peak_kb'] / 1024:.0f} MiB at {r['total_peak_at']:.1f} s")
     per = format_seconds(r["lines"], formats)
     print("\nconversion + evaluation per format (s, every precision, from the progress lines' times):")
     for name, seconds in per.items():
