@@ -136,6 +136,9 @@ def validate(recipe_file: Path) -> None:
     for line in _outside(recipe):
         _log(line)
     data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    from edgekit.train import model_inputs
+
+    data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
     from edgekit.report.results import LABELLED_TASKS
 
     if recipe.task in LABELLED_TASKS:  # the names labels.txt will hold, as the build checks them

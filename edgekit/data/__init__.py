@@ -232,7 +232,8 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     info["splits"] = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
     info["calibration"] = {"source": "train", "size": int(n_calib), "requested": int(calibration_samples), "seed": seed}
     info["input_shape"] = list(x_train.shape[1:])
-    info["num_classes"] = len(names)
+    if _needs_labels(task):  # label-free data has no classes: the model's outputs say how many values
+        info["num_classes"] = len(names)
     info["task"] = task
     return Dataset(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,

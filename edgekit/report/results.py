@@ -104,6 +104,7 @@ def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, dat
     anomaly flags (0 normal, 1 anomaly; no labels file: the model outputs reconstructions).
     """
     from edgekit.evaluate import scores
+    from edgekit.tasks import TASKS
 
     fields: dict[str, Any] = {
         "task": recipe.task,
@@ -112,7 +113,7 @@ def build_header(recipe, env: dict[str, Any], data_info: dict | None = None, dat
     }
     if data_info is not None:
         fields["data"] = {**data_info, "sha256": data_key}
-        if class_names is not None:
+        if class_names is not None and TASKS[recipe.task].needs_labels:  # fidelity: no classes to name
             names = [str(name) for name in class_names]
             if recipe.task == "regression":
                 fields["data"]["targets"] = names

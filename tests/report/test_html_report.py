@@ -143,16 +143,21 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     dom = _chromium("--dump-dom", page).stdout
     assert dom.count("<tr class=") == len(ROWS) and dom.count("<img ") == 3
     shot = tmp_path / "report.png"
-    # The virtual-time budget lets the page's embedded plots decode before the shot: on a busy
-    # machine chromium once took it with only part of them drawn.
-    _chromium(f"--screenshot={shot}", "--window-size=1400,2000", "--virtual-time-budget=10000", page)
-    image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
-    assert image.size == (1400, 2000)
-    pixels = np.asarray(image, dtype=int).reshape(-1, 3)
-    assert len(np.unique(pixels, axis=0)) > 200  # text, table rules and plots, not a blank page
     # The plots are drawn in matplotlib's blue and orange; nothing else on the page uses them,
-    # so a page whose images failed to load has none of these pixels.
-    plotted = sum(int((np.abs(pixels - colour).sum(axis=1) < 40).sum()) for colour in ((31, 119, 180), (255, 127, 14)))
+    # so a page whose images failed to load has none of these pixels. Headless chromium can take
+    # the shot before the embedded plots are decoded (seen about once in five runs on a busy
+    # 2-core machine, even with a virtual-time budget): the page is the same every time, so the
+    # shot is taken up to three times and the best one must show the plots.
+    plotted = 0
+    for _ in range(3):
+        _chromium(f"--screenshot={shot}", "--window-size=1400,2000", "--virtual-time-budget=10000", page)
+        image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
+        assert image.size == (1400, 2000)
+        pixels = np.asarray(image, dtype=int).reshape(-1, 3)
+        assert len(np.unique(pixels, axis=0)) > 200  # text, table rules and plots, not a blank page
+        plotted = sum(int((np.abs(pixels - colour).sum(axis=1) < 40).sum()) for colour in ((31, 119, 180), (255, 127, 14)))
+        if plotted > 2000:
+            break
     assert plotted > 2000, f"only {plotted} plot-coloured pixels: the images did not render"
     shutil.copy(shot, Path(tempfile.gettempdir()) / "edgekit-report-screenshot.png")
 
