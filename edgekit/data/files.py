@@ -28,15 +28,14 @@ def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     for keys in layouts:
         if all(k in arrays for k in keys):
             picked = {k: arrays[k] for k in keys}
-            if "x_val" in arrays and ("y_val" in arrays or label_free):
-                picked.update({k: arrays[k] for k in ("x_val", "y_val") if k in arrays and not (label_free and k == "y_val")})
+            validation = ("x_val",) if label_free else ("x_val", "y_val")
+            if all(k in arrays for k in validation):
+                picked.update({k: arrays[k] for k in validation})
             names = _string_labels(picked) if task == "classification" else []
-            for k, v in picked.items():
+            for k, v in picked.items():  # x arrays of real numbers are float32 already (_member)
                 if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_) or np.iscomplexobj(v):
                     raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected real numbers"
                                     + (" (or strings, for class labels)" if k.startswith("y") and task == "classification" else ""))
-                with np.errstate(over="ignore"):  # overflow becomes inf, which the data checks name
-                    picked[k] = v.astype(np.float32, copy=False) if k.startswith("x") else v
             return picked, names
     found = ", ".join(sorted(arrays)) or "no arrays"
     if label_free:
@@ -101,10 +100,22 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
         except ValueError:
             bad = next(v for v in labels if not _is_float(v))
             raise DataError(f"{path}: regression target {label} has the value {bad!r}; expected numbers only") from None
-    class_names = sorted(set(labels), key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
-    index = {name: i for i, name in enumerate(class_names)}
-    y = np.array([index[v] for v in labels], dtype=np.int64)
+    y, class_names = class_ids(labels)
     return {"x": x, "y": y}, class_names
+
+
+def class_names_of(values) -> list[str]:
+    """The distinct label values in class-id order: numbers first, in numeric order, then the
+    rest alphabetically. Every reader orders string labels this way, so one dataset gives the
+    same ids whatever file kind it comes in."""
+    return sorted(set(values), key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
+
+
+def class_ids(labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(int64 class id per label, class names in id order) for string labels (``class_names_of``)."""
+    names = class_names_of(labels)
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[v] for v in labels], dtype=np.int64), names
 
 
 def _string_labels(arrays: dict[str, np.ndarray]) -> list[str]:
@@ -116,8 +127,7 @@ def _string_labels(arrays: dict[str, np.ndarray]) -> list[str]:
     labels = {k: v for k, v in arrays.items() if k.startswith("y") and v.dtype.kind in "US"}
     if not labels:
         return []
-    values = sorted({str(v) for array in labels.values() for v in array.reshape(-1)},
-                    key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
+    values = class_names_of(str(v) for array in labels.values() for v in array.reshape(-1))
     index = {name: i for i, name in enumerate(values)}
     for key, array in labels.items():
         arrays[key] = np.array([index[str(v)] for v in array.reshape(-1)], dtype=np.int64).reshape(array.shape)

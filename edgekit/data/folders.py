@@ -100,16 +100,16 @@ def check_folder(path: Path) -> None:
 
 def folder_sha256(path: Path) -> str:
     """SHA-256 of what ``read_images`` reads: every image's path relative to ``path`` and its
-    bytes (in 1 MiB chunks), plus the names of the skipped files; so the data stage's key
+    content hash (``cache.file_sha256``), plus the names of the skipped files; so the data stage's key
     changes when an image changes, is added, removed or moved to another class."""
+    from edgekit.cache import file_sha256
+
     images, skipped = _walk(Path(path))
     digest = hashlib.sha256()
     for file in images:
         digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
         try:
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            digest.update(file_sha256(file).encode())
         except OSError as exc:
             raise DataError(f"data.path: {file}: cannot read ({exc.strerror or exc}); check its permissions") from None
     for file in skipped:

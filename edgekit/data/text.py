@@ -60,7 +60,7 @@ def read_text(path: Path, spec, task: str = "classification") -> tuple[dict[str,
     """A UTF-8 csv with a header, a text column and a label column (classes, or a number for
     regression): raw texts as an object array of shape [N, 1] plus class ids, and the class names
     (sorted like ``read_csv`` sorts them)."""
-    from edgekit.data.files import _is_float
+    from edgekit.data.files import _is_float, class_ids
 
     rows, header = _rows(path)
     label = spec.label_column or ("label" if "label" in header else header[-1])
@@ -95,9 +95,8 @@ def read_text(path: Path, spec, task: str = "classification") -> tuple[dict[str,
         if bad is not None:
             raise DataError(f"{path}: regression target {label} has the value {bad!r}; expected finite numbers only")
         return {"x": x, "y": np.asarray([float(v) for v in labels], dtype=np.float32)}, [label]
-    names = sorted(set(labels), key=lambda v: (not _is_float(v), float(v) if _is_float(v) else 0.0, v))
-    index = {name: i for i, name in enumerate(names)}
-    return {"x": x, "y": np.array([index[v] for v in labels], dtype=np.int64)}, names
+    y, names = class_ids(labels)
+    return {"x": x, "y": y}, names
 
 
 def _rows(path: Path) -> tuple[list[tuple[int, list[str]]], list[str]]:
