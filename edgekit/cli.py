@@ -28,50 +28,174 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.argument("recipe_files", metavar="RECIPE...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run directory (default: runs/<recipe name>/).")
+              help="Run directory (default: runs/<recipe name>/); with several recipes, the folder that holds "
+                   "one run directory per recipe (default: runs/).")
 @click.option("--fresh", is_flag=True, help="Ignore the stage cache: retrain, reconvert and re-measure everything.")
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
 @click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
-def build(recipe_file: Path, out_dir: Path | None, fresh: bool, force: bool, retime: bool) -> None:
-    """Build every variant of RECIPE, measure each, and write results.json and report.md.
+@click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
+              help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
+                   "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
+                   "Default: $EDGEKIT_EXECUTOR, else local.")
+def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
+          executor_spec: str | None) -> None:
+    """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
+    write results.json and report.md into its run directory.
 
     Stages whose inputs did not change since an earlier build are taken from the cache
-    ($EDGEKIT_CACHE_DIR or ~/.cache/edgekit). Exit codes: 0 every row ok or skipped, 1 some
-    row failed, 2 bad recipe or input, 130 interrupted (partial results are written).
+    ($EDGEKIT_CACHE_DIR or ~/.cache/edgekit), which recipes share. Several recipes end with one
+    summary table (and <out>/summary.json). Exit codes: 0 every row ok or skipped, 1 some row
+    failed (or a build failed), 2 bad recipe or input, 130 interrupted (partial results are written).
     """
     from edgekit.recipe import load_recipe
 
-    recipe = load_recipe(recipe_file)
+    paths = _recipe_paths(recipe_files)
+    recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
     _quiet_tensorflow()
+    if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
+        run_dir = out_dir or Path("runs") / recipes[0].name
+        _preflight(recipes[0], run_dir, cache_used=not fresh)
+        error = None
+        with _Executors(executor_spec) as executors:  # closed (a Dask cluster stopped) before the exit
+            try:
+                result = _build_one(recipes[0], run_dir, fresh, force, retime, executors)
+            except click.ClickException as exc:  # bad input (2), interrupted (130), ...: written and said already
+                error = exc
+        if error is not None:
+            _build_exit(error.exit_code, error)
+            raise error
+        _print_build(result, run_dir, table=True)
+        if result.failed:
+            failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
+            error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+        _build_exit(error.exit_code if error else 0, error)
+        if error is not None:
+            raise error
+        return
+    _build_many(recipes, out_dir or Path("runs"), fresh, force, retime, executor_spec)
+
+
+def _recipe_paths(given: tuple[Path, ...]) -> list[Path]:
+    """The recipe files named: a folder stands for the *.yaml / *.yml files directly in it."""
+    from edgekit.errors import InputError
+
+    paths: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise InputError(f"{path}: a folder with no recipe in it (expected *.yaml files); name recipe files "
+                                 "or a folder of them")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+class _Executors:
+    """The executors of ``edgekit build``: one per benchmark.threads value (a worker's TensorFlow
+    keeps the thread count it started with), shared by the builds of several recipes; closed at
+    the end. For one recipe on the default executor there is none: the build makes its own."""
+
+    def __init__(self, spec: str | None, shared: bool = False):
+        self.spec, self.shared, self._made = spec, shared, {}
+
+    def __enter__(self) -> _Executors:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for executor in self._made.values():
+            executor.close(now=exc[0] is not None)
+
+    def for_recipe(self, recipe, log):
+        if self.spec is None and not self.shared:
+            return None
+        threads = recipe.benchmark.threads
+        if threads not in self._made:
+            from edgekit import executor
+            from edgekit.evaluate import worker
+
+            self._made[threads] = executor.make_executor(worker.prepare, (threads,), log=log, spec=self.spec)
+        return self._made[threads]
+
+
+def _build_one(recipe, run_dir: Path, fresh: bool, force: bool, retime: bool, executors: _Executors):
+    """One recipe's build with its own log; returns its BuildResult, or raises (after writing what
+    it has) the ClickException it ended with."""
     from edgekit import pipeline
     from edgekit.cache import Cache
     from edgekit.progress import BuildLog
-    from edgekit.report.terminal import print_table
 
-    run_dir = out_dir or Path("runs") / recipe.name
-    _preflight(recipe, run_dir, cache_used=not fresh)
     log = BuildLog()
     try:
-        result = pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force, retime=retime)
-    except click.ClickException as exc:  # bad input (2), interrupted (130), ...: written and said already
-        log.close()
-        _build_exit(exc.exit_code, exc)
-        raise
+        return pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force, retime=retime,
+                              executor=executors.for_recipe(recipe, log))
     finally:
         log.close()
-    print_table(result.results)
+
+
+def _print_build(result, run_dir: Path, table: bool) -> None:
+    """The table (one recipe) and the lines on what was reused and where the results are."""
+    if table:
+        from edgekit.report.terminal import print_table
+
+        print_table(result.results)
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
         click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
                f"({result.results['build_seconds']} s)")
+
+
+def _build_many(recipes, out_dir: Path, fresh: bool, force: bool, retime: bool, executor_spec: str | None) -> None:
+    """Build ``recipes`` one after another on one executor; one summary table and exit code."""
+    from edgekit.errors import InputError, SchedulerLost
+    from edgekit.report.summary import RecipeOutcome, print_summary, summary, write_summary
+
+    names = [r.name for r in recipes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"two recipes are named {twice[0]!r}: their run directories would be the same "
+                         f"({out_dir / twice[0]}); give each recipe its own name: field")
+    for recipe in recipes:
+        _preflight(recipe, out_dir / recipe.name, cache_used=not fresh)
+    outcomes: list[RecipeOutcome] = []
+    stop: click.ClickException | None = None
+    with _Executors(executor_spec, shared=True) as executors:
+        for i, recipe in enumerate(recipes, 1):
+            run_dir = out_dir / recipe.name
+            outcome = RecipeOutcome(recipe.name, str(recipe.path), str(run_dir), "not built", 0)
+            outcomes.append(outcome)
+            if stop is not None:
+                continue
+            _log(f"== [{i}/{len(recipes)}] {recipe.name} ({recipe.path})")
+            try:
+                result = _build_one(recipe, run_dir, fresh, force, retime, executors)
+                _print_build(result, run_dir, table=False)
+            except click.ClickException as exc:
+                outcome.status = "interrupted" if exc.exit_code == 130 else "error"
+                outcome.exit_code, outcome.reason = exc.exit_code, exc.format_message()
+                _log(f"{recipe.name}: {exc.format_message()}")
+                if exc.exit_code == 130 or isinstance(exc, SchedulerLost):  # the others cannot run either
+                    stop = exc
+                continue
+            outcome.results, outcome.seconds = result.results, result.results.get("build_seconds")
+            failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
+            outcome.status, outcome.exit_code = ("failed", 1) if failed else ("ok", 0)
+            outcome.reason = f"{len(failed)} row(s) failed" if failed else None
+    codes = [o.exit_code for o in outcomes]
+    code = 130 if 130 in codes else max(codes, default=0)
+    data = summary(outcomes, code)
+    print_summary(data)
+    click.echo(f"summary: {write_summary(out_dir, data)}")
     error = None
-    if result.failed:
-        failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
-        error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
-    _build_exit(error.exit_code if error else 0, error)
+    if code:
+        bad = [o.name for o in outcomes if o.exit_code]
+        error = click.ClickException(f"{len(bad)} of {len(outcomes)} recipe(s) did not build cleanly: {', '.join(bad)}")
+        error.exit_code = code
+    _build_exit(code, error)
     if error is not None:
         raise error
 
@@ -195,9 +319,20 @@ def schema() -> None:
     """Print the recipe JSON Schema (for editor validation of recipe files)."""
     import json
 
+    from pydantic.json_schema import GenerateJsonSchema
+
     from edgekit.recipe import Recipe
 
-    click.echo(json.dumps(Recipe.model_json_schema(), indent=2))
+    class WithFactoryDefaults(GenerateJsonSchema):
+        """Also show the defaults made by a factory (export.formats, targets, quantize.precisions):
+        pydantic leaves them out, and an editor then shows no default for them."""
+
+        def default_schema(self, schema):
+            if "default_factory" in schema and not schema.get("default_factory_takes_data"):
+                schema = {**{k: v for k, v in schema.items() if k != "default_factory"}, "default": schema["default_factory"]()}
+            return super().default_schema(schema)
+
+    click.echo(json.dumps(Recipe.model_json_schema(schema_generator=WithFactoryDefaults), indent=2))
 
 
 @cli.command()
@@ -207,10 +342,12 @@ def formats() -> None:
     from edgekit.formats import FORMATS, host_isa
 
     isa = host_isa()
+    # The precision column fits the longest list (tflite's six precisions are 39 characters).
+    width = max(len(",".join(fmt.precisions)) for fmt in FORMATS.values())
     for fmt in FORMATS.values():
         runtime = fmt.installed_runtime()
         state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
-        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<17} {state}; runs on {', '.join(fmt.runs_on)}"
+        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(fmt.runs_on)}"
                    f"  - {fmt.description}")
         # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
         # gets a skipped row where it does not; fmt.auto_precisions are added where it does).
@@ -281,13 +418,13 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
     interrupted build: its unfinished rows fail with status interrupted), 2 bad or mismatched input.
     """
-    from edgekit.check import gate, output
+    from edgekit import api
+    from edgekit.check import output
     from edgekit.errors import EdgekitError
 
-    report = gate.run_check(results_file, baseline_file, recipe_file)
+    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file)
     click.echo(output.format_text(report))
     if junit_file is not None:
-        output.write_junit(report, junit_file)
         click.echo(f"junit: {junit_file}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
@@ -322,12 +459,16 @@ def baseline_save(run_dir: Path, path: Path) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 def report_command(run_dir: Path) -> None:
-    """Regenerate RUN_DIR/report.html and its PNG plots from results.json and latency.json."""
+    """Regenerate report.html and its PNG plots of RUN (a run directory or its results.json)
+    from results.json and latency.json."""
+    from edgekit.errors import InputError
     from edgekit.report import html as html_report
 
-    path = html_report.regenerate(run_dir)
+    if run_dir.is_file() and run_dir.name != "results.json":
+        raise InputError(f"{run_dir}: expected a run directory or its results.json (the plots are drawn beside it)")
+    path = html_report.regenerate(run_dir.parent if run_dir.is_file() else run_dir)
     click.echo(f"report: {path}  plots: {path.parent / html_report.PLOTS_DIR}/")
 
 
@@ -481,27 +622,87 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
     """
-    from edgekit import report
-    from edgekit.bench import files as filebench
+    from edgekit import api
     from edgekit.errors import EdgekitError
     from edgekit.report.terminal import print_table
 
-    spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples,
-                               profile=profile)
-    results, latencies = filebench.benchmark_files(list(model_files), list(targets), spec, inputs_file,
-                                                   _device_dirs(devices_dir), log=_log)
-    print_table(results)
+    result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
+                       samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log)
+    print_table(result.results)
     if out_file is not None:
-        from edgekit.report.results import relative_path
-
-        # Row paths as in a run directory's results.json: relative to the folder the file is in
-        # (absolute for model files outside it).
-        rows = [{**row, "path": relative_path(row.get("path"), out_file.parent)} for row in results["rows"]]
-        report.write_json(out_file, {**results, "rows": rows, "latencies_ms": latencies})
         click.echo(f"results: {out_file}")
-    failed = [row["id"] for row in results["rows"] if row["status"] == "failed"]
+    failed = [row["id"] for row in result.failed]
     if failed:
         raise EdgekitError(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
+
+
+@cli.command("init")
+@click.option("--model", "model_file", type=click.Path(path_type=Path), default=None,
+              help="An existing model (.keras, .h5 or a SavedModel folder): the recipe is read off it.")
+@click.option("--data", "data_file", type=click.Path(path_type=Path), default=None,
+              help="With --model: its data as .npz (x_train, y_train, x_test, y_test, or x and y; no y: fidelity).")
+@click.option("--arch", default=None, help="Instead of --model: a zoo model (see `edgekit models`).")
+@click.option("--dataset", default=None, help="With --arch: a builtin dataset (see `edgekit schema`, data.source).")
+@click.option("--name", default=None, help="The recipe's name (default: the model file's stem, or DATASET_ARCH).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the recipe (default: NAME.yaml here).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def init_command(model_file, data_file, arch, dataset, name, out_file, force) -> None:
+    """Write a starter recipe that validates: from a model file and its data
+    (`edgekit init --model my.keras --data my.npz`: input shape, output width and dtype, task,
+    metric, formats and precisions read off them) or from a zoo model and a builtin dataset
+    (`edgekit init --arch cnn --dataset digits`). Never overwrites a file without --force.
+
+    Exit codes: 0 written, 2 bad input (or the file exists).
+    """
+    from edgekit import init_recipe
+
+    if (model_file is None) == (arch is None):
+        raise click.UsageError("give either --model FILE --data FILE.npz, or --arch NAME --dataset NAME")
+    if model_file is not None and data_file is None:
+        raise click.UsageError("--model needs --data FILE.npz (the data to measure the model on)")
+    if arch is not None and dataset is None:
+        raise click.UsageError("--arch needs --dataset NAME (a builtin dataset)")
+    default_name = name or (model_file.stem if model_file is not None else f"{dataset}_{arch}")
+    out_file = out_file or Path(f"{default_name}.yaml")
+    if out_file.exists() and not force:  # before a model is loaded: the answer is the same
+        from edgekit.errors import InputError
+
+        raise InputError(f"{out_file} exists; edgekit init never overwrites a file: pass --force, or choose another --out")
+    if model_file is not None:
+        _quiet_tensorflow()
+        text = init_recipe.from_model(model_file, data_file, out_file.parent, name)
+    else:
+        text = init_recipe.from_zoo(arch, dataset, name)
+    init_recipe.write(out_file, text, force=force)
+    click.echo(text.rstrip())
+    click.echo(f"recipe: {out_file} (validated); next: edgekit validate {out_file} && edgekit build {out_file}")
+
+
+@cli.command("compare")
+@click.argument("run_a", metavar="RUN_A", type=click.Path(path_type=Path))
+@click.argument("run_b", metavar="RUN_B", type=click.Path(path_type=Path))
+@click.option("--fail-on", "fail_on", multiple=True, metavar="BUDGET",
+              help="Exit 1 when B breaks it, repeatable: metric=DROP (metric worse by more than DROP), p50=RATIO "
+                   "(p50 past RATIO times A's, significantly), size=RATIO, status (a row ok in A is not in B).")
+def compare_command(run_a: Path, run_b: Path, fail_on: tuple[str, ...]) -> None:
+    """One table of what changed per row id from RUN_A to RUN_B (run directories or results.json):
+    status, metric, size, p50 (B/A with its 95% interval and verdict), speedup.
+
+    Raw p50s compare runs timed on the same machine; the speedup column (in-run ratios) compares
+    across machines. Exit codes: 0 no --fail-on budget broken, 1 one is, 2 bad input.
+    """
+    from edgekit.errors import EdgekitError
+    from edgekit.report import compare
+
+    budgets = compare.parse_fail_on(fail_on)
+    a, b = compare.load_pair(run_a, run_b)
+    comparison = compare.compare(a, b, str(run_a), str(run_b), budgets)
+    click.echo(compare.format_text(comparison))
+    line = compare.summary_line(comparison, budgets)
+    if comparison.failures:
+        raise EdgekitError(line)
+    click.echo(line)
 
 
 def main() -> None:

@@ -87,8 +87,9 @@ class WorkerDied(Exception):
     Not an EdgekitError: the build fails that variant's rows with the reason and goes on.
     """
 
-    def __init__(self, exitcode: int | None, stage: str | None):
-        self.exitcode, self.stage = exitcode, stage
+    def __init__(self, exitcode: int | None, stage: str | None, worker: str | None = None, tries: int = 1):
+        #: ``worker``: the Dask worker that died last (its address); ``tries``: workers that died on it
+        self.exitcode, self.stage, self.worker, self.tries = exitcode, stage, worker, tries
         super().__init__(f"the worker process {self.how()}" + (f" during {stage}" if stage else ""))
 
     @property
@@ -103,12 +104,19 @@ class WorkerDied(Exception):
 
     def how(self) -> str:
         """``crashed (SIGSEGV)``, ``was killed (SIGKILL: out of memory?)`` or ``exited (code 3)``."""
+        if self.worker is not None:  # a Dask worker: its exit code is the cluster's to know
+            again = f" (tried {self.tries} times, each on a worker that died)" if self.tries > 1 else ""
+            return f"on Dask worker {self.worker} died{again}"
         name = self.signal_name
         if name == "SIGKILL":  # what the kernel's OOM killer sends
             return "was killed (SIGKILL: out of memory?)"
         if name:
             return f"crashed ({name})"
         return f"exited (code {self.exitcode})"
+
+
+class SchedulerLost(EdgekitError):
+    """The Dask scheduler went away during a build: partial results are written as on Ctrl-C."""
 
 
 class TaskFailed(Exception):

@@ -11,14 +11,20 @@ They ignore Ctrl-C (the parent stops them, ``close``), and exit by themselves wh
 dies. While it runs, a task can send lines back with ``report``; the parent hands them to the
 ``on_message`` it gave with the task.
 
-The seam: another executor (Dask, for a cluster) is one more class with ``submit``, ``start``
-and ``close``; ``InProcess`` runs tasks in the calling process (``EDGEKIT_WORKERS=0``, for a
-debugger, without the crash isolation).
+The seam: an executor is one class with ``submit``, ``start``, ``close`` and ``hold`` (the
+``Executor`` base gives the last): ``LocalPool`` here, ``DaskExecutor`` in
+``edgekit.executor_dask`` (``--executor dask://HOST:PORT``, a cluster) and ``InProcess``, which
+runs tasks in the calling process (``EDGEKIT_WORKERS=0``, for a debugger, without the crash
+isolation). A task submitted with a ``Hold`` runs inside the host and device locks of
+``edgekit.locks`` wherever it runs, and its record (host, start, end) is kept in ``records``,
+which the build writes into results.json ``tasks``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import importlib
 import multiprocessing
 import os
 import pickle
@@ -29,10 +35,12 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing import connection
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 # The pool's exceptions live in errors.py with every other; ``executor.WorkerDied`` still works.
 from edgekit.errors import InputError, TaskFailed, WorkerDied, one_line
+from edgekit.locks import Hold, holding
 
 #: (kind, text) -> None; kinds: "log" (a line for the build log), "stage" (what the task is doing)
 OnMessage = Callable[[str, str], None]
@@ -50,25 +58,127 @@ def report(kind: str, text: str) -> None:
         _inline_listener(kind, text)
 
 
+#: what ``--executor`` (or ``$EDGEKIT_EXECUTOR``) may say
+EXECUTOR_FORMS = "local, or dask://HOST:PORT (a running Dask scheduler), or dask://local (a Dask cluster on this machine)"
+
+
 def make_executor(initializer: Callable | None = None, initargs: tuple = (),
-                  log: Callable[[str], None] | None = None) -> LocalPool | InProcess:
-    """The executor of a build: ``LocalPool`` of ``$EDGEKIT_WORKERS`` workers (default 1), or
-    ``InProcess`` when that is 0.
+                  log: Callable[[str], None] | None = None, spec: str | None = None) -> Executor:
+    """The executor of a build, from ``spec`` (``--executor``; default ``$EDGEKIT_EXECUTOR``, else
+    "local"): ``LocalPool`` of ``$EDGEKIT_WORKERS`` workers (default 1), ``InProcess`` when that
+    is 0, or a ``DaskExecutor`` for ``dask://...``.
 
     Raises:
-        InputError: ``EDGEKIT_WORKERS`` is not a whole number from 0 to 64.
+        InputError: an unknown spec, ``EDGEKIT_WORKERS`` not a whole number from 0 to 64, Dask
+            not installed, or no scheduler at the address.
     """
-    text = os.environ.get("EDGEKIT_WORKERS", "").strip()
-    # One worker by default: measured on 2 cores, a second one made digits_cnn --fresh no faster
-    # (the parent trains while the worker converts) and costs ~1 GB and a TensorFlow import.
-    size = 1
-    if text:
-        if not (text.isascii() and text.isdigit()) or int(text) > 64:
-            raise InputError(f"EDGEKIT_WORKERS: expected a whole number from 0 to 64 (0: no worker processes), received {text!r}")
-        size = int(text)
+    spec = (spec or os.environ.get("EDGEKIT_EXECUTOR") or "local").strip()
+    size = _worker_count()
+    if spec.startswith("dask://"):
+        try:
+            executor_dask = importlib.import_module("edgekit.executor_dask")  # imports Dask
+        except ImportError:
+            raise InputError(f"--executor {spec} needs Dask distributed, which is not installed: "
+                             "pip install 'edgekit[dask]' (or use --executor local)") from None
+        workers = size if os.environ.get("EDGEKIT_WORKERS", "").strip() else None
+        return executor_dask.DaskExecutor(spec[len("dask://"):], initializer, initargs, log, workers=workers or None)
+    if spec != "local":
+        raise InputError(f"--executor: expected {EXECUTOR_FORMS}; received {spec!r}")
     if size == 0:
         return InProcess(initializer, initargs)
     return LocalPool(size, initializer, initargs, log)
+
+
+def _worker_count() -> int:
+    """``$EDGEKIT_WORKERS``: worker processes of the local pool (0: none), or of ``dask://local``."""
+    text = os.environ.get("EDGEKIT_WORKERS", "").strip()
+    # One worker by default: measured on 2 cores, a second one made digits_cnn --fresh no faster
+    # (the parent trains while the worker converts) and costs ~1 GB and a TensorFlow import.
+    if not text:
+        return 1
+    if not (text.isascii() and text.isdigit()) or int(text) > 64:
+        raise InputError(f"EDGEKIT_WORKERS: expected a whole number from 0 to 64 (0: no worker processes), received {text!r}")
+    return int(text)
+
+
+class Executor:
+    """What every executor shares: the record of each held task, and ``hold``."""
+
+    #: tasks share the calling process's state (its TensorFlow threads, for one)
+    in_process = False
+    #: tasks run in other processes of this machine (a local pool)
+    same_machine = False
+    #: tasks may run on other machines (a cluster): what they need travels with them or is on
+    #: shared paths
+    remote = False
+    #: the files a build hands its tasks go under the (shared) cache rather than a local temp folder
+    shared_scratch = False
+
+    def __init__(self) -> None:
+        #: ``locks.Hold.record`` of every task run with a hold, in the order they ended
+        self.records: list[dict] = []
+        self._records_lock = threading.Lock()
+
+    def keep(self, record: dict) -> None:
+        with self._records_lock:
+            self.records.append(record)
+
+    @contextlib.contextmanager
+    def hold(self, hold: Hold, log: Callable[[str], None] | None = None) -> Iterator[Hold]:
+        """Hold ``hold``'s locks in the calling process for the block (its work runs here, not in
+        a task: training, or the timing of this machine's rows); the record is kept."""
+        try:
+            with holding(hold, log, device_lock=self.device_lock) as held:
+                yield held
+        finally:
+            if hold.record:
+                self.keep(hold.record)
+
+    #: makes a device's lock; None: a lock file on this machine (``edgekit.locks``)
+    device_lock: Callable | None = None
+
+    def _unwrap(self, inner: Future) -> Future:
+        """The future of a held task's value: ``run_held`` answers (value, record)."""
+        outer: Future = Future()
+
+        def done(future: Future) -> None:
+            if future.cancelled():
+                outer.cancel()
+                return
+            exc = future.exception()
+            if exc is not None:
+                outer.set_exception(exc)
+                return
+            value, record = future.result()
+            self.keep(record)
+            if isinstance(value, _Raised):
+                outer.set_exception(TaskFailed(value.text))
+            else:
+                outer.set_result(value)
+
+        inner.add_done_callback(done)
+        return outer
+
+
+@dataclass
+class _Raised:
+    """What a held task raised, sent back with its record (the record must not be lost with it)."""
+
+    text: str
+
+
+def run_held(hold: Hold, fn: Callable, args: tuple, device_lock: Callable | None = None,
+             holder: str | None = None) -> tuple[Any, dict]:
+    """In a worker: ``fn(*args)`` inside ``hold``'s locks; returns (its value, or what it raised, and
+    the hold's record). ``holder`` names the worker in the record (default: its pid)."""
+    try:
+        with holding(hold, lambda line: report("log", line), device_lock=device_lock):
+            if holder is not None:
+                hold.record["holder"] = holder
+            value = fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the task fails; its record still goes back
+        value = _Raised(one_line(exc))
+    return value, hold.record
 
 
 @dataclass
@@ -88,7 +198,7 @@ class _Worker:
     pending: list = field(default_factory=list)
 
 
-class LocalPool:
+class LocalPool(Executor):
     """Up to ``size`` spawned worker processes that run one task at a time each.
 
     Args:
@@ -99,8 +209,11 @@ class LocalPool:
         log: receives one line when a worker starts and when one dies.
     """
 
+    same_machine = True
+
     def __init__(self, size: int = 1, initializer: Callable | None = None, initargs: tuple = (),
                  log: Callable[[str], None] | None = None):
+        super().__init__()
         self.size = max(1, size)
         self.initializer, self.initargs = initializer, initargs
         self.log = log or (lambda line: None)
@@ -124,20 +237,22 @@ class LocalPool:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def submit(self, fn: Callable, *args: Any, on_message: OnMessage | None = None) -> Future:
-        """Queue ``fn(*args)`` for the next free worker; returns the future of its result.
+    def submit(self, fn: Callable, *args: Any, on_message: OnMessage | None = None, hold: Hold | None = None) -> Future:
+        """Queue ``fn(*args)`` for the next free worker; returns the future of its result. With a
+        ``hold``, the task runs inside its locks (``edgekit.locks``) and its record is kept.
 
         Raises:
             pickle.PicklingError (or TypeError): an argument cannot travel to a worker.
         """
-        payload = pickle.dumps((fn, args))  # here, so a bad argument fails in the caller, not in a worker
+        call = (run_held, (hold, fn, args)) if hold is not None else (fn, args)
+        payload = pickle.dumps(call)  # here, so a bad argument fails in the caller, not in a worker
         task = _Task(Future(), payload, on_message)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
             self._queue.append(task)
         self._run_dispatcher()
-        return task.future
+        return self._unwrap(task.future) if hold is not None else task.future
 
     def start(self) -> None:
         """Start the workers now rather than at the first task (they import while the caller
@@ -311,14 +426,15 @@ class LocalPool:
         self._workers.clear()
 
 
-class InProcess:
+class InProcess(Executor):
     """Runs each task at once in the calling process (no isolation: a crash ends the build).
     For debuggers and profilers: ``EDGEKIT_WORKERS=0``."""
 
     spawned = 0
-    in_process = True  # tasks share this process's state (its TensorFlow threads, for one)
+    in_process = True
 
     def __init__(self, initializer: Callable | None = None, initargs: tuple = ()):
+        super().__init__()
         self.initializer, self.initargs = initializer, initargs
         self._ready = False
 
@@ -328,13 +444,22 @@ class InProcess:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def submit(self, fn: Callable, *args: Any, on_message: OnMessage | None = None) -> Future:
+    def submit(self, fn: Callable, *args: Any, on_message: OnMessage | None = None, hold: Hold | None = None) -> Future:
         global _inline_listener
         future: Future = Future()
         self.start()
         _inline_listener = on_message
         try:
-            future.set_result(fn(*args))
+            if hold is not None:
+                value, record = run_held(hold, fn, args)
+                self.keep(record)
+                if isinstance(value, _Raised):
+                    raise TaskFailed(value.text)
+                future.set_result(value)
+            else:
+                future.set_result(fn(*args))
+        except TaskFailed as exc:
+            future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - as a worker would: the task fails, the caller goes on
             future.set_exception(TaskFailed(one_line(exc)))
         finally:

@@ -6,6 +6,7 @@ rows ``failed`` with a one-line reason and the build goes on; bad input stops at
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from edgekit.bench.profiles import Ahead, start_ahead
 from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
-from edgekit.errors import EdgekitError, InputError, Interrupted
+from edgekit.errors import EdgekitError, InputError, Interrupted, SchedulerLost
+from edgekit.locks import Hold
 from edgekit.evaluate.stage import keras_baseline
 from edgekit.evaluate.variant import Variant
 from edgekit.evaluate.worker import VariantBuilds
@@ -61,6 +63,8 @@ class _State:
     stages: dict[str, float] = field(default_factory=dict)
     #: probe processes started before the bench stage (``edgekit.bench.profiles.start_ahead``)
     ahead: Ahead = field(default_factory=Ahead)
+    #: the executor's records of this build begin at this index (an executor can serve several builds)
+    records_from: int = 0
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -69,14 +73,17 @@ class _State:
 
 
 def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False,
-          retime: bool = False) -> BuildResult:
+          retime: bool = False, executor=None, tensorboard: bool = True) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``.
 
     Stage outputs come from ``cache`` when their keys are unchanged (``retime``: every
     measurement of the bench stage is taken again, the rest still comes from the cache). On
     Ctrl-C the finished rows are written, the unfinished ones marked, and ``Interrupted`` is
-    raised. ``run_dir`` ends up holding this run only; a non-empty folder that is no run
-    directory is refused unless ``force``.
+    raised; the same when the Dask scheduler goes away (``SchedulerLost``, exit 1). ``run_dir``
+    ends up holding this run only; a non-empty folder that is no run directory is refused unless
+    ``force``. ``executor``: where the tasks run (``edgekit.executor.make_executor``), shared by
+    the builds of several recipes; default: one made for this build (``$EDGEKIT_EXECUTOR``) and
+    closed at its end. ``tensorboard``: write TensorBoard logs of training and fine-tuning.
     """
     cache = cache if cache is not None else Cache()
     cache.log = log  # a discarded cache entry is one line of the build log
@@ -85,25 +92,33 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     # The plan comes from the recipe alone, before any stage runs: Ctrl-C at any point can
     # then still write every row, the unfinished ones marked interrupted.
     state.plan, state.not_produced = plan(recipe)
-    from edgekit import executor
+    from edgekit import executor as executors
     from edgekit.evaluate import worker
 
     # Where variants are converted and evaluated: worker processes, started at the first
     # variant the cache does not hold (a fully cached build starts none).
-    pool = executor.make_executor(worker.prepare, (recipe.benchmark.threads,), log=log)
+    owned = executor is None
+    pool = executors.make_executor(worker.prepare, (recipe.benchmark.threads,), log=log) if owned else executor
+    state.records_from = len(pool.records)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool, retime)
-    except KeyboardInterrupt:
+            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard)
+    except (KeyboardInterrupt, SchedulerLost) as exc:
         state.built = state.finished()  # what the workers finished before Ctrl-C
         pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
-        _write_partial(state, cache, recipe, run_dir)
+        _write_partial(state, cache, recipe, run_dir, pool)
+        if isinstance(exc, SchedulerLost):
+            raise SchedulerLost(
+                f"{exc}: partial results in {run_dir / 'results.json'} (unfinished rows marked); run the same "
+                "command again once the scheduler is back (or with --executor local), finished stages are cached"
+            ) from None
         raise Interrupted(
             f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
             "run the same command again to resume, finished stages are cached"
         ) from None
     finally:
-        pool.close(now=True)  # no worker outlives its build, whatever ended it
+        if owned:
+            pool.close(now=True)  # no worker outlives its build, whatever ended it
         state.ahead.close()  # nor a probe process
 
 
@@ -144,7 +159,7 @@ LAYER_ERRORS_DIR = "layer_errors"
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
              "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
-             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json"}
+             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard"}
 
 
 
@@ -177,11 +192,14 @@ def _prepare_run_dir(run_dir: Path, force: bool) -> None:
 
 
 def _remove_stale_artifacts(run_dir: Path, variants: list[Variant]) -> None:
-    """Delete what an earlier run left in artifacts/ that no row of this run points at."""
+    """Delete what an earlier run left in artifacts/ that no row of this run points at. Files a
+    target wrote beside an artifact for one of its rows, named ``<row id>.*`` (``<stem>@<target>``:
+    an mcu target's C array), stay with their artifact."""
     keep = {f.resolve() for variant in variants for f in variant.files}
+    stems = {variant.stem for variant in variants if variant.files}
     folder = run_dir / "artifacts"
     for path in folder.iterdir() if folder.is_dir() else ():
-        if path.resolve() not in keep:
+        if path.resolve() not in keep and not ("@" in path.name and path.name.split("@", 1)[0] in stems):
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
@@ -197,8 +215,20 @@ def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
         )
 
 
-def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool = False) -> BuildResult:
+def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool = False,
+           owned: bool = True, tensorboard: bool = True) -> BuildResult:
     started = time.perf_counter()
+    # Training, compressing and converting use this machine's CPU: the host lock is held shared
+    # until the bench stage, so that no benchmark of another build on this machine is timed
+    # meanwhile (edgekit.locks); the bench stage takes it exclusive for this machine's rows.
+    with contextlib.ExitStack() as shared_phase:
+        shared_phase.enter_context(pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log))
+        return _build_and_bench(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, started,
+                                shared_phase.close)
+
+
+def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool, owned: bool,
+                     tensorboard: bool, started: float, end_shared_phase: Callable[[], None]) -> BuildResult:
     if not cache.enabled:  # --fresh: every variant converts; a worker imports TensorFlow while this process trains
         pool.start()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +262,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     # The trained model comes as a handle: loaded (and TensorFlow imported, at train.threads)
     # only when a stage below misses its cache entry and needs the model itself.
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
-                                                         on_train=pool.start)
+                                                         on_train=pool.start, tensorboard=tensorboard)
     model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
     if "inputs" in data.info:  # a generator's splits became its latent inputs (train.model_inputs)
         state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
@@ -273,7 +303,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
                              "key": model_key, "path": results_file.relative_path(model_file, run_dir),
                              "keras_metrics": baseline.metrics})
         compressing = time.perf_counter()
-        compressed_variants(model, model_key, ctx, exporter, state.models)
+        compressed_variants(model, model_key, ctx, exporter, state.models, tensorboard=tensorboard)
         if recipe.compress:
             _stage_done(state, log, "compress", compressing)
         else:
@@ -282,6 +312,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     finally:
         builds.close()
     _variant_seconds(state, log, phase)
+    end_shared_phase()
     from edgekit.bench import stage as rows_stage
 
     # Every conversion has finished before the bench stage times anything on this machine's
@@ -296,7 +327,8 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
             ahead=state.ahead,
         )
     finally:
-        pool.close()
+        if owned:
+            pool.close()
     clock = _stage_done(state, log, "bench", clock)
     rows = state.rows
     _check_outputs(run_dir, state.variants)
@@ -311,6 +343,7 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
         not_produced=exporter.not_produced,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
+        tasks=_task_records(pool, state),
         **results_file.stage_fields(state.stages),
     )
     try:
@@ -328,7 +361,18 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     return BuildResult(results, run_dir)
 
 
-def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
+def _task_records(pool, state: _State) -> list[dict]:
+    """results.json ``tasks``: what each task of this build held and when (``edgekit.locks``),
+    in start order, times as Unix seconds."""
+    records = [dict(r) for r in pool.records[state.records_from:]]
+    for record in records:
+        for name in ("start", "end"):
+            if record.get(name) is not None:
+                record[name] = round(record[name], 4)
+    return sorted(records, key=lambda r: r.get("start") or 0.0)
+
+
+def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path, pool=None) -> None:
     """results.json (a valid results file) with every planned row: the finished ones as
     measured, the others marked ``interrupted``; latency.json with what was timed."""
     head = state.header or results_file.build_header(recipe, environment.collect())  # Ctrl-C before the data
@@ -336,6 +380,7 @@ def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path) -> None:
         head, state.plan, state.rows, state.known_variants(), run_dir, models=state.models,
         not_produced=state.not_produced, reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - state.started, 1), **results_file.stage_fields(state.stages),
+        tasks=_task_records(pool, state) if pool is not None else [],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "results.json", results)

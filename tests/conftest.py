@@ -16,8 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Every test session gets its own stage cache, never the user's ~/.cache/edgekit."""
+    """Every test session gets its own stage cache, never the user's ~/.cache/edgekit, and its own
+    host and device locks (edgekit.locks): other builds on the machine never hold up its benchmarks."""
     os.environ["EDGEKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgekit-cache"))
+    os.environ["EDGEKIT_LOCK_DIR"] = str(tmp_path_factory.mktemp("edgekit-locks"))
 
 TINY_RECIPE = """
 name: tiny

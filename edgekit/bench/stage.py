@@ -4,16 +4,20 @@ of artifacts), target and benchmark settings."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from edgekit import interrupts
-from edgekit.errors import one_line
+from edgekit.errors import TaskFailed, WorkerDied, one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score
 from edgekit.evaluate.variant import Variant
+from edgekit.locks import Hold
 from edgekit.progress import step
 from edgekit.report.rows import add_speedups, drop_impossible_values, make_row
 
@@ -81,36 +85,138 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
                 row.update(status="failed", reason="; ".join(reasons))
         rows.append(row)
 
-    for target_name, target, group in groups:
-        ready = [v for v in group if v.status == "ok"]
-        if getattr(target, "interleaves", False):
-            step(log, f"benchmarking {target_name}", done, total)
-            elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
-                                 and not getattr(pool, "in_process", False)) else None
-            if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
-                ids = [f"{v.stem}@{target_name}" for v in ready]
-                try:
-                    probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead))
-                except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
-                    interrupts.reraise_if_interrupted()
-                    log(f"[profile] skipped: {one_line(exc)}")
-            timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
-                                                            cache, log, recipe, elsewhere)))
-            for variant in group:  # in build order, whatever order they were timed in
-                add(target_name, target, variant, timed[id(variant)] if id(variant) in timed
-                    else Measurement(variant.status, variant.reason))
-            done += len(group)
+    # Rows are added in the groups' order; a group's rows wait until the groups before it are in.
+    measured: dict[int, list] = {}
+    added = 0
+
+    def flush() -> None:
+        nonlocal added
+        while added in measured:
+            target_name, target, _ = groups[added]
+            for variant, measurement in measured.pop(added):
+                add(target_name, target, variant, measurement)
+            added += 1
+
+    # This machine's targets first, each holding the host lock exclusive while it times; then
+    # every device at once, each benchmarked by one task holding that device's lock.
+    environments: dict[str, dict] = {}
+    for index, (target_name, target, group) in enumerate(groups):
+        if not target.times_here:
             continue
-        for variant in group:
-            if variant.status != "ok":
-                add(target_name, target, variant, Measurement(variant.status, variant.reason))
-                continue
-            step(log, "benchmarking", done, total)
-            row_id = f"{variant.stem}@{target_name}"
-            add(target_name, target, variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id))
-            done += 1
+        with _holding(pool, Hold(task=f"bench {target_name}", kind="bench", mode="exclusive"), log):
+            measured[index] = _bench_here(target_name, target, group, done, total, spec, samples, data, cache, log,
+                                          recipe, run_dir, ahead, probed, tf_threads, pool)
+        done += len(group)
+        flush()
+    away = [(index, name, target, group) for index, (name, target, group) in enumerate(groups) if not target.times_here]
+    if away:
+        step(log, f"benchmarking {', '.join(name for _, name, _, _ in away)}", done, total)
+        with ThreadPoolExecutor(len(away), thread_name_prefix="edgekit-device") as threads:
+            futures = [threads.submit(_bench_away, name, target, group, spec, samples, data, cache, log, recipe, pool)
+                       for _, name, target, group in away]
+            for (index, name, _, group), future in zip(away, futures):
+                measured[index], environment = future.result()
+                if environment:
+                    environments[name] = environment
+                flush()
     add_speedups(rows)
-    return latencies, {name: target.environment() for name, target in targets.items()}
+    return latencies, {name: environments.get(name) or target.environment() for name, target in targets.items()}
+
+
+def _holding(pool, hold, log):
+    """The executor's hold (its record goes into results.json ``tasks``), or the bare locks."""
+    from edgekit.locks import holding
+
+    return pool.hold(hold, log) if pool is not None else holding(hold, log)
+
+
+def _bench_here(target_name, target, group, done, total, spec, samples, data, cache, log, recipe, run_dir, ahead,
+                probed, tf_threads, pool) -> list:
+    """[(variant, Measurement)] of a target on this machine, in ``group``'s order."""
+    from edgekit.bench import profiles
+    from edgekit.targets import Measurement
+
+    ready = [v for v in group if v.status == "ok"]
+    if getattr(target, "interleaves", False):
+        step(log, f"benchmarking {target_name}", done, total)
+        elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
+                             and getattr(pool, "same_machine", False)) else None
+        if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
+            ids = [f"{v.stem}@{target_name}" for v in ready]
+            try:
+                probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead))
+            except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
+                interrupts.reraise_if_interrupted()
+                log(f"[profile] skipped: {one_line(exc)}")
+        timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
+                                                        cache, log, recipe, elsewhere)))
+        return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group]
+    out = []
+    for variant in group:
+        if variant.status != "ok":
+            out.append((variant, Measurement(variant.status, variant.reason)))
+            continue
+        step(log, "benchmarking", done, total)
+        row_id = f"{variant.stem}@{target_name}"
+        out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)))
+        done += 1
+    return out
+
+
+def _bench_away(target_name, target, group, spec, samples, data, cache, log, recipe, pool) -> tuple[list, dict | None]:
+    """A device's rows, timed by one task that holds the device (on the executor's workers when
+    they are a cluster's; in this thread otherwise); returns them with the device's environment."""
+    from edgekit.targets import Measurement
+
+    ready = [v for v in group if v.status == "ok"]
+    environment: dict = {}
+
+    def run_task():
+        hold = Hold(task=f"bench {target_name}", kind="bench", device=target_name)
+        eval_inputs = data.x_test if target.evaluates else None
+        if getattr(pool, "remote", False):
+            portable = copy.copy(target)
+            portable.log = None
+            variants = [dataclasses.replace(v, session=None, opener=None) for v in ready]
+            on_message = lambda kind, text: log(text) if kind == "log" else None  # noqa: E731
+            try:
+                measurements, env = pool.submit(measure_rows, portable, variants, spec, samples, eval_inputs,
+                                                recipe.seed, on_message=on_message, hold=hold).result()
+            except (WorkerDied, TaskFailed) as exc:
+                return [_failed(f"benchmark failed on the Dask cluster: {exc}") for _ in ready]
+            environment.update(env or {})
+            return measurements
+        with _holding(pool, hold, log):
+            measurements, _ = measure_rows(target, ready, spec, samples, eval_inputs, recipe.seed, log)
+        return measurements
+
+    timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data, cache, log, recipe,
+                                                    device_run=run_task)))
+    return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group], environment
+
+
+def measure_rows(target, variants, spec, samples, eval_inputs, seed: int, log=None) -> tuple[list, dict | None]:
+    """A task: every row of one device timed together (row by row if that fails); returns the
+    measurements and the device's environment block. ``log``: None in a worker (its lines go
+    back with ``executor.report``)."""
+    if log is None:
+        from edgekit import executor
+
+        log = lambda line: executor.report("log", line)  # noqa: E731
+        target.log = log
+    try:
+        measurements = target.measure_all(variants, spec, samples, eval_inputs, seed=seed)
+    except Exception as exc:  # noqa: BLE001
+        interrupts.reraise_if_interrupted()
+        reason = f"benchmark failed: {one_line(exc)}"
+        measurements = []
+        for variant in variants:
+            try:
+                measurements.append(target.measure(variant, spec, samples, eval_inputs))
+            except Exception:  # noqa: BLE001
+                interrupts.reraise_if_interrupted()
+                measurements.append(_failed(reason))
+    return measurements, target.environment()
 
 
 def _attach_probe(row_id: str, value: dict, run_dir, log) -> dict:
@@ -148,9 +254,10 @@ def _load_measurement(folder, name: str = "measurement"):
     return measurement
 
 
-def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None):
+def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None):
     """All rows of an interleaving target, timed together (or all from the cache together);
-    in a worker of ``pool`` when one is given and every row can travel there."""
+    in a worker of ``pool`` when one is given and every row can travel there; by
+    ``device_run()`` (a device's task) when given."""
     from edgekit.cache import fingerprint, make_key
 
     if not variants:
@@ -160,6 +267,8 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
 
     def compute():
         log(f"[bench] {target_name}: {len(variants)} row(s) in {spec.rounds} interleaved round(s)")
+        if device_run is not None:
+            return device_run()
         if pool is not None and any(v.format == "keras" for v in variants):
             from edgekit.bench.worker import spec_of, time_group
 

@@ -248,10 +248,12 @@ class Pending:
 
     def done(self) -> bool:
         """Finished, with a result to take (not cancelled or interrupted by a stopped build)."""
+        from edgekit.errors import SchedulerLost
+
         if self.future is None:
             return True
         return (self.future.done() and not self.future.cancelled()
-                and not isinstance(self.future.exception(), KeyboardInterrupt))
+                and not isinstance(self.future.exception(), (KeyboardInterrupt, SchedulerLost)))
 
     def result(self) -> Variant:
         if self.future is not None:
@@ -327,7 +329,11 @@ class VariantBuilds:
         model = keras_model(model)  # a model from the train cache is loaded for the first miss only
         task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file, quantized),
                            _keras_of(model), self._build_inputs(), custom_layers(model))
-        future = self.executor.submit(run, task, on_message=self._on_message)
+        from edgekit.locks import Hold
+
+        # Converting and evaluating use the CPU of the machine they run on: held shared there.
+        future = self.executor.submit(run, task, on_message=self._on_message,
+                                      hold=Hold(task=f"convert {variant.stem}", kind="convert"))
         future.add_done_callback(lambda done: self._log_failure(done, variant.stem, fmt))
         return Pending(variant, future, fmt, ctx.cache)
 
@@ -338,10 +344,12 @@ class VariantBuilds:
     def _log_failure(self, future: Future, stem: str, fmt) -> None:
         """The build log's line for a task that got no answer, when it happens (a variant that
         failed inside its worker logged its own line)."""
+        from edgekit.errors import SchedulerLost
+
         if future.cancelled():
             return
         exc = future.exception()
-        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SchedulerLost)):  # the build stops for those
             stage, text = failure(fmt, exc)
             self.ctx.log(f"[{'eval' if stage == 'runtime' else 'convert'}] {stem} FAILED: {stage} failed: {text}")
 
@@ -353,7 +361,11 @@ class VariantBuilds:
 
     def _folder(self) -> Path:
         if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="edgekit-build-"))
+            where = None
+            if getattr(self.executor, "shared_scratch", False):  # workers elsewhere read it: under the shared cache
+                where = self.ctx.cache.root / "scratch"
+                where.mkdir(parents=True, exist_ok=True)
+            self._scratch = Path(tempfile.mkdtemp(prefix="edgekit-build-", dir=where))
         return self._scratch
 
     def _build_inputs(self) -> BuildInputs:

@@ -52,6 +52,10 @@ class Target(ABC):
             bench stage then measures (and caches) the target's rows as one group.
         order: rows of targets with a lower order come first (the first row of a build is
             the Keras fp32 baseline on this machine).
+        times_here: its timings run on the machine of the build (this CPU, its GPU, an
+            interpreter on the host), so they hold the host lock exclusive (``edgekit.locks``);
+            False: a device elsewhere, benchmarked by one task at a time (the device's lock),
+            different devices at once.
         profile_model: for kinds named by a device profile's ``kind:``, the pydantic schema
             of that profile (a ``profiles.ProfileBase``); the object is made as
             ``cls(profile, log)``. Built-in kinds (a target name by themselves) have none and
@@ -64,6 +68,7 @@ class Target(ABC):
     is_reference: ClassVar[bool] = False
     interleaves: ClassVar[bool] = False
     order: ClassVar[int] = 2
+    times_here: ClassVar[bool] = True
     profile_model: ClassVar[type | None] = None
 
     name: str = ""

@@ -89,6 +89,7 @@ class SshTarget(Target):
     kind = "ssh"
     evaluates = True
     interleaves = True
+    times_here = False
     profile_model = SshProfile
 
     def __init__(self, profile: SshProfile, log: Callable[[str], None] | None = None):

@@ -1,0 +1,255 @@
+"""Where tasks run: the local pool and Dask (a 2-worker LocalCluster with worker processes, and a
+scheduler and worker started by hand), the host and device locks that keep timings honest, the
+faults (a killed worker, a lost scheduler) and builds of several recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import cli
+from edgekit.errors import WorkerDied
+from edgekit.executor import LocalPool
+from edgekit.locks import Hold, overlaps
+from tests.conftest import TINY_CHECK, TINY_RECIPE
+from tests.targets.sshd import device_profile, ssh_server  # noqa: F401 - registers the fixture
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def lock_dir(tmp_path, monkeypatch):
+    """Locks of the test's own (set before any worker starts: workers inherit it)."""
+    folder = tmp_path / "locks"
+    monkeypatch.setenv("EDGEKIT_LOCK_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One 2-worker Dask cluster of worker processes (dask://local), for the tests that build
+    through the Python side; its workers set up as a build's are (TensorFlow imported)."""
+    from edgekit.evaluate import worker
+    from edgekit.executor_dask import DaskExecutor
+
+    executor = DaskExecutor("local", worker.prepare, (1,), workers=2)
+    yield executor
+    executor.close()
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _sleep_marked(marker: str, seconds: float) -> int:
+    """Say (a file) that the task runs, inside its hold, then sleep."""
+    Path(marker).touch()
+    return _sleep(seconds)
+
+
+def _kill_self(marker: str | None) -> int:
+    """SIGKILL the worker running this, the first time only when ``marker`` is a path."""
+    if marker is None or not Path(marker).exists():
+        if marker is not None:
+            Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+# --------------------------------------------------------------------------- the locks
+
+
+def test_a_benchmark_on_the_host_never_overlaps_other_work_there(lock_dir):
+    """Shared work in two worker processes, a benchmark held exclusive in this process meanwhile:
+    whatever the scheduling, no interval of the benchmark meets another."""
+    with LocalPool(2) as pool:
+        markers = [lock_dir.parent / f"running-{i}" for i in range(3)]
+        first = [pool.submit(_sleep_marked, str(m), 0.4, hold=Hold(f"convert {i}", "convert")) for i, m in enumerate(markers)]
+        deadline = time.monotonic() + 60
+        while not (markers[0].exists() and markers[1].exists()) and time.monotonic() < deadline:
+            time.sleep(0.02)  # both workers hold the host shared now
+        with pool.hold(Hold("bench cpu", "bench", mode="exclusive")):
+            time.sleep(0.3)
+        later = [pool.submit(_sleep, 0.2, hold=Hold(f"convert {i}", "convert")) for i in range(3, 5)]
+        pids = {f.result(timeout=60) for f in first + later}
+    records = pool.records
+    assert len(records) == 6 and len(pids) == 2
+    assert overlaps(records) == []
+    bench = next(r for r in records if r["mode"] == "exclusive")
+    assert bench["end"] - bench["start"] >= 0.3 and bench["waited_s"] > 0  # it waited for the first tasks
+    # The check itself sees an overlap when there is one.
+    assert overlaps([{**bench}, {**records[0], "start": bench["start"], "end": bench["end"]}])
+
+
+def test_one_device_runs_one_task_at_a_time_different_devices_at_once(lock_dir, cluster):
+    futures = [cluster.submit(_sleep, 0.4, hold=Hold(f"bench {name} {i}", "bench", device=name))
+               for i in range(2) for name in ("pi", "jetson")]
+    for future in futures:
+        future.result(timeout=60)
+    records = [r for r in cluster.records if r["task"].startswith("bench ") and r["device"] in ("pi", "jetson")][-4:]
+    assert {r["holder"] for r in records} <= set(cluster.client.scheduler_info()["workers"])
+    assert overlaps(records) == []
+    for device in ("pi", "jetson"):
+        assert len([r for r in records if r["device"] == device]) == 2
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_a_killed_worker_gets_its_task_retried_once_then_failed_naming_the_worker(tmp_path, cluster):
+    retried = cluster.submit(_kill_self, str(tmp_path / "killed-once"), hold=Hold("once", "convert"))
+    assert retried.result(timeout=120) > 0  # the second try ran on another worker
+    always = cluster.submit(_kill_self, None, hold=Hold("always", "convert"))
+    with pytest.raises(WorkerDied) as died:
+        always.result(timeout=120)
+    assert died.value.tries == 2 and died.value.worker.startswith("tcp://127.0.0.1:")
+    assert died.value.worker in died.value.how() and "2 times" in died.value.how()
+
+
+def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    for name in ("distributed", "dask", "edgekit.executor_dask"):  # as if Dask were not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run"),
+                                      "--executor", "dask://127.0.0.1:8786"])
+    assert result.exit_code == 2
+    assert "pip install 'edgekit[dask]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "results.json").exists()
+    wrong = CliRunner().invoke(cli, ["build", str(recipe), "--executor", "ray://x"])
+    assert wrong.exit_code == 2 and "dask://HOST:PORT" in wrong.output
+
+
+def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_path):
+    """A scheduler and a worker started as a user would; the scheduler is killed while the worker
+    converts (the test-only `slow` format sleeps in its converter)."""
+    from tests.targets.sshd import free_port
+
+    port, bin_dir = free_port(), Path(sys.executable).parent
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": REPO}
+    scheduler = subprocess.Popen([bin_dir / "dask", "scheduler", "--port", str(port), "--no-dashboard"], **quiet)
+    worker = subprocess.Popen([bin_dir / "dask", "worker", f"127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard",
+                               "--no-nanny"], **quiet)
+    try:
+        recipe = tmp_path / "slow.yaml"
+        recipe.write_text(TINY_RECIPE + "export:\n  formats: [tflite, slow]\n")
+        run_dir = tmp_path / "run"
+        build = subprocess.Popen([sys.executable, "-m", "tests.evaluate.crashing_format", "build", str(recipe), "--out",
+                                  str(run_dir), "--executor", f"dask://127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        lines = []
+        for line in build.stdout:
+            lines.append(line)
+            if "[convert] slow-fp32" in line:
+                break
+        else:
+            pytest.fail("".join(lines))
+        scheduler.kill()
+        rest, _ = build.communicate(timeout=90)
+    finally:
+        for process in (scheduler, worker):
+            process.kill()
+            process.wait(timeout=30)
+    output = "".join(lines) + rest
+    assert build.returncode == 1, output
+    assert "Traceback" not in output
+    last = output.strip().splitlines()[-1]
+    assert "scheduler" in last and "went away" in last and "partial results" in last, last
+    results = json.loads((run_dir / "results.json").read_text())
+    status = {row["id"]: row["status"] for row in results["rows"]}
+    assert status["slow-fp32@cpu"] == "interrupted" and status["keras-fp32@cpu"] in ("ok", "interrupted")
+    assert any(t["kind"] == "build" for t in results["tasks"])
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_path, cluster, monkeypatch):
+    """The shared tiny build (local pool) against the same recipe on the cluster, from an empty
+    cache: same rows, statuses, metrics and parity; conversions spread over both workers and no
+    benchmark overlapped them."""
+    from edgekit import pipeline
+    from edgekit.cache import Cache
+    from edgekit.recipe import load_recipe
+
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    cluster.client.wait_for_workers(2, timeout=60)  # a worker killed by a test before is back
+    recipe = load_recipe(tiny_run.recipe)
+    lines: list[str] = []
+    result = pipeline.build(recipe, tmp_path / "run", log=lines.append, cache=Cache(root=tmp_path / "cache"),
+                            executor=cluster)
+    local, dask = tiny_run.results["rows"], result.results["rows"]
+    assert [r["id"] for r in dask] == [r["id"] for r in local]
+    for ours, theirs in zip(dask, local):
+        assert ours["status"] == theirs["status"], ours["id"]
+        assert ours["metrics"] == pytest.approx(theirs["metrics"], rel=1e-6), ours["id"]
+        assert ours["parity"] == pytest.approx(theirs["parity"], rel=1e-5, abs=1e-7), ours["id"]
+    tasks = result.results["tasks"]
+    converts = [t for t in tasks if t["kind"] == "convert"]
+    assert len(converts) == len(local) - 1 and len({t["holder"] for t in converts}) == 2
+    assert all(t["holder"].startswith("tcp://") for t in converts)
+    assert any(t["kind"] == "bench" and t["mode"] == "exclusive" for t in tasks)
+    assert overlaps(tasks) == []
+    shutil.copytree(tmp_path / "cache", tmp_path.parent / "cluster-cache", dirs_exist_ok=True)
+
+
+def test_devices_are_benchmarked_on_the_cluster_one_task_each(ssh_server, tiny_run, tmp_path, cluster):  # noqa: F811
+    """Two device profiles (the same test sshd): each device's rows are one task on a Dask
+    worker, holding that device; the rows carry the device's own metrics."""
+    from edgekit import pipeline
+    from edgekit.cache import Cache
+    from edgekit.recipe import load_recipe
+
+    for name in ("dev-a", "dev-b"):
+        device_profile(tmp_path, name, ssh_server)
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe_file.write_text(TINY_RECIPE + "targets: [cpu, dev-a, dev-b]\nexport:\n  formats: [tflite]\n")
+    result = pipeline.build(load_recipe(recipe_file), tmp_path / "run", log=lambda line: None,
+                            cache=Cache(root=tmp_path / "cache"), executor=cluster)
+    rows = {r["id"]: r for r in result.results["rows"]}
+    for name in ("dev-a", "dev-b"):
+        row = rows[f"tflite-int8@{name}"]
+        assert row["status"] == "ok", row["reason"]
+        assert row["metrics"]["accuracy"] > 0.8 and row["latency_ms"]["p50"] > 0
+    assert result.results["targets"]["dev-a"]["device"] == "dev-a"
+    tasks = result.results["tasks"]
+    devices = [t for t in tasks if t.get("device")]
+    assert sorted(t["device"] for t in devices) == ["dev-a", "dev-b"]
+    assert all(t["holder"].startswith("tcp://") for t in devices)
+    assert overlaps(tasks) == []
+
+
+def test_many_recipes_one_summary_and_one_exit_code(tiny_run, tmp_path):
+    """A folder of two recipes sharing the tiny build's work (its cache, copied): one run
+    directory each, one summary; a broken recipe among them stops everything before a build."""
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_run.recipe.parent / "cache", cache)
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for name in ("first", "second"):
+        (folder / f"{name}.yaml").write_text((TINY_RECIPE + TINY_CHECK).replace("name: tiny", f"name: {name}"))
+    runner = CliRunner(env={"EDGEKIT_CACHE_DIR": str(cache)})
+    result = runner.invoke(cli, ["build", str(folder), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "runs" / "summary.json").read_text())
+    assert [r["name"] for r in summary["recipes"]] == ["first", "second"] and summary["exit_code"] == 0
+    for recipe in summary["recipes"]:
+        assert recipe["status"] == "ok" and set(recipe["best"]) == {"keras", "tflite", "onnx", "openvino"}
+        results = json.loads((Path(recipe["run_dir"]) / "results.json").read_text())
+        assert results["recipe"]["name"] == recipe["name"] and results["reused"]["train"]  # training-free
+    assert "first" in result.output and "second" in result.output
+    (folder / "third.yaml").write_text(TINY_RECIPE.replace("epochs: 8", "epochs: -1"))
+    broken = runner.invoke(cli, ["build", str(folder), "--out", str(tmp_path / "again")])
+    assert broken.exit_code == 2 and "third.yaml" in broken.output and "epochs" in broken.output
+    assert not (tmp_path / "again").exists()
