@@ -102,7 +102,7 @@ class Format:
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
         label: how reports and the README table name the format ("TFLite"); the name if empty.
-        runs_on: the target kinds that can time it ("cpu", "gpu", "ssh"); each target kind
+        runs_on: the target kinds that can time it ("cpu", "gpu", "ssh", "mcu"); each target kind
             reads this, so a format is never sent where its runtime cannot run.
         packages: the distributions whose versions decide its artifacts and sessions (the
             converter's and the runtime's): recorded in results.json and part of its cache keys,
@@ -246,6 +246,7 @@ FORMATS: dict[str, Format] = {
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
             options=TFLiteOptions,
             label="TFLite",
+            runs_on=("cpu", "ssh", "mcu"),  # mcu: the full-integer flatbuffers, in TFLite Micro
             packages=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-runtime"),
             native_bench=NativeBench("litert-benchmark", "pip install ai-edge-litert", "edgekit.bench.verify:litert_row"),
         ),

@@ -39,6 +39,9 @@ DOCS = {
     "max_latency_abs_regression": "largest allowed row p50 now / row p50 in the stored baseline: 1.10 = 10% "
                                   "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",
     "max_size_bytes": "largest allowed artifact size in bytes",
+    "device_limits": "judge the memory limits a row carries from its target (an mcu profile: tensor arena + "
+                     "arena_margin against ram_kb, the model against flash_kb): true fails a row past them; "
+                     "false or null reports nothing",
 }
 BUDGET_KEYS = tuple(DOCS)
 
@@ -60,6 +63,7 @@ class Budget(_Strict):
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
+    device_limits: bool | None = Field(True, description=DOCS["device_limits"])
     #: the keys the recipe set (in defaults or a matching rule); the others hold their defaults
     _explicit: frozenset = PrivateAttr(default_factory=frozenset)
 
@@ -81,6 +85,7 @@ class Rule(_Strict):
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
+    device_limits: bool | None = Field(None, description=DOCS["device_limits"])
 
 
 class CheckSpec(_Strict):

@@ -55,6 +55,9 @@ BUILTINS: dict[str, Builtin] = {
                 "1200 generated 96x96 noisy colour gratings (10 orientations), the size of edge image networks"),
         Builtin("shapes32", "images:shapes32", "segmentation", "32x32x1",
                 "1200 generated grey images of circles, squares and triangles with per-pixel masks (4 classes)"),
+        Builtin("keywords49x10", "keywords:keywords", "classification", "49x10x1",
+                "2400 generated MFCC-like 49x10 keyword frames, 12 classes (10 words, silence, unknown): "
+                "MLPerf Tiny keyword spotting's layout, not speech"),
         Builtin("breast_cancer", "tabular:breast_cancer", "classification", "30",
                 "scikit-learn's Wisconsin breast cancer table: 569 samples, 30 features, 2 classes"),
         Builtin("wine", "tabular:wine", "classification", "13",

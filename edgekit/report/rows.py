@@ -51,6 +51,11 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
     }
     if getattr(m, "harness", None):
         row["harness"] = m.harness
+    # What a target measured besides latency (an mcu target's arena, flash and C array) travels in
+    # its settings' "row_fields": fields of their own here (never replacing one), notes appended.
+    extra = dict(row["settings"].pop("row_fields", None) or {})
+    row["notes"] += list(extra.pop("notes", []))
+    row.update({key: value for key, value in extra.items() if key not in row})
     if evaluated and variant.layer_error.get("layers"):
         row["layer_error"] = layer_error_summary(variant.layer_error)
     if evaluated and (mixed := variant.settings.get("mixed")):

@@ -6,6 +6,9 @@
 - ``ssh`` (targets/ssh.py): a device profile devices/NAME.yaml (targets/profiles.py) whose
   ``kind:`` is ssh (the default); the device runner (targets/runner.py) runs edgekit's own
   runtime sessions there.
+- ``mcu`` (targets/mcu.py): a profile of ``kind: mcu`` (a microcontroller's RAM and flash); its
+  full-integer TFLite rows run in TFLite Micro on this machine (targets/mcu_run.py), with the
+  tensor arena, flash bytes, budgets and a C array of the model; latency is host time.
 
 A kind is a ``Target`` subclass (targets/base.py). Built-in kinds are target names by
 themselves (``targets: [cpu, gpu]``); the others are named by a profile's ``kind:`` and take
@@ -33,6 +36,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "cpu": ("edgekit.targets.cpu:CpuTarget", True),
     "gpu": ("edgekit.targets.gpu:GpuTarget", True),
     "ssh": ("edgekit.targets.ssh:SshTarget", False),
+    "mcu": ("edgekit.targets.mcu:McuTarget", False),
 }
 
 

@@ -38,6 +38,10 @@ class ProfileBase(BaseModel):
         """One short line saying where the device is."""
         return self.name
 
+    def listing(self) -> str:
+        """What `edgekit devices list` says of the profile after its name and kind."""
+        return self.describe()
+
     def resolve_paths(self, base: Path) -> None:
         """Make the profile's file paths absolute, relative ones against ``base`` (its folder)."""
 

@@ -175,3 +175,28 @@ class TestSsh(TargetContract):
         env = target.environment()
         assert env["device"] == "dev" and env["runtimes"]["tflite_runtime"]["ok"] and env["python"]
 
+
+
+class TestMcu(TargetContract):
+    """A microcontroller profile (kind mcu): the full-integer TFLite row runs in the real
+    TFLite Micro interpreter on this machine; every other variant is not its to run."""
+
+    kind = "mcu"
+    expected: ClassVar[dict[str, str | None]] = {**dict.fromkeys(STEMS), "tflite-int8": "ok"}
+
+    @pytest.fixture(scope="class")
+    def target(self, tmp_path_factory):
+        folder = tmp_path_factory.mktemp("mcu-target") / "devices"
+        folder.mkdir()
+        (folder / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
+        (m4,) = resolve(["m4"], [folder]).values()
+        return m4
+
+    def test_comes_after_the_host_and_reports_its_memory(self, target, variants, digits):
+        x, _ = digits
+        m = target.measure(variants["tflite-int8"], SPEC, list(x[:2]), x[1400:1420])
+        assert list(in_order({"m4": target, **resolve(["cpu"], [])})) == ["cpu", "m4"]
+        fields = m.settings["row_fields"]
+        size = variants["tflite-int8"].path.stat().st_size
+        assert fields["flash_bytes"] == size and 1000 < fields["arena_bytes"] < 256 * 1024
+        assert fields["agreement"]["top1"] >= 0.95 and "host time" in fields["latency_is"]

@@ -1,0 +1,280 @@
+"""The TFLite Micro run of one artifact, in a process of its own (``python -m edgekit.targets.mcu_run
+FOLDER``): the mcu target (edgekit.targets.mcu) starts it, so a model that makes the interpreter
+abort fails its own row and nothing else.
+
+FOLDER holds ``job.json`` (the model's path and the timing loop's settings), ``samples.npy``
+(the timed inputs) and, optionally, ``eval.npy`` (the test split). The run writes
+``result.json`` there and, when it evaluated, ``outputs.npy`` (TFLM's outputs, float32).
+
+What it finds, in order:
+
+1. op coverage: the model's op types; an interpreter that refuses the model names what it lacks
+   (``Didn't find op for builtin opcode 'X'``, a dynamic tensor), and ops the wheel has no
+   kernel for are named too, so one row lists every op to replace, not only the first;
+2. the tensor arena: the total TFLM's RecordingMicroAllocator reports, then the smallest arena
+   (in 16-byte steps) that really allocates and invokes: the report leaves out the temporary
+   memory kernels take while they prepare (on a small CNN here: reported 2,144 bytes, needed 2,416);
+3. the test split's outputs in that smallest arena, and LiteRT's outputs of the same file, to
+   say how far TFLM's int8 kernels agree with LiteRT's;
+4. latency: edgekit's timing loop (``runner.time_rounds``) around set_input + invoke +
+   get_output in the interpreter on this machine: host time, not the device's.
+
+Only numpy, tflite-micro and the LiteRT session are imported: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+#: arena sizes tried in steps of this (TFLM aligns its allocations to 16 bytes)
+ALIGN = 16
+#: the first, generous arena: room for any model these targets take
+MIN_FIRST_ARENA = 4 << 20
+
+
+@contextmanager
+def captured_stderr():
+    """What the C++ side writes to stderr (file descriptor 2) while the block runs: TFLM reports
+    missing ops and its allocations there, not through Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    box: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box.append(tmp.read().decode(errors="replace"))
+
+
+def model_ops(data: bytes) -> list[str]:
+    """The builtin op types of a .tflite flatbuffer, in order of first use (custom ops by name)."""
+    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = runtime.convert_bytearray_to_object(bytearray(data))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops: list[str] = []
+    for graph in model.subgraphs or []:
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = runtime.get_builtin_code_from_operator_code(code)
+            name = names.get(builtin, str(builtin))
+            if name == "CUSTOM" and code.customCode:
+                name = f"CUSTOM:{code.customCode.decode(errors='replace')}"
+            if name not in ops:
+                ops.append(name)
+    return ops
+
+
+def kernel_names() -> set[str]:
+    """Op types the installed wheel registers a kernel for (its ``Register_X`` symbols); empty
+    when they cannot be read (a stripped build): the interpreter's own refusal then decides."""
+    from tflite_micro.python.tflite_micro import _runtime
+
+    try:
+        blob = Path(_runtime.__file__).read_bytes()
+    except OSError:
+        return set()
+    return {m.decode() for m in re.findall(rb"Register_([A-Z][A-Z0-9_]*?)(?:_INT8|_INT16)?Ev", blob)}
+
+
+def refusal(stderr: str, ops: list[str], kernels: set[str]) -> dict:
+    """Why TFLM refused a model: the ops it lacks (named by it, or missing from its kernels),
+    dynamic tensors, or its last words."""
+    missing = re.findall(r"Didn't find op for builtin opcode '(\w+)'", stderr)
+    missing += [op for op in ops if kernels and op not in kernels and op not in missing]
+    dynamic = sorted(set(re.findall(r"Op#\d+ \((\w+)\) of subgraph \d+ has dynamic tensor", stderr)))
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return {"missing_ops": missing, "dynamic_ops": dynamic, "last": lines[-1] if lines else ""}
+
+
+def arena_total(stderr: str) -> int | None:
+    found = re.search(r"Arena allocation total (\d+) bytes", stderr)
+    return int(found.group(1)) if found else None
+
+
+class TflmSession:
+    """A TFLM interpreter with the session interface of edgekit's runtimes (``prepare``, ``run``,
+    ``decode``), quantizing and dequantizing as the LiteRT session does."""
+
+    def __init__(self, data: bytes, arena: int):
+        from tflite_micro.python.tflite_micro import runtime
+
+        self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
+        self.input = self.interpreter.get_input_details(0)
+        self.output = self.interpreter.get_output_details(0)
+        self.input_shape = tuple(int(d) for d in self.input["shape"])
+
+    @staticmethod
+    def _quantization(details: dict) -> tuple[float, int] | None:
+        q = details.get("quantization_parameters") or {}
+        scales, zeros = q.get("scales"), q.get("zero_points")
+        if scales is None or len(scales) == 0:
+            return None
+        return float(scales[0]), int(zeros[0]) if len(zeros) else 0
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input["dtype"]
+        q = self._quantization(self.input)
+        if np.issubdtype(dtype, np.integer) and q:
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max)
+        return np.asarray(x).reshape(self.input["shape"]).astype(dtype)
+
+    def run(self, feed: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(feed, 0)
+        self.interpreter.invoke()
+        return self.interpreter.get_output(0)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        q = self._quantization(self.output)
+        if np.issubdtype(raw.dtype, np.integer) and q:
+            return ((raw.astype(np.float32) - q[1]) * q[0]).astype(np.float32)
+        return np.asarray(raw, dtype=np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.decode(self.run(self.prepare(x[i:i + 1]))) for i in range(len(x))])
+
+
+def _allocates(data: bytes, arena: int) -> bool:
+    """Whether the model allocates and invokes once in an arena of ``arena`` bytes, tried in a
+    forked child: just short of the smallest arena TFLM can crash instead of failing cleanly
+    (a small CNN here: 4,336 bytes failed, 4,368 segfaulted, 4,400 ran), so a crash is a miss."""
+    if not hasattr(os, "fork"):
+        return _allocates_here(data, arena)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: its verdict is its exit status, whatever happens
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # a too small arena makes TFLM print its shortfall: not ours to show
+            os._exit(0 if _allocates_here(data, arena) else 1)
+        except BaseException:  # noqa: BLE001 - the child must never return into the caller's code
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _allocates_here(data: bytes, arena: int) -> bool:
+    try:
+        with captured_stderr():
+            session = TflmSession(data, arena)
+            session.run(np.zeros(session.input_shape, session.input["dtype"]))
+    except RuntimeError:
+        return False
+    return True
+
+
+def smallest_arena(data: bytes, reported: int, first: int) -> int:
+    """The smallest arena (a multiple of ALIGN) at or above ``reported`` that allocates, found by
+    doubling steps up from ``reported`` and then halving between the last miss and the first fit."""
+    lo = -(-reported // ALIGN) * ALIGN
+    if _allocates(data, lo):
+        return lo
+    step, miss = ALIGN, lo
+    while True:
+        hi = min(lo + step, first)
+        if _allocates(data, hi) or hi >= first:
+            break
+        miss, step = hi, step * 2
+    while hi - miss > ALIGN:
+        mid = (miss + hi) // 2 // ALIGN * ALIGN
+        if _allocates(data, mid):
+            hi = mid
+        else:
+            miss = mid
+    return hi
+
+
+def agreement(tflm: np.ndarray, litert: np.ndarray, output_scale: float | None, classes: bool) -> dict:
+    """How TFLM's outputs compare with LiteRT's for the same file and inputs; ``classes``: the
+    output is one score per class, so top-1 agreement means something."""
+    a, b = tflm.reshape(len(tflm), -1), litert.reshape(len(litert), -1)
+    diff = np.abs(a - b)
+    out = {"samples": len(a), "identical": float(np.mean(np.all(diff == 0, axis=1))),
+           "max_abs_diff": float(diff.max()) if diff.size else 0.0}
+    if output_scale:
+        out["max_diff_steps"] = round(out["max_abs_diff"] / output_scale)  # in units of the int8 output step
+    if classes:
+        out["top1"] = float(np.mean(a.argmax(1) == b.argmax(1)))
+    return out
+
+
+def run(folder: Path) -> dict:
+    """The whole run of one job folder; returns what result.json holds."""
+    from tflite_micro.python.tflite_micro import _version
+
+    job = json.loads((folder / "job.json").read_text())
+    data = Path(job["model"]).read_bytes()
+    try:
+        ops = model_ops(data)
+    except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails its row with the parser's words
+        return {"ops": [], "flash_bytes": len(data), "error": f"not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})"}
+    kernels = kernel_names()
+    first = max(MIN_FIRST_ARENA, 10 * len(data))
+    base = {"ops": ops, "flash_bytes": len(data), "version": getattr(_version, "__version__", "unknown")}
+    with captured_stderr() as said:
+        try:
+            session = TflmSession(data, first)
+            session.run(np.zeros(session.input_shape, session.input["dtype"]))
+            session.interpreter.print_allocations()
+            error = None
+        except RuntimeError as exc:
+            error = str(exc)
+    if error is not None:
+        return {**base, "refused": refusal(said[0], ops, kernels), "error": error}
+    reported = arena_total(said[0])
+    if reported is None:
+        return {**base, "error": "TFLite Micro printed no arena allocation report"}
+    arena = smallest_arena(data, reported, first)
+    session = TflmSession(data, arena)
+    out = {**base, "arena_bytes": arena, "arena_reported_bytes": reported,
+           "input": {"dtype": np.dtype(session.input["dtype"]).name, "shape": list(session.input_shape)},
+           "output_dtype": np.dtype(session.output["dtype"]).name}
+    if (folder / "eval.npy").exists():
+        x = np.load(folder / "eval.npy")
+        outputs = session.predict(x)
+        np.save(folder / "outputs.npy", outputs)
+        try:
+            from edgekit.runtimes import litert
+
+            reference = litert.open_session(Path(job["model"]), 1)
+            q = TflmSession._quantization(session.output)
+            # one score per class: a vector of k > 1 values that is not the input again (an autoencoder's)
+            width = int(np.prod(outputs.shape[1:]))
+            classes = outputs.ndim == 2 and 1 < width != int(np.prod(session.input_shape[1:]))
+            out["agreement"] = {"reference": reference.runtime, **agreement(outputs, reference.predict(x),
+                                                                            q[0] if q else None, classes)}
+        except Exception as exc:  # noqa: BLE001 - a missing LiteRT costs the comparison, not the row
+            out["agreement"] = {"error": f"LiteRT could not run the same file: {type(exc).__name__}: {exc}"}
+    from edgekit.targets.runner import time_rounds
+
+    samples = list(np.load(folder / "samples.npy"))
+    (per_round,) = time_rounds([session], samples, job["warmup"], job["runs"], job["min_time_s"],
+                               rounds=job.get("rounds", 1), seed=job.get("seed", 0))
+    out.update(latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0])
+    result = run(folder)
+    (folder / "result.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,201 @@
+"""The mcu target with the real tflite-micro wheel: a build with two microcontroller profiles
+(rows, arena, flash, C array, agreement with LiteRT, `edgekit check` budgets), what TFLM
+refuses (missing ops, by name) or crashes on (that row fails, nothing else), the profile schema
+and the generated keyword set."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import cli
+from edgekit.errors import DeviceProfileError
+from edgekit.evaluate.variant import Variant
+from edgekit.targets import resolve
+from edgekit.targets.profiles import load_profile
+
+SPEC = SimpleNamespace(warmup=1, runs=3, min_time_s=0.0, threads=1, rounds=1)
+
+RECIPE = """
+name: mcu
+seed: 0
+data: {source: digits}
+model: {arch: mlp, params: {hidden: [32]}}
+train: {epochs: 4, batch_size: 64, learning_rate: 0.01}
+quantize: {precisions: [int8, int16x8], calibration_samples: 64}
+export: {formats: [tflite]}
+targets: [cpu, m4, tiny]
+benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real build of an int8 and an int16x8 MLP on digits for a roomy profile (m4) and one too small for it (tiny)."""
+    folder = tmp_path_factory.mktemp("mcu-build")
+    (folder / "devices").mkdir()
+    (folder / "devices" / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\narena_margin: 0.25\n")
+    (folder / "devices" / "tiny.yaml").write_text("kind: mcu\nram_kb: 0.5\nflash_kb: 2\n")
+    recipe = folder / "mcu.yaml"
+    recipe.write_text(RECIPE)
+    run_dir = folder / "run"
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(folder / "cache")}).invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    return SimpleNamespace(dir=run_dir, results=json.loads((run_dir / "results.json").read_text()), output=result.output)
+
+
+def _row(built, row_id):
+    return next(row for row in built.results["rows"] if row["id"] == row_id)
+
+
+def test_mcu_rows_carry_arena_flash_agreement_and_host_time(built):
+    host, m4 = _row(built, "tflite-int8@cpu"), _row(built, "tflite-int8@m4")
+    assert m4["status"] == "ok", m4["reason"]
+    assert m4["flash_bytes"] == m4["size_bytes"] == (built.dir / m4["path"]).stat().st_size
+    assert 500 < m4["arena_bytes"] < 64 * 1024 and m4["arena_bytes"] % 16 == 0
+    assert m4["arena_bytes"] >= m4["settings"]["arena_reported_bytes"]
+    assert "FULLY_CONNECTED" in m4["ops"]
+    # metrics from TFLM's own outputs (the whole test split), as close to LiteRT's on the same file as int8 kernels get
+    assert m4["agreement"]["samples"] > 300
+    assert m4["agreement"]["top1"] >= 0.97 and abs(m4["metrics"]["accuracy"] - host["metrics"]["accuracy"]) <= 0.02
+    assert m4["runtime"].startswith("tflite_micro") and m4["settings"]["delegate"].startswith("none")
+    assert "host time" in m4["latency_is"] and any("host time" in note for note in m4["notes"])
+    assert "host time" in built.results["targets"]["m4"]["latency"]
+    assert "row_fields" not in m4["settings"]
+    ram, flash = m4["memory_limits"]
+    assert ram["value"] == -(-int(m4["arena_bytes"] * 1.25) // 16) * 16 and ram["limit"] == 256 * 1024
+    assert flash["value"] == m4["flash_bytes"] and "not included" in flash["what"]
+    wide = _row(built, "tflite-int16x8@m4")  # 16-bit activations: TFLM has kernels for these ops too
+    assert wide["status"] == "ok" and wide["agreement"]["top1"] >= 0.97 and wide["arena_bytes"] > m4["arena_bytes"]
+    # the other rows are as they always were: none of the mcu fields
+    assert not {"arena_bytes", "flash_bytes", "memory_limits", "c_array", "agreement"} & set(host)
+
+
+def test_c_array_is_the_model_aligned_with_the_arena_and_survives_the_build(built):
+    m4 = _row(built, "tflite-int8@m4")
+    source, header = built.dir / m4["c_array"]["source"], built.dir / m4["c_array"]["header"]
+    assert source.name == "tflite-int8@m4.cc" and header.name == "tflite-int8@m4.h"
+    text = source.read_text()
+    assert "alignas(16) const unsigned char tflite_int8_m4_model[]" in text
+    data = bytes(int(b, 16) for b in re.findall(r"0x([0-9a-f]{2})", text))
+    assert data == (built.dir / m4["path"]).read_bytes()
+    needed = m4["memory_limits"][0]["value"]
+    assert f"tflite_int8_m4_arena_bytes = {needed};" in header.read_text()
+    assert f"tflite_int8_m4_arena_measured_bytes = {m4['arena_bytes']};" in header.read_text()
+    if (compiler := shutil.which("g++") or shutil.which("clang++")) is not None:
+        done = subprocess.run([compiler, "-std=c++11", "-fsyntax-only", str(source)], check=False,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_stale_artifacts_go_but_c_arrays_of_kept_variants_stay(built, tmp_path):
+    from edgekit.pipeline import _remove_stale_artifacts
+
+    run = tmp_path / "run"
+    shutil.copytree(built.dir / "artifacts", run / "artifacts")
+    (run / "artifacts" / "old-int8.tflite").write_bytes(b"x")
+    (run / "artifacts" / "old-int8@m4.cc").write_text("x")
+    kept = Variant(format="tflite", precision="int8", path=run / "artifacts" / "tflite-int8.tflite")
+    _remove_stale_artifacts(run, [kept])
+    assert sorted(p.name for p in (run / "artifacts").iterdir()) == [
+        "tflite-int8.tflite", "tflite-int8@m4.cc", "tflite-int8@m4.h", "tflite-int8@tiny.cc", "tflite-int8@tiny.h"]
+
+
+def test_check_fails_the_row_that_does_not_fit_and_passes_the_one_that_does(built, tmp_path):
+    result = CliRunner().invoke(cli, ["check", str(built.dir / "results.json")])
+    assert result.exit_code == 1, result.output
+    assert "RAM bytes on tiny" in result.output and "flash bytes on tiny" in result.output
+    from edgekit.check.budgets import CheckSpec
+    from edgekit.check.gate import compare
+
+    outcomes = compare(built.results, CheckSpec())
+    mine = {(o.row, o.budget): o.result for o in outcomes if "bytes on" in o.budget and o.row.startswith("tflite-int8@")}
+    assert mine == {("tflite-int8@m4", "RAM bytes on m4"): "pass", ("tflite-int8@m4", "flash bytes on m4"): "pass",
+                    ("tflite-int8@tiny", "RAM bytes on tiny"): "fail", ("tflite-int8@tiny", "flash bytes on tiny"): "fail"}
+    off = CheckSpec.model_validate({"rules": [{"rows": "*@tiny", "device_limits": False}]})
+    assert not [o for o in compare(built.results, off) if o.row.endswith("@tiny") and "bytes on" in o.budget]
+
+
+@pytest.fixture(scope="module")
+def m4(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mcu-profile") / "devices"
+    folder.mkdir()
+    (folder / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
+    (target,) = resolve(["m4"], [folder]).values()
+    return target
+
+
+def test_ops_tflm_lacks_fail_the_row_by_name_with_the_fix(m4, tmp_path):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inputs = keras.Input((16,), batch_size=1)
+    hidden = keras.layers.Dense(8)(inputs)
+    hidden = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=8)[0])(hidden)
+    hidden = keras.layers.Lambda(lambda t: tf.reduce_prod(t, axis=1, keepdims=True) * t)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
+    from edgekit.formats import FORMATS
+
+    path = tmp_path / "tflite-int8.tflite"
+    FORMATS["tflite"].load_converter()(model, path, "int8", np.random.default_rng(0).random((32, 16), dtype=np.float32), {})
+    variant = Variant(format="tflite", precision="int8", path=path)
+    m = m4.measure(variant, SPEC, list(np.zeros((2, 16), np.float32)))
+    assert m.status == "failed" and "\n" not in m.reason
+    assert "no kernel for TOPK_V2, REDUCE_PROD" in m.reason and "fix: TOPK_V2:" in m.reason and "REDUCE_PROD:" in m.reason
+
+
+def test_a_model_that_crashes_tflm_fails_its_row_only(built, m4, tmp_path):
+    import flatbuffers
+    from tflite_micro.python.tflite_micro import runtime
+
+    good = built.dir / _row(built, "tflite-int8@m4")["path"]
+    model = runtime.convert_bytearray_to_object(bytearray(good.read_bytes()))
+    for op in model.subgraphs[0].operators:  # every op's weights: a tensor index far past the last tensor
+        if len(op.inputs) > 1:
+            op.inputs[1] = 10 ** 6
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    bad = tmp_path / "tflite-int8.tflite"
+    bad.write_bytes(builder.Output())
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    crashed = m4.measure(Variant(format="tflite", precision="int8", path=bad), SPEC, list(x))
+    assert crashed.status == "failed" and "TFLite Micro crashed" in crashed.reason and "signal" in crashed.reason
+    assert m4.measure(Variant(format="tflite", precision="int8", path=good), SPEC, list(x)).status == "ok"
+
+
+def test_fp32_is_not_the_targets_to_run(m4):
+    variant = Variant(format="tflite", precision="fp32", path=Path("artifacts/tflite-fp32.tflite"))
+    assert not m4.supports(variant) and "m4" in m4.unsupported_reason(variant)
+    assert not m4.supports(Variant(format="onnx", precision="int8"))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("kind: mcu\nflash_kb: 1024\n", "ram_kb"),
+    ("kind: mcu\nram_kb: -3\nflash_kb: 1024\n", "ram_kb"),
+    ("kind: mcu\nram_kb: 256\nflash_kb: 1024\nram: 3\n", "unknown key"),
+    ("kind: mcu\nram_kb: 256\nflash_kb: 1024\narena_margin: .nan\n", "arena_margin"),
+])
+def test_bad_profiles_are_one_line_naming_the_field(tmp_path, text, expected):
+    path = tmp_path / "board.yaml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(DeviceProfileError) as info:
+        load_profile(path)
+    assert expected in str(info.value) and "\n" not in str(info.value) and "board.yaml" in str(info.value)
+
+
+def test_keyword_frames_are_deterministic_mlperf_shaped_and_balanced():
+    from edgekit.data.builtins import BUILTINS
+
+    (a, names), (b, _) = BUILTINS["keywords49x10"].load(None), BUILTINS["keywords49x10"].load(None)
+    assert a["x"].shape == (2400, 49, 10, 1) and a["x"].dtype == np.float32 and len(names) == 12
+    np.testing.assert_array_equal(a["x"], b["x"])
+    assert np.bincount(a["y"]).tolist() == [200] * 12
