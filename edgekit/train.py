@@ -17,7 +17,7 @@ from edgekit.report import write_json
 from edgekit.tasks import TASKS
 
 
-def train(recipe, data: Dataset, log=print):
+def train(recipe, data: Dataset, log=print, callbacks=()):
     """Build the recipe's zoo model and fit it on the training split.
 
     Uses the recipe seed for weights and shuffling, and early stopping on the validation split
@@ -26,6 +26,9 @@ def train(recipe, data: Dataset, log=print):
     models get a last Rescaling layer so they learn standardized targets but output the
     units of y (which every exported format then carries). A classifier that outputs logits
     (a linear last layer, ``model_output``) trains with ``from_logits=True``, said in the log.
+
+    ``callbacks`` (TensorBoard's, ``edgekit.tensorboard_logs``) join the fit's own; a zoo model
+    that trains itself (``self_trainer``) ignores them.
 
     Returns:
         (model, history) where history maps metric name to per-epoch values.
@@ -56,7 +59,7 @@ def train(recipe, data: Dataset, log=print):
     }[spec.optimizer](learning_rate=spec.learning_rate)
     model.compile(optimizer=optimizer, loss=task_loss(recipe, output), metrics=task_metrics(recipe))
     x, y, validation = fit_data(recipe, data)
-    callbacks = [EpochLog(log, spec.epochs)]
+    callbacks = [EpochLog(log, spec.epochs), *callbacks]
     if spec.early_stopping_patience and validation is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -298,14 +301,23 @@ def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
     return {**info, "output": output.kind} if output is not None else info
 
 
-def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log, on_train=None):
+def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache, log, on_train=None,
+               tensorboard: bool = False):
     """The train stage: train the recipe's model (or take it from the cache), or load its file.
+
+    ``tensorboard``: training writes TensorBoard logs into ``run_dir/tensorboard/base`` (kept in
+    the cache entry and copied back when it is reused: ``edgekit.tensorboard_logs``); an earlier
+    run's logs in ``run_dir/tensorboard`` are removed either way.
 
     Returns:
         (``ModelHandle`` of the model, keras flavour, model key). A model from the cache is
         loaded only when a later stage asks for it (``ModelHandle.get``).
     """
+    from edgekit import tensorboard_logs
+
     history: dict[str, list[float]] = {}
+    shutil.rmtree(run_dir / tensorboard_logs.TENSORBOARD_DIR, ignore_errors=True)  # this run writes its own
+    log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, "base") if tensorboard else None
     if recipe.model.file is not None:
         log(f"[model] loading {recipe.model.file}")
         configure_tensorflow(recipe.train.resolved_threads())  # compressed models fine-tune on these
@@ -339,6 +351,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in names:  # the very files the first build wrote (verified by the cache)
             shutil.copyfile(folder / name, model_dir / name)
+        tensorboard_logs.restore(folder, log_dir)  # the logs of the training that made it
         # Loaded only when a later stage needs the model itself (a cache miss downstream): a
         # fully cached rebuild never imports TensorFlow.
         return ModelHandle(model_dir / "model.keras", lambda: load_for_stage(model_dir / "model.keras", threads))
@@ -348,7 +361,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
             on_train()
         configure_tensorflow(threads)  # before TensorFlow's first op, which fixes its threads for good
         log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs, {threads} thread(s)")
-        model, history = train(recipe, data, log=log)
+        model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir, log))
         write_json(model_dir / "history.json", history)
         save_model(model, model_dir)
         return ModelHandle(model_dir / "model.keras", model=model)
@@ -356,6 +369,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
     def store(handle: ModelHandle, folder: Path) -> None:
         for name in names:
             shutil.copyfile(model_dir / name, folder / name)
+        tensorboard_logs.keep(log_dir, folder)
 
     handle, reused = cache.fetch("train", key, "base", load=load, compute=compute, store=store)
     if reused:

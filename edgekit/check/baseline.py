@@ -28,7 +28,7 @@ def _read_json(path: Path, what: str) -> object:
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
-        raise InputError(f"{path}: {what} not found; pass the results.json of a run (edgekit build writes RUN_DIR/results.json)"
+        raise InputError(f"{path}: {what} not found; pass a run directory or its results.json (edgekit build writes RUN_DIR/results.json)"
                          + (" or a file from `edgekit baseline save`" if what == "baseline" else ""))
     try:
         return json.loads(path.read_text())

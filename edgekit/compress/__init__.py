@@ -55,9 +55,11 @@ def plan(entries) -> list[Step]:
     return list(steps.values())
 
 
-def make(step: Step, parent_model, data, recipe, log) -> Any:
-    """Run one compression step on a copy of ``parent_model`` and return the new Keras model."""
+def make(step: Step, parent_model, data, recipe, log, callbacks=()) -> Any:
+    """Run one compression step on a copy of ``parent_model`` and return the new Keras model.
+
+    ``callbacks`` (TensorBoard's, ``edgekit.tensorboard_logs``) join its fine-tuning fit."""
     from edgekit.compress import cluster, prune, qat
 
     run = {"prune": prune.prune, "cluster": cluster.cluster, "qat": qat.quantize_aware}[step.kind]
-    return run(parent_model, step, data, recipe, log)
+    return run(parent_model, step, data, recipe, log, callbacks=tuple(callbacks))

@@ -7,7 +7,7 @@ from edgekit.compress._fit import copy_model, fine_tune
 _INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 
 
-def cluster(parent, step, data, recipe, log):
+def cluster(parent, step, data, recipe, log, callbacks=()):
     """Cluster a copy of ``parent`` to ``clusters`` values per kernel, fine-tune, strip the wrappers.
 
     When the parent was pruned, clustering preserves its zeros (sparsity-preserving clustering).
@@ -22,5 +22,5 @@ def cluster(parent, step, data, recipe, log):
         copy_model(parent), number_of_clusters=spec.clusters, cluster_centroids_init=init, preserve_sparsity=preserve
     )
     log(f"[compress] {step.name}: {spec.clusters} clusters ({spec.init}{', keeping zeros' if preserve else ''}), {spec.epochs} epochs")
-    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log)
+    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=callbacks)
     return clustering.strip_clustering(wrapped)

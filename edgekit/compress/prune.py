@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgekit.compress._fit import copy_model, fine_tune, steps_per_epoch
 
 
-def prune(parent, step, data, recipe, log):
+def prune(parent, step, data, recipe, log, callbacks=()):
     """Prune a copy of ``parent`` to ``step.spec.sparsity`` while fine-tuning, then strip the wrappers.
 
     The polynomial schedule reaches the target after 2/3 of the fine-tuning steps, so the
@@ -28,7 +28,7 @@ def prune(parent, step, data, recipe, log):
         layer, pruning_schedule=schedule, **kwargs))
     unpruned = f"; {len(left)} layer(s) tfmot cannot prune stay dense: {', '.join(left[:3])}{'...' if len(left) > 3 else ''}" if left else ""
     log(f"[compress] {step.name}: pruning to {spec.sparsity:.0%} ({spec.structured or spec.schedule}), {spec.epochs} epochs{unpruned}")
-    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep()])
+    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep(), *callbacks])
     return sparsity.strip_pruning(wrapped)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgekit.compress._fit import copy_model, fine_tune
 
 
-def quantize_aware(parent, step, data, recipe, log):
+def quantize_aware(parent, step, data, recipe, log, callbacks=()):
     """Insert fake-quantization into a copy of ``parent`` and fine-tune it.
 
     The returned model keeps its quantize wrappers: converters read the learned ranges from
@@ -25,4 +25,4 @@ def quantize_aware(parent, step, data, recipe, log):
     annotated = quantization.quantize_annotate_model(copy_model(parent))
     model = quantization.quantize_apply(annotated, scheme()) if scheme else quantization.quantize_apply(annotated)
     log(f"[compress] {step.name}: quantization-aware training{f' preserving {step.preserve}' if step.preserve else ''}, {step.spec.epochs} epochs")
-    return fine_tune(model, data, recipe, step.spec.epochs, step.spec.learning_rate, log)
+    return fine_tune(model, data, recipe, step.spec.epochs, step.spec.learning_rate, log, callbacks=callbacks)

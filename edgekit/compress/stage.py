@@ -10,14 +10,18 @@ from edgekit.evaluate import scores
 from edgekit.evaluate.stage import format_metrics
 
 
-def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: Exporter, models: list) -> None:
+def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: Exporter, models: list,
+                        tensorboard: bool = False) -> None:
     """The compress stage: make each compressed model from its parent (or take it from the cache),
     then hand it to ``exporter`` (its variants join ``exporter.planned``, converted in worker
-    processes while the next model trains here); its lineage goes into ``models``."""
+    processes while the next model trains here); its lineage goes into ``models``.
+
+    ``tensorboard``: each fine-tuning writes TensorBoard logs into ``tensorboard/<model>`` of the
+    run directory, kept in the model's cache entry and copied back when it is reused."""
     recipe, data, log, cache = ctx.recipe, ctx.data, ctx.log, ctx.cache
     if not recipe.compress:
         return
-    from edgekit import compress
+    from edgekit import compress, tensorboard_logs
     from edgekit import train as train_stage
     from edgekit.cache import make_key, source_hash
 
@@ -43,15 +47,25 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         # variables on load under TF 2.21 where the file holds 3, so every rebuild retrained it);
         # the HDF5 format reloads it exactly.
         file_name = "model.h5" if step.quantized else "model.keras"
+        log_dir = tensorboard_logs.model_dir(ctx.run_dir / tensorboard_logs.TENSORBOARD_DIR, step.name) if tensorboard else None
+
+        def load(folder, name=file_name, log_dir=log_dir):
+            tensorboard_logs.restore(folder, log_dir)  # the logs of the fine-tuning that made it
+            return train_stage.ModelHandle(folder / name, lambda path=folder / name: train_stage.load_for_stage(path, threads))
+
+        def store(m, folder, name=file_name, log_dir=log_dir):
+            train_stage.keras_model(m).save(folder / name)
+            tensorboard_logs.keep(log_dir, folder)
+
         try:
             # A cached model is a handle: loaded only if a stage below misses (a child to
             # fine-tune, an artifact to convert, its Keras metrics to compute).
             model, reused = cache.fetch(
                 "compress", key, step.name,
-                load=lambda folder, name=file_name: train_stage.ModelHandle(
-                    folder / name, lambda path=folder / name: train_stage.load_for_stage(path, threads)),
-                compute=lambda step=step, parent=parent: compress.make(step, train_stage.keras_model(parent), data, recipe, log),
-                store=lambda m, folder, name=file_name: train_stage.keras_model(m).save(folder / name),
+                load=load,
+                compute=lambda step=step, parent=parent, log_dir=log_dir: compress.make(
+                    step, train_stage.keras_model(parent), data, recipe, log, tensorboard_logs.callbacks(log_dir)),
+                store=store,
             )
         except Exception as exc:  # noqa: BLE001 - one failed variant must not stop the build
             interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error

@@ -1,0 +1,58 @@
+"""`edgekit init`: a starter recipe that validates, from a model file and its data or from a zoo
+model and a dataset; never over an existing file without --force."""
+
+from __future__ import annotations
+
+import numpy as np
+import yaml
+from click.testing import CliRunner
+
+from edgekit.cli import cli
+from edgekit.recipe import load_recipe
+
+
+def test_init_from_a_model_file_reads_it_and_validates(tiny_model, digits, tmp_path):
+    model = tmp_path / "my.keras"
+    tiny_model.save(model)
+    x, y = digits
+    np.savez(tmp_path / "my.npz", x=x, y=y)
+    out = tmp_path / "recipes" / "my.yaml"
+    result = CliRunner().invoke(cli, ["init", "--model", str(model), "--data", str(tmp_path / "my.npz"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "input [8, 8, 1] (float32), output [10] (width 10)" in text and "metric accuracy" in text
+    doc = yaml.safe_load(text)
+    assert doc["task"] == "classification" and doc["model"] == {"file": "../my.keras"}
+    assert doc["data"] == {"source": "npz", "path": "../my.npz"} and doc["quantize"]["precisions"] == ["fp32", "int8"]
+    recipe = load_recipe(out)  # paths relative to the recipe's folder
+    assert recipe.model.file == model.resolve() and "tflite" in recipe.export.formats
+
+
+def test_init_never_overwrites_without_force(tmp_path):
+    out = tmp_path / "r.yaml"
+    out.write_text("mine\n")
+    args = ["init", "--arch", "cnn", "--dataset", "digits", "--out", str(out)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "--force" in refused.output and out.read_text() == "mine\n"
+    forced = CliRunner().invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    recipe = load_recipe(out)
+    assert recipe.model.arch == "cnn" and recipe.data.source == "digits" and recipe.task == "classification"
+
+
+def test_init_from_the_zoo_takes_the_datasets_task(tmp_path):
+    result = CliRunner().invoke(cli, ["init", "--arch", "mlp", "--dataset", "diabetes", "--out", str(tmp_path / "d.yaml")])
+    assert result.exit_code == 0, result.output
+    assert load_recipe(tmp_path / "d.yaml").task == "regression"
+
+
+def test_init_bad_input_is_one_line(tmp_path):
+    for args, fragment in ((["--arch", "mlpp", "--dataset", "wine"], "did you mean"),
+                           (["--arch", "unet", "--dataset", "wine"], "classification dataset"),
+                           (["--arch", "mlp", "--dataset", "nope"], "unknown builtin dataset"),
+                           (["--arch", "mlp"], "--dataset"),
+                           ([], "either --model")):
+        result = CliRunner().invoke(cli, ["init", *args, "--out", str(tmp_path / "x.yaml")])
+        assert result.exit_code == 2, (args, result.output)
+        assert fragment in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.yaml").exists()
