@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -39,8 +40,13 @@ def cli() -> None:
               help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
                    "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
                    "Default: $EDGEKIT_EXECUTOR, else local.")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
+              help="TensorBoard logs of training and fine-tuning, and the results as hparams, under "
+                   "<run>/tensorboard/ (tensorboard --logdir runs/).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show TensorFlow's, tf2onnx's, NNCF's and LiteRT's own output live (default: kept in <run>/build.log).")
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
-          executor_spec: str | None) -> None:
+          executor_spec: str | None, tensorboard: bool, verbose: bool) -> None:
     """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
     write results.json and report.md into its run directory.
 
@@ -58,9 +64,11 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         run_dir = out_dir or Path("runs") / recipes[0].name
         _preflight(recipes[0], run_dir, cache_used=not fresh)
         error = None
-        with _Executors(executor_spec) as executors:  # closed (a Dask cluster stopped) before the exit
+        options = _BuildOptions(fresh, force, retime, tensorboard, verbose)
+        # closed (a Dask cluster stopped) before the exit
+        with _Executors(executor_spec, logs=None if verbose else run_dir) as executors:
             try:
-                result = _build_one(recipes[0], run_dir, fresh, force, retime, executors)
+                result = _build_one(recipes[0], run_dir, options, executors)
             except click.ClickException as exc:  # bad input (2), interrupted (130), ...: written and said already
                 error = exc
         if error is not None:
@@ -74,7 +82,19 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         if error is not None:
             raise error
         return
-    _build_many(recipes, out_dir or Path("runs"), fresh, force, retime, executor_spec)
+    _build_many(recipes, out_dir or Path("runs"), _BuildOptions(fresh, force, retime, tensorboard, verbose),
+                executor_spec)
+
+
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The options every recipe of one `edgekit build` is built with."""
+
+    fresh: bool
+    force: bool
+    retime: bool
+    tensorboard: bool
+    verbose: bool
 
 
 def _recipe_paths(given: tuple[Path, ...]) -> list[Path]:
@@ -97,10 +117,12 @@ def _recipe_paths(given: tuple[Path, ...]) -> list[Path]:
 class _Executors:
     """The executors of ``edgekit build``: one per benchmark.threads value (a worker's TensorFlow
     keeps the thread count it started with), shared by the builds of several recipes; closed at
-    the end. For one recipe on the default executor there is none: the build makes its own."""
+    the end. For one recipe on the default executor there is none: the build makes its own.
+    ``logs``: the folder of ``workers.log``, where the workers' libraries print (an executor
+    outlives each build's build.log); None: they print live (``-v``)."""
 
-    def __init__(self, spec: str | None, shared: bool = False):
-        self.spec, self.shared, self._made = spec, shared, {}
+    def __init__(self, spec: str | None, shared: bool = False, logs: Path | None = None):
+        self.spec, self.shared, self.logs, self._made = spec, shared, logs, {}
 
     def __enter__(self) -> _Executors:
         return self
@@ -109,31 +131,34 @@ class _Executors:
         for executor in self._made.values():
             executor.close(now=exc[0] is not None)
 
-    def for_recipe(self, recipe, log):
+    def for_recipe(self, recipe):
         if self.spec is None and not self.shared:
             return None
         threads = recipe.benchmark.threads
         if threads not in self._made:
-            from edgekit import executor
+            from edgekit import executor, quiet
             from edgekit.evaluate import worker
 
-            self._made[threads] = executor.make_executor(worker.prepare, (threads,), log=log, spec=self.spec)
+            output = None if self.logs is None else self.logs / quiet.WORKERS_LOG
+            if output is not None:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text("")  # this command's workers only
+            # Its lines (a worker started or died) go to the terminal: it outlives each recipe's log.
+            with quiet.descriptors_to(output):  # a dask://local cluster starts its worker processes here
+                self._made[threads] = executor.make_executor(worker.prepare, (threads,), log=quiet.say, spec=self.spec,
+                                                             output=output)
         return self._made[threads]
 
 
-def _build_one(recipe, run_dir: Path, fresh: bool, force: bool, retime: bool, executors: _Executors):
-    """One recipe's build with its own log; returns its BuildResult, or raises (after writing what
-    it has) the ClickException it ended with."""
-    from edgekit import pipeline
-    from edgekit.cache import Cache
-    from edgekit.progress import BuildLog
+def _build_one(recipe, run_dir: Path, options: _BuildOptions, executors: _Executors):
+    """One recipe's build (``edgekit.api.build``: its own log, the libraries' output in its
+    build.log); returns its Results, or raises (after writing what it has) the ClickException it
+    ended with."""
+    from edgekit import api
 
-    log = BuildLog()
-    try:
-        return pipeline.build(recipe, run_dir, log=log, cache=Cache(enabled=not fresh), force=force, retime=retime,
-                              executor=executors.for_recipe(recipe, log))
-    finally:
-        log.close()
+    return api.build(recipe, run_dir, fresh=options.fresh, force=options.force, retime=options.retime,
+                     tensorboard=options.tensorboard, verbose=options.verbose,
+                     executor=executors.for_recipe(recipe), preflight=False)
 
 
 def _print_build(result, run_dir: Path, table: bool) -> None:
@@ -149,7 +174,7 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
                f"({result.results['build_seconds']} s)")
 
 
-def _build_many(recipes, out_dir: Path, fresh: bool, force: bool, retime: bool, executor_spec: str | None) -> None:
+def _build_many(recipes, out_dir: Path, options: _BuildOptions, executor_spec: str | None) -> None:
     """Build ``recipes`` one after another on one executor; one summary table and exit code."""
     from edgekit.errors import InputError, SchedulerLost
     from edgekit.report.summary import RecipeOutcome, print_summary, summary, write_summary
@@ -160,10 +185,10 @@ def _build_many(recipes, out_dir: Path, fresh: bool, force: bool, retime: bool, 
         raise InputError(f"two recipes are named {twice[0]!r}: their run directories would be the same "
                          f"({out_dir / twice[0]}); give each recipe its own name: field")
     for recipe in recipes:
-        _preflight(recipe, out_dir / recipe.name, cache_used=not fresh)
+        _preflight(recipe, out_dir / recipe.name, cache_used=not options.fresh)
     outcomes: list[RecipeOutcome] = []
     stop: click.ClickException | None = None
-    with _Executors(executor_spec, shared=True) as executors:
+    with _Executors(executor_spec, shared=True, logs=None if options.verbose else out_dir) as executors:
         for i, recipe in enumerate(recipes, 1):
             run_dir = out_dir / recipe.name
             outcome = RecipeOutcome(recipe.name, str(recipe.path), str(run_dir), "not built", 0)
@@ -172,7 +197,7 @@ def _build_many(recipes, out_dir: Path, fresh: bool, force: bool, retime: bool, 
                 continue
             _log(f"== [{i}/{len(recipes)}] {recipe.name} ({recipe.path})")
             try:
-                result = _build_one(recipe, run_dir, fresh, force, retime, executors)
+                result = _build_one(recipe, run_dir, options, executors)
                 _print_build(result, run_dir, table=False)
             except click.ClickException as exc:
                 outcome.status = "interrupted" if exc.exit_code == 130 else "error"
@@ -545,8 +570,7 @@ def devices_list(devices_dir: Path | None) -> None:
         except DeviceProfileError as exc:
             click.echo(f"{name:<16} INVALID: {exc.message}")
             continue
-        click.echo(f"{name:<16} {p.describe():<30} runtimes: {', '.join(p.runtimes):<28} python: {p.python}  "
-                   f"work_dir: {p.work_dir}  ({path})")
+        click.echo(f"{name:<16} {p.kind:<4} {p.listing()}  ({path})")
 
 
 @devices.command("check")
@@ -671,7 +695,11 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force) ->
         raise InputError(f"{out_file} exists; edgekit init never overwrites a file: pass --force, or choose another --out")
     if model_file is not None:
         _quiet_tensorflow()
-        text = init_recipe.from_model(model_file, data_file, out_file.parent, name)
+        from edgekit.quiet import descriptors_to
+
+        # Loading the model prints TensorFlow's start-up lines (a CUDA probe among them): none are ours.
+        with descriptors_to(Path(os.devnull)):
+            text = init_recipe.from_model(model_file, data_file, out_file.parent, name)
     else:
         text = init_recipe.from_zoo(arch, dataset, name)
     init_recipe.write(out_file, text, force=force)

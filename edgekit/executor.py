@@ -23,7 +23,6 @@ which the build writes into results.json ``tasks``.
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib
 import multiprocessing
 import os
@@ -36,26 +35,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing import connection
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 # The pool's exceptions live in errors.py with every other; ``executor.WorkerDied`` still works.
+from edgekit import executor_base as base
 from edgekit.errors import InputError, TaskFailed, WorkerDied, one_line
-from edgekit.locks import Hold, holding
-
-#: (kind, text) -> None; kinds: "log" (a line for the build log), "stage" (what the task is doing)
-OnMessage = Callable[[str, str], None]
+from edgekit.executor_base import Executor, OnMessage, Raised, relay, report, run_held  # noqa: F401 - the seam's names
+from edgekit.locks import Hold
 
 #: how long a worker gets to exit after it is asked to (then it is killed)
 STOP_S = 5.0
-
-
-def report(kind: str, text: str) -> None:
-    """From inside a task: send ``(kind, text)`` to the parent's ``on_message`` (dropped when
-    nobody listens). Kind "stage" also names the stage a crash is blamed on."""
-    if _channel is not None:
-        _channel.send((kind, text))
-    elif _inline_listener is not None:
-        _inline_listener(kind, text)
 
 
 #: what ``--executor`` (or ``$EDGEKIT_EXECUTOR``) may say
@@ -63,10 +52,16 @@ EXECUTOR_FORMS = "local, or dask://HOST:PORT (a running Dask scheduler), or dask
 
 
 def make_executor(initializer: Callable | None = None, initargs: tuple = (),
-                  log: Callable[[str], None] | None = None, spec: str | None = None) -> Executor:
+                  log: Callable[[str], None] | None = None, spec: str | None = None,
+                  output: Path | None = None) -> Executor:
     """The executor of a build, from ``spec`` (``--executor``; default ``$EDGEKIT_EXECUTOR``, else
     "local"): ``LocalPool`` of ``$EDGEKIT_WORKERS`` workers (default 1), ``InProcess`` when that
     is 0, or a ``DaskExecutor`` for ``dask://...``.
+
+    ``output``: a file the local pool's worker processes point descriptors 1 and 2 at (what their
+    libraries print), for an executor that outlives one build's log; None: inherited from this
+    process (a ``dask://local`` cluster's workers always inherit: start it inside
+    ``quiet.descriptors_to``).
 
     Raises:
         InputError: an unknown spec, ``EDGEKIT_WORKERS`` not a whole number from 0 to 64, Dask
@@ -86,7 +81,7 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
         raise InputError(f"--executor: expected {EXECUTOR_FORMS}; received {spec!r}")
     if size == 0:
         return InProcess(initializer, initargs)
-    return LocalPool(size, initializer, initargs, log)
+    return LocalPool(size, initializer, initargs, log, output=output)
 
 
 def _worker_count() -> int:
@@ -99,86 +94,6 @@ def _worker_count() -> int:
     if not (text.isascii() and text.isdigit()) or int(text) > 64:
         raise InputError(f"EDGEKIT_WORKERS: expected a whole number from 0 to 64 (0: no worker processes), received {text!r}")
     return int(text)
-
-
-class Executor:
-    """What every executor shares: the record of each held task, and ``hold``."""
-
-    #: tasks share the calling process's state (its TensorFlow threads, for one)
-    in_process = False
-    #: tasks run in other processes of this machine (a local pool)
-    same_machine = False
-    #: tasks may run on other machines (a cluster): what they need travels with them or is on
-    #: shared paths
-    remote = False
-    #: the files a build hands its tasks go under the (shared) cache rather than a local temp folder
-    shared_scratch = False
-
-    def __init__(self) -> None:
-        #: ``locks.Hold.record`` of every task run with a hold, in the order they ended
-        self.records: list[dict] = []
-        self._records_lock = threading.Lock()
-
-    def keep(self, record: dict) -> None:
-        with self._records_lock:
-            self.records.append(record)
-
-    @contextlib.contextmanager
-    def hold(self, hold: Hold, log: Callable[[str], None] | None = None) -> Iterator[Hold]:
-        """Hold ``hold``'s locks in the calling process for the block (its work runs here, not in
-        a task: training, or the timing of this machine's rows); the record is kept."""
-        try:
-            with holding(hold, log, device_lock=self.device_lock) as held:
-                yield held
-        finally:
-            if hold.record:
-                self.keep(hold.record)
-
-    #: makes a device's lock; None: a lock file on this machine (``edgekit.locks``)
-    device_lock: Callable | None = None
-
-    def _unwrap(self, inner: Future) -> Future:
-        """The future of a held task's value: ``run_held`` answers (value, record)."""
-        outer: Future = Future()
-
-        def done(future: Future) -> None:
-            if future.cancelled():
-                outer.cancel()
-                return
-            exc = future.exception()
-            if exc is not None:
-                outer.set_exception(exc)
-                return
-            value, record = future.result()
-            self.keep(record)
-            if isinstance(value, _Raised):
-                outer.set_exception(TaskFailed(value.text))
-            else:
-                outer.set_result(value)
-
-        inner.add_done_callback(done)
-        return outer
-
-
-@dataclass
-class _Raised:
-    """What a held task raised, sent back with its record (the record must not be lost with it)."""
-
-    text: str
-
-
-def run_held(hold: Hold, fn: Callable, args: tuple, device_lock: Callable | None = None,
-             holder: str | None = None) -> tuple[Any, dict]:
-    """In a worker: ``fn(*args)`` inside ``hold``'s locks; returns (its value, or what it raised, and
-    the hold's record). ``holder`` names the worker in the record (default: its pid)."""
-    try:
-        with holding(hold, lambda line: report("log", line), device_lock=device_lock):
-            if holder is not None:
-                hold.record["holder"] = holder
-            value = fn(*args)
-    except Exception as exc:  # noqa: BLE001 - the task fails; its record still goes back
-        value = _Raised(one_line(exc))
-    return value, hold.record
 
 
 @dataclass
@@ -207,14 +122,17 @@ class LocalPool(Executor):
             first task; must be importable by name (it is pickled).
         initargs: its arguments.
         log: receives one line when a worker starts and when one dies.
+        output: a file each worker points its descriptors 1 and 2 at (appended); None: the
+            ones it inherits (a build's log while the build captures them).
     """
 
     same_machine = True
 
     def __init__(self, size: int = 1, initializer: Callable | None = None, initargs: tuple = (),
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, output: Path | None = None):
         super().__init__()
         self.size = max(1, size)
+        self.output = output
         self.initializer, self.initargs = initializer, initargs
         self.log = log or (lambda line: None)
         #: worker processes started so far (a fully cached build starts none)
@@ -338,7 +256,8 @@ class LocalPool(Executor):
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, os.getpid(), self.initializer, self.initargs),
+        process = self._context.Process(target=_worker_main, args=(child, os.getpid(), self.initializer, self.initargs,
+                                                                   self.output),
                                         name=f"edgekit-worker-{self.spawned + 1}", daemon=True)
         process.start()
         child.close()
@@ -371,11 +290,7 @@ class LocalPool(Executor):
         if kind in ("log", "stage"):
             if kind == "stage":
                 worker.stage = body
-            if task.on_message is not None:
-                try:
-                    task.on_message(kind, body)
-                except Exception:  # noqa: BLE001 - a broken log must not lose the task
-                    pass
+            relay(task.on_message, kind, body)
             return
         worker.task = None
         if kind == "done":
@@ -445,25 +360,18 @@ class InProcess(Executor):
         self.close()
 
     def submit(self, fn: Callable, *args: Any, on_message: OnMessage | None = None, hold: Hold | None = None) -> Future:
-        global _inline_listener
         future: Future = Future()
         self.start()
-        _inline_listener = on_message
+        base.listener = on_message
         try:
             if hold is not None:
-                value, record = run_held(hold, fn, args)
-                self.keep(record)
-                if isinstance(value, _Raised):
-                    raise TaskFailed(value.text)
-                future.set_result(value)
+                self.settle(future, *run_held(hold, fn, args))
             else:
                 future.set_result(fn(*args))
-        except TaskFailed as exc:
-            future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - as a worker would: the task fails, the caller goes on
             future.set_exception(TaskFailed(one_line(exc)))
         finally:
-            _inline_listener = None
+            base.listener = None
         return future
 
     def start(self) -> None:
@@ -475,16 +383,15 @@ class InProcess(Executor):
         pass
 
 
-#: in a worker: the pipe to the parent (``report`` writes to it)
-_channel = None
-#: in the calling process, while InProcess runs a task: its on_message
-_inline_listener: OnMessage | None = None
-
-
-def _worker_main(conn, parent_pid: int, initializer: Callable | None, initargs: tuple) -> None:
+def _worker_main(conn, parent_pid: int, initializer: Callable | None, initargs: tuple,
+                 output: Path | None = None) -> None:
     """A worker's life: set up once, then run tasks until told to stop (an empty message), the
     pipe closes, or the parent goes away."""
-    global _channel
+    if output is not None:  # before the set-up: TensorFlow's import prints
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     # Ctrl-C reaches the whole process group; the parent decides, and stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
@@ -508,7 +415,7 @@ def _worker_main(conn, parent_pid: int, initializer: Callable | None, initargs: 
                 except (AttributeError, OSError, ValueError):
                     pass
             os._exit(0)
-        _channel = conn
+        base.listener = lambda kind, text: conn.send((kind, text))
         try:
             if setup_error:
                 raise RuntimeError(setup_error)
@@ -519,7 +426,7 @@ def _worker_main(conn, parent_pid: int, initializer: Callable | None, initargs: 
         except BaseException as exc:  # noqa: BLE001 - even SystemExit fails one task, not the worker
             reply = ("error", one_line(exc))
         finally:
-            _channel = None
+            base.listener = None
         try:
             conn.send(reply)
         except (EOFError, OSError):

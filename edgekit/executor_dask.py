@@ -28,8 +28,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from edgekit import executor as local
-from edgekit.errors import InputError, SchedulerLost, WorkerDied, one_line
+from edgekit import executor_base as base
+from edgekit.errors import InputError, SchedulerLost, TaskFailed, WorkerDied, one_line
 from edgekit.locks import Hold
 
 #: seconds to wait for the scheduler to answer when connecting
@@ -38,7 +38,7 @@ CONNECT_S = 10
 TRIES = 2
 
 
-class DaskExecutor(local.Executor):
+class DaskExecutor(base.Executor):
     """Tasks on a Dask cluster: at ``address`` (``HOST:PORT``), or ``local`` (one made here).
 
     Raises:
@@ -90,7 +90,7 @@ class DaskExecutor(local.Executor):
         self.log(f"[dask] scheduler {self.address}, {count} worker(s)"
                  + ("" if count else ": none yet, tasks wait for the first worker to join"))
 
-    def submit(self, fn: Callable, *args: Any, on_message: local.OnMessage | None = None,
+    def submit(self, fn: Callable, *args: Any, on_message: base.OnMessage | None = None,
                hold: Hold | None = None) -> Future:
         """Run ``fn(*args)`` on a worker; returns the (concurrent.futures) future of its value."""
         with self._lock:
@@ -144,27 +144,14 @@ class DaskExecutor(local.Executor):
             return
         try:
             if done.status == "finished":
-                value, record = done.result()
-                self.keep(record)
-                if isinstance(value, local._Raised):
-                    task.future.set_exception(local.TaskFailed(value.text))
-                else:
-                    task.future.set_result(value)
+                self.settle(task.future, *done.result())
                 return
             if done.status == "cancelled":  # by close(), or by the client when the scheduler is gone
-                if self._closed:
-                    task.future.cancel()
-                    return
-                self._lose(f"the Dask scheduler {self.address} went away (connection lost)")
-                task.future.set_exception(SchedulerLost(self.lost))
+                self._gone(task, "connection lost")
                 return
             exc = done.exception()
         except Exception as error:  # noqa: BLE001 - reading the outcome failed: the scheduler is gone
-            if self._closed:
-                task.future.cancel()
-                return
-            self._lose(f"the Dask scheduler {self.address} went away ({one_line(error, 120)})")
-            task.future.set_exception(SchedulerLost(self.lost))
+            self._gone(task, one_line(error, 120))
             return
         if isinstance(exc, KilledWorker):
             worker = getattr(getattr(exc, "last_worker", None), "address", None) or "?"
@@ -174,14 +161,19 @@ class DaskExecutor(local.Executor):
                 return
             task.future.set_exception(WorkerDied(None, task.stage, worker=worker, tries=task.tries))
             return
-        task.future.set_exception(local.TaskFailed(f"on the Dask cluster: {one_line(exc)}"))
+        task.future.set_exception(TaskFailed(f"on the Dask cluster: {one_line(exc)}"))
 
-    def _lose(self, why: str) -> None:
+    def _gone(self, task: _Task, why: str) -> None:
+        """``task`` has no outcome: cancelled by ``close``, or its scheduler went away."""
+        if self._closed:
+            task.future.cancel()
+            return
         with self._lock:
             first = self.lost is None
-            self.lost = self.lost or why
+            self.lost = self.lost or f"the Dask scheduler {self.address} went away ({why})"
         if first:
-            self.log(f"[dask] {why}")
+            self.log(f"[dask] {self.lost}")
+        task.future.set_exception(SchedulerLost(self.lost))
 
     def _on_event(self, event) -> None:
         _, message = event
@@ -191,11 +183,7 @@ class DaskExecutor(local.Executor):
         kind, text = message.get("kind"), message.get("text")
         if kind == "stage":
             task.stage = text
-        if task.on_message is not None:
-            try:
-                task.on_message(kind, text)
-            except Exception:  # noqa: BLE001 - a broken log must not lose the task
-                pass
+        base.relay(task.on_message, kind, text)
 
 
 class _Task:
@@ -227,14 +215,14 @@ def _on_worker(topic: str, task_id: str, initializer, initargs: tuple, hold: Hol
         worker.log_event(topic, {"task": task_id, "kind": kind, "text": text})
 
     with _ONE_AT_A_TIME:
-        local._inline_listener = send
+        base.listener = send
         try:
             if initializer is not None and (initializer, initargs) not in _PREPARED:
                 initializer(*initargs)
                 _PREPARED.add((initializer, initargs))
-            return local.run_held(hold, fn, args, device_lock=_device_lock, holder=worker.address)
+            return base.run_held(hold, fn, args, device_lock=_device_lock, holder=worker.address)
         finally:
-            local._inline_listener = None
+            base.listener = None
 
 
 def _device_lock(name: str):

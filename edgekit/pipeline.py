@@ -159,7 +159,7 @@ LAYER_ERRORS_DIR = "layer_errors"
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
              "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
-             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard"}
+             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard", "workers.log"}
 
 
 

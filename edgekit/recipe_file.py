@@ -92,6 +92,9 @@ def read_document(path: Path) -> tuple[Any, bytes]:
     except RecursionError:
         raise RecipeError(f"{path}: nested too deeply for a recipe (at most {MAX_DEPTH} levels); "
                           "flatten the lists and mappings") from None
+    except (OverflowError, ValueError) as exc:  # PyYAML's chr() of an escape beyond Unicode ("\U7fffffff")
+        raise RecipeError(f"{path}: not valid YAML: an escape sequence names no character ({one_line(exc, typed=False)}); "
+                          "fix the quoted string") from None
     _check_size(document, path)
     return document, raw
 

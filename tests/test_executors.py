@@ -177,8 +177,8 @@ def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_pat
 
 def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_path, cluster, monkeypatch):
     """The shared tiny build (local pool) against the same recipe on the cluster, from an empty
-    cache: same rows, statuses, metrics and parity; conversions spread over both workers and no
-    benchmark overlapped them."""
+    cache: same rows, statuses, metrics and parity; the conversions ran on the cluster's workers
+    and no benchmark overlapped them."""
     from edgekit import pipeline
     from edgekit.cache import Cache
     from edgekit.recipe import load_recipe
@@ -197,8 +197,11 @@ def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_p
         assert ours["parity"] == pytest.approx(theirs["parity"], rel=1e-5, abs=1e-7), ours["id"]
     tasks = result.results["tasks"]
     converts = [t for t in tasks if t["kind"] == "convert"]
-    assert len(converts) == len(local) - 1 and len({t["holder"] for t in converts}) == 2
-    assert all(t["holder"].startswith("tcp://") for t in converts)
+    assert len(converts) == len(local) - 1, tasks
+    # On the cluster's workers (how many of the two got work is the scheduler's call: under load
+    # one may take them all).
+    assert all(t["holder"] in cluster.client.scheduler_info()["workers"] or t["holder"].startswith("tcp://")
+               for t in converts), converts
     assert any(t["kind"] == "bench" and t["mode"] == "exclusive" for t in tasks)
     assert overlaps(tasks) == []
     shutil.copytree(tmp_path / "cache", tmp_path.parent / "cluster-cache", dirs_exist_ok=True)
@@ -253,3 +256,29 @@ def test_many_recipes_one_summary_and_one_exit_code(tiny_run, tmp_path):
     broken = runner.invoke(cli, ["build", str(folder), "--out", str(tmp_path / "again")])
     assert broken.exit_code == 2 and "third.yaml" in broken.output and "epochs" in broken.output
     assert not (tmp_path / "again").exists()
+
+
+def test_two_builds_at_once_share_one_cache_and_never_time_over_each_other(tmp_path):
+    """Two `edgekit build` processes of one recipe, started together on one empty cache: both
+    write the same entries (one wins each key, complete), both get the same answers, and neither
+    build's benchmark overlaps any task of the other."""
+    from edgekit.cache import verify
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE + "export:\n  formats: [tflite, onnx]\n")
+    env = {**os.environ, "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")}
+    builds = [subprocess.Popen([sys.executable, "-m", "edgekit", "build", str(recipe), "--out", str(tmp_path / name)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+              for name in ("a", "b")]
+    outputs = [build.communicate(timeout=300)[0] for build in builds]
+    for build, output in zip(builds, outputs):
+        assert build.returncode == 0, output
+    a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("a", "b"))
+    assert [(r["id"], r["status"], r["metrics"]) for r in a["rows"]] == [(r["id"], r["status"], r["metrics"]) for r in b["rows"]]
+    entries = [entry for stage in (tmp_path / "cache").iterdir() if stage.is_dir() and stage.name != "scratch"
+               for entry in stage.iterdir()]
+    assert entries and not [e for e in entries if e.name.startswith(".")]  # no writer's temporary folder left
+    for entry in entries:
+        verify(entry)  # every entry complete: its files match its checksums
+    assert overlaps(a["tasks"] + b["tasks"]) == []
+    assert any(t["mode"] == "exclusive" for t in a["tasks"]) and any(t["mode"] == "exclusive" for t in b["tasks"])

@@ -60,6 +60,37 @@ def input_shape(fmt, path: Path) -> tuple[int, ...]:
                          "pass samples with --inputs FILE.npz") from None
 
 
+def precision_of(fmt, path: Path) -> str:
+    """The precision a model file stores, read from its weight tensors (the format's own weights
+    reader, as the build's sparsity figures are): int8 kernels with int64 biases: int16x8; int8
+    kernels with zero points, float scale tensors or int32 biases: int8; int8 kernels with
+    float biases: dynamic; float16 kernels: fp16; float32: fp32. "-" where the file cannot be read. A partly
+    float int8 model (int8-mixed) reads as int8; a runtime-side precision (OpenVINO's bf16) as
+    the file's fp32."""
+    if not fmt.weights:
+        return "-"
+    try:
+        tensors = [np.asarray(t) for t in fmt.load_weights_reader()(path)]
+    except Exception:  # noqa: BLE001 - the precision is a label; the timing decides the row
+        return "-"
+    kernels = {t.dtype.name for t in tensors if t.ndim >= 2}
+    vectors = {t.dtype.name for t in tensors if t.ndim < 2}
+    if kernels & {"int8", "uint8"}:
+        if "int64" in vectors and "float32" not in kernels | vectors:
+            return "int16x8"  # int16 activations take int64 biases
+        # per-channel scale tensors (shape [channels, 1, ...]) or zero points: quantized activations
+        scales = any(t.ndim >= 2 and t.dtype.kind == "f" and all(d == 1 for d in t.shape[1:]) for t in tensors)
+        if scales or vectors & {"int8", "uint8"}:
+            return "int8"
+        # float biases beside int8 kernels: weights-only quantization; else int32 biases
+        return "dynamic" if "float32" in vectors else "int8"
+    if "float16" in kernels:
+        return "fp16"
+    if "bfloat16" in kernels:
+        return "bf16"
+    return "fp32" if "float32" in kernels else "-"
+
+
 def load_inputs(path: Path, count: int) -> np.ndarray:
     """Samples from an .npz file: its array ``x`` (or ``x_test``, or its only array), first ``count``.
 
@@ -93,10 +124,10 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     """Time every file on every target; return results (the build's layout) and raw latencies."""
     from edgekit import environment
     from edgekit.report import results as results_file
-    from edgekit.report.rows import add_speedups, make_row
+    from edgekit.report.rows import add_speedups
     from edgekit.evaluate.variant import Variant
     from edgekit.evaluate.weights import gzip_size
-    from edgekit.targets import Measurement, resolve
+    from edgekit.targets import resolve
 
     started = time.perf_counter()
     formats = [format_of(path) for path in paths]
@@ -114,7 +145,7 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
             shape = input_shape(fmt, path)
             # Uniform [0, 1): the range of edgekit's image datasets; latency hardly depends on values.
             samples = np.random.default_rng(0).random((spec.inputs, *shape[1:]), dtype=np.float32)
-        variant = Variant(format=fmt.name, precision="-", model=path.stem, path=path)
+        variant = Variant(format=fmt.name, precision=precision_of(fmt, path), model=path.stem, path=path)
         variant.gzip_bytes = gzip_size(variant.files)
         if any(target.uses_host_session for target in targets.values()):
             try:
@@ -125,39 +156,14 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
         variants.append(variant)
         sample_sets.append(list(samples))
     rows, latencies = [], {}
-    for name, target in targets.items():
-        measured: dict[int, Measurement] = {}
-        ready = [i for i, v in enumerate(variants) if target.supports(v) and not (target.uses_host_session and v.session is None)]
-        if getattr(target, "interleaves", False) and ready:
-            log(f"[bench] {name}: {len(ready)} file(s) in {spec.rounds} interleaved round(s)")
-            group = target.measure_all([variants[i] for i in ready], spec, None, None, sample_sets=[sample_sets[i] for i in ready])
-            measured.update(zip(ready, group))
-        for i, (path, variant) in enumerate(zip(paths, variants)):
-            row_id = f"{path.name}@{name}"
-            if not target.supports(variant):
-                m = Measurement("skipped", target.unsupported_reason(variant))
-            elif target.uses_host_session and variant.session is None:
-                m = Measurement("failed", variant.reason)
-            elif i in measured:
-                m = measured[i]
-            else:
-                log(f"[bench] {row_id}")
-                try:
-                    m = target.measure(variant, spec, sample_sets[i], None)
-                except Exception as exc:  # noqa: BLE001
-                    m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
-            if m.latencies_ms:
-                latencies[row_id] = m.latencies_ms
-            row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
-            row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
-            if getattr(target, "kind", "") == "cpu" and m.status == "ok":
-                row.update(_probe(variant, row_id, spec, sample_sets[i], log))
-            elif m.status == "ok" and getattr(m, "probe", None) is not None:  # a device probed it itself
-                from edgekit.bench import profiles
+    from edgekit.locks import Hold, holding
 
-                row.update({k: v for k, v in profiles.attach(row_id, m.probe, None).items()
-                            if v is not None or k != "profile_error"})
-            rows.append(row)
+    for name, target in targets.items():
+        # This machine's timings alone on its CPU, a device's one task at a time, as in a build.
+        hold = (Hold(task=f"bench {name}", kind="bench", mode="exclusive") if target.times_here
+                else Hold(task=f"bench {name}", kind="bench", device=name))
+        with holding(hold, log):
+            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
     add_speedups(rows)
     head = results_file.header(
         {"name": "bench", "path": None, "sha256": None}, environment.collect(), command="bench", primary_metric="metric",
@@ -167,6 +173,45 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     results = results_file.assemble(head, rows, targets={name: target.environment() for name, target in targets.items()},
                                     build_seconds=round(time.perf_counter() - started, 1))
     return results, latencies
+
+
+def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: list, latencies: dict) -> None:
+    """One target's rows of `edgekit bench`, appended to ``rows`` (raw latencies to ``latencies``)."""
+    from edgekit.report.rows import make_row
+    from edgekit.targets import Measurement
+
+    measured: dict[int, Measurement] = {}
+    ready = [i for i, v in enumerate(variants) if target.supports(v) and not (target.uses_host_session and v.session is None)]
+    if getattr(target, "interleaves", False) and ready:
+        log(f"[bench] {name}: {len(ready)} file(s) in {spec.rounds} interleaved round(s)")
+        group = target.measure_all([variants[i] for i in ready], spec, None, None, sample_sets=[sample_sets[i] for i in ready])
+        measured.update(zip(ready, group))
+    for i, (path, variant) in enumerate(zip(paths, variants)):
+        row_id = f"{path.name}@{name}"
+        if not target.supports(variant):
+            m = Measurement("skipped", target.unsupported_reason(variant))
+        elif target.uses_host_session and variant.session is None:
+            m = Measurement("failed", variant.reason)
+        elif i in measured:
+            m = measured[i]
+        else:
+            log(f"[bench] {row_id}")
+            try:
+                m = target.measure(variant, spec, sample_sets[i], None)
+            except Exception as exc:  # noqa: BLE001
+                m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
+        if m.latencies_ms:
+            latencies[row_id] = m.latencies_ms
+        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
+        row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
+        if getattr(target, "kind", "") == "cpu" and m.status == "ok":
+            row.update(_probe(variant, row_id, spec, sample_sets[i], log))
+        elif m.status == "ok" and getattr(m, "probe", None) is not None:  # a device probed it itself
+            from edgekit.bench import profiles
+
+            row.update({k: v for k, v in profiles.attach(row_id, m.probe, None).items()
+                        if v is not None or k != "profile_error"})
+        rows.append(row)
 
 
 def _probe(variant, row_id: str, spec: BenchSpec, samples, log) -> dict:

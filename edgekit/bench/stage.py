@@ -49,7 +49,7 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     (``profiles.start_ahead``: the Keras row's, while the variants convert).
     """
     from edgekit.bench import profiles
-    from edgekit.targets import Measurement, in_order, resolve, search_dirs
+    from edgekit.targets import in_order, resolve, search_dirs
 
     spec = recipe.benchmark
     samples = list(data.x_test[: spec.inputs])

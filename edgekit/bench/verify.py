@@ -363,11 +363,15 @@ def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | 
     # Threads and counts: the row's settings first, then the run's benchmark block, then the recipe copy.
     bench = {**_recipe_benchmark(run_dir), **(results.get("benchmark") or {})}
     checks = []
-    for row in results["rows"]:
-        native_bench = getattr(FORMATS.get(row.get("format")), "native_bench", None)
-        if progress and row.get("status") == "ok" and row.get("target") == "cpu" and native_bench is not None:
-            progress(f"[verify] {row['id']}: {native_bench.tool}")
-        checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path))
+    from edgekit.locks import Hold, holding
+
+    # The tools time on this machine's CPU: alone on it, as the build's own benchmarks are.
+    with holding(Hold(task=f"verify {run_dir.name}", kind="bench", mode="exclusive"), progress):
+        for row in results["rows"]:
+            native_bench = getattr(FORMATS.get(row.get("format")), "native_bench", None)
+            if progress and row.get("status") == "ok" and row.get("target") == "cpu" and native_bench is not None:
+                progress(f"[verify] {row['id']}: {native_bench.tool}")
+            checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path))
     return VerifyReport(str(run_dir), tolerance, checks, [round(x, 2) for x in os.getloadavg()])
 
 

@@ -77,6 +77,11 @@ class CheckReport:
         return [o for o in self.outcomes if o.result == "fail"]
 
     @property
+    def passed(self) -> bool:
+        """Every budget holds (what `edgekit check` exits 0 for)."""
+        return not self.failures
+
+    @property
     def unstable(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result == "unstable"]
 
@@ -109,7 +114,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
         ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
                        results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems,
                        rows, old_rows, _reference_scored(results))
-        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
+        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx) + _device_limit_outcomes(ctx)
     return outcomes
 
 
@@ -384,6 +389,26 @@ def _size_outcomes(ctx: _Context) -> list[Outcome]:
     size = ctx.row.get("size_bytes")
     problems = [f"size_bytes is {size} (expected >= 0)"] if size is not None and size < 0 else []
     return [_judge(ctx, "size bytes", size, limit, "{:d}".format, "", "no artifact size", problems)]
+
+
+def _device_limit_outcomes(ctx: _Context) -> list[Outcome]:
+    """The memory limits the row's target measured it against (``memory_limits``: an mcu
+    profile's RAM for the tensor arena + margin, its flash for the model), one outcome each."""
+    if not ctx.limit("device_limits"):
+        return []
+    out = []
+    for entry in ctx.row.get("memory_limits") or []:
+        value, limit = entry.get("value"), entry.get("limit")
+        name = f"{entry.get('budget', 'memory')} bytes on {ctx.row.get('target')}"
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            out.append(Outcome(ctx.row_id, name, str(value), str(limit), "fail",
+                               f"{name}: the limit {limit!r} is no byte count; was results.json edited by hand?"))
+            continue
+        problems = [] if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else [
+            f"{name} is {value!r} (expected a byte count >= 0)"]
+        out.append(_judge(ctx, name, value if not problems else None, limit, "{:d}".format, entry.get("what", ""),
+                          problems=problems))
+    return out
 
 
 def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, str]:

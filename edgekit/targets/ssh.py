@@ -77,6 +77,9 @@ class SshProfile(ProfileBase):
     def describe(self) -> str:
         return f"{self.destination}:{self.port}"
 
+    def listing(self) -> str:
+        return f"{self.describe():<30} runtimes: {', '.join(self.runtimes):<28} python: {self.python}  work_dir: {self.work_dir}"
+
     def resolve_paths(self, base: Path) -> None:
         if self.identity_file is not None:
             self.identity_file = local_path(self.identity_file, base)

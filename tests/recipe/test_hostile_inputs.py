@@ -49,6 +49,7 @@ def _one_line_error(result, *fragments: str) -> str:
     ('name: t\nmodel:\n  file: "x\\0.h5"\n', ["model.file", "NUL byte"]),
     (BASE + "model: {arch: cnn}\n", ["duplicate key 'model'"]),
     (BASE + "compress:\n" + "  - {prune: {sparsity: 0.5}}\n" * 300, ["compress: expected at most 256 items, received 300"]),
+    ('name: "\\U7fffffff"\nmodel: {arch: mlp}\n', ["escape sequence names no character"]),  # found by the fuzz test
 ])
 def test_recipe_problem_is_one_line(tmp_path, text, fragments):
     path = tmp_path / "recipe.yaml"
