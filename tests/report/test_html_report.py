@@ -147,12 +147,13 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     # so a page whose images failed to load has none of these pixels. Headless chromium can take
     # the shot before the embedded plots are decoded (seen about once in five runs on a busy
     # 2-core machine, even with a virtual-time budget): the page is the same every time, so the
-    # shot is taken up to three times and the best one must show the plots.
+    # shot is taken up to four times and the best one must show the plots; the window is tall
+    # enough that a longer table cannot push them out of the shot.
     plotted = 0
-    for _ in range(3):
-        _chromium(f"--screenshot={shot}", "--window-size=1400,2000", "--virtual-time-budget=10000", page)
+    for _ in range(4):
+        _chromium(f"--screenshot={shot}", "--window-size=1400,3200", "--virtual-time-budget=15000", page)
         image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
-        assert image.size == (1400, 2000)
+        assert image.size == (1400, 3200)
         pixels = np.asarray(image, dtype=int).reshape(-1, 3)
         assert len(np.unique(pixels, axis=0)) > 200  # text, table rules and plots, not a blank page
         plotted = sum(int((np.abs(pixels - colour).sum(axis=1) < 40).sum()) for colour in ((31, 119, 180), (255, 127, 14)))
