@@ -43,18 +43,26 @@ def build(recipes: list[Path], executor: str, workers: int, scratch: Path) -> di
     done = subprocess.run([sys.executable, "-m", "edgekit", "build", *map(str, recipes), "--out", str(out),
                            "--executor", executor], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {"recipes": []}
     results = {}
+    if len(recipes) == 1:  # one recipe: --out is its run directory, and there is no summary
+        path = out / "results.json"
+        one = json.loads(path.read_text()) if path.exists() else None
+        results[recipes[0].stem] = one
+        summary = {"recipes": [{"name": recipes[0].stem, "status": "built" if one else "no results",
+                                "build_seconds": (one or {}).get("build_seconds")}]}
+    else:
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {"recipes": []}
     for recipe in summary["recipes"]:
-        path = Path(recipe["run_dir"]) / "results.json"
-        results[recipe["name"]] = json.loads(path.read_text()) if path.exists() else None
+        if "run_dir" in recipe:
+            path = Path(recipe["run_dir"]) / "results.json"
+            results[recipe["name"]] = json.loads(path.read_text()) if path.exists() else None
     return {"executor": executor, "load": load, "wall": wall, "exit": done.returncode, "summary": summary,
             "results": results, "tail": done.stderr[-2000:]}
 
 
 def same_answers(a: dict, b: dict) -> list[str]:
     """What differs between two runs' rows, latencies aside (empty: the same answers)."""
-    differences = []
+    differences = [] if a["results"] else ["no results to compare"]
     for name, ra in a["results"].items():
         rb = b["results"].get(name)
         if ra is None or rb is None:
