@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -55,20 +54,21 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
     summary table (and <out>/summary.json). Exit codes: 0 every row ok or skipped, 1 some row
     failed (or a build failed), 2 bad recipe or input, 130 interrupted (partial results are written).
     """
+    from edgekit import api, many
     from edgekit.recipe import load_recipe
 
-    paths = _recipe_paths(recipe_files)
+    paths = many.recipe_paths(recipe_files)
     recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
     _quiet_tensorflow()
     if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
         run_dir = out_dir or Path("runs") / recipes[0].name
         _preflight(recipes[0], run_dir, cache_used=not fresh)
         error = None
-        options = _BuildOptions(fresh, force, retime, tensorboard, verbose)
         # closed (a Dask cluster stopped) before the exit
-        with _Executors(executor_spec, logs=None if verbose else run_dir) as executors:
+        with many.Executors(executor_spec, logs=None if verbose else run_dir) as executors:
             try:
-                result = _build_one(recipes[0], run_dir, options, executors)
+                result = api.build(recipes[0], run_dir, fresh=fresh, force=force, retime=retime, tensorboard=tensorboard,
+                                   verbose=verbose, executor=executors.for_recipe(recipes[0]), preflight=False)
             except click.ClickException as exc:  # bad input (2), interrupted (130), ...: written and said already
                 error = exc
         if error is not None:
@@ -82,83 +82,8 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         if error is not None:
             raise error
         return
-    _build_many(recipes, out_dir or Path("runs"), _BuildOptions(fresh, force, retime, tensorboard, verbose),
-                executor_spec)
-
-
-@dataclass(frozen=True)
-class _BuildOptions:
-    """The options every recipe of one `edgekit build` is built with."""
-
-    fresh: bool
-    force: bool
-    retime: bool
-    tensorboard: bool
-    verbose: bool
-
-
-def _recipe_paths(given: tuple[Path, ...]) -> list[Path]:
-    """The recipe files named: a folder stands for the *.yaml / *.yml files directly in it."""
-    from edgekit.errors import InputError
-
-    paths: list[Path] = []
-    for path in given:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
-                raise InputError(f"{path}: a folder with no recipe in it (expected *.yaml files); name recipe files "
-                                 "or a folder of them")
-            paths += found
-        else:
-            paths.append(path)
-    return paths
-
-
-class _Executors:
-    """The executors of ``edgekit build``: one per benchmark.threads value (a worker's TensorFlow
-    keeps the thread count it started with), shared by the builds of several recipes; closed at
-    the end. For one recipe on the default executor there is none: the build makes its own.
-    ``logs``: the folder of ``workers.log``, where the workers' libraries print (an executor
-    outlives each build's build.log); None: they print live (``-v``)."""
-
-    def __init__(self, spec: str | None, shared: bool = False, logs: Path | None = None):
-        self.spec, self.shared, self.logs, self._made = spec, shared, logs, {}
-
-    def __enter__(self) -> _Executors:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for executor in self._made.values():
-            executor.close(now=exc[0] is not None)
-
-    def for_recipe(self, recipe):
-        if self.spec is None and not self.shared:
-            return None
-        threads = recipe.benchmark.threads
-        if threads not in self._made:
-            from edgekit import executor, quiet
-            from edgekit.evaluate import worker
-
-            output = None if self.logs is None else self.logs / quiet.WORKERS_LOG
-            if output is not None:
-                output.parent.mkdir(parents=True, exist_ok=True)
-                output.write_text("")  # this command's workers only
-            # Its lines (a worker started or died) go to the terminal: it outlives each recipe's log.
-            with quiet.descriptors_to(output):  # a dask://local cluster starts its worker processes here
-                self._made[threads] = executor.make_executor(worker.prepare, (threads,), log=quiet.say, spec=self.spec,
-                                                             output=output)
-        return self._made[threads]
-
-
-def _build_one(recipe, run_dir: Path, options: _BuildOptions, executors: _Executors):
-    """One recipe's build (``edgekit.api.build``: its own log, the libraries' output in its
-    build.log); returns its Results, or raises (after writing what it has) the ClickException it
-    ended with."""
-    from edgekit import api
-
-    return api.build(recipe, run_dir, fresh=options.fresh, force=options.force, retime=options.retime,
-                     tensorboard=options.tensorboard, verbose=options.verbose,
-                     executor=executors.for_recipe(recipe), preflight=False)
+    _build_many(recipes, out_dir or Path("runs"), executor_spec, fresh=fresh, force=force, retime=retime,
+                tensorboard=tensorboard, verbose=verbose)
 
 
 def _print_build(result, run_dir: Path, table: bool) -> None:
@@ -174,51 +99,22 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
                f"({result.results['build_seconds']} s)")
 
 
-def _build_many(recipes, out_dir: Path, options: _BuildOptions, executor_spec: str | None) -> None:
-    """Build ``recipes`` one after another on one executor; one summary table and exit code."""
-    from edgekit.errors import InputError, SchedulerLost
-    from edgekit.report.summary import RecipeOutcome, print_summary, summary, write_summary
+def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) -> None:
+    """Build ``recipes`` one after another on shared executors (``edgekit.many``); one summary
+    table and exit code. ``options``: fresh, force, retime, tensorboard, verbose."""
+    from edgekit import many
+    from edgekit.report.summary import print_summary, write_summary
 
-    names = [r.name for r in recipes]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise InputError(f"two recipes are named {twice[0]!r}: their run directories would be the same "
-                         f"({out_dir / twice[0]}); give each recipe its own name: field")
     for recipe in recipes:
-        _preflight(recipe, out_dir / recipe.name, cache_used=not options.fresh)
-    outcomes: list[RecipeOutcome] = []
-    stop: click.ClickException | None = None
-    with _Executors(executor_spec, shared=True, logs=None if options.verbose else out_dir) as executors:
-        for i, recipe in enumerate(recipes, 1):
-            run_dir = out_dir / recipe.name
-            outcome = RecipeOutcome(recipe.name, str(recipe.path), str(run_dir), "not built", 0)
-            outcomes.append(outcome)
-            if stop is not None:
-                continue
-            _log(f"== [{i}/{len(recipes)}] {recipe.name} ({recipe.path})")
-            try:
-                result = _build_one(recipe, run_dir, options, executors)
-                _print_build(result, run_dir, table=False)
-            except click.ClickException as exc:
-                outcome.status = "interrupted" if exc.exit_code == 130 else "error"
-                outcome.exit_code, outcome.reason = exc.exit_code, exc.format_message()
-                _log(f"{recipe.name}: {exc.format_message()}")
-                if exc.exit_code == 130 or isinstance(exc, SchedulerLost):  # the others cannot run either
-                    stop = exc
-                continue
-            outcome.results, outcome.seconds = result.results, result.results.get("build_seconds")
-            failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
-            outcome.status, outcome.exit_code = ("failed", 1) if failed else ("ok", 0)
-            outcome.reason = f"{len(failed)} row(s) failed" if failed else None
-    codes = [o.exit_code for o in outcomes]
-    code = 130 if 130 in codes else max(codes, default=0)
-    data = summary(outcomes, code)
+        _preflight(recipe, out_dir / recipe.name, cache_used=not options["fresh"])
+    data = many.build_all(recipes, out_dir, executor=executor_spec, say=_log,
+                          on_built=lambda result, run_dir: _print_build(result, run_dir, table=False), **options)
     print_summary(data)
     click.echo(f"summary: {write_summary(out_dir, data)}")
-    error = None
+    code, error = data["exit_code"], None
     if code:
-        bad = [o.name for o in outcomes if o.exit_code]
-        error = click.ClickException(f"{len(bad)} of {len(outcomes)} recipe(s) did not build cleanly: {', '.join(bad)}")
+        bad = [r["name"] for r in data["recipes"] if r["exit_code"]]
+        error = click.ClickException(f"{len(bad)} of {len(data['recipes'])} recipe(s) did not build cleanly: {', '.join(bad)}")
         error.exit_code = code
     _build_exit(code, error)
     if error is not None:
