@@ -106,16 +106,6 @@ def test_one_device_runs_one_task_at_a_time_different_devices_at_once(lock_dir, 
 # --------------------------------------------------------------------------- faults
 
 
-def test_a_killed_worker_gets_its_task_retried_once_then_failed_naming_the_worker(tmp_path, cluster):
-    retried = cluster.submit(_kill_self, str(tmp_path / "killed-once"), hold=Hold("once", "convert"))
-    assert retried.result(timeout=120) > 0  # the second try ran on another worker
-    always = cluster.submit(_kill_self, None, hold=Hold("always", "convert"))
-    with pytest.raises(WorkerDied) as died:
-        always.result(timeout=120)
-    assert died.value.tries == 2 and died.value.worker.startswith("tcp://127.0.0.1:")
-    assert died.value.worker in died.value.how() and "2 times" in died.value.how()
-
-
 def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY_RECIPE)
@@ -184,7 +174,6 @@ def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_p
     from edgekit.recipe import load_recipe
 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    cluster.client.wait_for_workers(2, timeout=60)  # a worker killed by a test before is back
     recipe = load_recipe(tiny_run.recipe)
     lines: list[str] = []
     result = pipeline.build(recipe, tmp_path / "run", log=lines.append, cache=Cache(root=tmp_path / "cache"),
@@ -282,3 +271,14 @@ def test_two_builds_at_once_share_one_cache_and_never_time_over_each_other(tmp_p
         verify(entry)  # every entry complete: its files match its checksums
     assert overlaps(a["tasks"] + b["tasks"]) == []
     assert any(t["mode"] == "exclusive" for t in a["tasks"]) and any(t["mode"] == "exclusive" for t in b["tasks"])
+
+
+# Last of the cluster's tests: the workers it kills are restarted by their nannies, in their own time.
+def test_a_killed_worker_gets_its_task_retried_once_then_failed_naming_the_worker(tmp_path, cluster):
+    retried = cluster.submit(_kill_self, str(tmp_path / "killed-once"), hold=Hold("once", "convert"))
+    assert retried.result(timeout=120) > 0  # the second try ran on another worker
+    always = cluster.submit(_kill_self, None, hold=Hold("always", "convert"))
+    with pytest.raises(WorkerDied) as died:
+        always.result(timeout=120)
+    assert died.value.tries == 2 and died.value.worker.startswith("tcp://127.0.0.1:")
+    assert died.value.worker in died.value.how() and "2 times" in died.value.how()
