@@ -57,9 +57,9 @@ class Results:
 
     @property
     def higher_is_better(self) -> bool:
-        from edgekit.check.gate import LOWER_IS_BETTER
+        from edgekit.check.gate import higher_is_better
 
-        return bool(self.results.get("higher_is_better", self.metric not in LOWER_IS_BETTER))
+        return higher_is_better(self.results)
 
     def to_pandas(self):
         """A pandas DataFrame, one line per row: id, model, format, precision, target, status,
@@ -92,8 +92,9 @@ class Results:
         delta = (row.get("delta") or {}).get(metric)
         if delta is None:
             return None
-        higher = self.higher_is_better if metric == self.metric else _higher_is_better(metric)
-        return -delta if higher else delta
+        from edgekit.check.gate import higher_is_better
+
+        return -delta if higher_is_better(self.results, metric) else delta
 
     def best(self, max_drop: float | None = 0.01, target: str = "cpu", metric: str | None = None) -> dict | None:
         """The fastest ok row on ``target`` (lowest p50) whose metric is at most ``max_drop`` worse
@@ -120,12 +121,6 @@ class Results:
     def __repr__(self) -> str:
         name = (self.results.get("recipe") or {}).get("name")
         return f"Results({name!r}, {len(self.rows)} rows, {len(self.failed)} failed, run_dir={str(self.run_dir)!r})"
-
-
-def _higher_is_better(metric: str) -> bool:
-    from edgekit.check.gate import LOWER_IS_BETTER
-
-    return metric not in LOWER_IS_BETTER
 
 
 def load(path: str | Path) -> Results:
@@ -253,13 +248,8 @@ def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
     import click
 
     from edgekit import preflight
-    from edgekit.cache import default_root
 
-    for line in preflight.outside_paths(recipe):
-        click.echo(line, err=True)
-    preflight.check_writable(run_dir, "--out", "choose a writable folder with --out DIR")
-    if cache_used:
-        preflight.check_writable(default_root(), "stage cache", "set EDGEKIT_CACHE_DIR to a writable folder, or build with --fresh")
+    preflight.before_build(recipe, run_dir, cache_used, say=lambda line: click.echo(line, err=True))
 
 
 def _results_path(results) -> Path:

@@ -157,13 +157,8 @@ def _build_exit(code: int, error: click.ClickException | None) -> None:
 def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
     """Fail now, in one line, for what would otherwise fail after training."""
     from edgekit import preflight
-    from edgekit.cache import default_root
 
-    for line in _outside(recipe):
-        _log(line)
-    preflight.check_writable(run_dir, "--out", "choose a writable folder with --out DIR")
-    if cache_used:
-        preflight.check_writable(default_root(), "stage cache", "set EDGEKIT_CACHE_DIR to a writable folder, or build with --fresh")
+    preflight.before_build(recipe, run_dir, cache_used, say=_log)
 
 
 @cli.command()

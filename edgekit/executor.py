@@ -75,22 +75,23 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
         except ImportError:
             raise InputError(f"--executor {spec} needs Dask distributed, which is not installed: "
                              "pip install 'edgekit[dask]' (or use --executor local)") from None
-        workers = size if os.environ.get("EDGEKIT_WORKERS", "").strip() else None
-        return executor_dask.DaskExecutor(spec[len("dask://"):], initializer, initargs, log, workers=workers or None)
+        # None or 0: the cluster's own default (a dask://local cluster has no in-process mode)
+        return executor_dask.DaskExecutor(spec[len("dask://"):], initializer, initargs, log, workers=size or None)
     if spec != "local":
         raise InputError(f"--executor: expected {EXECUTOR_FORMS}; received {spec!r}")
     if size == 0:
         return InProcess(initializer, initargs)
-    return LocalPool(size, initializer, initargs, log, output=output)
-
-
-def _worker_count() -> int:
-    """``$EDGEKIT_WORKERS``: worker processes of the local pool (0: none), or of ``dask://local``."""
-    text = os.environ.get("EDGEKIT_WORKERS", "").strip()
     # One worker by default: measured on 2 cores, a second one made digits_cnn --fresh no faster
     # (the parent trains while the worker converts) and costs ~1 GB and a TensorFlow import.
+    return LocalPool(1 if size is None else size, initializer, initargs, log, output=output)
+
+
+def _worker_count() -> int | None:
+    """``$EDGEKIT_WORKERS``: worker processes of the local pool (0: none), or of ``dask://local``;
+    None when it is not set (each executor has its own default)."""
+    text = os.environ.get("EDGEKIT_WORKERS", "").strip()
     if not text:
-        return 1
+        return None
     if not (text.isascii() and text.isdigit()) or int(text) > 64:
         raise InputError(f"EDGEKIT_WORKERS: expected a whole number from 0 to 64 (0: no worker processes), received {text!r}")
     return int(text)

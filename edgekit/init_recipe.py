@@ -54,8 +54,6 @@ def pick_task(input_shape: tuple, output_shape: tuple, y: np.ndarray | None) -> 
         return "segmentation", "the model outputs one class score vector per pixel"
     if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
         return "regression", "the labels are not whole numbers"
-    if y.dtype.kind in "biuUSO" or y.dtype.kind == "f":
-        return "classification", "the labels are class ids"
     return "classification", "the labels are class ids"
 
 

@@ -26,6 +26,22 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
         raise InputError(f"{what}: cannot write to {str(folder)[:200]} ({reason}); {fix}") from None
 
 
+def before_build(recipe, run_dir: Path, cache_used: bool, say) -> None:
+    """Fail now, in one line, for what would otherwise fail after training; ``say`` gets one line
+    per recipe path outside the recipe's folder.
+
+    Raises:
+        InputError: the run directory, or the stage cache when ``cache_used``, cannot be written.
+    """
+    from edgekit.cache import default_root
+
+    for line in outside_paths(recipe):
+        say(line)
+    check_writable(run_dir, "--out", "choose a writable folder with --out DIR")
+    if cache_used:
+        check_writable(default_root(), "stage cache", "set EDGEKIT_CACHE_DIR to a writable folder, or build with --fresh")
+
+
 def outside_paths(recipe) -> list[str]:
     """One line per recipe path that is absolute or leads out of the recipe's folder."""
     if recipe.path is None:

@@ -30,6 +30,16 @@ from edgekit.check.budgets import Budget, CheckSpec
 
 # For results.json files written before "higher_is_better" was recorded.
 LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss"})
+
+
+def higher_is_better(results: dict, metric: str | None = None) -> bool:
+    """Whether more of ``metric`` (default: the run's primary metric) is better: results.json's
+    own ``higher_is_better`` (the task table's) for its primary metric, else by the metric's name."""
+    primary = results.get("primary_metric")
+    metric = metric or primary
+    if metric == primary and "higher_is_better" in results:
+        return bool(results["higher_is_better"])
+    return metric not in LOWER_IS_BETTER
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
 
@@ -94,7 +104,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
     a gate that skipped them would pass on garbage.
     """
     metric = results["primary_metric"]
-    higher_is_better = results.get("higher_is_better", metric not in LOWER_IS_BETTER)
+    higher = higher_is_better(results)
     rows = {row["id"]: row for row in results["rows"]}
     old_rows = {row["id"]: row for row in stored["rows"]} if stored else {}
     base = rows.get(results["baseline"])
@@ -112,7 +122,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
         if not _ok(row):
             continue  # nothing was measured; the status outcome says why
         ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
-                       results["baseline"], spec.budget_for(row_id), higher_is_better, no_base, no_old_base, metric_problems,
+                       results["baseline"], spec.budget_for(row_id), higher, no_base, no_old_base, metric_problems,
                        rows, old_rows, _reference_scored(results))
         outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx) + _device_limit_outcomes(ctx)
     return outcomes

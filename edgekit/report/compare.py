@@ -83,7 +83,7 @@ def parse_fail_on(items: tuple[str, ...] | list[str]) -> dict[str, float | None]
 def compare(a: dict, b: dict, a_name: str = "A", b_name: str = "B",
             fail_on: dict[str, float | None] | None = None) -> Comparison:
     """Every row id of ``a`` and ``b`` (results.json documents), in A's order then B's new ones."""
-    from edgekit.check.gate import LOWER_IS_BETTER
+    from edgekit.check.gate import higher_is_better
 
     fail_on = fail_on or {}
     metric = b.get("primary_metric") or a.get("primary_metric")
@@ -91,7 +91,7 @@ def compare(a: dict, b: dict, a_name: str = "A", b_name: str = "B",
     if a.get("primary_metric") != b.get("primary_metric"):
         notes.append(f"the runs score different metrics ({a.get('primary_metric')} in A, {b.get('primary_metric')} in B): "
                      f"{metric} is compared where both rows have it")
-    higher = b.get("higher_is_better", metric not in LOWER_IS_BETTER)
+    higher = higher_is_better(b, metric)
     rows_a = {r["id"]: r for r in a["rows"]}
     rows_b = {r["id"]: r for r in b["rows"]}
     changes = []

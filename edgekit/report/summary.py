@@ -60,6 +60,8 @@ def print_summary(data: dict[str, Any], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgekit.report.cells import human_ms
+
     console = console or Console(width=None if sys.stdout.isatty() else 200)
     formats = sorted({fmt for r in data["recipes"] for fmt in r["best"]}, key=lambda f: (f != "keras", f))
     table = Table(title=f"edgekit: {len(data['recipes'])} recipes (per format, the row with the lowest p50)",
@@ -78,14 +80,10 @@ def print_summary(data: dict[str, Any], console=None) -> None:
                 continue
             stem, _, target = best["id"].partition("@")
             metric = "" if best["metric"] is None else f" {recipe['primary_metric']} {best['metric']:.4g}"
-            cells.append(f"{stem}{metric}, {_ms(best['p50_ms'])} on {target}")
+            cells.append(f"{stem}{metric}, {human_ms(best['p50_ms'])} on {target}")
         style = {"ok": None, "failed": "red", "error": "red"}.get(recipe["status"], "yellow")
         table.add_row(recipe["name"], status, *cells, style=style)
     console.print(table)
-
-
-def _ms(value: float) -> str:
-    return f"{value * 1000:.0f} µs" if value < 1 else f"{value:.2f} ms"
 
 
 def write_summary(folder: Path, data: dict[str, Any]) -> Path:

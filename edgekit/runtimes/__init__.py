@@ -123,6 +123,25 @@ def cast_input(x: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def quantize_input(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A float batch as a TFLite input tensor of ``dtype`` with quantization (``scale``,
+    ``zero_point``): a full-integer model's input is quantized with the tensor's own parameters,
+    or accuracy is garbage; an integer input without a scale is the model's own (token ids): cast,
+    not quantized."""
+    if np.issubdtype(np.dtype(dtype), np.integer) and scale:
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+    return cast_input(x, dtype)
+
+
+def dequantize_output(raw: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """A TFLite output tensor as floats: an integer output with a scale dequantized with it, any
+    other cast. Always a copy (a session's raw output may be a view of its buffer)."""
+    if np.issubdtype(raw.dtype, np.integer) and scale:
+        return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return raw.astype(np.float32)
+
+
 def package_version(*names: str, module: str | None = None) -> str | None:
     """Version of the first installed distribution among ``names``, else ``module.__version__``.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, cast_input, package_version
+from edgekit.runtimes import Session, dequantize_output, package_version, quantize_input
 
 #: the modules that provide the interpreter, in order of preference, and their distributions
 MODULES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
@@ -78,14 +78,7 @@ class LiteRTSession(Session):
             self.settings["reset_state_per_inference"] = True
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        scale, zero_point = self.input["quantization"]
-        if np.issubdtype(dtype, np.integer) and scale:
-            # Quantize with the input tensor's own (scale, zero_point), or accuracy is garbage.
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        # An integer input without a scale is the model's own (token ids): cast, don't quantize.
-        return cast_input(x.reshape(self.input["shape"]), dtype)
+        return quantize_input(x.reshape(self.input["shape"]), self.input["dtype"], *self.input["quantization"])
 
     def run(self, feed: np.ndarray) -> np.ndarray:
         """One inference; the result is a view of the output buffer, valid until the next run
@@ -102,11 +95,7 @@ class LiteRTSession(Session):
         return views[1]
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
-        # astype copies: a run returns a view of the interpreter's output buffer.
-        if np.issubdtype(raw.dtype, np.integer):
-            scale, zero_point = self.output["quantization"]
-            return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
-        return raw.astype(np.float32)
+        return dequantize_output(raw, *self.output["quantization"])  # a copy: run returns a view of the buffer
 
     def runtime_only(self, feed: np.ndarray):
         self.run(feed)  # the input in place; the bare call then runs on it

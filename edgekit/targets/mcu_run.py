@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.runtimes import dequantize_output, quantize_input
+
 #: arena sizes tried in steps of this (TFLM aligns its allocations to 16 bytes)
 ALIGN = 16
 #: the first, generous arena: room for any model these targets take
@@ -126,12 +128,8 @@ class TflmSession:
         return float(scales[0]), int(zeros[0]) if len(zeros) else 0
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        q = self._quantization(self.input)
-        if np.issubdtype(dtype, np.integer) and q:
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max)
-        return np.asarray(x).reshape(self.input["shape"]).astype(dtype)
+        return quantize_input(np.asarray(x).reshape(self.input["shape"]), self.input["dtype"],
+                              *(self._quantization(self.input) or (0.0, 0)))
 
     def run(self, feed: np.ndarray) -> np.ndarray:
         self.interpreter.set_input(feed, 0)
@@ -139,10 +137,7 @@ class TflmSession:
         return self.interpreter.get_output(0)
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
-        q = self._quantization(self.output)
-        if np.issubdtype(raw.dtype, np.integer) and q:
-            return ((raw.astype(np.float32) - q[1]) * q[0]).astype(np.float32)
-        return np.asarray(raw, dtype=np.float32)
+        return dequantize_output(np.asarray(raw), *(self._quantization(self.output) or (0.0, 0)))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([self.decode(self.run(self.prepare(x[i:i + 1]))) for i in range(len(x))])
