@@ -22,6 +22,13 @@ from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
 
+def esc(value: object) -> str:
+    """Any value as text safe inside an element or a quoted attribute (class='...', title='...'):
+    ``&``, ``<``, ``>``, ``"`` and ``'`` escaped. Every value from results.json goes through it,
+    numbers included: a results file copied from CI may hold anything in any field."""
+    return html.escape(str(value), quote=True)
+
+
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
 _MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", "int8-mixed": "X", "int16x8": "v"}
@@ -292,24 +299,24 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
     metric = results["primary_metric"]
     header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
     numeric = {"size", "gzip", "sparsity", metric, f"Δ {metric}", "p50", "speedup", "mem"}
-    out = ["<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    out = ["<table id='results'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for row, display in zip(results["rows"], cells(results)):
         display = list(display)
         if row["id"] in front:
             display[0] += " ★"
         css = row["status"] if row["status"] != "ok" else ("noted" if row.get("notes") else "ok")
         kinds = {header[0]: "id", header[-1]: "notes"}  # the id never wraps; the notes get the room
-        tds = "".join(f"<td class='num'>{html.escape(c)}</td>" if h in numeric else
-                      f"<td class='{kinds[h]}'>{html.escape(c)}</td>" if h in kinds else f"<td>{html.escape(c)}</td>"
+        tds = "".join(f"<td class='num'>{esc(c)}</td>" if h in numeric else
+                      f"<td class='{kinds[h]}'>{esc(c)}</td>" if h in kinds else f"<td>{esc(c)}</td>"
                       for h, c in zip(header, display))
-        out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
+        out.append(f"<tr class='{esc(css)}' data-row='{esc(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"
 
 
 def _time_breakdown(results: dict) -> str:
     """Per row with a profile: a bar of its op types' shares of the time, accelerated ops in
     green and the others in orange, and what the profile says was not accelerated."""
-    esc, lines = html.escape, []
+    lines = []
     for row in results["rows"]:
         profile = row.get("profile") or {}
         types = profile.get("top_op_types") or []
@@ -344,7 +351,7 @@ def _time_breakdown(results: dict) -> str:
 
 def _layer_errors(results: dict) -> str:
     """Per int8 row: the layers whose outputs drift most from the float model's."""
-    esc, lines, how = html.escape, [], ""
+    lines, how = [], ""
     for row in results["rows"]:
         record = row.get("layer_error") or {}
         if row["status"] != "ok" or not record.get("worst"):
@@ -360,8 +367,8 @@ def _layer_errors(results: dict) -> str:
                 shown += ": " + ", ".join(figures)
             cells_.append(f"<li>{esc(shown)}</li>")
         kept = (row.get("settings") or {}).get("kept_float") or []
-        note = f"<div class='muted'>kept float: {esc(', '.join(kept))}</div>" if kept else ""
-        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td>{record.get('layers_measured')}</td>"
+        note = f"<div class='muted'>kept float: {esc(', '.join(map(str, kept)))}</div>" if kept else ""
+        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td>{esc(record.get('layers_measured'))}</td>"
                      f"<td><ol>{''.join(cells_)}</ol>{note}</td></tr>")
     if not lines:
         return "<p class='muted'>No int8 rows with a per-layer error in this run.</p>"
@@ -373,27 +380,27 @@ def _layer_errors(results: dict) -> str:
 
 def _img(name: str, png: bytes | None, caption: str) -> str:
     if png is None:
-        return f"<p class='muted'>{html.escape(name)}: nothing to plot ({html.escape(caption)}).</p>"
+        return f"<p class='muted'>{esc(name)}: nothing to plot ({esc(caption)}).</p>"
     data = base64.b64encode(png).decode("ascii")
-    return (f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(caption)} (also {PLOTS_DIR}/{name}.png)</figcaption></figure>")
+    return (f"<figure><img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{esc(caption)} (also {PLOTS_DIR}/{esc(name)}.png)</figcaption></figure>")
 
 
 def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[str]) -> str:
     """The whole page as one string."""
-    esc, env, bench = html.escape, results.get("environment", {}), results.get("benchmark", {})
+    env, bench = results.get("environment") or {}, results.get("benchmark") or {}
     recipe_file = run_dir / "recipe.yaml"
     recipe_text = recipe_file.read_text() if recipe_file.is_file() else json.dumps(results["recipe"], indent=2)
     meta = [
         f"baseline row: <code>{esc(results['baseline'])}</code>; task metric: {esc(results['primary_metric'])}",
-        f"benchmark: batch 1, {bench.get('threads')} thread(s), {bench.get('warmup')} warm-up runs, at least "
-        f"{bench.get('runs')} timed runs over {bench.get('inputs')} fixed inputs",
-        f"machine: {esc(str(env.get('cpu')))}, {env.get('cores')} cores, ISA {esc(', '.join(env.get('isa') or []) or '-')}",
-        f"edgekit {esc(str(results.get('edgekit_version')))}, build time {results.get('build_seconds')} s",
+        f"benchmark: batch 1, {esc(bench.get('threads'))} thread(s), {esc(bench.get('warmup'))} warm-up runs, at least "
+        f"{esc(bench.get('runs'))} timed runs over {esc(bench.get('inputs'))} fixed inputs",
+        f"machine: {esc(env.get('cpu'))}, {esc(env.get('cores'))} cores, ISA {esc(', '.join(map(str, env.get('isa') or [])) or '-')}",
+        f"edgekit {esc(results.get('edgekit_version'))}, build time {esc(results.get('build_seconds'))} s",
     ]
     env_rows = [(k, env[k]) for k in ("cpu", "isa", "cores", "machine", "os", "python") if k in env]
-    env_rows += list(env.get("packages", {}).items())
-    env_table = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(', '.join(v) if isinstance(v, list) else str(v))}</td></tr>"
+    env_rows += list((env.get("packages") or {}).items())
+    env_table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(', '.join(map(str, v)) if isinstance(v, list) else v)}</td></tr>"
                         for k, v in env_rows)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgekit report: {esc(results['recipe'].get('name', ''))}</title>
@@ -417,8 +424,8 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>
-<p class="muted">sha256 {esc(str(results['recipe'].get('sha256')))}</p>
+<p class="muted">sha256 {esc(results['recipe'].get('sha256'))}</p>
 <pre id="recipe">{esc(recipe_text)}</pre>
-<p class="muted">Regenerate with <code>edgekit report {esc(str(run_dir))}</code>.</p>
+<p class="muted">Regenerate with <code>edgekit report {esc(run_dir)}</code>.</p>
 </body></html>
 """
