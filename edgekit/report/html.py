@@ -271,7 +271,7 @@ def _distribution(results: dict, latencies: dict[str, list[float]]) -> bytes | N
                boxprops={"facecolor": "C0", "alpha": 0.35}, medianprops={"color": "C3", "linewidth": 2},
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
     # The numbers go into the row labels, where they can never cover a box.
-    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms']['p99'])}, n={len(d)}"
+    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms'].get('p99', r['latency_ms']['p50']))}, n={len(d)}"
               if r.get("latency_ms") else r["id"] for r, d in zip(rows, data)]
     ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
     ax.invert_yaxis()

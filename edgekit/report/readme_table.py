@@ -8,7 +8,6 @@ the table is printed. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -28,14 +27,9 @@ def _formats() -> list:
 
 def load(paths: list[Path]) -> list[dict]:
     """results.json documents from files or run directories, in the order given."""
-    docs = []
-    for path in paths:
-        file = path / "results.json" if path.is_dir() else path
-        try:
-            docs.append(json.loads(file.read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{file}: cannot read results ({exc}); pass run directories or results.json files from edgekit build") from None
-    return docs
+    from edgekit.check.baseline import load_results  # the one check of a results file's shape
+
+    return [load_results(Path(path)) for path in paths]
 
 
 def _value(value: float | None) -> str:
@@ -75,10 +69,12 @@ def line(results: dict) -> list[str]:
     # Size is shown for the first format of the table (TFLite): one column, not one per format.
     first = formats[0].name if formats else ""
     size32, size8 = rows.get((first, "fp32")), rows.get((first, "int8"))
+    model, data = results.get("model") or {}, results.get("data") or {}
+    params = f"{model['parameters']:,}" if isinstance(model.get("parameters"), int) else "?"
     cells = [
-        f"`{results['recipe']['name']}`",
-        f"{results['model']['source']} ({results['model']['parameters']:,} params)",
-        results["data"]["source"],
+        f"`{results['recipe'].get('name')}`",
+        f"{model.get('source')} ({params} params)",
+        str(data.get("source")),
         f"{metric} {arrow}",
         _metric(keras, metric, reference=results.get("task") == "fidelity"),
         *(_metric(rows.get((fmt.name, "int8")), metric) for fmt in formats),
@@ -97,13 +93,13 @@ def table(docs: list[dict]) -> str:
               size, "p50 Keras", *(f"p50 {f.title} fp32 / int8" for f in formats)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(line(doc)) + " |" for doc in docs]
-    failed = [(doc["recipe"]["name"], r["id"], r["reason"]) for doc in docs
+    failed = [(doc["recipe"].get("name"), r["id"], r["reason"]) for doc in docs
               for r in _rows(doc).values() if r["status"] == "failed"]
-    env = docs[0]["environment"] if docs else {}
-    threads = sorted({doc["benchmark"]["threads"] for doc in docs})
+    env = (docs[0].get("environment") or {}) if docs else {}
+    threads = sorted({str((doc.get("benchmark") or {}).get("threads")) for doc in docs})
     lines += [
         "",
-        f"Measured on {env.get('cpu', 'unknown CPU')}, batch 1, {', '.join(map(str, threads))} thread(s); every metric "
+        f"Measured on {env.get('cpu') or 'unknown CPU'}, batch 1, {', '.join(threads)} thread(s); every metric "
         "on the recipe's test split from the artifact's own runtime; ↑ higher is better, ↓ lower is better "
         "(MAE is in the units of the target; snr_db: label-free fidelity, the SNR of each artifact's outputs against "
         "the Keras fp32 outputs over the whole test split, the Keras row being that reference).",
