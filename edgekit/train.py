@@ -196,10 +196,13 @@ def load_model_file(path: Path, safe_mode: bool = True):
         raise ModelError(f"model.file: {path} is not a file or a folder; give a .keras or .h5 file or a SavedModel folder")
     import tf_keras
 
+    from edgekit.model_files import check_file
     from edgekit.model_safety import check_model_file
     from edgekit.models import register_custom_layers
 
     register_custom_layers()  # models saved by an edgekit build may hold zoo layers
+    # Safe mode or not: no model file makes a loader read another file (edgekit.model_files).
+    check_file(path, "model.file")
     if safe_mode:
         check_model_file(path)
     errors = []
