@@ -102,20 +102,22 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     state.records_from = len(pool.records)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard)
-    except (KeyboardInterrupt, SchedulerLost) as exc:
-        state.built = state.finished()  # what the workers finished before Ctrl-C
-        pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
-        _write_partial(state, cache, recipe, run_dir, pool)
-        if isinstance(exc, SchedulerLost):
-            raise SchedulerLost(
-                f"{exc}: partial results in {run_dir / 'results.json'} (unfinished rows marked); run the same "
-                "command again once the scheduler is back (or with --executor local), finished stages are cached"
-            ) from None
-        raise Interrupted(
-            f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
-            "run the same command again to resume, finished stages are cached"
-        ) from None
+            try:
+                return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard)
+            except (KeyboardInterrupt, SchedulerLost) as exc:
+                with interrupts.stopping():  # a second Ctrl-C does not cut the writing short
+                    state.built = state.finished()  # what the workers finished before Ctrl-C
+                    pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
+                    _write_partial(state, cache, recipe, run_dir, pool)
+                if isinstance(exc, SchedulerLost):
+                    raise SchedulerLost(
+                        f"{exc}: partial results in {run_dir / 'results.json'} (unfinished rows marked); run the same "
+                        "command again once the scheduler is back (or with --executor local), finished stages are cached"
+                    ) from None
+                raise Interrupted(
+                    f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
+                    "run the same command again to resume, finished stages are cached"
+                ) from None
     finally:
         if owned:
             pool.close(now=True)  # no worker outlives its build, whatever ended it
