@@ -187,7 +187,7 @@ def test_a_consistent_but_impossible_measurement_is_remeasured(first, copied, tm
     saved = json.loads((entry / "row0.json").read_text())
     (entry / "row0.json").write_text(json.dumps({**saved, "latencies_ms": [float("nan")]}))
     (entry / "entry.json").unlink()
-    write_manifest(entry)
+    write_manifest(entry, "bench", key)
     results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
     assert len(warnings) == 1 and "unreadable (ValueError: measurement.json holds" in warnings[0]
     assert results["rows"][0]["status"] == "ok" and results["rows"][0]["latency_ms"]["p50"] > 0
