@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from edgekit import lifeline
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.profiles import ProfileBase
 
@@ -154,7 +155,7 @@ class McuTarget(Target):
                 np.save(folder / "eval.npy", np.asarray(eval_inputs, dtype=np.float32))
             try:
                 done = subprocess.run([sys.executable, "-m", "edgekit.targets.mcu_run", str(folder)], check=False, capture_output=True,
-                                      text=True, timeout=TIMEOUT_S)
+                                      text=True, timeout=TIMEOUT_S, env=lifeline.child_env())
             except subprocess.TimeoutExpired:
                 return Measurement("failed", f"TFLite Micro took over {TIMEOUT_S:.0f} s on {Path(variant.path).name}: "
                                    "time fewer runs (benchmark.runs) or a smaller test split"), None
