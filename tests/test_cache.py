@@ -165,6 +165,32 @@ def test_a_damaged_artifact_in_the_cache_is_reconverted(first, copied, tmp_path)
     assert warnings == []
 
 
+def test_swapped_entries_and_a_stray_file_are_not_believed(first, copied, tmp_path):
+    """Two convert entries swapped whole (each consistent in itself) used to give the fp32 row the
+    int8 artifact's size and the other way round, without a word; a file added to the train entry's
+    logs was copied into the run directory. Each entry now says which key it was written for and
+    lists every file it holds."""
+    folder, cache = copied
+    fp32, int8 = (cache / "convert" / _key(folder / "run1", "convert", name) for name in ("tflite-fp32", "tflite-int8"))
+    fp32.rename(tmp_path / "aside")
+    int8.rename(fp32)
+    (tmp_path / "aside").rename(int8)
+    train = cache / "train" / _key(folder / "run1", "train", "base")
+    (train / "tensorboard" / "train").mkdir(parents=True, exist_ok=True)
+    (train / "tensorboard" / "train" / "stray.txt").write_text("not written by edgekit")
+    results, warnings = _rebuild(_recipe(folder), tmp_path / "run", cache)
+    assert len(warnings) == 3, warnings
+    assert f"convert entry {fp32.name} for tflite-fp32 is corrupt (written for the convert entry {int8.name} (tflite-int8)" in warnings[1]
+    assert "train entry" in warnings[0] and "tensorboard/train/stray.txt: not listed in entry.json" in warnings[0]
+    assert not list((tmp_path / "run").rglob("stray.txt"))
+    sizes = {row["id"]: row["size_bytes"] for row in results["rows"]}
+    reference = {row["id"]: row["size_bytes"] for row in first[2]["rows"]}
+    assert sizes["tflite-int8@cpu"] < sizes["tflite-fp32@cpu"]
+    assert abs(sizes["tflite-fp32@cpu"] - reference["tflite-fp32@cpu"]) <= 64  # reconverted, not swapped
+    assert json.loads((fp32 / "entry.json").read_text())["holds"] == {"name": "tflite-fp32", "model": "base",
+                                                                       "format": "tflite", "precision": "fp32"}
+
+
 def test_an_edited_measurement_is_remeasured(first, copied, tmp_path):
     folder, cache = copied
     # The cpu rows are timed together and cached as one entry, a file per row (row1: tflite-fp32).
