@@ -31,6 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from edgekit import disk
 from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
@@ -182,7 +183,8 @@ class Cache:
             try:
                 self.put(stage, key, name, lambda folder: store(value, folder), holds)
             except OSError as exc:  # a full or read-only cache disk costs the reuse, not the result
-                self.log(f"[cache] could not store the {stage} entry for {name} ({one_line(exc, 200)}); "
+                room = f", {disk.free_space(self.root)} in {self.root}" if disk.no_space(exc) else ""
+                self.log(f"[cache] could not store the {stage} entry for {name} ({one_line(exc, 200)}{room}); "
                          "the next build computes it again")
         return value, False
 
@@ -206,7 +208,7 @@ class Cache:
             interrupts.reraise_if_interrupted()  # a Ctrl-C cut short inside load: the entry is fine
             if _identity(folder) != identity:
                 raise _Replaced() from None
-            if _outside(exc, folder):  # e.g. the run directory could not be written: not the entry's fault
+            if _outside(exc, folder) or disk.no_space(exc):  # e.g. the run directory is full: not the entry's fault
                 raise
             self._discard(folder, identity)
             raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({one_line(exc, 200)})") from None
