@@ -133,7 +133,7 @@ def save_baseline(run_dir: Path, path: Path) -> dict:
         "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": str(run_dir.resolve()),
         "recipe": results["recipe"],
-        "environment": results.get("environment", {}),
+        "environment": results.get("environment") or {},
         "recipe_yaml": recipe_copy.read_text() if recipe_copy.is_file() else None,
         "results": results,
     }
@@ -165,9 +165,10 @@ def environment_warnings(results: dict, stored: dict, absolute_latency: bool = F
     if sha != old_sha:
         warnings.append(f"recipe differs from the baseline's (sha256 {str(sha)[:12]} vs {str(old_sha)[:12]}): "
                         "if the change is intended, re-save the baseline (edgekit baseline save RUN_DIR PATH)")
-    env, old_env = results.get("environment", {}), stored.get("environment", {})
-    now = {"python": env.get("python"), **env.get("packages", {})}
-    old = {"python": old_env.get("python"), **old_env.get("packages", {})}
+    # a results file may hold null where a value is missing (results_schema)
+    env, old_env = results.get("environment") or {}, stored.get("environment") or {}
+    now = {"python": env.get("python"), **(env.get("packages") or {})}
+    old = {"python": old_env.get("python"), **(old_env.get("packages") or {})}
     changed = [f"{name} {old.get(name) or 'absent'} -> {now.get(name) or 'absent'}"
                for name in sorted(set(now) | set(old)) if name != "edgekit" and now.get(name) != old.get(name)]
     if changed:
