@@ -1,3 +1,46 @@
-"""The sshd fixture for every test here."""
+"""The sshd fixture for every test here, and one real build whose table holds cpu, mcu and ethos-u
+rows side by side (the mcu and ethos-u tests read it)."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
 
 from tests.targets.sshd import ssh_server  # noqa: F401 - registers the fixture
+
+MICRO_RECIPE = """
+name: mcu
+seed: 0
+data: {source: digits}
+model: {arch: mlp, params: {hidden: [32]}}
+train: {epochs: 4, batch_size: 64, learning_rate: 0.01}
+quantize: {precisions: [int8, int16x8], calibration_samples: 64}
+export: {formats: [tflite]}
+targets: [cpu, m4, tiny, npu, npu-tiny]
+benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
+"""
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One real build of an int8 and an int16x8 MLP on digits for a roomy microcontroller profile
+    (m4), one too small for it (tiny), an Ethos-U55 at 250 MHz (npu) and one too small (npu-tiny)."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    folder = tmp_path_factory.mktemp("mcu-build")
+    devices = folder / "devices"
+    devices.mkdir()
+    (devices / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\narena_margin: 0.25\n")
+    (devices / "tiny.yaml").write_text("kind: mcu\nram_kb: 0.5\nflash_kb: 2\n")
+    (devices / "npu.yaml").write_text("kind: ethos-u\naccelerator: ethos-u55-128\nclock_mhz: 250\nsram_kb: 256\n"
+                                      "flash_kb: 1024\ncpu: Cortex-M55\n")
+    (devices / "npu-tiny.yaml").write_text("kind: ethos-u\naccelerator: ethos-u55-64\nsram_kb: 0.0625\nflash_kb: 1\n")
+    recipe = folder / "mcu.yaml"
+    recipe.write_text(MICRO_RECIPE)
+    run_dir = folder / "run"
+    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(folder / "cache")}).invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    return SimpleNamespace(dir=run_dir, results=json.loads((run_dir / "results.json").read_text()), output=result.output,
+                           recipe=recipe)
