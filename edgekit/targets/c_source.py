@@ -138,7 +138,7 @@ def write_c_array(model: Path, folder: Path, row_id: str, device: str, ops: list
     header, source = folder / f"{stem}.h", folder / f"{stem}.cc"
     resolver = op_resolver(ops)
     about = f"{model.name} for {device}, written by edgekit"
-    lines = [*_comment(f"{about}: {purpose}"), f"#ifndef {guard}", f"#define {guard}", "", "#include <cstddef>", "",
+    lines = [*_comment(f"{about}: {purpose}"), f"#ifndef {guard}", f"#define {guard}", "", "#include <cstddef>", "#include <cstdint>", "",
              '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"', ""]
     for suffix, value, comment in constants:
         lines += [line for part in comment.splitlines() for line in _comment(part)]
@@ -151,9 +151,10 @@ def write_c_array(model: Path, folder: Path, row_id: str, device: str, ops: list
                           "it; register your own with AddCustom or AddBuiltin and add 1 to N per operator.")
     lines += [
         f"using {name}_op_resolver = {resolver['type']};", "",
-        "// Registers them: declare the resolver once and pass it to the interpreter, e.g.",
+        "// Registers them: declare the resolver once and pass it to the interpreter with the model, e.g.",
         f"//   static {name}_op_resolver resolver;",
         f"//   if ({name}_register_ops(resolver) != kTfLiteOk) {{ /* report the error */ }}",
+        f"//   static tflite::MicroInterpreter interpreter(tflite::GetModel({name}_model), resolver, arena, sizeof(arena));",
         f"inline TfLiteStatus {name}_register_ops({name}_op_resolver& resolver) {{",
         *[f"  if (resolver.{method}() != kTfLiteOk) return kTfLiteError;" for method in resolver["adds"]],
         "  return kTfLiteOk;", "}", "", f"#endif  // {guard}", ""]

@@ -186,7 +186,10 @@ class EthosUTarget(Target):
         fields = {
             "npu": {"accelerator": p.accelerator, "operators": len(ops), "on_npu": len(ops) - len(cpu), "share": round(share, 4),
                     "cpu_ops": [{k: op[k] for k in ("op", "output", "reason", "fix")} for op in cpu],
-                    "vela_counts": result.get("vela_counts")},
+                    "vela_counts": result.get("vela_counts"),
+                    # Vela's lossless weight encoding: a pruned model's zeros cost little flash
+                    "weights_bytes": {"original": int(s.get("total_original_weights", 0)),
+                                      "encoded": int(s.get("total_npu_encoded_weights", 0))}},
             "sram_bytes": sram,
             "flash_bytes": flash,
             "memory_used": {area: round(float(s.get(f"{area}_memory_used", 0.0)) * 1024)
@@ -202,9 +205,8 @@ class EthosUTarget(Target):
             "notes": [f"NPU: {len(ops) - len(cpu)} of {len(ops)} operators ({share:.0%}) on {p.accelerator}"
                       + (f"; on the CPU: {', '.join(op['op'] for op in cpu)}" if cpu else "")
                       + f"; SRAM {_kib(sram)} of {p.sram_kb:g} KiB; flash {_kib(flash)} of {p.flash_kb:g} KiB",
-                      f"estimate (Vela, not measured): {estimate['ms']:.4g} ms, {estimate['cycles']} cycles at "
-                      f"{estimate['clock_mhz']:g} MHz; no latency or speedup for this row",
-                      f"metrics are {METRICS_ARE}"],
+                      f"Vela's estimate, not measured: {estimate['ms']:.3g} ms ({estimate['cycles']:,} cycles at "
+                      f"{estimate['clock_mhz']:g} MHz)", "metrics: the int8 artifact's (same integer arithmetic)"],
         }
         for op in cpu:
             fields["notes"].append(f"{op['op']} ({op['output']}) stays on the CPU: {op['reason']}"

@@ -44,3 +44,35 @@ def built(tmp_path_factory):
     assert result.exit_code == 0, result.output
     return SimpleNamespace(dir=run_dir, results=json.loads((run_dir / "results.json").read_text()), output=result.output,
                            recipe=recipe)
+
+
+def profile_target(folder, name: str, text: str):
+    """The target of a device profile ``folder/devices/<name>.yaml`` holding ``text``."""
+    from edgekit.targets import resolve
+
+    devices = folder / "devices"
+    devices.mkdir(exist_ok=True)
+    (devices / f"{name}.yaml").write_text(text)
+    (target,) = resolve([name], [devices]).values()
+    return target
+
+
+@pytest.fixture(scope="session")
+def unsupported_ops_int8(tmp_path_factory):
+    """artifacts/tflite-int8.tflite of a small model with two ops neither TFLite Micro nor the
+    Ethos-U has a kernel for (TOPK_V2, REDUCE_PROD) between Dense layers."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from edgekit.formats import FORMATS
+
+    inputs = keras.Input((16,), batch_size=1)
+    hidden = keras.layers.Dense(8)(inputs)
+    hidden = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=8)[0])(hidden)
+    hidden = keras.layers.Lambda(lambda t: tf.reduce_prod(t, axis=1, keepdims=True) * t)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
+    path = tmp_path_factory.mktemp("unsupported-ops") / "artifacts" / "tflite-int8.tflite"
+    path.parent.mkdir()
+    FORMATS["tflite"].load_converter()(model, path, "int8", np.random.default_rng(0).random((32, 16), dtype=np.float32), {})
+    return path

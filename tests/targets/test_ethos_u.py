@@ -10,15 +10,14 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
 from edgekit.errors import DeviceProfileError
 from edgekit.evaluate.variant import Variant
-from edgekit.targets import resolve
 from edgekit.targets.profiles import load_profile
+from tests.targets.conftest import profile_target
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, resolver_count
 
 pytest.importorskip("ethosu.vela", reason="Vela is not installed: pip install -e '.[ethos-u]'")
@@ -42,7 +41,7 @@ def test_ethos_u_rows_sit_beside_cpu_and_mcu_rows_with_vela_figures(built):
     estimate = npu["npu_estimate"]
     assert estimate["clock_mhz"] == 250 and estimate["cycles"] > 0 and "not a measurement" in estimate["is"]
     assert estimate["ms"] == pytest.approx(estimate["cycles"] / 250e3, rel=0.01)
-    assert any(note.startswith("estimate (Vela, not measured)") for note in npu["notes"])
+    assert any(note.startswith("Vela's estimate, not measured") for note in npu["notes"])
     # every operator of the MLP on the NPU: the compiled model holds nothing but Vela's ethos-u operator
     compiled = built.dir / npu["compiled"]["path"]
     assert compiled.name == "tflite-int8@npu.tflite" and npu["flash_bytes"] == compiled.stat().st_size
@@ -82,27 +81,12 @@ def test_check_judges_sram_and_flash_as_for_mcu_rows(built):
 
 @pytest.fixture(scope="module")
 def u55(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ethos-u-profile") / "devices"
-    folder.mkdir()
-    (folder / "u55.yaml").write_text("kind: ethos-u\naccelerator: ethos-u55-128\nsram_kb: 256\nflash_kb: 1024\n")
-    (target,) = resolve(["u55"], [folder]).values()
-    return target
+    return profile_target(tmp_path_factory.mktemp("ethos-u-profile"), "u55",
+                          "kind: ethos-u\naccelerator: ethos-u55-128\nsram_kb: 256\nflash_kb: 1024\n")
 
 
-def test_operators_vela_leaves_to_the_cpu_are_named_with_the_reason_and_fix(u55, tmp_path):
-    import tensorflow as tf
-    import tf_keras as keras
-
-    from edgekit.formats import FORMATS
-
-    inputs = keras.Input((16,), batch_size=1)
-    hidden = keras.layers.Dense(8)(inputs)
-    hidden = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=8)[0])(hidden)
-    hidden = keras.layers.Lambda(lambda t: tf.reduce_prod(t, axis=1, keepdims=True) * t)(hidden)
-    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
-    (tmp_path / "artifacts").mkdir()
-    path = tmp_path / "artifacts" / "tflite-int8.tflite"
-    FORMATS["tflite"].load_converter()(model, path, "int8", np.random.default_rng(0).random((32, 16), dtype=np.float32), {})
+def test_operators_vela_leaves_to_the_cpu_are_named_with_the_reason_and_fix(u55, unsupported_ops_int8):
+    path = unsupported_ops_int8
     m = u55.measure(Variant(format="tflite", precision="int8", path=path), SPEC, [])
     assert m.status == "ok", m.reason
     fields = m.settings["row_fields"]

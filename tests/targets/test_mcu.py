@@ -20,6 +20,7 @@ from edgekit.errors import DeviceProfileError
 from edgekit.evaluate.variant import Variant
 from edgekit.targets import resolve
 from edgekit.targets.profiles import load_profile
+from tests.targets.conftest import profile_target
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, real_includes, resolver_count, syntax_check
 
 SPEC = SimpleNamespace(warmup=1, runs=3, min_time_s=0.0, threads=1, rounds=1)
@@ -145,30 +146,15 @@ def test_check_fails_the_row_that_does_not_fit_and_passes_the_one_that_does(buil
 
 @pytest.fixture(scope="module")
 def m4(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mcu-profile") / "devices"
-    folder.mkdir()
-    (folder / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
-    (target,) = resolve(["m4"], [folder]).values()
-    return target
+    return profile_target(tmp_path_factory.mktemp("mcu-profile"), "m4", "kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
 
 
-def test_ops_tflm_lacks_fail_the_row_by_name_with_the_fix(m4, tmp_path):
-    import tensorflow as tf
-    import tf_keras as keras
-
-    inputs = keras.Input((16,), batch_size=1)
-    hidden = keras.layers.Dense(8)(inputs)
-    hidden = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=8)[0])(hidden)
-    hidden = keras.layers.Lambda(lambda t: tf.reduce_prod(t, axis=1, keepdims=True) * t)(hidden)
-    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
-    from edgekit.formats import FORMATS
-
-    path = tmp_path / "tflite-int8.tflite"
-    FORMATS["tflite"].load_converter()(model, path, "int8", np.random.default_rng(0).random((32, 16), dtype=np.float32), {})
-    variant = Variant(format="tflite", precision="int8", path=path)
+def test_ops_tflm_lacks_fail_the_row_by_name_with_the_fix(m4, unsupported_ops_int8):
+    variant = Variant(format="tflite", precision="int8", path=unsupported_ops_int8)
     m = m4.measure(variant, SPEC, list(np.zeros((2, 16), np.float32)))
     assert m.status == "failed" and "\n" not in m.reason
     assert "no kernel for TOPK_V2, REDUCE_PROD" in m.reason and "fix: TOPK_V2:" in m.reason and "REDUCE_PROD:" in m.reason
+    assert not list(unsupported_ops_int8.parent.glob("*@m4.*"))  # no C array of a model TFLite Micro cannot run
 
 
 def test_a_model_that_crashes_tflm_fails_its_row_only(built, m4, tmp_path):
