@@ -19,6 +19,7 @@ what it says of the model is what the row holds:
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from edgekit.errors import one_line
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.profiles import ProfileBase, local_path
 
@@ -88,7 +90,11 @@ class EthosUProfile(ProfileBase):
         ini = self.config_file or vela.config_file()
         if ini is None:
             return  # Vela is not installed: its rows say so
-        found = vela.sections(ini)
+        try:
+            found = vela.sections(ini)
+        except Exception as exc:  # noqa: BLE001 - configparser's errors, a file that is no .ini
+            raise ValueError(f"config_file: {ini} is not a Vela .ini file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         for field, kind in (("system_config", "System_Config"), ("memory_mode", "Memory_Mode")):
             if getattr(self, field) not in found[kind]:
                 raise ValueError(f"{field}: {getattr(self, field)!r} is not in {ini}; expected one of: "
@@ -164,75 +170,42 @@ class EthosUTarget(Target):
             try:
                 result = vela.compile_model(source, folder, args)
             except Exception as exc:  # noqa: BLE001 - an unreadable model fails its row with the parser's words
-                return Measurement("failed", f"Vela's output for {source.name} could not be read ({type(exc).__name__}: {exc})")
+                return Measurement("failed", f"Vela's output for {source.name} could not be read ({one_line(exc)})")
             if "error" in result:
                 return Measurement("failed", result["error"])
             return self._measurement(variant, result)
 
     def _measurement(self, variant, result: dict) -> Measurement:
         from edgekit.targets import vela
-        from edgekit.targets.c_source import file_stem, in_a_build, op_resolver, write_c_array
+        from edgekit.targets.c_source import in_a_build
 
-        p, s = self.profile, result["summary"]
-        compiled: Path = result["compiled"]
-        flash = compiled.stat().st_size
-        sram = round(float(s.get("sram_memory_used", 0.0)) * 1024)  # Vela reports KiB
-        ops = result["ops"]
-        cpu = [op for op in ops if op["on"] == "cpu"]
-        share = (len(ops) - len(cpu)) / len(ops) if ops else 0.0
-        estimate = {"cycles": int(s.get("cycles_total", 0)), "npu_cycles": int(s.get("cycles_npu", 0)),
-                    "ms": round(float(s.get("inference_time", 0.0)) * 1e3, 6), "clock_mhz": float(s.get("core_clock", 0)) / 1e6,
-                    "macs": int(s.get("nn_macs", 0)), "is": ESTIMATE}
-        fields = {
-            "npu": {"accelerator": p.accelerator, "operators": len(ops), "on_npu": len(ops) - len(cpu), "share": round(share, 4),
-                    "cpu_ops": [{k: op[k] for k in ("op", "output", "reason", "fix")} for op in cpu],
-                    "vela_counts": result.get("vela_counts"),
-                    # Vela's lossless weight encoding: a pruned model's zeros cost little flash
-                    "weights_bytes": {"original": int(s.get("total_original_weights", 0)),
-                                      "encoded": int(s.get("total_npu_encoded_weights", 0))}},
-            "sram_bytes": sram,
-            "flash_bytes": flash,
-            "memory_used": {area: round(float(s.get(f"{area}_memory_used", 0.0)) * 1024)
-                            for area in ("sram", "dram", "on_chip_flash", "off_chip_flash")},
-            "memory_limits": [
-                {"budget": "SRAM", "value": sram, "limit": p.sram_bytes,
-                 "what": f"Vela's SRAM use ({p.memory_mode}) vs sram_kb {p.sram_kb:g}"},
-                {"budget": "flash", "value": flash, "limit": p.flash_bytes,
-                 "what": f"compiled model vs flash_kb {p.flash_kb:g} (the CPU's code not included)"},
-            ],
-            "npu_estimate": estimate,
-            "metrics_are": METRICS_ARE,
-            "notes": [f"NPU: {len(ops) - len(cpu)} of {len(ops)} operators ({share:.0%}) on {p.accelerator}"
-                      + (f"; on the CPU: {', '.join(op['op'] for op in cpu)}" if cpu else "")
-                      + f"; SRAM {_kib(sram)} of {p.sram_kb:g} KiB; flash {_kib(flash)} of {p.flash_kb:g} KiB",
-                      f"Vela's estimate, not measured: {estimate['ms']:.3g} ms ({estimate['cycles']:,} cycles at "
-                      f"{estimate['clock_mhz']:g} MHz)", "metrics: the int8 artifact's (same integer arithmetic)"],
-        }
-        for op in cpu:
-            fields["notes"].append(f"{op['op']} ({op['output']}) stays on the CPU: {op['reason']}"
-                                   + (f"; fix: {op['fix']}" if op["fix"] else ""))
+        p = self.profile
+        fields = row_fields(p, result)
         for limit in fields["memory_limits"]:
             if limit["value"] > limit["limit"]:
                 fields["notes"].append(f"does not fit {self.name}: {limit['what']}: {limit['value']} B > {limit['limit']} B")
-        if missing := op_resolver(result["compiled_ops"])["unknown"]:
-            fields["notes"].append(f"TFLite Micro has no kernel for {', '.join(missing)}: the CPU's part of the compiled "
-                                   "model does not run in TFLite Micro as it is (replace those layers, see the fixes)")
         if in_a_build(variant):
-            folder, row_id = Path(variant.path).parent, f"{variant.stem}@{self.name}"
-            kept = folder / f"{file_stem(row_id)}.tflite"
-            kept.write_bytes(compiled.read_bytes())
-            fields["compiled"] = {"path": str(kept.relative_to(folder.parent)), "bytes": flash}
-            fields["c_array"] = write_c_array(
-                kept, folder, row_id, self.name, result["compiled_ops"],
-                [("sram_bytes", sram, f"Vela's SRAM use ({p.memory_mode}): the NPU's part of the tensor arena; declare "
-                  "the arena at least this size plus what TFLite Micro and the CPU operators need.")],
-                f"the model compiled by Vela for {p.accelerator} as a C array for TFLite Micro with the Ethos-U driver, "
-                "and its op resolver.")
+            fields.update(self._write_files(variant, result["compiled"], result["compiled_ops"], fields["sram_bytes"]))
         settings = {"compiler": f"vela {vela.version()}", "accelerator": p.accelerator, "system_config": p.system_config,
                     "memory_mode": p.memory_mode, "optimise": p.optimise, "arena_cache_size": p.sram_bytes,
-                    "clock_mhz": estimate["clock_mhz"], "device": self.name, "row_fields": fields}
+                    "clock_mhz": fields["npu_estimate"]["clock_mhz"], "device": self.name, "row_fields": fields}
         return Measurement("ok", settings=settings, runtime=f"vela {vela.version()} (compiled, not run)",
                            environment=self.environment())
+
+    def _write_files(self, variant, compiled: Path, ops: list[str], sram: int) -> dict:
+        """artifacts/<row id>.tflite (Vela's model) and its C array; the row's ``compiled`` and ``c_array``."""
+        from edgekit.targets.c_source import file_stem, write_c_array
+
+        folder, row_id, p = Path(variant.path).parent, f"{variant.stem}@{self.name}", self.profile
+        kept = folder / f"{file_stem(row_id)}.tflite"
+        kept.write_bytes(compiled.read_bytes())
+        c_array = write_c_array(
+            kept, folder, row_id, self.name, ops,
+            [("sram_bytes", sram, f"Vela's SRAM use ({p.memory_mode}): the NPU's part of the tensor arena; declare "
+              "the arena at least this size plus what TFLite Micro and the CPU operators need.")],
+            f"the model compiled by Vela for {p.accelerator} as a C array for TFLite Micro with the Ethos-U driver, "
+            "and its op resolver.")
+        return {"compiled": {"path": str(kept.relative_to(folder.parent)), "bytes": kept.stat().st_size}, "c_array": c_array}
 
     def cache_identity(self) -> dict:
         # The compiled model and C arrays live in the run directory: a measurement is reused only
@@ -240,7 +213,9 @@ class EthosUTarget(Target):
         from edgekit.cache import source_hash
         from edgekit.targets import vela
 
+        ini = self.profile.config_file
         return {**self.profile.model_dump(mode="json"), "vela": vela.version(),
+                "config_sha256": hashlib.sha256(ini.read_bytes()).hexdigest() if ini and ini.is_file() else None,
                 "code": source_hash("edgekit.targets.vela", "edgekit.targets.c_source"), "run_dirs": sorted(self._homes)}
 
     def environment(self) -> dict:
@@ -255,3 +230,49 @@ class EthosUTarget(Target):
 
 def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
+
+
+def row_fields(p: EthosUProfile, result: dict) -> dict:
+    """What a row holds of Vela's compile (``vela.compile_model``'s result) for profile ``p``:
+    the operators' placement, SRAM and flash against the budgets, the estimate, the notes."""
+    from edgekit.targets.c_source import op_resolver
+
+    s, ops = result["summary"], result["ops"]
+    flash = result["compiled"].stat().st_size
+    sram = round(float(s.get("sram_memory_used", 0.0)) * 1024)  # Vela reports KiB
+    cpu = [op for op in ops if op["on"] == "cpu"]
+    share = (len(ops) - len(cpu)) / len(ops) if ops else 0.0
+    estimate = {"cycles": int(s.get("cycles_total", 0)), "npu_cycles": int(s.get("cycles_npu", 0)),
+                "ms": round(float(s.get("inference_time", 0.0)) * 1e3, 6), "clock_mhz": float(s.get("core_clock", 0)) / 1e6,
+                "macs": int(s.get("nn_macs", 0)), "is": ESTIMATE}
+    notes = [f"NPU: {len(ops) - len(cpu)} of {len(ops)} operators ({share:.0%}) on {p.accelerator}"
+             + (f"; on the CPU: {', '.join(op['op'] for op in cpu)}" if cpu else "")
+             + f"; SRAM {_kib(sram)} of {p.sram_kb:g} KiB; flash {_kib(flash)} of {p.flash_kb:g} KiB",
+             f"Vela's estimate, not measured: {estimate['ms']:.3g} ms ({estimate['cycles']:,} cycles at "
+             f"{estimate['clock_mhz']:g} MHz)", "metrics: the int8 artifact's (same integer arithmetic)"]
+    notes += [f"{op['op']} ({op['output']}) stays on the CPU: {op['reason']}" + (f"; fix: {op['fix']}" if op["fix"] else "")
+              for op in cpu]
+    if missing := op_resolver(result["compiled_ops"])["unknown"]:
+        notes.append(f"TFLite Micro has no kernel for {', '.join(missing)}: the CPU's part of the compiled model does not "
+                     "run in TFLite Micro as it is (replace those layers, see the fixes)")
+    return {
+        "npu": {"accelerator": p.accelerator, "operators": len(ops), "on_npu": len(ops) - len(cpu), "share": round(share, 4),
+                "cpu_ops": [{k: op[k] for k in ("op", "output", "reason", "fix")} for op in cpu],
+                "vela_counts": result.get("vela_counts"),
+                # Vela's lossless weight encoding: a pruned model's zeros cost little flash
+                "weights_bytes": {"original": int(s.get("total_original_weights", 0)),
+                                  "encoded": int(s.get("total_npu_encoded_weights", 0))}},
+        "sram_bytes": sram,
+        "flash_bytes": flash,
+        "memory_used": {area: round(float(s.get(f"{area}_memory_used", 0.0)) * 1024)
+                        for area in ("sram", "dram", "on_chip_flash", "off_chip_flash")},
+        "memory_limits": [
+            {"budget": "SRAM", "value": sram, "limit": p.sram_bytes,
+             "what": f"Vela's SRAM use ({p.memory_mode}) vs sram_kb {p.sram_kb:g}"},
+            {"budget": "flash", "value": flash, "limit": p.flash_bytes,
+             "what": f"compiled model vs flash_kb {p.flash_kb:g} (the CPU's code not included)"},
+        ],
+        "npu_estimate": estimate,
+        "metrics_are": METRICS_ARE,
+        "notes": notes,
+    }
