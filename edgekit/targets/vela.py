@@ -31,8 +31,9 @@ NPU_OP = "CUSTOM:ethos-u"
 REASON_FIXES = (
     # Float tensors in an int8 model: its float edges, e.g. the normalization edgekit puts in front
     # (the MLPerf-shaped autoencoder: ADD, MUL, QUANTIZE on the CPU, 12 of 16 operators on the NPU).
-    ("unsupported DataType Float", "keep the model integer end to end: float inputs, outputs and preprocessing stay on "
-                                   "the CPU (data.embed_normalization: false moves the normalization to the application)"),
+    ("unsupported DataType Float", "quantize the model full-integer (int8) and keep it integer end to end: float "
+                                   "inputs, outputs and preprocessing stay on the CPU (data.embed_normalization: false "
+                                   "moves the normalization to the application)"),
     ("Unsupported opType", None),  # the operator's own fix, below
     ("Batch must be 1", "give the model a fixed batch of 1"),
     ("constant shape", "give the model fixed input shapes (no None dimension)"),
@@ -145,8 +146,11 @@ def placement(original: list[dict], compiled: list[dict], reasons: dict[tuple[st
             match["on"] = "cpu"
     for row in out:
         if row["on"] == "cpu":
-            reason = reasons.get((row["op"], row["output"])) or next(
-                (text for (op, _), text in reasons.items() if op == row["op"]), "Vela gave no reason")
+            # Vela warns about its own operators: a FULLY_CONNECTED with a fused ReLU is warned
+            # about as the RELU with the same output tensor; then any warning of the same type
+            reason = (reasons.get((row["op"], row["output"]))
+                      or next((text for (_, ofm), text in reasons.items() if ofm == row["output"]), None)
+                      or next((text for (op, _), text in reasons.items() if op == row["op"]), "Vela gave no reason"))
             row.update(reason=reason, fix=fix_for(row["op"], reason))
     return out
 
@@ -197,7 +201,7 @@ def compile_model(source: Path, folder: Path, args: list[str]) -> dict:
         why = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
         return {"error": f"Vela could not compile {source.name} ({why}): {lines[-1][:300] if lines else 'no output'}"}
     found = summary(folder / "out")
-    if not found.get("cycles_total"):
+    if "cycles_total" not in found:  # 0 cycles is a model with nothing on the NPU
         return {"error": f"Vela {version()} wrote no summary of {source.name} (its _summary_*.csv): edgekit reads "
                          "Vela 5.2 to 5.x; pip install -e '.[ethos-u]'"}
     original, result = model_ops((folder / "model.tflite").read_bytes()), compiled.read_bytes()

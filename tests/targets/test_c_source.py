@@ -5,6 +5,7 @@ use to break the files (newline, quote, backslash, trigraph, non-ASCII)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,21 @@ def test_every_known_op_compiles_registers_and_fits_its_n(tmp_path):
     if includes := real_includes():  # and against TFLite Micro's own header, where it is at hand
         done = syntax_check(source, includes)
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+@needs_compiler
+def test_a_model_made_by_others_gets_its_resolver(tmp_path):
+    """The sine model inside the tflite-micro wheel, its op list read by TFLite Micro's schema."""
+    tflite_micro = pytest.importorskip("tflite_micro")
+    from edgekit.targets.mcu_run import model_ops
+
+    sine = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    ops = model_ops(sine.read_bytes())
+    field = write_c_array(sine, folder, "sine@dev", "dev", ops, [], "a test.")
+    ((_, ran),) = build_and_run([tmp_path / field["header"]], [tmp_path / field["source"]], folder).items()
+    assert ops == ["FULLY_CONNECTED"] and ran == {"status": 0, "length": sine.stat().st_size, "registered": ["AddFullyConnected"]}
 
 
 @needs_compiler

@@ -101,6 +101,22 @@ def test_operators_vela_leaves_to_the_cpu_are_named_with_the_reason_and_fix(u55,
     assert resolver["adds"] == ["AddEthosU"] and resolver["unknown"] == ["TOPK_V2", "REDUCE_PROD"]
 
 
+def test_a_float_model_made_by_others_stays_on_the_cpu_op_by_op(u55):
+    """The sine model inside the tflite-micro wheel (float, three FULLY_CONNECTED with fused
+    ReLUs, which Vela warns about as RELU operators): each of its operators named with the reason
+    about its own tensor."""
+    tflite_micro = pytest.importorskip("tflite_micro")
+    sine = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
+    m = u55.measure(Variant(format="tflite", precision="-", model="sine_float", path=sine), SPEC, [])
+    assert m.status == "ok", m.reason
+    npu = m.settings["row_fields"]["npu"]
+    assert (npu["operators"], npu["on_npu"], npu["share"]) == (3, 0, 0.0)
+    for op in npu["cpu_ops"]:
+        assert op["op"] == "FULLY_CONNECTED" and "Float32" in op["reason"] and "full-integer" in op["fix"]
+        assert op["output"].split(";")[0] in op["reason"] or op["output"] == "StatefulPartitionedCall:0"
+    assert len({op["reason"] for op in npu["cpu_ops"]}) == 3
+
+
 def test_a_file_vela_cannot_compile_fails_its_row_in_one_line(u55, tmp_path):
     bad = tmp_path / "tflite-int8.tflite"
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4)
