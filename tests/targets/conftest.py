@@ -46,6 +46,20 @@ def built(tmp_path_factory):
                            recipe=recipe)
 
 
+def refused_profile(folder, text: str) -> str:
+    """The one-line error of loading a profile ``folder/board.yaml`` holding ``text`` (it must fail)."""
+    from edgekit.errors import DeviceProfileError
+    from edgekit.targets.profiles import load_profile
+
+    path = folder / "board.yaml"
+    path.write_text(text)
+    with pytest.raises(DeviceProfileError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert "\n" not in message and "board.yaml" in message
+    return message
+
+
 def profile_target(folder, name: str, text: str):
     """The target of a device profile ``folder/devices/<name>.yaml`` holding ``text``."""
     from edgekit.targets import resolve

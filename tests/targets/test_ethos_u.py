@@ -14,10 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from edgekit.errors import DeviceProfileError
 from edgekit.evaluate.variant import Variant
 from edgekit.targets.profiles import load_profile
-from tests.targets.conftest import profile_target
+from tests.targets.conftest import profile_target, refused_profile
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, resolver_count
 
 pytest.importorskip("ethosu.vela", reason="Vela is not installed: pip install -e '.[ethos-u]'")
@@ -151,11 +150,7 @@ def test_bench_compiles_a_file_without_writing_beside_it(built, u55, tmp_path):
     ("kind: ethos-u\naccelerator: ethos-u55-128\nsram_kb: 256\n", "flash_kb"),
 ])
 def test_bad_profiles_are_one_line_naming_the_field(tmp_path, text, expected):
-    path = tmp_path / "npu.yaml"
-    path.write_text(textwrap.dedent(text))
-    with pytest.raises(DeviceProfileError) as info:
-        load_profile(path)
-    assert expected in str(info.value) and "\n" not in str(info.value) and "npu.yaml" in str(info.value)
+    assert expected in refused_profile(tmp_path, textwrap.dedent(text))
 
 
 def test_a_config_file_of_ones_own_with_defaults_per_family(tmp_path):
