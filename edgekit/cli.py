@@ -461,7 +461,7 @@ def devices_list(devices_dir: Path | None) -> None:
         except DeviceProfileError as exc:
             click.echo(f"{name:<16} INVALID: {exc.message}")
             continue
-        click.echo(f"{name:<16} {p.kind:<4} {p.listing()}  ({path})")
+        click.echo(f"{name:<16} {p.kind:<7} {p.listing()}  ({path})")
 
 
 @devices.command("check")

@@ -246,7 +246,8 @@ FORMATS: dict[str, Format] = {
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
             options=TFLiteOptions,
             label="TFLite",
-            runs_on=("cpu", "ssh", "mcu"),  # mcu: the full-integer flatbuffers, in TFLite Micro
+            # mcu: the full-integer flatbuffers, in TFLite Micro; ethos-u: the same, compiled by Vela
+            runs_on=("cpu", "ssh", "mcu", "ethos-u"),
             packages=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-runtime"),
             native_bench=NativeBench("litert-benchmark", "pip install ai-edge-litert", "edgekit.bench.verify:litert_row"),
         ),

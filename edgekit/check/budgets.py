@@ -40,7 +40,8 @@ DOCS = {
                                   "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",
     "max_size_bytes": "largest allowed artifact size in bytes",
     "device_limits": "judge the memory limits a row carries from its target (an mcu profile: tensor arena + "
-                     "arena_margin against ram_kb, the model against flash_kb): true fails a row past them; "
+                     "arena_margin against ram_kb, the model against flash_kb; an ethos-u profile: Vela's SRAM use "
+                     "against sram_kb, the compiled model against flash_kb): true fails a row past them; "
                      "false or null reports nothing",
 }
 BUDGET_KEYS = tuple(DOCS)

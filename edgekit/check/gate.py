@@ -403,7 +403,8 @@ def _size_outcomes(ctx: _Context) -> list[Outcome]:
 
 def _device_limit_outcomes(ctx: _Context) -> list[Outcome]:
     """The memory limits the row's target measured it against (``memory_limits``: an mcu
-    profile's RAM for the tensor arena + margin, its flash for the model), one outcome each."""
+    profile's RAM for the tensor arena + margin, its flash for the model; an ethos-u profile's
+    SRAM and flash for Vela's compiled model), one outcome each."""
     if not ctx.limit("device_limits"):
         return []
     out = []

@@ -9,6 +9,10 @@
 - ``mcu`` (targets/mcu.py): a profile of ``kind: mcu`` (a microcontroller's RAM and flash); its
   full-integer TFLite rows run in TFLite Micro on this machine (targets/mcu_run.py), with the
   tensor arena, flash bytes, budgets and a C array of the model; latency is host time.
+- ``ethos-u`` (targets/ethos_u.py): a profile of ``kind: ethos-u`` (an Arm Ethos-U NPU, its SRAM and
+  flash); its full-integer TFLite rows are compiled by Arm's Vela (targets/vela.py): operators on
+  the NPU and the CPU, SRAM and flash use, Vela's cycle estimate (never a latency), the compiled
+  model and its C array. The C arrays of both kinds come from targets/c_source.py.
 
 A kind is a ``Target`` subclass (targets/base.py). Built-in kinds are target names by
 themselves (``targets: [cpu, gpu]``); the others are named by a profile's ``kind:`` and take
@@ -37,6 +41,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "gpu": ("edgekit.targets.gpu:GpuTarget", True),
     "ssh": ("edgekit.targets.ssh:SshTarget", False),
     "mcu": ("edgekit.targets.mcu:McuTarget", False),
+    "ethos-u": ("edgekit.targets.ethos_u:EthosUTarget", False),
 }
 
 

@@ -56,6 +56,8 @@ class Target(ABC):
             interpreter on the host), so they hold the host lock exclusive (``edgekit.locks``);
             False: a device elsewhere, benchmarked by one task at a time (the device's lock),
             different devices at once.
+        measures_latency: its ok rows hold measured latencies; False: a kind that only
+            compiles (ethos-u: Vela's estimate instead, in its own field), whose rows have none.
         profile_model: for kinds named by a device profile's ``kind:``, the pydantic schema
             of that profile (a ``profiles.ProfileBase``); the object is made as
             ``cls(profile, log)``. Built-in kinds (a target name by themselves) have none and
@@ -69,6 +71,7 @@ class Target(ABC):
     interleaves: ClassVar[bool] = False
     order: ClassVar[int] = 2
     times_here: ClassVar[bool] = True
+    measures_latency: ClassVar[bool] = True
     profile_model: ClassVar[type | None] = None
 
     name: str = ""

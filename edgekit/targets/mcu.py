@@ -17,13 +17,13 @@ Each row says:
 - ``memory_limits``: arena + margin against ``ram_kb`` and the model against ``flash_kb``,
   which ``edgekit check`` judges;
 - ``c_array``: artifacts/<row id>.cc and .h, the model as a 16-byte aligned C array with the
-  arena size as a constant, what an embedded project compiles in.
+  arena size as a constant and an op resolver for exactly the model's operators, what an
+  embedded project compiles in (edgekit.targets.c_source).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from edgekit.targets.base import Measurement, Target
+from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
 
 #: the precisions that are full-integer models (of a format whose row lists "mcu" in runs_on:
@@ -106,7 +107,7 @@ class McuTarget(Target):
         fmt = FORMATS.get(variant.format)
         if fmt is None or self.kind not in fmt.runs_on:
             return False
-        if _in_a_build(variant):
+        if in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
         # "-": a file given to `edgekit bench`, whose precision edgekit does not know: TFLM decides
         return variant.precision in (*PRECISIONS, "-")
@@ -192,9 +193,15 @@ class McuTarget(Target):
         for limit in fields["memory_limits"]:
             if limit["value"] > limit["limit"]:
                 fields["notes"].append(f"does not fit {self.name}: {limit['what']}: {limit['value']} B > {limit['limit']} B")
-        if _in_a_build(variant):
-            fields["c_array"] = write_c_array(Path(variant.path), Path(variant.path).parent, f"{variant.stem}@{self.name}",
-                                              arena, needed, self.name)
+        if in_a_build(variant):
+            row_id = f"{variant.stem}@{self.name}"
+            arena_constant = f"{c_identifier(row_id)}_arena_bytes"
+            fields["c_array"] = write_c_array(
+                Path(variant.path), Path(variant.path).parent, row_id, self.name, result["ops"],
+                [("arena_measured_bytes", arena, "The smallest tensor arena it allocated and ran in (TFLite Micro on a 64-bit host)."),
+                 ("arena_bytes", needed, "With the device profile's arena_margin: declare the arena this size, e.g.\n"
+                  f"  alignas(16) static uint8_t tensor_arena[{arena_constant}];")],
+                "the TFLite model as a C array for TFLite Micro, its tensor arena and op resolver.")
         # threads and delegate replace the LiteRT session's (the variant's settings): TFLM has neither
         settings = {"interpreter": "TFLite Micro (host build, reference kernels)", "threads": 1,
                     "delegate": "none (TFLite Micro runs its own kernels)", "arena_bytes": arena,
@@ -209,7 +216,7 @@ class McuTarget(Target):
         # only by a build into the same run directory; another --out measures again.
         from edgekit.cache import source_hash
 
-        return {**self.profile.model_dump(mode="json"), "code": source_hash("edgekit.targets.mcu_run"),
+        return {**self.profile.model_dump(mode="json"), "code": source_hash("edgekit.targets.mcu_run", "edgekit.targets.c_source"),
                 "run_dirs": sorted(self._homes)}
 
     def environment(self) -> dict:
@@ -227,13 +234,6 @@ def _installed() -> str:
         return metadata.version("tflite-micro")
     except metadata.PackageNotFoundError:
         return "not installed (pip install -e '.[mcu]')"
-
-
-def _in_a_build(variant) -> bool:
-    """Whether the artifact is a build's own (run_dir/artifacts/<stem>.tflite), beside which its
-    C array belongs; a file given to `edgekit bench` gets none (its folder is the user's)."""
-    path = Path(variant.path) if variant.path is not None else None
-    return path is not None and path.parent.name == "artifacts" and path.stem == variant.stem
 
 
 #: this process's TFLM runs, {key: (result, outputs)} (see McuTarget.measure), the last KEEP_RUNS
@@ -280,38 +280,5 @@ def _refusal_reason(result: dict) -> str:
     return "; ".join(parts)
 
 
-def c_name(row_id: str) -> str:
-    """A C identifier for a row id (``tflite-int8@cortex-m4`` -> ``tflite_int8_cortex_m4``)."""
-    name = re.sub(r"\W", "_", row_id)
-    return name if not name[0].isdigit() else f"m_{name}"
-
-
 def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
-
-
-def write_c_array(model: Path, folder: Path, row_id: str, arena: int, arena_with_margin: int, device: str) -> dict:
-    """artifacts/<row id>.cc and .h: the flatbuffer as a 16-byte aligned array (TFLM reads the
-    model in place, and its flatbuffer needs the alignment), the arena sizes as constants.
-
-    Returns the files relative to the run directory, for the row."""
-    data = model.read_bytes()
-    name, guard = c_name(row_id), f"EDGEKIT_{c_name(row_id).upper()}_H_"
-    header = folder / f"{row_id}.h"
-    source = folder / f"{row_id}.cc"
-    lines = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
-    header.write_text(
-        f"// {model.name} for {device}, written by edgekit: the TFLite model as a C array for TFLite Micro.\n"
-        f"#ifndef {guard}\n#define {guard}\n\n#include <cstddef>\n\n"
-        f"// The smallest tensor arena it allocated and ran in (TFLite Micro on a 64-bit host).\n"
-        f"constexpr size_t {name}_arena_measured_bytes = {arena};\n"
-        f"// With the device profile's arena_margin: declare the arena this size, e.g.\n"
-        f"//   alignas(16) static uint8_t tensor_arena[{name}_arena_bytes];\n"
-        f"constexpr size_t {name}_arena_bytes = {arena_with_margin};\n\n"
-        f"extern const unsigned char {name}_model[];\nextern const unsigned int {name}_model_len;\n\n#endif  // {guard}\n")
-    source.write_text(
-        f'// {model.name} for {device}, written by edgekit ({len(data)} bytes).\n#include "{header.name}"\n\n'
-        f"alignas(16) const unsigned char {name}_model[] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
-        f"const unsigned int {name}_model_len = {len(data)};\n")
-    run_dir = folder.parent
-    return {"source": str(source.relative_to(run_dir)), "header": str(header.relative_to(run_dir)), "symbol": f"{name}_model"}

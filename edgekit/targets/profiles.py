@@ -112,7 +112,10 @@ def load_profile(path: Path) -> ProfileBase:
             message = (f"{key}: unknown key{did_you_mean(key, model.model_fields)}; allowed keys: "
                        f"{', '.join(model.model_fields)}")
         raise DeviceProfileError(f"{path}: {message}") from None
-    profile.resolve_paths(path.resolve().parent)
+    try:
+        profile.resolve_paths(path.resolve().parent)
+    except ValueError as exc:  # a path that resolves to nothing usable (a kind's own check)
+        raise DeviceProfileError(f"{path}: {exc}") from None
     profile._name, profile._path = path.stem, path.resolve()
     return profile
 
