@@ -175,7 +175,8 @@ def validate(recipe_file: Path) -> None:
     recipe = load_recipe(recipe_file)
     for line in _outside(recipe):
         _log(line)
-    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task,
+                        output_tasks=recipe.outputs)
     from edgekit.train import model_inputs
 
     data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
@@ -190,7 +191,7 @@ def validate(recipe_file: Path) -> None:
 
         raise ModelError(f"model.file: not found: {recipe.model.file}; check the path (relative paths start at the recipe's folder)")
     click.echo(f"{recipe_file}: ok: {recipe.task}, model {recipe.model.source}, data {recipe.data.source} "
-               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {list(data.input_shape)}, "
+               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {data.inputs_summary}, "
                f"{data.labels_summary}), "
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
 
