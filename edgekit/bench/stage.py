@@ -80,7 +80,10 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
             row["notes"].append(f"Keras timed with TensorFlow's {ran} intra-op threads (benchmark.threads is "
                                 f"{spec.threads}): set train.threads: {spec.threads} to time it alike")
         if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
-            row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
+            found = target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task)
+            if "outputs" not in found:  # no outputs of its own (a skipped row): no per-output scores either
+                row.pop("outputs", None)
+            row.update(found)
             if (reasons := drop_impossible_values(row)) and row["status"] == "ok":
                 row.update(status="failed", reason="; ".join(reasons))
         rows.append(row)
