@@ -136,10 +136,12 @@ def join_fields(named):
 
 def decoded(infos, arrays):
     """The float32 outputs of one run: a plain array (a copy) for a model of one output, a
-    structured batch named after ``infos`` for several."""
+    structured batch of one sample named after ``infos`` for several (an output without a batch
+    axis of 1 first, a recurrent state's [2, 1, 128] or a scalar, is that sample whole)."""
     if len(infos) == 1:
         return np.array(arrays[0], dtype=np.float32)
-    return join_fields([(info.name, np.array(a, dtype=np.float32)) for info, a in zip(infos, arrays)])
+    arrays = [np.array(a, dtype=np.float32) for a in arrays]
+    return join_fields([(info.name, a if a.shape[:1] == (1,) else a[None]) for info, a in zip(infos, arrays)])
 
 
 def split_fields(x, infos, what="input"):

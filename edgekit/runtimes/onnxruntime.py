@@ -73,9 +73,9 @@ class OnnxRuntimeSession(Session):
         self.input = self._ins[0]
         output = self._outs[0]
         self.output_name = output.name
-        self.inputs = [TensorInfo(i.name, DTYPES.get(i.type, np.float32), input_shapes.get(i.name) or i.shape or [])
+        self.inputs = [TensorInfo(i.name, DTYPES.get(i.type, np.float32), input_shapes.get(i.name) or _runs_at(i.shape, self._ins))
                        for i in self._ins]
-        self.outputs = [TensorInfo(o.name, DTYPES.get(o.type, np.float32), o.shape or []) for o in self._outs]
+        self.outputs = [TensorInfo(o.name, DTYPES.get(o.type, np.float32), _runs_at(o.shape, self._ins)) for o in self._outs]
         # One output buffer per output for every binding, allocated once: ORT writes into it
         # instead of allocating a result per run. Only where every output's shape is known at
         # batch 1 (dynamic dims other than the batch: ORT allocates, and copy_outputs_to_cpu reads).
@@ -178,6 +178,14 @@ def _buffer(output) -> np.ndarray | None:
     if output.type not in DTYPES or not dims or not all(isinstance(d, int) for d in dims[1:]):
         return None
     return np.empty([d if isinstance(d, int) else 1 for d in dims], DTYPES[output.type])
+
+
+def _runs_at(shape, inputs) -> list:
+    """A graph shape as it runs here: a symbolic dimension named like an input's first (batch)
+    axis is 1 wherever it stands (every run here is batch 1; a recurrent state's [2, batch, 128]),
+    except on the first axis, which stays free (None)."""
+    batch = {d for i in inputs for d in (i.shape or [])[:1] if isinstance(d, str)}
+    return [d if isinstance(d, int) else 1 if (k and d in batch) else None for k, d in enumerate(shape or [])]
 
 
 def _batch1(shape) -> tuple | None:

@@ -109,8 +109,8 @@ class McuTarget(Target):
             return False
         if _in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
-        # "-": a file given to `edgekit bench`, whose precision edgekit does not know: TFLM decides
-        return variant.precision in (*PRECISIONS, "-")
+        # "unknown (...)": a file given to `edgekit bench` whose precision edgekit cannot read: TFLM decides
+        return variant.precision in PRECISIONS or variant.precision.startswith("unknown")
 
     def unsupported_reason(self, variant) -> str:
         return (f"target {self.name} runs full-integer TFLite models ({', '.join(PRECISIONS)}) in TFLite Micro; "
