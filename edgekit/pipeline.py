@@ -413,7 +413,7 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
     from edgekit.data import checks as data_checks
 
     path = run_dir / results_file.LABELS_FILE
-    if task not in results_file.LABELLED_TASKS:
+    if task not in results_file.LABELLED_TASKS or not class_names:  # none: labels of several outputs (data.outputs)
         path.unlink(missing_ok=True)
         return
     data_checks.check_class_names(class_names)
