@@ -249,8 +249,9 @@ def plan_inputs(path: Path, inputs: list, given: dict[str, tuple[int, ...]], arr
         if array is not None:
             values = array[:count]
             if int(np.prod(values.shape[1:], dtype=np.int64)) != int(np.prod(per_sample, dtype=np.int64)):
-                raise InputError(f"{source}: samples of shape {list(values.shape[1:])} do not fit {path.name}'s input "
-                                 f"{info.name} {_shown(shape)} (batch first)")
+                which = "" if len(inputs) == 1 else f" {info.name}"
+                raise InputError(f"{source}: samples of shape {list(values.shape[1:])} do not fit {path.name}, whose input"
+                                 f"{which} is {_shown(shape)} (batch first)")
             values = values.reshape((len(values), *per_sample))
             how = f"{source}, its own dtype {values.dtype.name}"
         else:
