@@ -288,7 +288,7 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
 def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, runs: int = 100, warmup: int = 10,
           min_time_s: float = 0.0, threads: int = 1, samples: int = 16, inputs: str | Path | None = None,
           profile: bool = True, devices: str | Path | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None) -> Results:
+          log: Callable[[str], None] | None = None, shapes: Iterable[str] = ()) -> Results:
     """Time existing model files (any format of ``edgekit formats``) on each target, as ``edgekit bench``.
 
     Args:
@@ -296,11 +296,13 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
         targets: cpu, or device names (devices/NAME.yaml).
         runs, warmup, min_time_s, threads: the timing loop.
         samples: distinct inputs cycled through (random, or the first of ``inputs``).
-        inputs: an .npz with the samples (array x, x_test or a single array).
+        inputs: an .npz with the samples: one array per model input, named after it (for a model
+            of one input also x, x_test or a single array); each input's own dtype.
         profile: per-op profile and peak memory of each file here.
         devices: the folder of device profiles (default ./devices).
         out: also write the results (results.json layout) to this file.
         log: progress lines (default: stderr).
+        shapes: free dimensions fixed, ``"NAME=1x3x320x320"`` each (as ``--shape``).
 
     Returns:
         Results (no metrics: ``best(max_drop=None)`` is the fastest file); ``run_dir`` is the
@@ -316,7 +318,8 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
     dirs = [Path(devices)] if devices is not None else search_dirs()
     results, latencies = filebench.benchmark_files([Path(f) for f in files], list(targets), spec,
                                                    Path(inputs) if inputs else None, dirs,
-                                                   log=log or (lambda line: click.echo(line, err=True)))
+                                                   log=log or (lambda line: click.echo(line, err=True)),
+                                                   shapes=list(shapes))
     if out is not None:
         from edgekit import report
         from edgekit.report.results import relative_path

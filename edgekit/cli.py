@@ -175,7 +175,8 @@ def validate(recipe_file: Path) -> None:
     recipe = load_recipe(recipe_file)
     for line in _outside(recipe):
         _log(line)
-    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task,
+                        output_tasks=recipe.outputs)
     from edgekit.train import model_inputs
 
     data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
@@ -190,7 +191,7 @@ def validate(recipe_file: Path) -> None:
 
         raise ModelError(f"model.file: not found: {recipe.model.file}; check the path (relative paths start at the recipe's folder)")
     click.echo(f"{recipe_file}: ok: {recipe.task}, model {recipe.model.source}, data {recipe.data.source} "
-               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {list(data.input_shape)}, "
+               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {data.inputs_summary}, "
                f"{data.labels_summary}), "
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
 
@@ -524,14 +525,18 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
 @click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
               help="Distinct samples cycled through (random, or the first ones of --inputs).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An .npz with the samples (array x, x_test or a single array); default: random samples "
-                   "of the model's input shape.")
+              help="An .npz with the samples: one array per model input, named after it (one input: also x, x_test "
+                   "or a single array), each in its own dtype; default: generated samples (floats uniform in [0, 1), "
+                   "integers 0..1) of each input's shape.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=1x3x320x320",
+              help="Fix an input's free dimensions (the whole shape, batch first); repeat per input. "
+                   "Without it, --inputs samples fix them.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results (results.json layout) to this file.")
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
 @_DEVICES_OPTION
-def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, profile,
+def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, shapes, out_file, profile,
                   devices_dir) -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
@@ -542,7 +547,8 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
     from edgekit.report.terminal import print_table
 
     result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
-                       samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log)
+                       samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log,
+                       shapes=shapes)
     print_table(result.results)
     if out_file is not None:
         click.echo(f"results: {out_file}")

@@ -245,7 +245,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
     data, data_reused = data_stage.cached_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples,
-                                                  recipe.task, cache)
+                                                  recipe.task, cache, output_tasks=recipe.outputs)
     stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
     data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
     env = environment.collect()
@@ -255,7 +255,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
 
     write_vocabulary(run_dir, data)  # vocab.txt + tokenizer.json for a text source (removed for others)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
-        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.labels_summary}"
+        f"calibration {len(data.x_calib)} (from train), input {data.inputs_summary}, {data.labels_summary}"
         f"{' (cached)' if data_reused else ''}")
     clock = _stage_done(state, log, "data", started)
 
@@ -413,7 +413,7 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
     from edgekit.data import checks as data_checks
 
     path = run_dir / results_file.LABELS_FILE
-    if task not in results_file.LABELLED_TASKS:
+    if task not in results_file.LABELLED_TASKS or not class_names:  # none: labels of several outputs (data.outputs)
         path.unlink(missing_ok=True)
         return
     data_checks.check_class_names(class_names)

@@ -175,6 +175,10 @@ class ModelSpec(_Section):
                                   "relative to the recipe's folder")
     safe_mode: bool = Field(True, description="refuse a model file (.keras, .h5 or SavedModel) that carries code: a Lambda "
                             "layer, a custom class, a foreign module; false loads it and runs that code: only for files you trust")
+    input_shape: list[Annotated[int, Field(gt=0, le=1 << 20)]] | dict[str, list[Annotated[int, Field(gt=0, le=1 << 20)]]] | None = Field(
+        None, description="the shape of one sample (no batch axis) for a model with free dimensions "
+        "(Input((None, None, 3))): images from a folder are resized to it, and every artifact is converted at it; "
+        "{input name: shape} for a model of several inputs. Default: the data's shape")
 
     @field_validator("arch")
     @classmethod
@@ -313,6 +317,11 @@ class Recipe(_Section):
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
     compress: list[CompressEntry] = Field(default_factory=list, max_length=256, description="compressed models to build (see edgekit/compress/spec.py)")
+    outputs: dict[str, Literal["classification", "regression", "segmentation"]] = Field(
+        default_factory=dict, max_length=256,
+        description="a model of several outputs: the task of each labelled output whose task is not `task` "
+        "({output name: classification | regression | segmentation}); its labels are the data's y_train_<output> arrays. "
+        "An output without labels is scored against the Keras model's outputs (snr_db)")
 
     @model_validator(mode="after")
     def _compress_fits_quantize(self):

@@ -44,7 +44,7 @@ def train(recipe, data: Dataset, log=print, callbacks=()):
     trainer = self_trainer(recipe)
     if trainer is not None:  # a zoo model with its own training (a generator and its discriminator)
         return model, trainer.fit(model, data, recipe, log)
-    check_fits(model, data)  # a builder may ignore the shapes it is given: refuse before fitting
+    check_fits(model, data, recipe.model.input_shape)  # a builder may ignore the shapes it is given: refuse before fitting
     if recipe.task == "regression":
         model = with_target_scale(model, data.y_train)
     output = model_output(model, recipe.task, data.x_train)
@@ -236,21 +236,34 @@ def _tf_keras_safe_mode(safe_mode: bool):
     return SafeModeScope(safe_mode)
 
 
-def check_fits(model, data: Dataset) -> None:
-    """Fail early, with the fix, when the data does not fit the model's input or output.
+def check_fits(model, data: Dataset, input_shape=None) -> None:
+    """Fail early, with the fix, when the data does not fit the model's inputs or outputs.
 
     Runs before any training (a zoo or ``model.python`` model is checked as soon as it is
     built, a model file as soon as it is loaded); every split has x_train's sample shape by
-    then (``edgekit.data.checks.check_splits``), so x_train stands for all of them.
+    then (``edgekit.data.checks.check_splits``), so x_train stands for all of them. A model of
+    several inputs takes one array per input name (``x_train_<input>``), and labels of several
+    outputs name theirs (``y_train_<output>``); ``input_shape`` (the recipe's
+    ``model.input_shape``) is the shape chosen for free dimensions, which the data must have.
     """
+    from edgekit.convert import model_inputs, model_outputs
+
+    inputs, outputs = model_inputs(model), model_outputs(model)
+    if len(inputs) > 1 or len(outputs) > 1 or data.x_train.dtype.names or getattr(data, "output_tasks", None):
+        return _check_fits_named(inputs, outputs, data, input_shape)
     expected = tuple(model.inputs[0].shape)[1:]
     got = data.input_shape
+    _check_chosen_shape(expected, got, input_shape, "x_train, x_test")
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
         raise DataError(
             f"x_train, x_test: data shape {list(got)} does not fit the model input {list(expected)}; "
             f"expected samples of shape {list(expected)}: reshape the data or use a model built for {list(got)}"
         )
-    out_shape = tuple(model.outputs[0].shape)[1:]
+    _check_output(tuple(model.outputs[0].shape)[1:], got, data)
+
+
+def _check_output(out_shape: tuple, got: tuple, data: Dataset) -> None:
+    """The one output of a model fits the labels of one output (``y_train``)."""
     if not TASKS[data.task].needs_labels:
         return  # fidelity: any output; every artifact's is compared with the Keras model's
     if data.task == "anomaly":
@@ -272,6 +285,75 @@ def check_fits(model, data: Dataset) -> None:
                         f"(classes 0..{outputs - 1}); expected validation labels among the training classes")
 
 
+def _check_chosen_shape(expected, got, chosen, where: str, name: str = "") -> None:
+    """``model.input_shape`` fits the model, and the data has it."""
+    if chosen is None:
+        return
+    label = f"model.input_shape{'.' + name if name else ''}"
+    chosen = tuple(chosen)
+    if len(chosen) != len(expected) or any(e is not None and e != c for e, c in zip(expected, chosen)):
+        raise DataError(f"{label}: {list(chosen)} does not fit the model input {list(expected)} (None: free); "
+                        "give a shape that keeps the model's fixed dimensions")
+    if tuple(got) != chosen:
+        raise DataError(f"{where}: data shape {list(got)} is not {label} {list(chosen)}; the artifacts are "
+                        f"converted at the data's shape: reshape the data or drop {label}")
+
+
+def _check_fits_named(inputs, outputs, data: Dataset, input_shape=None) -> None:
+    """check_fits for a model of several inputs or outputs (or labels named after outputs)."""
+    from edgekit.tasks import TASKS
+
+    fields = data.x_train.dtype.names
+    names = [i.name for i in inputs]
+    if len(inputs) > 1 and not fields:
+        raise DataError(f"x_train: one array, but the model takes {len(inputs)} inputs ({', '.join(names)}); save one "
+                        f"array per input named after it: {', '.join(f'x_train_{n}' for n in names)} (and x_test_...), "
+                        f"or {', '.join(f'x_{n}' for n in names)}")
+    if fields:
+        missing = [n for n in names if n not in fields]
+        if missing or len(fields) != len(names):
+            raise DataError(f"x_train: the data names inputs {', '.join(fields)}, the model's are {', '.join(names)}; "
+                            f"expected one array per model input: {', '.join(f'x_train_{n}' for n in names)} "
+                            f"(or x_<input>){'; missing: ' + ', '.join(missing) if missing else ''}")
+    chosen = input_shape if isinstance(input_shape, dict) else ({names[0]: input_shape} if input_shape is not None else {})
+    for info in inputs:
+        expected = tuple(info.shape[1:])
+        got = tuple(data.x_train.dtype[info.name].shape) if fields else tuple(data.x_train.shape[1:])
+        where = f"x_train_{info.name}" if fields else "x_train, x_test"
+        _check_chosen_shape(expected, got, chosen.get(info.name), where, info.name if fields else "")
+        if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
+            raise DataError(f"{where}: data shape {list(got)} does not fit the model input {info.name} {list(expected)}; "
+                            f"expected samples of shape {list(expected)}")
+    heads = dict(getattr(data, "output_tasks", None) or {})
+    out_names = [o.name for o in outputs]
+    if not TASKS[data.task].needs_labels:
+        return  # fidelity: every output of every artifact is compared with the Keras model's
+    if not heads and len(outputs) == 1:  # several inputs, one output: labels of one output (y_train)
+        return _check_output(tuple(outputs[0].shape[1:]), (), data)
+    if not heads:
+        raise DataError(f"y_train: one label array, but the model has {len(outputs)} outputs ({', '.join(out_names)}); "
+                        f"label each output by name: {', '.join(f'y_train_{n}' for n in out_names)} (and y_test_...), "
+                        "leave an output's labels out to score it against the Keras model, or set task: fidelity")
+    unknown = [h for h in heads if h not in out_names]
+    if unknown:
+        raise DataError(f"y_train_{unknown[0]}: the model has no output {unknown[0]!r}; its outputs are "
+                        f"{', '.join(out_names)}: name the label arrays y_train_<output>")
+    if data.task not in heads.values():
+        shown = ", ".join(f"{n} {t}" for n, t in heads.items())
+        raise DataError(f"task {data.task}: no labelled output is scored for it (labels: {shown}); set task to one of "
+                        "theirs, or outputs.<name> to the task of each labelled output")
+    described = {o.name: o for o in outputs}
+    for name, task in heads.items():
+        width = described[name].shape[-1] if len(described[name].shape) > 1 else 1
+        record = (data.info.get("outputs") or {}).get(name) or {}
+        if task == "classification" and width is not None and width < record.get("num_classes", 0):
+            raise DataError(f"y_train_{name}: {record['num_classes']} classes but output {name} has {width} values; "
+                            "expected one value per class (or set outputs." f"{name}: regression)")
+        if task == "regression" and width is not None and width != record.get("targets", width):
+            raise DataError(f"y_train_{name}: {record['targets']} target(s) but output {name} has {width} values; "
+                            "expected one value per target")
+
+
 def save_model(model, folder: Path) -> Path:
     """Save the fp32 model in its own Keras format and return the file."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -285,18 +367,47 @@ def predict(model, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     ``batch_size``: by default as many samples as the model's layer outputs allow within
     ``edgekit.convert.BATCH_BYTES`` (256 for small models), so memory follows the model, not
     the number of samples."""
+    from edgekit.convert import call_structure, model_inputs, model_outputs, named_outputs
+    from edgekit.runtimes import cast_input, field_names, join_fields, split_fields
+
     if batch_size is None:
         from edgekit.convert import batch_size as fitting_batch
 
         batch_size = fitting_batch(model)
-    outs = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs).astype(np.float32)
+    inputs, outputs = model_inputs(model), model_outputs(model)
+
+    def call(chunk):
+        if field_names(chunk) is None and len(inputs) == 1:
+            return model(chunk, training=False)
+        arrays = [cast_input(a, info.dtype) for a, info in zip(split_fields(chunk, inputs), inputs)]
+        return model(call_structure(model, inputs, arrays), training=False)
+
+    outs = []
+    for i in range(0, len(x), batch_size):
+        result = named_outputs(model, outputs, call(x[i : i + batch_size]))
+        if isinstance(result, dict):  # several outputs: one field each (edgekit.runtimes.join_fields)
+            outs.append(join_fields([(k, np.asarray(v, np.float32)) for k, v in result.items()]))
+        else:
+            outs.append(np.asarray(result).astype(np.float32))
+    return np.concatenate(outs)
 
 
 def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
     """The ``model`` block of results.json; with the task, a classifier's ``output``:
-    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell)."""
-    info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell).
+    ``inputs`` and ``outputs`` list every input and output (``TensorInfo.to_dict``: name, dtype,
+    shape, None for a free dimension); ``input_shape_fixed`` says at which shape the data fixed
+    the free dimensions, where the model has some."""
+    from edgekit.convert import model_inputs, model_outputs, sample_shapes
+
+    inputs, outputs = model_inputs(model), model_outputs(model)
+    info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:]),
+            "inputs": [i.to_dict() for i in inputs], "outputs": [o.to_dict() for o in outputs]}
+    if x is not None and any(i.free for i in inputs):
+        fixed = model_inputs(model, sample_shapes(x))
+        info["input_shape_fixed"] = {i.name: list(i.shape[1:]) for i in fixed}
+    if len(outputs) > 1 or len(inputs) > 1:
+        return info  # several outputs: each is scored on its own (results rows' outputs)
     output = model_output(model, task, x) if task else None
     return {**info, "output": output.kind} if output is not None else info
 
@@ -322,11 +433,16 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         log(f"[model] loading {recipe.model.file}")
         configure_tensorflow(recipe.train.resolved_threads())  # compressed models fine-tune on these
         model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
-        check_fits(model, data)
-        output = model_output(model, recipe.task, data.x_train)
+        check_fits(model, data, recipe.model.input_shape)
+        several = bool(data.x_train.dtype.names) or len(model.outputs) > 1  # each output scored on its own
+        output = None if several else model_output(model, recipe.task, data.x_train)
         if output is not None and output.from_logits:
             tuned = ": compressed models fine-tune with from_logits=True" if recipe.compress else ""
             log(f"[model] the model outputs logits ({output.why}){tuned}")
+        if several and recipe.compress:
+            raise ModelError(f"model.file: {recipe.model.file} has several inputs or outputs; pruning, clustering and QAT "
+                             "fine-tune on one task loss: remove the compress section (every format and precision "
+                             "still converts and is measured per output)")
         if flavour == "keras3" and recipe.compress:
             raise ModelError(
                 f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "

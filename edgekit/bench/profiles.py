@@ -99,7 +99,9 @@ def start_ahead(ahead: Ahead, variant, row_id: str, recipe, samples, cache=None)
 
 def _probe_samples(samples) -> np.ndarray:
     """The inputs a probe runs on: the first 16 benchmark inputs."""
-    return np.asarray(samples[: max(1, min(len(samples), 16))], dtype=np.float32)
+    from edgekit.runtimes import as_samples
+
+    return as_samples(samples[: max(1, min(len(samples), 16))])
 
 
 def profile_rows(variants: list, row_ids: list[str], recipe, samples, run_dir: Path | None, cache=None,

@@ -15,11 +15,11 @@ import numpy as np
 from edgekit import interrupts
 from edgekit.errors import TaskFailed, WorkerDied, one_line
 from edgekit.evaluate import scores
-from edgekit.evaluate.stage import score
+from edgekit.evaluate.stage import score_outputs
 from edgekit.evaluate.variant import Variant
 from edgekit.locks import Hold
 from edgekit.progress import step
-from edgekit.report.rows import add_speedups, drop_impossible_values, make_row
+from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, outputs_block
 
 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
@@ -80,7 +80,10 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
             row["notes"].append(f"Keras timed with TensorFlow's {ran} intra-op threads (benchmark.threads is "
                                 f"{spec.threads}): set train.threads: {spec.threads} to time it alike")
         if getattr(target, "evaluates", False):  # metrics from this target's own outputs, never the host's
-            row.update(target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task))
+            found = target_evaluation(measurement.outputs, data, baseline, baseline_outputs, recipe.task)
+            if "outputs" not in found:  # no outputs of its own (a skipped row): no per-output scores either
+                row.pop("outputs", None)
+            row.update(found)
             if (reasons := drop_impossible_values(row)) and row["status"] == "ok":
                 row.update(status="failed", reason="; ".join(reasons))
         rows.append(row)
@@ -373,5 +376,8 @@ def target_evaluation(outputs, data, baseline: Variant, baseline_outputs, task: 
         return {"metrics": {}, "delta": {}, "parity": {}}
     if baseline_outputs is None:
         baseline_outputs = baseline.session.predict(data.x_test)
-    metrics, parity = score(outputs, data, baseline_outputs, task)
-    return {"metrics": metrics, "delta": scores.delta(metrics, baseline.metrics), "parity": parity}
+    metrics, parity, per_output = score_outputs(outputs, data, baseline_outputs, task)
+    found = {"metrics": metrics, "delta": scores.delta(metrics, baseline.metrics), "parity": parity}
+    if per_output:
+        found["outputs"] = outputs_block(per_output, baseline.outputs)
+    return found

@@ -37,7 +37,10 @@ def spec_of(variant, recipe) -> SessionSpec | None:
     if variant.path is None or not Path(variant.path).is_file():
         return None
     if variant.format in FORMATS:
-        return SessionSpec(variant.format, Path(variant.path), getattr(recipe.export, variant.format).model_dump())
+        options = getattr(recipe.export, variant.format).model_dump()
+        if (variant.settings or {}).get("input_shapes"):  # free dimensions `edgekit bench` fixed
+            options["input_shapes"] = variant.settings["input_shapes"]
+        return SessionSpec(variant.format, Path(variant.path), options)
     if variant.format != "keras":
         return None
     from edgekit.evaluate.worker import _keras_of, builder_import_dirs, custom_layers

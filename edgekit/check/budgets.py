@@ -43,6 +43,10 @@ DOCS = {
                      "arena_margin against ram_kb, the model against flash_kb; an ethos-u profile: Vela's SRAM use "
                      "against sram_kb, the compiled model against flash_kb): true fails a row past them; "
                      "false or null reports nothing",
+    "outputs": "budgets on single outputs of a model of several, besides the row's headline (the worst output's): "
+               "{output name: {min_metric, max_metric, max_metric_drop, max_metric_drop_vs_stored}}, each judged on "
+               "that output's own primary metric (results rows' outputs.<name>: accuracy of a labelled class head, "
+               "mae of a regression head, snr_db of an output without labels); a rule's entry replaces that output's",
 }
 BUDGET_KEYS = tuple(DOCS)
 
@@ -50,6 +54,15 @@ BUDGET_KEYS = tuple(DOCS)
 class _Strict(BaseModel):
     # Unknown keys are errors: a misspelt budget must never silently pass.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN limit would pass everything
+
+
+class OutputBudget(_Strict):
+    """The metric budgets of one output, on its own primary metric (see ``outputs``)."""
+
+    min_metric: float | None = Field(None, description=DOCS["min_metric"])
+    max_metric: float | None = Field(None, description=DOCS["max_metric"])
+    max_metric_drop: float | None = Field(None, ge=0, description=DOCS["max_metric_drop"])
+    max_metric_drop_vs_stored: float | None = Field(None, ge=0, description=DOCS["max_metric_drop_vs_stored"])
 
 
 class Budget(_Strict):
@@ -65,6 +78,7 @@ class Budget(_Strict):
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(True, description=DOCS["device_limits"])
+    outputs: dict[str, OutputBudget] = Field(default_factory=dict, description=DOCS["outputs"])
     #: the keys the recipe set (in defaults or a matching rule); the others hold their defaults
     _explicit: frozenset = PrivateAttr(default_factory=frozenset)
 
@@ -87,6 +101,7 @@ class Rule(_Strict):
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(None, description=DOCS["device_limits"])
+    outputs: dict[str, OutputBudget] | None = Field(None, description=DOCS["outputs"])
 
 
 class CheckSpec(_Strict):
@@ -101,8 +116,12 @@ class CheckSpec(_Strict):
         explicit = set(self.defaults.model_fields_set)
         for rule in self.rules:
             if fnmatchcase(row_id, rule.rows):
-                # Only keys the rule names override: an explicit null turns a default off.
-                values.update({key: getattr(rule, key) for key in rule.model_fields_set if key != "rows"})
+                # Only keys the rule names override: an explicit null turns a default off; a rule's
+                # outputs entry replaces that output's budgets, the other outputs keep theirs.
+                values.update({key: getattr(rule, key) for key in rule.model_fields_set if key not in ("rows", "outputs")})
+                if "outputs" in rule.model_fields_set:
+                    values["outputs"] = {**(values.get("outputs") or {}),
+                                         **{k: v.model_dump() for k, v in (rule.outputs or {}).items()}}
                 explicit |= rule.model_fields_set - {"rows"}
         budget = Budget.model_validate(values)
         budget._explicit = frozenset(explicit)

@@ -124,7 +124,8 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
         ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
                        results["baseline"], spec.budget_for(row_id), higher, no_base, no_old_base, metric_problems,
                        rows, old_rows, _reference_scored(results))
-        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx) + _device_limit_outcomes(ctx)
+        outcomes += _metric_outcomes(ctx) + _output_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
+        outcomes += _device_limit_outcomes(ctx)
     return outcomes
 
 
@@ -270,6 +271,44 @@ def _metric_outcomes(ctx: _Context) -> list[Outcome]:
     if ctx.have_stored and (limit := ctx.limit("max_metric_drop_vs_stored")) is not None:
         out.append(_drop(ctx, f"{ctx.metric} drop vs stored", limit, ctx.old, "in the stored baseline", [],
                          "not measured in the stored baseline"))
+    return out
+
+
+def _output_outcomes(ctx: _Context) -> list[Outcome]:
+    """The budgets on single outputs (``outputs: {name: {...}}``), each on that output's own primary
+    metric and direction, read from the rows' ``outputs.<name>``; a row without the output fails them."""
+    import dataclasses
+
+    from edgekit.tasks import TASKS
+
+    out = []
+    for name, budget in (ctx.budget.outputs or {}).items():
+        record = (ctx.row.get("outputs") or {}).get(name)
+        if record is None:
+            known = ", ".join(ctx.row.get("outputs") or {}) or "none: the model has one output"
+            out.append(Outcome(ctx.row_id, f"output {name}", "-", "-", "fail",
+                               f"the row has no output {name!r} (its outputs: {known}); fix check outputs"))
+            continue
+        metric = record.get("primary_metric")
+        task = TASKS.get(record.get("task"))
+
+        def view(row):
+            return {"metrics": (((row or {}).get("outputs") or {}).get(name) or {}).get("metrics") or {}} if row else None
+
+        sub = dataclasses.replace(ctx, row=view(ctx.row), base=view(ctx.base), old=view(ctx.old), metric=metric,
+                                  higher_is_better=task.higher_is_better if task else True, reference_scored=False,
+                                  metric_problems=[])
+        found = []
+        for key, floor in (("min_metric", True), ("max_metric", False)):
+            if (limit := getattr(budget, key)) is not None:
+                found.append(_bound(sub, limit, floor))
+        if ctx.row_id != ctx.base_id and budget.max_metric_drop is not None:
+            found.append(_drop(sub, f"{metric} drop vs {ctx.base_id}", budget.max_metric_drop, sub.base,
+                               f"on the baseline row {ctx.base_id}", ctx.no_base, "no metric on this row or the baseline row"))
+        if ctx.have_stored and budget.max_metric_drop_vs_stored is not None:
+            found.append(_drop(sub, f"{metric} drop vs stored", budget.max_metric_drop_vs_stored, sub.old,
+                               "in the stored baseline", [], "not measured in the stored baseline"))
+        out += [dataclasses.replace(o, budget=f"output {name} {o.budget}") for o in found]
     return out
 
 

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
-    input_dtype,
+    call_structure,
+    feeds,
     kept_float_record,
+    model_inputs,
+    model_outputs,
+    named_outputs,
     node_layer,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
     write_atomic,
 )
@@ -28,11 +32,11 @@ QUANT_KEYS = ("quant_format", "per_channel", "calibrate_method", "activation_typ
 
 
 class _Calibration:
-    """CalibrationDataReader over samples (no batch axis) in the input's dtype, fed one at a time as batch 1."""
+    """CalibrationDataReader over samples (no batch axis), each input in its own dtype, fed one
+    at a time as batch 1; ``names`` are the ONNX graph's input names, in the order of ``inputs``."""
 
-    def __init__(self, input_name: str, samples: np.ndarray, dtype=np.float32):
-        samples = as_input_dtype(samples, dtype)
-        self.feeds = iter({input_name: np.ascontiguousarray(s[None])} for s in samples)
+    def __init__(self, names: list[str], samples: np.ndarray, inputs: list):
+        self.feeds = iter(dict(zip(names, feed)) for feed in feeds(samples, inputs))
 
     def get_next(self):
         return next(self.feeds, None)
@@ -77,10 +81,19 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     # which fails on Keras 3 Sequential models (KeyError 'keras_tensor_N'). The dict names the
     # ONNX output "output"; the batch of 1 matches batch1_signature and how runtimes are timed.
     # The model's own input dtype: int32 token ids stay int32 (tensor(int32)), no CAST in front.
-    dtype = input_dtype(model)
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], dtype, name="input")
-    fn = tf.function(lambda x: {"output": model(x, training=False)})
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opts["opset"])
+    # With several inputs or outputs, each keeps its Keras name (edgekit.convert.batch1_signature).
+    # The data's sample shape fixes the model's free dimensions.
+    inputs = model_inputs(model, sample_shapes(calibration))
+    outputs = model_outputs(model)
+    specs = [tf.TensorSpec([1, *i.shape[1:]], tf.as_dtype(i.dtype), name="input" if len(inputs) == 1 else i.name)
+             for i in inputs]
+
+    def forward(*xs):
+        result = model(xs[0] if len(inputs) == 1 else call_structure(model, inputs, xs), training=False)
+        named = named_outputs(model, outputs, result)
+        return named if isinstance(named, dict) else {"output": named}
+
+    proto, _ = tf2onnx.convert.from_function(tf.function(forward), input_signature=specs, opset=opts["opset"])
     settings = {"converter": "tf2onnx", "tf2onnx": tf2onnx.__version__, "opset": opts["opset"]}
     keep = tuple(keep_float)
     if precision == "fp32" or prequantized:
@@ -112,7 +125,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             quantize_static(
                 str(pre),
                 str(int8),
-                _Calibration(proto.graph.input[0].name, calibration, dtype.as_numpy_dtype),
+                _Calibration([spec.name for spec in specs], calibration, inputs),
                 quant_format=getattr(QuantFormat, opts["quant_format"]),
                 per_channel=opts["per_channel"],
                 reduce_range=opts["reduce_range"],

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
     batch1_signature,
-    input_dtype,
+    feeds,
     kept_float_record,
+    model_inputs,
     node_layer,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
 )
 from edgekit.formats import OpenVINOOptions
@@ -76,7 +77,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     import openvino as ov
 
     path = Path(path)
-    ov_model = _to_openvino(model)
+    shapes = sample_shapes(calibration)  # the data's sample shape fixes the model's free dimensions
+    ov_model = _to_openvino(model, shapes)
     settings = {
         "converter": "openvino.convert_model",
         "openvino": package_version("openvino"),
@@ -96,8 +98,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     elif precision == "int8":
         import nncf
 
-        # In the model's input dtype (int32 token ids stay int32), as the IR's input is.
-        samples = [np.ascontiguousarray(s[None]) for s in as_input_dtype(calibration, input_dtype(model))]
+        # In each input's dtype (int32 token ids stay int32), as the IR's inputs are.
+        samples = _nncf_items(calibration, model_inputs(model, shapes))
         # NNCF draws progress bars on stdout, which belongs to the results table.
         with contextlib.redirect_stdout(sys.stderr):
             ov_model = nncf.quantize(
@@ -149,13 +151,14 @@ def quantize_with_accuracy_control(model, path: Path, calibration: np.ndarray, o
     from nncf.common.logging import nncf_logger
 
     path = Path(path)
-    ov_model = _to_openvino(model)
+    shapes = sample_shapes(calibration)
+    ov_model = _to_openvino(model, shapes)
     # NNCF compiles the models it scores with the CPU plugin's defaults (bf16 on AVX-512 BF16
     # CPUs); edgekit's session runs f32, so the IR asks for f32 (the CPU plugin reads rt_info).
     ov_model.set_rt_info("f32", list(RUNTIME_PRECISION))
-    dtype = input_dtype(model)
-    inputs = [np.ascontiguousarray(s[None]) for s in as_input_dtype(calibration, dtype)]
-    items = [(np.ascontiguousarray(x[None]), i) for i, x in enumerate(as_input_dtype(samples, dtype))]
+    described = model_inputs(model, shapes)
+    inputs = _nncf_items(calibration, described)
+    items = [(x, i) for i, x in enumerate(_nncf_items(samples, described))]
 
     def validate(compiled, data) -> float:
         output = compiled.output(0)
@@ -244,12 +247,20 @@ def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
     return seen
 
 
-def _to_openvino(model):
+def _nncf_items(samples, inputs) -> list:
+    """NNCF dataset items, one per sample: the batch-1 array of a model of one input, else a
+    dict keyed by the IR's input names (the Keras names, see ``batch1_signature``)."""
+    if len(inputs) == 1:
+        return [feed[0] for feed in feeds(samples, inputs)]
+    return [{i.name: a for i, a in zip(inputs, feed)} for feed in feeds(samples, inputs)]
+
+
+def _to_openvino(model, shapes=None):
     """Convert through a SavedModel that holds only the batch-1 signature and its variables."""
     import openvino as ov
     import tensorflow as tf
 
-    concrete = batch1_signature(model)
+    concrete = batch1_signature(model, shapes)
     holder = tf.Module()
     # Track the captured variables, not the Keras model: saving a whole tf_keras model also
     # traces every layer's call for Keras' own format, which is slow and converts nothing.

@@ -169,6 +169,13 @@ def _with_mixed(listed, fmt, max_drop) -> list[str]:
     return [*listed[:at], "int8-mixed", *listed[at:]]
 
 
+def _several(ctx) -> bool:
+    """Whether the build's model has several inputs or outputs (a structured batch)."""
+    x = getattr(getattr(ctx, "data", None), "x_test", None)
+    out = getattr(ctx, "baseline_outputs", None)
+    return bool(getattr(getattr(x, "dtype", None), "names", None) or getattr(getattr(out, "dtype", None), "names", None))
+
+
 class Ready:
     """A variant already finished (from the cache, or failed before it could be built)."""
 
@@ -218,6 +225,9 @@ class Exporter:
                     self.not_produced.append({**skipped, "reason": "QAT models are exported at int8 only"})
                 elif precision == "int8-mixed" and name != "base":
                     self.not_produced.append({**skipped, "reason": "int8-mixed is searched for the base model only"})
+                elif precision == "int8-mixed" and _several(self.ctx):
+                    self.not_produced.append({**skipped, "reason": "int8-mixed searches models of one input and one "
+                                              "output; this one has several"})
                 elif precision == "int8-mixed" and not TASKS[self.recipe.task].scored_validation:
                     self.not_produced.append({**skipped, "reason": f"int8-mixed needs a validation split scored by "
                                               f"{TASKS[self.recipe.task].primary_metric}; a {self.recipe.task} "

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
     batch1_signature,
-    input_dtype,
+    feeds,
     kept_float_record,
+    model_inputs,
     node_layers,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
     variables_holder,
     write_atomic,
@@ -56,15 +57,21 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     precision = "int8" if precision == "int8-mixed" else precision
     if precision not in PRECISIONS:
         raise ValueError(f"tflite converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    concrete = batch1_signature(model)
-    dtype = input_dtype(model)
+    shapes = sample_shapes(calibration)  # the data's shape fixes the model's free dimensions
+    concrete = batch1_signature(model, shapes)
+    inputs = model_inputs(model, shapes)
+    dtype = tf.as_dtype(inputs[0].dtype)
+    floating = any(np.issubdtype(i.dtype, np.floating) for i in inputs)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables_holder(model))
     settings = {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
     if precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision in ("int8", "int16x8"):
-        samples = as_input_dtype(calibration, dtype)
-        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
+        samples = feeds(calibration, inputs)
+        if len(inputs) == 1:
+            converter.representative_dataset = lambda: (sample for sample in samples)
+        else:  # keyed by the signature's input names: the interpreter's own input order is the converter's
+            converter.representative_dataset = lambda: ({i.name: a for i, a in zip(inputs, sample)} for sample in samples)
         settings["calibration_samples"] = len(calibration)
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
@@ -75,10 +82,16 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Only a float input is quantized: integer ids quantized to int8 (scale ~4 for a
         # vocabulary of 1,000) would merge neighbouring ids. An integer input keeps its dtype.
-        if dtype.is_floating:
+        if floating:
             converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        io_type = "int8" if dtype.is_floating else f"{dtype.name} input, int8 output"
+        if all(np.issubdtype(i.dtype, np.floating) for i in inputs):
+            io_type = "int8"
+        elif len(inputs) == 1:
+            io_type = f"{dtype.name} input, int8 output"
+        else:  # each input: int8 where it is float, its own integer dtype where it is one
+            io_type = "int8 outputs; inputs " + ", ".join(
+                f"{i.name} {'int8' if np.issubdtype(i.dtype, np.floating) else i.dtype.name}" for i in inputs)
         settings.update(quantization="full-integer " + ("from QAT ranges" if prequantized else "PTQ"), io_type=io_type)
         keep = tuple(keep_float)
         if keep and prequantized:

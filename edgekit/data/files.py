@@ -19,6 +19,7 @@ def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
             arrays = {k: _member(npz, k) for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read as .npz ({exc}); write it with numpy.savez(path, x=..., y=...)") from None
+    arrays = named_arrays(arrays, path)
     layouts = [("x_train", "y_train", "x_test", "y_test"), ("x", "y")]
     from edgekit.tasks import TASKS
 
@@ -33,9 +34,10 @@ def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
                 picked.update({k: arrays[k] for k in validation})
             names = _string_labels(picked) if task == "classification" else []
             for k, v in picked.items():  # x arrays of real numbers are float32 already (_member)
-                if not (np.issubdtype(v.dtype, np.number) or v.dtype == np.bool_) or np.iscomplexobj(v):
-                    raise DataError(f"{path}: array {k} has dtype {v.dtype}; expected real numbers"
-                                    + (" (or strings, for class labels)" if k.startswith("y") and task == "classification" else ""))
+                for field, member in ([(f"{k}_{f}", v[f]) for f in v.dtype.names] if v.dtype.names else [(k, v)]):
+                    if not (np.issubdtype(member.dtype, np.number) or member.dtype == np.bool_) or np.iscomplexobj(member):
+                        raise DataError(f"{path}: array {field} has dtype {member.dtype}; expected real numbers"
+                                        + (" (or strings, for class labels)" if k.startswith("y") and task == "classification" else ""))
             return picked, names
     found = ", ".join(sorted(arrays)) or "no arrays"
     if label_free:
@@ -50,12 +52,69 @@ def read_npz(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
 def _member(npz, key: str) -> np.ndarray:
     """One array of an open npz; a feature array (x...) of real numbers becomes float32 as it is
     read, so a large file's features are never held in their own dtype and in float32 at once
-    (other dtypes stay as they are, for read_npz's checks to name)."""
+    (other dtypes stay as they are, for read_npz's checks to name). One input of several
+    (``x_train_<input>``) keeps an integer dtype: token ids or categories beside float features."""
     value = npz[key]
     if key.startswith("x") and (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) and not np.iscomplexobj(value):
+        if split_key(key)[1] and np.issubdtype(value.dtype, np.integer):
+            return value.astype(np.int64, copy=False)
         with np.errstate(over="ignore"):  # overflow becomes inf, which the data checks name
             value = value.astype(np.float32, copy=False)
     return value
+
+
+#: the splits an npz names its arrays by (x, x_train, x_test, x_val; the same for y)
+SPLITS = ("train", "test", "val")
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """An npz key as (array, model tensor name): ``x_train`` -> ("x_train", ""),
+    ``x_train_image`` -> ("x_train", "image"), ``x_image`` -> ("x", "image"), ``y_box`` -> ("y", "box")."""
+    head, _, rest = key.partition("_")
+    if head not in ("x", "y") or not rest:
+        return key, ""
+    split, _, name = rest.partition("_")
+    if split in SPLITS:
+        return f"{head}_{split}", name
+    return head, rest
+
+
+def named_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """Arrays named after a model's inputs and outputs (``x_train_<input>``, ``y_test_<output>``,
+    or ``x_<input>``, ``y_<output>``) joined into one structured array per split, one field per
+    name (``edgekit.runtimes.join_fields``: how edgekit holds several inputs or outputs); every
+    other array as it is. An array named plainly (``x_train``, ``y``) wins over named ones.
+
+    Raises:
+        DataError: the named arrays of one split differ in length, or the splits name
+            different inputs (the names of each are listed).
+    """
+    from edgekit.runtimes import join_fields
+
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in arrays:
+        head, name = split_key(key)
+        if name and head not in arrays:
+            groups.setdefault(head, []).append((name, key))
+    if not groups:
+        return arrays
+    out = {k: v for k, v in arrays.items() if not any(k in [key for _, key in members] for members in groups.values())}
+    for head, members in groups.items():
+        lengths = {key: len(arrays[key]) if arrays[key].ndim else 0 for _, key in members}
+        if len(set(lengths.values())) > 1:
+            raise DataError(f"{path}: the arrays of {head} differ in length ({', '.join(f'{k} {n}' for k, n in lengths.items())}); "
+                            "expected one entry per sample in each")
+        for _, key in members:
+            if arrays[key].ndim == 0:
+                raise DataError(f"{key}: expected an array with one entry per sample, received a single value")
+        out[head] = join_fields([(name, arrays[key]) for name, key in members])
+    for kind, what in (("x", "input"), ("y", "output")):  # every split names the same inputs, and labels the same outputs
+        named = {head: sorted(out[head].dtype.names) for head in out if head.split("_")[0] == kind and out[head].dtype.names}
+        if len({tuple(v) for v in named.values()}) > 1:
+            shown = "; ".join(f"{head}: {', '.join(v)}" for head, v in named.items())
+            raise DataError(f"{path}: the splits name different {what}s ({shown}); expected the same "
+                            f"{kind}_<split>_<{what}> arrays in every split")
+    return out
 
 
 def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, np.ndarray], list[str]]:

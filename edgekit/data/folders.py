@@ -132,7 +132,7 @@ def fill_from_model(data, model) -> None:
         return
     size, channels, source = found
     record: dict[str, Any] = {"from": source}
-    if source == "model.file":
+    if source in ("model.file", "model.input_shape"):
         if data.image_size is None and size is not None:
             data.image_size = size
             record["image_size"] = list(size)
@@ -147,7 +147,10 @@ def fill_from_model(data, model) -> None:
 
 def _model_input(model) -> tuple[tuple[int, int] | None, int | None, str] | None:
     shape = None
-    if getattr(model, "file", None) is not None:
+    chosen = getattr(model, "input_shape", None)
+    if isinstance(chosen, list) and len(chosen) == 3:  # the recipe's choice for a model with free dimensions
+        shape, source = list(chosen), "model.input_shape"
+    elif getattr(model, "file", None) is not None:
         shape, source = _file_input_shape(Path(model.file)), "model.file"
     elif getattr(model, "arch", None) is not None:
         given = (model.params or {}).get("input_size")

@@ -32,7 +32,7 @@ from edgekit.evaluate.variant import Variant
 
 #: the variant fields a worker sends back (the parent keeps its own opener and session)
 FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path",
-          "seconds", "layer_error")
+          "seconds", "layer_error", "outputs", "io")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,13 +162,13 @@ def _load_data(path: Path):
         _DATA.clear()
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
-            shape = tuple(meta["input_shape"])
-            empty = np.zeros((0, *shape), np.float32)
+            empty = saved["x_test"][:0]  # x_train's sample shape and dtype (a field per input for several)
             data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=saved["x_val"], y_val=saved["y_val"], x_test=saved["x_test"],
                            y_test=saved["y_test"], x_calib=saved["x_calib"], class_names=meta["class_names"],
                            info=meta["info"], task=meta["task"],
                            normalization=Normalization.from_dict(meta["info"].get("normalize")),
-                           embedded=bool(meta["info"].get("normalize", {}).get("embedded", False)))
+                           embedded=bool(meta["info"].get("normalize", {}).get("embedded", False)),
+                           output_tasks=meta.get("output_tasks") or {})
             _DATA[path] = (data, saved["baseline_outputs"])
     return _DATA[path]
 
@@ -373,8 +373,8 @@ class VariantBuilds:
         if self._inputs is None:
             ctx, data = self.ctx, self.ctx.data
             path = self._folder() / "data.npz"
-            meta = {"input_shape": list(data.input_shape), "class_names": list(data.class_names), "info": data.info,
-                    "task": data.task}
+            meta = {"class_names": list(data.class_names), "info": data.info, "task": data.task,
+                    "output_tasks": dict(getattr(data, "output_tasks", None) or {})}
             # The validation split (at most VALIDATION_CAP samples, fewer of large inputs) for
             # per-layer quantization error and the int8-mixed search, which must never look at
             # the test split.
@@ -409,7 +409,8 @@ def validation_cap(x_val) -> int:
     inputs (``VALIDATION_BYTES``), never fewer than ``edgekit.convert.mixed.RANK_SAMPLES``."""
     from edgekit.convert.mixed import RANK_SAMPLES
 
-    sample = 4 * max(1, int(np.prod(np.shape(x_val)[1:], dtype=np.int64)))
+    # bytes per sample: float32 features, or every input's field of a structured batch
+    sample = max(1, int(np.prod(np.shape(x_val)[1:], dtype=np.int64)) * np.dtype(getattr(x_val, "dtype", np.float32)).itemsize)
     return min(VALIDATION_CAP, max(RANK_SAMPLES, VALIDATION_BYTES // sample))
 
 

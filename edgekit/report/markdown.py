@@ -11,6 +11,24 @@ from edgekit.report.cells import (
 )
 
 
+def outputs_table(results: dict) -> list[str]:
+    """A model of several outputs: each row's primary metric per output (results rows' ``outputs``),
+    the output that gave the row's headline marked *; nothing for a model of one output."""
+    rows = [row for row in results["rows"] if row.get("outputs")]
+    if not rows:
+        return []
+    first = rows[0]["outputs"]
+    header = ["id", *(f"{name} ({rec['task']}: {rec['primary_metric']})" for name, rec in first.items())]
+
+    def cell(rec) -> str:
+        value = (rec or {}).get("metrics", {}).get((rec or {}).get("primary_metric"))
+        return "-" if value is None else f"{value:.4f}{'*' if rec.get('headline') else ''}"
+
+    lines = ["", "Each output on its own (* the row's metric: the worst output of the recipe's task):", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join([row["id"], *(cell(row["outputs"].get(name)) for name in first)]) + " |" for row in rows]
+
+
 def markdown(results: dict) -> str:
     env = results["environment"]
     metric = results["primary_metric"]
@@ -35,6 +53,7 @@ def markdown(results: dict) -> str:
         header, *rows = side_by_side
         lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += outputs_table(results)
     if skipped := not_produced_line(results):
         lines += ["", skipped]
     lines += [

@@ -49,6 +49,10 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
         "settings": {**variant.settings, **(m.settings or {})},
         "notes": [],
     }
+    if evaluated and variant.outputs:  # a model of several outputs: each one scored on its own
+        row["outputs"] = outputs_block(variant.outputs, baseline.outputs)
+    if variant.io:  # the artifact's inputs and outputs as they ran (names, dtypes, shapes, quantization)
+        row["io"] = variant.io
     if getattr(m, "harness", None):
         row["harness"] = m.harness
     # What a target measured besides latency (an mcu target's arena, flash and C array) travels in
@@ -70,6 +74,14 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
                                 f"(robust spread, more than {unstable_spread:.0%}); the machine was busy: time again "
                                 "with `edgekit build --retime`")
     return row
+
+
+def outputs_block(outputs: dict[str, dict], baseline_outputs: dict[str, dict] | None) -> dict[str, dict]:
+    """A row's ``outputs``: per output its task, primary metric, metrics, delta against the
+    baseline row's same output, parity, and whether it gave the row's headline metrics."""
+    base = baseline_outputs or {}
+    return {name: {**rec, "delta": scores.delta(rec.get("metrics") or {}, (base.get(name) or {}).get("metrics") or {})}
+            for name, rec in outputs.items()}
 
 
 #: how many of the layers that lose most to int8 a results row lists (all of them: layer_errors/)

@@ -123,7 +123,9 @@ def memory(module, request: dict, samples) -> tuple:
     session = _open(module, request)
     rss_open = _status_kb("VmRSS")
     runs = max(1, int(request.get("memory_runs") or 20))
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in samples]
+    from edgekit.runtimes import one_sample_batch
+
+    feeds = [session.prepare(one_sample_batch(x)) for x in samples]
     times = []
     for i in range(runs):
         start = time.perf_counter()

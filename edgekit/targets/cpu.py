@@ -11,6 +11,7 @@ import numpy as np
 from edgekit.bench import stats
 from edgekit.errors import one_line
 from edgekit.formats import FORMATS
+from edgekit.runtimes import one_sample_batch
 from edgekit.targets.base import Measurement, Target
 
 
@@ -49,7 +50,7 @@ def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> l
     out: list[Measurement | None] = [None] * len(sessions)
     for k, (session, own) in enumerate(zip(sessions, sets)):
         try:
-            session.run(session.prepare(np.asarray(own[0], dtype=np.float32)[None]))
+            session.run(session.prepare(one_sample_batch(own[0])))
         except Exception as exc:  # noqa: BLE001 - one broken session fails its own row
             out[k] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
     live = [k for k in range(len(sessions)) if out[k] is None]
@@ -70,7 +71,7 @@ def _harness(session, samples) -> dict | None:
     if measure is None:
         return None
     try:
-        cost = measure(session.prepare(np.asarray(samples[0], dtype=np.float32)[None]))
+        cost = measure(session.prepare(one_sample_batch(samples[0])))
     except Exception:  # noqa: BLE001 - a side figure must never fail the row
         return None
     # which of the two the row's latency_ms (and the table) shows

@@ -276,7 +276,9 @@ def _exported(variant, samples) -> tuple[bytes, dict]:
 
     from edgekit.convert import keras3
 
-    check = np.asarray(samples[:32], dtype=np.float32)
+    from edgekit.runtimes import as_samples
+
+    check = as_samples(samples[:32])
 
     def compute() -> tuple[bytes, dict]:
         with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:

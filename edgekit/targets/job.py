@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import runtimes
+from edgekit.runtimes import as_samples
 from edgekit.errors import DeviceError
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -65,9 +66,9 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
         options: runtime options (e.g. ONNX graph_optimization_level).
     """
     inputs = io.BytesIO()
-    arrays = {"bench": np.asarray(bench_inputs, dtype=np.float32)}
+    arrays = {"bench": as_samples(bench_inputs)}
     if eval_inputs is not None:
-        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+        arrays["eval"] = as_samples(eval_inputs)
     np.savez_compressed(inputs, **arrays)
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules), "model": f"model/{files[0].name}",
            "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s,
@@ -89,11 +90,11 @@ def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, war
     device (``edgekit/runtimes/probe.py`` goes along); None: no probe, and no probe code sent.
     ``precisions``: each artifact's precision (what the probe's profile calls intended)."""
     inputs = io.BytesIO()
-    arrays = {"bench": np.asarray(bench_inputs if bench_sets is None else bench_sets[0], dtype=np.float32)}
+    arrays = {"bench": as_samples(bench_inputs if bench_sets is None else bench_sets[0])}
     for i, own in enumerate(bench_sets or ()):
-        arrays[f"bench{i}"] = np.asarray(own, dtype=np.float32)
+        arrays[f"bench{i}"] = as_samples(own)
     if eval_inputs is not None:
-        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+        arrays["eval"] = as_samples(eval_inputs)
     np.savez_compressed(inputs, **arrays)
     payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER}
     rows = []

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from edgekit.runtimes import as_samples
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
@@ -109,8 +110,8 @@ class McuTarget(Target):
             return False
         if in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
-        # "-": a file given to `edgekit bench`, whose precision edgekit does not know: TFLM decides
-        return variant.precision in (*PRECISIONS, "-")
+        # "unknown (...)": a file given to `edgekit bench` whose precision edgekit cannot read: TFLM decides
+        return variant.precision in PRECISIONS or variant.precision.startswith("unknown")
 
     def unsupported_reason(self, variant) -> str:
         return (f"target {self.name} runs full-integer TFLite models ({', '.join(PRECISIONS)}) in TFLite Micro; "
@@ -150,9 +151,9 @@ class McuTarget(Target):
             (folder / "job.json").write_text(json.dumps({
                 "model": str(Path(variant.path).resolve()), "warmup": int(spec.warmup), "runs": int(spec.runs),
                 "min_time_s": float(spec.min_time_s), "rounds": int(getattr(spec, "rounds", 1)), "seed": 0}))
-            np.save(folder / "samples.npy", np.asarray(samples, dtype=np.float32))
+            np.save(folder / "samples.npy", as_samples(samples))  # a field per input for several
             if eval_inputs is not None:
-                np.save(folder / "eval.npy", np.asarray(eval_inputs, dtype=np.float32))
+                np.save(folder / "eval.npy", as_samples(eval_inputs))
             try:
                 done = subprocess.run([sys.executable, "-m", "edgekit.targets.mcu_run", str(folder)], check=False, capture_output=True,
                                       text=True, timeout=TIMEOUT_S)
@@ -248,7 +249,7 @@ def _run_key(path: Path, spec, samples, eval_inputs) -> str:
     digest = hashlib.sha256(path.read_bytes())
     digest.update(repr((str(path.resolve()), spec.warmup, spec.runs, spec.min_time_s, getattr(spec, "rounds", 1))).encode())
     for arrays in (samples, eval_inputs):
-        digest.update(b"|" if arrays is None else np.ascontiguousarray(np.asarray(arrays, dtype=np.float32)).tobytes())
+        digest.update(b"|" if arrays is None else np.ascontiguousarray(as_samples(arrays)).tobytes())
     return digest.hexdigest()
 
 

@@ -93,8 +93,10 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
     # ``runs`` split as evenly as it goes: the first ``runs % rounds`` rounds get one more.
     per_round = [int(runs) // rounds + (r < int(runs) % rounds) for r in range(rounds)]
     min_ns = int(float(min_time_s) * 1e9 / rounds)
+    from edgekit.runtimes import one_sample_batch  # shipped beside this file (not on the --probe path)
+
     sets = samples if per_session else [samples] * len(sessions)
-    feeds = [[s.prepare(np.asarray(x, dtype=np.float32)[None]) for x in own] for s, own in zip(sessions, sets)]
+    feeds = [[s.prepare(one_sample_batch(x)) for x in own] for s, own in zip(sessions, sets)]
     shuffle = random.Random(seed)
     order = list(range(len(sessions)))
     out = [[] for _ in sessions]
@@ -254,11 +256,13 @@ def run_job(job, base_dir="."):
         ``{"runtime", "settings", "input_shape", "latencies_ms", "rounds_ms", "outputs",
         "environment", "session_file"}``.
     """
+    from edgekit.runtimes import as_samples
+
     path = os.path.join(base_dir, job["model"])
     session = open_session(job, path)
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
-        bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
-        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+        bench_inputs = as_samples(arrays["bench"])  # a field per input for several, each its own dtype
+        eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
                          float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
@@ -270,7 +274,8 @@ def _session_result(session, outputs):
     """What a job's result says of one opened session: its runtime, settings, input shape, the
     evaluation outputs, and which file the session came from (the shipped copy, never something
     installed on the device)."""
-    return {"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
+    io = session.io() if getattr(session, "inputs", None) else None  # every input and output as it ran
+    return {"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape), "io": io,
             "outputs": encode_array(outputs) if outputs is not None else None,
             "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)}
 
@@ -289,16 +294,18 @@ def run_group(job, base_dir="."):
         ``{"rows": [per row: the fields of ``run_job`` without the environment (plus ``probe``),
         or an error], "environment"}``.
     """
+    from edgekit.runtimes import as_samples, one_sample_batch
+
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
         # each row's own samples ("bench0", ...) where the models take different inputs
-        bench_sets = [list(np.asarray(arrays[row.get("bench", "bench")], dtype=np.float32)) for row in job["rows"]]
-        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+        bench_sets = [list(as_samples(arrays[row.get("bench", "bench")])) for row in job["rows"]]
+        eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
     results, sessions, sets, opened = [], [], [], []
     for i, (row, bench_inputs) in enumerate(zip(job["rows"], bench_sets)):
         try:
             session = open_session(dict(job, **row), os.path.join(base_dir, row["model"]))
             outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
-            session.run(session.prepare(bench_inputs[0][None]))
+            session.run(session.prepare(one_sample_batch(bench_inputs[0])))
         except RuntimeMissing as exc:
             results.append({"error": str(exc), "kind": "runtime_missing"})
             continue
@@ -356,6 +363,8 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
     ``{"memory": None, "profile": None, "profile_error": one line, "probe_failed": True}``."""
     import subprocess
 
+    from edgekit.runtimes import as_samples
+
     settings = job["probe"]
     timeout = min(float(settings.get("timeout_s", 120.0)), budget_s)
     if timeout < 1.0:
@@ -366,7 +375,7 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
         folder = os.path.join(base_dir, "probe", str(index))
         os.makedirs(folder)
         np.save(os.path.join(folder, "samples.npy"),
-                np.asarray(samples[: max(1, min(len(samples), int(settings.get("samples", 16))))], dtype=np.float32))
+                as_samples(samples[: max(1, min(len(samples), int(settings.get("samples", 16))))]))
         request = {"format": row.get("format"), "precision": row.get("precision"),
                    "path": os.path.abspath(os.path.join(base_dir, row["model"])),
                    "module": row["runtime"].partition(":")[0], "options": row.get("options") or {},

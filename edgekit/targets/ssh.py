@@ -301,7 +301,10 @@ def run_payload(profile: SshProfile, payload: dict, what: str, log=None, connect
 
 def _options(variant) -> dict:
     """The variant's runtime options a job can carry (plain values only)."""
-    return {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
+    options = {k: v for k, v in variant.settings.items() if isinstance(v, (str, int, float, bool))}
+    if variant.settings.get("input_shapes"):  # free dimensions `edgekit bench` fixed: {input name: shape}
+        options["input_shapes"] = {str(k): [int(d) for d in v] for k, v in variant.settings["input_shapes"].items()}
+    return options
 
 
 def run_artifact(profile: SshProfile, fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *,
