@@ -468,27 +468,57 @@ def devices_list(devices_dir: Path | None) -> None:
 @click.argument("name")
 @_DEVICES_OPTION
 def devices_check(name: str, devices_dir: Path | None) -> None:
-    """Connect to device NAME and report its Python, runtimes, CPU and ISA flags, or what is missing.
+    """Connect to device NAME (or every device of pool NAME) and report its Python, runtimes, CPU,
+    ISA flags and free disk, or what is missing.
 
-    Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
+    Exit codes: 0 ready (every device of a pool), 1 unreachable or something missing, 2 no such
+    (or an invalid) profile.
     """
-    from edgekit.errors import DeviceError, EdgekitError
-    from edgekit.targets import profiles, ssh
+    from edgekit.errors import EdgekitError
+    from edgekit.targets import profiles, resolve, ssh
 
-    profile = profiles.get_profile(name, _device_dirs(devices_dir))
-    if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
-        raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    dirs = _device_dirs(devices_dir)
+    if name in profiles.find_profiles(dirs):
+        profile = profiles.get_profile(name, dirs)
+        if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
+            raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    target = resolve([name], dirs)[name]  # an unknown name: the profile lookup's one line (did you mean ...)
+    if not target.is_pool:
+        problems = _check_device(name, target.profile)
+        if problems:
+            raise EdgekitError(f"device {name}: " + "; ".join(problems))
+        click.echo(f"device {name}: ready")
+        return
+    members = target.members()
+    click.echo(f"pool {name}: {len(members)} device(s): {', '.join(m.name for m in members)}")
+    failing = {}
+    for member in members:
+        if problems := _check_device(member.name, member.profile):
+            failing[member.name] = "; ".join(problems)
+            click.echo(f"device {member.name}: NOT READY: {failing[member.name]}")
+        else:
+            click.echo(f"device {member.name}: ready")
+    if failing:
+        raise EdgekitError(f"pool {name}: {len(failing)} of {len(members)} device(s) not ready: "
+                           + "; ".join(f"{device}: {why}" for device, why in failing.items()))
+    click.echo(f"pool {name}: all {len(members)} device(s) ready")
+
+
+def _check_device(name: str, profile) -> list[str]:
+    """Probe one ssh device and print what it has; returns its problems (empty: ready)."""
+    from edgekit.errors import DeviceError
+    from edgekit.targets import faults, ssh
+
     click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
     try:
         info = ssh.probe(profile)
     except DeviceError as exc:
-        raise EdgekitError(f"device {name}: {exc}") from None
+        return [str(exc)]
     click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
     click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
     click.echo(f"  os           {info['os']} {info['machine']}, {info['cores']} cores")
     click.echo(f"  cpu          {info['cpu']}")
     click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
-    problems = []
     for runtime, module in ssh.runtime_names().items():
         state = info["runtimes"].get(module, {})
         listed = runtime in profile.runtimes
@@ -497,19 +527,14 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
             click.echo(f"  runtime      {runtime:<15} {state.get('version') or '?':<12} ({mark} in the profile)")
         else:
             click.echo(f"  runtime      {runtime:<15} {'missing':<12} ({mark} in the profile){': ' + state['error'] if listed else ''}")
-            if listed:
-                problems.append(f"runtime {runtime} is listed in the profile but does not import with {info['python_executable']} "
-                                f"({state.get('error')}); install it there or remove it from runtimes")
     work = info.get("work_dir") or {}
+    free = work.get("free_bytes")
+    space = f", {free / faults.MB:.0f} MB free" if isinstance(free, (int, float)) else ""
     if work.get("exists") and work.get("writable"):
-        click.echo(f"  work_dir     {profile.work_dir} (writable)")
-    elif work.get("exists"):
-        problems.append(f"work_dir {profile.work_dir} is not writable for {profile.user or 'the login user'}")
-    else:
-        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run)")
-    if problems:
-        raise EdgekitError(f"device {name}: " + "; ".join(problems))
-    click.echo(f"device {name}: ready")
+        click.echo(f"  work_dir     {profile.work_dir} (writable{space})")
+    elif not work.get("exists"):
+        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run{space})")
+    return faults.health_problems(profile, info)
 
 
 @cli.command("bench")

@@ -63,20 +63,26 @@ def reference_names() -> tuple[str, ...]:
 
 def resolve(names: list[str], dirs: list[Path], log: Callable[[str], None] | None = None) -> dict[str, Target]:
     """Target objects for ``names``: a built-in kind, else the device profile of that name in
-    ``dirs``, as an object of the profile's kind. The order of ``names`` is kept.
+    ``dirs``, as an object of the profile's kind (a pool for a profile with ``hosts:``), else
+    the pool of the profiles that say ``pool:`` that name. The order of ``names`` is kept.
 
     Raises:
         DeviceProfileError: no such profile, or an invalid one (of an unknown kind, say).
     """
-    from edgekit.targets.profiles import get_profile
+    from edgekit.targets.pool import find_pools, pool_of_profiles
+    from edgekit.targets.profiles import find_profiles, get_profile
 
     targets: dict[str, Target] = {}
+    pools = None
     for name in names:
         if name in builtin_names():
             targets[name] = kind(name)(name)
-        else:
-            profile = get_profile(name, dirs)
-            targets[name] = kind(profile.kind)(profile, log)
+            continue
+        if name not in find_profiles(dirs) and name in (pools := pools if pools is not None else find_pools(dirs)):
+            targets[name] = pool_of_profiles(name, pools[name], dirs, log)  # profiles that say pool: NAME
+            continue
+        profile = get_profile(name, dirs)
+        targets[name] = kind(profile.kind).make(profile, log)
     return targets
 
 
