@@ -21,7 +21,6 @@ A job a member failed moves to another member not tried for it yet; with none le
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,8 @@ class Outcome:
     measurements: list | None = None
     environment: dict | None = None
     unhealthy: str | None = None
+    #: the failed tries of the health check's probe
+    tries: list | None = None
 
 
 @dataclass
@@ -124,7 +125,8 @@ def _until_done(fleet: Fleet, target, variants, spec, samples, eval_inputs, seed
             with fleet.lock:
                 fleet.quarantined[device] = f"health check failed: {outcome.unhealthy}"
             log(f"[device] {device}: health check failed ({outcome.unhealthy}); left out of this build")
-            moves.append({"device": device, "error": f"health check failed: {outcome.unhealthy}", "backoff_s": 0.0})
+            moves += outcome.tries or [{"device": device, "error": f"health check failed: {outcome.unhealthy}",
+                                        "backoff_s": 0.0}]
             tried.add(device)
             continue
         faults = [m.fault for m in outcome.measurements if m is not None and getattr(m, "fault", None)]
@@ -153,10 +155,7 @@ def _submit(pool, hold: Hold, target, variants, spec, samples, eval_inputs, seed
     from edgekit.bench.stage import _failed, _holding
 
     if getattr(pool, "remote", False):
-        portable = copy.copy(target)
-        portable.log = None
-        for member in portable.members():
-            member.log = None
+        portable = target.portable()
         variants = [dataclasses.replace(v, session=None, opener=None) for v in variants]
         on_message = lambda kind, text: log(text) if kind == "log" else None  # noqa: E731
         try:
@@ -185,7 +184,7 @@ def run_job(target, variants, spec, samples, eval_inputs, seed: int, sample_sets
     if healthy is not None and device not in healthy:
         problem = member.health_problem()
         if problem:
-            return Outcome(device, unhealthy=problem)
+            return Outcome(device, unhealthy=problem, tries=member.tries() if hasattr(member, "tries") else None)
     measurements, environment = measure_rows(member, variants, spec, samples, eval_inputs, seed, sample_sets)
     return Outcome(device, measurements, environment)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -109,6 +110,12 @@ class Target(ABC):
 
     def note_environment(self, device: str, environment: dict | None) -> None:
         """Keep the environment a member's job sent back from another process (a Dask worker)."""
+
+    def portable(self) -> Target:
+        """A copy to send to a task on another machine: without its log (a function of this process)."""
+        clone = copy.copy(self)
+        clone.log = None
+        return clone
 
     @abstractmethod
     def supports(self, variant) -> bool:

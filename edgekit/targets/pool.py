@@ -1,7 +1,7 @@
 """Pools of like ssh devices: one target, several devices.
 
 A pool is either one profile with ``hosts:`` (its members share the rest of the profile; a
-member may name its own port, user, python, work_dir or sysfs_root) or several single-host
+member may name its own port, user, python, work_dir, sysfs_root or timeout_s) or several single-host
 profiles with the same ``pool: NAME`` (then NAME is the target; their runtimes must agree).
 A recipe names the pool as a target; its row ids say the pool (``tflite-int8@shelf``) and each
 row's ``device`` says which member measured it.
@@ -138,6 +138,11 @@ class PoolTarget(Target):
 
         measurements, _ = fleet.run(self, variants, spec, samples, eval_inputs, seed, None, self.log, sample_sets)
         return measurements
+
+    def portable(self) -> PoolTarget:
+        clone = super().portable()
+        clone._members = [member.portable() for member in self._members]
+        return clone
 
     def note_environment(self, device: str, environment: dict | None) -> None:
         """Keep a member's environment block (what its runner probed) for ``environment``."""

@@ -54,6 +54,7 @@ class Member(BaseModel):
     python: str | None = Field(None, min_length=1)
     work_dir: str | None = Field(None, min_length=1)
     sysfs_root: str | None = Field(None, min_length=1)
+    timeout_s: float | None = Field(None, gt=0, description="this device's own timeout_s (a slower board)")
 
 
 class SshProfile(ProfileBase):
@@ -63,7 +64,7 @@ class SshProfile(ProfileBase):
     hosts: list[str | Member] | None = Field(
         None, min_length=1, max_length=256,
         description="a pool of like devices instead of one host: each a host name, or {host, name, port, user, python, "
-                    "work_dir, sysfs_root}; the rest of the profile is shared. Targets name the profile; each job "
+                    "work_dir, sysfs_root, timeout_s}; the rest of the profile is shared. Targets name the profile; each job "
                     "runs on a free member")
     pool: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
                              description="the pool this device belongs to: several profiles with the same pool: "
@@ -181,15 +182,20 @@ class SshTarget(Target):
                 "wait_timeout_s": p.wait_timeout_s or getattr(spec, "wait_timeout_s", 300.0)}
 
     def health_problem(self) -> str | None:
-        """Why this device should not take jobs now (``faults.health_problems`` of its probe), or None."""
+        """Why this device should not take jobs now (``faults.health_problems`` of its probe, the
+        probe retried as any step), or None; the failed tries are kept as a job's are."""
         from edgekit.targets import faults
 
         try:
-            info = probe(self.profile)
+            info = self._run(lambda: probe(self.profile))
         except DeviceError as exc:
             return str(exc)
         problems = faults.health_problems(self.profile, info)
         return "; ".join(problems) if problems else None
+
+    def tries(self) -> list[dict]:
+        """The failed tries of the last step (a job, or the health check's probe)."""
+        return list(self._tries)
 
     def _run(self, call):
         """``call()`` with the profile's retries; the failed tries are kept for the job's rows."""
