@@ -6,6 +6,8 @@
 - ``ssh`` (targets/ssh.py): a device profile devices/NAME.yaml (targets/profiles.py) whose
   ``kind:`` is ssh (the default); the device runner (targets/runner.py) runs edgekit's own
   runtime sessions there.
+- pools (targets/pool.py): a ssh profile with ``hosts:``, or the profiles that share ``pool:
+  NAME``: like devices under one target name, each job on a free member (``edgekit.bench.fleet``).
 - ``mcu`` (targets/mcu.py): a profile of ``kind: mcu`` (a microcontroller's RAM and flash); its
   full-integer TFLite rows run in TFLite Micro on this machine (targets/mcu_run.py), with the
   tensor arena, flash bytes, budgets and a C array of the model; latency is host time.
