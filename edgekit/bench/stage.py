@@ -66,7 +66,8 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
         row_id = f"{variant.stem}@{target_name}"
         if measurement.latencies_ms:
             latencies[row_id] = measurement.latencies_ms
-        row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread, getattr(spec, "clock_change", None))
+        row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread,
+                       getattr(spec, "clock_change", None))
         if measurement.status == "ok" and getattr(measurement, "probe", None) is not None and row_id not in probed:
             probed[row_id] = _attach_probe(row_id, measurement.probe, run_dir, log)  # probed where it ran (a device)
         found = probed.get(row_id) if measurement.status == "ok" else None

@@ -94,7 +94,8 @@ def clock_notes(clocks: dict, clock_change: float, where: str) -> list[str]:
                      "rounds; pin it (cpupower frequency-set -g performance) for stable timings")
     change = clocks.get("freq_change")
     if change is not None and change > clock_change:
-        core, (low, high) = max((clocks.get("freq_mhz") or {}).items(), key=lambda kv: (kv[1][1] - kv[1][0]) / (kv[1][1] or 1))
+        core, (low, high) = max((clocks.get("freq_mhz") or {}).items(),
+                                key=lambda kv: (kv[1][1] - kv[1][0]) / (kv[1][1] or 1))
         notes.append(f"CPU frequency moved during the rounds on {where}: core {core} {high:g} -> {low:g} MHz "
                      f"({change:.0%}, more than benchmark.clock_change {clock_change:.0%}): throttled or not pinned")
     late = [w for w in clocks.get("waits") or [] if w.get("reached") is False]
