@@ -84,10 +84,11 @@ def run(target, variants, spec, samples, eval_inputs, seed: int, pool, log, samp
     members = target.members()
     fleet = Fleet([m.name for m in members],
                   {m.name: getattr(getattr(m, "profile", None), "quarantine_after", 1) for m in members})
-    jobs = [job for job in target.split(variants) if job]
-    out: list = [None] * len(variants)
+    out: list = [target.precheck(v) for v in variants]  # rows no device could run: no job
+    todo = [i for i, m in enumerate(out) if m is None]
+    jobs = [[todo[k] for k in job] for job in target.split([variants[i] for i in todo]) if job]
     if not jobs:
-        return out, None
+        return out, target.environment()
     with ThreadPoolExecutor(len(jobs), thread_name_prefix="edgekit-job") as threads:
         futures = [threads.submit(_until_done, fleet, target, [variants[i] for i in job], spec, samples, eval_inputs,
                                   seed, pool, log, [sample_sets[i] for i in job] if sample_sets is not None else None)

@@ -45,7 +45,8 @@ def markdown(results: dict) -> str:
                   "(/sys), the tries before it and the waits for the temperature.", "",
                   "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-        lines += [f"- {line}" for line in devices.fleet_lines(results)]
+        if fleet := devices.fleet_lines(results):
+            lines += ["", *(f"- {line}" for line in fleet)]
     lines += [
         "",
         "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",

@@ -111,6 +111,11 @@ class Target(ABC):
     def note_environment(self, device: str, environment: dict | None) -> None:
         """Keep the environment a member's job sent back from another process (a Dask worker)."""
 
+    def precheck(self, variant) -> Measurement | None:
+        """The row of ``variant`` when it is known without running a job (a device's profile lists
+        no runtime for its format: skipped), else None: the fleet sends no job for it."""
+        return None
+
     def portable(self) -> Target:
         """A copy to send to a task on another machine: without its log (a function of this process)."""
         clone = copy.copy(self)

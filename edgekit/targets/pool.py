@@ -122,6 +122,10 @@ class PoolTarget(Target):
     def unsupported_reason(self, variant) -> str:
         return self._members[0].unsupported_reason(variant)
 
+    def precheck(self, variant) -> Measurement | None:
+        # the members share one profile's runtimes (or profiles whose runtimes agree)
+        return self._members[0].precheck(variant, f"pool {self.name}")
+
     def split(self, variants) -> list[list[int]]:
         """The rows' jobs: indices of ``variants`` grouped by (format, model), in order."""
         groups: dict[tuple, list[int]] = {}

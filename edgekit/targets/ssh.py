@@ -295,13 +295,21 @@ class SshTarget(Target):
         return {"timeout_s": profiles.TIMEOUT_S, "budget_s": self.profile.timeout_s / 2, "runs": profiles.RUNS,
                 "samples": 16}
 
-    def _cannot_run(self, variant) -> Measurement | None:
-        """The row's measurement when the device cannot run ``variant`` at all, else None."""
+    def precheck(self, variant, name: str | None = None) -> Measurement | None:
+        """The skipped row of a variant whose format the profile lists no runtime for (no job
+        needed to know it), naming the device (or ``name``: its pool), else None."""
         fmt, p = FORMATS[variant.format], self.profile
         if not p.modules_for(fmt.runtime_packages):
             wanted = " or ".join(name for name, module in runtime_names().items() if module in fmt.runtime_packages)
-            return Measurement("skipped", f"device {self.name} has no runtime for {fmt.name}: its profile lists "
-                               f"{', '.join(p.runtimes)}; install {wanted} there and add it to runtimes in {Path(p.path).name}")
+            return Measurement("skipped", f"{name or f'device {self.name}'} has no runtime for {fmt.name}: its profile "
+                               f"lists {', '.join(p.runtimes)}; install {wanted} there and add it to runtimes in "
+                               f"{Path(p.path).name}")
+        return None
+
+    def _cannot_run(self, variant) -> Measurement | None:
+        """The row's measurement when the device cannot run ``variant`` at all, else None."""
+        if (skipped := self.precheck(variant)) is not None:
+            return skipped
         if self._unreachable:
             return Measurement("failed", self._unreachable, device=self.name, fault=self._unreachable)
         return None
