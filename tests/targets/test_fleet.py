@@ -75,8 +75,11 @@ class DropOnce(threading.Thread):
                     except (OSError, ValueError):
                         break
                     if comm == "sshd":
-                        os.kill(parent, signal.SIGKILL)
-                        self.dropped.append(parent)
+                        try:
+                            os.kill(parent, signal.SIGKILL)
+                            self.dropped.append(parent)
+                        except ProcessLookupError:  # the job ended first: wait for the next one
+                            pass
                         break
                     parent = up
                 break
@@ -124,7 +127,9 @@ def test_a_member_whose_sshd_is_stopped_is_retried_then_quarantined_and_its_job_
 
 
 def test_a_member_that_drops_the_connection_mid_job_is_retried_on_the_same_device(ssh_server, tiny_artifacts, tmp_path):
-    pool_profile(tmp_path, "shelf", ssh_server, [{"name": "flaky"}, {"name": "spare"}])
+    # its runner worker takes 2 s to start: the drop lands inside the job, whatever the machine's load
+    lagging = _slow_python(tmp_path, ssh_server.python, seconds=2)
+    pool_profile(tmp_path, "shelf", ssh_server, [{"name": "flaky", "python": str(lagging)}, {"name": "spare"}])
     dropper = DropOnce(str(tmp_path / "work" / "flaky"))
     dropper.start()
     try:

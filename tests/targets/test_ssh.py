@@ -354,12 +354,12 @@ def test_bench_files_on_the_cpu(artifacts, tmp_path, digits):
 # --------------------------------------------------------------------------- a real ssh device
 
 
-def _slow_python(folder: Path, python: str) -> Path:
-    """A device Python whose runner worker (the --in-process child) hangs at start-up, so a
-    test can kill it mid-run or let it time out. Only that child sleeps."""
+def _slow_python(folder: Path, python: str, seconds: float = 120) -> Path:
+    """A device Python whose runner worker (the --in-process child) sleeps ``seconds`` at start-up,
+    so a test can kill it mid-run or let it time out. Only that child sleeps."""
     site = folder / "slow-site"
     site.mkdir(parents=True, exist_ok=True)
-    (site / "sitecustomize.py").write_text("import sys, time\nif '--in-process' in sys.argv:\n    time.sleep(120)\n")
+    (site / "sitecustomize.py").write_text(f"import sys, time\nif '--in-process' in sys.argv:\n    time.sleep({seconds})\n")
     wrapper = folder / "slow-python"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH='{site}' exec '{python}' \"$@\"\n")
     wrapper.chmod(0o755)
