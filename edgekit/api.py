@@ -263,7 +263,7 @@ def _results_path(results) -> Path:
 
 
 def check(results, baseline: str | Path | None = None, recipe: str | Path | None = None,
-          junit: str | Path | None = None):
+          junit: str | Path | None = None, history: str | None = None, window: int = 10):
     """Check a run against its recipe's budgets and a stored baseline, as ``edgekit check``.
 
     Args:
@@ -271,6 +271,9 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
         baseline: a file from ``edgekit baseline save`` or a results.json, for regressions.
         recipe: the recipe whose ``check:`` section holds the budgets (default: the run's copy).
         junit: also write JUnit XML here.
+        history: a results store (a SQLite path or database URL, ``edgekit.history.store``):
+            judge each row against its last ``window`` runs there too (``edgekit.history.window``).
+        window: how many earlier runs of a row the history check reads.
 
     Returns:
         ``edgekit.check.gate.CheckReport``: ``passed``, ``failures`` (each an Outcome with row,
@@ -279,7 +282,7 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
     from edgekit.check import gate, output
 
     report = gate.run_check(_results_path(results), Path(baseline) if baseline else None,
-                            Path(recipe) if recipe else None)
+                            Path(recipe) if recipe else None, history=history, window=window)
     if junit is not None:
         output.write_junit(report, Path(junit))
     return report

@@ -44,8 +44,12 @@ def cli() -> None:
                    "<run>/tensorboard/ (tensorboard --logdir runs/).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show TensorFlow's, tf2onnx's, NNCF's and LiteRT's own output live (default: kept in <run>/build.log).")
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="Record the build in this results store: a SQLite file, or a database URL (postgresql+psycopg://...; "
+                   "pip install 'edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
+                   "cache folder; otherwise nothing is recorded.")
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
-          executor_spec: str | None, tensorboard: bool, verbose: bool) -> None:
+          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None) -> None:
     """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
     write results.json and report.md into its run directory.
 
@@ -75,7 +79,8 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
             _build_exit(error.exit_code, error)
             raise error
         _print_build(result, run_dir, table=True)
-        if result.failed:
+        error = _record_history(result, run_dir, history_url)
+        if result.failed and error is None:
             failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
             error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
         _build_exit(error.exit_code if error else 0, error)
@@ -83,7 +88,29 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
             raise error
         return
     _build_many(recipes, out_dir or Path("runs"), executor_spec, fresh=fresh, force=force, retime=retime,
-                tensorboard=tensorboard, verbose=verbose)
+                tensorboard=tensorboard, verbose=verbose, history_url=history_url)
+
+
+def _record_history(result, run_dir: Path, history_url: str | None):
+    """Record a finished build in the results store (``--history``, or the default one in CI);
+    returns the error to exit with when an asked-for store cannot be written (the run itself is
+    written already), None otherwise: a store on by default only warns."""
+    from edgekit import history
+    from edgekit.errors import EdgekitError
+
+    url = history.wanted(history_url)
+    if url is None:
+        return None
+    try:
+        where, added, given = history.record(result.results, url, run_dir)
+    except EdgekitError as exc:
+        if history_url:
+            return exc
+        _log(f"[history] not recorded: {exc.message}")
+        return None
+    click.echo(f"history: {added} of {given} row(s) recorded in {where}"
+               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"))
+    return None
 
 
 def _print_build(result, run_dir: Path, table: bool) -> None:
@@ -105,14 +132,24 @@ def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) ->
     from edgekit import many
     from edgekit.report.summary import print_summary, write_summary
 
+    history_url = options.pop("history_url", None)
     for recipe in recipes:
         _preflight(recipe, out_dir / recipe.name, cache_used=not options["fresh"])
-    data = many.build_all(recipes, out_dir, executor=executor_spec, say=_log,
-                          on_built=lambda result, run_dir: _print_build(result, run_dir, table=False), **options)
+    failed_records = []
+
+    def on_built(result, run_dir):
+        _print_build(result, run_dir, table=False)
+        if (error := _record_history(result, run_dir, history_url)) is not None:
+            failed_records.append(error)
+            _log(f"[history] {error.message}")
+
+    data = many.build_all(recipes, out_dir, executor=executor_spec, say=_log, on_built=on_built, **options)
     print_summary(data)
     click.echo(f"summary: {write_summary(out_dir, data)}")
-    code, error = data["exit_code"], None
-    if code:
+    code, error = data["exit_code"] or (1 if failed_records else 0), None
+    if failed_records and not data["exit_code"]:
+        error = failed_records[0]
+    elif code:
         bad = [r["name"] for r in data["recipes"] if r["exit_code"]]
         error = click.ClickException(f"{len(bad)} of {len(data['recipes'])} recipe(s) did not build cleanly: {', '.join(bad)}")
         error.exit_code = code
@@ -325,7 +362,13 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
                    "else the default budgets).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the outcome of every budget as JUnit XML to this file.")
-def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None) -> None:
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="A results store (SQLite file or database URL, as `edgekit build --history`): judge every row against "
+                   "its last --window runs there (same row, target and machine), with intervals over the runs.")
+@click.option("--window", type=click.IntRange(min=1, max=10_000), default=10, show_default=True,
+              help="With --history: how many earlier runs of a row make its baseline window.")
+def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None,
+          history_url: str | None, window: int) -> None:
     """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
 
     Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
@@ -339,7 +382,7 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     from edgekit.check import output
     from edgekit.errors import EdgekitError
 
-    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file)
+    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, history=history_url, window=window)
     click.echo(output.format_text(report))
     if junit_file is not None:
         click.echo(f"junit: {junit_file}")
@@ -349,6 +392,33 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     if report.failures:
         raise EdgekitError(output.summary_line(report))
     click.echo(output.summary_line(report))
+
+
+@cli.command("history")
+@click.argument("name", metavar="RECIPE|ROW")
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="The results store (default: $EDGEKIT_HISTORY, else history.db in the cache folder).")
+@click.option("--recipe", "recipe_name", default=None, help="With a row id: only this recipe's runs of it.")
+@click.option("--target", default=None, help="Only rows timed on this target.")
+@click.option("--last", type=click.IntRange(min=1), default=30, show_default=True, help="Runs per row shown.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the plot (PNG; default: NAME.history.png here).")
+def history_command(name: str, history_url: str | None, recipe_name: str | None, target: str | None, last: int,
+                    plot_file: Path | None) -> None:
+    """Print the trend of a recipe's rows (or of one row id: every run of it) recorded in the
+    results store: p50 with its 95% interval, the task metric, the size; and write a plot of it.
+
+    Exit codes: 0 printed, 2 no such recipe or row, or the store cannot be read.
+    """
+    from edgekit.history import store, trend
+
+    opened = store.open_store(history_url)
+    kind, series = trend.series_for(opened, name, recipe_name, target, last)
+    click.echo(f"history {opened.url}: {kind} {name}")
+    click.echo(trend.text(kind, series))
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    path = trend.plot(series, plot_file or Path(f"{safe}.history.png"), f"{kind} {name}: p50 per run")
+    click.echo(f"plot: {path}")
 
 
 @cli.group()
@@ -469,27 +539,57 @@ def devices_list(devices_dir: Path | None) -> None:
 @click.argument("name")
 @_DEVICES_OPTION
 def devices_check(name: str, devices_dir: Path | None) -> None:
-    """Connect to device NAME and report its Python, runtimes, CPU and ISA flags, or what is missing.
+    """Connect to device NAME (or every device of pool NAME) and report its Python, runtimes, CPU,
+    ISA flags and free disk, or what is missing.
 
-    Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
+    Exit codes: 0 ready (every device of a pool), 1 unreachable or something missing, 2 no such
+    (or an invalid) profile.
     """
-    from edgekit.errors import DeviceError, EdgekitError
-    from edgekit.targets import profiles, ssh
+    from edgekit.errors import EdgekitError
+    from edgekit.targets import profiles, resolve, ssh
 
-    profile = profiles.get_profile(name, _device_dirs(devices_dir))
-    if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
-        raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    dirs = _device_dirs(devices_dir)
+    if name in profiles.find_profiles(dirs):
+        profile = profiles.get_profile(name, dirs)
+        if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
+            raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    target = resolve([name], dirs)[name]  # an unknown name: the profile lookup's one line (did you mean ...)
+    if not target.is_pool:
+        problems = _check_device(name, target.profile)
+        if problems:
+            raise EdgekitError(f"device {name}: " + "; ".join(problems))
+        click.echo(f"device {name}: ready")
+        return
+    members = target.members()
+    click.echo(f"pool {name}: {len(members)} device(s): {', '.join(m.name for m in members)}")
+    failing = {}
+    for member in members:
+        if problems := _check_device(member.name, member.profile):
+            failing[member.name] = "; ".join(problems)
+            click.echo(f"device {member.name}: NOT READY: {failing[member.name]}")
+        else:
+            click.echo(f"device {member.name}: ready")
+    if failing:
+        raise EdgekitError(f"pool {name}: {len(failing)} of {len(members)} device(s) not ready: "
+                           + "; ".join(f"{device}: {why}" for device, why in failing.items()))
+    click.echo(f"pool {name}: all {len(members)} device(s) ready")
+
+
+def _check_device(name: str, profile) -> list[str]:
+    """Probe one ssh device and print what it has; returns its problems (empty: ready)."""
+    from edgekit.errors import DeviceError
+    from edgekit.targets import faults, ssh
+
     click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
     try:
         info = ssh.probe(profile)
     except DeviceError as exc:
-        raise EdgekitError(f"device {name}: {exc}") from None
+        return [str(exc)]
     click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
     click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
     click.echo(f"  os           {info['os']} {info['machine']}, {info['cores']} cores")
     click.echo(f"  cpu          {info['cpu']}")
     click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
-    problems = []
     for runtime, module in ssh.runtime_names().items():
         state = info["runtimes"].get(module, {})
         listed = runtime in profile.runtimes
@@ -498,19 +598,14 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
             click.echo(f"  runtime      {runtime:<15} {state.get('version') or '?':<12} ({mark} in the profile)")
         else:
             click.echo(f"  runtime      {runtime:<15} {'missing':<12} ({mark} in the profile){': ' + state['error'] if listed else ''}")
-            if listed:
-                problems.append(f"runtime {runtime} is listed in the profile but does not import with {info['python_executable']} "
-                                f"({state.get('error')}); install it there or remove it from runtimes")
     work = info.get("work_dir") or {}
+    free = work.get("free_bytes")
+    space = f", {free / faults.MB:.0f} MB free" if isinstance(free, (int, float)) else ""
     if work.get("exists") and work.get("writable"):
-        click.echo(f"  work_dir     {profile.work_dir} (writable)")
-    elif work.get("exists"):
-        problems.append(f"work_dir {profile.work_dir} is not writable for {profile.user or 'the login user'}")
-    else:
-        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run)")
-    if problems:
-        raise EdgekitError(f"device {name}: " + "; ".join(problems))
-    click.echo(f"device {name}: ready")
+        click.echo(f"  work_dir     {profile.work_dir} (writable{space})")
+    elif not work.get("exists"):
+        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run{space})")
+    return faults.health_problems(profile, info)
 
 
 @cli.command("bench")

@@ -53,3 +53,21 @@ def collect() -> dict:
         "python": platform.python_version(),
         "packages": packages,
     }
+
+
+def git_commit(path) -> str | None:
+    """The commit checked out where ``path`` (a recipe file) lives, when that is a git
+    repository (the history's ``commit``); None outside one or without git."""
+    import subprocess
+    from pathlib import Path
+
+    if path is None:
+        return None
+    folder = Path(path).resolve().parent
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = done.stdout.strip()
+    return sha if done.returncode == 0 and len(sha) >= 40 else None

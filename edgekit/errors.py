@@ -67,11 +67,15 @@ class DeviceError(Exception):
     Attributes:
         connection: True when the device could not be reached or refused us (host key,
             authentication, network): every later run would fail the same way.
+        transient: True when trying again may work (a refused, dropped or timed-out connection,
+            a step past its timeout); a device's runs retry these with backoff
+            (``edgekit.targets.fleet``), never a host-key or authentication refusal.
     """
 
-    def __init__(self, message: str, connection: bool = False):
+    def __init__(self, message: str, connection: bool = False, transient: bool = False):
         super().__init__(message)
         self.connection = connection
+        self.transient = transient
 
 
 class CorruptEntry(Exception):

@@ -6,7 +6,9 @@ runs one benchmark at a time. Every task of a build holds a lock for as long as 
 - the host lock, per machine: work that uses the CPU (training, conversion, evaluation, and a
   device benchmark's ssh side) holds it *shared*; a benchmark timed on this machine holds it
   *exclusive*, so it waits for the shared holders to finish and no new one starts meanwhile;
-- a device lock, per device name: held by the task that benchmarks on that device.
+- a device lock, per device name: held by the task that benchmarks on that device. A task for
+  a pool of devices names its members (``Hold.candidates``) and holds the first that is free,
+  waiting for one when all are busy; ``held_device()`` tells the task which it got.
 
 The locks are ``flock`` files in ``$EDGEKIT_LOCK_DIR`` (default ``<tmp>/edgekit-locks``), so they
 hold between every edgekit process on the machine: the worker processes of a build, the Dask
@@ -61,6 +63,60 @@ class Hold:
     device: str | None = None
     #: filled in while held: host, holder, start, end, waited_s
     record: dict = field(default_factory=dict)
+    #: devices of a pool, any one of which will do: the first free one is held (and becomes ``device``)
+    candidates: list[str] | None = None
+
+
+#: the device the current thread's task holds (``held_device``)
+_held = threading.local()
+
+
+def held_device() -> str | None:
+    """The device the task running in this thread holds (for a pool: the member it got), or None."""
+    return getattr(_held, "device", None)
+
+
+#: how often a task for a pool whose members are all busy tries them again (seconds)
+POLL_S = 0.2
+
+
+class _FileLock:
+    """A device's lock file on this machine, with the interface of ``distributed.Lock``."""
+
+    def __init__(self, name: str):
+        self.name, self.fd = name, None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        self.fd = _open(f"device-{_safe(self.name)}.lock")
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops its flock
+            self.fd = None
+
+
+def _one_of(candidates: list[str], device_lock, log) -> tuple[str, Callable[[], None]]:
+    """Hold the first free device of ``candidates`` (trying all every POLL_S seconds while all are
+    busy); returns its name and how to release it."""
+    make = device_lock or _FileLock
+    started, said = time.monotonic(), 0.0
+    while True:
+        for name in candidates:
+            lock = make(name)
+            if lock.acquire(blocking=False):
+                return name, lock.release
+        waited = time.monotonic() - started
+        if log is not None and (said == 0.0 or waited - said >= WAIT_NOTICE_S):
+            log(f"[lock] every device of {', '.join(candidates)} is busy; waiting for the first free one")
+            said = waited or 1e-9
+        time.sleep(POLL_S)
 
 
 def _open(name: str) -> int:
@@ -112,7 +168,12 @@ def holding(hold: Hold, log: Callable[[str], None] | None = None,
     """
     waited = 0.0
     with contextlib.ExitStack() as stack:
-        if hold.device is not None:
+        if hold.candidates:
+            began = time.monotonic()
+            hold.device, release = _one_of(list(hold.candidates), device_lock, log)
+            stack.callback(release)
+            waited += time.monotonic() - began
+        elif hold.device is not None:
             if device_lock is not None:
                 began = time.monotonic()
                 stack.enter_context(device_lock(hold.device))
@@ -127,9 +188,11 @@ def holding(hold: Hold, log: Callable[[str], None] | None = None,
         waited += _flock(host, mode, f"this machine's CPU ({hold.mode})", log)
         hold.record = {"task": hold.task, "kind": hold.kind, "host": host_name(), "holder": f"pid {os.getpid()}",
                        "mode": hold.mode, "device": hold.device, "start": time.time(), "waited_s": round(waited, 3)}
+        before, _held.device = held_device(), hold.device
         try:
             yield hold
         finally:
+            _held.device = before
             hold.record["end"] = time.time()
             fcntl.flock(host, fcntl.LOCK_UN)
 

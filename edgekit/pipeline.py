@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from edgekit import environment, interrupts, report
+from edgekit.environment import git_commit
 from edgekit import train as train_stage
 from edgekit.bench.profiles import Ahead, start_ahead
 from edgekit.cache import Cache, fingerprint
@@ -343,6 +344,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         not_produced=exporter.not_produced,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
+        finished_at=round(time.time(), 3),
+        commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
         **results_file.stage_fields(state.stages),
     )

@@ -296,6 +296,14 @@ class BenchmarkSpec(_Section):
     unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
                                    "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
                                    "unstable: reported, never failed by `edgekit check`")
+    wait_below_c: float | None = Field(None, gt=-50, lt=200, description="before each timed round, wait until the "
+                                       "hottest thermal zone (/sys/class/thermal) of the machine timing it is below "
+                                       "this many degrees C (a device profile's own wait_below_c wins); the wait is "
+                                       "recorded in timing.clocks.waits. null: never wait")
+    wait_timeout_s: float = Field(300.0, gt=0, le=86400, description="longest one wait_below_c wait; past it the "
+                                  "round starts anyway and the row gets a note")
+    clock_change: float = Field(0.10, gt=0, le=10, description="a row during whose rounds a core's CPU frequency "
+                                "moved more than this share ((max - min) / max, from /sys cpufreq) gets a note")
 
 
 class Recipe(_Section):
@@ -355,17 +363,21 @@ class Recipe(_Section):
         from edgekit.targets import builtin_names
         from edgekit.targets import profiles as device_profiles
 
-        profiles = device_profiles.find_profiles(device_profiles.search_dirs((info.context or {}).get("recipe_file")))
-        known = (*builtin_names(), *profiles)
+        from edgekit.targets.pool import find_pools
+
+        dirs = device_profiles.search_dirs((info.context or {}).get("recipe_file"))
+        profiles = device_profiles.find_profiles(dirs)
+        pools = {name: members for name, members in find_pools(dirs).items() if name not in profiles}
+        known = (*builtin_names(), *profiles, *pools)
         for name in value:
             if name not in known:
                 raise ValueError(f'unknown target "{name}"{did_you_mean(name, known)}; choose from: {", ".join(known)} '
                                  f"(a device needs a profile devices/{name}.yaml next to the recipe)")
-            if name in profiles:
+            for member in [name] if name in profiles else pools.get(name, []):
                 try:
-                    device_profiles.load_profile(profiles[name])
+                    device_profiles.load_profile(profiles[member])
                 except DeviceProfileError as exc:
-                    raise ValueError(f'device "{name}": {exc.message}') from None
+                    raise ValueError(f'device "{member}"{f" of pool {name}" if member != name else ""}: {exc.message}') from None
         return list(dict.fromkeys(value))
 
     # Filled in by load_recipe, not part of the YAML.

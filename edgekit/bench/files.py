@@ -33,6 +33,10 @@ class BenchSpec:
     #: per-op profile and peak memory of every row, each file probed in a fresh process after
     #: the timed rounds (``edgekit.bench.profiles``; an ssh device probes its own)
     profile: bool = True
+    #: clocks and heat (``edgekit.targets.clocks``): as the recipe's benchmark section
+    wait_below_c: float | None = None
+    wait_timeout_s: float = 300.0
+    clock_change: float = 0.10
 
 
 def format_of(path: Path):
@@ -355,10 +359,12 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     from edgekit.locks import Hold, holding
 
     for name, target in targets.items():
-        # This machine's timings alone on its CPU, a device's one task at a time, as in a build.
-        hold = (Hold(task=f"bench {name}", kind="bench", mode="exclusive") if target.times_here
-                else Hold(task=f"bench {name}", kind="bench", device=name))
-        with holding(hold, log):
+        # This machine's timings alone on its CPU; a device's (or a pool member's) one job at a
+        # time, each holding its device (edgekit.bench.fleet), as in a build.
+        if not target.times_here:
+            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
+            continue
+        with holding(Hold(task=f"bench {name}", kind="bench", mode="exclusive"), log):
             _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
     add_speedups(rows)
     source = str(inputs_file) if inputs_file else f"generated, seed 0: floats {GENERATED['float']}, integers {GENERATED['integer']}"
@@ -395,7 +401,13 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
     ready = [i for i, v in enumerate(variants) if target.supports(v) and not (target.uses_host_session and v.session is None)]
     if getattr(target, "interleaves", False) and ready:
         log(f"[bench] {name}: {len(ready)} file(s) in {spec.rounds} interleaved round(s)")
-        group = target.measure_all([variants[i] for i in ready], spec, None, None, sample_sets=[sample_sets[i] for i in ready])
+        chosen, sets = [variants[i] for i in ready], [sample_sets[i] for i in ready]
+        if target.times_here:
+            group = target.measure_all(chosen, spec, None, None, sample_sets=sets)
+        else:
+            from edgekit.bench import fleet
+
+            group, _ = fleet.run(target, chosen, spec, None, None, 0, None, log, sets)
         measured.update(zip(ready, group))
     for i, (path, variant) in enumerate(zip(paths, variants)):
         row_id = f"{path.name}@{name}"
@@ -413,7 +425,7 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
                 m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
         if m.latencies_ms:
             latencies[row_id] = m.latencies_ms
-        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
+        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None))
         row.update(metrics={}, delta={}, parity={}, input_shape=_first_shape(variant, sample_sets[i][0]))
         if getattr(target, "kind", "") == "cpu" and m.status == "ok":
             row.update(_probe(variant, row_id, spec, sample_sets[i], log))

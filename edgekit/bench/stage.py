@@ -4,8 +4,6 @@ of artifacts), target and benchmark settings."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import interrupts
-from edgekit.errors import TaskFailed, WorkerDied, one_line
+from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score_outputs
 from edgekit.evaluate.variant import Variant
@@ -68,7 +66,8 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
         row_id = f"{variant.stem}@{target_name}"
         if measurement.latencies_ms:
             latencies[row_id] = measurement.latencies_ms
-        row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread)
+        row = make_row(row_id, variant, target_name, measurement, baseline, spec.unstable_spread,
+                       getattr(spec, "clock_change", None))
         if measurement.status == "ok" and getattr(measurement, "probe", None) is not None and row_id not in probed:
             probed[row_id] = _attach_probe(row_id, measurement.probe, run_dir, log)  # probed where it ran (a device)
         found = probed.get(row_id) if measurement.status == "ok" else None
@@ -167,59 +166,24 @@ def _bench_here(target_name, target, group, done, total, spec, samples, data, ca
 
 
 def _bench_away(target_name, target, group, spec, samples, data, cache, log, recipe, pool) -> tuple[list, dict | None]:
-    """A device's rows, timed by one task that holds the device (on the executor's workers when
-    they are a cluster's; in this thread otherwise); returns them with the device's environment."""
+    """A device's rows, timed in jobs that each hold one device (the device, or a pool's free
+    member: ``edgekit.bench.fleet``), on the executor's workers when they are a cluster's, in
+    threads here otherwise; returns them with the target's environment."""
+    from edgekit.bench import fleet
     from edgekit.targets import Measurement
 
     ready = [v for v in group if v.status == "ok"]
     environment: dict = {}
 
     def run_task():
-        hold = Hold(task=f"bench {target_name}", kind="bench", device=target_name)
         eval_inputs = data.x_test if target.evaluates else None
-        if getattr(pool, "remote", False):
-            portable = copy.copy(target)
-            portable.log = None
-            variants = [dataclasses.replace(v, session=None, opener=None) for v in ready]
-            on_message = lambda kind, text: log(text) if kind == "log" else None  # noqa: E731
-            try:
-                measurements, env = pool.submit(measure_rows, portable, variants, spec, samples, eval_inputs,
-                                                recipe.seed, on_message=on_message, hold=hold).result()
-            except (WorkerDied, TaskFailed) as exc:
-                return [_failed(f"benchmark failed on the Dask cluster: {exc}") for _ in ready]
-            environment.update(env or {})
-            return measurements
-        with _holding(pool, hold, log):
-            measurements, _ = measure_rows(target, ready, spec, samples, eval_inputs, recipe.seed, log)
+        measurements, env = fleet.run(target, ready, spec, samples, eval_inputs, recipe.seed, pool, log)
+        environment.update(env or {})
         return measurements
 
     timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data, cache, log, recipe,
                                                     device_run=run_task)))
     return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group], environment
-
-
-def measure_rows(target, variants, spec, samples, eval_inputs, seed: int, log=None) -> tuple[list, dict | None]:
-    """A task: every row of one device timed together (row by row if that fails); returns the
-    measurements and the device's environment block. ``log``: None in a worker (its lines go
-    back with ``executor.report``)."""
-    if log is None:
-        from edgekit import executor
-
-        log = lambda line: executor.report("log", line)  # noqa: E731
-        target.log = log
-    try:
-        measurements = target.measure_all(variants, spec, samples, eval_inputs, seed=seed)
-    except Exception as exc:  # noqa: BLE001
-        interrupts.reraise_if_interrupted()
-        reason = f"benchmark failed: {one_line(exc)}"
-        measurements = []
-        for variant in variants:
-            try:
-                measurements.append(target.measure(variant, spec, samples, eval_inputs))
-            except Exception:  # noqa: BLE001
-                interrupts.reraise_if_interrupted()
-                measurements.append(_failed(reason))
-    return measurements, target.environment()
 
 
 def _attach_probe(row_id: str, value: dict, run_dir, log) -> dict:

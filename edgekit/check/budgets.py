@@ -38,6 +38,11 @@ DOCS = {
     "max_latency_ms_abs": "largest allowed p50 latency in ms. Absolute: meaningful only on a pinned device",
     "max_latency_abs_regression": "largest allowed row p50 now / row p50 in the stored baseline: 1.10 = 10% "
                                   "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",
+    "max_latency_regression_vs_history": "largest allowed row p50 now / the mean p50 (geometric) of the same row "
+                                         "and target over the last runs in the history (`edgekit check --history URL "
+                                         "--window N`, same machine or device only): 1.10 = 10% slower. It fails only "
+                                         "when past the limit and significant: the 95% interval of the growth, from "
+                                         "the spread of the window's runs and the row's own rounds, lies above 1",
     "max_size_bytes": "largest allowed artifact size in bytes",
     "device_limits": "judge the memory limits a row carries from its target (an mcu profile: tensor arena + "
                      "arena_margin against ram_kb, the model against flash_kb; an ethos-u profile: Vela's SRAM use "
@@ -76,6 +81,7 @@ class Budget(_Strict):
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_latency_regression_vs_history: float | None = Field(1.10, ge=1, description=DOCS["max_latency_regression_vs_history"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(True, description=DOCS["device_limits"])
     outputs: dict[str, OutputBudget] = Field(default_factory=dict, description=DOCS["outputs"])
@@ -99,6 +105,7 @@ class Rule(_Strict):
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_latency_regression_vs_history: float | None = Field(None, ge=1, description=DOCS["max_latency_regression_vs_history"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(None, description=DOCS["device_limits"])
     outputs: dict[str, OutputBudget] | None = Field(None, description=DOCS["outputs"])

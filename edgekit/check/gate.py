@@ -473,8 +473,11 @@ def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, 
     return load_recipe(recipe_path).check, f"{recipe_path} (its check: section; defaults where it sets none)"
 
 
-def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None) -> CheckReport:
-    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input."""
+def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None,
+              history: str | None = None, window: int = 10) -> CheckReport:
+    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input.
+    With ``history`` (a results store), every row is also judged against its last ``window``
+    runs there (``edgekit.history.window``)."""
     results = load_results(results_path)
     spec, source = load_spec(recipe_path, Path(results_path))
     stored = None
@@ -483,12 +486,16 @@ def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path
         ensure_comparable(results, stored, baseline_path)
     report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
     report.outcomes = compare(results, spec, stored)
+    if history is not None:
+        from edgekit.history import store, window as history_window
+
+        report.outcomes += history_window.outcomes(store.open_store(history), results, spec, window)
     report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
                         for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
-    if stored is None:
+    if stored is None and history is None:
         report.warnings.append("no --baseline: only in-run budgets were checked (metric drop vs the baseline row, "
-                               "size, absolute latency); pass --baseline to check regressions")
-    else:
+                               "size, absolute latency); pass --baseline or --history to check regressions")
+    elif stored is not None:
         absolute = any("absolute" in o.budget and o.result != "skip" for o in report.outcomes)
         report.warnings += environment_warnings(results, stored, absolute)
     return report

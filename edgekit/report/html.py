@@ -342,6 +342,23 @@ def _time_breakdown(results: dict) -> str:
             "is in profiles/&lt;row id&gt;.json.</p>")
 
 
+def _devices(results: dict) -> str:
+    """What each timed row relied on (``edgekit.report.devices``): device, clock, temperature,
+    retries, waits; and what a pool's fleet decided."""
+    from edgekit.report import devices
+
+    esc, relied = html.escape, devices.table(results)
+    if not relied:
+        return "<p class='muted'>No row carries a device, clocks, retries or waits.</p>"
+    header, *rows = relied
+    body = "".join(f"<tr data-row='{esc(row[0])}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    fleet = "".join(f"<li>{esc(line)}</li>" for line in devices.fleet_lines(results))
+    return ("<table id='devices'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
+            + body + "</tbody></table>" + (f"<ul>{fleet}</ul>" if fleet else "")
+            + "<p class='muted'>Clock: the lowest and highest core frequency read from /sys before and after each "
+            "round; temperature: the hottest thermal zone; a dash where the machine exposes none.</p>")
+
+
 def _layer_errors(results: dict) -> str:
     """Per int8 row: the layers whose outputs drift most from the float model's."""
     esc, lines, how = html.escape, [], ""
@@ -410,6 +427,8 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 {_img("sizes", plots["sizes"], "raw and gzip sizes of every file of each artifact")}
 <h2>Latency distribution</h2>
 {_img("latency_distribution", plots["latency_distribution"], "every timed run per row, from latency.json")}
+<h2>Devices, clocks and temperatures</h2>
+{_devices(results)}
 <h2>Where the time goes</h2>
 {_time_breakdown(results)}
 <h2>Layers that lose most to int8</h2>

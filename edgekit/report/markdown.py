@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgekit.report import devices
 from edgekit.report.cells import (
     COLUMNS,
     cells,
@@ -56,6 +57,15 @@ def markdown(results: dict) -> str:
     lines += outputs_table(results)
     if skipped := not_produced_line(results):
         lines += ["", skipped]
+    if relied := devices.table(results):
+        header, *rows = relied
+        lines += ["", "## Devices, clocks and temperatures", "",
+                  "Which device timed each row, its CPU clock, governor and hottest zone around the rounds "
+                  "(/sys), the tries before it and the waits for the temperature.", "",
+                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        if fleet := devices.fleet_lines(results):
+            lines += ["", *(f"- {line}" for line in fleet)]
     lines += [
         "",
         "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",

@@ -6,12 +6,15 @@ slow phase then slows every row of a round alike, instead of deciding one row's 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from edgekit.bench import stats
 from edgekit.errors import one_line
 from edgekit.formats import FORMATS
 from edgekit.runtimes import one_sample_batch
+from edgekit.targets import clocks
 from edgekit.targets.base import Measurement, Target
 
 
@@ -54,13 +57,18 @@ def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> l
         except Exception as exc:  # noqa: BLE001 - one broken session fails its own row
             out[k] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
     live = [k for k in range(len(sessions)) if out[k] is None]
+    # this machine's clocks and temperatures around each round ($EDGEKIT_SYSFS_ROOT or /sys)
+    recorder = clocks.Recorder(None, getattr(spec, "wait_below_c", None), getattr(spec, "wait_timeout_s", 300.0))
     rounds = stats.time_rounds([sessions[k] for k in live], [sets[k] for k in live], spec.warmup, spec.runs,
-                               spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True)
+                               spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True,
+                               on_round=recorder)
+    ended, read = time.time(), recorder.summary() if live else None
     for k, per_round in zip(live, rounds):
         harness = _harness(sessions[k], sets[k])
         # the settings of the session that was timed (a Keras session's TensorFlow threads)
         out[k] = Measurement("ok", latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round,
-                             interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}))
+                             interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}),
+                             clocks=read, measured_at=ended)
     return out
 
 

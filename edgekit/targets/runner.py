@@ -61,7 +61,7 @@ def time_session(session, samples, warmup, runs, min_time_s=0.0):
     return time_rounds([session], samples, warmup, runs, min_time_s, rounds=1)[0][0]
 
 
-def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False):
+def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False, on_round=None):
     """Time every session's ``run`` at batch 1 in ``rounds`` interleaved rounds: THE timing loop
     of edgekit, local and remote.
 
@@ -83,6 +83,10 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
         min_time_s: minimum wall time in timed runs per session, over all rounds.
         rounds: how many rounds (1: one block per session, the old protocol); at most ``runs``.
         seed: seeds the order of the sessions in each round.
+        on_round: called as ``on_round("before", r)`` before round ``r`` starts and
+            ``on_round("after", r)`` once it ends, outside every timed block: where the
+            clocks and temperatures are read and a hot CPU is waited for
+            (``edgekit.targets.clocks.Recorder``).
 
     Returns:
         ``[session][round] -> [latency ms, ...]``.
@@ -103,9 +107,13 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
     for r in range(rounds):
         if r:
             shuffle.shuffle(order)
+        if on_round is not None:
+            on_round("before", r)
         for k in order:
             out[k].append(_time_block(sessions[k], feeds[k], warmup if r == 0 else max(1, warmup // 10) if warmup else 0,
                                       per_round[r], min_ns))
+        if on_round is not None:
+            on_round("after", r)
     return out
 
 
@@ -188,8 +196,38 @@ def probe(modules=None, work_dir=None):
     }
     if work_dir is not None:
         path = os.path.expanduser(work_dir)
-        info["work_dir"] = {"path": path, "exists": os.path.isdir(path), "writable": os.access(path, os.W_OK | os.X_OK)}
+        info["work_dir"] = {"path": path, "exists": os.path.isdir(path), "writable": os.access(path, os.W_OK | os.X_OK),
+                            "free_bytes": free_bytes(path)}
     return info
+
+
+def free_bytes(path):
+    """Free bytes for an unprivileged user on the file system of ``path`` (or of its nearest
+    existing parent: the work dir is made on the first run), or None."""
+    import shutil
+
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    try:
+        return shutil.disk_usage(path or "/").free
+    except OSError:
+        return None
+
+
+def clock_recorder(job):
+    """The job's clocks recorder (``edgekit.targets.clocks``, shipped with the job), from its
+    ``clocks`` settings (``sysfs_root``, ``wait_below_c``, ``wait_timeout_s``), or None for a job
+    that carries no clocks code (an older host)."""
+    try:
+        from edgekit.targets import clocks
+    except ImportError:
+        return None
+    settings = job.get("clocks") or {}
+    return clocks.Recorder(settings.get("sysfs_root"), settings.get("wait_below_c"),
+                           float(settings.get("wait_timeout_s") or 300.0))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -264,10 +302,11 @@ def run_job(job, base_dir="."):
         bench_inputs = as_samples(arrays["bench"])  # a field per input for several, each its own dtype
         eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
+    recorder = clock_recorder(job)
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
-                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
+                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), on_round=recorder)[0]
     return dict(_session_result(session, outputs), latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds,
-                environment=probe(job.get("modules")))
+                environment=probe(job.get("modules")), clocks=recorder.summary() if recorder else None)
 
 
 def _session_result(session, outputs):
@@ -292,7 +331,8 @@ def run_group(job, base_dir="."):
 
     Returns:
         ``{"rows": [per row: the fields of ``run_job`` without the environment (plus ``probe``),
-        or an error], "environment"}``.
+        or an error], "environment", "clocks"}``: ``clocks`` is what ``edgekit.targets.clocks``
+        read around the rounds (every row of the job was timed in the same rounds).
     """
     from edgekit.runtimes import as_samples, one_sample_batch
 
@@ -316,9 +356,10 @@ def run_group(job, base_dir="."):
         sets.append(bench_inputs)
         opened.append((i, runtime_module(dict(job, **row))))
         results.append(_session_result(session, outputs))
+    recorder = clock_recorder(job) if sessions else None
     timed = time_rounds(sessions, sets, int(job.get("warmup", 10)), int(job.get("runs", 100)),
                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), seed=int(job.get("seed", 0)),
-                        per_session=True)
+                        per_session=True, on_round=recorder)
     ok = [r for r in results if "error" not in r]
     for result, rounds in zip(ok, timed):
         result.update(latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds, interleaved=len(ok) > 1)
@@ -330,7 +371,7 @@ def run_group(job, base_dir="."):
             budget = float(job["probe"].get("budget_s", 600.0)) - (time.monotonic() - started)
             result["probe"] = probe_row(job, job["rows"][i], i, module, bench_sets[i], base_dir, budget)
     modules = sorted({m for row in job["rows"] for m in row.get("modules") or ()})
-    return {"rows": results, "environment": probe(modules)}
+    return {"rows": results, "environment": probe(modules), "clocks": recorder.summary() if recorder else None}
 
 
 # --------------------------------------------------------------------------- probes (memory, per-op profile)
