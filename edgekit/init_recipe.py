@@ -57,35 +57,51 @@ def pick_task(input_shape: tuple, output_shape: tuple, y: np.ndarray | None) -> 
     return "classification", "the labels are class ids"
 
 
-def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None) -> str:
-    """The YAML text of a recipe for an existing model file and its .npz data."""
+#: how init's refusals name the opt-out of safe mode
+OPT_OUT = "pass --no-safe-mode to edgekit init only if you trust this file"
+
+
+def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None, safe_mode: bool = True) -> str:
+    """The YAML text of a recipe for an existing model file and its .npz data.
+
+    ``safe_mode`` False loads the model as Keras does (``--no-safe-mode``): the recipe's folder
+    is importable (a subclassed model's module), and the recipe says ``model.safe_mode: false``.
+    """
     from edgekit.tasks import TASKS
     from edgekit.train import load_model_file
 
     if not Path(data).is_file():
         raise InputError(f"--data {data}: not found; pass the .npz the model was trained on (numpy.savez(path, x=..., y=...))")
-    keras_model, flavour = load_model_file(Path(model))
+    x, y = _npz_arrays(Path(data))  # first: a subclassed model is traced on its sample shape
+    notes: list[str] = []
+    keras_model, flavour = load_model_file(Path(model), safe_mode, tuple(x.shape[1:]), (Path(recipe_dir).resolve(),),
+                                           opt_out=OPT_OUT, log=lambda line: notes.append(line.removeprefix("[model] ")))
     input_shape = tuple(keras_model.inputs[0].shape)[1:]
     output_shape = tuple(keras_model.outputs[0].shape)[1:]
     dtype = str(getattr(keras_model.inputs[0], "dtype", "float32")).replace("<dtype: '", "").rstrip("'>")
-    x, y = _npz_arrays(Path(data))
     fits = tuple(x.shape[1:]) == tuple(input_shape) or (None in input_shape and len(x.shape) - 1 == len(input_shape))
     if not fits:
         raise InputError(f"--data {data}: samples of shape {list(x.shape[1:])} do not fit {Path(model).name}, whose "
                          f"input is {list(input_shape)}; pass the data the model was trained on")
     task, why = pick_task(input_shape, output_shape, y)
+    from edgekit.saved_model import is_signature_model
+
+    made = "a SavedModel's serving signature" if is_signature_model(keras_model) else f"{flavour} file"
     width = output_shape[-1] if output_shape else 1
     lines = [
         f"# Starter recipe written by `edgekit init` from {Path(model).name} and {Path(data).name}.",
-        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {flavour} file.",
+        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {made}.",
         f"# task {task}: {why}; metric {TASKS[task].primary_metric}.",
+        *(f"# {note}." for note in notes),
+        *(["# model.safe_mode: false (--no-safe-mode): the build runs the code this model carries or names."]
+          if not safe_mode else []),
         "# Check it with `edgekit validate`, then `edgekit build`.",
     ]
     doc = {
         "name": name or Path(model).stem,
         "task": task,
         "data": {"source": "npz", "path": _relative(Path(data), recipe_dir)},
-        "model": {"file": _relative(Path(model), recipe_dir)},
+        "model": {"file": _relative(Path(model), recipe_dir), **({"safe_mode": False} if not safe_mode else {})},
         "quantize": {"precisions": PRECISIONS},
         "export": {"formats": _formats()},
         "targets": ["cpu"],
