@@ -365,6 +365,15 @@ def _load_failure(errors: list[Exception], path: Path, safe_mode: bool, import_d
     return f"{reason}; is it a complete .keras, .h5 or SavedModel saved by Keras?"
 
 
+def subclassed_layer(model) -> str | None:
+    """The class name of a subclassed model inside ``model`` (what ``traced`` wraps), or None."""
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers") and type(layer).__name__ not in ("Functional", "Sequential", "Model"):
+            if callable(getattr(layer, "call", None)) and hasattr(layer, "compile"):
+                return type(layer).__name__
+    return None
+
+
 def _graph_inputs(model):
     """The model's symbolic inputs, or None for a subclassed model (no graph to convert)."""
     try:
@@ -529,6 +538,12 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
                 f"model.file: {recipe.model.file} is a TensorFlow SavedModel without a Keras model (only its serving "
                 "signature); pruning, clustering and QAT need a tf_keras model's layers: remove the compress section, "
                 "or give the tf_keras model itself (model.save(\"model.keras\"))"
+            )
+        if recipe.compress and (inner := subclassed_layer(model)):
+            raise ModelError(
+                f"model.file: {recipe.model.file} holds a subclassed model ({inner}), one opaque layer to edgekit; pruning, "
+                "clustering and QAT need a functional or Sequential tf_keras model's own layers: remove the compress "
+                "section, or build the model with the functional API"
             )
         if flavour == "keras3" and recipe.compress:
             raise ModelError(
