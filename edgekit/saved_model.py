@@ -204,7 +204,7 @@ def _refuse_outside(node, path: Path, endpoint: str, opt_out: str, where: str | 
     if op == "PrintV2":  # printing to stderr is harmless; to a file it writes one
         outside = node.attr["output_stream"].s.decode(errors="replace").startswith("file")
     if outside:
-        inside = f" (in function {where})" if where else ""
+        inside = f" in function {where}" if where else ""
         raise ModelError(f'model.file: {path}: its {endpoint} signature runs the TensorFlow op {op} (node '
                          f'"{node.name}"{inside}), which reaches outside the model (files, Python, summaries); '
                          f"safe mode refuses it: {opt_out}")
