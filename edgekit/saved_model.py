@@ -81,9 +81,12 @@ class ServingSignature(keras.layers.TFSMLayer):
         """Keras' safe mode refuses every ``TFSMLayer``; edgekit's reads the graph instead
         (``check_graph``): this layer is edgekit's own, made from a folder edgekit checked."""
         if safe_mode is None:
-            from keras.src.saving.serialization_lib import in_safe_mode
+            try:  # Keras' private scope flag (load_model(safe_mode=...) sets it); if it moves: safe
+                from keras.src.saving.serialization_lib import in_safe_mode
 
-            safe_mode = in_safe_mode()
+                safe_mode = in_safe_mode()
+            except ImportError:
+                safe_mode = True
         if safe_mode is not False:
             check_graph(Path(config["filepath"]), config.get("call_endpoint") or SERVING)
         return cls(**config)

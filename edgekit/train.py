@@ -267,6 +267,8 @@ def user_classes(path: Path, import_dirs=()) -> dict:
     for config in read_configs(path):
         for obj in _objects(config.data):
             module, name = obj.get("module"), obj.get("class_name")
+            if name == "function":  # a function of the user's (an activation): its name is the config
+                name = obj.get("config")
             if not (isinstance(module, str) and isinstance(name, str)) or module.split(".")[0] in _NOT_USER_MODULES:
                 continue
             where = f"the recipe's folder ({import_dirs[0]})" if import_dirs else "the import path"

@@ -212,3 +212,18 @@ def test_the_gpu_targets_keras3_file_refuses_a_signature(folders, tmp_path):
     model, _ = load_model_file(folders["module"][0], sample_shape=SHAPE)
     with pytest.raises(ExportError, match="only TensorFlow runs"):
         keras3.export(model, tmp_path / "m.keras", np.zeros((2, *SHAPE), np.float32))
+
+
+def test_free_dimensions_of_a_single_input_take_the_datas_shape(tmp_path):
+    import tensorflow as tf
+
+    class Pool(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="img")])
+        def __call__(self, img):
+            return {"mean": tf.reduce_mean(img, axis=[1, 2])}
+
+    tf.saved_model.save(Pool(), str(tmp_path / "pool"), signatures=Pool().__call__)
+    model, _ = load_model_file(tmp_path / "pool", sample_shape=SHAPE)
+    assert tuple(model.inputs[0].shape) == (None, *SHAPE) and tuple(model.outputs[0].shape) == (None, 1)
+    unfixed, _ = load_model_file(tmp_path / "pool")  # without data the signature's own shape stays
+    assert tuple(unfixed.inputs[0].shape) == (None, None, None, 1)
