@@ -500,8 +500,15 @@ def predict(model, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
 
 def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
     """The ``model`` block of results.json; with the task, a classifier's ``output``:
-    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell)."""
+    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell).
+    A SavedModel's serving signature adds ``serving_signature`` (its name), a traced
+    subclassed model ``traced`` (its class)."""
     info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+    signature = next((layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "ServingSignature"), None)
+    if signature is not None:
+        info["serving_signature"] = signature.call_endpoint
+    elif inner := subclassed_layer(model):
+        info["traced"] = inner
     output = model_output(model, task, x) if task else None
     return {**info, "output": output.kind} if output is not None else info
 

@@ -198,6 +198,7 @@ def test_init_and_build_measure_a_savedmodel_and_compression_says_why_not(folder
     assert all(row["status"] == "ok" for row in rows.values()), [row["reason"] for row in rows.values()]
     assert rows["keras-fp32@cpu"]["metrics"]["accuracy"] == 1.0 == rows["tflite-fp32@cpu"]["metrics"]["accuracy"]
     assert results["model"]["keras"] == "keras3" and results["model"]["input_shape"] == list(SHAPE)
+    assert results["model"]["serving_signature"] == "serving_default"
 
     recipe.write_text(text + "compress:\n  - prune: {sparsity: 0.5, epochs: 1}\n")  # refused at load: nothing runs
     refused = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run2")])
@@ -227,3 +228,14 @@ def test_free_dimensions_of_a_single_input_take_the_datas_shape(tmp_path):
     assert tuple(model.inputs[0].shape) == (None, *SHAPE) and tuple(model.outputs[0].shape) == (None, 1)
     unfixed, _ = load_model_file(tmp_path / "pool")  # without data the signature's own shape stays
     assert tuple(unfixed.inputs[0].shape) == (None, None, None, 1)
+
+
+def test_a_keras_file_with_a_tfsmlayer_is_refused_in_safe_mode(folders, tmp_path):
+    """Keras' TFSMLayer loads the SavedModel at a path its config names: safe mode asks for the folder itself."""
+    import keras
+
+    inputs = keras.Input(SHAPE)
+    outputs = keras.layers.TFSMLayer(str(folders["module"][0]), call_endpoint="serving_default")(inputs)["scores"]
+    keras.Model(inputs, outputs).save(tmp_path / "wrapped.keras")
+    with pytest.raises(ModelError, match="is a TFSMLayer, which loads and runs the SavedModel at a path named in the file"):
+        load_model_file(tmp_path / "wrapped.keras")

@@ -181,6 +181,8 @@ def test_init_opts_out_with_a_flag_and_the_build_measures_the_traced_model(saved
         assert built.exit_code == 0, built.output
     finally:
         _forget(folder)
-    rows = {row["id"]: row for row in json.loads((work / "run" / "results.json").read_text())["rows"]}
+    results = json.loads((work / "run" / "results.json").read_text())
+    assert results["model"]["traced"] == "K3Net" and results["model"]["keras"] == "keras3"
+    rows = {row["id"]: row for row in results["rows"]}
     assert rows["keras-fp32@cpu"]["metrics"]["accuracy"] == 1.0  # the labels are the saved model's own classes
     assert rows["tflite-fp32@cpu"]["status"] == "ok" and rows["tflite-fp32@cpu"]["metrics"]["accuracy"] == 1.0
