@@ -98,9 +98,11 @@ def is_signature_model(model) -> bool:
 
 
 def input_specs(function) -> dict:
-    """A signature function's inputs: name -> ``tf.TensorSpec``, in the signature's order."""
+    """A signature function's inputs: name -> ``tf.TensorSpec``, sorted by name. A signature
+    keeps its inputs in a protobuf map, whose order differs from one process to the next (seen
+    here: ``image, extra`` in one run, ``extra, image`` in the next); names are what stays."""
     args, kwargs = function.structured_input_signature
-    specs = dict(kwargs)
+    specs = dict(sorted(kwargs.items()))
     for index, spec in enumerate(args):  # a tf.function endpoint may take positional inputs
         specs.setdefault(getattr(spec, "name", None) or f"input_{index}", spec)
     return specs
@@ -146,7 +148,7 @@ def as_keras_model(path: Path, sample_shape=None, safe_mode: bool = True, opt_ou
     if isinstance(outputs, dict) and len(outputs) == 1:
         outputs = next(iter(outputs.values()))
     elif isinstance(outputs, dict):
-        outputs = {_keras_name(name): tensor for name, tensor in outputs.items()}
+        outputs = {_keras_name(name): outputs[name] for name in sorted(outputs)}  # by name, as the inputs
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=_keras_name(path.name or "saved_model"))
 
 
