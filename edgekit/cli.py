@@ -663,7 +663,11 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the recipe (default: NAME.yaml here).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def init_command(model_file, data_file, arch, dataset, name, out_file, force) -> None:
+@click.option("--no-safe-mode", "unsafe", is_flag=True,
+              help="With --model: load it the way Keras does, running the code it carries or names (a Lambda, a "
+                   "subclassed model's module, imported from the recipe's folder); the recipe gets "
+                   "model.safe_mode: false. Only for a file you trust.")
+def init_command(model_file, data_file, arch, dataset, name, out_file, force, unsafe) -> None:
     """Write a starter recipe that validates: from a model file and its data
     (`edgekit init --model my.keras --data my.npz`: input shape, output width and dtype, task,
     metric, formats and precisions read off them) or from a zoo model and a builtin dataset
@@ -679,6 +683,8 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force) ->
         raise click.UsageError("--model needs --data FILE.npz (the data to measure the model on)")
     if arch is not None and dataset is None:
         raise click.UsageError("--arch needs --dataset NAME (a builtin dataset)")
+    if unsafe and model_file is None:
+        raise click.UsageError("--no-safe-mode is about a model file: give it with --model FILE")
     default_name = name or (model_file.stem if model_file is not None else f"{dataset}_{arch}")
     out_file = out_file or Path(f"{default_name}.yaml")
     if out_file.exists() and not force:  # before a model is loaded: the answer is the same
@@ -691,7 +697,7 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force) ->
 
         # Loading the model prints TensorFlow's start-up lines (a CUDA probe among them): none are ours.
         with descriptors_to(Path(os.devnull)):
-            text = init_recipe.from_model(model_file, data_file, out_file.parent, name)
+            text = init_recipe.from_model(model_file, data_file, out_file.parent, name, safe_mode=not unsafe)
     else:
         text = init_recipe.from_zoo(arch, dataset, name)
     init_recipe.write(out_file, text, force=force)

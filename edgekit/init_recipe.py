@@ -66,30 +66,46 @@ def pick_task(input_shape: tuple, output_shape: tuple, y: np.ndarray | None) -> 
     return "classification", "the labels are class ids"
 
 
-def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None) -> str:
-    """The YAML text of a recipe for an existing model file and its .npz data."""
-    from edgekit.tasks import TASKS
+#: how init's refusals name the opt-out of safe mode
+OPT_OUT = "pass --no-safe-mode to edgekit init only if you trust this file"
+
+
+def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None, safe_mode: bool = True) -> str:
+    """The YAML text of a recipe for an existing model file and its .npz data.
+
+    ``safe_mode`` False loads the model as Keras does (``--no-safe-mode``): the recipe's folder
+    is importable (a subclassed model's module), and the recipe says ``model.safe_mode: false``.
+    """
     from edgekit.train import load_model_file
 
     if not Path(data).is_file():
         raise InputError(f"--data {data}: not found; pass the .npz the model was trained on (numpy.savez(path, x=..., y=...))")
     from edgekit.convert import model_inputs, model_outputs
+    from edgekit.saved_model import is_signature_model
 
-    keras_model, flavour = load_model_file(Path(model))
+    x, y = _npz_arrays(Path(data))  # first: a subclassed model is traced on its sample shape
+    notes: list[str] = []
+    keras_model, flavour = load_model_file(Path(model), safe_mode, None if x.dtype.names else tuple(x.shape[1:]),
+                                           (Path(recipe_dir).resolve(),), opt_out=OPT_OUT,
+                                           log=lambda line: notes.append(line.removeprefix("[model] ")))
+    made = "a SavedModel's serving signature" if is_signature_model(keras_model) else f"{flavour} file"
     inputs, outputs = model_inputs(keras_model), model_outputs(keras_model)
-    x, y = _npz_arrays(Path(data))
     if len(inputs) > 1 or len(outputs) > 1 or x.dtype.names or (y is not None and y.dtype.names):
-        lines, doc = _several(Path(model), Path(data), flavour, inputs, outputs, x, y)
+        lines, doc = _several(Path(model), Path(data), made, inputs, outputs, x, y)
     else:
-        lines, doc = _one(Path(model), Path(data), flavour, keras_model, x, y)
+        lines, doc = _one(Path(model), Path(data), made, keras_model, x, y)
+    # What loading found (a signature, a traced class) and the opt-out, before the closing line.
+    lines[-1:-1] = [*(f"# {note}." for note in notes),
+                    *(["# model.safe_mode: false (--no-safe-mode): the build runs the code this model carries or names."]
+                      if not safe_mode else [])]
     doc = {"name": name or Path(model).stem, **doc, "data": {"source": "npz", "path": _relative(Path(data), recipe_dir)},
-           "model": {"file": _relative(Path(model), recipe_dir)}, "quantize": {"precisions": PRECISIONS},
-           "export": {"formats": _formats()}, "targets": ["cpu"]}
+           "model": {"file": _relative(Path(model), recipe_dir), **({"safe_mode": False} if not safe_mode else {})},
+           "quantize": {"precisions": PRECISIONS}, "export": {"formats": _formats()}, "targets": ["cpu"]}
     _check_builds(keras_model, doc, Path(data))
     return _dump(lines, doc)
 
 
-def _one(model: Path, data: Path, flavour: str, keras_model, x, y) -> tuple[list[str], dict]:
+def _one(model: Path, data: Path, made: str, keras_model, x, y) -> tuple[list[str], dict]:
     """The header lines and task of a model of one input and one output."""
     from edgekit.tasks import TASKS
 
@@ -105,14 +121,14 @@ def _one(model: Path, data: Path, flavour: str, keras_model, x, y) -> tuple[list
     free = f"; free dimensions fixed at the data's {list(x.shape[1:])}" if None in input_shape else ""
     lines = [
         f"# Starter recipe written by `edgekit init` from {model.name} and {data.name}.",
-        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {flavour} file{free}.",
+        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {made}{free}.",
         f"# task {task}: {why}; metric {TASKS[task].primary_metric}.",
         "# Check it with `edgekit validate`, then `edgekit build`.",
     ]
     return lines, {"task": task}
 
 
-def _several(model: Path, data: Path, flavour: str, inputs, outputs, x, y) -> tuple[list[str], dict]:
+def _several(model: Path, data: Path, made: str, inputs, outputs, x, y) -> tuple[list[str], dict]:
     """The header lines, task and per-output tasks of a model of several inputs or outputs: one
     data array per input name, labels per output name (an output without labels is scored
     against the Keras model). Refuses, in one line, data that names other inputs or outputs."""
@@ -158,7 +174,7 @@ def _several(model: Path, data: Path, flavour: str, inputs, outputs, x, y) -> tu
     unlabelled = [n for n in out_names if n not in heads] if heads else []
     lines = [f"# Starter recipe written by `edgekit init` from {model.name} and {data.name}.",
              "# model inputs: " + ", ".join(f"{i.name} {list(i.shape[1:])} ({i.dtype.name})" for i in inputs)
-             + f"; {flavour} file" + ("; free dimensions fixed at the data's shape" if any(i.free for i in inputs) else "") + ".",
+             + f"; {made}" + ("; free dimensions fixed at the data's shape" if any(i.free for i in inputs) else "") + ".",
              "# model outputs: " + ", ".join(f"{o.name} {list(o.shape[1:])}" for o in outputs)
              + ("; each scored on its own, the row's headline is the worst" if len(outputs) > 1 else "") + ".",
              f"# task {task}, metric {TASKS[task].primary_metric}: {'; '.join(whys)}."]

@@ -175,13 +175,28 @@ class EpochLog:
         return EpochLog()
 
 
-def load_model_file(path: Path, safe_mode: bool = True):
+def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, import_dirs=(), opt_out: str | None = None,
+                    log=None):
     """Load a .keras, .h5 or SavedModel model.
 
-    Tries Keras 2 (``tf_keras``) first, since compression needs it, then Keras 3. In safe
-    mode (the default) the file's config is checked first and a file that would run code it
-    carries (a Lambda layer, a custom class, a foreign module) is refused, in every format:
-    the loaders' own safe mode misses the tf_keras ``.h5`` and SavedModel formats.
+    A Keras file is read by the Keras that saved it (tf_keras first for legacy files, since
+    compression needs it). A SavedModel folder with a tf_keras model in it loads as that model;
+    any other SavedModel (``tf.saved_model.save``, Keras 3 ``export()``) becomes a Keras 3 model
+    of its serving signature (``edgekit.saved_model``). In safe mode (the default) the file's
+    config is checked first and a file that would run code it carries (a Lambda layer, a
+    custom class, a foreign module) is refused, in every format: the loaders' own safe mode
+    misses the tf_keras ``.h5`` and SavedModel formats. With safe mode off, ``import_dirs``
+    (the recipe's folder) are importable while loading, so a subclassed model's own module is
+    found; a subclassed model is then traced to a functional graph (``model_file.traced``).
+
+    Args:
+        path: the model file or folder.
+        safe_mode: refuse files that would run code (see above).
+        sample_shape: the data's sample shape (no batch axis): a subclassed model is traced on
+            it, and it fixes a single SavedModel input's free dimensions.
+        import_dirs: folders put first on the import path while loading with safe mode off.
+        opt_out: how refusals name the opt-out (default: the recipe key).
+        log: gets one line on what a SavedModel or subclassed model became.
 
     Returns:
         (model, flavour) where flavour is "tf_keras" or "keras3".
@@ -194,46 +209,42 @@ def load_model_file(path: Path, safe_mode: bool = True):
         raise ModelError(f"model.file: not found: {path}; check the path (relative paths start at the recipe's folder)")
     if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the readers
         raise ModelError(f"model.file: {path} is not a file or a folder; give a .keras or .h5 file or a SavedModel folder")
-    import tf_keras
-
-    from edgekit.model_safety import check_model_file
+    from edgekit import saved_model
+    from edgekit.model_file import (
+        graph_inputs,
+        importable,
+        load_failure,
+        load_keras,
+        serving_signature,
+        traced,
+        user_classes,
+    )
+    from edgekit.model_safety import RECIPE_OPT_OUT, check_model_file, read_configs
     from edgekit.models import register_custom_layers
 
+    opt_out = opt_out or RECIPE_OPT_OUT
+    log = log or (lambda line: None)
     register_custom_layers()  # models saved by an edgekit build may hold zoo layers
     if safe_mode:
-        check_model_file(path)
-    errors = []
-    try:
-        # tf_keras takes safe_mode only for .keras; its scope also guards Lambda in the legacy formats.
-        with _tf_keras_safe_mode(safe_mode):
-            return tf_keras.models.load_model(path, compile=False, safe_mode=safe_mode), "tf_keras"
-    except Exception as exc:  # noqa: BLE001 - any failure means: try the other Keras
-        errors.append(exc)
-    if path.suffix in (".keras", ".h5"):
-        import keras
-
-        try:
-            return keras.saving.load_model(path, compile=False, safe_mode=safe_mode), "keras3"
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-    reason = one_line(errors[-1], 200, typed=False) if errors else "unknown error"
-    hint = (
-        "it uses custom code blocked by safe mode: set model.safe_mode: false only if you trust the file"
-        if "safe_mode" in reason or "Lambda" in reason
-        else "is it a complete .keras, .h5 or SavedModel saved by Keras?"
-    )
-    raise ModelError(f"model.file: cannot load {path}: {reason}; {hint}")
-
-
-def _tf_keras_safe_mode(safe_mode: bool):
-    """tf_keras' safe-mode scope (private API; a no-op scope if it moves): a second guard, not the check."""
-    import contextlib
-
-    try:
-        from tf_keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:
-        return contextlib.nullcontext()
-    return SafeModeScope(safe_mode)
+        check_model_file(path, opt_out)
+    if saved_model.is_saved_model(path) and not read_configs(path):
+        # No Keras metadata: no Keras loader rebuilds a model from it; its signature is the model.
+        return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+    with importable(() if safe_mode else import_dirs):
+        custom = {} if safe_mode else user_classes(path, import_dirs)
+        model, flavour, errors = load_keras(path, safe_mode, custom)
+        if model is None and saved_model.is_saved_model(path):
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if model is None:
+            raise ModelError(f"model.file: cannot load {path}: {load_failure(errors, safe_mode, import_dirs)}")
+        if graph_inputs(model) is None and saved_model.is_saved_model(path):
+            # a subclassed tf_keras model revived from its graph: no inputs to convert from
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if graph_inputs(model) is None:
+            model = traced(model, sample_shape, path)
+            log(f"[model] {path.name}: subclassed {type(model.layers[-1]).__name__} traced to a functional graph "
+                f"on inputs of shape {list(model.inputs[0].shape[1:])}")
+    return model, flavour
 
 
 def check_fits(model, data: Dataset, input_shape=None) -> None:
@@ -397,12 +408,19 @@ def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
     logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell).
     ``inputs`` and ``outputs`` list every input and output (``TensorInfo.to_dict``: name, dtype,
     shape, None for a free dimension); ``input_shape_fixed`` says at which shape the data fixed
-    the free dimensions, where the model has some."""
+    the free dimensions, where the model has some. A SavedModel's serving signature adds
+    ``serving_signature`` (its name), a traced subclassed model ``traced`` (its class)."""
+    from edgekit import model_file
     from edgekit.convert import model_inputs, model_outputs, sample_shapes
 
     inputs, outputs = model_inputs(model), model_outputs(model)
     info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:]),
             "inputs": [i.to_dict() for i in inputs], "outputs": [o.to_dict() for o in outputs]}
+    signature = next((layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "ServingSignature"), None)
+    if signature is not None:
+        info["serving_signature"] = signature.call_endpoint
+    elif inner := model_file.subclassed_layer(model):
+        info["traced"] = inner
     if x is not None and any(i.free for i in inputs):
         fixed = model_inputs(model, sample_shapes(x))
         info["input_shape_fixed"] = {i.name: list(i.shape[1:]) for i in fixed}
@@ -430,9 +448,15 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
     shutil.rmtree(run_dir / tensorboard_logs.TENSORBOARD_DIR, ignore_errors=True)  # this run writes its own
     log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, "base") if tensorboard else None
     if recipe.model.file is not None:
+        from edgekit.model_file import class_sources, subclassed_layer
+        from edgekit.saved_model import is_signature_model
+
         log(f"[model] loading {recipe.model.file}")
         configure_tensorflow(recipe.train.resolved_threads())  # compressed models fine-tune on these
-        model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
+        import_dirs = (recipe.path.parent.resolve(),) if recipe.path else ()
+        shape = tuple(recipe.model.input_shape) if recipe.model.input_shape else data.input_shape
+        model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode,
+                                         None if isinstance(shape, dict) else shape, import_dirs, log=log)
         check_fits(model, data, recipe.model.input_shape)
         several = bool(data.x_train.dtype.names) or len(model.outputs) > 1  # each output scored on its own
         output = None if several else model_output(model, recipe.task, data.x_train)
@@ -443,14 +467,34 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
             raise ModelError(f"model.file: {recipe.model.file} has several inputs or outputs; pruning, clustering and QAT "
                              "fine-tune on one task loss: remove the compress section (every format and precision "
                              "still converts and is measured per output)")
+        if flavour == "keras3" and recipe.compress and is_signature_model(model):
+            raise ModelError(
+                f"model.file: {recipe.model.file} is a TensorFlow SavedModel without a Keras model (only its serving "
+                "signature); pruning, clustering and QAT need a tf_keras model's layers: remove the compress section, "
+                "or give the tf_keras model itself (model.save(\"model.keras\"))"
+            )
+        if recipe.compress and (inner := subclassed_layer(model)):
+            raise ModelError(
+                f"model.file: {recipe.model.file} holds a subclassed model ({inner}), one opaque layer to edgekit; pruning, "
+                "clustering and QAT need a functional or Sequential tf_keras model's own layers: remove the compress "
+                "section, or build the model with the functional API"
+            )
         if flavour == "keras3" and recipe.compress:
             raise ModelError(
                 f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
                 "(tf_keras) model: remove the compress section or rebuild the model with `import tf_keras as keras`"
             )
-        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode)
+        # A subclassed model's class is code outside the file: its module's source is part of the key.
+        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode,
+                       **({"code": class_sources(model)} if not recipe.model.safe_mode else {}))
         write_json(run_dir / "model" / "history.json", history)
-        return ModelHandle(save_model(model, run_dir / "model"), model=model), flavour, key
+        try:
+            saved = save_model(model, run_dir / "model")
+        except (NotImplementedError, TypeError, ValueError) as exc:  # a subclassed class without get_config
+            raise ModelError(f"model.file: {recipe.model.file}: the loaded model cannot be saved for the conversion "
+                             f"workers ({one_line(exc, 200)}); give its class a get_config() that returns its "
+                             "constructor arguments, or save it as a functional model") from None
+        return ModelHandle(saved, model=model), flavour, key
     threads = recipe.train.resolved_threads()
     key = make_key(
         "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe),

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import shorten
 from edgekit.targets.runner import probe_failed
 
 #: the cache stage of probe results
@@ -389,7 +390,7 @@ def _result(folder: Path, name: str, code: int) -> dict:
     tail = ""
     try:
         lines = [line for line in (folder / f"{name}.stderr").read_text(errors="replace").splitlines() if line.strip()]
-        tail = lines[-1][:200] if lines else ""
+        tail = shorten(lines[-1], 200) if lines else ""
     except OSError:
         pass
     return probe_failed(f"probe exited with {code}" + (f": {tail}" if tail else ""))

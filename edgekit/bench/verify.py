@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.check.baseline import load_results
-from edgekit.errors import ToolFailed
+from edgekit.errors import ToolFailed, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -152,7 +152,7 @@ def run_tool(argv: list[str], timeout_s: float) -> str:
 
 def _last_line(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return (lines[-1][:200] if lines else "no output")
+    return shorten(lines[-1], 200) if lines else "no output"
 
 
 _OV_LATENCY = re.compile(r"^\[ INFO \]\s+(Median|Average):\s+([0-9.]+)\s*(us|ms)\s*$", re.MULTILINE)

@@ -69,7 +69,12 @@ def export(model, path: Path, samples: np.ndarray) -> dict:
 
     from edgekit.runtimes.keras3 import load
 
+    from edgekit.saved_model import is_signature_model
+
     dropped: dict[str, int] = {}
+    if is_signature_model(model):
+        raise ExportError("the model is a TensorFlow SavedModel's serving signature, which only TensorFlow runs "
+                          "(a TFSMLayer): Keras 3 on JAX or PyTorch has no graph of Keras layers to run")
     if isinstance(model, keras.Model):  # a Keras 3 model.file: it is saved as it is
         rebuilt = model
     else:

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from edgekit.errors import DataError, ModelError
+from edgekit.errors import DataError, ModelError, one_line
 
 #: what is read as an image (by suffix, case-insensitive); other files are skipped
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -401,7 +401,7 @@ def _decode(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
 
 def _reason(exc: Exception, file: Path) -> str:
     text = str(exc).replace(f"'{file}'", "").replace(str(file), "").strip().rstrip(":")  # the line names the file once
-    return (text.splitlines() or [type(exc).__name__])[0][:160]
+    return one_line(text, 160) or type(exc).__name__
 
 
 def _target(spec, path: Path, files: list[Path], headers: list) -> tuple[tuple[int, int], int, dict[str, str]]:

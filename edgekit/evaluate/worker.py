@@ -416,10 +416,12 @@ def validation_cap(x_val) -> int:
 
 def builder_import_dirs(recipe) -> tuple[str, ...]:
     """The folders a worker must import from to load the build's model: the recipe's, for a
-    ``model.python`` builder's layers only (a stray onnx.py there must not shadow the real
-    package in a worker)."""
-    uses_builder = getattr(getattr(recipe, "model", None), "python", None)
-    return (str(Path(recipe.path).parent.resolve()),) if uses_builder and getattr(recipe, "path", None) else ()
+    ``model.python`` builder's layers or a ``model.file`` loaded with safe mode off (a
+    subclassed model's module) only (a stray onnx.py there must not shadow the real package in
+    a worker)."""
+    spec = getattr(recipe, "model", None)
+    uses_code = getattr(spec, "python", None) or (getattr(spec, "file", None) and getattr(spec, "safe_mode", True) is False)
+    return (str(Path(recipe.path).parent.resolve()),) if uses_code and getattr(recipe, "path", None) else ()
 
 
 def _keras_of(model) -> str:

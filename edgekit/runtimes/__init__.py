@@ -300,6 +300,18 @@ def dequantize_output(raw: np.ndarray, scale: float, zero_point: int) -> np.ndar
     return raw.astype(np.float32)
 
 
+def first_line(exc, limit: int = 300) -> str:
+    """The first line of an exception's message (or its type's name), at most ``limit``
+    characters, cut between words with " ..." (``edgekit.errors.shorten``'s plain form: this
+    package runs on devices without the rest of edgekit)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 3)
+    return (text[:cut].rstrip(" ,:;-") if cut > 0 else text[:limit - 4]) + " ..."
+
+
 def package_version(*names: str, module: str | None = None) -> str | None:
     """Version of the first installed distribution among ``names``, else ``module.__version__``.
 

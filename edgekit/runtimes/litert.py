@@ -13,6 +13,7 @@ from edgekit.runtimes import (
     Session,
     TensorInfo,
     dequantize_output,
+    first_line,
     field_names,
     decoded,
     one_sample_batch,
@@ -301,7 +302,7 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
                                             full=path)
     except Exception as exc:  # noqa: BLE001 - the where-it-ran facts stand without the times
         result["how"] = how
-        result["shares_unknown"] = f"prefix models could not be timed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        result["shares_unknown"] = f"prefix models could not be timed: {first_line(exc, 200)}"
         result["segments"] = [{"ops": seg["ops"], "where": seg["where"], "ms": None, "share": None} for seg in segments]
         return result
     seg_ms = [max(0.0, times[k] - (times[k - 1] if k else 0.0)) for k in range(len(times))]

@@ -171,7 +171,9 @@ def probe(request: dict) -> dict:
                               module=request.get("runtime_module"), workdir=request.get("workdir"),
                               precision=request.get("precision"))
     except Exception as exc:  # noqa: BLE001 - the memory figure stands without the profile
-        out["profile_error"] = f"profile failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}"
+        from edgekit.runtimes import first_line
+
+        out["profile_error"] = f"profile failed: {first_line(exc, 300)}"
         return out
     profile["unprofiled_ms"] = round(plain_ms, 6)
     out["profile"] = profile

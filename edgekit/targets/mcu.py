@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from edgekit.runtimes import as_samples
+from edgekit.errors import shorten
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
@@ -255,7 +256,7 @@ def _run_key(path: Path, spec, samples, eval_inputs) -> str:
 
 def _crash_reason(done: subprocess.CompletedProcess, name: str) -> str:
     lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
-    last = f": {lines[-1][:300]}" if lines else ""
+    last = f": {shorten(lines[-1], 300)}" if lines else ""
     if done.returncode >= 0:  # the run's Python failed: its last words say why
         return f"the TFLite Micro run of {name} failed (exit status {done.returncode}){last}"
     return (f"TFLite Micro crashed on {name} (killed by signal {-done.returncode}){last}; it reads the model without "

@@ -455,7 +455,7 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
             lines = [line.strip() for line in handle if line.strip()]
     except OSError:
         lines = []
-    return probe_failed("probe exited with {} on the device{}".format(code, ": " + lines[-1][:200] if lines else ""))
+    return probe_failed("probe exited with {} on the device{}".format(code, ": " + _shorten(lines[-1], 200) if lines else ""))
 
 
 def probe_failed(reason):
@@ -465,7 +465,17 @@ def probe_failed(reason):
 
 def _one_line(exc):
     text = str(exc).strip().splitlines()
-    return "{}: {}".format(type(exc).__name__, text[0][:300] if text else "").rstrip(": ")
+    return "{}: {}".format(type(exc).__name__, _shorten(text[0], 300) if text else "").rstrip(": ")
+
+
+def _shorten(text, limit):
+    """``text`` in at most ``limit`` characters, cut between words (edgekit.errors.shorten's
+    plain form: this file runs where edgekit is not installed)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 3)
+    return (text[:cut].rstrip(" ,:;-") if cut > 0 else text[:limit - 4]) + " ..."
 
 
 def _exit_when_stdin_closes(child):
