@@ -5,6 +5,8 @@ report.html."""
 
 from __future__ import annotations
 
+from edgekit.errors import shorten
+
 HEADER = ["row", "device", "clock MHz", "governor", "temperature C", "retries", "waits"]
 
 
@@ -31,7 +33,7 @@ def retries_cell(retries: list | None) -> str:
         return "-"
     last = retries[-1]
     error = str(last.get("error") or "")
-    return f"{len(retries)}: {last.get('device')}: {error[:80]}{'...' if len(error) > 80 else ''}"
+    return f"{len(retries)}: {last.get('device')}: {shorten(error, 80)}"
 
 
 def waits_cell(clocks: dict | None) -> str:

@@ -69,7 +69,7 @@ def folders(tmp_path_factory):
     subclassed = Subclassed()
     subclassed(np.zeros((1, *SHAPE), np.float32))
     subclassed.save(str(root / "tf_keras_subclassed"), save_format="tf")
-    return {"module": (root / "module", "image"), "export": (root / "export", "keras_tensor"),
+    return {"module": (root / "module", "image"), "export": (root / "export", inputs.name),
             "tf_keras_tf_save": (root / "tf_keras_tf_save", None), "tf_keras_subclassed": (root / "tf_keras_subclassed", None)}
 
 
