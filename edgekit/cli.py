@@ -324,7 +324,11 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
                    "else the default budgets).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the outcome of every budget as JUnit XML to this file.")
-def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None) -> None:
+@click.option("--allow-suspect", is_flag=True,
+              help="Do not fail a build whose Keras baseline is suspect (not above the majority class or chance of "
+                   "its test split: results.json sanity); it is still reported.")
+def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None,
+          allow_suspect: bool) -> None:
     """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
 
     Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
@@ -332,13 +336,14 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     summary to $GITHUB_STEP_SUMMARY when it is set.
 
     Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
-    interrupted build: its unfinished rows fail with status interrupted), 2 bad or mismatched input.
+    interrupted build: its unfinished rows fail with status interrupted; and for a suspect baseline
+    unless --allow-suspect), 2 bad or mismatched input.
     """
     from edgekit import api
     from edgekit.check import output
     from edgekit.errors import EdgekitError
 
-    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file)
+    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, allow_suspect=allow_suspect)
     click.echo(output.format_text(report))
     if junit_file is not None:
         click.echo(f"junit: {junit_file}")
