@@ -202,7 +202,7 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
                 m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
         if m.latencies_ms:
             latencies[row_id] = m.latencies_ms
-        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread)
+        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, again="edgekit bench")
         row.update(metrics={}, delta={}, parity={}, input_shape=[int(d) for d in sample_sets[i][0].shape])
         if getattr(target, "kind", "") == "cpu" and m.status == "ok":
             row.update(_probe(variant, row_id, spec, sample_sets[i], log))

@@ -367,9 +367,12 @@ def _reference_id(ctx: _Context) -> str | None:
     return None
 
 
-def _robust_spread(row: dict) -> float:
+def _disagreement(row: dict) -> str:
+    """How a row's rounds disagree: their robust spread, and their range where it was recorded
+    (two speeds can hide under a small robust spread: ``stats.summarize_rounds``)."""
     timing = row.get("timing") or {}
-    return timing.get("robust_spread", timing.get("spread", 0.0))
+    shown = f"its rounds disagree by {timing.get('robust_spread', timing.get('spread', 0.0)):.0%}"
+    return shown + (f", range {timing['range_ratio']:.2f}x" if isinstance(timing.get("range_ratio"), (int, float)) else "")
 
 
 def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
@@ -396,7 +399,7 @@ def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     if problems or value is None:
         return _judge(ctx, name, value, limit, fmt, "", "no latency for this row or its reference row, now or stored",
                       problems)
-    shaky = [f"{where} (its rounds disagree by {_robust_spread(r):.0%})"
+    shaky = [f"{where} ({_disagreement(r)})"
              for where, r in ((f"{ctx.row_id} now", ctx.row), (f"{ctx.row_id} stored", ctx.old),
                               (f"{ref_id} now", ref), (f"{ref_id} stored", old_ref)) if (r.get("timing") or {}).get("unstable")]
     if shaky:
