@@ -247,7 +247,8 @@ def run_job(job, base_dir="."):
         job: ``{"format", "runtime", "modules", "model", "inputs", "threads", "warmup", "runs",
             "min_time_s", "rounds", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
             ``inputs`` (an .npz with ``bench`` and, optionally, ``eval`` float32 arrays) are
-            relative to ``base_dir``.
+            relative to ``base_dir``. Without ``inputs``: ``samples`` (16) uniform [0, 1) samples
+            of the session's input shape are timed, and nothing is evaluated.
         base_dir: the folder of the job file.
 
     Returns:
@@ -256,9 +257,14 @@ def run_job(job, base_dir="."):
     """
     path = os.path.join(base_dir, job["model"])
     session = open_session(job, path)
-    with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
-        bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
-        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+    if job.get("inputs"):
+        with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
+            bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
+            eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+    else:  # no inputs given (edgekit verify): uniform [0, 1) samples of the model's own input shape, seed 0
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in list(session.input_shape)[1:]]
+        bench_inputs = np.random.default_rng(0).random((int(job.get("samples", 16)), *shape), dtype=np.float32)
+        eval_inputs = None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
                          float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
