@@ -135,8 +135,19 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
     Raises:
         DeviceProfileError: a device target has no valid profile.
     """
-    from edgekit import compress
     from edgekit.targets import in_order, resolve, search_dirs
+
+    variants, not_produced = planned_variants(recipe)
+    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
+    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
+            if target.supports(v)]
+    return rows, not_produced
+
+
+def planned_variants(recipe) -> tuple[list[Variant], list[dict[str, str]]]:
+    """Every variant a build of ``recipe`` makes, the Keras baseline first (``plan``'s order),
+    and the (model, format, precision) triples it will not produce, with why."""
+    from edgekit import compress
 
     # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
     exporter = Exporter(SimpleNamespace(recipe=recipe))
@@ -146,10 +157,7 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
         if step.export:
             variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
                          for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
-    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
-    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
-            if target.supports(v)]
-    return rows, exporter.not_produced
+    return variants, exporter.not_produced
 
 
 #: the run directory's folder of per-layer quantization errors (one file per int8 variant)
@@ -301,8 +309,12 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
-    builds = VariantBuilds(ctx, pool)
-    exporter = Exporter(ctx, builds.start)
+    from edgekit.progress import Counter
+
+    # counts every variant as it is finished (cached, converted and evaluated, failed or skipped)
+    finished = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
+    builds = VariantBuilds(ctx, pool, finished)
+    exporter = Exporter(ctx, builds.start, finished)
     state.finished = exporter.finished
     phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:

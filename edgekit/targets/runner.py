@@ -61,7 +61,7 @@ def time_session(session, samples, warmup, runs, min_time_s=0.0):
     return time_rounds([session], samples, warmup, runs, min_time_s, rounds=1)[0][0]
 
 
-def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False):
+def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False, on_block=None):
     """Time every session's ``run`` at batch 1 in ``rounds`` interleaved rounds: THE timing loop
     of edgekit, local and remote.
 
@@ -83,6 +83,8 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
         min_time_s: minimum wall time in timed runs per session, over all rounds.
         rounds: how many rounds (1: one block per session, the old protocol); at most ``runs``.
         seed: seeds the order of the sessions in each round.
+        on_block: called as ``on_block(done, total)`` after each block (outside any timed run):
+            the blocks timed so far, of ``rounds x sessions``.
 
     Returns:
         ``[session][round] -> [latency ms, ...]``.
@@ -101,9 +103,11 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
     for r in range(rounds):
         if r:
             shuffle.shuffle(order)
-        for k in order:
+        for i, k in enumerate(order):
             out[k].append(_time_block(sessions[k], feeds[k], warmup if r == 0 else max(1, warmup // 10) if warmup else 0,
                                       per_round[r], min_ns))
+            if on_block is not None:
+                on_block(r * len(order) + i + 1, rounds * len(order))
     return out
 
 
