@@ -199,12 +199,11 @@ def _sanity_outcomes(results: dict, allow_suspect: bool) -> list[Outcome]:
     sanity = results.get("sanity")
     if not isinstance(sanity, dict) or "suspect" not in sanity:
         return []
-    lo = (sanity.get("baseline_ci95") or [None])[0]
-    value = f"{sanity.get('baseline', float('nan')):.4f}" + (f" [{lo:.4f}-]" if isinstance(lo, (int, float)) else "")
-    limit = f"> {sanity.get('floor', float('nan')):.4f}"
+    value, limit = f"{sanity.get('baseline', float('nan')):.4f}", f"> {sanity.get('floor', float('nan')):.4f}"
     if not sanity["suspect"]:
+        lo, hi = sanity.get("baseline_ci95") or [float("nan")] * 2
         return [Outcome(results["baseline"], "sanity floor", value, limit, "pass",
-                        "the baseline scores above the majority class and chance of its test split")]
+                        f"95% interval [{lo:.4f}-{hi:.4f}] above the majority class and chance of its test split")]
     if allow_suspect:
         return [Outcome(results["baseline"], "sanity floor", value, limit, "skip",
                         f"suspect baseline passed by --allow-suspect: {sanity.get('reason', '')}")]
