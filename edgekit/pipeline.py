@@ -312,9 +312,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     from edgekit.progress import Counter
 
     # counts every variant as it is finished (cached, converted and evaluated, failed or skipped)
-    finished = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
-    builds = VariantBuilds(ctx, pool, finished)
-    exporter = Exporter(ctx, builds.start, finished)
+    done_count = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
+    builds = VariantBuilds(ctx, pool, done_count)
+    exporter = Exporter(ctx, builds.start, done_count)
     state.finished = exporter.finished
     phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:

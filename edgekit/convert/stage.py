@@ -191,11 +191,11 @@ class Exporter:
     exist and keeps every handle in row order; ``variants()`` waits for them all.
     """
 
-    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None, finished=None):
+    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None, done_count=None):
         self.ctx = ctx
         self.start = start
         #: counts the variants finished without ``start`` (skipped, failed compression), or None
-        self.finished = finished
+        self.done_count = done_count
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
         #: one handle per variant, in the order of the rows
@@ -255,8 +255,8 @@ class Exporter:
             self._count()
 
     def _count(self) -> None:
-        if self.finished is not None:
-            self.finished.add()
+        if self.done_count is not None:
+            self.done_count.add()
 
     def variants(self) -> list[Variant]:
         """Every variant, in row order, once all have finished (waits for the workers)."""

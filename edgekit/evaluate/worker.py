@@ -306,10 +306,10 @@ class VariantBuilds:
         executor: where tasks run (``edgekit.executor``).
     """
 
-    def __init__(self, ctx: BuildContext, executor, finished=None):
+    def __init__(self, ctx: BuildContext, executor, done_count=None):
         self.ctx, self.executor = ctx, executor
         #: counts each variant once it is finished (``edgekit.progress.Counter``), or None
-        self.finished = finished
+        self.done_count = done_count
         self._scratch: Path | None = None
         self._inputs: BuildInputs | None = None
         self._saved: dict[int, Path] = {}
@@ -342,8 +342,8 @@ class VariantBuilds:
         return Pending(variant, future, fmt, ctx.cache)
 
     def _count(self) -> None:
-        if self.finished is not None:
-            self.finished.add()
+        if self.done_count is not None:
+            self.done_count.add()
 
     def _on_message(self, kind: str, text: str) -> None:
         if kind == "log":
