@@ -58,6 +58,15 @@ class BuildLog:
                 self._progress.remove_task(bar)
                 del self._bars[what]
 
+    def end(self, what: str) -> None:
+        """``what`` is over before its count was full (early stopping): its bar goes."""
+        if self._progress is None:
+            return
+        with self._lock:
+            bar = self._bars.pop(what, None)
+            if bar is not None:
+                self._progress.remove_task(bar)
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -68,6 +77,12 @@ def step(log, what: str, done: int, total: int | None) -> None:
     """Report progress through ``log`` when it can show it (plain callables cannot)."""
     if hasattr(log, "step"):
         log.step(what, done, total)
+
+
+def end(log, what: str) -> None:
+    """Tell ``log`` that ``what`` is over, its count full or not (training stopped early)."""
+    if hasattr(log, "end"):
+        log.end(what)
 
 
 class Counter:

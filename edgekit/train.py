@@ -165,7 +165,7 @@ class EpochLog:
     def __new__(cls, log, epochs, model: str | None = None):
         import tf_keras as keras
 
-        from edgekit.progress import step
+        from edgekit.progress import end, step
 
         what = f"fine-tuning {model}" if model else "training base"
         named = f" ({model})" if model else ""
@@ -176,6 +176,9 @@ class EpochLog:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
                 log(f"  epoch {epoch + 1}/{epochs}{named}: {shown}")
                 step(log, what, epoch + 1, epochs)
+
+            def on_train_end(self, logs=None):
+                end(log, what)  # stopped early: its bar must not stay behind at 8/10
 
         return EpochLog()
 

@@ -47,6 +47,9 @@ def test_each_kind_of_work_counts_on_its_own_bar_and_a_finished_bar_goes():
     assert bars["[convert] tflite-int8"].fields["count"] == ""  # the latest message: no count of its own
     finished.add(2)
     assert "converting + evaluating" not in {task.description for task in log._progress.tasks}
+    log.step("training base", 8, 10)
+    log.end("training base")  # early stopping: the bar goes at 8/10
+    assert "training base" not in {task.description for task in log._progress.tasks}
     log.close()
 
 
