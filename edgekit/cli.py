@@ -92,6 +92,11 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
         from edgekit.report.terminal import print_table
 
         print_table(result.results)
+    else:  # one of several recipes: no table, but a suspect baseline and the loss count still show
+        from edgekit.report.flags import summary_lines
+
+        for line in summary_lines(result.results):
+            click.echo(f"{result.results['recipe']['name']}: {line}")
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
         click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
