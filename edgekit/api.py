@@ -98,7 +98,10 @@ class Results:
 
     def best(self, max_drop: float | None = 0.01, target: str = "cpu", metric: str | None = None) -> dict | None:
         """The fastest ok row on ``target`` (lowest p50) whose metric is at most ``max_drop`` worse
-        than the baseline's, or None when no row qualifies.
+        than the baseline's, or None when no row qualifies. ``metric`` defaults to the one the
+        recipe's budgets judge (``check: defaults: metric``, e.g. top1_agreement), else the
+        primary one; an SNR against a reference at its cap has no drop (task fidelity: pass
+        ``metric="top1_agreement"`` or ``max_drop=None``).
 
         ``max_drop`` is in the metric's own units (0.01 = one point of accuracy) and always means
         "worse by": for lower-is-better metrics (mae, mse, rmse, loss) a row may be at most
@@ -112,7 +115,9 @@ class Results:
             if row["status"] != "ok" or row.get("target") != target or p50 is None:
                 continue
             if max_drop is not None:
-                drop = self.drop(row, metric)
+                from edgekit.check.gate import judged_metric
+
+                drop = self.drop(row, metric or judged_metric(self.results))
                 if drop is None or drop > max_drop + _EPS:
                     continue
             candidates.append((p50, row))
@@ -263,7 +268,8 @@ def _results_path(results) -> Path:
 
 
 def check(results, baseline: str | Path | None = None, recipe: str | Path | None = None,
-          junit: str | Path | None = None, history: str | None = None, window: int = 10):
+          junit: str | Path | None = None, history: str | None = None, window: int = 10,
+          allow_suspect: bool = False):
     """Check a run against its recipe's budgets and a stored baseline, as ``edgekit check``.
 
     Args:
@@ -274,6 +280,8 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
         history: a results store (a SQLite path or database URL, ``edgekit.history.store``):
             judge each row against its last ``window`` runs there too (``edgekit.history.window``).
         window: how many earlier runs of a row the history check reads.
+        allow_suspect: pass a build whose Keras baseline is suspect (not above the majority class
+            or chance of its test split; ``--allow-suspect``) instead of failing it.
 
     Returns:
         ``edgekit.check.gate.CheckReport``: ``passed``, ``failures`` (each an Outcome with row,
@@ -282,7 +290,8 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
     from edgekit.check import gate, output
 
     report = gate.run_check(_results_path(results), Path(baseline) if baseline else None,
-                            Path(recipe) if recipe else None, history=history, window=window)
+                            Path(recipe) if recipe else None, history=history, window=window,
+                            allow_suspect=allow_suspect)
     if junit is not None:
         output.write_junit(report, Path(junit))
     return report

@@ -119,6 +119,11 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
         from edgekit.report.terminal import print_table
 
         print_table(result.results)
+    else:  # one of several recipes: no table, but a suspect baseline and the loss count still show
+        from edgekit.report.flags import summary_lines
+
+        for line in summary_lines(result.results):
+            click.echo(f"{result.results['recipe']['name']}: {line}")
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
         click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
@@ -367,8 +372,11 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
                    "its last --window runs there (same row, target and machine), with intervals over the runs.")
 @click.option("--window", type=click.IntRange(min=1, max=10_000), default=10, show_default=True,
               help="With --history: how many earlier runs of a row make its baseline window.")
+@click.option("--allow-suspect", is_flag=True,
+              help="Do not fail a build whose Keras baseline is suspect (not above the majority class or chance of "
+                   "its test split: results.json sanity); it is still reported.")
 def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None,
-          history_url: str | None, window: int) -> None:
+          history_url: str | None, window: int, allow_suspect: bool) -> None:
     """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
 
     Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
@@ -376,13 +384,15 @@ def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | No
     summary to $GITHUB_STEP_SUMMARY when it is set.
 
     Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
-    interrupted build: its unfinished rows fail with status interrupted), 2 bad or mismatched input.
+    interrupted build: its unfinished rows fail with status interrupted; and for a suspect baseline
+    unless --allow-suspect), 2 bad or mismatched input.
     """
     from edgekit import api
     from edgekit.check import output
     from edgekit.errors import EdgekitError
 
-    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, history=history_url, window=window)
+    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, history=history_url, window=window,
+                       allow_suspect=allow_suspect)
     click.echo(output.format_text(report))
     if junit_file is not None:
         click.echo(f"junit: {junit_file}")
@@ -464,28 +474,33 @@ def report_command(run_dir: Path) -> None:
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
               help="Allowed disagreement: a ratio edgekit/native within 1/(1+T) to 1+T passes.")
 @click.option("--runs", type=click.IntRange(min=1), default=None,
-              help="Timed runs per tool (default: the row's own count of timed runs).")
+              help="Timed runs per side and pair (default: the row's own count of timed runs).")
+@click.option("--pairs", type=click.IntRange(min=3), default=3, show_default=True,
+              help="Alternating pairs per row: edgekit's session, then the tool, timed now in one window.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
-              help="Seconds one tool may run before its row fails.")
+              help="Seconds one tool may run before its row fails (edgekit's own session: at least 120).")
 @click.option("--tools-dir", "tools_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Look for benchmark_app and litert-benchmark only here (repeatable; default: PATH, then "
                    "the folder of edgekit's Python).")
-def verify_command(run_dir: Path, tolerance: float, runs: int | None, timeout_s: float, tools_dirs: tuple[Path, ...]) -> None:
-    """Time RUN_DIR's artifacts again with each runtime's own benchmark tool and compare.
+def verify_command(run_dir: Path, tolerance: float, runs: int | None, pairs: int, timeout_s: float,
+                   tools_dirs: tuple[Path, ...]) -> None:
+    """Time RUN_DIR's artifacts now with edgekit's own session and each runtime's own benchmark
+    tool, in alternating pairs, and judge their ratio with its 95% interval.
 
-    Runs benchmark_app (OpenVINO rows) and litert-benchmark (TFLite rows) on this machine with the
-    threads and inference precision the run used, prints edgekit's p50, the tool's median and
-    their ratio per cpu row, and writes RUN_DIR/verify.json. Rows without a tool (Keras,
+    Runs edgekit's session and benchmark_app (OpenVINO rows) or litert-benchmark (TFLite rows) on
+    this machine, one after the other, PAIRS times, with the threads and inference precision the
+    run used; prints per cpu row both p50s, their ratio with its interval and the build's stored
+    p50 (shown, not judged), and writes RUN_DIR/verify.json. Rows without a tool (Keras,
     onnxruntime), of other targets, or not ok are listed as unchecked with the reason.
 
-    Exit codes: 0 every compared ratio is within the tolerance, 1 a ratio is outside it or a tool
-    failed on a row, 2 no readable results.json.
+    Exit codes: 0 no ratio is significantly outside the tolerance, 1 one is (its whole interval
+    outside) or a tool failed on a row, 2 no readable results.json.
     """
     from edgekit.bench import verify
     from edgekit.errors import EdgekitError
 
     search_path = os.pathsep.join(map(str, tools_dirs)) if tools_dirs else None
-    report = verify.verify_run(run_dir, tolerance, runs, timeout_s, search_path, progress=_log)
+    report = verify.verify_run(run_dir, tolerance, runs, timeout_s, search_path, progress=_log, pairs=pairs)
     try:
         path = verify.write_json(report, Path(report.run_dir) / verify.VERIFY_FILE)
     except OSError as exc:  # a read-only run directory: the table still answers

@@ -18,8 +18,11 @@ from typing import Any, Callable, Iterator
 from edgekit.errors import TaskFailed, one_line
 from edgekit.locks import Hold, holding
 
-#: (kind, text) -> None; kinds: "log" (a line for the build log), "stage" (what the task is doing)
+#: (kind, text) -> None; kinds: "log" (a line for the build log), "stage" (what the task is doing),
+#: "progress" ("done/total" of the task's own work, for the build's progress bar)
 OnMessage = Callable[[str, str], None]
+#: the kinds of message a task sends while it runs (its answer comes as another kind)
+MESSAGES = ("log", "stage", "progress")
 
 #: in a process that runs a task: where ``report`` sends its messages (None: nobody listens)
 listener: OnMessage | None = None

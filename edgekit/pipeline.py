@@ -136,8 +136,19 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
     Raises:
         DeviceProfileError: a device target has no valid profile.
     """
-    from edgekit import compress
     from edgekit.targets import in_order, resolve, search_dirs
+
+    variants, not_produced = planned_variants(recipe)
+    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
+    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
+            if target.supports(v)]
+    return rows, not_produced
+
+
+def planned_variants(recipe) -> tuple[list[Variant], list[dict[str, str]]]:
+    """Every variant a build of ``recipe`` makes, the Keras baseline first (``plan``'s order),
+    and the (model, format, precision) triples it will not produce, with why."""
+    from edgekit import compress
 
     # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
     exporter = Exporter(SimpleNamespace(recipe=recipe))
@@ -147,10 +158,7 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
         if step.export:
             variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
                          for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
-    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
-    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
-            if target.supports(v)]
-    return rows, exporter.not_produced
+    return variants, exporter.not_produced
 
 
 #: the run directory's folder of per-layer quantization errors (one file per int8 variant)
@@ -258,6 +266,10 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
         f"calibration {len(data.x_calib)} (from train), input {data.inputs_summary}, {data.labels_summary}"
         f"{' (cached)' if data_reused else ''}")
+    from edgekit.evaluate import sanity
+
+    if small := sanity.small_validation_line(len(data.x_val)):
+        log(f"[data] {small}")
     clock = _stage_done(state, log, "data", started)
 
     # The trained model comes as a handle: loaded (and TensorFlow imported, at train.threads)
@@ -270,6 +282,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     from edgekit.convert.stage import check_keep_float
 
     check_keep_float(recipe, model)  # an unknown layer name stops the build before any conversion
+    restore = sanity.early_stopping(recipe, run_dir, len(data.x_val))
+    if restore is not None:
+        log(f"[train] {sanity.restored_line(restore)}")
     clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included, when it happens
     (run_dir / "preprocess.json").unlink(missing_ok=True)  # an earlier run's; written again below if needed
     if data.embedded:
@@ -285,6 +300,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     baseline, baseline_outputs, model_block = keras_baseline(model, model_key, run_dir, recipe, data, data_key,
                                                              env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
+    floor = sanity.floor(recipe.task, baseline.metrics, baseline_outputs, data.y_test, data.class_names, restore)
+    if floor is not None and floor["suspect"]:
+        log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)
     if "cpu" in recipe.targets:  # the Keras row's probe imports TensorFlow while the variants convert
         start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
@@ -292,8 +310,12 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
-    builds = VariantBuilds(ctx, pool)
-    exporter = Exporter(ctx, builds.start)
+    from edgekit.progress import Counter
+
+    # counts every variant as it is finished (cached, converted and evaluated, failed or skipped)
+    done_count = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
+    builds = VariantBuilds(ctx, pool, done_count)
+    exporter = Exporter(ctx, builds.start, done_count)
     state.finished = exporter.finished
     phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:
@@ -335,6 +357,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
     _write_layer_errors(run_dir, state.variants)
+    truth = _flag_rows(recipe, rows, floor, state.header)
     results = results_file.assemble(
         state.header, rows, run_dir,
         targets=target_environments,
@@ -347,6 +370,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         finished_at=round(time.time(), 3),
         commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
+        **truth,
         **results_file.stage_fields(state.stages),
     )
     try:
@@ -362,6 +386,18 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
             "writable run directory: check --out and run the build again"
         ) from None
     return BuildResult(results, run_dir)
+
+
+def _flag_rows(recipe, rows: list[dict], floor: dict | None, header: dict) -> dict:
+    """Mark a suspect baseline row and flag rows that lost much against it (``report.flags``);
+    returns results.json's ``sanity`` and ``loss_flags`` (only those that apply)."""
+    from edgekit.report import flags
+
+    flags.mark_suspect(rows, floor)
+    losses = flags.flag_losses(rows, header["primary_metric"], header["higher_is_better"], recipe.check.loss_tolerance)
+    fields = {key: value for key, value in (("sanity", floor), ("loss_flags", losses)) if value is not None}
+    # what the budgets judge, for the report's Pareto front and Results.best (check.gate.judged_metric)
+    return {**fields, "gate_metric": recipe.check.defaults.metric or header["primary_metric"]}
 
 
 def _task_records(pool, state: _State) -> list[dict]:

@@ -74,8 +74,9 @@ class Capture:
             with self._lock, contextlib.redirect_stdout(self.terminal_out), contextlib.redirect_stderr(self.terminal):
                 log(message)
 
-        if hasattr(log, "step"):
-            wrapped.step = log.step  # type: ignore[attr-defined]
+        for name in ("step", "end"):  # the progress bars' calls (edgekit.progress)
+            if hasattr(log, name):
+                setattr(wrapped, name, getattr(log, name))
         return wrapped
 
 

@@ -158,19 +158,27 @@ def with_target_scale(model, y_train: np.ndarray):
 
 
 class EpochLog:
-    """A tiny Keras callback that reports one line per epoch through ``log``."""
+    """A tiny Keras callback that reports one line per epoch through ``log`` and counts the
+    epochs on a bar of their own: ``training base``, or ``fine-tuning <model>`` for ``model``
+    (whose epoch lines then name it: several models may train while variants convert)."""
 
-    def __new__(cls, log, epochs):
+    def __new__(cls, log, epochs, model: str | None = None):
         import tf_keras as keras
 
-        from edgekit.progress import step
+        from edgekit.progress import end, step
+
+        what = f"fine-tuning {model}" if model else "training base"
+        named = f" ({model})" if model else ""
 
         class EpochLog(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                log(f"  epoch {epoch + 1}/{epochs}: {shown}")
-                step(log, "training", epoch + 1, epochs)
+                log(f"  epoch {epoch + 1}/{epochs}{named}: {shown}")
+                step(log, what, epoch + 1, epochs)
+
+            def on_train_end(self, logs=None):
+                end(log, what)  # stopped early: its bar must not stay behind at 8/10
 
         return EpochLog()
 

@@ -425,7 +425,8 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
                 m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
         if m.latencies_ms:
             latencies[row_id] = m.latencies_ms
-        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None))
+        row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None),
+                       again="edgekit bench")
         row.update(metrics={}, delta={}, parity={}, input_shape=_first_shape(variant, sample_sets[i][0]))
         if getattr(target, "kind", "") == "cpu" and m.status == "ok":
             row.update(_probe(variant, row_id, spec, sample_sets[i], log))

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import shorten
+from edgekit.progress import step
 from edgekit.targets.runner import probe_failed
 
 #: the cache stage of probe results
@@ -366,6 +367,7 @@ def _run_probes(missing: list, recipe, samples, log, ahead: Ahead | None = None)
                     err.close()
                     results[row_id] = _result(where, name, proc.returncode)
                 running.remove(item)
+                step(log, "profiling rows", len(results), len(missing))
     finally:
         for _, _, (_, proc, err, _) in running:
             _stop(proc, err)

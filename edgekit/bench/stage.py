@@ -58,7 +58,6 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
     targets = in_order(resolve(recipe.targets, search_dirs(recipe.path), log))
     groups = [(name, target, [v for v in variants if target.supports(v)]) for name, target in targets.items()]
-    total, done = sum(len(group) for _, _, group in groups), 0
     profiles.clear(run_dir)
     probed: dict[str, dict] = {}
 
@@ -106,20 +105,22 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
         if not target.times_here:
             continue
         with _holding(pool, Hold(task=f"bench {target_name}", kind="bench", mode="exclusive"), log):
-            measured[index] = _bench_here(target_name, target, group, done, total, spec, samples, data, cache, log,
+            measured[index] = _bench_here(target_name, target, group, spec, samples, data, cache, log,
                                           recipe, run_dir, ahead, probed, tf_threads, pool)
-        done += len(group)
         flush()
     away = [(index, name, target, group) for index, (name, target, group) in enumerate(groups) if not target.times_here]
     if away:
-        step(log, f"benchmarking {', '.join(name for _, name, _, _ in away)}", done, total)
+        what, rows_away = f"timing {', '.join(name for _, name, _, _ in away)}", sum(len(g) for _, _, _, g in away)
         with ThreadPoolExecutor(len(away), thread_name_prefix="edgekit-device") as threads:
             futures = [threads.submit(_bench_away, name, target, group, spec, samples, data, cache, log, recipe, pool)
                        for _, name, target, group in away]
+            timed = 0
             for (index, name, _, group), future in zip(away, futures):
                 measured[index], environment = future.result()
                 if environment:
                     environments[name] = environment
+                timed += len(group)
+                step(log, what, timed, rows_away)  # a device's rows come back together
                 flush()
     add_speedups(rows)
     return latencies, {name: environments.get(name) or target.environment() for name, target in targets.items()}
@@ -132,7 +133,7 @@ def _holding(pool, hold, log):
     return pool.hold(hold, log) if pool is not None else holding(hold, log)
 
 
-def _bench_here(target_name, target, group, done, total, spec, samples, data, cache, log, recipe, run_dir, ahead,
+def _bench_here(target_name, target, group, spec, samples, data, cache, log, recipe, run_dir, ahead,
                 probed, tf_threads, pool) -> list:
     """[(variant, Measurement)] of a target on this machine, in ``group``'s order."""
     from edgekit.bench import profiles
@@ -140,7 +141,6 @@ def _bench_here(target_name, target, group, done, total, spec, samples, data, ca
 
     ready = [v for v in group if v.status == "ok"]
     if getattr(target, "interleaves", False):
-        step(log, f"benchmarking {target_name}", done, total)
         elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
                              and getattr(pool, "same_machine", False)) else None
         if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
@@ -150,18 +150,23 @@ def _bench_here(target_name, target, group, done, total, spec, samples, data, ca
             except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
                 interrupts.reraise_if_interrupted()
                 log(f"[profile] skipped: {one_line(exc)}")
-        timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
-                                                        cache, log, recipe, elsewhere)))
+        # the bar counts blocks (one row in one round) as the rounds time them, here or in the worker
+        target.progress = lambda blocks, of: step(log, f"timing {target_name} ({len(ready)} rows x {spec.rounds} "
+                                                       "rounds)", blocks, of)
+        try:
+            timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
+                                                            cache, log, recipe, elsewhere)))
+        finally:
+            target.progress = None
         return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group]
     out = []
     for variant in group:
         if variant.status != "ok":
             out.append((variant, Measurement(variant.status, variant.reason)))
             continue
-        step(log, "benchmarking", done, total)
         row_id = f"{variant.stem}@{target_name}"
         out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)))
-        done += 1
+        step(log, f"timing {target_name}", sum(1 for v, _ in out if v.status == "ok"), len(ready))
     return out
 
 
@@ -243,8 +248,12 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
             if all(specs):
                 log(f"[bench] {target_name}: timed in the worker process, whose TensorFlow runs "
                     f"benchmark.threads ({spec.threads}) threads (this one's runs train.threads)")
+                def blocks(kind: str, text: str) -> None:  # the worker's blocks, on this process's bar
+                    if kind == "progress" and getattr(target, "progress", None) is not None:
+                        target.progress(*(int(n) for n in text.split("/")))
+
                 try:
-                    return pool.submit(time_group, specs, samples, spec, seed).result()
+                    return pool.submit(time_group, specs, samples, spec, seed, on_message=blocks).result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker fails the rows, not the build
                     interrupts.reraise_if_interrupted()
                     return [_failed(f"benchmark failed in the worker process: {one_line(exc)}") for _ in variants]

@@ -55,8 +55,10 @@ def spec_of(variant, recipe) -> SessionSpec | None:
 
 def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
     """In a worker: open every session and time them together (``targets.cpu.time_together``);
-    a session that does not open fails its own row."""
+    a session that does not open fails its own row. Each block timed is reported to the build
+    (``progress``, "done/total"), between blocks, never during one."""
     from edgekit.errors import one_line
+    from edgekit.executor_base import report
     from edgekit.formats import FORMATS
     from edgekit.targets.base import Measurement
     from edgekit.targets.cpu import time_together
@@ -74,6 +76,8 @@ def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
                 sessions.append((i, FORMATS[s.format].load_runtime()(s.path, spec.threads, s.options or None)))
         except Exception as exc:  # noqa: BLE001 - one broken artifact fails its own row
             out[i] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
-    for (i, _), measurement in zip(sessions, time_together([session for _, session in sessions], spec, samples, seed)):
+    timed = time_together([session for _, session in sessions], spec, samples, seed,
+                          on_block=lambda done, total: report("progress", f"{done}/{total}"))
+    for (i, _), measurement in zip(sessions, timed):
         out[i] = measurement
     return out

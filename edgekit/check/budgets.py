@@ -10,7 +10,7 @@ This module imports only pydantic and the standard library: loading a recipe mus
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -44,6 +44,9 @@ DOCS = {
                                          "when past the limit and significant: the 95% interval of the growth, from "
                                          "the spread of the window's runs and the row's own rounds, lies above 1",
     "max_size_bytes": "largest allowed artifact size in bytes",
+    "metric": "the metric min_metric, max_metric and the metric drops judge: any metric the rows record "
+              "(results.json rows[].metrics), e.g. top1_agreement for a label-free classifier (task fidelity); "
+              "default: the task's primary metric",
     "device_limits": "judge the memory limits a row carries from its target (an mcu profile: tensor arena + "
                      "arena_margin against ram_kb, the model against flash_kb; an ethos-u profile: Vela's SRAM use "
                      "against sram_kb, the compiled model against flash_kb): true fails a row past them; "
@@ -54,6 +57,11 @@ DOCS = {
                "mae of a regression head, snr_db of an output without labels); a rule's entry replaces that output's",
 }
 BUDGET_KEYS = tuple(DOCS)
+LOSS_TOLERANCE_DOC = (
+    "per metric, how much worse than the baseline row a row may be before the build flags it with a `loss` note "
+    "(a note, never a failure: budgets decide the exit code). Defaults: scores in [0, 1] (accuracy, roc_auc, "
+    "mean_iou, top1_agreement) 0.01 = one point lower; error metrics (mae, rmse, mse) 0.05 = 5% higher; snr_db 20 = "
+    "a floor of 20 dB. null turns a metric's flag off, e.g. {accuracy: 0.02, mae: null}")
 
 
 class _Strict(BaseModel):
@@ -85,6 +93,7 @@ class Budget(_Strict):
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(True, description=DOCS["device_limits"])
     outputs: dict[str, OutputBudget] = Field(default_factory=dict, description=DOCS["outputs"])
+    metric: str | None = Field(None, min_length=1, description=DOCS["metric"])
     #: the keys the recipe set (in defaults or a matching rule); the others hold their defaults
     _explicit: frozenset = PrivateAttr(default_factory=frozenset)
 
@@ -109,6 +118,7 @@ class Rule(_Strict):
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(None, description=DOCS["device_limits"])
     outputs: dict[str, OutputBudget] | None = Field(None, description=DOCS["outputs"])
+    metric: str | None = Field(None, min_length=1, description=DOCS["metric"])
 
 
 class CheckSpec(_Strict):
@@ -116,6 +126,7 @@ class CheckSpec(_Strict):
 
     defaults: Budget = Field(default_factory=Budget, description="budgets for every row")
     rules: list[Rule] = Field(default_factory=list, description="overrides for rows matching a glob; later rules win")
+    loss_tolerance: dict[str, Annotated[float, Field(ge=0)] | None] = Field(default_factory=dict, description=LOSS_TOLERANCE_DOC)
 
     def budget_for(self, row_id: str) -> Budget:
         """The effective budget of one row: the defaults, then every matching rule in order."""

@@ -40,6 +40,12 @@ def higher_is_better(results: dict, metric: str | None = None) -> bool:
     if metric == primary and "higher_is_better" in results:
         return bool(results["higher_is_better"])
     return metric not in LOWER_IS_BETTER
+def judged_metric(results: dict) -> str:
+    """The metric the recipe's budgets judge (results.json ``gate_metric``: check.defaults.metric),
+    else the primary one: what the report's Pareto front and ``Results.best`` rank rows by."""
+    return results.get("gate_metric") or results["primary_metric"]
+
+
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
 
@@ -96,12 +102,13 @@ class CheckReport:
         return [o for o in self.outcomes if o.result == "unstable"]
 
 
-def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
+def compare(results: dict, spec: CheckSpec, stored: dict | None = None, allow_suspect: bool = False) -> list[Outcome]:
     """Evaluate every budget on every row; rows that vanished since the baseline fail too.
 
     Numbers that cannot be measurements (NaN, inf, a p50 at or below zero), a baseline id that
     names no row and a primary metric that no row has fail, in the results or the stored baseline:
-    a gate that skipped them would pass on garbage.
+    a gate that skipped them would pass on garbage. So does a suspect baseline (results.json
+    ``sanity``: not above the majority class or chance of its test split), unless ``allow_suspect``.
     """
     metric = results["primary_metric"]
     higher = higher_is_better(results)
@@ -110,6 +117,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
     base = rows.get(results["baseline"])
     old_base = old_rows.get(stored["baseline"]) if stored else None
     outcomes = _file_outcomes(results, "results") + (_file_outcomes(stored, "stored baseline") if stored else [])
+    outcomes += _sanity_outcomes(results, allow_suspect)
     # Problems every budget that reads the baseline row or the metric must fail with, not skip.
     no_base = [] if base else [f"the results have no baseline row {results['baseline']!r}"]
     no_old_base = [f"the stored baseline has no baseline row {stored['baseline']!r}"] if stored and not old_base else []
@@ -121,12 +129,27 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
             outcomes.append(_values(row_id, row, old))
         if not _ok(row):
             continue  # nothing was measured; the status outcome says why
-        ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
-                       results["baseline"], spec.budget_for(row_id), higher, no_base, no_old_base, metric_problems,
-                       rows, old_rows, _reference_scored(results))
+        budget = spec.budget_for(row_id)
+        # A budget may name any metric the rows record (metric: top1_agreement); default: the primary one.
+        named = budget.metric or metric
+        problems = metric_problems if named == metric else _named_metric_problems(results, named)
+        ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, named, stored is not None,
+                       results["baseline"], budget, higher if named == metric else higher_is_better(results, named),
+                       no_base, no_old_base, problems, rows, old_rows,
+                       _reference_scored(results) and named == metric)
         outcomes += _metric_outcomes(ctx) + _output_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
         outcomes += _device_limit_outcomes(ctx)
     return outcomes
+
+
+def _named_metric_problems(results: dict, metric: str) -> list[str]:
+    """Why no budget can judge ``metric``: no ok row records it (a typo, or a metric of another task)."""
+    ok = [row for row in results["rows"] if _ok(row)]
+    if not ok or any(metric in (row.get("metrics") or {}) for row in ok):
+        return []
+    seen = sorted({key for row in ok for key in (row.get("metrics") or {})})
+    return [f"the budget's metric {metric!r} is recorded by no ok row (metrics there: {', '.join(seen) or 'none'}); "
+            "set check metric: to one of those"]
 
 
 def _reference_scored(results: dict) -> bool:
@@ -169,6 +192,25 @@ def _file_outcomes(doc: dict, label: str) -> list[Outcome]:
                            f"{label}: no ok row has the primary metric {doc['primary_metric']!r} (metrics there: "
                            f"{', '.join(seen) or 'none'}); expected a results.json written by `edgekit build`"))
     return out
+
+
+def _sanity_outcomes(results: dict, allow_suspect: bool) -> list[Outcome]:
+    """The sanity floor of a classification build: its Keras baseline must score above the
+    majority class and chance of the test split (results.json ``sanity``, written by the build)."""
+    sanity = results.get("sanity")
+    if not isinstance(sanity, dict) or "suspect" not in sanity:
+        return []
+    value, limit = f"{sanity.get('baseline', float('nan')):.4f}", f"> {sanity.get('floor', float('nan')):.4f}"
+    if not sanity["suspect"]:
+        lo, hi = sanity.get("baseline_ci95") or [float("nan")] * 2
+        return [Outcome(results["baseline"], "sanity floor", value, limit, "pass",
+                        f"95% interval [{lo:.4f}-{hi:.4f}] above the majority class and chance of its test split")]
+    if allow_suspect:
+        return [Outcome(results["baseline"], "sanity floor", value, limit, "skip",
+                        f"suspect baseline passed by --allow-suspect: {sanity.get('reason', '')}")]
+    return [Outcome(results["baseline"], "sanity floor", "suspect", limit, "fail",
+                    f"{sanity.get('reason') or 'the baseline is not above the majority class or chance'}; fix the build, "
+                    "or pass --allow-suspect to check it anyway")]
 
 
 def _values(row_id: str, row: dict | None, old: dict | None) -> Outcome:
@@ -363,9 +405,12 @@ def _reference_id(ctx: _Context) -> str | None:
     return None
 
 
-def _robust_spread(row: dict) -> float:
+def _disagreement(row: dict) -> str:
+    """How a row's rounds disagree: their robust spread, and their range where it was recorded
+    (two speeds can hide under a small robust spread: ``stats.summarize_rounds``)."""
     timing = row.get("timing") or {}
-    return timing.get("robust_spread", timing.get("spread", 0.0))
+    shown = f"its rounds disagree by {timing.get('robust_spread', timing.get('spread', 0.0)):.0%}"
+    return shown + (f", range {timing['range_ratio']:.2f}x" if isinstance(timing.get("range_ratio"), (int, float)) else "")
 
 
 def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
@@ -392,7 +437,7 @@ def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     if problems or value is None:
         return _judge(ctx, name, value, limit, fmt, "", "no latency for this row or its reference row, now or stored",
                       problems)
-    shaky = [f"{where} (its rounds disagree by {_robust_spread(r):.0%})"
+    shaky = [f"{where} ({_disagreement(r)})"
              for where, r in ((f"{ctx.row_id} now", ctx.row), (f"{ctx.row_id} stored", ctx.old),
                               (f"{ref_id} now", ref), (f"{ref_id} stored", old_ref)) if (r.get("timing") or {}).get("unstable")]
     if shaky:
@@ -474,10 +519,11 @@ def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, 
 
 
 def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None,
-              history: str | None = None, window: int = 10) -> CheckReport:
+              history: str | None = None, window: int = 10, allow_suspect: bool = False) -> CheckReport:
     """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input.
     With ``history`` (a results store), every row is also judged against its last ``window``
-    runs there (``edgekit.history.window``)."""
+    runs there (``edgekit.history.window``). ``allow_suspect``: a suspect baseline (results.json
+    ``sanity``) is reported, not failed."""
     results = load_results(results_path)
     spec, source = load_spec(recipe_path, Path(results_path))
     stored = None
@@ -485,7 +531,7 @@ def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path
         stored = load_baseline(baseline_path)
         ensure_comparable(results, stored, baseline_path)
     report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
-    report.outcomes = compare(results, spec, stored)
+    report.outcomes = compare(results, spec, stored, allow_suspect)
     if history is not None:
         from edgekit.history import store, window as history_window
 

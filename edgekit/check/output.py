@@ -20,6 +20,8 @@ def summary_line(report: CheckReport) -> str:
     shaky = report.unstable
     unjudged = (f"; {len(shaky)} latency budget(s) not judged, their timing unstable "
                 f"({', '.join(o.row for o in shaky[:3])}{', ...' if len(shaky) > 3 else ''})") if shaky else ""
+    allowed = [o for o in report.outcomes if o.budget == "sanity floor" and o.result == "skip"]
+    unjudged += "; its Keras baseline is suspect, passed by --allow-suspect" if allowed else ""
     if not failed:
         return f"check passed: {len(counted)} budget(s) hold{unjudged}"
     worst = "; ".join(o.describe() for o in failed[:5])

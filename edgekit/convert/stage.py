@@ -198,9 +198,11 @@ class Exporter:
     exist and keeps every handle in row order; ``variants()`` waits for them all.
     """
 
-    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None):
+    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None, done_count=None):
         self.ctx = ctx
         self.start = start
+        #: counts the variants finished without ``start`` (skipped, failed compression), or None
+        self.done_count = done_count
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
         #: one handle per variant, in the order of the rows
@@ -246,6 +248,7 @@ class Exporter:
                 variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent,
                                   status="skipped", reason=reason)
                 handles.append(Ready(variant))
+                self._count()
             else:
                 handles.append(self.start(fmt, precision, model, name, parent, quantized, model_key, model_file))
         self.planned += handles
@@ -259,6 +262,11 @@ class Exporter:
             variant = Variant(format=fmt.name, precision=precision, model=step.name, parent=step.parent)
             variant.fail("compression", reason)
             self.planned.append(Ready(variant))
+            self._count()
+
+    def _count(self) -> None:
+        if self.done_count is not None:
+            self.done_count.add()
 
     def variants(self) -> list[Variant]:
         """Every variant, in row order, once all have finished (waits for the workers)."""

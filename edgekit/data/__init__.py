@@ -247,6 +247,10 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         info["labels"] = "none: label-free (task fidelity scores every artifact against the Keras fp32 outputs)"
     for key, array in arrays.items():
         data_checks.check_samples_axis(array, key)
+        if key.startswith("x") or (key.startswith("y") and task == "regression"):
+            # before any split: the error names samples by their index in the file's own array
+            named = f"{Path(spec.path).name} array {key}" if spec.source in FILE_SOURCES else key
+            data_checks.check_finite(array, named, "values" if key.startswith("x") else "targets")
     heads = _output_tasks(arrays, task, output_tasks or {})
     for key in [k for k in arrays if k.startswith("y")]:
         arrays[key] = _head_labels(arrays[key], key, heads) if heads else _labels(arrays[key], key, task)

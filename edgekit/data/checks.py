@@ -25,7 +25,9 @@ def check_samples_axis(array: np.ndarray, name: str) -> None:
 
 def check_finite(array: np.ndarray, name: str, what: str = "values") -> None:
     """No NaN or infinity (also what a float64 beyond float32's range becomes when cast); each
-    field of a model's several inputs (``x_train_<input>``) on its own."""
+    field of a model's several inputs (``x_train_<input>``) on its own. The error counts every
+    one and names the first SHOWN samples holding one, by their index in ``name`` (called on a
+    file's own arrays before they are split: the file's indexes)."""
     if array.dtype.names:
         for field in array.dtype.names:
             check_finite(array[field], f"{name}_{field}", what)
@@ -35,9 +37,17 @@ def check_finite(array: np.ndarray, name: str, what: str = "values") -> None:
     bad = ~np.isfinite(array)
     count = int(bad.sum())
     if count:
-        first = int(np.argwhere(bad.reshape(len(array), -1).any(axis=1))[0][0]) if array.ndim else 0
-        raise DataError(f"{name}: {count} NaN or infinite {what} (first in sample {first}; values beyond about 3.4e38 "
-                        "overflow float32); drop or impute them before building")
+        rows = np.flatnonzero(bad.reshape(len(array), -1).any(axis=1)) if array.ndim else np.zeros(1, int)
+        nan = int(np.isnan(array).sum())
+        kinds = " and ".join(part for part in (f"{nan} NaN" if nan else "", f"{count - nan} infinite" if count - nan else "")
+                             if part)
+        shown = ", ".join(f"sample {i}" for i in rows[:SHOWN]) + (f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else "")
+        raise DataError(f"{name}: {count} NaN or infinite {what} ({kinds}) in {len(rows)} sample(s): {shown} (indexes "
+                        f"in {name}; values beyond about 3.4e38 overflow float32); drop or impute them before building")
+
+
+#: how many samples an error lists one by one
+SHOWN = 10
 
 
 def check_class_ids(y: np.ndarray, name: str) -> None:

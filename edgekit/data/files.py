@@ -118,15 +118,23 @@ def named_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndar
 
 
 def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, np.ndarray], list[str]]:
-    """A header row, numeric feature columns and one label column (classes, or a number for regression)."""
+    """A header row, numeric feature columns and one label column (classes, or a number for regression).
+
+    Every cell is read before anything is refused: the error lists the problems of the whole
+    file at once (``csv_problems.describe``: file line, column, value and the fix per column).
+    """
+    from edgekit.data.csv_problems import Problem, describe, number
+
     try:
         with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
+            reader = csv.reader(handle)
+            # (line of the file, row): a quoted field may span lines, a blank line is skipped
+            rows = [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read as CSV ({exc}); expected a UTF-8 text file with a header row") from None
     if len(rows) < 2:
         raise DataError(f"{path}: expected a header row and at least one data row, found {len(rows)} rows")
-    header, body = rows[0], [r for r in rows[1:] if r]
+    (_, header), body = rows[0], [(line, r) for line, r in rows[1:] if r]
     if not any(name.strip() for name in header):
         raise DataError(f"{path}: the first row is empty; expected a header row naming the columns")
     from edgekit.tasks import TASKS
@@ -140,25 +148,34 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
 
         raise DataError(f'{path}: label column "{label}" not in the header{did_you_mean(label, header)}; set data.label_column to one of: {", ".join(header)}')
     label_index = header.index(label) if label is not None else -1
-    features = []
-    for line, row in enumerate(body, start=2):
+    regression = task == "regression"
+    problems: list[Problem] = []
+    features, labels = [], []
+    for line, row in body:
         if len(row) != len(header):
-            raise DataError(f"{path}:{line}: expected {len(header)} columns like the header, found {len(row)}")
-        try:
-            features.append([float(v) for i, v in enumerate(row) if i != label_index])
-        except ValueError:
-            bad = next(v for i, v in enumerate(row) if i != label_index and not _is_float(v))
-            raise DataError(f"{path}:{line}: feature value {bad!r} is not a number; feature columns must be numeric") from None
+            problems.append(Problem(line, None, "columns", str(len(row)), expected=len(header)))
+            continue
+        values = []
+        for i, text in enumerate(row):
+            if i == label_index and not regression:
+                if not text.strip():  # a class needs a name; any other text names one
+                    problems.append(Problem(line, header[i], "missing", text, label=True))
+                continue
+            value, kind = number(text)
+            if kind is not None:
+                problems.append(Problem(line, header[i], kind, text, label=i == label_index))
+            if i != label_index:
+                values.append(value)
+        features.append(values)
+        if label_index >= 0:
+            labels.append(row[label_index])
+    if problems:
+        raise DataError(describe(path, problems, len(body)))
     x = np.asarray(features, dtype=np.float32)
     if label is None:
         return {"x": x}, []
-    labels = [row[label_index] for row in body]
-    if task == "regression":
-        try:
-            return {"x": x, "y": np.asarray([float(v) for v in labels], dtype=np.float32)}, [label]
-        except ValueError:
-            bad = next(v for v in labels if not _is_float(v))
-            raise DataError(f"{path}: regression target {label} has the value {bad!r}; expected numbers only") from None
+    if regression:
+        return {"x": x, "y": np.asarray([float(v) for v in labels], dtype=np.float32)}, [label]
     y, class_names = class_ids(labels)
     return {"x": x, "y": y}, class_names
 

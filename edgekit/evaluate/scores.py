@@ -200,8 +200,11 @@ def parity(outputs: np.ndarray, baseline: np.ndarray, task: str) -> dict[str, fl
 
 
 def delta(row_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> dict[str, float]:
-    """Row metric minus baseline metric, for every metric both have."""
-    return {k: row_metrics[k] - baseline_metrics[k] for k in row_metrics if k in baseline_metrics}
+    """Row metric minus baseline metric, for every metric both have; never an SNR against a
+    baseline at SNR_CAP (task fidelity's reference, scored against itself): that difference
+    measures the cap (-96.1 dB for a row at 23.9 dB), not a loss."""
+    return {k: row_metrics[k] - baseline_metrics[k] for k in row_metrics if k in baseline_metrics
+            and not (k == "snr_db" and baseline_metrics[k] >= SNR_CAP)}
 
 
 def output_scores(task: str, outputs, reference, labels=None, heads: dict[str, str] | None = None) -> dict[str, dict]:

@@ -306,8 +306,10 @@ class VariantBuilds:
         executor: where tasks run (``edgekit.executor``).
     """
 
-    def __init__(self, ctx: BuildContext, executor):
+    def __init__(self, ctx: BuildContext, executor, done_count=None):
         self.ctx, self.executor = ctx, executor
+        #: counts each variant once it is finished (``edgekit.progress.Counter``), or None
+        self.done_count = done_count
         self._scratch: Path | None = None
         self._inputs: BuildInputs | None = None
         self._saved: dict[int, Path] = {}
@@ -322,6 +324,7 @@ class VariantBuilds:
         if not probe.missed:
             for line in lines:
                 ctx.log(line)
+            self._count()
             return Pending(variant)
         del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
         from edgekit.train import keras_model
@@ -335,7 +338,12 @@ class VariantBuilds:
         future = self.executor.submit(run, task, on_message=self._on_message,
                                       hold=Hold(task=f"convert {variant.stem}", kind="convert"))
         future.add_done_callback(lambda done: self._log_failure(done, variant.stem, fmt))
+        future.add_done_callback(lambda done: self._count())
         return Pending(variant, future, fmt, ctx.cache)
+
+    def _count(self) -> None:
+        if self.done_count is not None:
+            self.done_count.add()
 
     def _on_message(self, kind: str, text: str) -> None:
         if kind == "log":

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from edgekit.check.baseline import load_results
-from edgekit.check.gate import LOWER_IS_BETTER
+from edgekit.check.gate import higher_is_better, judged_metric
 from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
@@ -78,7 +78,7 @@ def _plots_key(results: dict, sizes: dict, front: list[str], latencies: dict) ->
         matplotlib = ""
     rows = [{k: row.get(k) for k in ("id", "format", "precision", "status", "latency_ms", "metrics")}
             for row in results["rows"]]
-    shown = {"metric": results.get("primary_metric"), "rows": rows, "sizes": sizes, "front": front,
+    shown = {"metric": judged_metric(results), "rows": rows, "sizes": sizes, "front": front,
              "latencies": {row["id"]: latencies.get(row["id"]) for row in results["rows"]},
              "matplotlib": matplotlib, "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
@@ -170,15 +170,16 @@ def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int]
 
 
 def _measured(results: dict) -> list[dict]:
-    metric = results["primary_metric"]
+    metric = judged_metric(results)
     return [r for r in results["rows"] if r["status"] == "ok" and r.get("latency_ms")
             and r.get("metrics", {}).get(metric) is not None]
 
 
 def pareto_front(results: dict) -> list[str]:
-    """Ids of rows no other row beats on both latency (p50) and the task metric."""
-    metric = results["primary_metric"]
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    """Ids of rows no other row beats on both latency (p50) and the metric the budgets judge
+    (``judged_metric``: check.defaults.metric, else the task metric)."""
+    metric = judged_metric(results)
+    sign = 1 if higher_is_better(results, metric) else -1
     front, best = [], float("-inf")
     for row in sorted(_measured(results), key=lambda r: (r["latency_ms"]["p50"], -sign * r["metrics"][metric])):
         if sign * row["metrics"][metric] > best:
@@ -200,7 +201,7 @@ def _png(fig) -> bytes:
 
 
 def _scatter(results: dict, front: list[str]) -> bytes | None:
-    rows, metric = _measured(results), results["primary_metric"]
+    rows, metric = _measured(results), judged_metric(results)
     if not rows:
         return None
     fig = _figure(10, 5.5)
@@ -282,7 +283,7 @@ table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
 font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """
@@ -304,6 +305,13 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
                       for h, c in zip(header, display))
         out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"
+
+
+def _flag_lines(results: dict) -> str:
+    """A suspect baseline and the loss count (``report.flags``), above the table."""
+    from edgekit.report.flags import summary_lines
+
+    return "".join(f"<p class='flag'><strong>{html.escape(line)}</strong></p>\n" for line in summary_lines(results))
 
 
 def _time_breakdown(results: dict) -> str:
@@ -418,7 +426,7 @@ def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[s
 <h1>edgekit report: {esc(results['recipe'].get('name', ''))}</h1>
 <ul class="meta">{''.join(f'<li>{m}</li>' for m in meta)}</ul>
 <h2>Results</h2>
-{_table(results, sizes, front)}
+{_flag_lines(results)}{_table(results, sizes, front)}
 <p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
 Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
 <h2>Accuracy vs latency</h2>

@@ -50,6 +50,9 @@ def markdown(results: dict) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
+    from edgekit.report.flags import summary_lines
+
+    lines += [f"\n**{line}**" for line in summary_lines(results)]
     if side_by_side := target_cells(results):
         header, *rows = side_by_side
         lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

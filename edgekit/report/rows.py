@@ -18,9 +18,11 @@ SLOWER = 1.05
 
 
 def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
-             unstable_spread: float | None = None, clock_change: float | None = None) -> dict[str, Any]:
+             unstable_spread: float | None = None, clock_change: float | None = None,
+             again: str = "edgekit build --retime") -> dict[str, Any]:
     """One results row: ``variant`` measured as ``m`` on ``target``, its delta against ``baseline``.
-    A row whose round p50s spread more than ``unstable_spread`` is marked unstable, with a note.
+    A row whose round p50s spread more than ``unstable_spread`` is marked unstable, with a note
+    whose advice is the command ``again`` (``edgekit bench`` for its own rows).
     The clocks read around its rounds go to ``timing.clocks``, with a note for a governor other
     than performance, a core frequency that moved more than ``clock_change`` and a temperature
     wait that timed out (``clock_notes``); the device that measured it (a pool's member) to
@@ -77,9 +79,7 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
     if row["latency_ms"] and getattr(m, "rounds_ms", None):
         row["timing"] = summarize_rounds(row["latency_ms"]["p50"], m.rounds_ms, unstable_spread, m.interleaved)
         if row["timing"].get("unstable"):
-            row["notes"].append(f"unstable timing: the round p50s disagree by {row['timing']['robust_spread']:.0%} "
-                                f"(robust spread, more than {unstable_spread:.0%}); the machine was busy: time again "
-                                "with `edgekit build --retime`")
+            row["notes"].append(unstable_note(row["timing"], unstable_spread, again))
         if getattr(m, "clocks", None):
             row["timing"]["clocks"] = m.clocks
             row["notes"] += clock_notes(m.clocks, 0.10 if clock_change is None else clock_change,
@@ -116,6 +116,22 @@ def clock_notes(clocks: dict, clock_change: float, where: str) -> list[str]:
         notes.append(f"{len(late)} round(s) on {where} started above wait_below_c {worst['limit_c']:g} C after waiting "
                      f"{worst['waited_s']:.0f} s (still {worst['end_c']:g} C): raise wait_timeout_s or cool the device")
     return notes
+
+
+def unstable_note(timing: dict[str, Any], unstable_spread: float, again: str) -> str:
+    """Why a row's timing is unstable: its rounds disagree (robust spread), or they fall into two
+    speeds (their range, the slowest round left out); and the command that times it again."""
+    from edgekit.bench.stats import BIMODAL
+
+    rounds = sorted(timing.get("round_p50_ms") or [])
+    if timing["robust_spread"] > unstable_spread or len(rounds) < 2:
+        why = (f"the round p50s disagree by {timing['robust_spread']:.0%} (robust spread, more than "
+               f"{unstable_spread:.0%})")
+    else:
+        shown = " / ".join(f"{r:.3g}" for r in rounds)
+        why = (f"the round p50s ({shown} ms) fall into two speeds: {timing['range_ratio']:.2f}x apart without the "
+               f"slowest round (more than {1 + BIMODAL * unstable_spread:.2f}x)")
+    return f"unstable timing: {why}; the machine was busy: time again with `{again}`"
 
 
 #: how many of the layers that lose most to int8 a results row lists (all of them: layer_errors/)

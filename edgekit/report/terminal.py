@@ -50,5 +50,9 @@ def print_table(results: dict, console=None) -> None:
             by_target.add_row(*line)
         console.print(by_target)
     console.print(f"baseline: {results['baseline']}; {speedup_line(results)}")
+    from edgekit.report.flags import summary_lines
+
+    for line in summary_lines(results):
+        console.print(line, style="red" if line.startswith("suspect") else "yellow", markup=False, highlight=False)
     if skipped := not_produced_line(results):
         console.print(skipped)

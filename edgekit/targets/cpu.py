@@ -23,6 +23,8 @@ class CpuTarget(Target):
     uses_host_session = True
     interleaves = True
     order = 0
+    #: called as ``progress(done, total)`` after each block of the timed rounds (the bench stage sets it)
+    progress = None
 
     def __init__(self, name: str = "cpu"):
         self.name = name
@@ -38,7 +40,8 @@ class CpuTarget(Target):
         """Every variant's session timed in the same interleaved rounds. ``sample_sets`` (one
         list of samples per variant) replaces ``samples`` where the models take different
         inputs (``edgekit bench`` on files)."""
-        return time_together([v.session for v in variants], spec, samples, seed, sample_sets)
+        return time_together([v.session for v in variants], spec, samples, seed, sample_sets,
+                             on_block=getattr(self, "progress", None))
 
     def environment(self) -> dict:
         from edgekit import environment
@@ -46,9 +49,10 @@ class CpuTarget(Target):
         return environment.collect()
 
 
-def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> list[Measurement]:
+def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None, on_block=None) -> list[Measurement]:
     """Time ``sessions`` in interleaved rounds; a session that cannot run one sample fails its
-    own row before the rounds start (the others are timed without it)."""
+    own row before the rounds start (the others are timed without it). ``on_block(done, total)``
+    hears of each block timed (``time_rounds``)."""
     sets = sample_sets or [samples] * len(sessions)
     out: list[Measurement | None] = [None] * len(sessions)
     for k, (session, own) in enumerate(zip(sessions, sets)):
@@ -61,7 +65,7 @@ def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> l
     recorder = clocks.Recorder(None, getattr(spec, "wait_below_c", None), getattr(spec, "wait_timeout_s", 300.0))
     rounds = stats.time_rounds([sessions[k] for k in live], [sets[k] for k in live], spec.warmup, spec.runs,
                                spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True,
-                               on_round=recorder)
+                               on_round=recorder, on_block=on_block)
     ended, read = time.time(), recorder.summary() if live else None
     for k, per_round in zip(live, rounds):
         harness = _harness(sessions[k], sets[k])

@@ -61,7 +61,8 @@ def time_session(session, samples, warmup, runs, min_time_s=0.0):
     return time_rounds([session], samples, warmup, runs, min_time_s, rounds=1)[0][0]
 
 
-def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False, on_round=None):
+def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False, on_round=None,
+                on_block=None):
     """Time every session's ``run`` at batch 1 in ``rounds`` interleaved rounds: THE timing loop
     of edgekit, local and remote.
 
@@ -87,6 +88,8 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
             ``on_round("after", r)`` once it ends, outside every timed block: where the
             clocks and temperatures are read and a hot CPU is waited for
             (``edgekit.targets.clocks.Recorder``).
+        on_block: called as ``on_block(done, total)`` after each block (outside any timed run):
+            the blocks timed so far, of ``rounds x sessions``.
 
     Returns:
         ``[session][round] -> [latency ms, ...]``.
@@ -109,9 +112,11 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
             shuffle.shuffle(order)
         if on_round is not None:
             on_round("before", r)
-        for k in order:
+        for i, k in enumerate(order):
             out[k].append(_time_block(sessions[k], feeds[k], warmup if r == 0 else max(1, warmup // 10) if warmup else 0,
                                       per_round[r], min_ns))
+            if on_block is not None:
+                on_block(r * len(order) + i + 1, rounds * len(order))
         if on_round is not None:
             on_round("after", r)
     return out
@@ -287,7 +292,8 @@ def run_job(job, base_dir="."):
         job: ``{"format", "runtime", "modules", "model", "inputs", "threads", "warmup", "runs",
             "min_time_s", "rounds", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
             ``inputs`` (an .npz with ``bench`` and, optionally, ``eval`` float32 arrays) are
-            relative to ``base_dir``.
+            relative to ``base_dir``. Without ``inputs``: ``samples`` (16) uniform [0, 1) samples
+            of the session's input shape are timed, and nothing is evaluated.
         base_dir: the folder of the job file.
 
     Returns:
@@ -298,9 +304,14 @@ def run_job(job, base_dir="."):
 
     path = os.path.join(base_dir, job["model"])
     session = open_session(job, path)
-    with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
-        bench_inputs = as_samples(arrays["bench"])  # a field per input for several, each its own dtype
-        eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
+    if job.get("inputs"):
+        with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
+            bench_inputs = as_samples(arrays["bench"])  # a field per input for several, each its own dtype
+            eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
+    else:  # no inputs given (edgekit verify): uniform [0, 1) samples of the model's own input shape, seed 0
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in list(session.input_shape)[1:]]
+        bench_inputs = np.random.default_rng(0).random((int(job.get("samples", 16)), *shape), dtype=np.float32)
+        eval_inputs = None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
     recorder = clock_recorder(job)
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
