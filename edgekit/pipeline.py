@@ -300,7 +300,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     baseline, baseline_outputs, model_block = keras_baseline(model, model_key, run_dir, recipe, data, data_key,
                                                              env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
-    floor = sanity.floor(recipe.task, baseline.metrics, baseline_outputs, data.y_test, data.class_names, restore)
+    floor = sanity.floor(recipe.task, baseline.metrics, baseline_outputs, data.y_test, data.class_names, restore,
+                         baseline.outputs)
     if floor is not None and floor["suspect"]:
         log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)

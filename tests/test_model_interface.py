@@ -201,6 +201,8 @@ def test_a_build_scores_every_output_and_check_gates_one(interface, tmp_path):
     assert rows["tflite-int8@cpu"]["outputs"]["box"]["metrics"]["snr_db"] < 90
     assert {i["name"]: i["dtype"] for i in rows["tflite-int8@cpu"]["io"]["inputs"]} == {"ids": "int32", "image": "int8"}
     assert "no per-layer error: ValueError: the model has 2 inputs" in built.output  # said, not guessed
+    # the sanity floor is the labelled classification head's (10 test samples, 3 classes)
+    assert results["sanity"]["output"] == "cls" and results["sanity"]["classes"] == 3
     assert "| id | cls (classification: accuracy) | box (fidelity: snr_db) |" in (run / "report.md").read_text()
     checked = CliRunner().invoke(cli, ["check", str(run), "--recipe", str(recipe)])
     assert checked.exit_code == 1 and "output box snr_db min" in checked.output

@@ -64,7 +64,7 @@ def restored_line(restore: dict[str, Any]) -> str:
 
 
 def floor(task: str, metrics: dict[str, float], outputs, y_test, class_names: list[str],
-          restore: dict[str, Any] | None = None) -> dict[str, Any] | None:
+          restore: dict[str, Any] | None = None, per_output: dict[str, dict] | None = None) -> dict[str, Any] | None:
     """The sanity floor of a classification build (results.json ``sanity``), None for other tasks.
 
     The floor is the higher of chance (1 / classes) and the majority class's share of the test
@@ -79,7 +79,18 @@ def floor(task: str, metrics: dict[str, float], outputs, y_test, class_names: li
         y_test: the test split's class ids.
         class_names: the classes, in id order.
         restore: ``early_stopping``'s record, named in the line when the baseline is suspect.
+        per_output: a model of several outputs: the baseline's per-output scores (its
+            ``outputs``); the floor is the headline classification output's, read from the
+            field of that name in ``outputs`` and ``y_test``.
     """
+    if getattr(y_test, "dtype", None) is not None and y_test.dtype.names:
+        head = next((name for name, rec in (per_output or {}).items()
+                     if rec.get("headline") and rec.get("task") == "classification" and name in y_test.dtype.names), None)
+        if head is None:
+            return None
+        record = floor(task, per_output[head]["metrics"], outputs[head] if outputs.dtype.names else outputs,
+                       y_test[head], class_names, restore)
+        return None if record is None else {**record, "output": head}
     accuracy = metrics.get("accuracy")
     y = np.asarray(y_test).reshape(-1)
     if task != "classification" or accuracy is None or not len(y) or not math.isfinite(accuracy):
