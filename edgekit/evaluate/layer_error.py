@@ -83,7 +83,7 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES,
         ``{"metric": "snr_db", "how", "samples", "rank_by": "added_db", "layers_total",
         "layers_matched" (Keras layers compared, alone or in a group), "unmatched" (Keras layers
         with no tensor in the artifact), "input_snr_db" (the artifact's own input quantization),
-        "seconds", "layers": [...]}``; each entry of ``layers``, worst first (``rank``):
+        "fp32_artifact" (the twin's file, or "converted"), "seconds", "layers": [...]}``; each entry of ``layers``, worst first (``rank``):
         ``{"layer": Keras name, or a fused group's names joined by "+", "group" (the names),
         "path" (of its last layer, inside nested models), "snr_db", "nrmse", "added_db",
         "median_snr_db" (the median sample's SNR), "input_snr_db" (what the layer reads, before
@@ -108,11 +108,14 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES,
     if len(samples) == 0:
         raise ValueError("no samples to compare layers on")
     entries = fmt.load_intermediates_reader()(artifact_path, samples)
-    twin = fp32_twin(fmt, model, samples[:PROBE_SAMPLES], options, reference)
     leaves = keras_layers(model)
     refs = float_outputs(model, samples, leaves)
     read = sources(model, leaves)
+    twin, twin_from = fp32_twin(fmt, model, samples[:PROBE_SAMPLES], options, reference)
     matches, _ = match_layers(leaves, refs, twin, entries, consumers(read))
+    if not matches and twin_from != "converted":  # a stale fp32 artifact (another model): convert one
+        twin, twin_from = fp32_twin(fmt, model, samples[:PROBE_SAMPLES], options)
+        matches, _ = match_layers(leaves, refs, twin, entries, consumers(read))
     layers = _compare(leaves, refs, matches, entries, samples, read)
     # each converter module says how its reader runs the artifact and compares (its INTERMEDIATES_HOW)
     runtime, tool = getattr(importlib.import_module(fmt.converter_module), "INTERMEDIATES_HOW",
@@ -127,6 +130,7 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES,
         "layers_matched": sum(leaf["name"] in compared for leaf in leaves),
         "unmatched": [leaf["name"] for leaf in leaves if leaf["name"] not in compared],
         "input_snr_db": _round(_input_snr(entries, samples)),
+        "fp32_artifact": twin_from,
         "layers": rank(layers),
     }
     record["seconds"] = round(time.perf_counter() - started, 3)
@@ -308,25 +312,26 @@ def _inbound_tensors(layer):
 
 # -- the artifact side ------------------------------------------------------------------------
 
-def fp32_twin(fmt, model, samples: np.ndarray, options: dict | None = None, reference=None) -> list[dict]:
+def fp32_twin(fmt, model, samples: np.ndarray, options: dict | None = None, reference=None) -> tuple[list[dict], str]:
     """The entries of an fp32 artifact of ``model`` made by ``fmt``'s own converter (its "twin":
     the same graph, names and fusions as the int8 artifact, without quantization) over
-    ``samples``: what ``edgekit.evaluate.layer_match`` finds each Keras layer's tensor in.
-    ``reference`` is such an artifact already made (the build's fp32 row); a stale one matches
-    nothing (its tensors do not equal the model's outputs), never the wrong layer."""
+    ``samples``: what ``edgekit.evaluate.layer_match`` finds each Keras layer's tensor in; and
+    where it came from (the file name, or "converted"). ``reference`` is such an artifact
+    already made (the build's fp32 row); a stale one matches nothing (its tensors do not equal
+    the model's outputs), never the wrong layer."""
     import tempfile
     from pathlib import Path
 
     reader = fmt.load_intermediates_reader()
     if reference is not None and Path(reference).is_file():
         try:
-            return reader(Path(reference), samples)
+            return reader(Path(reference), samples), Path(reference).name
         except Exception:  # noqa: BLE001, S110 - unreadable: convert a twin instead
             pass
     with tempfile.TemporaryDirectory(prefix="edgekit-twin-") as tmp:
         path = Path(tmp) / f"twin{fmt.suffix}"
         fmt.load_converter()(model, path, "fp32", samples, dict(options or {}))
-        return reader(path, samples)
+        return reader(path, samples), "converted"
 
 
 def snr_db(ref: np.ndarray, q: np.ndarray) -> float:

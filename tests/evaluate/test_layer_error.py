@@ -110,6 +110,16 @@ def test_the_three_formats_agree_on_the_well_calibrated_layer(converted):
     assert min(first) > 20, first
 
 
+def test_a_stale_fp32_artifact_is_not_trusted(converted, tiny_artifacts):
+    """The build's fp32 artifact of another model (a rerun into the same folder after a failed
+    fp32 conversion) equals none of the layers: a twin is converted instead."""
+    model, samples, artifacts, records = converted
+    assert records["tflite"]["fp32_artifact"] == "fp32.tflite"  # the build's own, where it fits
+    record = layer_errors(FORMATS["tflite"], model, artifacts["tflite"], samples, reference=tiny_artifacts["tflite", "fp32"])
+    assert record["fp32_artifact"] == "converted"
+    assert [e["layer"] for e in record["layers"]] == [e["layer"] for e in records["tflite"]["layers"]]
+
+
 def test_a_format_without_a_reader_is_refused(converted):
     import dataclasses
 
