@@ -16,9 +16,11 @@ debuggers on the same artifacts and samples:
 - OpenVINO: no debugger; the layers are checked against the model output's SNR only.
 
 Printed per run and format: layers compared / total (and what the build itself recorded), the
-lowest fp32 agreement of a matched tensor, the model output's SNR against Keras, the entries
-reading lowest and adding most, the entries further below the output's SNR than ``--margin``, and
-the largest difference to the debugger with the worst three by each.
+lowest fp32 agreement of a matched tensor, the model output's SNR against Keras (and its last
+layer's entry: a softmax is compared at its logits), the entries reading lowest and adding most,
+the entries further below the last layer's SNR than ``--margin`` (now, and as the build
+recorded them), and the largest difference to the debugger with the worst three by each (TFLite:
+the entries that are one op, as the debugger's rows are).
 
 Usage (from the repository root, in the venv)::
 
@@ -64,11 +66,12 @@ def load_run(run: Path):
 
 
 def check(run: Path, count: int, margin: float) -> dict:
-    from edgekit.evaluate.layer_debuggers import onnx_debugger_snr, tflite_debugger_snr
-    from edgekit.evaluate.layer_error import layer_errors
+    from edgekit.evaluate.layer_debuggers import one_op_entries, onnx_debugger_snr, tflite_debugger_snr
+    from edgekit.evaluate.layer_error import keras_layers, layer_errors
     from edgekit.formats import FORMATS
 
     model, calibration, x_val = load_run(run)
+    model_layers = [leaf["name"] for leaf in keras_layers(model)]
     samples = x_val[:count]
     expected = np.asarray(model(samples, training=False))
     out = {}
@@ -78,28 +81,38 @@ def check(run: Path, count: int, margin: float) -> dict:
         if not artifact.is_file():
             continue
         record = layer_errors(fmt, model, artifact, samples, reference=twin)
+        entries = record["layers"]
         output_snr = snr(expected, fmt.load_runtime()(artifact, 1, {}).predict(samples))
+        # a softmax flattens the output's error: the yardstick is the last layer's entry (its logits)
+        last = next(e for e in entries if model_layers[-1] in e["group"]) if any(model_layers[-1] in e["group"] for e in entries) else None
+        yardstick = last["snr_db"] if last is not None else output_snr
         recorded = json.loads((run / "layer_errors" / f"{name}-int8.json").read_text()) \
             if (run / "layer_errors" / f"{name}-int8.json").is_file() else {}
-        entries = record["layers"]
         print(f"  {name}: {record['layers_matched']}/{record['layers_total']} layers in {len(entries)} entries "
               f"(the build recorded {recorded.get('layers_matched')}/{recorded.get('layers_total')}), unmatched "
               f"{record['unmatched'] or 'none'}; fp32 agreement >= {min(e['fp32_snr_db'] for e in entries):.1f} dB; "
-              f"output SNR {output_snr:.1f} dB; {record['seconds']:.1f} s")
+              f"output SNR {output_snr:.1f} dB, its last layer's entry {yardstick:.1f} dB; {record['seconds']:.1f} s")
         lowest = sorted(entries, key=lambda e: e["snr_db"])[:3]
         print("     lowest snr_db:", "; ".join(f"{e['layer']} {e['snr_db']}" for e in lowest))
         print("     adds most (added_db):", "; ".join(f"{e['layer']} {e['added_db']}" for e in entries[:3]))
-        below = [e for e in entries if e["snr_db"] < output_snr - margin]
-        old_below = [e for e in recorded.get("layers", []) if e["snr_db"] < output_snr - margin]
-        print(f"     more than {margin:g} dB below the output: {len(below)} now, {len(old_below)} as the build recorded"
+        floor = yardstick - margin
+        below = [e for e in entries if e["snr_db"] < floor]
+        old_below = [e for e in recorded.get("layers", []) if e["snr_db"] < floor]
+        print(f"     more than {margin:g} dB below the last layer's: {len(below)} now"
+              + (" (" + "; ".join(f"{e['layer']} {e['snr_db']}, own quantize step {e.get('quantize_snr_db')}" for e in below[:4]) + ")"
+                 if below else "")
+              + f", {len(old_below)} as the build recorded"
               + (": " + "; ".join(f"{e['layer']} {e['snr_db']}" for e in old_below[:4]) if old_below else ""))
-        result = {"record": record, "output_snr_db": output_snr, "below": [e["layer"] for e in below]}
+        result = {"record": record, "output_snr_db": output_snr, "yardstick_db": yardstick, "below": [e["layer"] for e in below],
+                  "recorded_below": [e["layer"] for e in old_below]}
         if name == "tflite":
             theirs = tflite_debugger_snr(model, calibration, samples, artifact)
-            pairs = [(e, theirs.get(e["tensor"].split("#")[0])) for e in entries]
-            both = [(e, t) for e, t in pairs if t is not None and e["local_snr_db"] is not None and t < 100]
-            result["debugger"] = _compare(both, "local_snr_db", f"QuantizationDebugger ({len(both)}/{len(entries)} entries)")
-            result["below_debugger_agrees"] = [e["layer"] for e, t in pairs if e in below and t is not None and t < output_snr - margin]
+            single = one_op_entries(record, fmt.load_intermediates_reader()(artifact, samples[:1]))
+            both = [(e, theirs[e["tensor"]]) for e in single
+                    if e["tensor"] in theirs and e["local_snr_db"] is not None and theirs[e["tensor"]] < 100]
+            result["debugger"] = _compare(both, "local_snr_db", f"QuantizationDebugger ({len(both)} one-op entries of "
+                                                                  f"{len(entries)})")
+            result["below_debugger_agrees"] = [e["layer"] for e in below if theirs.get(e["tensor"], 120) < floor]
         if name == "onnx" and twin.is_file():
             theirs = onnx_debugger_snr(twin, artifact, samples)
             pairs = [(e, theirs.get(e["tensor"].split(";")[-1].removesuffix("_DequantizeLinear_Output"))) for e in entries]

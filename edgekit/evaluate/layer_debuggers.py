@@ -21,6 +21,30 @@ from pathlib import Path
 import numpy as np
 
 
+def one_op_entries(record: dict, entries: list[dict]) -> list[dict]:
+    """The entries of a ``layer_errors`` record whose artifact tensor is the output of one op that
+    reads only other compared tensors (or the input): the entries a per-op debugger measures as
+    edgekit does (a group of several ops, TFLite's SeparableConv2D as a depthwise and a 1x1
+    convolution, adds the error of each; the debugger's row is the last op's alone).
+    ``entries``: the artifact's ``read_intermediates``."""
+    by_name = {entry["name"]: entry for entry in entries}
+    compared = {entry["tensor"] for entry in record.get("layers") or []}
+
+    def carried(name: str) -> str:
+        entry = by_name.get(name)
+        while entry is not None and entry.get("quantize") and entry["inputs"] and entry["name"] not in compared:
+            entry = by_name.get(entry["inputs"][0])
+        return entry["name"] if entry is not None else name
+
+    out = []
+    for layer in record.get("layers") or []:
+        tensor = by_name.get(layer["tensor"])
+        if tensor is not None and all(by_name.get(name, {}).get("graph_input") or name in compared or carried(name) in compared
+                                      for name in tensor["inputs"]):
+            out.append(layer)
+    return out
+
+
 def tflite_debugger_snr(model, calibration: np.ndarray, samples: np.ndarray, artifact: Path) -> dict[str, float]:
     """QuantizationDebugger's error of each quantized op of a full-integer TFLite conversion with
     edgekit's settings (int8 input and output, ``calibration`` as the representative data), over

@@ -330,7 +330,12 @@ def fp32_twin(fmt, model, samples: np.ndarray, options: dict | None = None, refe
             pass
     with tempfile.TemporaryDirectory(prefix="edgekit-twin-") as tmp:
         path = Path(tmp) / f"twin{fmt.suffix}"
-        fmt.load_converter()(model, path, "fp32", samples, dict(options or {}))
+        try:
+            fmt.load_converter()(model, path, "fp32", samples, dict(options or {}))
+        except Exception as exc:  # noqa: BLE001 - said in one line, with what it was for
+            from edgekit.errors import one_line
+
+            raise ValueError(f"no fp32 {fmt.name} artifact to find the layers' tensors in: {one_line(exc)}") from exc
         return reader(path, samples), "converted"
 
 
@@ -500,8 +505,8 @@ def _compare(leaves: list[dict], refs: dict[str, np.ndarray], matches: list, ent
             "local_snr_db": _round(snr_db(local, c["value"])) if local is not None and local.shape == c["value"].shape else None,
             "quantize_snr_db": _round(quantize_snr[k]) if k in quantize_snr else None,
             "compared_at": match.at,
-            "tensor": match.post["name"][:200],
-            "fp32_tensor": match.twin[:200],
+            "tensor": match.post["name"][:1000],
+            "fp32_tensor": match.twin[:1000],
             "fp32_snr_db": _round(min(match.fp32_snr_db, SNR_CAP)),
             "shape": list(c["ref"].shape[1:]),
         })
