@@ -224,11 +224,17 @@ def correspond(twin: list[dict], entries: list[dict]) -> dict[str, dict]:
             readers[(e.get("op"), tuple(sorted(str(twin_source.get(i)) for i in e["inputs"])))].append(e)
     twin_of: dict[str, str] = {}
     used: set[str] = set()
-    twin_input = next((e for e in twin if e["graph_input"]), None)
+    # the graph's inputs: by name, else in the order they come (several inputs keep theirs)
+    twin_inputs = [e for e in twin if e["graph_input"]]
+    inputs = [e for e in plain if e["graph_input"]]
+    named = {e["name"]: e for e in twin_inputs}
+    for position, e in enumerate(inputs):
+        found = named.get(e["name"]) or (twin_inputs[position] if len(twin_inputs) == len(inputs) else None)
+        if found is not None:
+            twin_of[e["name"]] = found["name"]
+            used.add(found["name"])
     for e in plain:
         if e["graph_input"]:
-            if twin_input is not None:
-                twin_of[e["name"]] = twin_input["name"]
             continue
         found = None
         key = _key(e)
