@@ -246,10 +246,12 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     Each activation tensor (one that depends on the graph input) becomes a graph output of an
     in-memory copy, run in onnxruntime (CPU, graph optimizations off so that no fused node hides
     a tensor: a QDQ graph then computes exactly its quantize-dequantize arithmetic), one sample at
-    a time (batch-1 signature). Entries are ``{"name", "inputs", "value", "graph_input"}``: the
-    name is ``<node name>;<tensor name>`` (tf2onnx names nodes by Keras layer path, e.g.
-    ``lenet/conv2d/Conv2D``), ``value`` float32 with one row per sample (None for integer
-    tensors: a QuantizeLinear's uint8 output is read after its DequantizeLinear).
+    a time (batch-1 signature). Entries are ``{"name", "inputs", "value", "graph_input",
+    "quantize", "tensor", "op"}``: the name is ``<node name>;<tensor name>`` (tf2onnx names nodes
+    by Keras layer path, e.g. ``lenet/conv2d/Conv2D``), ``value`` float32 with one row per sample
+    (None for integer tensors: a QuantizeLinear's uint8 output is read after its
+    DequantizeLinear), whether a QuantizeLinear / DequantizeLinear wrote it, the tensor's own name
+    and the node's op type.
     """
     import onnx
     import onnxruntime as ort
@@ -259,7 +261,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     initializers = {init.name for init in graph.initializer}
     source = next(i for i in graph.input if i.name not in initializers)
     active = {source.name}
-    order = []  # (entry name, tensor name, names of the activation tensors the node read)
+    order = []  # (entry name, tensor name, names of the activation tensors the node read, op type)
     quantizing = set()  # entries of QuantizeLinear / DequantizeLinear nodes
     tensor_entry = {source.name: source.name}
     for node in graph.node:
@@ -271,11 +273,11 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
                 active.add(out)
                 name = f"{node.name};{out}" if node.name else out
                 tensor_entry[out] = name
-                order.append((name, out, read))
+                order.append((name, out, read, node.op_type))
                 if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
                     quantizing.add(name)
     declared = {o.name for o in graph.output}
-    for _, out, _ in order:
+    for _, out, _, _ in order:
         if out not in declared:
             graph.output.append(onnx.ValueInfoProto(name=out))
     options = ort.SessionOptions()
@@ -283,19 +285,19 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    fetch = [out for _, out, _ in order]
+    fetch = [out for _, out, _, _ in order]
     kind = session.get_inputs()[0].type
     dtype = np.int64 if "int64" in kind else np.int32 if "int32" in kind else np.float32
     shape = [1, *np.shape(samples)[1:]]
     runs = [session.run(fetch, {source.name: np.asarray(sample, dtype).reshape(shape)}) for sample in np.asarray(samples)]
     entries = [{"name": source.name, "inputs": [], "value": np.asarray(samples, np.float32).reshape(len(samples), *shape[1:]),
-                "graph_input": True}]
-    for k, (name, _, read) in enumerate(order):
+                "graph_input": True, "tensor": source.name, "op": "Input"}]
+    for k, (name, out, read, op_type) in enumerate(order):
         per_sample = [np.asarray(run[k]) for run in runs]
         value = None
         if per_sample and per_sample[0].dtype.kind == "f":
             value = (np.concatenate(per_sample, axis=0) if all(v.ndim >= 1 and v.shape[0] == 1 for v in per_sample)
                      else np.stack(per_sample)).astype(np.float32)
         entries.append({"name": name, "inputs": [tensor_entry[t] for t in read], "value": value, "graph_input": False,
-                        "quantize": name in quantizing})
+                        "quantize": name in quantizing, "tensor": out, "op": op_type})
     return entries

@@ -400,9 +400,9 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     (``Model.add_outputs``) and the IR is compiled on the CPU plugin at f32, as its session does;
     samples run one at a time (batch-1 IR). In an NNCF int8 IR the quantized activations are the
     FakeQuantize nodes' outputs (``<layer path>/fq_output_0``). Entries are ``{"name", "inputs",
-    "value", "graph_input"}``: the node's friendly name (its TensorFlow op path, carrying the
-    Keras layer names), the friendly names of the activation nodes it read, float32 values with
-    one row per sample.
+    "value", "graph_input", "quantize", "op"}``: the node's friendly name (its TensorFlow op path,
+    carrying the Keras layer names, or one OpenVINO made up), the friendly names of the activation
+    nodes it read, float32 values with one row per sample, whether it is a FakeQuantize, its type.
     """
     disable_telemetry()
     import openvino as ov
@@ -410,20 +410,27 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     core = ov.Core()
     model = core.read_model(Path(path))
     source = model.get_parameters()[0]
-    active = {source.get_friendly_name()}
+    # Friendly names repeat (the TensorFlow frontend names a BatchNormalization's Add and the
+    # residual Add after it both block_9_project/Add): an entry is named by its node's friendly
+    # name, made unique, and linked by the node's own unique name.
+    active = {source.get_name(): source.get_friendly_name()}
+    taken = set(active.values())
     order, ports = [], []
     quantizing = set()  # FakeQuantize nodes: the quantized activations
     for op in model.get_ordered_ops():
         kind = op.get_type_name()
         if kind in ("Parameter", "Result", "Constant") or op.get_output_size() == 0:
             continue
-        read = [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
-        read = [name for name in read if name in active]
+        read = [i.get_source_output().get_node().get_name() for i in op.inputs()]
+        read = [active[name] for name in read if name in active]
         if not read:
             continue
         name = op.get_friendly_name()
-        active.add(name)
-        order.append((name, read))
+        if name in taken:
+            name = f"{name}#{op.get_name()}"
+        active[op.get_name()] = name
+        taken.add(name)
+        order.append((name, read, kind))
         if kind == "FakeQuantize":
             quantizing.add(name)
         ports.append(op.output(0))
@@ -447,12 +454,13 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
         for k, port in enumerate(outputs):
             if port is not None:
                 values[k].append(np.array(result[port]))
-    entries = [{"name": source.get_friendly_name(), "inputs": [], "graph_input": True,
+    entries = [{"name": source.get_friendly_name(), "inputs": [], "graph_input": True, "op": "Parameter",
                 "value": np.asarray(samples, np.float32).reshape(len(samples), *shape[1:])}]
-    for (name, read), per_sample in zip(order, values):
+    for (name, read, kind), per_sample in zip(order, values):
         value = None
         if per_sample and per_sample[0].dtype.kind == "f":
             value = (np.concatenate(per_sample, axis=0) if all(v.ndim >= 1 and v.shape[0] == 1 for v in per_sample)
                      else np.stack(per_sample)).astype(np.float32)
-        entries.append({"name": name, "inputs": read, "value": value, "graph_input": False, "quantize": name in quantizing})
+        entries.append({"name": name, "inputs": read, "value": value, "graph_input": False, "quantize": name in quantizing,
+                        "op": kind})
     return entries

@@ -53,7 +53,8 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
         from edgekit.data import VALIDATION_CAP
 
         extra.update(max_drop=quantize.max_drop, validation_cap=VALIDATION_CAP, task=recipe.task)
-        modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error"]
+        modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error",
+                    "edgekit.evaluate.layer_match"]
     variant.key = make_key(
         "convert", model=model_key, format=fmt.name, precision=precision, options=options,
         prequantized=quantized, data=ctx.data_key, versions=fmt.versions(ctx.versions),

@@ -201,11 +201,12 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     Runs the LiteRT interpreter without delegates (XNNPACK would hide the tensors inside its
     partitions) and with ``experimental_preserve_all_tensors``, one sample at a time (the
     artifacts have a batch-1 signature). Each entry is ``{"name", "inputs", "value",
-    "graph_input"}`` as ``edgekit.evaluate.layer_error`` reads it: the tensor's name (TFLite
-    joins the names of the ops it fused with ";", each carrying its Keras layer path), the names
+    "graph_input", "quantize", "op"}`` as ``edgekit.evaluate.layer_error`` reads it: the
+    tensor's name (TFLite joins the names of the ops it fused with ";", each carrying its Keras layer path), the names
     of the activation tensors its op read, and its values (float32, one row per sample; int8
-    tensors as ``(q - zero_point) * scale``). The first entry is the input as the model saw it
-    (quantized and dequantized back where the input is int8).
+    tensors as ``(q - zero_point) * scale``), whether a QUANTIZE or DEQUANTIZE op wrote it, and the
+    op's name. The first entry is the input as the model saw it (quantized and dequantized back
+    where the input is int8).
     """
     from edgekit.runtimes.litert import interpreter_class
 
@@ -217,6 +218,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     active = {source["index"]}
     order = []  # (tensor index, indices of the activation tensors its op read)
     quantizing = set()  # tensors of QUANTIZE / DEQUANTIZE ops: a change of representation only
+    op_of = {}  # tensor index -> the op that wrote it
     for op in interpreter._get_ops_details():
         read = [t for t in op["inputs"] if t in active]
         if not read:
@@ -225,6 +227,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
             if t >= 0 and t not in active:
                 active.add(t)
                 order.append((t, read))
+                op_of[t] = op["op_name"]
                 if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
                     quantizing.add(t)
     names, seen = {}, set()
@@ -252,7 +255,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
                             "graph_input": False})
         else:  # an integer tensor that is not a quantized activation (indices, shapes): links only
             entries.append({"name": names[t], "inputs": [names[i] for i in read], "value": None, "graph_input": False})
-        entries[-1]["quantize"] = t in quantizing
+        entries[-1].update(quantize=t in quantizing, op=op_of[t])
     return entries
 
 

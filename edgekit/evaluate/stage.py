@@ -78,7 +78,7 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext, model=None) -> 
     recipe, log = ctx.recipe, ctx.log
     eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads,
                         code=source_hash(fmt.runtime_module, "edgekit.runtimes", "edgekit.evaluate.scores", "edgekit.evaluate.weights",
-                                         "edgekit.evaluate.layer_error"))
+                                         "edgekit.evaluate.layer_error", "edgekit.evaluate.layer_match"))
 
     def compute() -> dict:
         _inspect(variant, fmt, log)
@@ -132,7 +132,11 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
         if getattr(x, "dtype", None) is not None and x.dtype.names:
             raise ValueError(f"the model has {len(x.dtype.names)} inputs; the per-layer error reads artifacts of one "
                              "input (its intermediates readers feed the first input only)")
-        record = layer_errors(fmt, exported, variant.path, x)
+        options = getattr(getattr(getattr(ctx, "recipe", None), "export", None), fmt.name, None)  # the artifact's own
+        # the build's fp32 artifact of the same model and format is the twin the layers are found in
+        twin = Variant(format=variant.format, precision="fp32", model=variant.model).stem + fmt.suffix
+        record = layer_errors(fmt, exported, variant.path, x, options=options.model_dump() if options is not None else None,
+                              reference=variant.path.with_name(twin) if variant.path is not None else None)
         compared = f"{record['layers_matched']}/{record['layers_total']} layers compared"
         if record["layers"] and record["layers"][0]["added_db"] < SNR_CAP:
             worst = record["layers"][0]

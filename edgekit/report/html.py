@@ -380,7 +380,8 @@ def _layer_errors(results: dict) -> str:
             shown = str(entry["layer"])
             figures = [f"{label} {entry[key]:{fmt}}{unit}" for key, label, fmt, unit in
                        (("added_db", "adds noise at", ".1f", " dB"), ("snr_db", "output SNR", ".1f", " dB"),
-                        ("nrmse", "NRMSE", ".3f", "")) if isinstance(entry.get(key), (int, float))]
+                        ("local_snr_db", "alone", ".1f", " dB"), ("nrmse", "NRMSE", ".3f", ""))
+                       if isinstance(entry.get(key), (int, float))]
             if figures:
                 shown += ": " + ", ".join(figures)
             cells_.append(f"<li>{esc(shown)}</li>")
