@@ -29,7 +29,10 @@ class FormatOptions(BaseModel):
 
 
 class TFLiteOptions(FormatOptions):
-    pass
+    io: Literal["int8", "uint8"] = Field(
+        "int8", description="the dtype of a full-integer int8 row's float inputs and outputs: int8, or uint8 (what "
+        "image pipelines on devices feed: a model that expects pixels 0..255 takes them as they are, scale 1 and zero "
+        "point 0); each row's io and input contract give the scale and zero point")
 
 
 class ONNXOptions(FormatOptions):
