@@ -354,6 +354,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         **results_file.stage_fields(state.stages),
     )
     try:
+        from edgekit.report import contract
+
+        contract.attach(results, run_dir)  # artifacts/<row id>.contract.json and each row's contract
         report.write(results, latencies, run_dir)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.

@@ -371,6 +371,30 @@ def _layer_errors(results: dict) -> str:
             "quantize.max_drop choose (the int8-mixed rows).</p>")
 
 
+def _contracts(results: dict) -> str:
+    """Per artifact (its first row): each input and output as its input contract gives it."""
+    from edgekit.report.contract import tensor_cells
+
+    esc, lines, seen = html.escape, [], set()
+    for row in results["rows"]:
+        contract = row.get("contract")
+        stem = row["id"].rsplit("@", 1)[0]
+        if not contract or stem in seen:
+            continue
+        seen.add(stem)
+        tensors = [(t, "input") for t in contract["inputs"]] + [(t, "output") for t in contract["outputs"]]
+        for tensor, what in tensors:
+            lines.append(f"<tr data-row='{esc(row['id'])}'>"
+                         + "".join(f"<td>{esc(c)}</td>" for c in tensor_cells(row["id"], tensor, what, contract)) + "</tr>")
+    if not lines:
+        return "<p class='muted'>No artifact with a known interface in this run.</p>"
+    head = ["row", "tensor", "dtype", "shape", "layout", "range / quantization",
+            "preprocessing (inside the artifact: *)", "runtime settings"]
+    return ("<table id='contracts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "\n".join(lines) + "</tbody></table><p class='muted'>Every row's contract, with each step's numbers, is "
+            "artifacts/&lt;row id&gt;.contract.json (and the row's contract in results.json).</p>")
+
+
 def _img(name: str, png: bytes | None, caption: str) -> str:
     if png is None:
         return f"<p class='muted'>{html.escape(name)}: nothing to plot ({html.escape(caption)}).</p>"
@@ -414,6 +438,8 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 {_time_breakdown(results)}
 <h2>Layers that lose most to int8</h2>
 {_layer_errors(results)}
+<h2>Input contract</h2>
+{_contracts(results)}
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>
