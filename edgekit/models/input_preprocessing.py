@@ -91,11 +91,15 @@ def detect(model) -> list[InputPreprocessing]:
     nested models made of such layers) is anything else is left out."""
     from edgekit.convert import input_names
 
+    try:
+        tensors = list(zip(input_names(model), model.inputs))
+    except (AttributeError, ValueError, TypeError):  # a model without a graph of inputs (subclassed, unbuilt)
+        return []
     found = []
-    for name, tensor in zip(input_names(model), model.inputs):
-        layers = _affine_chain(model, tensor)
-        if layers:
-            found.append(_compose(name, layers))
+    for name, tensor in tensors:
+        composed = _compose(name, _affine_chain(model, tensor))
+        if composed.layers:
+            found.append(composed)
     return found
 
 
@@ -167,7 +171,12 @@ def _compose(name: str, layers: list) -> InputPreprocessing:
     scale, offset = np.ones(1, np.float64), np.zeros(1, np.float64)
     records = []
     for layer in layers:
-        s, o, record = _layer_map(layer)
+        try:
+            s, o, record = _layer_map(layer)
+        except (TypeError, ValueError, AttributeError):  # a Normalization never adapted: no statistics to read
+            break
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(o))):
+            break
         scale, offset = _channels(scale * s), _channels(offset * s + o)
         records.append(record)
     return InputPreprocessing(name, records, scale, offset)

@@ -108,7 +108,15 @@ def _input(info: dict, data: dict, count: int) -> dict[str, Any]:
         out["representable"] = [(limits.min - quant["zero_point"]) * quant["scale"],
                                 (limits.max - quant["zero_point"]) * quant["scale"]]
     out["preprocessing"] = steps(plain_name(name), info, data, count)
+    if warning := _record(plain_name(name), data, count).get("warning"):
+        out["warning"] = warning  # the data's range does not fit what the model's first layers expect
     return out
+
+
+def _record(name: str, data: dict, count: int) -> dict:
+    """What ``edgekit.data.in_model`` found in front of input ``name`` ({} for nothing)."""
+    records = (data.get("input_preprocessing") or {}).get("inputs") or []
+    return next((r for r in records if r.get("input") == name), records[0] if count == 1 and records else {})
 
 
 def layout(shape: list, source: str | None, dtype: str = "float32") -> str:
@@ -128,9 +136,8 @@ def steps(name: str, info: dict, data: dict, count: int) -> list[dict[str, Any]]
     cast of an integer input: ``inside_artifact`` false), then the ones the artifact does itself
     (an embedded normalization, the model's own first layers: ``inside_artifact`` true)."""
     outside, inside = [_read_step(data)], []
-    records = (data.get("input_preprocessing") or {}).get("inputs") or []
-    mine = next((r for r in records if r.get("input") == name), records[0] if count == 1 and records else None)
-    scaled = (mine or {}).get("scaled_by", 1.0)
+    mine = _record(name, data, count)
+    scaled = mine.get("scaled_by", 1.0)
     if data.get("source") == "images":
         outside.append({"step": "scale", "multiply": scaled / 255.0, "add": 0.0, "inside_artifact": False,
                         "detail": "pixels 0..255 as they are (float32)" if scaled == 255.0
@@ -234,10 +241,18 @@ def markdown_lines(results: dict) -> list[str]:
         return []
     head = ["row", "tensor", "dtype", "shape", "layout", "range / quantization", "preprocessing (inside the artifact: *)",
             "runtime settings"]
+    warnings = [f"- warning: {w}" for w in data_warnings(results)]
     return ["", "## Input contract", "",
             "What each artifact takes and how to run it to get its row's numbers (every row's "
-            "`artifacts/<row id>.contract.json`; results.json rows' `contract`).", "",
+            "`artifacts/<row id>.contract.json`; results.json rows' `contract`).", "", *warnings,
+            *([""] if warnings else []),
             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|", *lines]
+
+
+def data_warnings(results: dict) -> list[str]:
+    """The data's inputs whose range does not fit what the model's own first layers expect."""
+    records = ((results.get("data") or {}).get("input_preprocessing") or {}).get("inputs") or []
+    return [r["warning"] for r in records if r.get("warning")]
 
 
 def tensor_cells(row_id: str, tensor: dict, what: str, contract: dict) -> list[str]:

@@ -282,7 +282,7 @@ table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}.warning{color:#a33}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
 font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """
@@ -373,9 +373,10 @@ def _layer_errors(results: dict) -> str:
 
 def _contracts(results: dict) -> str:
     """Per artifact (its first row): each input and output as its input contract gives it."""
-    from edgekit.report.contract import tensor_cells
+    from edgekit.report.contract import data_warnings, tensor_cells
 
     esc, lines, seen = html.escape, [], set()
+    warned = "".join(f"<p class='warning'>warning: {esc(w)}</p>" for w in data_warnings(results))
     for row in results["rows"]:
         contract = row.get("contract")
         stem = row["id"].rsplit("@", 1)[0]
@@ -387,10 +388,10 @@ def _contracts(results: dict) -> str:
             lines.append(f"<tr data-row='{esc(row['id'])}'>"
                          + "".join(f"<td>{esc(c)}</td>" for c in tensor_cells(row["id"], tensor, what, contract)) + "</tr>")
     if not lines:
-        return "<p class='muted'>No artifact with a known interface in this run.</p>"
+        return warned + "<p class='muted'>No artifact with a known interface in this run.</p>"
     head = ["row", "tensor", "dtype", "shape", "layout", "range / quantization",
             "preprocessing (inside the artifact: *)", "runtime settings"]
-    return ("<table id='contracts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+    return (warned + "<table id='contracts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
             + "\n".join(lines) + "</tbody></table><p class='muted'>Every row's contract, with each step's numbers, is "
             "artifacts/&lt;row id&gt;.contract.json (and the row's contract in results.json).</p>")
 

@@ -12,8 +12,6 @@ import textwrap
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
 CLASSES = ("checks", "hstripes", "vstripes")
 SIZE = 12
 
@@ -83,6 +81,7 @@ def pixel_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_a_model_that_divides_by_255_is_fed_pixels_everywhere(pixel_run):
     results = json.loads((pixel_run / "run" / "results.json").read_text())
     found = results["data"]["input_preprocessing"]["inputs"]
@@ -162,6 +161,7 @@ def _prepare(pixels: np.ndarray, tensor: dict) -> np.ndarray:
     return x.astype(tensor["dtype"])[None]
 
 
+@pytest.mark.slow
 def test_each_artifact_reproduces_its_row_from_its_contract_on_raw_pixels(pixel_run):
     run_dir = pixel_run / "run"
     results = json.loads((run_dir / "results.json").read_text())
@@ -204,3 +204,35 @@ def test_contracts_of_the_tiny_build_name_each_runtime_setting(tiny_run):
     report = (tiny_run.dir / "report.md").read_text()
     assert "## Input contract" in report and "| tflite-int8@cpu | input input | int8 |" in report
     assert "id='contracts'" in (tiny_run.dir / "report.html").read_text()
+
+
+def test_a_range_that_does_not_fit_the_models_layers_is_said_in_the_contract_and_report():
+    from edgekit.report.contract import attach, markdown_lines
+
+    warning = "input image: the data's values 0..1 become 0..0.003922 after the model's own first layers"
+    layers = [{"layer": "to_unit", "class": "Rescaling", "scale": 1 / 255, "offset": 0.0}]
+    results = {
+        "task": "classification", "primary_metric": "accuracy", "model": {"output": "probabilities"},
+        "data": {"source": "npz", "splits": {"test": 3}, "classes": ["a", "b"], "labels_file": "labels.txt",
+                 "normalize": {"kind": "none"}, "input_range": {"x": [0.0, 1.0]},
+                 "input_preprocessing": {"inputs": [{"input": "image", "layers": layers, "scale": 1 / 255, "offset": 0.0,
+                                                     "warning": warning}]}},
+        "rows": [{"id": "tflite-int8@cpu", "format": "tflite", "precision": "int8", "model": "base", "target": "cpu",
+                  "status": "ok", "path": "artifacts/tflite-int8.tflite", "runtime": "ai_edge_litert 2.3.0",
+                  "settings": {"threads": 2}, "metrics": {"accuracy": 0.5},
+                  "io": {"inputs": [{"name": "input", "dtype": "int8", "shape": [1, 4, 4, 3],
+                                     "quantization": {"scale": 0.5, "zero_point": -128}}],
+                         "outputs": [{"name": "output_0", "dtype": "float32", "shape": [1, 2]}]}},
+                 {"id": "onnx-int8@cpu", "format": "onnx", "precision": "int8", "status": "failed", "path": None}]}
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        (written,) = attach(results, Path(folder))
+        assert written.name == "tflite-int8@cpu.contract.json" and "contract" not in results["rows"][1]
+    (tensor,) = results["rows"][0]["contract"]["inputs"]
+    assert tensor["warning"] == warning and tensor["representable"] == [0.0, 127.5]
+    assert [(s["step"], s["inside_artifact"]) for s in tensor["preprocessing"]] == [
+        ("read", False), ("quantize", False), ("model layers", True)]
+    assert results["rows"][0]["contract"]["runtime"]["num_threads"] == 2
+    assert f"- warning: {warning}" in markdown_lines(results)
