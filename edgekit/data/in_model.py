@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.errors import DataError
-from edgekit.models.input_preprocessing import PIXEL_RANGES, InputPreprocessing
+from edgekit.models.input_preprocessing import PIXEL_RANGES, InputPreprocessing, range_score
 
 #: sources whose samples edgekit reads as image brightness in [0, 1] (pixel / 255)
 PIXEL_SOURCES = ("images", "digits", "mnist5000", "gratings32", "gratings96", "shapes32", "mnist", "fashion_mnist",
@@ -62,7 +62,7 @@ def feed_model_range(data, found: list[InputPreprocessing], source: str, log: Ca
         if source in PIXEL_SOURCES:
             chosen, score = pre.expected_range()
             default = PIXEL_RANGES["0..1"]
-            if chosen != "0..1" and score < _score(pre, default) - CLEARLY_BETTER:
+            if chosen != "0..1" and score < range_score(pre, *default) - CLEARLY_BETTER:
                 factor = PIXEL_RANGES[chosen][1] / default[1]
             record["expects"] = chosen if factor != 1.0 else "0..1"
             record["fed"] = ("pixels 0..255 (edgekit's brightness in [0, 1] times 255)" if factor != 1.0 else
@@ -85,12 +85,6 @@ def feed_model_range(data, found: list[InputPreprocessing], source: str, log: Ca
             "after those layers)")
     data.info[INFO_KEY] = {"inputs": records}
     return changed
-
-
-def _score(pre: InputPreprocessing, bounds: tuple[float, float]) -> float:
-    from edgekit.models.input_preprocessing import range_score
-
-    return range_score(pre, *bounds)
 
 
 def _scale_splits(data, name: str | None, factor: float) -> None:

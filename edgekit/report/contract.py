@@ -103,10 +103,8 @@ def _input(info: dict, data: dict, count: int) -> dict[str, Any]:
     if found is not None:
         out["value_range"] = {"min": found[0], "max": found[1], "of": "real values, as the test split and the int8 "
                               "calibration subset held them" + (" before quantization" if quant else "")}
-    if quant and np.issubdtype(np.dtype(info["dtype"]), np.integer):
-        limits = np.iinfo(np.dtype(info["dtype"]))
-        out["representable"] = [(limits.min - quant["zero_point"]) * quant["scale"],
-                                (limits.max - quant["zero_point"]) * quant["scale"]]
+    if representable := _representable(info):
+        out["representable"] = representable
     out["preprocessing"] = steps(plain_name(name), info, data, count)
     if warning := _record(plain_name(name), data, count).get("warning"):
         out["warning"] = warning  # the data's range does not fit what the model's first layers expect
@@ -117,6 +115,15 @@ def _record(name: str, data: dict, count: int) -> dict:
     """What ``edgekit.data.in_model`` found in front of input ``name`` ({} for nothing)."""
     records = (data.get("input_preprocessing") or {}).get("inputs") or []
     return next((r for r in records if r.get("input") == name), records[0] if count == 1 and records else {})
+
+
+def _representable(info: dict) -> list[float] | None:
+    """The real values an integer tensor with a scale can hold: [(min - zero point) * scale, (max - ...) * scale]."""
+    quant = info.get("quantization")
+    if not quant or not np.issubdtype(np.dtype(info["dtype"]), np.integer):
+        return None
+    limits = np.iinfo(np.dtype(info["dtype"]))
+    return [(limits.min - quant["zero_point"]) * quant["scale"], (limits.max - quant["zero_point"]) * quant["scale"]]
 
 
 def layout(shape: list, source: str | None, dtype: str = "float32") -> str:
@@ -204,13 +211,17 @@ _MODES = {1: "grey (L)", 3: "RGB (alpha dropped, grey replicated)", 4: "RGBA"}
 
 def _output(info: dict, results: dict, count: int) -> dict[str, Any]:
     """One output: its tensor, how to read it back to floats, and what it means."""
-    out = {"name": info["name"], "dtype": info["dtype"], "shape": info.get("shape") or []}
+    task = results.get("task")
+    data = results.get("data") or {}
+    shape = info.get("shape") or []
+    source = data.get("source") if task == "segmentation" else None  # a mask is laid out as the image
+    out = {"name": info["name"], "dtype": info["dtype"], "shape": shape, "layout": layout(shape, source, "float32")}
     quant = info.get("quantization")
     if quant:
         out["quantization"] = quant
         out["decode"] = "y = (q - zero_point) * scale"
-    task = results.get("task")
-    data = results.get("data") or {}
+        if representable := _representable(info):
+            out["representable"] = representable
     kind = (results.get("model") or {}).get("output")
     if count == 1 and task in ("classification", "segmentation") and data.get("classes"):
         out["meaning"] = (f"{kind or 'scores'} of the {len(data['classes'])} classes"
