@@ -255,8 +255,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     log(f"[data] {recipe.data.source}")
     data, data_reused = data_stage.cached_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples,
                                                   recipe.task, cache, output_tasks=recipe.outputs)
-    stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
-    data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
+    data_key = _data_key(data)
     env = environment.collect()
     state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     _write_labels(run_dir, recipe.task, data.class_names)
@@ -277,8 +276,16 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start, tensorboard=tensorboard)
     model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
-    if "inputs" in data.info:  # a generator's splits became its latent inputs (train.model_inputs)
-        state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
+    from edgekit.data import in_model
+
+    # The raw range the model's own first layers expect (Rescaling(1/255): pixels 0..255), for
+    # every row and the int8 calibration; training fed it already where it trained the model.
+    in_model.feed_for_build(data, model, recipe.data.source, log)
+    if any("scaled_by" in record for record in in_model.records_of(data)):
+        data_key = _data_key(data)  # what every later stage's key names: the samples as fed
+    # what the artifacts take (input contracts); a generator's splits are its latent inputs by now (train.model_inputs)
+    data.info["input_range"] = in_model.artifact_ranges(data)
+    state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     from edgekit.convert.stage import check_keep_float
 
     check_keep_float(recipe, model)  # an unknown layer name stops the build before any conversion
@@ -375,6 +382,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         **results_file.stage_fields(state.stages),
     )
     try:
+        from edgekit.report import contract
+
+        contract.attach(results, run_dir)  # artifacts/<row id>.contract.json and each row's contract
         report.write(results, latencies, run_dir)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.
@@ -399,6 +409,12 @@ def _flag_rows(recipe, rows: list[dict], floor: dict | None, header: dict) -> di
     fields = {key: value for key, value in (("sanity", floor), ("loss_flags", losses)) if value is not None}
     # what the budgets judge, for the report's Pareto front and Results.best (check.gate.judged_metric)
     return {**fields, "gate_metric": recipe.check.defaults.metric or header["primary_metric"]}
+
+
+def _data_key(data) -> str:
+    """The fingerprint of every split, the calibration subset and the fitted normalization."""
+    stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
+    return fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
 
 
 def _task_records(pool, state: _State) -> list[dict]:

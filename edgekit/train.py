@@ -44,6 +44,10 @@ def train(recipe, data: Dataset, log=print, callbacks=()):
     trainer = self_trainer(recipe)
     if trainer is not None:  # a zoo model with its own training (a generator and its discriminator)
         return model, trainer.fit(model, data, recipe, log)
+    from edgekit.data.in_model import feed_model_range, found_in
+
+    # A builder whose model starts with Rescaling(1/255) trains on pixels 0..255, not [0, 1]
+    feed_model_range(data, found_in(model), recipe.data.source, log)
     check_fits(model, data, recipe.model.input_shape)  # a builder may ignore the shapes it is given: refuse before fitting
     if recipe.task == "regression":
         model = with_target_scale(model, data.y_train)
@@ -512,7 +516,10 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         # files named in model.params (a weights .h5): their content, not only their path
         files={k: _content_hash(Path(v)) for k, v in recipe.model.params.items() if isinstance(v, str) and Path(v).is_file()},
     )
-    names = ("model.keras", "history.json")
+    from edgekit.data.in_model import INFO_KEY, RECORD_FILE
+
+    # what the builder's first layers expect (edgekit.data.in_model): a cached rebuild feeds it unloaded
+    names = ("model.keras", "history.json", RECORD_FILE)
     model_dir = run_dir / "model"
 
     def load(folder: Path) -> ModelHandle:
@@ -531,6 +538,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs, {threads} thread(s)")
         model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir, log))
         write_json(model_dir / "history.json", history)
+        write_json(model_dir / RECORD_FILE, data.info.get(INFO_KEY) or {"inputs": []})
         save_model(model, model_dir)
         return ModelHandle(model_dir / "model.keras", model=model)
 

@@ -40,7 +40,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             (int16 activations, int8 weights, the model's input dtype and float output).
         calibration: representative samples (training split) for activation ranges; for a
             prequantized model only the input and output tensors take their ranges from it.
-        options: unused; TFLite has no format options yet.
+        options: ``edgekit.formats.TFLiteOptions`` fields: ``io`` (int8 or uint8) is the dtype of
+            an int8 model's float inputs and outputs.
         prequantized: the model is quantization-aware; its fake-quant ranges are kept.
         keep_float: Keras layer names whose ops stay float in an int8 model (TFLite's
             selective quantization: their tensors are denylisted nodes of the
@@ -82,16 +83,18 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Only a float input is quantized: integer ids quantized to int8 (scale ~4 for a
         # vocabulary of 1,000) would merge neighbouring ids. An integer input keeps its dtype.
+        # io uint8: the same int8 model behind a QUANTIZE op at each end (uint8 <-> int8).
+        io = (options or {}).get("io") or "int8"
         if floating:
-            converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+            converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
+        converter.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
         if all(np.issubdtype(i.dtype, np.floating) for i in inputs):
-            io_type = "int8"
+            io_type = io
         elif len(inputs) == 1:
-            io_type = f"{dtype.name} input, int8 output"
-        else:  # each input: int8 where it is float, its own integer dtype where it is one
-            io_type = "int8 outputs; inputs " + ", ".join(
-                f"{i.name} {'int8' if np.issubdtype(i.dtype, np.floating) else i.dtype.name}" for i in inputs)
+            io_type = f"{dtype.name} input, {io} output"
+        else:  # each input: int8 (or uint8) where it is float, its own integer dtype where it is one
+            io_type = f"{io} outputs; inputs " + ", ".join(
+                f"{i.name} {io if np.issubdtype(i.dtype, np.floating) else i.dtype.name}" for i in inputs)
         settings.update(quantization="full-integer " + ("from QAT ranges" if prequantized else "PTQ"), io_type=io_type)
         keep = tuple(keep_float)
         if keep and prequantized:
@@ -121,6 +124,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
                                 + " and float32 output, int8 inside")
             if keep:
                 settings.update(kept_float_record(keep, float_layers(path, keep, outer)))
+            if io != "int8":
+                settings["io"] = f"{io} not applied: this row's input and output stay float32 (see io_type)"
             return settings
     elif precision == "int16x8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]

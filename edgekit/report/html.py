@@ -283,7 +283,7 @@ table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}.warning{color:#a33}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
 font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """
@@ -397,6 +397,31 @@ def _layer_errors(results: dict) -> str:
             "quantize.max_drop choose (the int8-mixed rows).</p>")
 
 
+def _contracts(results: dict) -> str:
+    """Per artifact (its first row): each input and output as its input contract gives it."""
+    from edgekit.report.contract import data_warnings, tensor_cells
+
+    esc, lines, seen = html.escape, [], set()
+    warned = "".join(f"<p class='warning'>warning: {esc(w)}</p>" for w in data_warnings(results))
+    for row in results["rows"]:
+        contract = row.get("contract")
+        stem = row["id"].rsplit("@", 1)[0]
+        if not contract or stem in seen:
+            continue
+        seen.add(stem)
+        tensors = [(t, "input") for t in contract["inputs"]] + [(t, "output") for t in contract["outputs"]]
+        for tensor, what in tensors:
+            lines.append(f"<tr data-row='{esc(row['id'])}'>"
+                         + "".join(f"<td>{esc(c)}</td>" for c in tensor_cells(row["id"], tensor, what, contract)) + "</tr>")
+    if not lines:
+        return warned + "<p class='muted'>No artifact with a known interface in this run.</p>"
+    head = ["row", "tensor", "dtype", "shape", "layout", "range / quantization",
+            "preprocessing (inside the artifact: *)", "runtime settings"]
+    return (warned + "<table id='contracts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "\n".join(lines) + "</tbody></table><p class='muted'>Every row's contract, with each step's numbers, is "
+            "artifacts/&lt;row id&gt;.contract.json (and the row's contract in results.json).</p>")
+
+
 def _img(name: str, png: bytes | None, caption: str) -> str:
     if png is None:
         return f"<p class='muted'>{html.escape(name)}: nothing to plot ({html.escape(caption)}).</p>"
@@ -442,6 +467,8 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 {_time_breakdown(results)}
 <h2>Layers that lose most to int8</h2>
 {_layer_errors(results)}
+<h2>Input contract</h2>
+{_contracts(results)}
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>

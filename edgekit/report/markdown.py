@@ -10,6 +10,7 @@ from edgekit.report.cells import (
     speedup_line,
     target_cells,
 )
+from edgekit.report.contract import markdown_lines as contract_lines
 
 
 def outputs_table(results: dict) -> list[str]:
@@ -58,6 +59,7 @@ def markdown(results: dict) -> str:
         lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += outputs_table(results)
+    lines += contract_lines(results)
     if skipped := not_produced_line(results):
         lines += ["", skipped]
     if relied := devices.table(results):

@@ -213,6 +213,18 @@ def _has_stateful_ops(interpreter) -> bool:
     return any(op["op_name"] in STATEFUL_OPS for op in ops)
 
 
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run a .tflite file as a row ran it (its ``settings``), in LiteRT's
+    own terms: the input contract's ``runtime`` (``edgekit.report.contract``)."""
+    out = {"call": "ai_edge_litert.interpreter.Interpreter(model_path=PATH, num_threads=N) "
+                   "(tflite_runtime.interpreter.Interpreter takes the same)",
+           "num_threads": settings.get("threads", 1),
+           "delegates": "LiteRT's default (XNNPACK for float ops): no experimental_delegates"}
+    if settings.get("reset_state_per_inference"):
+        out["reset_all_variables"] = "before every inference (its sequence ops keep state between invokes)"
+    return out
+
+
 def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
                  module: str | None = None) -> LiteRTSession:
     """Open a .tflite file in the LiteRT interpreter.

@@ -195,6 +195,19 @@ def _batch1(shape) -> tuple | None:
     return tuple(d if d is not None else 1 for d in shape)
 
 
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run an .onnx file as a row ran it (its ``settings``), in onnxruntime's
+    own terms: the input contract's ``runtime`` (``edgekit.report.contract``)."""
+    return {"call": "onnxruntime.InferenceSession(PATH, sess_options, providers=PROVIDERS)",
+            "session_options": {
+                "intra_op_num_threads": settings.get("threads", 1),
+                "inter_op_num_threads": settings.get("inter_op_threads", 1),
+                "execution_mode": "ORT_SEQUENTIAL" if settings.get("execution_mode", "sequential") == "sequential"
+                else "ORT_PARALLEL",
+                "graph_optimization_level": settings.get("graph_optimization_level") or DEFAULT_OPTIMIZATION},
+            "providers": list(settings.get("providers") or ["CPUExecutionProvider"])}
+
+
 def open_session(path: Path, threads: int = 1, options: dict | None = None,
                  providers: list[str] | None = None, *, module: str | None = None) -> OnnxRuntimeSession:
     """Open an .onnx file on the CPU execution provider (or ``providers``, e.g. CUDA for the gpu target).

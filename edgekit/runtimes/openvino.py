@@ -244,6 +244,25 @@ def _numpy_dtype(element_type) -> np.dtype:
         return np.dtype(np.float32)
 
 
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run an IR as a row ran it (its ``settings``), in OpenVINO's own terms:
+    the input contract's ``runtime`` (``edgekit.report.contract``). The precision hint is the
+    one that matters: on a CPU whose default is bf16, an fp32 IR compiled with OpenVINO's
+    defaults runs in bf16 and does not reproduce its fp32 row."""
+    precision = settings.get("inference_precision") or "f32"
+    out = {"call": "openvino.Core().compile_model(PATH, DEVICE, config)",
+           "device": settings.get("device", "CPU"),
+           "config": {"PERFORMANCE_HINT": settings.get("performance_hint") or "LATENCY",
+                      "INFERENCE_NUM_THREADS": settings.get("threads", 1),
+                      "INFERENCE_PRECISION_HINT": precision}}
+    default = settings.get("cpu_default_precision")
+    if default and default != precision:
+        out["note"] = ("this CPU's default INFERENCE_PRECISION_HINT is {}: compiled with OpenVINO's defaults, the IR "
+                       "runs in {} and does not reproduce this row; set INFERENCE_PRECISION_HINT: {}".format(
+                           default, default, precision))
+    return out
+
+
 def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
                  module: str | None = None) -> OpenVINOSession:
     """Compile an IR for the CPU at batch 1, latency hint, f32 inference precision (bf16 for an
