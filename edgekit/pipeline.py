@@ -336,7 +336,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     _variant_seconds(state, log, phase)
     end_shared_phase()
     if until is not None:  # prepared: the cache and the run directory hold it; the bench is the caller's
-        return BuildResult({"rows": [], "prepared_variants": state.variants, "stages": state.stages}, run_dir)
+        return BuildResult({"rows": [], "prepared_variants": state.variants, "models": state.models,
+                            "stages": state.stages}, run_dir)
     from edgekit.bench import stage as rows_stage
 
     # Every conversion has finished before the bench stage times anything on this machine's

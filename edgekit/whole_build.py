@@ -67,31 +67,42 @@ def submit(executor, recipe, run_dir: Path, cache, *, force: bool = False, tenso
 def prepare(recipe_path: str, run_dir: str, cache_root: str, fresh: bool, force: bool, tensorboard: bool,
             scope: str) -> dict:
     """The task, on a worker: the pipeline of one recipe up to the bench stage (``scope``).
-
-    Returns:
-        {"variants": [{stem, model, format, precision, status, reason, metrics, size_bytes}],
-        "records": the task records of the work, "host", "pid", "seconds"}.
-    """
-    from edgekit import pipeline
+    Conversions run in this process, one after another: a Dask worker's process may not start
+    worker processes of its own. Returns what ``prepare_here`` returns."""
     from edgekit.cache import Cache
     from edgekit.executor import InProcess
-    from edgekit.recipe import load_recipe
 
     send = executor_base.listener  # kept: the in-process conversions below reset the module's listener
     log = (lambda line: send("log", line)) if send is not None else (lambda line: None)
+    return prepare_here(recipe_path, Path(run_dir), InProcess(), Cache(root=Path(cache_root), enabled=not fresh),
+                        tensorboard, scope, log, force=force)
+
+
+def prepare_here(recipe_path, run_dir: Path, pool, cache, tensorboard: bool, scope: str, log, force: bool = False) -> dict:
+    """The pipeline of the recipe at ``recipe_path`` up to the bench stage (``scope``), in this
+    process, its conversions on ``pool``.
+
+    Returns:
+        {"variants": [{stem, model, format, precision, status, reason, metrics, size_bytes}],
+        "models": the build's models (each compressed one's Keras metrics), "records": the task
+        records of the work, "host", "pid", "seconds"}.
+    """
+    from edgekit import pipeline
+    from edgekit.recipe import load_recipe
+
     started = time.time()
     recipe = load_recipe(recipe_path)
-    # Conversions run here, one after another: a Dask worker's process may not start children.
-    pool = InProcess()
-    result = pipeline.build(recipe, Path(run_dir), log=log, cache=Cache(root=Path(cache_root), enabled=not fresh),
-                            force=force, executor=pool, tensorboard=tensorboard, until=scope)
+    first = len(pool.records)
+    result = pipeline.build(recipe, Path(run_dir), log=log, cache=cache, force=force, executor=pool,
+                            tensorboard=tensorboard, until=scope)
     records = []
-    for record in pool.records:
+    for record in pool.records[first:]:
         record = dict(record)
         if record.get("kind") == "build":  # the pipeline's own hold: this preparation
             record.update(task=f"prepare {recipe.name}", kind="prepare")
         records.append(record)
-    return {"variants": [summary(v) for v in result.results["prepared_variants"]], "records": records,
+    return {"variants": [summary(v) for v in result.results["prepared_variants"]],
+            "models": [dict(m) for m in result.results["models"]], "records": records,
             "host": host_name(), "pid": os.getpid(), "seconds": round(time.time() - started, 2)}
 
 
