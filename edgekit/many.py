@@ -82,6 +82,8 @@ def _prepare_all(recipes, out_dir: Path, executors: Executors, fresh: bool, forc
                                     force=force, tensorboard=tensorboard, scope="variants")
         if future is not None:
             prepared[recipe.name] = future
+    if prepared:
+        whole_build.warm_up(recipes[0].benchmark.threads)
     return prepared
 
 

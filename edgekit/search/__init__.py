@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from edgekit.errors import InputError, Interrupted
+from edgekit.errors import EdgekitError, InputError, Interrupted, SchedulerLost
 
 #: what a search writes into its folder: a folder holding only these is a search's
 SEARCH_FILES = {"results.json", "latency.json", "report.md", "report.html", "plots", "recipe.yaml", "search.yaml",
@@ -92,12 +92,19 @@ def run_search(recipe_path: str | Path, out: str | Path | None = None, *, execut
                         say(_trial_line(len(runs), run, spec, runner.metric, runner.higher))
         except KeyboardInterrupt:
             interrupted = True
+        except EdgekitError as exc:  # Ctrl-C inside a trial's build, or the cluster went away
+            if exc.exit_code != 130 and not isinstance(exc, SchedulerLost):
+                raise
+            interrupted = exc
         doc = results_module.assemble(runs, spec, recipe, out_dir, walker.name, invalid,
-                                      time.perf_counter() - started, environment.collect(), interrupted)
+                                      time.perf_counter() - started, environment.collect(), bool(interrupted))
         _write(doc, runs, out_dir, recipe)
         from edgekit.search.report import pick_line
 
         say(f"[search] {pick_line(doc)}")
+    if isinstance(interrupted, SchedulerLost):
+        raise SchedulerLost(f"{interrupted}: the {len(runs)} finished trial(s) are in {out_dir / 'results.json'}; run "
+                            "the same command again once the scheduler is back (finished trials come from the cache)")
     if interrupted:
         raise Interrupted(f"interrupted after {len(runs)} trial(s): partial results in {out_dir / 'results.json'}; "
                           "run the same command again to resume (finished trials come from the cache)")

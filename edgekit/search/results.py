@@ -164,7 +164,7 @@ def assemble(runs: list[TrialRun], spec, recipe, out_dir: Path, strategy: str, i
             "run_dir": relative_path(run.run_dir, out_dir), "probe": run.probe, "prepared": run.prepared,
             "rows": rows, "objective": value if run.status == "ok" else None,
             "meets": run.status == "ok" and not broken, "breaks": broken if run.status == "ok" else [],
-            "seconds": round(run.seconds, 2),
+            "seconds": round(run.seconds, 2), "worker_seconds": round(run.worker_seconds, 2),
         })
     targets = list(dict.fromkeys(t for e in entries for t in e["rows"]))
     chosen = pick(entries, spec)

@@ -12,13 +12,18 @@ Steps 1 and 2 run on a worker where the executor sends whole builds out (a Dask 
 many trials at once as asked for), else in this process with the executor's worker processes
 converting. Step 3 always runs in this process, one trial after another: a timing has the
 machine to itself (the host lock), so timing is serial however many workers there are.
+
+On a cluster, trials that share a model do not each make it: the base model is trained by one
+task first, and each compressed model (and its short fine-tune) by the first trial that needs
+it while the trials sharing it wait; then their conversions run at once.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +31,7 @@ from typing import Callable
 import yaml
 
 from edgekit import interrupts, whole_build
-from edgekit.errors import EdgekitError, one_line
+from edgekit.errors import EdgekitError, SchedulerLost, one_line
 from edgekit.search import space as space_module
 from edgekit.search.space import Trial
 from edgekit.tasks import TASKS
@@ -50,6 +55,8 @@ class TrialRun:
     #: results.json of the trial's build (ok and failed trials that were built)
     results: dict | None = None
     seconds: float = 0.0
+    #: seconds of the preparation tasks this trial ran (its own, and the shared ones it ran first)
+    worker_seconds: float = 0.0
     future: object = None
     lines: list[str] = field(default_factory=list)
 
@@ -75,7 +82,11 @@ class Runner:
         task = TASKS[recipe.task]
         self.metric, self.higher = task.primary_metric, task.higher_is_better
         self._file_lock = threading.Lock()
+        self._shared_lock = threading.Lock()
+        self._shared_work: dict[str, Future] = {}
         space_module.prepare_folder(folder, recipe)
+        if self.remote:
+            whole_build.warm_up(recipe.benchmark.threads)
 
     def write(self, trial: Trial) -> TrialRun:
         """The trial's recipe (and its probe's) on disk: ``<folder>/<id>.yaml``."""
@@ -103,16 +114,15 @@ class Runner:
                 self._ahead(run)
                 self._build(run)
             return runs
-        with ThreadPoolExecutor(max_workers=max(1, len(runs)), thread_name_prefix="edgekit-trial") as threads:
-            futures = {threads.submit(self._ahead, run): run for run in runs}
-            try:
-                for done in as_completed(futures):
-                    done.result()
-                    self._build(futures[done])
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        threads = ThreadPoolExecutor(max_workers=max(1, len(runs)), thread_name_prefix="edgekit-trial")
+        futures = {threads.submit(self._ahead, run): run for run in runs}
+        try:
+            for done in as_completed(futures):
+                done.result()
+                self._build(futures[done])
+        finally:
+            # Not waiting on Ctrl-C: the threads wait for tasks that closing the executor cancels.
+            threads.shutdown(wait=False, cancel_futures=True)
         return runs
 
     # -- steps 1 and 2: here, or as tasks on the cluster --
@@ -120,14 +130,23 @@ class Runner:
     def _ahead(self, run: TrialRun) -> None:
         started = time.perf_counter()
         try:
+            if self.remote:  # the base model once, before any trial needs it
+                self._shared("base", lambda: self._task(self._base_recipe(run), self.folder / "base", "models", run)[0])
             if run.probe_path is not None and not self._probe(run):
                 return
+            if self.remote and run.trial.compress:  # each compressed model once
+                self._shared(json.dumps(run.trial.compress, sort_keys=True),
+                             lambda: self._task(run.recipe_path, run.run_dir, "models", run)[0])
             self._prepare(run)
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, SchedulerLost):
             raise
+        except EdgekitError as exc:
+            if exc.exit_code == 130:  # Ctrl-C, which the pipeline turned into its partial results
+                raise
+            run.status, run.reason = "failed", exc.format_message()
         except Exception as exc:  # noqa: BLE001 - a trial that cannot build fails alone
             interrupts.reraise_if_interrupted()
-            run.status, run.reason = "failed", one_line(exc) if not isinstance(exc, EdgekitError) else exc.format_message()
+            run.status, run.reason = "failed", one_line(exc)
         finally:
             run.seconds += time.perf_counter() - started
 
@@ -140,13 +159,42 @@ class Runner:
                                         tensorboard=self.tensorboard, scope=scope)
             outcome = future.result()
             run.lines += getattr(future, "lines", [])
-            return outcome, future
-        return whole_build.prepare_here(path, run_dir, self.executor, self.cache, self.tensorboard, scope,
-                                        run.lines.append), None
+        else:
+            outcome, future = whole_build.prepare_here(path, run_dir, self.executor, self.cache, self.tensorboard,
+                                                       scope, run.lines.append), None
+        run.worker_seconds += outcome["seconds"]
+        return outcome, future
+
+    def _shared(self, key: str, make: Callable[[], dict]) -> dict:
+        """``make()`` once per ``key`` for every trial of the search: the first caller runs it, the
+        others wait for its outcome (trials on a cluster would otherwise make a shared model at once)."""
+        with self._shared_lock:
+            future = self._shared_work.get(key)
+            mine = future is None
+            if mine:
+                future = self._shared_work[key] = Future()
+        if mine:
+            try:
+                future.set_result(make())
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+        return future.result()
+
+    def _base_recipe(self, run: TrialRun) -> Path:
+        """A recipe of the base model alone (what every trial trains first): ``run``'s without its
+        compress entry, at fp32."""
+        doc = {k: v for k, v in yaml.safe_load(run.recipe_path.read_text()).items() if k != "compress"}
+        quantize = {k: v for k, v in doc.get("quantize", {}).items() if k != "max_drop"}
+        path = self.folder / "base.yaml"
+        _write_yaml(path, {**doc, "name": f"{self.recipe.name[:80]}-base", "quantize": {**quantize, "precisions": ["fp32"]}})
+        return path
 
     def _probe(self, run: TrialRun) -> bool:
         """The short fine-tune; False when it stopped the trial."""
-        outcome, _ = self._task(run.probe_path, self.folder / f"{run.trial.id}.probe", "models", run)
+        key = "probe " + json.dumps(run.trial.compress, sort_keys=True)
+        outcome = self._shared(key, lambda: self._task(run.probe_path, self.folder / f"{run.trial.id}.probe", "models",
+                                                       run)[0])
         base = next(v for v in outcome["variants"] if v["format"] == "keras")["metrics"].get(self.metric)
         model = next((m for m in outcome["models"] if m["name"] == run.trial.model), {})
         value = (model.get("keras_metrics") or {}).get(self.metric)
@@ -201,7 +249,7 @@ class Runner:
                                log=lambda line: self._append(run, line), executor=self.executor, preflight=False,
                                prepared=run.future)
         except EdgekitError as exc:
-            if exc.exit_code == 130:
+            if exc.exit_code == 130 or isinstance(exc, SchedulerLost):
                 run.status, run.reason = "interrupted", "interrupted"
                 raise
             run.status, run.reason = "failed", exc.format_message()
