@@ -36,8 +36,9 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
 @click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
 @click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
-              help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
-                   "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
+              help="Where a build's work (training, fine-tuning, conversions) and device benchmarks run: local "
+                   "worker processes (default), a Dask scheduler (dask://HOST:PORT), or a Dask cluster started on "
+                   "this machine (dask://local); this machine's rows are timed here. "
                    "Default: $EDGEKIT_EXECUTOR, else local.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="TensorBoard logs of training and fine-tuning, and the results as hparams, under "

@@ -52,6 +52,8 @@ class Executors:
             executor.close(now=exc[0] is not None)
 
     def for_recipe(self, recipe):
+        if self.spec is not None and not isinstance(self.spec, str):  # an executor made by the caller (left open)
+            return self.spec
         if self.spec is None and not self.shared:
             return None
         threads = recipe.benchmark.threads
@@ -83,7 +85,7 @@ def _prepare_all(recipes, out_dir: Path, executors: Executors, fresh: bool, forc
         if future is not None:
             prepared[recipe.name] = future
     if prepared:
-        whole_build.warm_up(recipes[0].benchmark.threads)
+        whole_build.warm_up(recipes[0].benchmark.threads, sorted({f for r in recipes for f in r.export.formats}))
     return prepared
 
 
@@ -95,7 +97,8 @@ def build_all(recipes, out_dir: Path, *, fresh: bool = False, force: bool = Fals
     Args:
         out_dir: the folder of their run directories (``<out_dir>/<name>/``), summary.json and
             workers.log.
-        executor: ``--executor`` (None: ``$EDGEKIT_EXECUTOR``, else the local pool).
+        executor: ``--executor`` (None: ``$EDGEKIT_EXECUTOR``, else the local pool), or an executor
+            made already (``edgekit.executor.make_executor``), which stays open.
         say: receives a line as each recipe starts and when one fails.
         on_built: called with (Results, run_dir) as each recipe's build ends.
 

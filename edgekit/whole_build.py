@@ -141,18 +141,29 @@ def wait(future: Future, name: str, run_dir: Path, log) -> dict | None:
     return outcome
 
 
-def warm_up(threads: int) -> threading.Thread:
-    """Import TensorFlow in this process in the background, at ``threads`` (benchmark.threads),
-    while the workers prepare. A build whose work travelled still times its Keras row here, and
-    the import (5 s on a quiet 2-core machine, over 20 s under load) would otherwise fall inside
-    its first timing, which holds the machine exclusively."""
+def warm_up(threads: int, formats=()) -> threading.Thread:
+    """Import TensorFlow (at ``threads``, benchmark.threads) and the runtimes of ``formats`` in this
+    process in the background, while the workers prepare. A build whose work travelled still
+    times its rows here, and each import (TensorFlow's 5 s on a quiet 2-core machine, over 20 s
+    under load; onnxruntime's and OpenVINO's a few) would otherwise fall inside a timing, which
+    holds the machine exclusively."""
+    import importlib
+
+    from edgekit.formats import FORMATS
 
     def run() -> None:
         try:
             from edgekit import train
 
             train.configure_tensorflow(threads, if_unset=True)
-        except Exception:  # noqa: BLE001 - the bench stage imports it again and says what is wrong
+            for name in formats:
+                for package in getattr(FORMATS.get(name), "runtime_packages", ()):
+                    try:
+                        importlib.import_module(package)
+                        break
+                    except ImportError:
+                        continue
+        except Exception:  # noqa: BLE001 - the bench stage imports them again and says what is wrong
             pass
 
     thread = threading.Thread(target=run, name="edgekit-tensorflow-import", daemon=True)
@@ -169,7 +180,7 @@ def before_build(pool, recipe, run_dir: Path, cache, prepared: Future | None, fo
         if prepared is None:
             return None
         log(f"[prepare] {recipe.name}: training and the Keras baseline run on the cluster")
-        warm_up(recipe.benchmark.threads)
+        warm_up(recipe.benchmark.threads, recipe.export.formats)
     outcome = wait(prepared, recipe.name, run_dir, log)
     if outcome is None:
         return None

@@ -23,14 +23,14 @@ SEARCH_RECIPE = textwrap.dedent("""
       arch: mlp
       params: {hidden: [32]}
     train:
-      epochs: 6
+      epochs: 4
       batch_size: 32
       learning_rate: 0.01
     quantize:
       calibration_samples: 64
     benchmark:
       warmup: 2
-      runs: 40
+      runs: 20
       inputs: 4
     search:
       space:

@@ -18,7 +18,6 @@ finished trial (resume after Ctrl-C), and a larger ``max_trials`` or space runs 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -74,12 +73,8 @@ def run_search(recipe_path: str | Path, out: str | Path | None = None, *, execut
             + (f" ({invalid} point(s) build nothing)" if invalid else "")
             + f"; strategy {walker.name}" + (f", up to {walker.limit} trial(s)" if walker.name == "tpe" else ""))
         try:
-            with contextlib.ExitStack() as stack:
-                pool = executor
-                if executor is None or isinstance(executor, str):
-                    executors = stack.enter_context(many.Executors(executor, shared=True,
-                                                                   logs=None if verbose else out_dir))
-                    pool = executors.for_recipe(recipe)
+            with many.Executors(executor, shared=True, logs=None if verbose else out_dir) as executors:
+                pool = executors.for_recipe(recipe)
                 runner = Runner(spec, recipe, document, out_dir / "trials", pool, Cache(), retime=retime,
                                 tensorboard=tensorboard, log=say)
                 batch = spec.parallel or (pool.slots() if runner.remote else 1)

@@ -86,7 +86,7 @@ class Runner:
         self._shared_work: dict[str, Future] = {}
         space_module.prepare_folder(folder, recipe)
         if self.remote:
-            whole_build.warm_up(recipe.benchmark.threads)
+            whole_build.warm_up(recipe.benchmark.threads, space_module.dimensions(spec.space, recipe)["format"])
 
     def write(self, trial: Trial) -> TrialRun:
         """The trial's recipe (and its probe's) on disk: ``<folder>/<id>.yaml``."""
@@ -208,7 +208,7 @@ class Runner:
         if drop > budget + 1e-9:
             run.status = "stopped"
             run.reason = (f"after {early.epochs} epoch(s) of fine-tuning the Keras {self.metric} is {value:.4g}, "
-                          f"{drop:.4g} below the baseline: past max_metric_drop + slack ({budget:.4g})")
+                          f"{drop:.4g} worse than the baseline: past max_metric_drop + slack ({budget:.4g})")
             return False
         return True
 
