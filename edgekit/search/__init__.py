@@ -124,7 +124,9 @@ def _trial_line(number: int, run, spec, metric: str, higher: bool) -> str:
     if run.status != "ok":
         return f"{head}: {run.reason}"
     row = trial_rows(run, metric, higher).get(spec.target) or {}
-    value, broken = judge(row or None, spec)
+    if not row:
+        return f"{head}, but it has no row on {spec.target} (the target does not run this variant)"
+    value, broken = judge(row, spec)
     lat = (row.get("latency_ms") or {}).get("p50")
     figures = [f"{metric} {row['metric']:.4f}" if row.get("metric") is not None else None,
                f"p50 {human_ms(lat)}" if lat else None, human_size(row["size_bytes"]) if row.get("size_bytes") else None]

@@ -46,6 +46,8 @@ def trial_rows(run: TrialRun, metric: str, higher: bool) -> dict[str, dict]:
             "metric": (row.get("metrics") or {}).get(metric),
             "drop": None if delta is None else (-delta if higher else delta),
             "size_bytes": row.get("size_bytes"), "memory_bytes": row_memory(row),
+            # an mcu target's arena is found exactly (16-byte steps); a peak resident growth is one noisy reading
+            "memory_exact": (row.get("memory") or {}).get("peak_bytes") is None and row.get("arena_bytes") is not None,
             "latency_ms": row.get("latency_ms"),
             "p50_ci95_ms": timing.get("p50_ci95_ms"),
             "timing": {k: timing[k] for k in ("round_p50_ms", "interleaved") if k in timing},
@@ -142,6 +144,9 @@ def pick(entries: list[dict], spec) -> dict | None:
     elif spec.objective == "size":
         out["significant"] = second["objective"] > best["objective"]
         out["margin_note"] = "sizes are exact: any margin above 1 is real"
+    elif best["rows"][spec.target].get("memory_exact") and second["rows"][spec.target].get("memory_exact"):
+        out["significant"] = second["objective"] > best["objective"]
+        out["margin_note"] = "tensor arenas are exact: any margin above 1 is real"
     else:
         out["margin_note"] = "one memory measurement per row: no interval"
     return out
