@@ -14,7 +14,8 @@ to time rows, summed over the trials: no worker can share it) and the parallel p
 of the trials' preparation tasks: short fine-tunes, models, conversions; on the workers); then the Amdahl prediction for 2 workers from the
 1-worker side, T(2) = timing + (T(1) - timing) / 2, against what 2 workers measured, and whether
 every side gave the same statuses, metrics, sizes, pick and front (metrics and sizes must agree;
-a pick or front decided by a p50 difference inside its interval may not).
+a pick or front decided by a p50 difference inside its interval may not: then the pick's margin
+over its runner-up must read "significant: False" on every side).
 """
 
 from __future__ import annotations
@@ -130,8 +131,11 @@ def main() -> int:
             print(f"{side:6s} load {result['load']:.1f}  wall {result['wall']:6.1f} s  exit {result['exit']}  "
                   f"trials {doc['search']['counts']}  timing (serial) {result['timing']:.1f} s  "
                   f"preparations {result['prepared']:.1f} s", flush=True)
-            print(f"       pick {(doc['search']['pick'] or {}).get('row')} (trial {(doc['search']['pick'] or {}).get('trial')}), "
-                  f"front {doc['search']['front']}", flush=True)
+            pick = doc["search"]["pick"] or {}
+            ci = pick.get("margin_ci95")
+            print(f"       pick {pick.get('row')} (trial {pick.get('trial')}), runner-up {pick.get('runner_up_row')}, margin "
+                  f"{pick.get('margin') or 0:.3f}" + (f" [{ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
+                  + f" significant: {pick.get('significant')}; front {doc['search']['front']}", flush=True)
             if result["exit"] not in (0, 1):
                 print(result["tail"])
     walls = {side: r["wall"] for side, r in results}

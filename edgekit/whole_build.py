@@ -156,6 +156,8 @@ def warm_up(threads: int, formats=()) -> threading.Thread:
             from edgekit import train
 
             train.configure_tensorflow(threads, if_unset=True)
+            import tf_keras  # noqa: F401 - what the Keras row's session loads its model with
+
             for name in formats:
                 for package in getattr(FORMATS.get(name), "runtime_packages", ()):
                     try:
