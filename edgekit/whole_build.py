@@ -70,11 +70,20 @@ def prepare(recipe_path: str, run_dir: str, cache_root: str, fresh: bool, force:
     """The task, on a worker: the pipeline of one recipe up to the bench stage (``scope``).
     Conversions run in this process, one after another: a Dask worker's process may not start
     worker processes of its own. Returns what ``prepare_here`` returns."""
+    from edgekit import train
     from edgekit.cache import Cache
     from edgekit.executor import InProcess
+    from edgekit.recipe import load_recipe
 
     send = executor_base.listener  # kept: the in-process conversions below reset the module's listener
     log = (lambda line: send("log", line)) if send is not None else (lambda line: None)
+    # This process trains: TensorFlow at train.threads, as the build's own process would be. A
+    # worker's TensorFlow keeps the threads of its first op for good, so say when it cannot.
+    wanted = load_recipe(recipe_path).train.resolved_threads()
+    running = train.configure_tensorflow(wanted)
+    if running != wanted:
+        log(f"[prepare] this worker's TensorFlow runs {running} intra-op thread(s), fixed by its first task; "
+            f"train.threads asks for {wanted}: training and fine-tuning here use {running}")
     return prepare_here(recipe_path, Path(run_dir), InProcess(), Cache(root=Path(cache_root), enabled=not fresh),
                         tensorboard, scope, log, force=force)
 
@@ -142,8 +151,8 @@ def wait(future: Future, name: str, run_dir: Path, log) -> dict | None:
 
 
 def warm_up(threads: int, formats=()) -> threading.Thread:
-    """Import TensorFlow (at ``threads``, benchmark.threads) and the runtimes of ``formats`` in this
-    process in the background, while the workers prepare. A build whose work travelled still
+    """Import TensorFlow (at ``threads``, benchmark.threads), what loads a Keras model and the
+    runtimes of ``formats`` in this process in the background, while the workers prepare. A build whose work travelled still
     times its rows here, and each import (TensorFlow's 5 s on a quiet 2-core machine, over 20 s
     under load; onnxruntime's and OpenVINO's a few) would otherwise fall inside a timing, which
     holds the machine exclusively."""
@@ -156,7 +165,8 @@ def warm_up(threads: int, formats=()) -> threading.Thread:
             from edgekit import train
 
             train.configure_tensorflow(threads, if_unset=True)
-            import tf_keras  # noqa: F401 - what the Keras row's session loads its model with
+            import tensorflow_model_optimization  # noqa: F401 - with tf_keras, what loads a stage's model (3 s here)
+            import tf_keras  # noqa: F401
 
             for name in formats:
                 for package in getattr(FORMATS.get(name), "runtime_packages", ()):

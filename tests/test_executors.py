@@ -200,7 +200,7 @@ def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_p
     shutil.copytree(tmp_path / "cache", tmp_path.parent / "cluster-cache", dirs_exist_ok=True)
 
 
-def test_several_recipes_prepare_on_the_workers_at_once_and_time_here(tiny_run, tmp_path, cluster, monkeypatch):
+def test_several_recipes_prepare_on_the_workers_at_once_and_time_here(tmp_path, cluster, monkeypatch):
     """`edgekit build` of two recipes on the cluster: both preparations (training, conversions) are
     sent at once, each is a task on a worker, and each recipe's rows are timed here."""
     from edgekit import many
