@@ -174,7 +174,7 @@ def _recipe_of(recipe, holder: list) -> Any:
 
 def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: bool = False, retime: bool = False,
           tensorboard: bool = True, verbose: bool = False, log: Callable[[str], None] | None = None,
-          executor=None, preflight: bool = True) -> Results:
+          executor=None, preflight: bool = True, prepared=None) -> Results:
     """Build every variant of ``recipe`` and measure each, as ``edgekit build`` does.
 
     Args:
@@ -195,6 +195,8 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
         preflight: first check that ``out`` and the stage cache are writable and say which
             recipe paths leave the recipe's folder (``edgekit build`` does this for every
             recipe before the first build, and passes False).
+        prepared: the future of this build's preparation on ``executor``'s workers, submitted
+            earlier (``edgekit.whole_build.submit``: several recipes, a search's trials).
 
     Returns:
         The run's Results (``result.failed`` lists failed rows; a build with failed rows still
@@ -213,7 +215,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
             _preflight(loaded, run_dir, cache_used=not fresh)
         _quiet_tensorflow()
         with quiet.captured(run_dir, verbose=verbose) as capture:
-            return _run_build(loaded, run_dir, capture, fresh, force, retime, tensorboard, log, executor)
+            return _run_build(loaded, run_dir, capture, fresh, force, retime, tensorboard, log, executor, prepared)
     finally:
         import shutil
 
@@ -222,7 +224,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
 
 
 def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime: bool, tensorboard: bool,
-               log, executor) -> Results:
+               log, executor, prepared=None) -> Results:
     from edgekit import pipeline
     from edgekit.cache import Cache
     from edgekit.progress import BuildLog
@@ -230,7 +232,8 @@ def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime:
     own_log = BuildLog(stream=capture.terminal) if log is None else None
     try:
         result = pipeline.build(recipe, run_dir, log=own_log or capture.on_terminal(log), cache=Cache(enabled=not fresh),
-                                force=force, retime=retime, executor=executor, tensorboard=tensorboard)
+                                force=force, retime=retime, executor=executor, tensorboard=tensorboard,
+                                prepared=prepared)
     finally:
         if own_log is not None:
             own_log.close()

@@ -36,8 +36,9 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
 @click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
 @click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
-              help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
-                   "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
+              help="Where a build's work (training, fine-tuning, conversions) and device benchmarks run: local "
+                   "worker processes (default), a Dask scheduler (dask://HOST:PORT), or a Dask cluster started on "
+                   "this machine (dask://local); this machine's rows are timed here. "
                    "Default: $EDGEKIT_EXECUTOR, else local.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="TensorBoard logs of training and fine-tuning, and the results as hparams, under "
@@ -63,6 +64,10 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
 
     paths = many.recipe_paths(recipe_files)
     recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
+    for recipe in recipes:
+        if recipe.search is not None:
+            _log(f"{recipe.name}: its search: section is left alone by build (the recipe builds as written); "
+                 f"`edgekit search {recipe.path}` runs the search")
     _quiet_tensorflow()
     if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
         run_dir = out_dir or Path("runs") / recipes[0].name
@@ -236,6 +241,47 @@ def validate(recipe_file: Path) -> None:
                f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {data.inputs_summary}, "
                f"{data.labels_summary}), "
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
+
+
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The search's folder (default: runs/<recipe name>-search/).")
+@click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
+              help="Where trials are prepared: this machine (default), or a Dask cluster (dask://HOST:PORT, "
+                   "dask://local), whose workers train, fine-tune and convert several trials at once.")
+@click.option("--strategy", type=click.Choice(["auto", "grid", "tpe"]), default=None,
+              help="Override search.strategy.")
+@click.option("--max-trials", type=click.IntRange(min=1, max=10_000), default=None, help="Override search.max_trials.")
+@click.option("--retime", is_flag=True, help="Time every trial again; everything else from the cache.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output live (default: kept in <out>/build.log).")
+def search(recipe_file: Path, out_dir: Path | None, executor_spec: str | None, strategy: str | None,
+           max_trials: int | None, retime: bool, verbose: bool) -> None:
+    """Search RECIPE's search: space for the variant to ship: the lowest p50 (or size, or memory) on
+    its target within the constraints. Each trial is a cached build of a recipe of its own
+    (<out>/trials/<id>.yaml); results.json holds every trial, the Pareto front and the pick.
+
+    Exit codes: 0 a trial meets the constraints (the pick), 1 none does, 2 bad recipe or input,
+    130 interrupted (the finished trials are written; run it again to resume).
+    """
+    from edgekit.errors import EdgekitError
+    from edgekit.search import run_search
+    from edgekit.search.report import COLUMNS, table_rows
+
+    _quiet_tensorflow()
+    document = run_search(recipe_file, out_dir, executor=executor_spec, strategy=strategy, max_trials=max_trials,
+                          retime=retime, verbose=verbose, say=_log)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*COLUMNS, show_lines=False)
+    for row in table_rows(document):
+        table.add_row(*row)
+    Console(width=max(Console().width, 160)).print(table)
+    folder = out_dir or Path("runs") / f"{document['recipe']['name']}-search"
+    click.echo(f"results: {folder / 'results.json'}  report: {folder / 'report.html'}")
+    if document["search"]["pick"] is None:
+        raise EdgekitError("no trial meets the search's constraints; see the table (each trial's notes say why)")
 
 
 def _outside(recipe) -> list[str]:

@@ -536,6 +536,9 @@ def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path
         from edgekit.history import store, window as history_window
 
         report.outcomes += history_window.outcomes(store.open_store(history), results, spec, window)
+    if isinstance(results.get("search"), dict) and not results["search"].get("pick"):
+        report.outcomes.append(Outcome("search", "pick", "none", "a trial within the constraints", "fail",
+                                       "no trial of the search met its constraints (see its report.md)"))
     report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
                         for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
     if stored is None and history is None:

@@ -30,7 +30,12 @@ _MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", 
 def regenerate(run_dir: Path) -> Path:
     """Redraw RUN_DIR/report.html from its results.json (and latency.json when present)."""
     run_dir = Path(run_dir)
-    return write(load_results(run_dir / "results.json"), run_dir)
+    results = load_results(run_dir / "results.json")
+    if isinstance(results.get("search"), dict):  # a search's folder: its own page (edgekit.search.report)
+        from edgekit.search import report as search_report
+
+        return search_report.write(results, run_dir)
+    return write(results, run_dir)
 
 
 def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None) -> Path:
