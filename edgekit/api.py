@@ -4,7 +4,7 @@ returning objects instead of printing. The CLI is a thin layer over these.
     import edgekit
 
     result = edgekit.build("recipes/digits_cnn.yaml", out="runs/digits")
-    result.to_pandas()                                  # one line per row (pandas: edgekit[pandas])
+    result.to_pandas()                                  # one line per row (pandas: keras-edgekit[pandas])
     best = result.best(max_drop=0.01, target="cpu")     # the fastest row within the metric budget
     edgekit.check(result).passed                        # the recipe's budgets, as `edgekit check`
 
@@ -66,12 +66,12 @@ class Results:
         size_bytes, the primary metric and its delta, p50/p90/p99 in ms, speedup, reason.
 
         Raises:
-            ImportError: pandas is not installed (``pip install 'edgekit[pandas]'``).
+            ImportError: pandas is not installed (``pip install 'keras-edgekit[pandas]'``).
         """
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("Results.to_pandas() needs pandas: pip install 'edgekit[pandas]'") from None
+            raise ImportError("Results.to_pandas() needs pandas: pip install 'keras-edgekit[pandas]'") from None
         return pd.DataFrame([self._flat(row) for row in self.rows]).set_index("id")
 
     def _flat(self, row: dict) -> dict[str, Any]:

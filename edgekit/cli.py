@@ -46,7 +46,7 @@ def cli() -> None:
               help="Show TensorFlow's, tf2onnx's, NNCF's and LiteRT's own output live (default: kept in <run>/build.log).")
 @click.option("--history", "history_url", default=None, metavar="PATH|URL",
               help="Record the build in this results store: a SQLite file, or a database URL (postgresql+psycopg://...; "
-                   "pip install 'edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
+                   "pip install 'keras-edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
                    "cache folder; otherwise nothing is recorded.")
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
           executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None) -> None:

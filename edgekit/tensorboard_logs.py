@@ -4,7 +4,7 @@ results table is written as TensorBoard hparams (one session per row) under
 ``runs/<name>/tensorboard/results/``, so ``tensorboard --logdir runs/`` compares runs.
 
 The logs are cheap on purpose: no histograms, no profiling, one write per epoch. Writing them
-needs the ``tensorboard`` package (``pip install 'edgekit[tensorboard]'``); without it the build
+needs the ``tensorboard`` package (``pip install 'keras-edgekit[tensorboard]'``); without it the build
 says so in one line and goes on.
 
 Cached stages: the train and compress stages keep their logs in their cache entry (a folder
@@ -46,7 +46,7 @@ def callbacks(log_dir: Path | None, log=None) -> list:
         return []
     if not available():
         if log is not None:
-            log("[tensorboard] not installed: no TensorBoard logs (pip install 'edgekit[tensorboard]')")
+            log("[tensorboard] not installed: no TensorBoard logs (pip install 'keras-edgekit[tensorboard]')")
         return []
     import tf_keras as keras
 

@@ -15,7 +15,7 @@ from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score_outputs
 from edgekit.evaluate.variant import Variant
-from edgekit.locks import Hold
+from edgekit.locks import Hold, OnDemand
 from edgekit.progress import step
 from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, outputs_block
 
@@ -23,7 +23,7 @@ from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
               rows: list | None = None, latencies: dict | None = None, retime: bool = False,
               tf_threads: int | None = None, pool=None, run_dir=None,
-              ahead=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+              ahead=None, waits: list | None = None) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """Time each variant on each target that supports it, appending one row per pair to ``rows``
     as it is measured (so an interrupted build keeps what it finished); returns the raw
     latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
@@ -45,6 +45,9 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     the results (``Measurement.probe``), attached here the same way. Rows of other targets (the
     gpu) have both null. ``ahead`` holds probes the build started earlier
     (``profiles.start_ahead``: the Keras row's, while the variants convert).
+
+    This machine's CPU is held exclusive from the first row (or probe) the cache does not hold
+    to the end of its target's rows; a wait for it goes into ``waits`` (``locks.OnDemand``).
     """
     from edgekit.bench import profiles
     from edgekit.targets import in_order, resolve, search_dirs
@@ -98,15 +101,17 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
                 add(target_name, target, variant, measurement)
             added += 1
 
-    # This machine's targets first, each holding the host lock exclusive while it times; then
+    # This machine's targets first, each holding the host lock exclusive while it times (taken at
+    # the first row or probe the cache does not hold: rows from the cache wait for nobody); then
     # every device at once, each benchmarked by one task holding that device's lock.
     environments: dict[str, dict] = {}
     for index, (target_name, target, group) in enumerate(groups):
         if not target.times_here:
             continue
-        with _holding(pool, Hold(task=f"bench {target_name}", kind="bench", mode="exclusive"), log):
+        hold = Hold(task=f"bench {target_name}", kind="bench", mode="exclusive")
+        with OnDemand(lambda hold=hold: _holding(pool, hold, log), waits, "bench") as exclusive:
             measured[index] = _bench_here(target_name, target, group, spec, samples, data, cache, log,
-                                          recipe, run_dir, ahead, probed, tf_threads, pool)
+                                          recipe, run_dir, ahead, probed, tf_threads, pool, exclusive.take)
         flush()
     away = [(index, name, target, group) for index, (name, target, group) in enumerate(groups) if not target.times_here]
     if away:
@@ -134,8 +139,9 @@ def _holding(pool, hold, log):
 
 
 def _bench_here(target_name, target, group, spec, samples, data, cache, log, recipe, run_dir, ahead,
-                probed, tf_threads, pool) -> list:
-    """[(variant, Measurement)] of a target on this machine, in ``group``'s order."""
+                probed, tf_threads, pool, take=None) -> list:
+    """[(variant, Measurement)] of a target on this machine, in ``group``'s order. ``take()``
+    holds this machine's CPU, before anything is probed or timed (not for what the cache holds)."""
     from edgekit.bench import profiles
     from edgekit.targets import Measurement
 
@@ -146,7 +152,8 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
         if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
             ids = [f"{v.stem}@{target_name}" for v in ready]
             try:
-                probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead))
+                probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead,
+                                                    before_probes=take))
             except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
                 interrupts.reraise_if_interrupted()
                 log(f"[profile] skipped: {one_line(exc)}")
@@ -155,7 +162,7 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
                                                        "rounds)", blocks, of)
         try:
             timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
-                                                            cache, log, recipe, elsewhere)))
+                                                            cache, log, recipe, elsewhere, take=take)))
         finally:
             target.progress = None
         return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group]
@@ -165,7 +172,7 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
             out.append((variant, Measurement(variant.status, variant.reason)))
             continue
         row_id = f"{variant.stem}@{target_name}"
-        out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)))
+        out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id, take)))
         step(log, f"timing {target_name}", sum(1 for v, _ in out if v.status == "ok"), len(ready))
     return out
 
@@ -226,10 +233,11 @@ def _load_measurement(folder, name: str = "measurement"):
     return measurement
 
 
-def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None):
+def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None,
+                   take=None):
     """All rows of an interleaving target, timed together (or all from the cache together);
     in a worker of ``pool`` when one is given and every row can travel there; by
-    ``device_run()`` (a device's task) when given."""
+    ``device_run()`` (a device's task) when given. ``take()`` first, when they are timed."""
     from edgekit.cache import fingerprint, make_key
 
     if not variants:
@@ -238,6 +246,8 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
     seed = recipe.seed
 
     def compute():
+        if take is not None:
+            take()
         log(f"[bench] {target_name}: {len(variants)} row(s) in {spec.rounds} interleaved round(s)")
         if device_run is not None:
             return device_run()
@@ -294,18 +304,22 @@ def _failed(reason):
     return Measurement("failed", reason)
 
 
-def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id):
+def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id, take=None):
     """One measurement, from the cache when the same artifact was timed the same way on the same
-    target (this machine's CPU, or the same device profile)."""
+    target (this machine's CPU, or the same device profile); ``take()`` first when it is timed."""
     from edgekit.cache import fingerprint, make_key
 
-    if cache is None or variant.key is None:
+    def timed():
+        if take is not None:
+            take()
         return _time(target, row_id, variant, spec, samples, data, log)
+
+    if cache is None or variant.key is None:
+        return timed()
     key = make_key("bench", subject=variant.key, target=target_name, where=target.cache_identity(), spec=spec.model_dump(),
                    inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant))
     measurement, reused = cache.fetch("bench", key, row_id, load=_load_measurement, store=_store_measurement,
-                                      keep=lambda m: m.status == "ok",
-                                      compute=lambda: _time(target, row_id, variant, spec, samples, data, log))
+                                      keep=lambda m: m.status == "ok", compute=timed)
     if reused:
         log(f"[bench] {row_id} (cached)")
     return measurement

@@ -34,7 +34,9 @@ STAGES_NOTE = ("seconds. data, train (TensorFlow's import included when it train
                "wall time in the "
                "build's process. convert and evaluate: each variant's own seconds, summed, measured in the worker "
                "process that ran it (evaluate includes the Keras baseline); they overlap compress and one another, "
-               "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited")
+               "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited. Time spent "
+               "waiting for another build's hold of this machine's CPU lock is left out of these figures and "
+               "recorded in waits (seconds per stage)")
 
 
 def stage_fields(stages: dict[str, float]) -> dict[str, Any]:

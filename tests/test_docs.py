@@ -1,0 +1,44 @@
+"""What the README and the docs tell users to run: install lines that name this project's own
+distribution, and the Python API example, run as written."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the distribution name on the package index (``edgekit`` there is an unrelated project)
+DISTRIBUTION = "keras-edgekit"
+
+
+def _texts() -> dict[Path, str]:
+    """The README, every doc, and edgekit's own source (its error messages and docstrings)."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*")), *sorted((ROOT / "edgekit").rglob("*.py"))]
+    return {path: path.read_text(encoding="utf-8") for path in files if path.is_file()}
+
+
+def test_the_distribution_has_a_name_of_its_own():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION
+    assert project["scripts"] == {"edgekit": "edgekit.cli:main"}  # the command keeps its name
+
+
+def test_every_install_line_names_this_project():
+    """``pip install edgekit...`` would install someone else's package: every install of this
+    project names keras-edgekit, or installs the checkout (``pip install -e .``)."""
+    wrong = []
+    for path, text in _texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for found in re.finditer(r"pip3? install ([^\n`]*)", line):
+                command = re.split(r"&&|;|\|", found.group(1))[0]  # the install, not what follows it
+                words = [w.strip("'\"") for w in command.split()]
+                if any(re.match(r"edgekit($|\[|[<>=~!])", w) for w in words):
+                    wrong.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not wrong, "install lines naming the distribution edgekit:\n" + "\n".join(wrong)
+
+
+def test_results_record_edgekits_version():
+    from edgekit import __version__, environment
+
+    assert environment.package_versions(["edgekit"]) == {"edgekit": __version__}
