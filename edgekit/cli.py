@@ -21,6 +21,15 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
+#: --format of the commands that print the results table (edgekit.report.terminal.FORMATS)
+_FORMAT_OPTION = click.option(
+    "--format", "table_format", type=click.Choice(["table", "plain", "markdown", "json"]), default="table",
+    show_default=True,
+    help="How the results table is printed: fitted to the terminal, each row's notes as numbered footnotes under it "
+         "(table); or for scripts, on stdout with every other line on stderr: tab-separated with every column (plain), "
+         "markdown, or json.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
 def cli() -> None:
@@ -48,8 +57,10 @@ def cli() -> None:
               help="Record the build in this results store: a SQLite file, or a database URL (postgresql+psycopg://...; "
                    "pip install 'keras-edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
                    "cache folder; otherwise nothing is recorded.")
+@_FORMAT_OPTION
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
-          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None) -> None:
+          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None,
+          table_format: str = "table") -> None:
     """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
     write results.json and report.md into its run directory.
 
@@ -78,8 +89,8 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         if error is not None:
             _build_exit(error.exit_code, error)
             raise error
-        _print_build(result, run_dir, table=True)
-        error = _record_history(result, run_dir, history_url)
+        _print_build(result, run_dir, table=True, table_format=table_format)
+        error = _record_history(result, run_dir, history_url, quiet=table_format != "table")
         if result.failed and error is None:
             failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
             error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
@@ -91,10 +102,11 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
                 tensorboard=tensorboard, verbose=verbose, history_url=history_url)
 
 
-def _record_history(result, run_dir: Path, history_url: str | None):
+def _record_history(result, run_dir: Path, history_url: str | None, quiet: bool = False):
     """Record a finished build in the results store (``--history``, or the default one in CI);
     returns the error to exit with when an asked-for store cannot be written (the run itself is
-    written already), None otherwise: a store on by default only warns."""
+    written already), None otherwise: a store on by default only warns. ``quiet``: its line
+    goes to stderr (stdout holds the table for a script)."""
     from edgekit import history
     from edgekit.errors import EdgekitError
 
@@ -109,16 +121,19 @@ def _record_history(result, run_dir: Path, history_url: str | None):
         _log(f"[history] not recorded: {exc.message}")
         return None
     click.echo(f"history: {added} of {given} row(s) recorded in {where}"
-               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"))
+               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"),
+               err=quiet)
     return None
 
 
-def _print_build(result, run_dir: Path, table: bool) -> None:
-    """The table (one recipe) and the lines on what was reused and where the results are."""
+def _print_build(result, run_dir: Path, table: bool, table_format: str = "table") -> None:
+    """The table (one recipe) and the lines on what was reused and where the results are (on
+    stderr when the table is for a script: ``--format plain|markdown|json``)."""
+    err = table_format != "table"
     if table:
         from edgekit.report.terminal import print_table
 
-        print_table(result.results)
+        print_table(result.results, fmt=table_format)
     else:  # one of several recipes: no table, but a suspect baseline and the loss count still show
         from edgekit.report.flags import summary_lines
 
@@ -126,9 +141,9 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
             click.echo(f"{result.results['recipe']['name']}: {line}")
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
-        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
+        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()), err=err)
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
-               f"({result.results['build_seconds']} s)")
+               f"({result.results['build_seconds']} s)", err=err)
 
 
 def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) -> None:
@@ -341,20 +356,22 @@ def models() -> None:
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Rewrite the recipe table between the marker comments of this file (e.g. README.md).")
-def table(runs: tuple[Path, ...], readme: Path | None) -> None:
+@click.option("--readme", "readmes", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rewrite the recipe table between the marker comments of this file (docs/recipes.md: the whole "
+                   "table; README.md: its narrow excerpt); repeatable.")
+def table(runs: tuple[Path, ...], readmes: tuple[Path, ...]) -> None:
     """Print the recipe table (one line per run: metrics, sizes, p50) from RUNS (run directories or results.json).
 
-    Example: edgekit table runs/*/ --readme README.md
+    Example: edgekit table runs/*/ --readme docs/recipes.md
     """
     from edgekit.report import readme_table
 
-    text = readme_table.table(readme_table.load(list(runs)))
-    if readme is None:
+    docs = readme_table.load(list(runs))
+    text = readme_table.table(docs)
+    if not readmes:
         click.echo(text, nl=False)
-    else:
-        readme_table.update_readme(readme, text)
+    for readme in readmes:
+        readme_table.update_readme(readme, text, readme_table.excerpt(docs))
         click.echo(f"{readme}: recipe table rewritten from {len(runs)} run(s)")
 
 
@@ -646,8 +663,9 @@ def _check_device(name: str, profile) -> list[str]:
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
 @_DEVICES_OPTION
+@_FORMAT_OPTION
 def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, shapes, out_file, profile,
-                  devices_dir) -> None:
+                  devices_dir, table_format="table") -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
@@ -659,9 +677,9 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
     result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
                        samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log,
                        shapes=shapes)
-    print_table(result.results)
+    print_table(result.results, fmt=table_format)
     if out_file is not None:
-        click.echo(f"results: {out_file}")
+        click.echo(f"results: {out_file}", err=table_format != "table")
     failed = [row["id"] for row in result.failed]
     if failed:
         raise EdgekitError(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
