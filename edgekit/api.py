@@ -269,7 +269,7 @@ def _results_path(results) -> Path:
 
 def check(results, baseline: str | Path | None = None, recipe: str | Path | None = None,
           junit: str | Path | None = None, history: str | None = None, window: int = 10,
-          allow_suspect: bool = False):
+          allow_suspect: bool = False, allow_unjudged: bool = False):
     """Check a run against its recipe's budgets and a stored baseline, as ``edgekit check``.
 
     Args:
@@ -282,16 +282,19 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
         window: how many earlier runs of a row the history check reads.
         allow_suspect: pass a build whose Keras baseline is suspect (not above the majority class
             or chance of its test split; ``--allow-suspect``) instead of failing it.
+        allow_unjudged: pass although a latency budget could not be judged (a row's timing was
+            unstable; ``--allow-unjudged``); by default ``passed`` is False then.
 
     Returns:
         ``edgekit.check.gate.CheckReport``: ``passed``, ``failures`` (each an Outcome with row,
-        budget, value, limit and detail), ``outcomes`` and ``warnings``.
+        budget, value, limit and detail), ``unstable`` (the latency budgets not judged),
+        ``outcomes`` and ``warnings``.
     """
     from edgekit.check import gate, output
 
     report = gate.run_check(_results_path(results), Path(baseline) if baseline else None,
                             Path(recipe) if recipe else None, history=history, window=window,
-                            allow_suspect=allow_suspect)
+                            allow_suspect=allow_suspect, allow_unjudged=allow_unjudged)
     if junit is not None:
         output.write_junit(report, Path(junit))
     return report

@@ -69,6 +69,8 @@ class _State:
     #: (stage, start, end) of every wait of this process for this machine's CPU lock (``OnDemand``):
     #: results.json ``waits``, left out of ``stages``
     waits: list = field(default_factory=list)
+    #: the targets whose rows were timed again because one was unstable (results.json ``retimed``)
+    retimed: list = field(default_factory=list)
     #: takes the build's shared hold of this machine's CPU, if not held yet (``OnDemand.take``)
     take_shared: Callable[..., None] = field(default=lambda label=None: None, repr=False)
 
@@ -358,7 +360,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         latencies, target_environments = rows_stage.benchmark(
             state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
             latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool, run_dir=run_dir,
-            ahead=state.ahead, waits=state.waits,
+            ahead=state.ahead, waits=state.waits, retimed=state.retimed,
         )
     finally:
         if owned:
@@ -382,6 +384,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
         waits=waits_by_label(state.waits),
+        retimed=state.retimed,
         **truth,
         **results_file.stage_fields(state.stages),
     )

@@ -42,3 +42,28 @@ def test_results_record_edgekits_version():
     from edgekit import __version__, environment
 
     assert environment.package_versions(["edgekit"]) == {"edgekit": __version__}
+
+
+def test_the_ci_workflow_installs_this_checkout_keeps_the_cache_and_gates_unjudged_budgets():
+    import yaml
+
+    text = (ROOT / "docs" / "ci-github-actions.yml").read_text()
+    job = yaml.safe_load(text)["jobs"]["check"]
+    steps = {step.get("name"): step for step in job["steps"]}
+    assert steps["Install edgekit"]["run"].strip() == "python -m pip install ."
+    cache = next(step for step in job["steps"] if str(step.get("uses", "")).startswith("actions/cache@"))
+    assert cache["with"]["path"] == "${{ env.EDGEKIT_CACHE_DIR }}" and "EDGEKIT_CACHE_DIR" in job["env"]
+    check = steps["Check against the committed baseline"]["run"]
+    assert "--baseline" in check and "--allow-unjudged" not in check
+    # the latency gate is a row against its fp32 sibling, never "against the Keras row"
+    assert "fp32 sibling" in text and "Keras baseline row" not in text
+
+
+def test_check_help_describes_the_gate_it_runs():
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    shown = " ".join(CliRunner().invoke(cli, ["check", "--help"]).output.split())
+    assert "over its fp32 sibling's" in shown and "--allow-unjudged" in shown
+    assert "baseline-row p50" not in shown
