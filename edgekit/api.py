@@ -303,7 +303,7 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
 def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, runs: int = 100, warmup: int = 10,
           min_time_s: float = 0.0, threads: int = 1, samples: int = 16, inputs: str | Path | None = None,
           profile: bool = True, devices: str | Path | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None, shapes: Iterable[str] = ()) -> Results:
+          log: Callable[[str], None] | None = None, shapes: Iterable[str] = (), verbose: bool = False) -> Results:
     """Time existing model files (any format of ``edgekit formats``) on each target, as ``edgekit bench``.
 
     Args:
@@ -318,6 +318,9 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
         out: also write the results (results.json layout) to this file.
         log: progress lines (default: stderr).
         shapes: free dimensions fixed, ``"NAME=1x3x320x320"`` each (as ``--shape``).
+        verbose: let the runtimes print live (``-v``); by default what they print (LiteRT's
+            ``Created TensorFlow Lite XNNPACK delegate``, ...) goes into ``out``'s ``.log`` file
+            beside it, or nowhere without ``out`` (``edgekit.quiet``).
 
     Returns:
         Results (no metrics: ``best(max_drop=None)`` is the fastest file); ``run_dir`` is the
@@ -330,11 +333,14 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
 
     spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples,
                                profile=profile)
+    from edgekit import quiet
+
     dirs = [Path(devices)] if devices is not None else search_dirs()
-    results, latencies = filebench.benchmark_files([Path(f) for f in files], list(targets), spec,
-                                                   Path(inputs) if inputs else None, dirs,
-                                                   log=log or (lambda line: click.echo(line, err=True)),
-                                                   shapes=list(shapes))
+    chatter = Path(out).with_name(Path(out).stem + ".log") if out is not None else None
+    with quiet.captured_file(chatter, verbose=verbose) as capture:
+        results, latencies = filebench.benchmark_files(
+            [Path(f) for f in files], list(targets), spec, Path(inputs) if inputs else None, dirs,
+            log=capture.on_terminal(log or (lambda line: click.echo(line, err=True))), shapes=list(shapes))
     if out is not None:
         from edgekit import report
         from edgekit.report.results import relative_path

@@ -319,8 +319,10 @@ def formats() -> None:
     # The precision column fits the longest list (tflite's six precisions are 39 characters).
     width = max(len(",".join(fmt.precisions)) for fmt in FORMATS.values())
     for fmt in FORMATS.values():
-        runtime = fmt.installed_runtime()
-        state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
+        versions = [(module, _module_version(module)) for module in fmt.runtime_packages]
+        state = "runtime: " + ", ".join(f"{module} {version or 'not installed'}" for module, version in versions)
+        if not any(version for _, version in versions):
+            state += f" (pip install {fmt.runtime_packages[0].replace('_', '-')})"
         click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(fmt.runs_on)}"
                    f"  - {fmt.description}")
         # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
@@ -338,6 +340,30 @@ def formats() -> None:
                + " (besides every format's fp32 and int8)")
 
 
+def _module_version(module: str) -> str | None:
+    """The installed version of the distribution that provides ``module`` (``onnxruntime`` from
+    onnxruntime or onnxruntime-gpu), without importing it; None when it is not installed."""
+    import importlib.util
+    from importlib import metadata
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    for name in metadata.packages_distributions().get(module, []) or [module.replace("_", "-")]:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(version unknown)"
+
+
+def _plain(text: str) -> str:
+    """A docstring's reStructuredText markup as plain text: ``alpha`` and :class:`X` become alpha and X."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
 @cli.command()
 def models() -> None:
     """List the model zoo: each builder, the tasks it fits, and its parameters with their defaults."""
@@ -348,9 +374,9 @@ def models() -> None:
         if info["alias_of"]:
             click.echo(f"{name}: another name for {info['alias_of']}\n")
             continue
-        click.echo(f"{name}: {info['summary']}\n  tasks: {', '.join(info['tasks'])}")
+        click.echo(f"{name}: {_plain(info['summary'])}\n  tasks: {', '.join(info['tasks'])}")
         for param, (default, text) in info["params"].items():
-            click.echo(f"  {param}={default!r}: {text}")
+            click.echo(f"  {param}={default!r}: {_plain(text)}")
         click.echo("")
 
 
@@ -668,10 +694,12 @@ def _check_device(name: str, profile) -> list[str]:
               help="Also write the results (results.json layout) to this file.")
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the runtimes' own output live (default: kept in the .log beside --out, else not shown).")
 @_DEVICES_OPTION
 @_FORMAT_OPTION
 def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, shapes, out_file, profile,
-                  devices_dir, table_format="table") -> None:
+                  devices_dir, table_format="table", verbose=False) -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
@@ -682,7 +710,7 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 
     result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
                        samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log,
-                       shapes=shapes)
+                       shapes=shapes, verbose=verbose)
     print_table(result.results, fmt=table_format)
     if out_file is not None:
         click.echo(f"results: {out_file}", err=table_format != "table")
