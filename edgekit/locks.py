@@ -157,7 +157,14 @@ _holder_numbers = itertools.count()
 
 def _command() -> str:
     """This process's command line, short (a spawned worker's ``sys.argv`` is its parent's)."""
-    words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    first = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if first in ("", "-c"):
+        head = f"python {first}".strip()
+    elif os.path.basename(first) == "__main__.py":  # python -m package
+        head = f"python -m {os.path.basename(os.path.dirname(first))}"
+    else:
+        head = os.path.basename(first)
+    words = [head, *sys.argv[1:]]
     text = " ".join(words)
     return text if len(text) <= 120 else text[:117] + "..."
 
