@@ -27,7 +27,7 @@ _FORMAT_OPTION = click.option(
     show_default=True,
     help="How the results table is printed: fitted to the terminal, each row's notes as numbered footnotes under it "
          "(table); or for scripts, on stdout with every other line on stderr: tab-separated with every column (plain), "
-         "markdown, or json.")
+         "markdown, or json. A build of several recipes prints its summary table as it is.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
