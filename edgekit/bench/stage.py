@@ -165,13 +165,20 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
             except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
                 interrupts.reraise_if_interrupted()
                 log(f"[profile] skipped: {one_line(exc)}")
-        # the bar counts blocks (one row in one round) as the rounds time them, here or in the worker
-        target.progress = lambda blocks, of: step(log, f"timing {target_name} ({len(ready)} rows x {spec.rounds} "
-                                                       "rounds)", blocks, of)
+        # the bar counts blocks (one row in one round) as the rounds time them, here or in the worker;
+        # a timing again of unstable rows (``_until_stable``) gets a bar of its own
+        attempt = {"n": 1}
+
+        def bar() -> str:
+            again = f", attempt {attempt['n']}" if attempt["n"] > 1 else ""
+            return f"timing {target_name} ({len(ready)} rows x {spec.rounds} rounds{again})"
+
+        target.progress = lambda blocks, of: step(log, bar(), blocks, of)
         try:
             timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
                                                             cache, log, recipe, elsewhere, take=take,
-                                                            retimed=retimed)))
+                                                            retimed=retimed,
+                                                            on_attempt=lambda n: attempt.update(n=n))))
         finally:
             target.progress = None
         return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group]
@@ -245,7 +252,7 @@ def _load_measurement(folder, name: str = "measurement"):
 
 
 def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None,
-                   take=None, retimed=None):
+                   take=None, retimed=None, on_attempt=None):
     """All rows of an interleaving target, timed together (or all from the cache together);
     in a worker of ``pool`` when one is given and every row can travel there; by
     ``device_run()`` (a device's task) when given. ``take()`` first, when they are timed."""
@@ -259,7 +266,7 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
     def compute():
         if take is not None:
             take()
-        return _until_stable(time_once, ids, spec, target_name, log, retimed)
+        return _until_stable(time_once, ids, spec, target_name, log, retimed, on_attempt)
 
     def time_once():
         log(f"[bench] {target_name}: {len(variants)} row(s) in {spec.rounds} interleaved round(s)")
@@ -355,11 +362,13 @@ def _unstable(measurement, spec) -> bool:
     return bool(summarize_rounds(1.0, measurement.rounds_ms, spec.unstable_spread).get("unstable"))
 
 
-def _until_stable(time_once, ids: list[str], spec, target_name: str, log, retimed: list | None) -> list:
+def _until_stable(time_once, ids: list[str], spec, target_name: str, log, retimed: list | None,
+                  on_attempt=None) -> list:
     """``time_once()`` (the measurements of ``ids``, timed together), and again while one of them
-    is unstable, at most ``spec.retime_unstable`` more times; returns the attempt with the fewest
-    unstable rows (the latest of equals). A target timed more than once gets a record in
-    ``retimed``: its rows, the unstable ones of each attempt, the attempt kept."""
+    is unstable, at most ``spec.retime_unstable`` more times (``on_attempt(n)`` before attempt n
+    from the second on); returns the attempt with the fewest unstable rows (the latest of
+    equals). A target timed more than once gets a record in ``retimed``: its rows, the unstable
+    ones of each attempt, the attempt kept."""
     limit = getattr(spec, "retime_unstable", 0) or 0
     attempts = [time_once()]
     shaky = [[i for i, m in zip(ids, attempts[0]) if _unstable(m, spec)]]
@@ -367,6 +376,8 @@ def _until_stable(time_once, ids: list[str], spec, target_name: str, log, retime
         log(f"[bench] {target_name}: {len(shaky[-1])} row(s) unstable ({', '.join(shaky[-1][:3])}"
             f"{', ...' if len(shaky[-1]) > 3 else ''}): timing its {len(ids)} row(s) again, attempt "
             f"{len(attempts) + 1} of at most {limit + 1}")
+        if on_attempt is not None:
+            on_attempt(len(attempts) + 1)
         attempts.append(time_once())
         shaky.append([i for i, m in zip(ids, attempts[-1]) if _unstable(m, spec)])
     kept = min(range(len(attempts)), key=lambda i: (len(shaky[i]), -i))
