@@ -2,7 +2,7 @@
 
 The same tasks as the local pool (convert + evaluate one variant; benchmark a device's rows)
 become Dask tasks; this module is imported only when ``--executor dask://...`` is asked for, and
-``pip install 'edgekit[dask]'`` brings Dask. ``dask://local`` starts a cluster of worker
+``pip install 'keras-edgekit[dask]'`` brings Dask. ``dask://local`` starts a cluster of worker
 processes on this machine for the build (``$EDGEKIT_WORKERS`` of them, default 2).
 
 What each task does on its worker (``_on_worker``): one edgekit task at a time per worker process

@@ -22,7 +22,7 @@ from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import EdgekitError, InputError, Interrupted, SchedulerLost
-from edgekit.locks import Hold
+from edgekit.locks import Hold, OnDemand, waited_within, waits_by_label
 from edgekit.evaluate.stage import keras_baseline
 from edgekit.evaluate.variant import Variant
 from edgekit.evaluate.worker import VariantBuilds
@@ -70,6 +70,13 @@ class _State:
     prior_records: list[dict] = field(default_factory=list)
     #: when the data stage began (after waiting for a preparation); None: when the build began
     data_clock: float | None = None
+    #: (stage, start, end) of every wait of this process for this machine's CPU lock (``OnDemand``):
+    #: results.json ``waits``, left out of ``stages``
+    waits: list = field(default_factory=list)
+    #: the targets whose rows were timed again because one was unstable (results.json ``retimed``)
+    retimed: list = field(default_factory=list)
+    #: takes the build's shared hold of this machine's CPU, if not held yet (``OnDemand.take``)
+    take_shared: Callable[..., None] = field(default=lambda label=None: None, repr=False)
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -251,8 +258,13 @@ def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, r
     # Training, compressing and converting use this machine's CPU: the host lock is held shared
     # until the bench stage, so that no benchmark of another build on this machine is timed
     # meanwhile (edgekit.locks); the bench stage takes it exclusive for this machine's rows.
+    # Both are taken at the first output the cache does not hold: a cached rebuild waits for nobody.
     with contextlib.ExitStack() as shared_phase:
-        shared_phase.enter_context(pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log))
+        shared = shared_phase.enter_context(OnDemand(
+            lambda: pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log), state.waits))
+        cache.before_compute = shared.take
+        shared_phase.callback(setattr, cache, "before_compute", None)
+        state.take_shared = shared.take
         return _build_and_bench(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, started,
                                 shared_phase.close, until)
 
@@ -336,7 +348,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     state.variants.append(baseline)
     if "cpu" in recipe.targets and until is None:  # the Keras row's probe imports TensorFlow while the variants convert
         start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
-                             data.x_test[: recipe.benchmark.inputs], cache)
+                             data.x_test[: recipe.benchmark.inputs], cache,
+                    before_launch=lambda: state.take_shared("evaluate"))
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
@@ -380,7 +393,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         latencies, target_environments = rows_stage.benchmark(
             state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
             latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool, run_dir=run_dir,
-            ahead=state.ahead,
+            ahead=state.ahead, waits=state.waits, retimed=state.retimed,
         )
     finally:
         if owned:
@@ -403,6 +416,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         finished_at=round(time.time(), 3),
         commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
+        waits=waits_by_label(state.waits),
+        retimed=state.retimed,
         **truth,
         **results_file.stage_fields(state.stages),
     )
@@ -470,6 +485,7 @@ def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path, pool=None
         head, state.plan, state.rows, state.known_variants(), run_dir, models=state.models,
         not_produced=state.not_produced, reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - state.started, 1), **results_file.stage_fields(state.stages),
+        waits=waits_by_label(state.waits),
         tasks=_task_records(pool, state) if pool is not None else [],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -513,10 +529,14 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
 
 
 def _stage_done(state: _State, log: Log, stage: str, since: float) -> float:
-    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``; returns now."""
+    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``, less what
+    this process waited meanwhile for another build's hold of this machine's CPU (results.json
+    ``waits``, logged beside); returns now."""
     now = time.perf_counter()
-    state.stages[stage] = round(now - since, 2)
-    log(f"[{stage}] {state.stages[stage]:.1f} s")
+    waited = waited_within(state.waits, since, now)
+    state.stages[stage] = round(now - since - waited, 2)
+    log(f"[{stage}] {state.stages[stage]:.1f} s" + (f" (and {waited:.1f} s waiting for another build's hold "
+                                                     "of this machine's CPU)" if waited >= 0.05 else ""))
     return now
 
 
@@ -526,7 +546,8 @@ def _variant_seconds(state: _State, log: Log, phase: float) -> None:
     variants = state.known_variants()
     for stage in ("convert", "evaluate"):
         state.stages[stage] = round(sum(v.seconds.get(stage, 0.0) for v in variants), 2)
-    wall = state.stages["convert_evaluate_wall"] = round(time.perf_counter() - phase, 2)
+    now = time.perf_counter()
+    wall = state.stages["convert_evaluate_wall"] = round(now - phase - waited_within(state.waits, phase, now), 2)
     converted = sum(1 for v in variants if "convert" in v.seconds)
     log(f"[convert] {state.stages['convert']:.1f} s summed over {converted} variant(s)")
     log(f"[evaluate] {state.stages['evaluate']:.1f} s summed over {converted} variant(s) and the Keras baseline")

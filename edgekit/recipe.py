@@ -296,7 +296,11 @@ class BenchmarkSpec(_Section):
                           "rounds (never during them); results.json profile and memory, profiles/<row id>.json")
     unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
                                    "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
-                                   "unstable: reported, never failed by `edgekit check`")
+                                   "unstable: its target's rows are timed again (retime_unstable), and `edgekit check` "
+                                   "fails a latency budget it cannot judge unless --allow-unjudged")
+    retime_unstable: int = Field(2, ge=0, le=10, description="how many more times a target's rows are timed when one "
+                                 "of them is unstable (the machine was busy), all together again; the attempt with the "
+                                 "fewest unstable rows is kept (results.json retimed). 0: never")
     wait_below_c: float | None = Field(None, gt=-50, lt=200, description="before each timed round, wait until the "
                                        "hottest thermal zone (/sys/class/thermal) of the machine timing it is below "
                                        "this many degrees C (a device profile's own wait_below_c wins); the wait is "

@@ -114,7 +114,7 @@ def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run"),
                                       "--executor", "dask://127.0.0.1:8786"])
     assert result.exit_code == 2
-    assert "pip install 'edgekit[dask]'" in result.output and "Traceback" not in result.output
+    assert "pip install 'keras-edgekit[dask]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "results.json").exists()
     wrong = CliRunner().invoke(cli, ["build", str(recipe), "--executor", "ray://x"])
     assert wrong.exit_code == 2 and "dask://HOST:PORT" in wrong.output

@@ -37,7 +37,9 @@ STAGES_NOTE = ("seconds. data, train (TensorFlow's import included when it train
                "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited. prepare (builds "
                "sent whole to a cluster's worker, edgekit.whole_build): what the build waited for that task, whose "
                "training, fine-tuning, Keras baseline and, for several recipes or a search, conversions then come "
-               "from the cache")
+               "from the cache. Time spent "
+               "waiting for another build's hold of this machine's CPU lock is left out of these figures and "
+               "recorded in waits (seconds per stage)")
 
 
 def stage_fields(stages: dict[str, float]) -> dict[str, Any]:
