@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from edgekit.errors import shorten
+
 #: how often a waiting holder says that it still waits (seconds)
 WAIT_NOTICE_S = 30.0
 
@@ -166,7 +168,7 @@ def _command() -> str:
         head = os.path.basename(first)
     words = [head, *sys.argv[1:]]
     text = " ".join(words)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return shorten(text, 120)
 
 
 def _say_holder(lock_file: str, mode: str, task: str) -> Path | None:

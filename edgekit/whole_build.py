@@ -111,6 +111,10 @@ def prepare_here(recipe_path, run_dir: Path, pool, cache, tensorboard: bool, sco
         if record.get("kind") == "build":  # the pipeline's own hold: this preparation
             record.update(task=f"prepare {recipe.name}", kind="prepare")
         records.append(record)
+    if not any(r.get("kind") == "prepare" for r in records):  # all cached: no lock was taken, yet it ran here
+        records.insert(0, {"task": f"prepare {recipe.name}", "kind": "prepare", "host": host_name(),
+                           "holder": f"pid {os.getpid()}", "mode": None, "device": None, "start": started,
+                           "waited_s": 0.0, "end": time.time()})
     return {"variants": [summary(v) for v in result.results["prepared_variants"]],
             "models": [dict(m) for m in result.results["models"]], "records": records,
             "host": host_name(), "pid": os.getpid(), "seconds": round(time.time() - started, 2)}

@@ -212,6 +212,7 @@ def test_several_recipes_prepare_on_the_workers_at_once_and_time_here(tmp_path, 
     recipes = []
     for name in ("first", "second"):
         (tmp_path / f"{name}.yaml").write_text(TINY_RECIPE.replace("name: tiny", f"name: {name}")
+                                               .replace("runs: 20", f"runs: {20 + len(recipes)}")  # each times its rows
                                                + "export:\n  formats: [tflite]\n")
         recipes.append(load_recipe(tmp_path / f"{name}.yaml"))
     summary = many.build_all(recipes, tmp_path / "runs", executor=cluster, tensorboard=False, say=lambda line: None)

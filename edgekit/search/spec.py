@@ -151,7 +151,7 @@ class SearchSpec(_Strict):
     target: str = Field("cpu", description="the target the objective and constraints read (one of the recipe's targets)")
     constraints: Constraints = Field(default_factory=Constraints)
     strategy: Literal["auto", "grid", "tpe"] = Field("auto", description="grid: every point; tpe: Optuna's TPE "
-                                                     "sampler (pip install 'edgekit[search]'); auto: grid when the "
+                                                     "sampler (pip install 'keras-edgekit[search]'); auto: grid when the "
                                                      "space has at most max_trials points, else tpe")
     max_trials: int = Field(24, gt=0, le=10_000, description="trials a tpe search runs (a grid runs every point)")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="the sampler's seed (default: the recipe's seed)")

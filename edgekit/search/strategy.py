@@ -2,7 +2,7 @@
 
 A strategy hands out trials in batches (``ask``: as many as run at once) and learns each outcome
 (``tell``). The grid needs no library and is the right tool for a small space. TPE (Optuna's
-Tree-structured Parzen Estimator, ``pip install 'edgekit[search]'``) models which settings gave
+Tree-structured Parzen Estimator, ``pip install 'keras-edgekit[search]'``) models which settings gave
 low objectives and samples there; each trial's constraints (``Trial.set_constraint``: how far past
 each budget it was; a trial stopped early or rejected before timing is infeasible by how far its
 metric was past) keep it away from settings that broke them. Batches use Optuna's constant liar,
@@ -65,7 +65,7 @@ class TPE:
         try:
             import optuna
         except ImportError:
-            raise InputError("search.strategy tpe needs Optuna, which is not installed: pip install 'edgekit[search]' "
+            raise InputError("search.strategy tpe needs Optuna, which is not installed: pip install 'keras-edgekit[search]' "
                              "(or set search.strategy: grid)") from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna, self.recipe, self.spec = optuna, recipe, spec
