@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.data.folder_walk import IMAGE_SUFFIXES, Walk, open_image, unlistable
-from edgekit.errors import DataError, ModelError
+from edgekit.errors import DataError, ModelError, one_line
 
 #: the tasks whose labels an image folder gives (fidelity needs none: a flat folder serves it)
 IMAGE_TASKS = ("classification", "fidelity")
@@ -134,7 +134,7 @@ def fill_from_model(data, model) -> None:
         return
     size, channels, source = found
     record: dict[str, Any] = {"from": source}
-    if source == "model.file":
+    if source in ("model.file", "model.input_shape"):
         if data.image_size is None and size is not None:
             data.image_size = size
             record["image_size"] = list(size)
@@ -149,7 +149,10 @@ def fill_from_model(data, model) -> None:
 
 def _model_input(model) -> tuple[tuple[int, int] | None, int | None, str] | None:
     shape = None
-    if getattr(model, "file", None) is not None:
+    chosen = getattr(model, "input_shape", None)
+    if isinstance(chosen, list) and len(chosen) == 3:  # the recipe's choice for a model with free dimensions
+        shape, source = list(chosen), "model.input_shape"
+    elif getattr(model, "file", None) is not None:
         shape, source = _file_input_shape(Path(model.file)), "model.file"
     elif getattr(model, "arch", None) is not None:
         given = (model.params or {}).get("input_size")
@@ -385,7 +388,7 @@ def _decode(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
 def _reason(exc: Exception, file: Path) -> str:
     text = re.sub(r"\s*<_io\.\w+ name=[^>]*>", "", str(exc))  # Pillow names the open file object
     text = text.replace(f"'{file}'", "").replace(str(file), "").strip().rstrip(":")  # the line names the file once
-    return (text.splitlines() or [type(exc).__name__])[0][:160]
+    return one_line(text, 160) or type(exc).__name__
 
 
 def _target(spec, path: Path, files: list[Path], headers: list) -> tuple[tuple[int, int], int, dict[str, str]]:

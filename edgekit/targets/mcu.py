@@ -17,13 +17,13 @@ Each row says:
 - ``memory_limits``: arena + margin against ``ram_kb`` and the model against ``flash_kb``,
   which ``edgekit check`` judges;
 - ``c_array``: artifacts/<row id>.cc and .h, the model as a 16-byte aligned C array with the
-  arena size as a constant, what an embedded project compiles in.
+  arena size as a constant and an op resolver for exactly the model's operators, what an
+  embedded project compiles in (edgekit.targets.c_source).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,10 @@ import numpy as np
 from pydantic import Field
 
 from edgekit import lifeline
+from edgekit.runtimes import as_samples
+from edgekit.errors import shorten
 from edgekit.targets.base import Measurement, Target
+from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
 
 #: the precisions that are full-integer models (of a format whose row lists "mcu" in runs_on:
@@ -107,10 +110,10 @@ class McuTarget(Target):
         fmt = FORMATS.get(variant.format)
         if fmt is None or self.kind not in fmt.runs_on:
             return False
-        if _in_a_build(variant):
+        if in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
-        # "-": a file given to `edgekit bench`, whose precision edgekit does not know: TFLM decides
-        return variant.precision in (*PRECISIONS, "-")
+        # "unknown (...)": a file given to `edgekit bench` whose precision edgekit cannot read: TFLM decides
+        return variant.precision in PRECISIONS or variant.precision.startswith("unknown")
 
     def unsupported_reason(self, variant) -> str:
         return (f"target {self.name} runs full-integer TFLite models ({', '.join(PRECISIONS)}) in TFLite Micro; "
@@ -142,7 +145,7 @@ class McuTarget(Target):
 
         if importlib.util.find_spec("tflite_micro") is None:
             return Measurement("skipped", f"target {self.name} needs the TFLite Micro interpreter: "
-                               "pip install -e '.[mcu]' (the tflite-micro wheel)"), None
+                               "pip install 'keras-edgekit[mcu]' (the tflite-micro wheel)"), None
         if self.log:
             self.log(f"[mcu] {variant.stem}@{self.name}: TFLite Micro op check, arena search, test split, timing")
         with tempfile.TemporaryDirectory(prefix="edgekit-mcu-") as tmp:
@@ -150,9 +153,9 @@ class McuTarget(Target):
             (folder / "job.json").write_text(json.dumps({
                 "model": str(Path(variant.path).resolve()), "warmup": int(spec.warmup), "runs": int(spec.runs),
                 "min_time_s": float(spec.min_time_s), "rounds": int(getattr(spec, "rounds", 1)), "seed": 0}))
-            np.save(folder / "samples.npy", np.asarray(samples, dtype=np.float32))
+            np.save(folder / "samples.npy", as_samples(samples))  # a field per input for several
             if eval_inputs is not None:
-                np.save(folder / "eval.npy", np.asarray(eval_inputs, dtype=np.float32))
+                np.save(folder / "eval.npy", as_samples(eval_inputs))
             try:
                 done = subprocess.run([sys.executable, "-m", "edgekit.targets.mcu_run", str(folder)], check=False, capture_output=True,
                                       text=True, timeout=TIMEOUT_S, env=lifeline.child_env())
@@ -193,9 +196,15 @@ class McuTarget(Target):
         for limit in fields["memory_limits"]:
             if limit["value"] > limit["limit"]:
                 fields["notes"].append(f"does not fit {self.name}: {limit['what']}: {limit['value']} B > {limit['limit']} B")
-        if _in_a_build(variant):
-            fields["c_array"] = write_c_array(Path(variant.path), Path(variant.path).parent, f"{variant.stem}@{self.name}",
-                                              arena, needed, self.name)
+        if in_a_build(variant):
+            row_id = f"{variant.stem}@{self.name}"
+            arena_constant = f"{c_identifier(row_id)}_arena_bytes"
+            fields["c_array"] = write_c_array(
+                Path(variant.path), Path(variant.path).parent, row_id, self.name, result["ops"],
+                [("arena_measured_bytes", arena, "The smallest tensor arena it allocated and ran in (TFLite Micro on a 64-bit host)."),
+                 ("arena_bytes", needed, "With the device profile's arena_margin: declare the arena this size, e.g.\n"
+                  f"  alignas(16) static uint8_t tensor_arena[{arena_constant}];")],
+                "the TFLite model as a C array for TFLite Micro, its tensor arena and op resolver.")
         # threads and delegate replace the LiteRT session's (the variant's settings): TFLM has neither
         settings = {"interpreter": "TFLite Micro (host build, reference kernels)", "threads": 1,
                     "delegate": "none (TFLite Micro runs its own kernels)", "arena_bytes": arena,
@@ -210,7 +219,7 @@ class McuTarget(Target):
         # only by a build into the same run directory; another --out measures again.
         from edgekit.cache import source_hash
 
-        return {**self.profile.model_dump(mode="json"), "code": source_hash("edgekit.targets.mcu_run"),
+        return {**self.profile.model_dump(mode="json"), "code": source_hash("edgekit.targets.mcu_run", "edgekit.targets.c_source"),
                 "run_dirs": sorted(self._homes)}
 
     def environment(self) -> dict:
@@ -227,14 +236,7 @@ def _installed() -> str:
     try:
         return metadata.version("tflite-micro")
     except metadata.PackageNotFoundError:
-        return "not installed (pip install -e '.[mcu]')"
-
-
-def _in_a_build(variant) -> bool:
-    """Whether the artifact is a build's own (run_dir/artifacts/<stem>.tflite), beside which its
-    C array belongs; a file given to `edgekit bench` gets none (its folder is the user's)."""
-    path = Path(variant.path) if variant.path is not None else None
-    return path is not None and path.parent.name == "artifacts" and path.stem == variant.stem
+        return "not installed (pip install 'keras-edgekit[mcu]')"
 
 
 #: this process's TFLM runs, {key: (result, outputs)} (see McuTarget.measure), the last KEEP_RUNS
@@ -249,13 +251,13 @@ def _run_key(path: Path, spec, samples, eval_inputs) -> str:
     digest = hashlib.sha256(path.read_bytes())
     digest.update(repr((str(path.resolve()), spec.warmup, spec.runs, spec.min_time_s, getattr(spec, "rounds", 1))).encode())
     for arrays in (samples, eval_inputs):
-        digest.update(b"|" if arrays is None else np.ascontiguousarray(np.asarray(arrays, dtype=np.float32)).tobytes())
+        digest.update(b"|" if arrays is None else np.ascontiguousarray(as_samples(arrays)).tobytes())
     return digest.hexdigest()
 
 
 def _crash_reason(done: subprocess.CompletedProcess, name: str) -> str:
     lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
-    last = f": {lines[-1][:300]}" if lines else ""
+    last = f": {shorten(lines[-1], 300)}" if lines else ""
     if done.returncode >= 0:  # the run's Python failed: its last words say why
         return f"the TFLite Micro run of {name} failed (exit status {done.returncode}){last}"
     return (f"TFLite Micro crashed on {name} (killed by signal {-done.returncode}){last}; it reads the model without "
@@ -281,38 +283,5 @@ def _refusal_reason(result: dict) -> str:
     return "; ".join(parts)
 
 
-def c_name(row_id: str) -> str:
-    """A C identifier for a row id (``tflite-int8@cortex-m4`` -> ``tflite_int8_cortex_m4``)."""
-    name = re.sub(r"\W", "_", row_id)
-    return name if not name[0].isdigit() else f"m_{name}"
-
-
 def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
-
-
-def write_c_array(model: Path, folder: Path, row_id: str, arena: int, arena_with_margin: int, device: str) -> dict:
-    """artifacts/<row id>.cc and .h: the flatbuffer as a 16-byte aligned array (TFLM reads the
-    model in place, and its flatbuffer needs the alignment), the arena sizes as constants.
-
-    Returns the files relative to the run directory, for the row."""
-    data = model.read_bytes()
-    name, guard = c_name(row_id), f"EDGEKIT_{c_name(row_id).upper()}_H_"
-    header = folder / f"{row_id}.h"
-    source = folder / f"{row_id}.cc"
-    lines = [", ".join(f"0x{b:02x}" for b in data[i:i + 12]) for i in range(0, len(data), 12)]
-    header.write_text(
-        f"// {model.name} for {device}, written by edgekit: the TFLite model as a C array for TFLite Micro.\n"
-        f"#ifndef {guard}\n#define {guard}\n\n#include <cstddef>\n\n"
-        f"// The smallest tensor arena it allocated and ran in (TFLite Micro on a 64-bit host).\n"
-        f"constexpr size_t {name}_arena_measured_bytes = {arena};\n"
-        f"// With the device profile's arena_margin: declare the arena this size, e.g.\n"
-        f"//   alignas(16) static uint8_t tensor_arena[{name}_arena_bytes];\n"
-        f"constexpr size_t {name}_arena_bytes = {arena_with_margin};\n\n"
-        f"extern const unsigned char {name}_model[];\nextern const unsigned int {name}_model_len;\n\n#endif  // {guard}\n")
-    source.write_text(
-        f'// {model.name} for {device}, written by edgekit ({len(data)} bytes).\n#include "{header.name}"\n\n'
-        f"alignas(16) const unsigned char {name}_model[] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
-        f"const unsigned int {name}_model_len = {len(data)};\n")
-    run_dir = folder.parent
-    return {"source": str(source.relative_to(run_dir)), "header": str(header.relative_to(run_dir)), "symbol": f"{name}_model"}

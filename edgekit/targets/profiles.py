@@ -112,7 +112,10 @@ def load_profile(path: Path) -> ProfileBase:
             message = (f"{key}: unknown key{did_you_mean(key, model.model_fields)}; allowed keys: "
                        f"{', '.join(model.model_fields)}")
         raise DeviceProfileError(f"{path}: {message}") from None
-    profile.resolve_paths(path.resolve().parent)
+    try:
+        profile.resolve_paths(path.resolve().parent)
+    except ValueError as exc:  # a path that resolves to nothing usable (a kind's own check)
+        raise DeviceProfileError(f"{path}: {exc}") from None
     profile._name, profile._path = path.stem, path.resolve()
     return profile
 
@@ -136,8 +139,12 @@ def save_profiles(names: list[str], dirs: list[Path], folder: Path) -> None:
     """Write the profiles of the device targets among ``names`` into ``folder`` (a run's
     devices/), with their paths made absolute: the run's recipe.yaml copy then validates and
     rebuilds from the run directory, and the run records what each device was."""
+    from edgekit.targets.pool import find_pools
+
     profiles = find_profiles(dirs)
-    for name in names:
+    pools = find_pools(dirs)
+    # a pool of profiles (pool: NAME) is saved as its member profiles
+    for name in [m for name in names for m in ([name] if name in profiles else pools.get(name, []))]:
         if name in profiles:
             folder.mkdir(parents=True, exist_ok=True)
             document = load_profile(profiles[name]).model_dump(mode="json", exclude_none=True)

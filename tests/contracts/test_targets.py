@@ -63,7 +63,7 @@ class TargetContract:
         assert isinstance(target, Target) and isinstance(target, kind(self.kind)) and target.kind == self.kind
         assert self.kind in KINDS and target.name
         assert isinstance(target.evaluates, bool) and isinstance(target.is_reference, bool)
-        assert isinstance(target.order, int)
+        assert isinstance(target.order, int) and isinstance(target.measures_latency, bool)
 
     def test_supports(self, target, variants):
         assert set(self.expected) == set(STEMS)
@@ -85,6 +85,9 @@ class TargetContract:
         assert m.status == status, m.reason
         if m.status != "ok":
             assert m.reason and "\n" not in m.reason and not m.latencies_ms and m.outputs is None
+            return
+        if not target.measures_latency:  # a compiler's estimate is never passed off as a latency
+            assert not m.latencies_ms and not m.rounds_ms and m.outputs is None
             return
         assert len(m.latencies_ms) >= SPEC.runs and all(t > 0 and np.isfinite(t) for t in m.latencies_ms)
         if target.evaluates:  # the row's metrics come from these outputs: they must be the model's
@@ -200,3 +203,30 @@ class TestMcu(TargetContract):
         size = variants["tflite-int8"].path.stat().st_size
         assert fields["flash_bytes"] == size and 1000 < fields["arena_bytes"] < 256 * 1024
         assert fields["agreement"]["top1"] >= 0.95 and "host time" in fields["latency_is"]
+
+
+class TestEthosU(TargetContract):
+    """An Arm Ethos-U profile (kind ethos-u): the full-integer TFLite row is compiled by the real
+    Vela; its row holds Vela's estimate, never a latency; every other variant is not its to run."""
+
+    kind = "ethos-u"
+    expected: ClassVar[dict[str, str | None]] = {**dict.fromkeys(STEMS), "tflite-int8": "ok"}
+
+    @pytest.fixture(scope="class")
+    def target(self, tmp_path_factory):
+        pytest.importorskip("ethosu.vela", reason="Vela is not installed: pip install -e '.[ethos-u]'")
+        folder = tmp_path_factory.mktemp("ethos-u-target") / "devices"
+        folder.mkdir()
+        (folder / "u55.yaml").write_text("kind: ethos-u\naccelerator: ethos-u55-128\nsram_kb: 512\nflash_kb: 2048\n")
+        (u55,) = resolve(["u55"], [folder]).values()
+        return u55
+
+    def test_places_every_op_and_estimates_without_timing(self, target, variants):
+        m = target.measure(variants["tflite-int8"], SPEC, [])
+        fields = m.settings["row_fields"]
+        assert list(in_order({"u55": target, **resolve(["cpu"], [])})) == ["cpu", "u55"] and not target.evaluates
+        assert fields["npu"]["operators"] == 6 and fields["npu"]["share"] == 1.0 and fields["npu"]["cpu_ops"] == []
+        assert 0 < fields["sram_bytes"] < 512 * 1024 and fields["npu_estimate"]["cycles"] > 0
+        assert fields["npu_estimate"]["clock_mhz"] == 500 and "not a measurement" in fields["npu_estimate"]["is"]
+        assert "c_array" not in fields and "compiled" not in fields  # not a build's artifact: nothing written beside it
+

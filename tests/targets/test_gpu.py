@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -255,6 +256,44 @@ def test_a_build_in_test_mode_has_an_ok_gpu_row_with_its_own_metrics(write_recip
     assert row["settings"]["throughput"]["samples_per_s"] > 0
     assert results["targets"]["gpu"]["keras3"]["backend"] == "jax"
     assert rows["onnx-fp32@gpu"]["status"] == "skipped"
+
+    # benchmarks/gpu_baseline.py reads such a build into its table: the gpu row with its interval
+    # and throughput, compared with the fastest cpu row of the same build.
+    script = _gpu_baseline_script()
+    lines = {line["id"]: line for line in script.summarize({"recipe": "tiny", "results": results})}
+    gpu = lines["keras-fp32@gpu"]
+    assert gpu["device"] == "cpu (test mode)" and gpu["backend"] == "jax"
+    low, high = gpu["p50_ci_ms"]
+    assert low <= gpu["p50_ms"] <= high and gpu["throughput_batch"] == gpu_target.THROUGHPUT_BATCH
+    fastest = min((r for r in results["rows"] if r["target"] == "cpu" and r["status"] == "ok"),
+                  key=lambda r: r["latency_ms"]["p50"])
+    assert gpu["vs_fastest_cpu"]["id"] == fastest["id"]
+    assert gpu["vs_fastest_cpu"]["gpu_over_cpu"] == pytest.approx(row["latency_ms"]["p50"] / fastest["latency_ms"]["p50"])
+    assert lines[fastest["id"]]["fastest_cpu"] and "the p50 of the fastest cpu row" in script.table(list(lines.values()))
+
+
+def _gpu_baseline_script():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_baseline.py"
+    spec = importlib.util.spec_from_file_location("gpu_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_jax
+def test_the_gpu_baseline_script_reads_what_this_machine_has():
+    """Its discovery asks each runtime in a fresh process and reads the answer: here, no GPU
+    anywhere (CI has none), the CPU provider present, jax's devices named."""
+    script = _gpu_baseline_script()
+    found = script.discover(timeout=120, only=("onnxruntime", "jax"))
+    assert "CPUExecutionProvider" in found["onnxruntime"]["providers"]
+    visible = script.gpu_visible(found)
+    if _jax_sees_a_gpu():
+        pytest.skip("a GPU is visible here")
+    assert visible["onnxruntime"] is False and visible["jax"] is False, found
+    assert found["jax"]["devices"] and all(d.startswith("cpu") for d in found["jax"]["devices"])
+    assert script.gpu_visible({"jax": {"devices": ["gpu:NVIDIA H100"]}, "torch": {"cuda_available": True}}) == {
+        "tensorflow": False, "jax": True, "torch": True, "onnxruntime": False}
 
 
 def cli_group():

@@ -5,10 +5,8 @@ and the generated keyword set."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,39 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from edgekit.errors import DeviceProfileError
 from edgekit.evaluate.variant import Variant
 from edgekit.targets import resolve
-from edgekit.targets.profiles import load_profile
+from tests.targets.conftest import profile_target, refused_profile
+from tests.targets.tflm_compile import build_and_run, compiler, header_adds, real_includes, resolver_count, syntax_check
 
 SPEC = SimpleNamespace(warmup=1, runs=3, min_time_s=0.0, threads=1, rounds=1)
-
-RECIPE = """
-name: mcu
-seed: 0
-data: {source: digits}
-model: {arch: mlp, params: {hidden: [32]}}
-train: {epochs: 4, batch_size: 64, learning_rate: 0.01}
-quantize: {precisions: [int8, int16x8], calibration_samples: 64}
-export: {formats: [tflite]}
-targets: [cpu, m4, tiny]
-benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
-"""
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One real build of an int8 and an int16x8 MLP on digits for a roomy profile (m4) and one too small for it (tiny)."""
-    folder = tmp_path_factory.mktemp("mcu-build")
-    (folder / "devices").mkdir()
-    (folder / "devices" / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\narena_margin: 0.25\n")
-    (folder / "devices" / "tiny.yaml").write_text("kind: mcu\nram_kb: 0.5\nflash_kb: 2\n")
-    recipe = folder / "mcu.yaml"
-    recipe.write_text(RECIPE)
-    run_dir = folder / "run"
-    result = CliRunner(env={"EDGEKIT_CACHE_DIR": str(folder / "cache")}).invoke(cli, ["build", str(recipe), "--out", str(run_dir)])
-    assert result.exit_code == 0, result.output
-    return SimpleNamespace(dir=run_dir, results=json.loads((run_dir / "results.json").read_text()), output=result.output)
 
 
 def _row(built, row_id):
@@ -91,10 +62,53 @@ def test_c_array_is_the_model_aligned_with_the_arena_and_survives_the_build(buil
     needed = m4["memory_limits"][0]["value"]
     assert f"tflite_int8_m4_arena_bytes = {needed};" in header.read_text()
     assert f"tflite_int8_m4_arena_measured_bytes = {m4['arena_bytes']};" in header.read_text()
-    if (compiler := shutil.which("g++") or shutil.which("clang++")) is not None:
-        done = subprocess.run([compiler, "-std=c++11", "-fsyntax-only", str(source)], check=False,
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or clang++)")
+@pytest.mark.parametrize("row_id", ["tflite-int8@m4", "tflite-int16x8@m4"])
+def test_op_resolver_is_exactly_the_models_ops_and_the_files_compile_as_they_are(built, row_id):
+    """The header's resolver against the model's own op list (read by TFLite Micro's schema):
+    one Add per operator type, N equal to their number; compiled, linked and run (the stand-in
+    header, or TFLite Micro's own with EDGEKIT_TFLM_INCLUDE), every Add returns kTfLiteOk."""
+    from edgekit.targets.c_source import add_method
+    from edgekit.targets.mcu_run import model_ops
+
+    row = _row(built, row_id)
+    source, header = built.dir / row["c_array"]["source"], built.dir / row["c_array"]["header"]
+    ops = model_ops((built.dir / row["path"]).read_bytes())
+    assert ops == row["ops"] and "FULLY_CONNECTED" in ops
+    assert header_adds(header) == [add_method(op) for op in ops] == row["c_array"]["op_resolver"]["adds"]
+    assert resolver_count(header) == len(ops) == len(set(header_adds(header)))
+    ran = build_and_run([header], [source], header.parent)[row["c_array"]["symbol"].removesuffix("_model")]
+    assert ran == {"status": 0, "length": row["flash_bytes"], "registered": header_adds(header)}
+    if includes := real_includes():
+        done = syntax_check(source, includes)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or clang++)")
+def test_profiles_with_hostile_names_give_files_that_compile(built, tmp_path):
+    """Profile file names reach the C files as device names: a newline once put `#error injected`
+    on a line of its own and a quote broke the #include. Now both compile, side by side."""
+    devices, run = tmp_path / "devices", tmp_path / "run"
+    devices.mkdir()
+    names = ["m\n#error injected", 'q"uote\\']
+    for name in names:
+        (devices / f"{name}.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
+    (run / "artifacts").mkdir(parents=True)
+    model = run / "artifacts" / "tflite-int8.tflite"
+    shutil.copyfile(built.dir / _row(built, "tflite-int8@m4")["path"], model)
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    fields = []
+    for target in resolve(names, [devices]).values():
+        m = target.measure(Variant(format="tflite", precision="int8", path=model), SPEC, list(x))
+        assert m.status == "ok", m.reason
+        fields.append(m.settings["row_fields"]["c_array"])
+    headers, sources = [run / f["header"] for f in fields], [run / f["source"] for f in fields]
+    for path in [*headers, *sources]:
+        assert "\n#error" not in path.read_text() and path.name.startswith("tflite-int8@")
+    ran = build_and_run(headers, sources, run / "artifacts")
+    assert [r["status"] for r in ran.values()] == [0, 0] and {r["length"] for r in ran.values()} == {model.stat().st_size}
 
 
 def test_stale_artifacts_go_but_c_arrays_of_kept_variants_stay(built, tmp_path):
@@ -106,8 +120,13 @@ def test_stale_artifacts_go_but_c_arrays_of_kept_variants_stay(built, tmp_path):
     (run / "artifacts" / "old-int8@m4.cc").write_text("x")
     kept = Variant(format="tflite", precision="int8", path=run / "artifacts" / "tflite-int8.tflite")
     _remove_stale_artifacts(run, [kept])
-    assert sorted(p.name for p in (run / "artifacts").iterdir()) == [
-        "tflite-int8.tflite", "tflite-int8@m4.cc", "tflite-int8@m4.h", "tflite-int8@tiny.cc", "tflite-int8@tiny.h"]
+    names = [p.name for p in (run / "artifacts").iterdir()]
+    contracts = [name for name in names if name.endswith(".contract.json")]  # each row's input contract
+    assert contracts and all(name.startswith("tflite-int8@") for name in contracts)
+    assert sorted(set(names) - set(contracts)) == [
+        "tflite-int8.tflite", "tflite-int8@m4.cc", "tflite-int8@m4.h", "tflite-int8@npu-tiny.cc", "tflite-int8@npu-tiny.h",
+        "tflite-int8@npu-tiny.tflite", "tflite-int8@npu.cc", "tflite-int8@npu.h", "tflite-int8@npu.tflite",
+        "tflite-int8@tiny.cc", "tflite-int8@tiny.h"]
 
 
 def test_check_fails_the_row_that_does_not_fit_and_passes_the_one_that_does(built, tmp_path):
@@ -118,7 +137,8 @@ def test_check_fails_the_row_that_does_not_fit_and_passes_the_one_that_does(buil
     from edgekit.check.gate import compare
 
     outcomes = compare(built.results, CheckSpec())
-    mine = {(o.row, o.budget): o.result for o in outcomes if "bytes on" in o.budget and o.row.startswith("tflite-int8@")}
+    mine = {(o.row, o.budget): o.result for o in outcomes if "bytes on" in o.budget and o.row.startswith("tflite-int8@")
+            and "npu" not in o.row}  # the ethos-u rows: tests/targets/test_ethos_u.py
     assert mine == {("tflite-int8@m4", "RAM bytes on m4"): "pass", ("tflite-int8@m4", "flash bytes on m4"): "pass",
                     ("tflite-int8@tiny", "RAM bytes on tiny"): "fail", ("tflite-int8@tiny", "flash bytes on tiny"): "fail"}
     off = CheckSpec.model_validate({"rules": [{"rows": "*@tiny", "device_limits": False}]})
@@ -127,30 +147,15 @@ def test_check_fails_the_row_that_does_not_fit_and_passes_the_one_that_does(buil
 
 @pytest.fixture(scope="module")
 def m4(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mcu-profile") / "devices"
-    folder.mkdir()
-    (folder / "m4.yaml").write_text("kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
-    (target,) = resolve(["m4"], [folder]).values()
-    return target
+    return profile_target(tmp_path_factory.mktemp("mcu-profile"), "m4", "kind: mcu\nram_kb: 256\nflash_kb: 1024\n")
 
 
-def test_ops_tflm_lacks_fail_the_row_by_name_with_the_fix(m4, tmp_path):
-    import tensorflow as tf
-    import tf_keras as keras
-
-    inputs = keras.Input((16,), batch_size=1)
-    hidden = keras.layers.Dense(8)(inputs)
-    hidden = keras.layers.Lambda(lambda t: tf.math.top_k(t, k=8)[0])(hidden)
-    hidden = keras.layers.Lambda(lambda t: tf.reduce_prod(t, axis=1, keepdims=True) * t)(hidden)
-    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
-    from edgekit.formats import FORMATS
-
-    path = tmp_path / "tflite-int8.tflite"
-    FORMATS["tflite"].load_converter()(model, path, "int8", np.random.default_rng(0).random((32, 16), dtype=np.float32), {})
-    variant = Variant(format="tflite", precision="int8", path=path)
+def test_ops_tflm_lacks_fail_the_row_by_name_with_the_fix(m4, unsupported_ops_int8):
+    variant = Variant(format="tflite", precision="int8", path=unsupported_ops_int8)
     m = m4.measure(variant, SPEC, list(np.zeros((2, 16), np.float32)))
     assert m.status == "failed" and "\n" not in m.reason
     assert "no kernel for TOPK_V2, REDUCE_PROD" in m.reason and "fix: TOPK_V2:" in m.reason and "REDUCE_PROD:" in m.reason
+    assert not list(unsupported_ops_int8.parent.glob("*@m4.*"))  # no C array of a model TFLite Micro cannot run
 
 
 def test_a_model_that_crashes_tflm_fails_its_row_only(built, m4, tmp_path):
@@ -185,11 +190,7 @@ def test_fp32_is_not_the_targets_to_run(m4):
     ("kind: mcu\nram_kb: 256\nflash_kb: 1024\narena_margin: .nan\n", "arena_margin"),
 ])
 def test_bad_profiles_are_one_line_naming_the_field(tmp_path, text, expected):
-    path = tmp_path / "board.yaml"
-    path.write_text(textwrap.dedent(text))
-    with pytest.raises(DeviceProfileError) as info:
-        load_profile(path)
-    assert expected in str(info.value) and "\n" not in str(info.value) and "board.yaml" in str(info.value)
+    assert expected in refused_profile(tmp_path, textwrap.dedent(text))
 
 
 def test_keyword_frames_are_deterministic_mlperf_shaped_and_balanced():
