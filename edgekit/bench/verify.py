@@ -311,7 +311,8 @@ def edgekit_p50(argv: list[str], timeout_s: float) -> float:
     from edgekit.targets.job import result_payload
 
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False,
+                              preexec_fn=lifeline.preexec())
     except subprocess.TimeoutExpired:
         raise ToolFailed(f"edgekit's session timed out after {timeout_s:g} s") from None
     except OSError as exc:
