@@ -237,7 +237,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="tflite",
             suffix=".tflite",
-            precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8"),
+            precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int8-fast", "int16x8"),
             converter="edgekit.convert.tflite:convert",
             weights="edgekit.convert.tflite:read_weights",
             intermediates="edgekit.convert.tflite:read_intermediates",
@@ -254,7 +254,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="onnx",
             suffix=".onnx",
-            precisions=("fp32", "int8", "int8-mixed"),
+            precisions=("fp32", "int8", "int8-mixed", "int8-fast"),
             converter="edgekit.convert.onnx:convert",
             weights="edgekit.convert.onnx:read_weights",
             intermediates="edgekit.convert.onnx:read_intermediates",
@@ -272,7 +272,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="openvino",
             suffix=".xml",
-            precisions=("fp32", "bf16", "int8", "int8-mixed"),
+            precisions=("fp32", "bf16", "int8", "int8-mixed", "int8-fast"),
             converter="edgekit.convert.openvino:convert",
             weights="edgekit.convert.openvino:read_weights",
             intermediates="edgekit.convert.openvino:read_intermediates",
@@ -292,10 +292,11 @@ FORMATS: dict[str, Format] = {
     ]
 }
 
-PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int8-mixed", "int16x8")
+PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int8-mixed", "int8-fast", "int16x8")
 #: int8 precisions: rows whose per-layer quantization error is measured (int8-mixed: int8 with the
-#: layers that lose most kept float, see quantize.max_drop)
-INT8_PRECISIONS = ("int8", "int8-mixed")
+#: layers that lose most kept float, see quantize.max_drop; int8-fast: int8 with the layers whose
+#: int8 kernels are slower on this CPU kept float, see edgekit.convert.fast)
+INT8_PRECISIONS = ("int8", "int8-mixed", "int8-fast")
 
 #: called with the table after every change, by modules that derive something from it at
 #: import time (the recipe schema's ``export.<format>`` sections)

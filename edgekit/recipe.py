@@ -253,6 +253,11 @@ class _ExportBase(_Section):
     """Which deployable formats are produced, and each format's options."""
 
     formats: list[str] = Field(default_factory=lambda: list(FORMATS), min_length=1, description=f"any of: {', '.join(FORMATS)}")
+    fold_input: bool = Field(True, description="fold an affine input scaling at the model's start (Rescaling, "
+                             "Normalization, the [0, 1] -> [-1, 1] of Keras Applications) into the first convolution "
+                             "or dense layer of every artifact (exactly; int8 artifacts then quantize the raw input), "
+                             "so no artifact runs it as an op of its own; each row's settings.input_fold says what was "
+                             "folded or why not")
 
     @field_validator("formats")
     @classmethod

@@ -64,9 +64,10 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Raises:
         ValueError: an unknown precision, option name or option value.
     """
-    # int8-mixed is int8 with some layers float: which ones, edgekit.convert.mixed decides (and
+    # int8-mixed (int8-fast) is int8 with some layers float: which ones, edgekit.convert.mixed
+    # (edgekit.convert.fast) decides (and
     # hands them over as keep_float); called directly, this makes the int8 artifact of keep_float.
-    precision = "int8" if precision == "int8-mixed" else precision
+    precision = "int8" if precision in ("int8-mixed", "int8-fast") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"onnx converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     opts = ONNXOptions.model_validate(options or {}).model_dump()

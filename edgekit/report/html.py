@@ -24,7 +24,7 @@ from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
-_MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", "int8-mixed": "X", "int16x8": "v"}
+_MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", "int8-mixed": "X", "int8-fast": "P", "int16x8": "v"}
 
 
 def regenerate(run_dir: Path) -> Path:

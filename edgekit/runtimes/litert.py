@@ -363,6 +363,126 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
     return best, runs * PREFIX_ROUNDS
 
 
+#: single-op models timed per op: rounds; the runs of each op in a round aim at OP_ROUND_S seconds
+OP_ROUNDS = 7
+OP_ROUND_S = 0.003
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None) -> list:
+    """Each op's own time in every artifact of ``paths``, per round: ``[{"ops": [{"index",
+    "name", "type", "us": [per round]}], "how"}]``, one entry per path.
+
+    LiteRT has no per-op timer, and inside one XNNPACK partition no op has a time of its own.
+    So every op of the model becomes a model of its own: a copy of the flatbuffer whose only
+    operator is that op, its activation inputs the graph's inputs (zeros; the model's own input
+    gets the first sample), its outputs the graph's outputs, and only its own constant buffers
+    kept. Each is opened as the timed sessions open theirs (XNNPACK takes it where it can) and
+    its Invoke timed: every single-op model of every path interleaved in ``rounds`` rounds (a
+    slow phase of the machine hits the artifacts alike), the median of each block. An op's time
+    so includes one Invoke's fixed cost (about 0.3 us here) and none of the model's transitions
+    between partitions: what its kernel costs, not what cutting it out saves.
+    """
+    import time
+
+    interpreter_cls, _ = interpreter_class(module)
+    entries, live = [], []
+    for path in paths:
+        ops = []
+        for index, name, kind, blob, inputs in _single_op_models(path):
+            ops.append({"index": index, "name": name, "type": kind, "us": []})
+            if blob is None:  # a stateful op: its state is not a constant; left untimed
+                continue
+            it = interpreter_cls(model_content=blob, num_threads=threads)
+            it.allocate_tensors()
+            for detail in it.get_input_details():
+                value = np.zeros(detail["shape"], detail["dtype"])
+                if detail["name"] in inputs and samples is not None and len(samples):
+                    scale, zero = detail["quantization"]
+                    value = quantize_input(np.asarray(samples[0], np.float32).reshape(detail["shape"]), detail["dtype"],
+                                           scale, zero)
+                it.set_tensor(detail["index"], value)
+            live.append((ops[-1], it.invoke))
+        entries.append({"ops": ops})
+    clock = time.perf_counter
+    start = clock()
+    for _, invoke in live:
+        for _ in range(3):
+            invoke()
+    per = (clock() - start) / (3 * max(1, len(live)))
+    runs = int(min(PREFIX_RUNS[1], max(PREFIX_RUNS[0], OP_ROUND_S / max(per, 1e-7))))
+    for r in range(rounds):
+        order = live[r % max(1, len(live)):] + live[: r % max(1, len(live))]
+        for op, invoke in order:
+            times = []
+            for _ in range(runs):
+                t0 = clock()
+                invoke()
+                times.append(clock() - t0)
+            op["us"].append(float(np.median(times)) * 1e6)
+    how = ("single-op models (each op alone in a copy of the .tflite, XNNPACK as the timed session), "
+           f"{rounds} interleaved rounds of {runs} Invokes each, the median per round")
+    for entry in entries:
+        entry["how"] = how
+    return entries
+
+
+def _single_op_models(path):
+    """(op index, output tensor name, op type, single-op model bytes or None, the names of the
+    original graph inputs it reads) for every operator of subgraph 0."""
+    from ai_edge_litert.tools import flatbuffer_utils  # the runtime's own tools
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    operators, graph_inputs, graph_outputs = graph.operators, graph.inputs, graph.outputs
+    buffers, signatures = model.buffers, model.signatureDefs
+    kinds = _op_names(model)
+
+    def name_of(t):
+        value = graph.tensors[t].name
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def constant(t):
+        data = buffers[graph.tensors[t].buffer].data
+        return data is not None and len(data) > 0
+
+    keep_always = {int(m.buffer) for m in (model.metadata or [])} | {0}
+    out = []
+    try:
+        model.signatureDefs = []
+        for index, op in enumerate(operators):
+            kind = kinds[op.opcodeIndex]
+            outputs = [int(t) for t in (op.outputs if op.outputs is not None else []) if int(t) >= 0]
+            name = name_of(outputs[0]) if outputs else f"op{index}"
+            if kind in STATEFUL_OPS or not outputs:
+                out.append((index, name, kind, None, set()))
+                continue
+            tensors = [int(t) for t in (op.inputs if op.inputs is not None else []) if int(t) >= 0]
+            used = {graph.tensors[t].buffer for t in tensors + outputs} | keep_always
+            model.buffers = [b if k in used else type(b)() for k, b in enumerate(buffers)]
+            graph.operators = [op]
+            graph.inputs = [t for t in dict.fromkeys(tensors) if not constant(t)]
+            graph.outputs = outputs
+            reads = {name_of(t) for t in graph.inputs if t in set(int(i) for i in graph_inputs)}
+            out.append((index, name, kind, bytes(flatbuffer_utils.convert_object_to_bytearray(model)), reads))
+    finally:
+        graph.operators, graph.inputs, graph.outputs = operators, graph_inputs, graph_outputs
+        model.buffers, model.signatureDefs = buffers, signatures
+    return out
+
+
+def _op_names(model) -> list:
+    """The builtin op name of each of the model's operator codes (a custom op: its custom code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+    out = []
+    for code in model.operatorCodes:
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        out.append(custom if custom else names.get(builtin, str(builtin)))
+    return out
+
+
 def explain(row, profile, reference=None):
     """Phrases saying where a row's time goes in LiteRT, read from its profile summary
     (results.json ``profile``; ``edgekit.report.causes`` joins them into the row's note), worst

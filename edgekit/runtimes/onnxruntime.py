@@ -244,6 +244,101 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
     }
 
 
+#: rounds and runs per round of op_times
+OP_ROUNDS = 7
+OP_RUNS = 30
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None,
+             options: dict | None = None) -> list:
+    """Each node's kernel time in every ONNX file of ``paths``, per round: ``[{"ops": [{"name",
+    "type", "us": [per round]}], "how"}]``, one entry per path.
+
+    One profiling session per file (``enable_profiling``, otherwise the timed session's
+    settings); the files take turns, a block of OP_RUNS runs each per round, so a slow phase of
+    the machine hits them alike. Each node's time in a round is the mean of its runs in that
+    block without the slowest tenth (the profiler's clock resolves whole microseconds)."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ort-op-times-")
+    try:
+        sessions = [OnnxRuntimeSession(Path(path), threads, options, profile_prefix=os.path.join(folder, f"p{k}"))
+                    for k, path in enumerate(paths)]
+        xs = list(samples) if samples is not None and len(samples) else [np.zeros(sessions[0].input_shape[1:], np.float32)]
+        feeds = [[s.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs] for s in sessions]
+        scopes = {session: _graph_scopes(path) for session, path in zip(sessions, paths)}
+        for session, own in zip(sessions, feeds):
+            for i in range(3):  # warm-up: the first runs allocate; their events are dropped below
+                session.run(own[i % len(own)])
+        for _ in range(rounds):
+            for session, own in zip(sessions, feeds):
+                for i in range(OP_RUNS):
+                    session.run(own[i % len(own)])
+        out = []
+        for session in sessions:
+            with open(session.session.end_profiling()) as handle:
+                events = json.load(handle)
+            runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                          if e.get("cat") == "Session" and e.get("name") == "model_run")[3:]
+            nodes: dict = {}
+            for e in events:
+                if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+                    continue
+                block = next((k // OP_RUNS for k, (begin, end) in enumerate(runs) if begin <= e.get("ts", 0) <= end), None)
+                if block is None or block >= rounds:
+                    continue
+                name = e["name"][: -len("_kernel_time")]
+                node = nodes.setdefault(name, {"name": name, "type": (e.get("args") or {}).get("op_name", "?"),
+                                               "runs": [[] for _ in range(rounds)]})
+                node["runs"][block].append(float(e.get("dur", 0)))
+            for node in nodes.values():
+                node["us"] = [_trimmed_mean(block) for block in node.pop("runs")]
+                node["names"] = _scoped_names(node["name"], scopes.get(session))
+            out.append({"ops": list(nodes.values()),
+                        "how": (f"onnxruntime's profiler (enable_profiling), {rounds} interleaved rounds of {OP_RUNS} runs "
+                                "per file, each node's mean per round without the slowest tenth")})
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _graph_scopes(path) -> dict | None:
+    """Node name -> the names of its output tensors, from the ONNX file (host only: the onnx
+    package); None where it cannot be read. onnxruntime names the nodes it makes after the one
+    they replace (``Conv__727_token_0``) or after their output (``.../Relu6:0_nchwc``); the
+    tensors carry the Keras scopes the node names may lack."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - names are a nicety: the profile's own names stay
+        return None
+    return {node.name: list(node.output) for node in graph.node}
+
+
+def _scoped_names(name: str, scopes: dict | None) -> list:
+    """The names that say where a profiled node came from: its own, without onnxruntime's
+    suffixes, and the output tensors of the graph node it replaced."""
+    import re
+
+    base = re.sub(r"(_token_\d+|_nchwc)+$", "", name)
+    names = [name] if base == name else [name, base]
+    if scopes and base in scopes:
+        names += scopes[base]
+    return names
+
+
+def _trimmed_mean(values) -> float:
+    """The mean without the slowest tenth (0 for no values)."""
+    if not len(values):
+        return 0.0
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    return float(ordered[: max(1, int(np.ceil(len(ordered) * 0.9)))].mean())
+
+
 def _ort_precision(op_type: str, input_dtype: str) -> str:
     """A node's precision: its quantized kernel's (QLinear*, *Integer, QGemm ...), else its first input's type."""
     if op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM") or op_type.endswith(("Integer", "IntegerToFloat")):

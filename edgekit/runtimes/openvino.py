@@ -194,7 +194,7 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
 
 #: the precision a row is meant to run at, as the suffix of OpenVINO's exec_type names it
 INTENDED = {"fp32": ("fp32",), "bf16": ("bf16",), "fp16": ("fp16",), "int8": ("int8",),
-            "int8-mixed": ("int8", "fp32")}
+            "int8-mixed": ("int8", "fp32"), "int8-fast": ("int8", "fp32")}
 
 
 def profile_ops(path: Path, threads: int = 1, options: dict | None = None, samples=None, runs: int = 50,
@@ -209,31 +209,10 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         ``{"runtime", "how", "runs", "partitions": None, "ops": [...], "reference_kernels": n}``;
         each op ``{"name", "type", "exec_type", "precision", "ms", "share", "where", "accelerated"}``.
     """
-    import time
-
     session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
-    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
-    # The counters hold each node's running average since compile_model, in whole microseconds:
-    # read them after the warm-up and at the end, and take the average of the runs in between.
-    done = 1 if session._infer is not None else 0  # the constructor's probing inference
-    start = time.perf_counter()
-    for i in range(3):
-        session.run(feeds[i % len(feeds)])
-    done += 3
-    per_run = (time.perf_counter() - start) / 3
-    runs = int(min(2000, max(int(runs), PROFILE_SECONDS / max(per_run, 1e-7))))
-    before = _counters(session.request)
-    for i in range(runs):
-        session.run(feeds[i % len(feeds)])
-    after = _counters(session.request)
-    nodes = {}
-    # A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts.
-    for name in list(before) + [n for n in after if n not in before]:
-        node_type, exec_type, average = after.get(name) or before[name][:2] + (0.0,)
-        earlier = before.get(name, (None, None, 0.0))[2]
-        us = max(0.0, average * (done + runs) - earlier * done)
-        nodes[name] = {"name": name, "type": node_type, "exec_type": exec_type, "us": us}
+    runs, nodes = _node_times(session, samples, runs)
+    for node in nodes.values():
+        node["us"] *= runs  # the total over the runs, as the shares below read it
     intended = INTENDED.get(precision or "fp32", ("fp32",))
     ops = list(nodes.values())
     total = sum(op["us"] for op in ops) or 1.0
@@ -261,6 +240,67 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
 
 #: seconds of profiled inferences profile_ops aims at (50 to 2000 runs)
 PROFILE_SECONDS = 0.2
+
+
+def _node_times(session, samples, runs: int):
+    """(runs made, {node name: {"name", "type", "exec_type", "us": per inference}}) from a
+    session compiled with PERF_COUNT: 3 warm-up runs, then at least ``runs`` (as many as fill
+    PROFILE_SECONDS, at most 2000).
+
+    The counters hold each node's running average since compile_model, in whole microseconds:
+    they are read after the warm-up and at the end, and the runs in between are what counts.
+    A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts."""
+    import time
+
+    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
+    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
+    done = 1 if session._infer is not None else 0  # the constructor's probing inference
+    start = time.perf_counter()
+    for i in range(3):
+        session.run(feeds[i % len(feeds)])
+    done += 3
+    per_run = (time.perf_counter() - start) / 3
+    runs = int(min(2000, max(int(runs), PROFILE_SECONDS / max(per_run, 1e-7))))
+    before = _counters(session.request)
+    for i in range(runs):
+        session.run(feeds[i % len(feeds)])
+    after = _counters(session.request)
+    nodes = {}
+    for name in list(before) + [n for n in after if n not in before]:
+        node_type, exec_type, average = after.get(name) or before[name][:2] + (0.0,)
+        earlier = before.get(name, (None, None, 0.0))[2]
+        us = max(0.0, average * (done + runs) - earlier * done)
+        nodes[name] = {"name": name, "type": node_type, "exec_type": exec_type, "us": us / runs}
+    return runs, nodes
+
+
+#: rounds op_times compiles and profiles each artifact in
+OP_ROUNDS = 5
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None) -> list:
+    """Each node's time in every IR of ``paths``, per round: ``[{"ops": [{"name", "type",
+    "exec_type", "us": [per round]}], "how"}]``, one entry per path.
+
+    OpenVINO's counters are a running average since compile_model, so a round is a fresh
+    compile (as the timed session compiles, plus PERF_COUNT) profiled as ``profile_ops`` does;
+    the IRs take turns, round after round, so a slow phase of the machine hits them alike. A
+    node missing from a round (not executed, or under a microsecond) reads 0 there."""
+    per_path: list[dict] = [{} for _ in paths]
+    for r in range(rounds):
+        for k, path in enumerate(paths):
+            session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
+            _, nodes = _node_times(session, samples, 50)
+            for name, node in nodes.items():
+                entry = per_path[k].setdefault(name, {"name": name, "type": node["type"], "exec_type": node["exec_type"],
+                                                      "us": [0.0] * r})
+                entry["us"].append(node["us"])
+            for entry in per_path[k].values():
+                entry["us"] += [0.0] * (r + 1 - len(entry["us"]))
+            del session
+    how = (f"OpenVINO's performance counters (PERF_COUNT), {rounds} rounds, each a fresh compile of every IR in "
+           f"turn profiled over {PROFILE_SECONDS} s of inferences")
+    return [{"ops": list(nodes.values()), "how": how} for nodes in per_path]
 
 
 def _counters(request) -> dict:
