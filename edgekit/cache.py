@@ -34,6 +34,9 @@ from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
 STAGES = ("data", "train", "compress", "convert", "evaluate", "profile", "bench")
+#: folders beside the stages that ``clear`` empties too: report plots by what they show
+#: (edgekit.report.html) and this machine's precision speed probes (edgekit.convert.auto)
+AUXILIARY = ("plots", "probes")
 
 T = TypeVar("T")
 
@@ -285,12 +288,12 @@ class Cache:
     def info(self) -> dict[str, dict[str, int]]:
         """Entries and bytes per stage (only edgekit's stage folders are counted)."""
         out: dict[str, dict[str, int]] = {}
-        for stage in STAGES:
+        for stage in (*STAGES, *AUXILIARY):
             folder = self.root / stage
             if not folder.is_dir():
                 continue
-            entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
-            size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
+            entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+            size = sum(f.stat().st_size for e in entries for f in ([e] if e.is_file() else e.rglob("*")) if f.is_file())
             out[stage] = {"entries": len(entries), "bytes": size}
         return out
 
@@ -315,7 +318,7 @@ class Cache:
             )
         count = sum(v["entries"] for v in self.info().values())
         sweep(self.root, legacy=False)  # the root may hold the user's own hidden folders
-        for stage in STAGES:
+        for stage in (*STAGES, *AUXILIARY):
             folder = self.root / stage
             aside = self.root / (_temp_prefix("clear", stage) + uuid.uuid4().hex[:8])
             try:  # renamed first, so a build reading meanwhile sees a miss, not half an entry

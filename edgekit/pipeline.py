@@ -334,6 +334,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
     _write_layer_errors(run_dir, state.variants)
+    from edgekit.convert.auto import annotate
+
+    annotate(rows, exporter.auto_precisions)  # an automatic row's note says why it was added
     results = results_file.assemble(
         state.header, rows, run_dir,
         targets=target_environments,
@@ -341,13 +344,14 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         train={"threads": recipe.train.resolved_threads(), "tensorflow_threads": train_stage.tensorflow_threads()},
         models=state.models,
         not_produced=exporter.not_produced,
+        auto_precisions=exporter.auto_precisions,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
         tasks=_task_records(pool, state),
         **results_file.stage_fields(state.stages),
     )
     try:
-        report.write(results, latencies, run_dir)
+        report.write(results, latencies, run_dir, plots_store=cache.root / "plots" if cache.enabled else None)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.
         _stage_done(state, log, "report", clock)

@@ -65,7 +65,7 @@ def key_parts(recipe) -> dict:
 
 def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict, *, keep_float=(), max_drop=None,
                data=None, task: str = "classification", threads: int = 1,
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = print, made: dict | None = None) -> dict:
     """Write the int8-fast artifact of ``exported`` for format ``fmt`` at ``path``.
 
     Args:
@@ -80,6 +80,8 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
         task: the recipe's task.
         threads: the runtime's threads, as the rows are timed.
         log: where progress lines go.
+        made: ``{"fp32": (path, settings), "int8": (path, settings)}`` already converted from
+            ``exported`` (the same options and keep_float), to time instead of converting again.
 
     Returns:
         The converter settings of the artifact kept, plus ``fast`` (see the module docstring).
@@ -92,11 +94,15 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
     record: dict[str, Any] = {"threads": threads, "min_gain_us": MIN_GAIN_US}
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.fast-", dir=path.parent) as tmp:
         folder = Path(tmp)
-        made = {"fp32": (folder / f"fp32{fmt.suffix}", convert(exported, folder / f"fp32{fmt.suffix}", "fp32",
-                                                                 calibration, options))}
-        int8_path = folder / f"int8{fmt.suffix}"
-        made["int8"] = (int8_path, convert(exported, int8_path, "int8", calibration, options,
-                                           **({"keep_float": base_keep} if base_keep else {})))
+        made = dict(made or {})
+        if "fp32" not in made:
+            made["fp32"] = (folder / f"fp32{fmt.suffix}", convert(exported, folder / f"fp32{fmt.suffix}", "fp32",
+                                                                  calibration, options))
+        if "int8" not in made:
+            made["int8"] = (folder / f"int8{fmt.suffix}", convert(exported, folder / f"int8{fmt.suffix}", "int8",
+                                                                  calibration, options,
+                                                                  **({"keep_float": base_keep} if base_keep else {})))
+        int8_path = made["int8"][0]
         op_times = getattr(runtime, "op_times", None)
         slower: list[dict] = []
         if op_times is None:

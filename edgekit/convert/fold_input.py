@@ -85,7 +85,12 @@ def fold_input(model, calibration: np.ndarray | None = None, int8: bool = False)
     # a * x + b = a * (x - p): the scale always goes into the weights (zero padding stays zero);
     # the offset into the bias only where no padding is added (a padded zero is not a raw zero)
     shift = -offset / scale if pads and not np.allclose(offset, 0, rtol=0, atol=0) else None
-    folded = _rebuild(model, chain, target, scale, offset, shift)
+    try:
+        folded = _rebuild(model, chain, target, scale, offset, shift)
+    except Exception as exc:  # noqa: BLE001 - a layer that cannot be copied (custom code): the model as it is
+        from edgekit.errors import one_line
+
+        return model, {"folded": False, **record, "reason": f"the model could not be copied: {one_line(exc)}"}
     if shift is not None:
         record["shift"] = {"value": _short(shift), "why": (
             f"{target.name} pads its input with zeros, which the scaled input has at raw {_short(shift)}: the raw "

@@ -228,6 +228,8 @@ class Exporter:
         self.start = start
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
+        #: automatic precisions considered, added or not, and why (``edgekit.convert.auto``)
+        self.auto_precisions: list[dict] = []
         #: one handle per variant, in the order of the rows
         self.planned: list[Any] = []
 
@@ -239,7 +241,9 @@ class Exporter:
             # A format's automatic precisions (openvino bf16 on a CPU that runs it natively), for
             # the base model: a compressed one gets them where its precisions list them.
             if name == "base" and not quantized:
-                listed = fmt.precisions_for(listed, getattr(self.recipe.export, fmt.name, None))
+                options = getattr(self.recipe.export, fmt.name, None)
+                self._remember_auto(fmt, fmt.auto_candidates(listed, options))
+                listed = fmt.precisions_for(listed, options)
                 listed = _with_mixed(listed, fmt, self.recipe.quantize.max_drop)
             for precision in listed:
                 skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
@@ -256,6 +260,15 @@ class Exporter:
                                               "validation split holds normal samples only"})
                 else:
                     yield fmt, precision
+
+    def _remember_auto(self, fmt, candidates) -> None:
+        """Keep the decision on each automatic precision of ``fmt`` (``edgekit.convert.auto``:
+        added or not, and why) for results.json ``auto_precisions``."""
+        from edgekit.convert.auto import decide
+
+        for precision in candidates:
+            if not any(d["format"] == fmt.name and d["precision"] == precision for d in self.auto_precisions):
+                self.auto_precisions.append(decide(fmt, precision))
 
     def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None,
                model_file: Path | None = None) -> list[Any]:

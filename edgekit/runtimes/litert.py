@@ -199,12 +199,12 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
            "of the median; the first segment includes the fixed cost of an Invoke")
     try:
         if len(segments) <= 1:
-            times, runs_done = _time_models([path], session, feed, threads, module, model_bytes=None)
+            times, runs_done, rounds = _time_models([path], session, feed, threads, module, model_bytes=None)
             how = "one segment (every op in {}): no prefix timing needed; its time is the whole Invoke".format(
                 "one XNNPACK partition" if partitions else "one builtin kernel")
         else:
             models = [_prefix_model(path, [i for seg in segments[:k] for i in seg["ops"]]) for k in range(1, len(segments))]
-            times, runs_done = _time_models(models + [None], session, feed, threads, module, model_bytes=True,
+            times, runs_done, rounds = _time_models(models + [None], session, feed, threads, module, model_bytes=True,
                                             full=path)
     except Exception as exc:  # noqa: BLE001 - the where-it-ran facts stand without the times
         result["how"] = how
@@ -213,16 +213,21 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         return result
     seg_ms = [max(0.0, times[k] - (times[k - 1] if k else 0.0)) for k in range(len(times))]
     total = sum(seg_ms) or 1.0
+    # the same differences round by round: a segment's share in each round (its spread says
+    # whether the share is the segment's or the machine's: a share 0 in one round is noise)
+    by_round = list(zip(*rounds))
+    round_shares = [[max(0.0, r[k] - (r[k - 1] if k else 0.0)) / (r[-1] or 1.0) for r in by_round]
+                    for k in range(len(times))]
     result["total_ms"] = round(times[-1], 6)
     result["runs"] = runs_done
-    result["how"] = how
-    for seg, ms in zip(segments, seg_ms):
+    result["how"] = how + "; each segment's share also per round (share_rounds)"
+    for seg, ms, shares in zip(segments, seg_ms, round_shares):
         result["segments"].append({"ops": seg["ops"], "where": seg["where"], "ms": round(ms, 6),
-                                   "share": round(ms / total, 4)})
+                                   "share": round(ms / total, 4), "share_rounds": [round(v, 4) for v in shares]})
     for op in out_ops:
         seg = result["segments"][op["segment"]]
         if len(seg["ops"]) == 1:
-            op["ms"], op["share"] = seg["ms"], seg["share"]
+            op["ms"], op["share"], op["share_rounds"] = seg["ms"], seg["share"], seg["share_rounds"]
     return result
 
 
@@ -319,7 +324,8 @@ def _prefix_model(path: Path, keep) -> bytes:
 
 def _time_models(models, session, feed, threads, module, model_bytes=None, full=None):
     """The min over PREFIX_ROUNDS rounds of the median Invoke time (ms) of each model in
-    ``models`` (bytes of a prefix model; None or a path: the full model), all timed interleaved."""
+    ``models`` (bytes of a prefix model; None or a path: the full model), all timed interleaved;
+    the runs made; and each model's median per round."""
     import time
 
     interpreter_cls, _ = interpreter_class(module)
@@ -344,6 +350,7 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
     per = (clock() - start) / (3 * len(live))
     runs = int(min(PREFIX_RUNS[1], max(PREFIX_RUNS[0], PREFIX_ROUND_S / max(per, 1e-7))))
     best = [float("inf")] * len(live)
+    per_round = [[] for _ in live]
     for r in range(PREFIX_ROUNDS):
         order = list(range(len(live)))
         order = order[r % len(order):] + order[:r % len(order)]
@@ -359,8 +366,9 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
                     t0 = clock()
                     invoke()
                 times.append(clock() - t0)
-            best[k] = min(best[k], float(np.median(times)) * 1e3)
-    return best, runs * PREFIX_ROUNDS
+            per_round[k].append(float(np.median(times)) * 1e3)
+            best[k] = min(best[k], per_round[k][-1])
+    return best, runs * PREFIX_ROUNDS, per_round
 
 
 #: single-op models timed per op: rounds; the runs of each op in a round aim at OP_ROUND_S seconds
@@ -493,7 +501,7 @@ def explain(row, profile, reference=None):
     slow = profile.get("not_accelerated") or {}
     partitions = profile.get("partitions") or 0
     precision = row.get("precision")
-    named = [t for t in wording.slow_types(profile) if (t.get("share") or 0) >= wording.NAMED_SHARE]
+    named = [t for t in wording.slow_types(profile) if wording.blamed(t) >= wording.NAMED_SHARE]
     ref_types = {t["type"]: t for t in wording.slow_types((reference or {}).get("profile") or {})}
     if slow.get("ops") and not partitions:
         why = " (no XNNPACK kernels for int16 activations)" if precision == "int16x8" else ""
@@ -518,11 +526,11 @@ def explain(row, profile, reference=None):
     edges = [t for t in profile.get("top_op_types") or [] if t["type"] in ("QUANTIZE", "DEQUANTIZE")]
     if edges and precision not in ("fp32", "fp16"):
         share = sum(t.get("share") or 0 for t in edges)
-        if share >= wording.NAMED_SHARE:
+        if sum(wording.blamed(t) for t in edges) >= wording.NAMED_SHARE:
             out.append(f"{precision} adds QUANTIZE/DEQUANTIZE at the edges: {wording.pct(share)} of time")
     mine = profile.get("xnnpack") or {}
     theirs = ((reference or {}).get("profile") or {}).get("xnnpack") or {}
-    if reference is not None and mine.get("ms") and theirs.get("ms") and (mine.get("share") or 0) >= wording.NAMED_SHARE:
+    if reference is not None and mine.get("ms") and theirs.get("ms") and wording.blamed(mine) >= wording.NAMED_SHARE:
         ratio = mine["ms"] / theirs["ms"]
         if ratio > 1.1:
             out.append(f"the XNNPACK part itself takes {ratio:.2f}x as long at {precision} "

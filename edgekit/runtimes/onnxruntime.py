@@ -205,9 +205,14 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
     # Each node runs once per inference: the mean of its runs without the slowest tenth (one
     # slow run, a page fault or the profiler flushing, would otherwise decide a cheap node's
     # share; a median of whole microseconds would not resolve one).
-    for op in ops:
-        durations = np.sort(np.asarray(op["us"], dtype=np.float64))
-        op["us"] = float(durations[: max(1, int(np.ceil(len(durations) * 0.9)))].mean())
+    # The runs in PROFILE_ROUNDS consecutive blocks (each node runs once per inference, in order):
+    # each block's share says whether a node's share is its own or the machine's.
+    blocks = [[_trimmed_mean(part) for part in np.array_split(np.asarray(op["us"], np.float64), PROFILE_ROUNDS)]
+              for op in ops]
+    block_totals = [sum(column) or 1.0 for column in zip(*blocks)] if blocks else []
+    for op, own in zip(ops, blocks):
+        op["us"] = _trimmed_mean(op["us"])
+        op["share_rounds"] = [round(v / t, 4) for v, t in zip(own, block_totals)]
     total = sum(op["us"] for op in ops) or 1.0
     compute_seen = [i for i, op in enumerate(ops) if op["type"] not in QDQ_OPS]
     first, last = (compute_seen[0], compute_seen[-1]) if compute_seen else (len(ops), -1)
@@ -234,11 +239,13 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         "profiled_ms": round(total / 1e3, 6),
         "qdq": {"nodes": len(qdq), "share": round(sum(op["share"] for op in qdq), 4),
                 "at_edges": len(qdq) - len(inner), "left_unfused": len(inner),
-                "left_unfused_share": round(sum(op["share"] for op in inner), 4)},
+                "left_unfused_share": round(sum(op["share"] for op in inner), 4),
+                "left_unfused_share_low": _low(inner), "share_low": _low(qdq)},
         "float_compute": {"nodes": len(floats), "share": round(sum(op["share"] for op in floats), 4),
-                          "types": sorted({op["type"] for op in floats})},
+                          "share_low": _low(floats), "types": sorted({op["type"] for op in floats})},
         "how": ("onnxruntime's profiler (enable_profiling, a separate session with the timed session's settings): "
-                f"each node's kernel time, mean of {runs} runs after 3 warm-up runs without the slowest tenth; the "
+                f"each node's kernel time, mean of {runs} runs after 3 warm-up runs without the slowest tenth "
+                f"(share_rounds: the same in {PROFILE_ROUNDS} consecutive blocks); the "
                 "profiler adds a roughly fixed "
                 "cost per node, which overstates cheap nodes on a small model"),
     }
@@ -339,6 +346,18 @@ def _trimmed_mean(values) -> float:
     return float(ordered[: max(1, int(np.ceil(len(ordered) * 0.9)))].mean())
 
 
+#: consecutive blocks profile_ops splits its runs into, for each node's share per block
+PROFILE_ROUNDS = 5
+
+
+def _low(ops) -> float:
+    """The smallest per-round share of ``ops`` together (0 without rounds)."""
+    rounds = [op.get("share_rounds") or [] for op in ops]
+    if not rounds or not all(rounds):
+        return 0.0
+    return round(min(sum(column) for column in zip(*rounds)), 4)
+
+
 def _ort_precision(op_type: str, input_dtype: str) -> str:
     """A node's precision: its quantized kernel's (QLinear*, *Integer, QGemm ...), else its first input's type."""
     if op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM") or op_type.endswith(("Integer", "IntegerToFloat")):
@@ -359,7 +378,7 @@ def explain(row, profile, reference=None):
 
     found = []  # (share, phrase): the largest share first
     qdq = profile.get("qdq") or {}
-    if qdq.get("left_unfused"):
+    if qdq.get("left_unfused") and qdq.get("left_unfused_share_low", qdq.get("left_unfused_share")) != 0:
         found.append((qdq.get("left_unfused_share") or 0, (f"{qdq['left_unfused']} QuantizeLinear/DequantizeLinear "
                       f"node(s) left unfused inside the graph: {wording.pct(qdq.get('left_unfused_share'))} of time")))
     edges = (qdq.get("nodes") or 0) - (qdq.get("left_unfused") or 0)
@@ -368,7 +387,7 @@ def explain(row, profile, reference=None):
         found.append((edge_share, (f"{edges} QuantizeLinear/DequantizeLinear node(s) at the graph edges: "
                                    f"{wording.pct(edge_share)} of time")))
     floats = profile.get("float_compute") or {}
-    if floats.get("nodes"):
+    if floats.get("nodes") and wording.blamed(floats) > 0:
         found.append((floats.get("share") or 0, (f"{floats['nodes']} {'/'.join(floats.get('types') or [])} node(s) "
                       f"run in float in the {row.get('precision')} graph: {wording.pct(floats.get('share'))} of time")))
     out = [phrase for _, phrase in sorted(found, key=lambda item: -item[0])]

@@ -190,6 +190,67 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
     return OpenVINOSession(Path(path), threads)
 
 
+# ---- is a precision fast here? (edgekit.convert.auto asks before adding an automatic row; host only)
+
+#: the probe's network: a chain of batch-1 matmuls of this width, as a dense layer or a 1x1
+#: convolution of a small model runs them
+PROBE_WIDTH = 256
+PROBE_DEPTH = 8
+PROBE_ROUNDS = 5
+PROBE_RUNS = 20
+
+
+def precision_probe(precision: str = "bf16", threads: int = 1) -> dict:
+    """How fast this CPU runs ``precision`` against f32 in OpenVINO's CPU plugin: a chain of
+    PROBE_DEPTH batch-1 matmuls (PROBE_WIDTH wide) compiled at both, timed interleaved in
+    PROBE_ROUNDS rounds. Without AMX, bf16 runs on ``vdpbf16ps`` at half the FMA rate and whole
+    models ran 0.45-0.83x of f32; with AMX (``brgemm_avx512_amx_bf16``) it was 1.3x here.
+
+    Returns:
+        ``{"ratio": f32 p50 / precision p50, "rounds": [per-round ratios], "kernel": the
+        matmul's exec_type at ``precision``, "how"}``.
+    """
+    import time
+
+    disable_telemetry()
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, PROBE_WIDTH], np.float32)
+    y = x
+    for _ in range(PROBE_DEPTH):
+        y = ops.matmul(y, ops.constant(rng.standard_normal((PROBE_WIDTH, PROBE_WIDTH)).astype(np.float32)), False, False)
+    model = ov.Model([y], [x], "precision_probe")
+    core = ov.Core()
+    hints = {"f32": "f32", "bf16": "bf16", "fp16": "f16"}
+    requests = {}
+    for name in ("f32", hints.get(precision, precision)):
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": name, "INFERENCE_NUM_THREADS": int(threads),
+                                                     "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": "YES"})
+        requests[name] = compiled.create_infer_request()
+    feed = rng.standard_normal((1, PROBE_WIDTH)).astype(np.float32)
+    medians: dict[str, list] = {name: [] for name in requests}
+    for request in requests.values():
+        request.infer({0: feed})
+    for _ in range(PROBE_ROUNDS):
+        for name, request in requests.items():
+            times = []
+            for _ in range(PROBE_RUNS):
+                start = time.perf_counter()
+                request.infer({0: feed})
+                times.append(time.perf_counter() - start)
+            medians[name].append(float(np.median(times)))
+    low = hints.get(precision, precision)
+    rounds = [f / p for f, p in zip(medians["f32"], medians[low])]
+    kernels = [info.exec_type for info in requests[low].get_profiling_info()
+               if info.node_type in ("FullyConnected", "MatMul") and "NOT_RUN" not in str(info.status)]
+    return {"ratio": round(float(np.median(rounds)), 3), "rounds": [round(r, 3) for r in rounds],
+            "kernel": kernels[0] if kernels else None,
+            "how": (f"{PROBE_DEPTH} batch-1 {PROBE_WIDTH}x{PROBE_WIDTH} matmuls in OpenVINO's CPU plugin at f32 and "
+                    f"{low}, {PROBE_ROUNDS} interleaved rounds of {PROBE_RUNS} runs, {threads} thread(s)")}
+
+
 # ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
 
 #: the precision a row is meant to run at, as the suffix of OpenVINO's exec_type names it
@@ -209,15 +270,28 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         ``{"runtime", "how", "runs", "partitions": None, "ops": [...], "reference_kernels": n}``;
         each op ``{"name", "type", "exec_type", "precision", "ms", "share", "where", "accelerated"}``.
     """
-    session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
-    runs, nodes = _node_times(session, samples, runs)
-    for node in nodes.values():
-        node["us"] *= runs  # the total over the runs, as the shares below read it
+    # PROFILE_ROUNDS fresh compiles (the counters are a running average since compile_model):
+    # each node's share per round says whether it is the node's or the machine's
+    nodes: dict = {}
+    totals = []
+    wanted, runs = runs, 0
+    for r in range(PROFILE_ROUNDS):
+        session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
+        made, found = _node_times(session, samples, wanted)
+        runs += made
+        totals.append(sum(node["us"] for node in found.values()) or 1.0)
+        for name, node in found.items():
+            entry = nodes.setdefault(name, {**node, "us": 0.0, "rounds": [0.0] * r})
+            entry["us"] += node["us"] * made  # the total over the runs, as the shares below read it
+            entry["rounds"].append(node["us"])
+        for entry in nodes.values():
+            entry["rounds"] += [0.0] * (r + 1 - len(entry["rounds"]))
     intended = INTENDED.get(precision or "fp32", ("fp32",))
     ops = list(nodes.values())
     total = sum(op["us"] for op in ops) or 1.0
     for op in ops:
         us = op.pop("us")
+        op["share_rounds"] = [round(v / t, 4) for v, t in zip(op.pop("rounds"), totals)]
         op["precision"] = exec_precision(op["exec_type"])
         op["ms"] = round(us / runs / 1e3, 6)
         op["share"] = round(us / total, 4)
@@ -234,12 +308,14 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
             "profiled_ms": round(total / runs / 1e3, 6),
             "inference_precision": session.settings.get("inference_precision"),
             "how": ("OpenVINO's performance counters (PERF_COUNT, compiled as the timed session): each executed "
-                    f"node's exec_type and real_time over {runs} runs after 3 warm-up runs; the counters keep a running "
+                    f"node's exec_type and real_time over {runs} runs in {PROFILE_ROUNDS} rounds (a fresh compile each, "
+                    "after 3 warm-up runs; share_rounds: each round's share); the counters keep a running "
                     "average in whole microseconds, so a node under a microsecond can read 0")}
 
 
-#: seconds of profiled inferences profile_ops aims at (50 to 2000 runs)
+#: seconds of profiled inferences profile_ops aims at per round (50 to 2000 runs), and its rounds
 PROFILE_SECONDS = 0.2
+PROFILE_ROUNDS = 3
 
 
 def _node_times(session, samples, runs: int):
@@ -345,7 +421,7 @@ def explain(row, profile, reference=None):
     ranked = sorted(groups.items(), key=lambda item: -sum(o.get("share") or 0 for o in item[1]))
     for (node_type, why), members in ranked:
         share = sum(o.get("share") or 0 for o in members)
-        if share < wording.NAMED_SHARE:
+        if sum(wording.blamed(o) for o in members) < wording.NAMED_SHARE:  # the rounds must agree
             continue
         if why.startswith("node(s)"):
             out.append(f"{len(members)} {node_type} {why}: {wording.pct(share)} of time")
