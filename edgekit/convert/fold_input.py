@@ -108,6 +108,8 @@ def _short(values: np.ndarray):
 def _find(model):
     """(scaling layers, the layer they fold into, scale, offset) or why there is nothing to fold."""
     inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs:
+        return "the model has no input layer to read its start from (a subclassed model?)"
     if len(inputs) != 1:
         return f"the model has {len(inputs)} inputs (the fold reads one)"
     channels = inputs[0].shape[-1]

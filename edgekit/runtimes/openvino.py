@@ -272,20 +272,11 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
     """
     # PROFILE_ROUNDS fresh compiles (the counters are a running average since compile_model):
     # each node's share per round says whether it is the node's or the machine's
-    nodes: dict = {}
-    totals = []
-    wanted, runs = runs, 0
-    for r in range(PROFILE_ROUNDS):
-        session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
-        made, found = _node_times(session, samples, wanted)
-        runs += made
-        totals.append(sum(node["us"] for node in found.values()) or 1.0)
-        for name, node in found.items():
-            entry = nodes.setdefault(name, {**node, "us": 0.0, "rounds": [0.0] * r})
-            entry["us"] += node["us"] * made  # the total over the runs, as the shares below read it
-            entry["rounds"].append(node["us"])
-        for entry in nodes.values():
-            entry["rounds"] += [0.0] * (r + 1 - len(entry["rounds"]))
+    [nodes], [made], about = _profiled_rounds([path], threads, samples, PROFILE_ROUNDS, runs)
+    runs = sum(made)
+    totals = [sum(node["rounds"][r] for node in nodes.values()) or 1.0 for r in range(PROFILE_ROUNDS)]
+    for node in nodes.values():  # the total over the runs, as the shares below read it
+        node["us"] = sum(us * n for us, n in zip(node["rounds"], made))
     intended = INTENDED.get(precision or "fp32", ("fp32",))
     ops = list(nodes.values())
     total = sum(op["us"] for op in ops) or 1.0
@@ -303,10 +294,10 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
             op["precision"] = "unknown"
         op["where"] = "reference kernel" if reference else "no kernel of its own" if composite else "optimized kernel"
         op["accelerated"] = not reference and not composite and op["precision"] in intended
-    return {"runtime": session.runtime, "partitions": None, "runs": runs, "ops": ops,
+    return {"runtime": about["runtime"], "partitions": None, "runs": runs, "ops": ops,
             "reference_kernels": sum(1 for op in ops if op["where"] == "reference kernel"),
             "profiled_ms": round(total / runs / 1e3, 6),
-            "inference_precision": session.settings.get("inference_precision"),
+            "inference_precision": about["inference_precision"],
             "how": ("OpenVINO's performance counters (PERF_COUNT, compiled as the timed session): each executed "
                     f"node's exec_type and real_time over {runs} runs in {PROFILE_ROUNDS} rounds (a fresh compile each, "
                     "after 3 warm-up runs; share_rounds: each round's share); the counters keep a running "
@@ -362,21 +353,34 @@ def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, mod
     compile (as the timed session compiles, plus PERF_COUNT) profiled as ``profile_ops`` does;
     the IRs take turns, round after round, so a slow phase of the machine hits them alike. A
     node missing from a round (not executed, or under a microsecond) reads 0 there."""
+    per_path = _profiled_rounds(paths, threads, samples, rounds, 50)[0]
+    how = (f"OpenVINO's performance counters (PERF_COUNT), {rounds} rounds, each a fresh compile of every IR in "
+           f"turn profiled over {PROFILE_SECONDS} s of inferences")
+    return [{"ops": [{**node, "us": node["rounds"]} for node in nodes.values()], "how": how} for nodes in per_path]
+
+
+def _profiled_rounds(paths, threads: int, samples, rounds: int, runs: int):
+    """``([{node name: {"name", "type", "exec_type", "rounds": [us per inference, per round]}}
+    per path], [[runs made per round] per path], {"runtime", "inference_precision"})``: ``rounds`` rounds, each a fresh compile of
+    every IR in turn (the counters are a running average since compile_model) profiled by
+    ``_node_times``. A node missing from a round (not executed, or under a microsecond) reads 0."""
     per_path: list[dict] = [{} for _ in paths]
+    made: list[list[int]] = [[] for _ in paths]
+    about: dict = {}
     for r in range(rounds):
         for k, path in enumerate(paths):
             session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
-            _, nodes = _node_times(session, samples, 50)
+            done, nodes = _node_times(session, samples, runs)
+            made[k].append(done)
             for name, node in nodes.items():
                 entry = per_path[k].setdefault(name, {"name": name, "type": node["type"], "exec_type": node["exec_type"],
-                                                      "us": [0.0] * r})
-                entry["us"].append(node["us"])
+                                                      "rounds": [0.0] * r})
+                entry["rounds"].append(node["us"])
             for entry in per_path[k].values():
-                entry["us"] += [0.0] * (r + 1 - len(entry["us"]))
+                entry["rounds"] += [0.0] * (r + 1 - len(entry["rounds"]))
+            about = {"runtime": session.runtime, "inference_precision": session.settings.get("inference_precision")}
             del session
-    how = (f"OpenVINO's performance counters (PERF_COUNT), {rounds} rounds, each a fresh compile of every IR in "
-           f"turn profiled over {PROFILE_SECONDS} s of inferences")
-    return [{"ops": list(nodes.values()), "how": how} for nodes in per_path]
+    return per_path, made, about
 
 
 def _counters(request) -> dict:

@@ -37,8 +37,10 @@ def test_a_share_its_rounds_put_at_zero_is_not_blamed():
     steady = _row(_litert_profile([0.24, 0.26, 0.25]))
     softmax = next(t for t in noisy["profile"]["top_op_types"] if t["type"] == "SOFTMAX")
     assert softmax["share_low"] == 0.0 and softmax["share_high"] == 0.26
-    assert "SOFTMAX" not in (cause(noisy) or "")
-    assert "SOFTMAX runs outside XNNPACK" in cause(steady)
+    # named as where the time goes only where every round agrees; that it runs outside XNNPACK
+    # is a fact of the graph, said either way
+    assert "SOFTMAX runs outside XNNPACK" not in cause(noisy) and "(SOFTMAX)" in cause(noisy)
+    assert "SOFTMAX runs outside XNNPACK on built-in kernels: 25% of time" in cause(steady)
     assert share_spread([{"share_rounds": [0.1, 0.2]}, {"share_rounds": [0.3, 0.1]}]) == {"share_low": 0.3,
                                                                                        "share_high": 0.4}
     assert share_spread([{"share_rounds": [0.1, 0.2]}, {}]) == {}  # a round missing: no spread
