@@ -285,6 +285,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
                                                              env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
     state.variants.append(baseline)
+    from edgekit.evaluate.worker import release_memory
+
+    release_memory()  # the baseline's batches, before the workers convert beside this process
     if "cpu" in recipe.targets:  # the Keras row's probe imports TensorFlow while the variants convert
         start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
                              data.x_test[: recipe.benchmark.inputs], cache)

@@ -309,7 +309,10 @@ def _request(variant, recipe, row_id: str, folder: Path, samples_file: Path) -> 
     if spec is None:
         raise ValueError("the artifact cannot be opened in another process (no file, or an unknown format)")
     fmt = FORMATS.get(variant.format)
-    request = {"format": variant.format, "precision": variant.precision, "path": str(Path(spec.path).resolve()),
+    # an int8-fast row whose search kept every layer float is the fp32 artifact: profiled as one
+    fast = (variant.settings or {}).get("fast") or {}
+    precision = "fp32" if fast.get("choice") == "fp32" else variant.precision
+    request = {"format": variant.format, "precision": precision, "path": str(Path(spec.path).resolve()),
                "module": fmt.runtime_module if fmt else "edgekit.runtimes.keras", "options": spec.options or {},
                "threads": recipe.benchmark.threads, "samples": str(samples_file), "runs": RUNS,
                "profile": True, "workdir": str(folder), "runtime_module": None}

@@ -109,10 +109,13 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
             record["groups_from"] = f"{fmt.runtime_module} has no op_times: no op is timed on its own"
         else:
             log(f"[convert] {path.name}: int8-fast: timing every op at fp32 and int8")
-            measured = op_times([made["fp32"][0], int8_path], threads, samples)
-            table, unattributed = compare_groups(exported, measured[0]["ops"], measured[1]["ops"])
-            record.update(op_times_how=measured[0].get("how"), groups=table, unattributed_us=unattributed)
-            slower = [g for g in table if g["float"]]
+            try:
+                measured = op_times([made["fp32"][0], int8_path], threads, samples)
+                table, unattributed = compare_groups(exported, measured[0]["ops"], measured[1]["ops"])
+                record.update(op_times_how=measured[0].get("how"), groups=table, unattributed_us=unattributed)
+                slower = [g for g in table if g["float"]]
+            except Exception as exc:  # noqa: BLE001 - without op times, plain int8 and fp32 are still compared
+                record["groups_from"] = f"the ops could not be timed one by one: {one_line(exc)}"
         groups = layer_groups(exported)
         floated = [name for g in slower for name in groups.members(g["group"]) if name not in base_keep]
         if floated:
@@ -125,8 +128,8 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
         record["whole"] = timing
         choice, why = _choose(timing)
         choice, why = _scored(fmt, exported, made, choice, why, record, max_drop, data, task, threads, options)
-        record.update(choice=choice, why=why, kept_float=[g["group"] for g in slower] if choice == "candidate" else
-                      ([] if choice == "int8" else ["every layer"]))
+        record.update(choice=choice, why=why, all_float=choice == "fp32",
+                      kept_float=[g["group"] for g in slower] if choice == "candidate" else [])
         chosen_path, settings = made[choice]
         for source, target in zip(fmt.files(chosen_path), fmt.files(path)):
             shutil.copyfile(source, target.with_name(target.name + ".tmp"))

@@ -258,6 +258,8 @@ def _pads(target) -> bool | str:
 def _rebuild(model, chain, target, scale: np.ndarray, offset: np.ndarray, shift):
     """The copy: the scaling layers as identities (the last one the shift, where one is kept),
     the target with the folded weights."""
+    from edgekit.convert.preprocess import _keras_of
+
     keras = _keras_of(model)
     weights = target.get_weights()
     kernel = np.asarray(weights[0], np.float64)
@@ -294,14 +296,3 @@ def _rebuild(model, chain, target, scale: np.ndarray, offset: np.ndarray, shift)
         elif original.weights and not any(original is other for other in chain):
             layer.set_weights(original.get_weights())
     return folded
-
-
-def _keras_of(model):
-    import sys
-
-    tf_keras = sys.modules.get("tf_keras")
-    if tf_keras is not None and isinstance(model, tf_keras.Model):
-        return tf_keras
-    import keras
-
-    return keras
