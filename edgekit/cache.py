@@ -34,8 +34,8 @@ from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
 STAGES = ("data", "train", "compress", "convert", "evaluate", "profile", "bench")
-#: folders beside the stages that ``clear`` empties too: report plots by what they show
-#: (edgekit.report.html) and this machine's precision speed probes (edgekit.convert.auto)
+#: entries beside the stages (``info`` counts them, ``clear`` empties them): report plots by
+#: what they show (edgekit.report.html) and this machine's precision speed probes (edgekit.convert.auto)
 AUXILIARY = ("plots", "probes")
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ class Cache:
         """The one get-or-compute of every stage.
 
         Args:
-            stage: one of ``STAGES``.
+            stage: one of ``STAGES`` (or ``AUXILIARY``).
             key: the entry's key (``make_key``).
             name: what the entry is, for the log and ``events`` (``tflite-int8``).
             load: reads the value from a verified entry folder; any exception counts as corrupt.
@@ -292,8 +292,8 @@ class Cache:
             folder = self.root / stage
             if not folder.is_dir():
                 continue
-            entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
-            size = sum(f.stat().st_size for e in entries for f in ([e] if e.is_file() else e.rglob("*")) if f.is_file())
+            entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
+            size = sum(f.stat().st_size for e in entries for f in e.rglob("*") if f.is_file())
             out[stage] = {"entries": len(entries), "bytes": size}
         return out
 

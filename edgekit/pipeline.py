@@ -354,7 +354,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         **results_file.stage_fields(state.stages),
     )
     try:
-        report.write(results, latencies, run_dir, plots_store=cache.root / "plots" if cache.enabled else None)
+        report.write(results, latencies, run_dir, cache=cache)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.
         _stage_done(state, log, "report", clock)

@@ -5,8 +5,8 @@ An ISA flag says a precision runs natively, not that it runs fast: on AVX-512 BF
 OpenVINO's bf16 rows ran 0.45-0.83x of f32 (``vdpbf16ps`` at half the FMA rate), and a row
 that only loses time is noise in the table. So before a format's automatic precision is added,
 its runtime's ``precision_probe`` (a format row's ``auto_probe``) times a short network at f32
-and at that precision (about a second, once per machine: the answer is kept in the stage
-cache's ``probes/`` folder, keyed by the CPU, its flags and the runtime's version). The row is
+and at that precision (about a second, once per machine: the answer is a ``probes`` entry of
+the stage cache, keyed by the CPU, its flags and the runtime's version). The row is
 added where the precision is at least as fast as f32 (``MIN_RATIO``); either way the decision
 and its numbers are kept for results.json ``auto_precisions`` and the row's note.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,8 +60,9 @@ def _decide(format_name: str, precision: str, threads: int = 1) -> tuple:
 
 
 def _cached_probe(fmt, precision: str, probe_name: str, threads: int) -> dict:
-    """The probe's result, from ``<cache root>/probes/`` when this machine measured it before."""
-    from edgekit.cache import default_root, make_key, source_hash
+    """The probe's result, from the stage cache's ``probes`` entries when this machine measured
+    it before (keyed by the CPU, its flags, the format's package versions and the probe's code)."""
+    from edgekit.cache import Cache, make_key, source_hash
     from edgekit.environment import package_versions
     from edgekit.targets.runner import cpu_info
 
@@ -70,22 +70,17 @@ def _cached_probe(fmt, precision: str, probe_name: str, threads: int) -> dict:
     cpu, flags = cpu_info()
     key = make_key("probe", format=fmt.name, precision=precision, threads=threads, cpu=cpu, isa=flags,
                    versions=package_versions(fmt.packages), code=source_hash(module))
-    path = Path(default_root()) / "probes" / f"{key}.json"
-    try:
-        cached = json.loads(path.read_text())
-        if isinstance(cached, dict) and isinstance(cached.get("ratio"), (int, float)):
-            return cached
-    except (OSError, ValueError):
-        pass
-    result = getattr(importlib.import_module(module), function)(precision, threads)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
-    except OSError:  # a read-only cache: the probe runs again next time
-        pass
-    return result
+
+    def load(folder: Path) -> dict:
+        value = json.loads((folder / "probe.json").read_text())
+        if not isinstance(value, dict) or not isinstance(value.get("ratio"), (int, float)):
+            raise ValueError("probe.json holds no probe result")
+        return value
+
+    value, _ = Cache().fetch("probes", key, f"{fmt.name} {precision} speed probe", load=load,
+                             compute=lambda: getattr(importlib.import_module(module), function)(precision, threads),
+                             store=lambda result, folder: (folder / "probe.json").write_text(json.dumps(result)))
+    return value
 
 
 def annotate(rows: list[dict], decisions: list[dict]) -> None:

@@ -33,30 +33,35 @@ def regenerate(run_dir: Path) -> Path:
     return write(load_results(run_dir / "results.json"), run_dir)
 
 
-def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None,
-          store: Path | None = None) -> Path:
+def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None, cache=None) -> Path:
     """Draw the plots, write them to RUN_DIR/plots/*.png, and write RUN_DIR/report.html.
 
-    ``store`` is a folder of plots drawn before, by what they show (the stage cache's
-    ``plots/``): a cached rebuild into a new run directory copies them instead of importing
-    matplotlib (0.76 s alone) and drawing (about a second more)."""
+    With the build's stage ``cache`` (``edgekit.cache.Cache``), plots drawn before from the same
+    figures are its ``plots`` entries: a cached rebuild into a new run directory copies them
+    instead of importing matplotlib (0.76 s alone) and drawing (about a second more)."""
     run_dir = Path(run_dir)
     if latencies is None:
         latencies = _read_latencies(run_dir)
     sizes = artifact_sizes(results["rows"], run_dir)
     front = pareto_front(results)
     key = _plots_key(results, sizes, front, latencies)
-    plots = _drawn_before(run_dir, key)
-    if plots is None and store is not None:
-        plots = _drawn_before(Path(store) / key, key, folder="")
-    if plots is None:
-        plots = {
+
+    def draw() -> dict[str, bytes | None]:
+        return {
             "accuracy_vs_latency": _scatter(results, front),
             "sizes": _size_bars(results, sizes),
             "latency_distribution": _distribution(results, latencies),
         }
-        if store is not None:
-            _keep_drawn(Path(store) / key, key, plots)
+
+    plots = _drawn_before(run_dir, key)
+    if plots is None and cache is not None:
+        from edgekit.cache import Cache
+
+        # an instance of its own: the plots are no stage of the build (its manifest and reused lists)
+        own = Cache(root=cache.root, enabled=cache.enabled, log=cache.log)
+        plots, _ = own.fetch("plots", key[:32], "report plots", load=_load_plots, compute=draw, store=_store_plots)
+    if plots is None:
+        plots = draw()
     (run_dir / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
     for name, png in plots.items():
         file = run_dir / PLOTS_DIR / f"{name}.png"
@@ -93,14 +98,13 @@ def _plots_key(results: dict, sizes: dict, front: list[str], latencies: dict) ->
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _drawn_before(run_dir: Path, key: str, folder: str = PLOTS_DIR) -> dict[str, bytes | None] | None:
-    """The plots already in RUN_DIR/plots (``folder``) when they were drawn from exactly what
-    ``key`` hashes (a cached rebuild: the same rows, latencies and sizes) and no file changed
-    since; else None. Drawing them costs a second of matplotlib; the same inputs draw the same
-    pictures."""
+def _drawn_before(run_dir: Path, key: str) -> dict[str, bytes | None] | None:
+    """The plots already in RUN_DIR/plots when they were drawn from exactly what ``key`` hashes
+    (a cached rebuild: the same rows, latencies and sizes) and no file changed since; else None.
+    Drawing them costs a second of matplotlib; the same inputs draw the same pictures."""
     import hashlib
 
-    folder = run_dir / folder if folder else run_dir
+    folder = run_dir / PLOTS_DIR
     try:
         record = json.loads((folder / _PLOTS_RECORD).read_text())
         if record.get("key") != key:
@@ -119,26 +123,26 @@ def _drawn_before(run_dir: Path, key: str, folder: str = PLOTS_DIR) -> dict[str,
     return plots if set(plots) == {"accuracy_vs_latency", "sizes", "latency_distribution"} else None
 
 
-def _keep_drawn(folder: Path, key: str, plots: dict[str, bytes | None]) -> None:
-    """Keep freshly drawn plots in the store's folder for ``key`` (a full store is no error)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, png in plots.items():
-            if png is not None:
-                tmp = folder / f".{name}.png.tmp"
-                tmp.write_bytes(png)
-                tmp.replace(folder / f"{name}.png")
-        _remember_plots(folder, key, plots, folder="")
-    except OSError:
-        pass
+def _store_plots(plots: dict[str, bytes | None], folder: Path) -> None:
+    """A plots cache entry: the PNGs, and which plots had nothing to draw."""
+    for name, png in plots.items():
+        if png is not None:
+            (folder / f"{name}.png").write_bytes(png)
+    (folder / "plots.json").write_text(json.dumps(sorted(plots)))
 
 
-def _remember_plots(run_dir: Path, key: str, plots: dict[str, bytes | None], folder: str = PLOTS_DIR) -> None:
+def _load_plots(folder: Path) -> dict[str, bytes | None]:
+    names = json.loads((folder / "plots.json").read_text())
+    return {name: (folder / f"{name}.png").read_bytes() if (folder / f"{name}.png").exists() else None
+            for name in names}
+
+
+def _remember_plots(run_dir: Path, key: str, plots: dict[str, bytes | None]) -> None:
     import hashlib
 
     record = {"key": key, "files": {name: hashlib.sha256(png).hexdigest() if png is not None else None
                                     for name, png in plots.items()}}
-    path = (run_dir / folder if folder else run_dir) / _PLOTS_RECORD
+    path = run_dir / PLOTS_DIR / _PLOTS_RECORD
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(path)
