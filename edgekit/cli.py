@@ -21,6 +21,15 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
+#: --format of the commands that print the results table (edgekit.report.terminal.FORMATS)
+_FORMAT_OPTION = click.option(
+    "--format", "table_format", type=click.Choice(["table", "plain", "markdown", "json"]), default="table",
+    show_default=True,
+    help="How the results table is printed: fitted to the terminal, each row's notes as numbered footnotes under it "
+         "(table); or for scripts, on stdout with every other line on stderr: tab-separated with every column (plain), "
+         "markdown, or json. A build of several recipes prints its summary table as it is.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
 def cli() -> None:
@@ -36,16 +45,23 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
 @click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
 @click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
-              help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
-                   "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
+              help="Where a build's work (training, fine-tuning, conversions) and device benchmarks run: local "
+                   "worker processes (default), a Dask scheduler (dask://HOST:PORT), or a Dask cluster started on "
+                   "this machine (dask://local); this machine's rows are timed here. "
                    "Default: $EDGEKIT_EXECUTOR, else local.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="TensorBoard logs of training and fine-tuning, and the results as hparams, under "
                    "<run>/tensorboard/ (tensorboard --logdir runs/).")
 @click.option("-v", "--verbose", is_flag=True,
               help="Show TensorFlow's, tf2onnx's, NNCF's and LiteRT's own output live (default: kept in <run>/build.log).")
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="Record the build in this results store: a SQLite file, or a database URL (postgresql+psycopg://...; "
+                   "pip install 'keras-edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
+                   "cache folder; otherwise nothing is recorded.")
+@_FORMAT_OPTION
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
-          executor_spec: str | None, tensorboard: bool, verbose: bool) -> None:
+          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None,
+          table_format: str = "table") -> None:
     """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
     write results.json and report.md into its run directory.
 
@@ -59,6 +75,10 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
 
     paths = many.recipe_paths(recipe_files)
     recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
+    for recipe in recipes:
+        if recipe.search is not None:
+            _log(f"{recipe.name}: its search: section is left alone by build (the recipe builds as written); "
+                 f"`edgekit search {recipe.path}` runs the search")
     _quiet_tensorflow()
     if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
         run_dir = out_dir or Path("runs") / recipes[0].name
@@ -74,8 +94,9 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         if error is not None:
             _build_exit(error.exit_code, error)
             raise error
-        _print_build(result, run_dir, table=True)
-        if result.failed:
+        _print_build(result, run_dir, table=True, table_format=table_format)
+        error = _record_history(result, run_dir, history_url, quiet=table_format != "table")
+        if result.failed and error is None:
             failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
             error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
         _build_exit(error.exit_code if error else 0, error)
@@ -83,20 +104,51 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
             raise error
         return
     _build_many(recipes, out_dir or Path("runs"), executor_spec, fresh=fresh, force=force, retime=retime,
-                tensorboard=tensorboard, verbose=verbose)
+                tensorboard=tensorboard, verbose=verbose, history_url=history_url)
 
 
-def _print_build(result, run_dir: Path, table: bool) -> None:
-    """The table (one recipe) and the lines on what was reused and where the results are."""
+def _record_history(result, run_dir: Path, history_url: str | None, quiet: bool = False):
+    """Record a finished build in the results store (``--history``, or the default one in CI);
+    returns the error to exit with when an asked-for store cannot be written (the run itself is
+    written already), None otherwise: a store on by default only warns. ``quiet``: its line
+    goes to stderr (stdout holds the table for a script)."""
+    from edgekit import history
+    from edgekit.errors import EdgekitError
+
+    url = history.wanted(history_url)
+    if url is None:
+        return None
+    try:
+        where, added, given = history.record(result.results, url, run_dir)
+    except EdgekitError as exc:
+        if history_url:
+            return exc
+        _log(f"[history] not recorded: {exc.message}")
+        return None
+    click.echo(f"history: {added} of {given} row(s) recorded in {where}"
+               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"),
+               err=quiet)
+    return None
+
+
+def _print_build(result, run_dir: Path, table: bool, table_format: str = "table") -> None:
+    """The table (one recipe) and the lines on what was reused and where the results are (on
+    stderr when the table is for a script: ``--format plain|markdown|json``)."""
+    err = table_format != "table"
     if table:
         from edgekit.report.terminal import print_table
 
-        print_table(result.results)
+        print_table(result.results, fmt=table_format)
+    else:  # one of several recipes: no table, but a suspect baseline and the loss count still show
+        from edgekit.report.flags import summary_lines
+
+        for line in summary_lines(result.results):
+            click.echo(f"{result.results['recipe']['name']}: {line}")
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
-        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
+        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()), err=err)
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
-               f"({result.results['build_seconds']} s)")
+               f"({result.results['build_seconds']} s)", err=err)
 
 
 def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) -> None:
@@ -105,14 +157,24 @@ def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) ->
     from edgekit import many
     from edgekit.report.summary import print_summary, write_summary
 
+    history_url = options.pop("history_url", None)
     for recipe in recipes:
         _preflight(recipe, out_dir / recipe.name, cache_used=not options["fresh"])
-    data = many.build_all(recipes, out_dir, executor=executor_spec, say=_log,
-                          on_built=lambda result, run_dir: _print_build(result, run_dir, table=False), **options)
+    failed_records = []
+
+    def on_built(result, run_dir):
+        _print_build(result, run_dir, table=False)
+        if (error := _record_history(result, run_dir, history_url)) is not None:
+            failed_records.append(error)
+            _log(f"[history] {error.message}")
+
+    data = many.build_all(recipes, out_dir, executor=executor_spec, say=_log, on_built=on_built, **options)
     print_summary(data)
     click.echo(f"summary: {write_summary(out_dir, data)}")
-    code, error = data["exit_code"], None
-    if code:
+    code, error = data["exit_code"] or (1 if failed_records else 0), None
+    if failed_records and not data["exit_code"]:
+        error = failed_records[0]
+    elif code:
         bad = [r["name"] for r in data["recipes"] if r["exit_code"]]
         error = click.ClickException(f"{len(bad)} of {len(data['recipes'])} recipe(s) did not build cleanly: {', '.join(bad)}")
         error.exit_code = code
@@ -175,7 +237,8 @@ def validate(recipe_file: Path) -> None:
     recipe = load_recipe(recipe_file)
     for line in _outside(recipe):
         _log(line)
-    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task)
+    data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task,
+                        output_tasks=recipe.outputs)
     from edgekit.train import model_inputs
 
     data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
@@ -190,9 +253,50 @@ def validate(recipe_file: Path) -> None:
 
         raise ModelError(f"model.file: not found: {recipe.model.file}; check the path (relative paths start at the recipe's folder)")
     click.echo(f"{recipe_file}: ok: {recipe.task}, model {recipe.model.source}, data {recipe.data.source} "
-               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {list(data.input_shape)}, "
+               f"(train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, input {data.inputs_summary}, "
                f"{data.labels_summary}), "
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
+
+
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The search's folder (default: runs/<recipe name>-search/).")
+@click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
+              help="Where trials are prepared: this machine (default), or a Dask cluster (dask://HOST:PORT, "
+                   "dask://local), whose workers train, fine-tune and convert several trials at once.")
+@click.option("--strategy", type=click.Choice(["auto", "grid", "tpe"]), default=None,
+              help="Override search.strategy.")
+@click.option("--max-trials", type=click.IntRange(min=1, max=10_000), default=None, help="Override search.max_trials.")
+@click.option("--retime", is_flag=True, help="Time every trial again; everything else from the cache.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output live (default: kept in <out>/build.log).")
+def search(recipe_file: Path, out_dir: Path | None, executor_spec: str | None, strategy: str | None,
+           max_trials: int | None, retime: bool, verbose: bool) -> None:
+    """Search RECIPE's search: space for the variant to ship: the lowest p50 (or size, or memory) on
+    its target within the constraints. Each trial is a cached build of a recipe of its own
+    (<out>/trials/<id>.yaml); results.json holds every trial, the Pareto front and the pick.
+
+    Exit codes: 0 a trial meets the constraints (the pick), 1 none does, 2 bad recipe or input,
+    130 interrupted (the finished trials are written; run it again to resume).
+    """
+    from edgekit.errors import EdgekitError
+    from edgekit.search import run_search
+    from edgekit.search.report import COLUMNS, table_rows
+
+    _quiet_tensorflow()
+    document = run_search(recipe_file, out_dir, executor=executor_spec, strategy=strategy, max_trials=max_trials,
+                          retime=retime, verbose=verbose, say=_log)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*COLUMNS, show_lines=False)
+    for row in table_rows(document):
+        table.add_row(*row)
+    Console(width=max(Console().width, 160)).print(table)
+    folder = out_dir or Path("runs") / f"{document['recipe']['name']}-search"
+    click.echo(f"results: {folder / 'results.json'}  report: {folder / 'report.html'}")
+    if document["search"]["pick"] is None:
+        raise EdgekitError("no trial meets the search's constraints; see the table (each trial's notes say why)")
 
 
 def _outside(recipe) -> list[str]:
@@ -261,8 +365,10 @@ def formats() -> None:
     # The precision column fits the longest list (tflite's six precisions are 39 characters).
     width = max(len(",".join(fmt.precisions)) for fmt in FORMATS.values())
     for fmt in FORMATS.values():
-        runtime = fmt.installed_runtime()
-        state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
+        versions = [(module, _module_version(module)) for module in fmt.runtime_packages]
+        state = "runtime: " + ", ".join(f"{module} {version or 'not installed'}" for module, version in versions)
+        if not any(version for _, version in versions):
+            state += f" (pip install {fmt.runtime_packages[0].replace('_', '-')})"
         click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(fmt.runs_on)}"
                    f"  - {fmt.description}")
         # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
@@ -280,6 +386,30 @@ def formats() -> None:
                + " (besides every format's fp32 and int8)")
 
 
+def _module_version(module: str) -> str | None:
+    """The installed version of the distribution that provides ``module`` (``onnxruntime`` from
+    onnxruntime or onnxruntime-gpu), without importing it; None when it is not installed."""
+    import importlib.util
+    from importlib import metadata
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    for name in metadata.packages_distributions().get(module, []) or [module.replace("_", "-")]:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(version unknown)"
+
+
+def _plain(text: str) -> str:
+    """A docstring's reStructuredText markup as plain text: ``alpha`` and :class:`X` become alpha and X."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
 @cli.command()
 def models() -> None:
     """List the model zoo: each builder, the tasks it fits, and its parameters with their defaults."""
@@ -290,28 +420,30 @@ def models() -> None:
         if info["alias_of"]:
             click.echo(f"{name}: another name for {info['alias_of']}\n")
             continue
-        click.echo(f"{name}: {info['summary']}\n  tasks: {', '.join(info['tasks'])}")
+        click.echo(f"{name}: {_plain(info['summary'])}\n  tasks: {', '.join(info['tasks'])}")
         for param, (default, text) in info["params"].items():
-            click.echo(f"  {param}={default!r}: {text}")
+            click.echo(f"  {param}={default!r}: {_plain(text)}")
         click.echo("")
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Rewrite the recipe table between the marker comments of this file (e.g. README.md).")
-def table(runs: tuple[Path, ...], readme: Path | None) -> None:
+@click.option("--readme", "readmes", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rewrite the recipe table between the marker comments of this file (docs/recipes.md: the whole "
+                   "table; README.md: its narrow excerpt); repeatable.")
+def table(runs: tuple[Path, ...], readmes: tuple[Path, ...]) -> None:
     """Print the recipe table (one line per run: metrics, sizes, p50) from RUNS (run directories or results.json).
 
-    Example: edgekit table runs/*/ --readme README.md
+    Example: edgekit table runs/*/ --readme docs/recipes.md
     """
     from edgekit.report import readme_table
 
-    text = readme_table.table(readme_table.load(list(runs)))
-    if readme is None:
+    docs = readme_table.load(list(runs))
+    text = readme_table.table(docs)
+    if not readmes:
         click.echo(text, nl=False)
-    else:
-        readme_table.update_readme(readme, text)
+    for readme in readmes:
+        readme_table.update_readme(readme, text, readme_table.excerpt(docs))
         click.echo(f"{readme}: recipe table rewritten from {len(runs)} run(s)")
 
 
@@ -324,30 +456,74 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
                    "else the default budgets).")
 @click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the outcome of every budget as JUnit XML to this file.")
-def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None) -> None:
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="A results store (SQLite file or database URL, as `edgekit build --history`): judge every row against "
+                   "its last --window runs there (same row, target and machine), with intervals over the runs.")
+@click.option("--window", type=click.IntRange(min=1, max=10_000), default=10, show_default=True,
+              help="With --history: how many earlier runs of a row make its baseline window.")
+@click.option("--allow-suspect", is_flag=True,
+              help="Do not fail a build whose Keras baseline is suspect (not above the majority class or chance of "
+                   "its test split: results.json sanity); it is still reported.")
+@click.option("--allow-unjudged", is_flag=True,
+              help="Pass even when a latency budget could not be judged because a row's timing was unstable "
+                   "(its rounds disagreed); they are still reported. Default: such a check exits 1.")
+def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None,
+          history_url: str | None, window: int, allow_suspect: bool, allow_unjudged: bool) -> None:
     """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
 
-    Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
-    (row p50 / baseline-row p50), so a slower CI machine does not fail. Appends a Markdown
+    Prints every budget (row, value, limit, pass or fail). Latency is compared as ratios measured
+    inside one run: each row's p50 over its fp32 sibling's (the same model in the same runtime and
+    target; latency_reference: baseline divides by the run's baseline row instead), now against
+    the same ratio in the baseline, so a slower CI machine does not fail. Appends a Markdown
     summary to $GITHUB_STEP_SUMMARY when it is set.
 
-    Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
-    interrupted build: its unfinished rows fail with status interrupted), 2 bad or mismatched input.
+    Exit codes: 0 every budget holds, 1 a budget failed or a latency budget could not be judged
+    (unstable timing; unless --allow-unjudged), and always for the partial results of an
+    interrupted build (its unfinished rows fail with status interrupted) and for a suspect baseline
+    unless --allow-suspect; 2 bad or mismatched input.
     """
     from edgekit import api
     from edgekit.check import output
     from edgekit.errors import EdgekitError
 
-    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file)
+    report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, history=history_url, window=window,
+                       allow_suspect=allow_suspect, allow_unjudged=allow_unjudged)
     click.echo(output.format_text(report))
     if junit_file is not None:
         click.echo(f"junit: {junit_file}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(output.step_summary(report))
-    if report.failures:
+    if not report.passed:
         raise EdgekitError(output.summary_line(report))
     click.echo(output.summary_line(report))
+
+
+@cli.command("history")
+@click.argument("name", metavar="RECIPE|ROW")
+@click.option("--history", "history_url", default=None, metavar="PATH|URL",
+              help="The results store (default: $EDGEKIT_HISTORY, else history.db in the cache folder).")
+@click.option("--recipe", "recipe_name", default=None, help="With a row id: only this recipe's runs of it.")
+@click.option("--target", default=None, help="Only rows timed on this target.")
+@click.option("--last", type=click.IntRange(min=1), default=30, show_default=True, help="Runs per row shown.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the plot (PNG; default: NAME.history.png here).")
+def history_command(name: str, history_url: str | None, recipe_name: str | None, target: str | None, last: int,
+                    plot_file: Path | None) -> None:
+    """Print the trend of a recipe's rows (or of one row id: every run of it) recorded in the
+    results store: p50 with its 95% interval, the task metric, the size; and write a plot of it.
+
+    Exit codes: 0 printed, 2 no such recipe or row, or the store cannot be read.
+    """
+    from edgekit.history import store, trend
+
+    opened = store.open_store(history_url)
+    kind, series = trend.series_for(opened, name, recipe_name, target, last)
+    click.echo(f"history {opened.url}: {kind} {name}")
+    click.echo(trend.text(kind, series))
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    path = trend.plot(series, plot_file or Path(f"{safe}.history.png"), f"{kind} {name}: p50 per run")
+    click.echo(f"plot: {path}")
 
 
 @cli.group()
@@ -393,28 +569,33 @@ def report_command(run_dir: Path) -> None:
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.25, show_default=True,
               help="Allowed disagreement: a ratio edgekit/native within 1/(1+T) to 1+T passes.")
 @click.option("--runs", type=click.IntRange(min=1), default=None,
-              help="Timed runs per tool (default: the row's own count of timed runs).")
+              help="Timed runs per side and pair (default: the row's own count of timed runs).")
+@click.option("--pairs", type=click.IntRange(min=3), default=3, show_default=True,
+              help="Alternating pairs per row: edgekit's session, then the tool, timed now in one window.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
-              help="Seconds one tool may run before its row fails.")
+              help="Seconds one tool may run before its row fails (edgekit's own session: at least 120).")
 @click.option("--tools-dir", "tools_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Look for benchmark_app and litert-benchmark only here (repeatable; default: PATH, then "
                    "the folder of edgekit's Python).")
-def verify_command(run_dir: Path, tolerance: float, runs: int | None, timeout_s: float, tools_dirs: tuple[Path, ...]) -> None:
-    """Time RUN_DIR's artifacts again with each runtime's own benchmark tool and compare.
+def verify_command(run_dir: Path, tolerance: float, runs: int | None, pairs: int, timeout_s: float,
+                   tools_dirs: tuple[Path, ...]) -> None:
+    """Time RUN_DIR's artifacts now with edgekit's own session and each runtime's own benchmark
+    tool, in alternating pairs, and judge their ratio with its 95% interval.
 
-    Runs benchmark_app (OpenVINO rows) and litert-benchmark (TFLite rows) on this machine with the
-    threads and inference precision the run used, prints edgekit's p50, the tool's median and
-    their ratio per cpu row, and writes RUN_DIR/verify.json. Rows without a tool (Keras,
+    Runs edgekit's session and benchmark_app (OpenVINO rows) or litert-benchmark (TFLite rows) on
+    this machine, one after the other, PAIRS times, with the threads and inference precision the
+    run used; prints per cpu row both p50s, their ratio with its interval and the build's stored
+    p50 (shown, not judged), and writes RUN_DIR/verify.json. Rows without a tool (Keras,
     onnxruntime), of other targets, or not ok are listed as unchecked with the reason.
 
-    Exit codes: 0 every compared ratio is within the tolerance, 1 a ratio is outside it or a tool
-    failed on a row, 2 no readable results.json.
+    Exit codes: 0 no ratio is significantly outside the tolerance, 1 one is (its whole interval
+    outside) or a tool failed on a row, 2 no readable results.json.
     """
     from edgekit.bench import verify
     from edgekit.errors import EdgekitError
 
     search_path = os.pathsep.join(map(str, tools_dirs)) if tools_dirs else None
-    report = verify.verify_run(run_dir, tolerance, runs, timeout_s, search_path, progress=_log)
+    report = verify.verify_run(run_dir, tolerance, runs, timeout_s, search_path, progress=_log, pairs=pairs)
     try:
         path = verify.write_json(report, Path(report.run_dir) / verify.VERIFY_FILE)
     except OSError as exc:  # a read-only run directory: the table still answers
@@ -468,27 +649,57 @@ def devices_list(devices_dir: Path | None) -> None:
 @click.argument("name")
 @_DEVICES_OPTION
 def devices_check(name: str, devices_dir: Path | None) -> None:
-    """Connect to device NAME and report its Python, runtimes, CPU and ISA flags, or what is missing.
+    """Connect to device NAME (or every device of pool NAME) and report its Python, runtimes, CPU,
+    ISA flags and free disk, or what is missing.
 
-    Exit codes: 0 ready, 1 unreachable or something missing, 2 no such (or an invalid) profile.
+    Exit codes: 0 ready (every device of a pool), 1 unreachable or something missing, 2 no such
+    (or an invalid) profile.
     """
-    from edgekit.errors import DeviceError, EdgekitError
-    from edgekit.targets import profiles, ssh
+    from edgekit.errors import EdgekitError
+    from edgekit.targets import profiles, resolve, ssh
 
-    profile = profiles.get_profile(name, _device_dirs(devices_dir))
-    if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
-        raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    dirs = _device_dirs(devices_dir)
+    if name in profiles.find_profiles(dirs):
+        profile = profiles.get_profile(name, dirs)
+        if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
+            raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
+    target = resolve([name], dirs)[name]  # an unknown name: the profile lookup's one line (did you mean ...)
+    if not target.is_pool:
+        problems = _check_device(name, target.profile)
+        if problems:
+            raise EdgekitError(f"device {name}: " + "; ".join(problems))
+        click.echo(f"device {name}: ready")
+        return
+    members = target.members()
+    click.echo(f"pool {name}: {len(members)} device(s): {', '.join(m.name for m in members)}")
+    failing = {}
+    for member in members:
+        if problems := _check_device(member.name, member.profile):
+            failing[member.name] = "; ".join(problems)
+            click.echo(f"device {member.name}: NOT READY: {failing[member.name]}")
+        else:
+            click.echo(f"device {member.name}: ready")
+    if failing:
+        raise EdgekitError(f"pool {name}: {len(failing)} of {len(members)} device(s) not ready: "
+                           + "; ".join(f"{device}: {why}" for device, why in failing.items()))
+    click.echo(f"pool {name}: all {len(members)} device(s) ready")
+
+
+def _check_device(name: str, profile) -> list[str]:
+    """Probe one ssh device and print what it has; returns its problems (empty: ready)."""
+    from edgekit.errors import DeviceError
+    from edgekit.targets import faults, ssh
+
     click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
     try:
         info = ssh.probe(profile)
     except DeviceError as exc:
-        raise EdgekitError(f"device {name}: {exc}") from None
+        return [str(exc)]
     click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
     click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
     click.echo(f"  os           {info['os']} {info['machine']}, {info['cores']} cores")
     click.echo(f"  cpu          {info['cpu']}")
     click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
-    problems = []
     for runtime, module in ssh.runtime_names().items():
         state = info["runtimes"].get(module, {})
         listed = runtime in profile.runtimes
@@ -497,19 +708,14 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
             click.echo(f"  runtime      {runtime:<15} {state.get('version') or '?':<12} ({mark} in the profile)")
         else:
             click.echo(f"  runtime      {runtime:<15} {'missing':<12} ({mark} in the profile){': ' + state['error'] if listed else ''}")
-            if listed:
-                problems.append(f"runtime {runtime} is listed in the profile but does not import with {info['python_executable']} "
-                                f"({state.get('error')}); install it there or remove it from runtimes")
     work = info.get("work_dir") or {}
+    free = work.get("free_bytes")
+    space = f", {free / faults.MB:.0f} MB free" if isinstance(free, (int, float)) else ""
     if work.get("exists") and work.get("writable"):
-        click.echo(f"  work_dir     {profile.work_dir} (writable)")
-    elif work.get("exists"):
-        problems.append(f"work_dir {profile.work_dir} is not writable for {profile.user or 'the login user'}")
-    else:
-        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run)")
-    if problems:
-        raise EdgekitError(f"device {name}: " + "; ".join(problems))
-    click.echo(f"device {name}: ready")
+        click.echo(f"  work_dir     {profile.work_dir} (writable{space})")
+    elif not work.get("exists"):
+        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run{space})")
+    return faults.health_problems(profile, info)
 
 
 @cli.command("bench")
@@ -524,15 +730,22 @@ def devices_check(name: str, devices_dir: Path | None) -> None:
 @click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
               help="Distinct samples cycled through (random, or the first ones of --inputs).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="An .npz with the samples (array x, x_test or a single array); default: random samples "
-                   "of the model's input shape.")
+              help="An .npz with the samples: one array per model input, named after it (one input: also x, x_test "
+                   "or a single array), each in its own dtype; default: generated samples (floats uniform in [0, 1), "
+                   "integers 0..1) of each input's shape.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=1x3x320x320",
+              help="Fix an input's free dimensions (the whole shape, batch first); repeat per input. "
+                   "Without it, --inputs samples fix them.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results (results.json layout) to this file.")
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the runtimes' own output live (default: kept in the .log beside --out, else not shown).")
 @_DEVICES_OPTION
-def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, out_file, profile,
-                  devices_dir) -> None:
+@_FORMAT_OPTION
+def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, shapes, out_file, profile,
+                  devices_dir, table_format="table", verbose=False) -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
@@ -542,10 +755,11 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
     from edgekit.report.terminal import print_table
 
     result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
-                       samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log)
-    print_table(result.results)
+                       samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log,
+                       shapes=shapes, verbose=verbose)
+    print_table(result.results, fmt=table_format)
     if out_file is not None:
-        click.echo(f"results: {out_file}")
+        click.echo(f"results: {out_file}", err=table_format != "table")
     failed = [row["id"] for row in result.failed]
     if failed:
         raise EdgekitError(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
@@ -562,7 +776,11 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the recipe (default: NAME.yaml here).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def init_command(model_file, data_file, arch, dataset, name, out_file, force) -> None:
+@click.option("--no-safe-mode", "unsafe", is_flag=True,
+              help="With --model: load it the way Keras does, running the code it carries or names (a Lambda, a "
+                   "subclassed model's module, imported from the recipe's folder); the recipe gets "
+                   "model.safe_mode: false. Only for a file you trust.")
+def init_command(model_file, data_file, arch, dataset, name, out_file, force, unsafe) -> None:
     """Write a starter recipe that validates: from a model file and its data
     (`edgekit init --model my.keras --data my.npz`: input shape, output width and dtype, task,
     metric, formats and precisions read off them) or from a zoo model and a builtin dataset
@@ -578,6 +796,8 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force) ->
         raise click.UsageError("--model needs --data FILE.npz (the data to measure the model on)")
     if arch is not None and dataset is None:
         raise click.UsageError("--arch needs --dataset NAME (a builtin dataset)")
+    if unsafe and model_file is None:
+        raise click.UsageError("--no-safe-mode is about a model file: give it with --model FILE")
     default_name = name or (model_file.stem if model_file is not None else f"{dataset}_{arch}")
     out_file = out_file or Path(f"{default_name}.yaml")
     if out_file.exists() and not force:  # before a model is loaded: the answer is the same
@@ -590,7 +810,7 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force) ->
 
         # Loading the model prints TensorFlow's start-up lines (a CUDA probe among them): none are ours.
         with descriptors_to(Path(os.devnull)):
-            text = init_recipe.from_model(model_file, data_file, out_file.parent, name)
+            text = init_recipe.from_model(model_file, data_file, out_file.parent, name, safe_mode=not unsafe)
     else:
         text = init_recipe.from_zoo(arch, dataset, name)
     init_recipe.write(out_file, text, force=force)

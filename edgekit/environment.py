@@ -29,13 +29,23 @@ def cpu_info() -> tuple[str, list[str]]:
     return read_cpu_info()
 
 
+#: the names results.json records that are not the distribution's own: edgekit is distributed as
+#: keras-edgekit (the name ``edgekit`` on the package index belongs to an unrelated project)
+DISTRIBUTIONS = {"edgekit": "keras-edgekit"}
+
+
 def package_versions(names) -> dict[str, str]:
-    """The installed version of each distribution of ``names`` (the missing ones left out)."""
+    """The installed version of each distribution of ``names`` (the missing ones left out);
+    edgekit's own from its distribution ``keras-edgekit``, else from the source it runs."""
     packages = {}
     for name in names:
         try:
-            packages[name] = metadata.version(name)
+            packages[name] = metadata.version(DISTRIBUTIONS.get(name, name))
         except metadata.PackageNotFoundError:
+            if name == "edgekit":  # run from a checkout that is not installed
+                from edgekit import __version__
+
+                packages[name] = __version__
             continue
     return packages
 
@@ -53,3 +63,21 @@ def collect() -> dict:
         "python": platform.python_version(),
         "packages": packages,
     }
+
+
+def git_commit(path) -> str | None:
+    """The commit checked out where ``path`` (a recipe file) lives, when that is a git
+    repository (the history's ``commit``); None outside one or without git."""
+    import subprocess
+    from pathlib import Path
+
+    if path is None:
+        return None
+    folder = Path(path).resolve().parent
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = done.stdout.strip()
+    return sha if done.returncode == 0 and len(sha) >= 40 else None

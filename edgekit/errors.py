@@ -67,11 +67,15 @@ class DeviceError(Exception):
     Attributes:
         connection: True when the device could not be reached or refused us (host key,
             authentication, network): every later run would fail the same way.
+        transient: True when trying again may work (a refused, dropped or timed-out connection,
+            a step past its timeout); a device's runs retry these with backoff
+            (``edgekit.targets.fleet``), never a host-key or authentication refusal.
     """
 
-    def __init__(self, message: str, connection: bool = False):
+    def __init__(self, message: str, connection: bool = False, transient: bool = False):
         super().__init__(message)
         self.connection = connection
+        self.transient = transient
 
 
 class CorruptEntry(Exception):
@@ -153,15 +157,44 @@ def one_line(exc: BaseException | str, limit: int = 300, typed: bool = True) -> 
 
     Args:
         exc: the exception (or a message already taken from one).
-        limit: at most this many characters of the message are kept.
+        limit: at most this many characters of the message are kept (``shorten``: whole
+            sentences or whole words, never part of a word).
         typed: False gives the message alone, for reasons that name the failing step themselves.
     """
     # TensorFlow prefixes op errors with "{{function_node ...}}"; the reason is what follows it.
     text = re.sub(r"^\{\{[^}]*\}\}\s*", "", str(exc).strip()).splitlines()
-    first = text[0][:limit] if text else ""
+    first = shorten(text[0], limit) if text else ""
     if not typed or isinstance(exc, str):
         return first
     return f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+#: what ends a shortened message that was cut between words (not at the end of a sentence)
+ELLIPSIS = " ..."
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` in at most ``limit`` characters, never cut inside a word.
+
+    A library's message often runs to several sentences (Keras' "Could not locate class ...
+    Make sure custom classes ... are imported"); edgekit appends its own fix after it, so the
+    message is cut rather than the line made long. The cut keeps whole sentences where they
+    fill at least 60% of ``limit``, else whole words followed by " ...". One token longer than
+    ``limit`` (a path, a blob) is the only thing cut inside: nothing shorter would be left.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    room = max(1, limit - len(ELLIPSIS))
+    # the last sentence end (". ", "! ", "? ", "; ") that fits, when it keeps most of the room
+    ends = [m.end(1) for m in re.finditer(r"([.!?;])\s", text[: limit + 1])]
+    if ends and ends[-1] >= 0.6 * limit:
+        return text[: ends[-1]].rstrip(";")
+    cut = text.rfind(" ", 0, room + 1)
+    if cut > 0:
+        return text[:cut].rstrip(" ,:;-") + ELLIPSIS
+    first = text.split(None, 1)[0]
+    return first if len(first) <= limit else text[:room] + ELLIPSIS.strip()
 
 
 def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:

@@ -40,7 +40,7 @@ from typing import Any, Callable
 # The pool's exceptions live in errors.py with every other; ``executor.WorkerDied`` still works.
 from edgekit import executor_base as base
 from edgekit.errors import InputError, TaskFailed, WorkerDied, one_line
-from edgekit.executor_base import Executor, OnMessage, Raised, relay, report, run_held  # noqa: F401 - the seam's names
+from edgekit.executor_base import MESSAGES, Executor, OnMessage, Raised, relay, report, run_held  # noqa: F401 - the seam's names
 from edgekit.locks import Hold
 
 #: how long a worker gets to exit after it is asked to (then it is killed)
@@ -74,7 +74,7 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
             executor_dask = importlib.import_module("edgekit.executor_dask")  # imports Dask
         except ImportError:
             raise InputError(f"--executor {spec} needs Dask distributed, which is not installed: "
-                             "pip install 'edgekit[dask]' (or use --executor local)") from None
+                             "pip install 'keras-edgekit[dask]' (or use --executor local)") from None
         # None or 0: the cluster's own default (a dask://local cluster has no in-process mode)
         return executor_dask.DaskExecutor(spec[len("dask://"):], initializer, initargs, log, workers=size or None)
     if spec != "local":
@@ -288,7 +288,7 @@ class LocalPool(Executor):
         task = worker.task
         if task is None:
             return
-        if kind in ("log", "stage"):
+        if kind in MESSAGES:
             if kind == "stage":
                 worker.stage = body
             relay(task.on_message, kind, body)

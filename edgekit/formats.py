@@ -29,7 +29,10 @@ class FormatOptions(BaseModel):
 
 
 class TFLiteOptions(FormatOptions):
-    pass
+    io: Literal["int8", "uint8"] = Field(
+        "int8", description="the dtype of a full-integer int8 row's float inputs and outputs: int8, or uint8 (what "
+        "image pipelines on devices feed: a model that expects pixels 0..255 takes them as they are, scale 1 and zero "
+        "point 0); each row's io and input contract give the scale and zero point")
 
 
 class ONNXOptions(FormatOptions):
@@ -124,6 +127,9 @@ class Format:
             compares them with the Keras layers' outputs); empty: no per-layer error.
         native_bench: the runtime's own benchmark tool (``edgekit verify``), if it has one.
         no_native_bench: why it has none, for the rows ``edgekit verify`` cannot check.
+        user_settings: ``module:function``, ``row settings -> dict``: the runtime settings a user
+            passes to reproduce a row, in the runtime's own terms (the input contract's
+            ``runtime``, ``edgekit.report.contract``); empty: the row's settings as they are.
     """
 
     name: str
@@ -145,6 +151,7 @@ class Format:
     auto_probe: tuple[tuple[str, str], ...] = ()
     native_bench: NativeBench | None = None
     no_native_bench: str = ""
+    user_settings: str = ""
 
     @property
     def title(self) -> str:
@@ -175,6 +182,10 @@ class Format:
 
     def load_weights_reader(self):
         return _resolve(self.weights)
+
+    def load_user_settings(self):
+        """The ``user_settings`` function; where there is none, one that returns a row's settings."""
+        return _resolve(self.user_settings) if self.user_settings else (lambda settings: dict(settings))
 
     def load_intermediates_reader(self):
         """The ``intermediates`` reader; ValueError where the format has none."""
@@ -262,6 +273,7 @@ FORMATS: dict[str, Format] = {
             weights="edgekit.convert.tflite:read_weights",
             intermediates="edgekit.convert.tflite:read_intermediates",
             runtime="edgekit.runtimes.litert:open_session",
+            user_settings="edgekit.runtimes.litert:user_settings",
             runtime_packages=("ai_edge_litert", "tflite_runtime"),
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
             options=TFLiteOptions,
@@ -279,6 +291,7 @@ FORMATS: dict[str, Format] = {
             weights="edgekit.convert.onnx:read_weights",
             intermediates="edgekit.convert.onnx:read_intermediates",
             runtime="edgekit.runtimes.onnxruntime:open_session",
+            user_settings="edgekit.runtimes.onnxruntime:user_settings",
             runtime_packages=("onnxruntime",),
             description="ONNX via tf2onnx, int8 by onnxruntime static quantization, run in onnxruntime (CPU)",
             options=ONNXOptions,
@@ -297,6 +310,7 @@ FORMATS: dict[str, Format] = {
             weights="edgekit.convert.openvino:read_weights",
             intermediates="edgekit.convert.openvino:read_intermediates",
             runtime="edgekit.runtimes.openvino:open_session",
+            user_settings="edgekit.runtimes.openvino:user_settings",
             runtime_packages=("openvino",),
             description="OpenVINO IR (.xml + .bin), int8 by NNCF, run on OpenVINO's CPU plugin at f32 precision "
                         "(bf16: the fp32 IR at the plugin's native bf16, on AVX-512 BF16 / AMX CPUs)",

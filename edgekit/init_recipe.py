@@ -30,18 +30,27 @@ def _formats() -> list[str]:
 
 
 def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The training inputs and labels of an .npz (x_train/y_train or x/y; labels may be absent)."""
+    """The training inputs and labels of an .npz (x_train/y_train or x/y; labels may be absent).
+    Arrays named after a model's inputs or outputs (``x_train_<input>``, ``y_train_<output>``)
+    come as one structured array each, a field per name (``edgekit.data.files.named_arrays``)."""
+    from edgekit.data.files import named_arrays
+    from edgekit.errors import DataError
+
     try:
         with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            x_name = next((n for n in ("x_train", "x") if n in names), None)
-            if x_name is None:
-                raise InputError(f"--data {path}: expected arrays x_train (and y_train, x_test, y_test) or x (and y), "
-                                 f"found: {', '.join(sorted(names)) or 'none'}; save them with numpy.savez(path, x=..., y=...)")
-            y_name = {"x_train": "y_train", "x": "y"}[x_name]
-            return npz[x_name], (npz[y_name] if y_name in names else None)
+            arrays = {name: npz[name] for name in npz.files}
+        arrays = named_arrays(arrays, path)
     except (OSError, ValueError, EOFError) as exc:
         raise InputError(f"--data {path}: cannot read as .npz ({exc}); write it with numpy.savez(path, x=..., y=...)") from None
+    except DataError as exc:
+        raise InputError(f"--data {exc.message if hasattr(exc, 'message') else exc}") from None
+    x_name = next((n for n in ("x_train", "x") if n in arrays), None)
+    if x_name is None:
+        raise InputError(f"--data {path}: expected arrays x_train (and y_train, x_test, y_test) or x (and y), or one per "
+                         f"model input (x_train_<input>, ...), found: {', '.join(sorted(arrays)) or 'none'}; "
+                         "save them with numpy.savez(path, x=..., y=...)")
+    y_name = {"x_train": "y_train", "x": "y"}[x_name]
+    return arrays[x_name], arrays.get(y_name)
 
 
 def pick_task(input_shape: tuple, output_shape: tuple, y: np.ndarray | None) -> tuple[str, str]:
@@ -57,40 +66,142 @@ def pick_task(input_shape: tuple, output_shape: tuple, y: np.ndarray | None) -> 
     return "classification", "the labels are class ids"
 
 
-def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None) -> str:
-    """The YAML text of a recipe for an existing model file and its .npz data."""
-    from edgekit.tasks import TASKS
+#: how init's refusals name the opt-out of safe mode
+OPT_OUT = "pass --no-safe-mode to edgekit init only if you trust this file"
+
+
+def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = None, safe_mode: bool = True) -> str:
+    """The YAML text of a recipe for an existing model file and its .npz data.
+
+    ``safe_mode`` False loads the model as Keras does (``--no-safe-mode``): the recipe's folder
+    is importable (a subclassed model's module), and the recipe says ``model.safe_mode: false``.
+    """
     from edgekit.train import load_model_file
 
     if not Path(data).is_file():
         raise InputError(f"--data {data}: not found; pass the .npz the model was trained on (numpy.savez(path, x=..., y=...))")
-    keras_model, flavour = load_model_file(Path(model))
+    from edgekit.convert import model_inputs, model_outputs
+    from edgekit.saved_model import is_signature_model
+
+    x, y = _npz_arrays(Path(data))  # first: a subclassed model is traced on its sample shape
+    notes: list[str] = []
+    keras_model, flavour = load_model_file(Path(model), safe_mode, None if x.dtype.names else tuple(x.shape[1:]),
+                                           (Path(recipe_dir).resolve(),), opt_out=OPT_OUT,
+                                           log=lambda line: notes.append(line.removeprefix("[model] ")))
+    made = "a SavedModel's serving signature" if is_signature_model(keras_model) else f"{flavour} file"
+    inputs, outputs = model_inputs(keras_model), model_outputs(keras_model)
+    if len(inputs) > 1 or len(outputs) > 1 or x.dtype.names or (y is not None and y.dtype.names):
+        lines, doc = _several(Path(model), Path(data), made, inputs, outputs, x, y)
+    else:
+        lines, doc = _one(Path(model), Path(data), made, keras_model, x, y)
+    # What loading found (a signature, a traced class) and the opt-out, before the closing line.
+    lines[-1:-1] = [*(f"# {note}." for note in notes),
+                    *(["# model.safe_mode: false (--no-safe-mode): the build runs the code this model carries or names."]
+                      if not safe_mode else [])]
+    doc = {"name": name or Path(model).stem, **doc, "data": {"source": "npz", "path": _relative(Path(data), recipe_dir)},
+           "model": {"file": _relative(Path(model), recipe_dir), **({"safe_mode": False} if not safe_mode else {})},
+           "quantize": {"precisions": PRECISIONS}, "export": {"formats": _formats()}, "targets": ["cpu"]}
+    _check_builds(keras_model, doc, Path(data))
+    return _dump(lines, doc)
+
+
+def _one(model: Path, data: Path, made: str, keras_model, x, y) -> tuple[list[str], dict]:
+    """The header lines and task of a model of one input and one output."""
+    from edgekit.tasks import TASKS
+
     input_shape = tuple(keras_model.inputs[0].shape)[1:]
     output_shape = tuple(keras_model.outputs[0].shape)[1:]
     dtype = str(getattr(keras_model.inputs[0], "dtype", "float32")).replace("<dtype: '", "").rstrip("'>")
-    x, y = _npz_arrays(Path(data))
     fits = tuple(x.shape[1:]) == tuple(input_shape) or (None in input_shape and len(x.shape) - 1 == len(input_shape))
     if not fits:
-        raise InputError(f"--data {data}: samples of shape {list(x.shape[1:])} do not fit {Path(model).name}, whose "
+        raise InputError(f"--data {data}: samples of shape {list(x.shape[1:])} do not fit {model.name}, whose "
                          f"input is {list(input_shape)}; pass the data the model was trained on")
     task, why = pick_task(input_shape, output_shape, y)
     width = output_shape[-1] if output_shape else 1
+    free = f"; free dimensions fixed at the data's {list(x.shape[1:])}" if None in input_shape else ""
     lines = [
-        f"# Starter recipe written by `edgekit init` from {Path(model).name} and {Path(data).name}.",
-        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {flavour} file.",
+        f"# Starter recipe written by `edgekit init` from {model.name} and {data.name}.",
+        f"# model: input {list(input_shape)} ({dtype}), output {list(output_shape)} (width {width}); {made}{free}.",
         f"# task {task}: {why}; metric {TASKS[task].primary_metric}.",
         "# Check it with `edgekit validate`, then `edgekit build`.",
     ]
-    doc = {
-        "name": name or Path(model).stem,
-        "task": task,
-        "data": {"source": "npz", "path": _relative(Path(data), recipe_dir)},
-        "model": {"file": _relative(Path(model), recipe_dir)},
-        "quantize": {"precisions": PRECISIONS},
-        "export": {"formats": _formats()},
-        "targets": ["cpu"],
-    }
-    return _dump(lines, doc)
+    return lines, {"task": task}
+
+
+def _several(model: Path, data: Path, made: str, inputs, outputs, x, y) -> tuple[list[str], dict]:
+    """The header lines, task and per-output tasks of a model of several inputs or outputs: one
+    data array per input name, labels per output name (an output without labels is scored
+    against the Keras model). Refuses, in one line, data that names other inputs or outputs."""
+    from edgekit.tasks import TASKS
+
+    names = [i.name for i in inputs]
+    fields = list(x.dtype.names or [])
+    if len(inputs) > 1 and sorted(fields) != sorted(names):
+        raise InputError(f"--data {data}: {model.name} takes inputs {', '.join(names)}; expected one array per input named "
+                         f"after it ({', '.join(f'x_train_{n}' for n in names)}, or x_<input>), found "
+                         f"{', '.join(f'x_train_{f}' for f in fields) if fields else 'one array x'}")
+    for info in inputs:
+        got = tuple(x.dtype[info.name].shape) if fields else tuple(x.shape[1:])
+        want = tuple(info.shape[1:])
+        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise InputError(f"--data {data}: input {info.name}: samples of shape {list(got)} do not fit {model.name}'s "
+                             f"{list(want)}; pass the data the model was trained on")
+    out_names = [o.name for o in outputs]
+    heads: dict[str, str] = {}
+    whys = []
+    if y is not None and not y.dtype.names and len(outputs) > 1:
+        raise InputError(f"--data {data}: one label array y for {len(outputs)} outputs ({', '.join(out_names)}); label each "
+                         f"output by name ({', '.join(f'y_train_{n}' for n in out_names)}), or leave y out to score every "
+                         "output against the Keras model (task fidelity)")
+    if y is not None and y.dtype.names:
+        unknown = [n for n in y.dtype.names if n not in out_names]
+        if unknown:
+            raise InputError(f"--data {data}: labels y_train_{unknown[0]} name no output of {model.name}; its outputs "
+                             f"are {', '.join(out_names)}")
+        shapes = {o.name: tuple(o.shape[1:]) for o in outputs}
+        for name in out_names:
+            if name in y.dtype.names:
+                head, why = pick_task((), shapes[name], y[name])
+                heads[name], _ = head, whys.append(f"{name}: {head} ({why})")
+    if y is None:
+        task = "fidelity"
+        whys.append("the data holds no labels: every output of every artifact is scored against the Keras model's")
+    elif heads:
+        task = next(iter(heads.values()))
+    else:  # several inputs, one output, one label array
+        task, why = pick_task((), tuple(outputs[0].shape[1:]), y)
+        whys.append(why)
+    unlabelled = [n for n in out_names if n not in heads] if heads else []
+    lines = [f"# Starter recipe written by `edgekit init` from {model.name} and {data.name}.",
+             "# model inputs: " + ", ".join(f"{i.name} {list(i.shape[1:])} ({i.dtype.name})" for i in inputs)
+             + f"; {made}" + ("; free dimensions fixed at the data's shape" if any(i.free for i in inputs) else "") + ".",
+             "# model outputs: " + ", ".join(f"{o.name} {list(o.shape[1:])}" for o in outputs)
+             + ("; each scored on its own, the row's headline is the worst" if len(outputs) > 1 else "") + ".",
+             f"# task {task}, metric {TASKS[task].primary_metric}: {'; '.join(whys)}."]
+    if unlabelled:
+        lines.append(f"# no labels for {', '.join(unlabelled)}: scored against the Keras model's outputs (snr_db).")
+    lines.append("# Check it with `edgekit validate`, then `edgekit build`.")
+    doc: dict = {"task": task}
+    others = {n: t for n, t in heads.items() if t != task}
+    if others:
+        doc["outputs"] = others
+    return lines, doc
+
+
+def _check_builds(keras_model, doc: dict, data: Path) -> None:
+    """Refuse, in one line, a recipe whose data the build would refuse for this model: the data
+    loaded as the build loads it, then the model's inputs and outputs checked against it."""
+    from edgekit.data import load_dataset
+    from edgekit.errors import EdgekitError
+    from edgekit.recipe import DataSpec
+    from edgekit.train import check_fits
+
+    spec = DataSpec(source="npz", path=Path(data).resolve())
+    try:
+        loaded = load_dataset(spec, 0, 200, task=doc["task"], output_tasks=doc.get("outputs"))
+        check_fits(keras_model, loaded)
+    except EdgekitError as exc:
+        raise InputError(f"--data {data}: {getattr(exc, 'message', None) or exc}") from None
 
 
 def from_zoo(arch: str, dataset: str, name: str | None = None) -> str:

@@ -21,11 +21,12 @@ Nothing here deserializes, imports or calls anything named in the file.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-from edgekit.errors import ModelError
+from edgekit.errors import ModelError, one_line
 
 # Layers whose config carries code, with what to say about them.
 _CODE_LAYERS = {
@@ -33,6 +34,8 @@ _CODE_LAYERS = {
     "TorchModuleWrapper": "is a TorchModuleWrapper, which unpickles a PyTorch module stored in the file",
     "JaxLayer": "is a JaxLayer, which runs JAX functions named in the file",
     "FlaxLayer": "is a FlaxLayer, which runs a Flax module named in the file",
+    "TFSMLayer": ("is a TFSMLayer, which loads and runs the SavedModel at a path named in the file (give that "
+                  "SavedModel folder as model.file instead: edgekit checks its graph)"),
 }
 # Keras classes that are not exported in keras.layers but appear in saved functional models.
 _INTERNAL_LAYERS = {
@@ -56,12 +59,16 @@ _SAVED_MODEL_LAYERS = {
 }
 
 
-def check_model_file(path: Path) -> None:
+#: how a refusal names the opt-out, unless the caller words it (``edgekit init`` names its flag)
+RECIPE_OPT_OUT = "set model.safe_mode: false in the recipe only if you trust this file"
+
+
+def check_model_file(path: Path, opt_out: str = RECIPE_OPT_OUT) -> None:
     """Raise ModelError when loading the model file could run code it carries or names.
 
     Call it after registering edgekit's own layers (``models.register_custom_layers``), which
     are allowed. A file whose format is not recognised passes: no Keras loader builds a model
-    from it.
+    from it. ``opt_out`` is the sentence that says how to opt out of safe mode.
 
     Raises:
         ModelError: one line naming the first offending layer and the opt-out, or saying why
@@ -75,10 +82,11 @@ def check_model_file(path: Path) -> None:
                          "is it a model saved by Keras?")
     if found:
         layer, problem = found
-        raise ModelError(
-            f'model.file: {path}: layer "{layer or "?"}" {problem}; safe mode refuses it: '
-            "set model.safe_mode: false in the recipe only if you trust this file"
-        )
+        # A class from the user's own module (a subclassed model): say what opting out does.
+        module = re.search(r'names the Python module "([^"]+)"', problem)
+        then = (f" (edgekit then imports {module.group(1)} from the recipe's folder and traces a subclassed model "
+                "to a functional graph)") if module else ""
+        raise ModelError(f'model.file: {path}: layer "{layer or "?"}" {problem}; safe mode refuses it: {opt_out}{then}')
 
 
 class Config(NamedTuple):
@@ -107,7 +115,7 @@ def read_configs(path: Path) -> list[Config]:
     try:
         raws = _saved_model_configs(path) if path.is_dir() else [(_file_config(path), True, True)]
     except Exception as exc:  # noqa: BLE001 - a broken zip, HDF5 or protobuf file: say so in one line
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = one_line(exc, 200, typed=False) or type(exc).__name__
         raise ModelError(f"model.file: cannot load {path}: {reason}; is it a complete .keras, .h5 or SavedModel saved by Keras?")
     return [Config(_json(raw, path), is_layer, strict) for raw, is_layer, strict in raws if raw is not None]
 
@@ -151,7 +159,7 @@ def _json(raw: bytes | str, path: Path) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelError(f"model.file: {path}: its model config is not valid JSON ({str(exc)[:100]}); "
+        raise ModelError(f"model.file: {path}: its model config is not valid JSON ({one_line(exc, 100, typed=False)}); "
                          "is it a complete Keras model?")
 
 

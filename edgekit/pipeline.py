@@ -15,13 +15,14 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from edgekit import environment, interrupts, report
+from edgekit.environment import git_commit
 from edgekit import train as train_stage
 from edgekit.bench.profiles import Ahead, start_ahead
 from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import EdgekitError, InputError, Interrupted, SchedulerLost
-from edgekit.locks import Hold
+from edgekit.locks import Hold, OnDemand, waited_within, waits_by_label
 from edgekit.evaluate.stage import keras_baseline
 from edgekit.evaluate.variant import Variant
 from edgekit.evaluate.worker import VariantBuilds
@@ -65,6 +66,17 @@ class _State:
     ahead: Ahead = field(default_factory=Ahead)
     #: the executor's records of this build begin at this index (an executor can serve several builds)
     records_from: int = 0
+    #: records of this build's work done before it, as a task of its own (``edgekit.whole_build``)
+    prior_records: list[dict] = field(default_factory=list)
+    #: when the data stage began (after waiting for a preparation); None: when the build began
+    data_clock: float | None = None
+    #: (stage, start, end) of every wait of this process for this machine's CPU lock (``OnDemand``):
+    #: results.json ``waits``, left out of ``stages``
+    waits: list = field(default_factory=list)
+    #: the targets whose rows were timed again because one was unstable (results.json ``retimed``)
+    retimed: list = field(default_factory=list)
+    #: takes the build's shared hold of this machine's CPU, if not held yet (``OnDemand.take``)
+    take_shared: Callable[..., None] = field(default=lambda label=None: None, repr=False)
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -73,7 +85,8 @@ class _State:
 
 
 def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False,
-          retime: bool = False, executor=None, tensorboard: bool = True) -> BuildResult:
+          retime: bool = False, executor=None, tensorboard: bool = True, until: str | None = None,
+          prepared=None) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``.
 
     Stage outputs come from ``cache`` when their keys are unchanged (``retime``: every
@@ -84,6 +97,13 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     ``force``. ``executor``: where the tasks run (``edgekit.executor.make_executor``), shared by
     the builds of several recipes; default: one made for this build (``$EDGEKIT_EXECUTOR``) and
     closed at its end. ``tensorboard``: write TensorBoard logs of training and fine-tuning.
+
+    ``until``: stop before the bench stage, having filled the cache and ``run_dir``:
+    "models" (data, training, fine-tuning, the Keras baseline) or "variants" (also every
+    conversion and evaluation); the result then holds ``prepared_variants`` and no rows. This is
+    the task ``edgekit.whole_build`` sends to a worker. ``prepared``: the future of that task,
+    submitted earlier (several recipes, a search); with an executor whose ``whole_builds`` is
+    set, the build otherwise submits it itself and waits for it first.
     """
     cache = cache if cache is not None else Cache()
     cache.log = log  # a discarded cache entry is one line of the build log
@@ -102,7 +122,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     state.records_from = len(pool.records)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard)
+            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, until, prepared, force)
     except (KeyboardInterrupt, SchedulerLost) as exc:
         state.built = state.finished()  # what the workers finished before Ctrl-C
         pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
@@ -135,8 +155,19 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
     Raises:
         DeviceProfileError: a device target has no valid profile.
     """
-    from edgekit import compress
     from edgekit.targets import in_order, resolve, search_dirs
+
+    variants, not_produced = planned_variants(recipe)
+    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
+    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
+            if target.supports(v)]
+    return rows, not_produced
+
+
+def planned_variants(recipe) -> tuple[list[Variant], list[dict[str, str]]]:
+    """Every variant a build of ``recipe`` makes, the Keras baseline first (``plan``'s order),
+    and the (model, format, precision) triples it will not produce, with why."""
+    from edgekit import compress
 
     # The exporter decides which (format, precision) pairs exist; it needs only the recipe here.
     exporter = Exporter(SimpleNamespace(recipe=recipe))
@@ -146,10 +177,7 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
         if step.export:
             variants += [Variant(format=f.name, precision=p, model=step.name, parent=step.parent)
                          for f, p in exporter.combinations(step.name, step.quantized, step.precisions)]
-    targets = in_order(resolve(list(recipe.targets), search_dirs(recipe.path)))
-    rows = [results_file.PlannedRow(f"{v.stem}@{name}", name, v) for name, target in targets.items() for v in variants
-            if target.supports(v)]
-    return rows, exporter.not_produced
+    return variants, exporter.not_produced
 
 
 #: the run directory's folder of per-layer quantization errors (one file per int8 variant)
@@ -159,7 +187,8 @@ LAYER_ERRORS_DIR = "layer_errors"
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
              "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
-             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard", "workers.log"}
+             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard", "workers.log",
+             "prepare.log"}
 
 
 
@@ -216,24 +245,38 @@ def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
 
 
 def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool = False,
-           owned: bool = True, tensorboard: bool = True) -> BuildResult:
+           owned: bool = True, tensorboard: bool = True, until: str | None = None, prepared=None,
+           force: bool = False) -> BuildResult:
     started = time.perf_counter()
+    if until is None:  # the build's own work first, as a task on a worker where the executor says so
+        from edgekit import whole_build
+
+        travelled = whole_build.before_build(pool, recipe, run_dir, cache, prepared, force, tensorboard, log)
+        if travelled is not None:
+            cache, retime, state.prior_records = travelled.cache, retime or travelled.retime, travelled.records
+        state.data_clock = _stage_done(state, log, "prepare", started) if travelled is not None else None
     # Training, compressing and converting use this machine's CPU: the host lock is held shared
     # until the bench stage, so that no benchmark of another build on this machine is timed
     # meanwhile (edgekit.locks); the bench stage takes it exclusive for this machine's rows.
+    # Both are taken at the first output the cache does not hold: a cached rebuild waits for nobody.
     with contextlib.ExitStack() as shared_phase:
-        shared_phase.enter_context(pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log))
+        shared = shared_phase.enter_context(OnDemand(
+            lambda: pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log), state.waits))
+        cache.before_compute = shared.take
+        shared_phase.callback(setattr, cache, "before_compute", None)
+        state.take_shared = shared.take
         return _build_and_bench(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, started,
-                                shared_phase.close)
+                                shared_phase.close, until)
 
 
 def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool, owned: bool,
-                     tensorboard: bool, started: float, end_shared_phase: Callable[[], None]) -> BuildResult:
+                     tensorboard: bool, started: float, end_shared_phase: Callable[[], None],
+                     until: str | None = None) -> BuildResult:
     if not cache.enabled:  # --fresh: every variant converts; a worker imports TensorFlow while this process trains
         pool.start()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "artifacts").mkdir(exist_ok=True)
-    if recipe.path is not None:
+    if recipe.path is not None and until is None:  # a preparation leaves them to the build that follows
         shutil.copyfile(recipe.path, run_dir / "recipe.yaml")
         # the copy's device targets resolve inside the run directory
         from edgekit.targets import profiles
@@ -245,9 +288,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     # Data first: a bad data file fails in a second, before TensorFlow is even imported.
     log(f"[data] {recipe.data.source}")
     data, data_reused = data_stage.cached_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples,
-                                                  recipe.task, cache)
-    stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
-    data_key = fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
+                                                  recipe.task, cache, output_tasks=recipe.outputs)
+    data_key = _data_key(data)
     env = environment.collect()
     state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     _write_labels(run_dir, recipe.task, data.class_names)
@@ -255,20 +297,35 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
 
     write_vocabulary(run_dir, data)  # vocab.txt + tokenizer.json for a text source (removed for others)
     log(f"[data] train {len(data.x_train)}, val {len(data.x_val)}, test {len(data.x_test)}, "
-        f"calibration {len(data.x_calib)} (from train), input {list(data.input_shape)}, {data.labels_summary}"
+        f"calibration {len(data.x_calib)} (from train), input {data.inputs_summary}, {data.labels_summary}"
         f"{' (cached)' if data_reused else ''}")
-    clock = _stage_done(state, log, "data", started)
+    from edgekit.evaluate import sanity
+
+    if small := sanity.small_validation_line(len(data.x_val)):
+        log(f"[data] {small}")
+    clock = _stage_done(state, log, "data", state.data_clock or started)
 
     # The trained model comes as a handle: loaded (and TensorFlow imported, at train.threads)
     # only when a stage below misses its cache entry and needs the model itself.
     model, flavour, model_key = train_stage.fp32_model(recipe, data, data_key, env["packages"], run_dir, cache, log,
                                                          on_train=pool.start, tensorboard=tensorboard)
     model_file = model.path  # the trained (bare) model: the workers wrap it as they convert
-    if "inputs" in data.info:  # a generator's splits became its latent inputs (train.model_inputs)
-        state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
+    from edgekit.data import in_model
+
+    # The raw range the model's own first layers expect (Rescaling(1/255): pixels 0..255), for
+    # every row and the int8 calibration; training fed it already where it trained the model.
+    in_model.feed_for_build(data, model, recipe.data.source, log)
+    if any("scaled_by" in record for record in in_model.records_of(data)):
+        data_key = _data_key(data)  # what every later stage's key names: the samples as fed
+    # what the artifacts take (input contracts); a generator's splits are its latent inputs by now (train.model_inputs)
+    data.info["input_range"] = in_model.artifact_ranges(data)
+    state.header = results_file.build_header(recipe, env, data.info, data_key, class_names=data.class_names)
     from edgekit.convert.stage import check_keep_float
 
     check_keep_float(recipe, model)  # an unknown layer name stops the build before any conversion
+    restore = sanity.early_stopping(recipe, run_dir, len(data.x_val))
+    if restore is not None:
+        log(f"[train] {sanity.restored_line(restore)}")
     clock = _stage_done(state, log, "train", clock)  # TensorFlow's import included, when it happens
     (run_dir / "preprocess.json").unlink(missing_ok=True)  # an earlier run's; written again below if needed
     if data.embedded:
@@ -284,18 +341,27 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     baseline, baseline_outputs, model_block = keras_baseline(model, model_key, run_dir, recipe, data, data_key,
                                                              env["packages"], cache, log)
     baseline.seconds = {"evaluate": round(time.perf_counter() - evaluated, 3)}
+    floor = sanity.floor(recipe.task, baseline.metrics, baseline_outputs, data.y_test, data.class_names, restore,
+                         baseline.outputs)
+    if floor is not None and floor["suspect"]:
+        log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)
     from edgekit.evaluate.worker import release_memory
 
     release_memory()  # the baseline's batches, before the workers convert beside this process
-    if "cpu" in recipe.targets:  # the Keras row's probe imports TensorFlow while the variants convert
+    if "cpu" in recipe.targets and until is None:  # the Keras row's probe imports TensorFlow while the variants convert
         start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
-                             data.x_test[: recipe.benchmark.inputs], cache)
+                             data.x_test[: recipe.benchmark.inputs], cache,
+                    before_launch=lambda: state.take_shared("evaluate"))
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
-    builds = VariantBuilds(ctx, pool)
-    exporter = Exporter(ctx, builds.start)
+    from edgekit.progress import Counter
+
+    # counts every variant as it is finished (cached, converted and evaluated, failed or skipped)
+    done_count = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
+    builds = VariantBuilds(ctx, pool, done_count)
+    exporter = Exporter(ctx, builds.start if until != "models" else _not_converted, done_count)
     state.finished = exporter.finished
     phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:
@@ -316,6 +382,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         builds.close()
     _variant_seconds(state, log, phase)
     end_shared_phase()
+    if until is not None:  # prepared: the cache and the run directory hold it; the bench is the caller's
+        return BuildResult({"rows": [], "prepared_variants": state.variants, "models": state.models,
+                            "stages": state.stages}, run_dir)
     from edgekit.bench import stage as rows_stage
 
     # Every conversion has finished before the bench stage times anything on this machine's
@@ -327,7 +396,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         latencies, target_environments = rows_stage.benchmark(
             state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
             latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool, run_dir=run_dir,
-            ahead=state.ahead,
+            ahead=state.ahead, waits=state.waits, retimed=state.retimed,
         )
     finally:
         if owned:
@@ -340,6 +409,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     from edgekit.convert.auto import annotate
 
     annotate(rows, exporter.auto_precisions)  # an automatic row's note says why it was added
+    truth = _flag_rows(recipe, rows, floor, state.header)
     results = results_file.assemble(
         state.header, rows, run_dir,
         targets=target_environments,
@@ -350,10 +420,18 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         auto_precisions=exporter.auto_precisions,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
+        finished_at=round(time.time(), 3),
+        commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
+        waits=waits_by_label(state.waits),
+        retimed=state.retimed,
+        **truth,
         **results_file.stage_fields(state.stages),
     )
     try:
+        from edgekit.report import contract
+
+        contract.attach(results, run_dir)  # artifacts/<row id>.contract.json and each row's contract
         report.write(results, latencies, run_dir, cache=cache)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.
@@ -368,10 +446,37 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     return BuildResult(results, run_dir)
 
 
+def _flag_rows(recipe, rows: list[dict], floor: dict | None, header: dict) -> dict:
+    """Mark a suspect baseline row and flag rows that lost much against it (``report.flags``);
+    returns results.json's ``sanity`` and ``loss_flags`` (only those that apply)."""
+    from edgekit.report import flags
+
+    flags.mark_suspect(rows, floor)
+    losses = flags.flag_losses(rows, header["primary_metric"], header["higher_is_better"], recipe.check.loss_tolerance)
+    fields = {key: value for key, value in (("sanity", floor), ("loss_flags", losses)) if value is not None}
+    # what the budgets judge, for the report's Pareto front and Results.best (check.gate.judged_metric)
+    return {**fields, "gate_metric": recipe.check.defaults.metric or header["primary_metric"]}
+
+
+def _data_key(data) -> str:
+    """The fingerprint of every split, the calibration subset and the fitted normalization."""
+    stats = (data.normalization.shift, data.normalization.scale) if data.normalization is not None else ()
+    return fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
+
+
+def _not_converted(fmt, precision, model, name, parent, quantized, model_key, model_file=None):
+    """``Exporter``'s start while preparing "models" only: the build that follows converts."""
+    from edgekit.convert.stage import Ready
+
+    return Ready(Variant(format=fmt.name, precision=precision, model=name, parent=parent, status="skipped",
+                         reason="not converted while preparing"))
+
+
 def _task_records(pool, state: _State) -> list[dict]:
     """results.json ``tasks``: what each task of this build held and when (``edgekit.locks``),
-    in start order, times as Unix seconds."""
-    records = [dict(r) for r in pool.records[state.records_from:]]
+    in start order, times as Unix seconds. Preparations (``whole_build``) on a shared executor
+    may be other builds': this build's own comes in ``prior_records``."""
+    records = state.prior_records + [dict(r) for r in pool.records[state.records_from:] if r.get("kind") != "prepare"]
     for record in records:
         for name in ("start", "end"):
             if record.get(name) is not None:
@@ -387,6 +492,7 @@ def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path, pool=None
         head, state.plan, state.rows, state.known_variants(), run_dir, models=state.models,
         not_produced=state.not_produced, reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - state.started, 1), **results_file.stage_fields(state.stages),
+        waits=waits_by_label(state.waits),
         tasks=_task_records(pool, state) if pool is not None else [],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -420,7 +526,7 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
     from edgekit.data import checks as data_checks
 
     path = run_dir / results_file.LABELS_FILE
-    if task not in results_file.LABELLED_TASKS:
+    if task not in results_file.LABELLED_TASKS or not class_names:  # none: labels of several outputs (data.outputs)
         path.unlink(missing_ok=True)
         return
     data_checks.check_class_names(class_names)
@@ -430,10 +536,14 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
 
 
 def _stage_done(state: _State, log: Log, stage: str, since: float) -> float:
-    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``; returns now."""
+    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``, less what
+    this process waited meanwhile for another build's hold of this machine's CPU (results.json
+    ``waits``, logged beside); returns now."""
     now = time.perf_counter()
-    state.stages[stage] = round(now - since, 2)
-    log(f"[{stage}] {state.stages[stage]:.1f} s")
+    waited = waited_within(state.waits, since, now)
+    state.stages[stage] = round(now - since - waited, 2)
+    log(f"[{stage}] {state.stages[stage]:.1f} s" + (f" (and {waited:.1f} s waiting for another build's hold "
+                                                     "of this machine's CPU)" if waited >= 0.05 else ""))
     return now
 
 
@@ -443,7 +553,8 @@ def _variant_seconds(state: _State, log: Log, phase: float) -> None:
     variants = state.known_variants()
     for stage in ("convert", "evaluate"):
         state.stages[stage] = round(sum(v.seconds.get(stage, 0.0) for v in variants), 2)
-    wall = state.stages["convert_evaluate_wall"] = round(time.perf_counter() - phase, 2)
+    now = time.perf_counter()
+    wall = state.stages["convert_evaluate_wall"] = round(now - phase - waited_within(state.waits, phase, now), 2)
     converted = sum(1 for v in variants if "convert" in v.seconds)
     log(f"[convert] {state.stages['convert']:.1f} s summed over {converted} variant(s)")
     log(f"[evaluate] {state.stages['evaluate']:.1f} s summed over {converted} variant(s) and the Keras baseline")

@@ -32,6 +32,7 @@ from edgekit import formats as formats_table
 from edgekit.formats import FORMATS, PRECISIONS
 from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
 from edgekit.recipe_file import read_document
+from edgekit.search.spec import SearchSpec
 from edgekit.tasks import TASK_NAMES
 
 #: the largest number a model.params value may hold: wider than any edge model needs, small
@@ -175,6 +176,10 @@ class ModelSpec(_Section):
                                   "relative to the recipe's folder")
     safe_mode: bool = Field(True, description="refuse a model file (.keras, .h5 or SavedModel) that carries code: a Lambda "
                             "layer, a custom class, a foreign module; false loads it and runs that code: only for files you trust")
+    input_shape: list[Annotated[int, Field(gt=0, le=1 << 20)]] | dict[str, list[Annotated[int, Field(gt=0, le=1 << 20)]]] | None = Field(
+        None, description="the shape of one sample (no batch axis) for a model with free dimensions "
+        "(Input((None, None, 3))): images from a folder are resized to it, and every artifact is converted at it; "
+        "{input name: shape} for a model of several inputs. Default: the data's shape")
 
     @field_validator("arch")
     @classmethod
@@ -298,7 +303,19 @@ class BenchmarkSpec(_Section):
                           "rounds (never during them); results.json profile and memory, profiles/<row id>.json")
     unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
                                    "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
-                                   "unstable: reported, never failed by `edgekit check`")
+                                   "unstable: its target's rows are timed again (retime_unstable), and `edgekit check` "
+                                   "fails a latency budget it cannot judge unless --allow-unjudged")
+    retime_unstable: int = Field(2, ge=0, le=10, description="how many more times a target's rows are timed when one "
+                                 "of them is unstable (the machine was busy), all together again; the attempt with the "
+                                 "fewest unstable rows is kept (results.json retimed). 0: never")
+    wait_below_c: float | None = Field(None, gt=-50, lt=200, description="before each timed round, wait until the "
+                                       "hottest thermal zone (/sys/class/thermal) of the machine timing it is below "
+                                       "this many degrees C (a device profile's own wait_below_c wins); the wait is "
+                                       "recorded in timing.clocks.waits. null: never wait")
+    wait_timeout_s: float = Field(300.0, gt=0, le=86400, description="longest one wait_below_c wait; past it the "
+                                  "round starts anyway and the row gets a note")
+    clock_change: float = Field(0.10, gt=0, le=10, description="a row during whose rounds a core's CPU frequency "
+                                "moved more than this share ((max - min) / max, from /sys cpufreq) gets a note")
 
 
 class Recipe(_Section):
@@ -320,6 +337,33 @@ class Recipe(_Section):
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
     compress: list[CompressEntry] = Field(default_factory=list, max_length=256, description="compressed models to build (see edgekit/compress/spec.py)")
+    outputs: dict[str, Literal["classification", "regression", "segmentation"]] = Field(
+        default_factory=dict, max_length=256,
+        description="a model of several outputs: the task of each labelled output whose task is not `task` "
+        "({output name: classification | regression | segmentation}); its labels are the data's y_train_<output> arrays. "
+        "An output without labels is scored against the Keras model's outputs (snr_db)")
+
+    search: SearchSpec | None = Field(None, description="the space of compression and quantization settings that "
+                                      "`edgekit search` tries, its objective and constraints (edgekit/search/spec.py); "
+                                      "`edgekit build` builds the recipe as written and leaves it alone")
+
+    @model_validator(mode="after")
+    def _search_fits(self):
+        if self.search is None:
+            return self
+        space = self.search.space
+        for name in space.format or []:
+            if name not in FORMATS:
+                raise ValueError(f'search.space.format: unknown format "{name}"{did_you_mean(name, FORMATS)}; '
+                                 f"choose from: {', '.join(FORMATS)}")
+        for name in space.precision or []:
+            if name not in PRECISIONS:
+                raise ValueError(f'search.space.precision: unknown precision "{name}"{did_you_mean(name, PRECISIONS)}; '
+                                 f"choose from: {', '.join(PRECISIONS)}")
+        if self.search.target not in self.targets:
+            raise ValueError(f"search.target: {self.search.target!r} is not among the recipe's targets "
+                             f"({', '.join(self.targets)}); add it to targets or choose one of them")
+        return self
 
     @model_validator(mode="after")
     def _compress_fits_quantize(self):
@@ -353,17 +397,21 @@ class Recipe(_Section):
         from edgekit.targets import builtin_names
         from edgekit.targets import profiles as device_profiles
 
-        profiles = device_profiles.find_profiles(device_profiles.search_dirs((info.context or {}).get("recipe_file")))
-        known = (*builtin_names(), *profiles)
+        from edgekit.targets.pool import find_pools
+
+        dirs = device_profiles.search_dirs((info.context or {}).get("recipe_file"))
+        profiles = device_profiles.find_profiles(dirs)
+        pools = {name: members for name, members in find_pools(dirs).items() if name not in profiles}
+        known = (*builtin_names(), *profiles, *pools)
         for name in value:
             if name not in known:
                 raise ValueError(f'unknown target "{name}"{did_you_mean(name, known)}; choose from: {", ".join(known)} '
                                  f"(a device needs a profile devices/{name}.yaml next to the recipe)")
-            if name in profiles:
+            for member in [name] if name in profiles else pools.get(name, []):
                 try:
-                    device_profiles.load_profile(profiles[name])
+                    device_profiles.load_profile(profiles[member])
                 except DeviceProfileError as exc:
-                    raise ValueError(f'device "{name}": {exc.message}') from None
+                    raise ValueError(f'device "{member}"{f" of pool {name}" if member != name else ""}: {exc.message}') from None
         return list(dict.fromkeys(value))
 
     # Filled in by load_recipe, not part of the YAML.

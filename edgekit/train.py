@@ -44,7 +44,11 @@ def train(recipe, data: Dataset, log=print, callbacks=()):
     trainer = self_trainer(recipe)
     if trainer is not None:  # a zoo model with its own training (a generator and its discriminator)
         return model, trainer.fit(model, data, recipe, log)
-    check_fits(model, data)  # a builder may ignore the shapes it is given: refuse before fitting
+    from edgekit.data.in_model import feed_model_range, found_in
+
+    # A builder whose model starts with Rescaling(1/255) trains on pixels 0..255, not [0, 1]
+    feed_model_range(data, found_in(model), recipe.data.source, log)
+    check_fits(model, data, recipe.model.input_shape)  # a builder may ignore the shapes it is given: refuse before fitting
     if recipe.task == "regression":
         model = with_target_scale(model, data.y_train)
     output = model_output(model, recipe.task, data.x_train)
@@ -158,30 +162,53 @@ def with_target_scale(model, y_train: np.ndarray):
 
 
 class EpochLog:
-    """A tiny Keras callback that reports one line per epoch through ``log``."""
+    """A tiny Keras callback that reports one line per epoch through ``log`` and counts the
+    epochs on a bar of their own: ``training base``, or ``fine-tuning <model>`` for ``model``
+    (whose epoch lines then name it: several models may train while variants convert)."""
 
-    def __new__(cls, log, epochs):
+    def __new__(cls, log, epochs, model: str | None = None):
         import tf_keras as keras
 
-        from edgekit.progress import step
+        from edgekit.progress import end, step
+
+        what = f"fine-tuning {model}" if model else "training base"
+        named = f" ({model})" if model else ""
 
         class EpochLog(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                log(f"  epoch {epoch + 1}/{epochs}: {shown}")
-                step(log, "training", epoch + 1, epochs)
+                log(f"  epoch {epoch + 1}/{epochs}{named}: {shown}")
+                step(log, what, epoch + 1, epochs)
+
+            def on_train_end(self, logs=None):
+                end(log, what)  # stopped early: its bar must not stay behind at 8/10
 
         return EpochLog()
 
 
-def load_model_file(path: Path, safe_mode: bool = True):
+def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, import_dirs=(), opt_out: str | None = None,
+                    log=None):
     """Load a .keras, .h5 or SavedModel model.
 
-    Tries Keras 2 (``tf_keras``) first, since compression needs it, then Keras 3. In safe
-    mode (the default) the file's config is checked first and a file that would run code it
-    carries (a Lambda layer, a custom class, a foreign module) is refused, in every format:
-    the loaders' own safe mode misses the tf_keras ``.h5`` and SavedModel formats.
+    A Keras file is read by the Keras that saved it (tf_keras first for legacy files, since
+    compression needs it). A SavedModel folder with a tf_keras model in it loads as that model;
+    any other SavedModel (``tf.saved_model.save``, Keras 3 ``export()``) becomes a Keras 3 model
+    of its serving signature (``edgekit.saved_model``). In safe mode (the default) the file's
+    config is checked first and a file that would run code it carries (a Lambda layer, a
+    custom class, a foreign module) is refused, in every format: the loaders' own safe mode
+    misses the tf_keras ``.h5`` and SavedModel formats. With safe mode off, ``import_dirs``
+    (the recipe's folder) are importable while loading, so a subclassed model's own module is
+    found; a subclassed model is then traced to a functional graph (``model_file.traced``).
+
+    Args:
+        path: the model file or folder.
+        safe_mode: refuse files that would run code (see above).
+        sample_shape: the data's sample shape (no batch axis): a subclassed model is traced on
+            it, and it fixes a single SavedModel input's free dimensions.
+        import_dirs: folders put first on the import path while loading with safe mode off.
+        opt_out: how refusals name the opt-out (default: the recipe key).
+        log: gets one line on what a SavedModel or subclassed model became.
 
     Returns:
         (model, flavour) where flavour is "tf_keras" or "keras3".
@@ -194,63 +221,72 @@ def load_model_file(path: Path, safe_mode: bool = True):
         raise ModelError(f"model.file: not found: {path}; check the path (relative paths start at the recipe's folder)")
     if not (path.is_file() or path.is_dir()):  # a FIFO or device would block the readers
         raise ModelError(f"model.file: {path} is not a file or a folder; give a .keras or .h5 file or a SavedModel folder")
-    import tf_keras
-
-    from edgekit.model_safety import check_model_file
+    from edgekit import saved_model
+    from edgekit.model_file import (
+        graph_inputs,
+        importable,
+        load_failure,
+        load_keras,
+        serving_signature,
+        traced,
+        user_classes,
+    )
+    from edgekit.model_safety import RECIPE_OPT_OUT, check_model_file, read_configs
     from edgekit.models import register_custom_layers
 
+    opt_out = opt_out or RECIPE_OPT_OUT
+    log = log or (lambda line: None)
     register_custom_layers()  # models saved by an edgekit build may hold zoo layers
     if safe_mode:
-        check_model_file(path)
-    errors = []
-    try:
-        # tf_keras takes safe_mode only for .keras; its scope also guards Lambda in the legacy formats.
-        with _tf_keras_safe_mode(safe_mode):
-            return tf_keras.models.load_model(path, compile=False, safe_mode=safe_mode), "tf_keras"
-    except Exception as exc:  # noqa: BLE001 - any failure means: try the other Keras
-        errors.append(exc)
-    if path.suffix in (".keras", ".h5"):
-        import keras
-
-        try:
-            return keras.saving.load_model(path, compile=False, safe_mode=safe_mode), "keras3"
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-    reason = one_line(errors[-1], 200, typed=False) if errors else "unknown error"
-    hint = (
-        "it uses custom code blocked by safe mode: set model.safe_mode: false only if you trust the file"
-        if "safe_mode" in reason or "Lambda" in reason
-        else "is it a complete .keras, .h5 or SavedModel saved by Keras?"
-    )
-    raise ModelError(f"model.file: cannot load {path}: {reason}; {hint}")
+        check_model_file(path, opt_out)
+    if saved_model.is_saved_model(path) and not read_configs(path):
+        # No Keras metadata: no Keras loader rebuilds a model from it; its signature is the model.
+        return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+    with importable(() if safe_mode else import_dirs):
+        custom = {} if safe_mode else user_classes(path, import_dirs)
+        model, flavour, errors = load_keras(path, safe_mode, custom)
+        if model is None and saved_model.is_saved_model(path):
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if model is None:
+            raise ModelError(f"model.file: cannot load {path}: {load_failure(errors, safe_mode, import_dirs)}")
+        if graph_inputs(model) is None and saved_model.is_saved_model(path):
+            # a subclassed tf_keras model revived from its graph: no inputs to convert from
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if graph_inputs(model) is None:
+            model = traced(model, sample_shape, path)
+            log(f"[model] {path.name}: subclassed {type(model.layers[-1]).__name__} traced to a functional graph "
+                f"on inputs of shape {list(model.inputs[0].shape[1:])}")
+    return model, flavour
 
 
-def _tf_keras_safe_mode(safe_mode: bool):
-    """tf_keras' safe-mode scope (private API; a no-op scope if it moves): a second guard, not the check."""
-    import contextlib
-
-    try:
-        from tf_keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:
-        return contextlib.nullcontext()
-    return SafeModeScope(safe_mode)
-
-
-def check_fits(model, data: Dataset) -> None:
-    """Fail early, with the fix, when the data does not fit the model's input or output.
+def check_fits(model, data: Dataset, input_shape=None) -> None:
+    """Fail early, with the fix, when the data does not fit the model's inputs or outputs.
 
     Runs before any training (a zoo or ``model.python`` model is checked as soon as it is
     built, a model file as soon as it is loaded); every split has x_train's sample shape by
-    then (``edgekit.data.checks.check_splits``), so x_train stands for all of them.
+    then (``edgekit.data.checks.check_splits``), so x_train stands for all of them. A model of
+    several inputs takes one array per input name (``x_train_<input>``), and labels of several
+    outputs name theirs (``y_train_<output>``); ``input_shape`` (the recipe's
+    ``model.input_shape``) is the shape chosen for free dimensions, which the data must have.
     """
+    from edgekit.convert import model_inputs, model_outputs
+
+    inputs, outputs = model_inputs(model), model_outputs(model)
+    if len(inputs) > 1 or len(outputs) > 1 or data.x_train.dtype.names or getattr(data, "output_tasks", None):
+        return _check_fits_named(inputs, outputs, data, input_shape)
     expected = tuple(model.inputs[0].shape)[1:]
     got = data.input_shape
+    _check_chosen_shape(expected, got, input_shape, "x_train, x_test")
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
         raise DataError(
             f"x_train, x_test: data shape {list(got)} does not fit the model input {list(expected)}; "
             f"expected samples of shape {list(expected)}: reshape the data or use a model built for {list(got)}"
         )
-    out_shape = tuple(model.outputs[0].shape)[1:]
+    _check_output(tuple(model.outputs[0].shape)[1:], got, data)
+
+
+def _check_output(out_shape: tuple, got: tuple, data: Dataset) -> None:
+    """The one output of a model fits the labels of one output (``y_train``)."""
     if not TASKS[data.task].needs_labels:
         return  # fidelity: any output; every artifact's is compared with the Keras model's
     if data.task == "anomaly":
@@ -272,6 +308,75 @@ def check_fits(model, data: Dataset) -> None:
                         f"(classes 0..{outputs - 1}); expected validation labels among the training classes")
 
 
+def _check_chosen_shape(expected, got, chosen, where: str, name: str = "") -> None:
+    """``model.input_shape`` fits the model, and the data has it."""
+    if chosen is None:
+        return
+    label = f"model.input_shape{'.' + name if name else ''}"
+    chosen = tuple(chosen)
+    if len(chosen) != len(expected) or any(e is not None and e != c for e, c in zip(expected, chosen)):
+        raise DataError(f"{label}: {list(chosen)} does not fit the model input {list(expected)} (None: free); "
+                        "give a shape that keeps the model's fixed dimensions")
+    if tuple(got) != chosen:
+        raise DataError(f"{where}: data shape {list(got)} is not {label} {list(chosen)}; the artifacts are "
+                        f"converted at the data's shape: reshape the data or drop {label}")
+
+
+def _check_fits_named(inputs, outputs, data: Dataset, input_shape=None) -> None:
+    """check_fits for a model of several inputs or outputs (or labels named after outputs)."""
+    from edgekit.tasks import TASKS
+
+    fields = data.x_train.dtype.names
+    names = [i.name for i in inputs]
+    if len(inputs) > 1 and not fields:
+        raise DataError(f"x_train: one array, but the model takes {len(inputs)} inputs ({', '.join(names)}); save one "
+                        f"array per input named after it: {', '.join(f'x_train_{n}' for n in names)} (and x_test_...), "
+                        f"or {', '.join(f'x_{n}' for n in names)}")
+    if fields:
+        missing = [n for n in names if n not in fields]
+        if missing or len(fields) != len(names):
+            raise DataError(f"x_train: the data names inputs {', '.join(fields)}, the model's are {', '.join(names)}; "
+                            f"expected one array per model input: {', '.join(f'x_train_{n}' for n in names)} "
+                            f"(or x_<input>){'; missing: ' + ', '.join(missing) if missing else ''}")
+    chosen = input_shape if isinstance(input_shape, dict) else ({names[0]: input_shape} if input_shape is not None else {})
+    for info in inputs:
+        expected = tuple(info.shape[1:])
+        got = tuple(data.x_train.dtype[info.name].shape) if fields else tuple(data.x_train.shape[1:])
+        where = f"x_train_{info.name}" if fields else "x_train, x_test"
+        _check_chosen_shape(expected, got, chosen.get(info.name), where, info.name if fields else "")
+        if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
+            raise DataError(f"{where}: data shape {list(got)} does not fit the model input {info.name} {list(expected)}; "
+                            f"expected samples of shape {list(expected)}")
+    heads = dict(getattr(data, "output_tasks", None) or {})
+    out_names = [o.name for o in outputs]
+    if not TASKS[data.task].needs_labels:
+        return  # fidelity: every output of every artifact is compared with the Keras model's
+    if not heads and len(outputs) == 1:  # several inputs, one output: labels of one output (y_train)
+        return _check_output(tuple(outputs[0].shape[1:]), (), data)
+    if not heads:
+        raise DataError(f"y_train: one label array, but the model has {len(outputs)} outputs ({', '.join(out_names)}); "
+                        f"label each output by name: {', '.join(f'y_train_{n}' for n in out_names)} (and y_test_...), "
+                        "leave an output's labels out to score it against the Keras model, or set task: fidelity")
+    unknown = [h for h in heads if h not in out_names]
+    if unknown:
+        raise DataError(f"y_train_{unknown[0]}: the model has no output {unknown[0]!r}; its outputs are "
+                        f"{', '.join(out_names)}: name the label arrays y_train_<output>")
+    if data.task not in heads.values():
+        shown = ", ".join(f"{n} {t}" for n, t in heads.items())
+        raise DataError(f"task {data.task}: no labelled output is scored for it (labels: {shown}); set task to one of "
+                        "theirs, or outputs.<name> to the task of each labelled output")
+    described = {o.name: o for o in outputs}
+    for name, task in heads.items():
+        width = described[name].shape[-1] if len(described[name].shape) > 1 else 1
+        record = (data.info.get("outputs") or {}).get(name) or {}
+        if task == "classification" and width is not None and width < record.get("num_classes", 0):
+            raise DataError(f"y_train_{name}: {record['num_classes']} classes but output {name} has {width} values; "
+                            "expected one value per class (or set outputs." f"{name}: regression)")
+        if task == "regression" and width is not None and width != record.get("targets", width):
+            raise DataError(f"y_train_{name}: {record['targets']} target(s) but output {name} has {width} values; "
+                            "expected one value per target")
+
+
 def save_model(model, folder: Path) -> Path:
     """Save the fp32 model in its own Keras format and return the file."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -285,18 +390,54 @@ def predict(model, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     ``batch_size``: by default as many samples as the model's layer outputs allow within
     ``edgekit.convert.BATCH_BYTES`` (256 for small models), so memory follows the model, not
     the number of samples."""
+    from edgekit.convert import call_structure, model_inputs, model_outputs, named_outputs
+    from edgekit.runtimes import cast_input, field_names, join_fields, split_fields
+
     if batch_size is None:
         from edgekit.convert import batch_size as fitting_batch
 
         batch_size = fitting_batch(model)
-    outs = [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs).astype(np.float32)
+    inputs, outputs = model_inputs(model), model_outputs(model)
+
+    def call(chunk):
+        if field_names(chunk) is None and len(inputs) == 1:
+            return model(chunk, training=False)
+        arrays = [cast_input(a, info.dtype) for a, info in zip(split_fields(chunk, inputs), inputs)]
+        return model(call_structure(model, inputs, arrays), training=False)
+
+    outs = []
+    for i in range(0, len(x), batch_size):
+        result = named_outputs(model, outputs, call(x[i : i + batch_size]))
+        if isinstance(result, dict):  # several outputs: one field each (edgekit.runtimes.join_fields)
+            outs.append(join_fields([(k, np.asarray(v, np.float32)) for k, v in result.items()]))
+        else:
+            outs.append(np.asarray(result).astype(np.float32))
+    return np.concatenate(outs)
 
 
 def describe(model, task: str | None = None, x=None) -> dict[str, Any]:
     """The ``model`` block of results.json; with the task, a classifier's ``output``:
-    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell)."""
-    info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:])}
+    logits or probabilities (``model_output``, on samples ``x`` where the graph does not tell).
+    ``inputs`` and ``outputs`` list every input and output (``TensorInfo.to_dict``: name, dtype,
+    shape, None for a free dimension); ``input_shape_fixed`` says at which shape the data fixed
+    the free dimensions, where the model has some. A SavedModel's serving signature adds
+    ``serving_signature`` (its name), a traced subclassed model ``traced`` (its class)."""
+    from edgekit import model_file
+    from edgekit.convert import model_inputs, model_outputs, sample_shapes
+
+    inputs, outputs = model_inputs(model), model_outputs(model)
+    info = {"name": model.name, "parameters": int(model.count_params()), "input_shape": list(model.inputs[0].shape[1:]),
+            "inputs": [i.to_dict() for i in inputs], "outputs": [o.to_dict() for o in outputs]}
+    signature = next((layer for layer in getattr(model, "layers", []) if type(layer).__name__ == "ServingSignature"), None)
+    if signature is not None:
+        info["serving_signature"] = signature.call_endpoint
+    elif inner := model_file.subclassed_layer(model):
+        info["traced"] = inner
+    if x is not None and any(i.free for i in inputs):
+        fixed = model_inputs(model, sample_shapes(x))
+        info["input_shape_fixed"] = {i.name: list(i.shape[1:]) for i in fixed}
+    if len(outputs) > 1 or len(inputs) > 1:
+        return info  # several outputs: each is scored on its own (results rows' outputs)
     output = model_output(model, task, x) if task else None
     return {**info, "output": output.kind} if output is not None else info
 
@@ -305,9 +446,10 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
                tensorboard: bool = False):
     """The train stage: train the recipe's model (or take it from the cache), or load its file.
 
-    ``tensorboard``: training writes TensorBoard logs into ``run_dir/tensorboard/base`` (kept in
-    the cache entry and copied back when it is reused: ``edgekit.tensorboard_logs``); an earlier
-    run's logs in ``run_dir/tensorboard`` are removed either way.
+    ``tensorboard``: training writes TensorBoard logs into ``run_dir/tensorboard/<model>``, named
+    after the model (kept in the cache entry and copied back when it is reused:
+    ``edgekit.tensorboard_logs``); an earlier run's logs in ``run_dir/tensorboard`` are removed
+    either way.
 
     Returns:
         (``ModelHandle`` of the model, keras flavour, model key). A model from the cache is
@@ -317,24 +459,58 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
 
     history: dict[str, list[float]] = {}
     shutil.rmtree(run_dir / tensorboard_logs.TENSORBOARD_DIR, ignore_errors=True)  # this run writes its own
-    log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, "base") if tensorboard else None
+    name = tensorboard_logs.log_name(recipe.model.source)
+    log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, name) if tensorboard else None
+    if tensorboard:
+        tensorboard_logs.say_if_missing(log)
     if recipe.model.file is not None:
+        from edgekit.model_file import class_sources, subclassed_layer
+        from edgekit.saved_model import is_signature_model
+
         log(f"[model] loading {recipe.model.file}")
         configure_tensorflow(recipe.train.resolved_threads())  # compressed models fine-tune on these
-        model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode)
-        check_fits(model, data)
-        output = model_output(model, recipe.task, data.x_train)
+        import_dirs = (recipe.path.parent.resolve(),) if recipe.path else ()
+        shape = tuple(recipe.model.input_shape) if recipe.model.input_shape else data.input_shape
+        model, flavour = load_model_file(recipe.model.file, recipe.model.safe_mode,
+                                         None if isinstance(shape, dict) else shape, import_dirs, log=log)
+        check_fits(model, data, recipe.model.input_shape)
+        several = bool(data.x_train.dtype.names) or len(model.outputs) > 1  # each output scored on its own
+        output = None if several else model_output(model, recipe.task, data.x_train)
         if output is not None and output.from_logits:
             tuned = ": compressed models fine-tune with from_logits=True" if recipe.compress else ""
             log(f"[model] the model outputs logits ({output.why}){tuned}")
+        if several and recipe.compress:
+            raise ModelError(f"model.file: {recipe.model.file} has several inputs or outputs; pruning, clustering and QAT "
+                             "fine-tune on one task loss: remove the compress section (every format and precision "
+                             "still converts and is measured per output)")
+        if flavour == "keras3" and recipe.compress and is_signature_model(model):
+            raise ModelError(
+                f"model.file: {recipe.model.file} is a TensorFlow SavedModel without a Keras model (only its serving "
+                "signature); pruning, clustering and QAT need a tf_keras model's layers: remove the compress section, "
+                "or give the tf_keras model itself (model.save(\"model.keras\"))"
+            )
+        if recipe.compress and (inner := subclassed_layer(model)):
+            raise ModelError(
+                f"model.file: {recipe.model.file} holds a subclassed model ({inner}), one opaque layer to edgekit; pruning, "
+                "clustering and QAT need a functional or Sequential tf_keras model's own layers: remove the compress "
+                "section, or build the model with the functional API"
+            )
         if flavour == "keras3" and recipe.compress:
             raise ModelError(
                 f"model.file: {recipe.model.file} is a Keras 3 model; pruning, clustering and QAT need a Keras 2 "
                 "(tf_keras) model: remove the compress section or rebuild the model with `import tf_keras as keras`"
             )
-        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode)
+        # A subclassed model's class is code outside the file: its module's source is part of the key.
+        key = make_key("load", file=_content_hash(recipe.model.file), safe_mode=recipe.model.safe_mode,
+                       **({"code": class_sources(model)} if not recipe.model.safe_mode else {}))
         write_json(run_dir / "model" / "history.json", history)
-        return ModelHandle(save_model(model, run_dir / "model"), model=model), flavour, key
+        try:
+            saved = save_model(model, run_dir / "model")
+        except (NotImplementedError, TypeError, ValueError) as exc:  # a subclassed class without get_config
+            raise ModelError(f"model.file: {recipe.model.file}: the loaded model cannot be saved for the conversion "
+                             f"workers ({one_line(exc, 200)}); give its class a get_config() that returns its "
+                             "constructor arguments, or save it as a functional model") from None
+        return ModelHandle(saved, model=model), flavour, key
     threads = recipe.train.resolved_threads()
     key = make_key(
         "train", model=recipe.model.model_dump(mode="json"), builder=_builder_source(recipe),
@@ -344,14 +520,17 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         # files named in model.params (a weights .h5): their content, not only their path
         files={k: _content_hash(Path(v)) for k, v in recipe.model.params.items() if isinstance(v, str) and Path(v).is_file()},
     )
-    names = ("model.keras", "history.json")
+    from edgekit.data.in_model import INFO_KEY, RECORD_FILE
+
+    # what the builder's first layers expect (edgekit.data.in_model): a cached rebuild feeds it unloaded
+    names = ("model.keras", "history.json", RECORD_FILE)
     model_dir = run_dir / "model"
 
     def load(folder: Path) -> ModelHandle:
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in names:  # the very files the first build wrote (verified by the cache)
             shutil.copyfile(folder / name, model_dir / name)
-        tensorboard_logs.restore(folder, log_dir)  # the logs of the training that made it
+        tensorboard_logs.restore(folder, log_dir, log, name)  # the logs of the training that made it
         # Loaded only when a later stage needs the model itself (a cache miss downstream): a
         # fully cached rebuild never imports TensorFlow.
         return ModelHandle(model_dir / "model.keras", lambda: load_for_stage(model_dir / "model.keras", threads))
@@ -361,8 +540,9 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
             on_train()
         configure_tensorflow(threads)  # before TensorFlow's first op, which fixes its threads for good
         log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs, {threads} thread(s)")
-        model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir, log))
+        model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir))
         write_json(model_dir / "history.json", history)
+        write_json(model_dir / RECORD_FILE, data.info.get(INFO_KEY) or {"inputs": []})
         save_model(model, model_dir)
         return ModelHandle(model_dir / "model.keras", model=model)
 

@@ -308,7 +308,9 @@ def test_a_rebuild_removes_the_artifacts_of_the_previous_run(first, copied, tmp_
     _build(_recipe(folder, formats="[tflite, onnx]"), run, cache)
     assert {p.name for p in (run / "artifacts").iterdir()} >= {"onnx-fp32.onnx", "tflite-int8.tflite"}
     results = _build(_recipe(folder), run, cache)
-    files = {p.name for p in (run / "artifacts").iterdir()}
+    contracts = {p.name for p in (run / "artifacts").iterdir() if p.name.endswith(".contract.json")}
+    assert contracts == {f"{row['id']}.contract.json" for row in results["rows"]}  # this run's rows only
+    files = {p.name for p in (run / "artifacts").iterdir()} - contracts
     assert files == {"tflite-fp32.tflite", "tflite-int8.tflite"}
     manifest = json.loads((run / "manifest.json").read_text())
     described = {Path(f).name for a in manifest["artifacts"] for f in a["files"] if Path(f).parent.name == "artifacts"}

@@ -1,9 +1,14 @@
-"""`edgekit verify RUN_DIR`: time a run's artifacts again with each runtime's own benchmark tool,
-with the threads and inference precision the run used, and compare the tool's figure with
-edgekit's p50 for the same file.
+"""`edgekit verify RUN_DIR`: time a run's artifacts now with edgekit's own session and with each
+runtime's own benchmark tool, in alternating pairs, with the threads and inference precision the
+run used, and judge their ratio with a 95% interval.
 
-What is compared, like with like:
-- edgekit: ``latency_ms.p50`` of the row, the median over all of the run's timed calls;
+What is compared, like with like, in one time window: pair after pair (ABAB, ``--pairs``, at
+least 3), edgekit's session (the device runner, ``edgekit/targets/runner.py``, in a fresh
+process: the timing loop and session every build uses) times the artifact, then the tool does.
+A machine that gets busier between a build and its verify (25 minutes after a build, 0 of 5 rows
+agreed, 1.30-1.82x; right after ``--retime``, 3 of 5) then moves both sides alike. The build's
+stored p50 is shown beside, not judged.
+- edgekit: the median of the runner's timed calls, per pair;
 - OpenVINO: ``benchmark_app``'s overall ``Median`` latency (console line; its JSON report rounds to
   0.01 ms, too coarse for microsecond models);
 - LiteRT: ``litert-benchmark``'s ``median_ms`` (its own timing loop; it rounds to 0.01 ms, so when
@@ -14,10 +19,13 @@ What is compared, like with like:
   includes the first call), so its rows are unchecked, as are Keras rows (no native tool) and rows
   of other targets (the tools run on this machine only).
 
-The ratio is edgekit / native; a row is within tolerance ``t`` when ``1/(1+t) <= ratio <= 1+t``
-(symmetric on a log scale: 25% allows 0.80x-1.25x). Standard library only: no runtime is imported
-here, the tools run in their own processes, one after the other (a benchmark never overlaps
-another), as argument lists with a timeout each.
+The ratio is edgekit / native: the geometric mean of the pairs' ratios, with the 95% interval of
+Student's t on their logs (as every other interval of edgekit). The band of tolerance ``t`` is
+``1/(1+t)`` to ``1+t`` (symmetric on a log scale: 25% allows 0.80x-1.25x). A row is ``ok`` when
+the ratio lies in the band, ``outside`` when its whole interval lies outside it, ``unsure`` when
+the ratio lies outside but the interval reaches into the band (not significant: more pairs tell).
+No runtime is imported here: both sides run in their own processes, one after the other (a
+benchmark never overlaps another), as argument lists with a timeout each.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.check.baseline import load_results
-from edgekit.errors import ToolFailed
+from edgekit.errors import ToolFailed, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +52,10 @@ if TYPE_CHECKING:
 VERIFY_FILE = "verify.json"
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_TIMEOUT_S = 120.0
-EDGEKIT_STATISTIC = "p50 (median of all timed runs, results.json latency_ms.p50)"
+#: alternating pairs (edgekit's session, then the tool) timed per row
+DEFAULT_PAIRS = 3
+EDGEKIT_STATISTIC = ("p50 now: the median of edgekit's session's timed runs (its device runner, a fresh process per pair), "
+                     "geometric mean over the pairs")
 
 #: why the Keras baseline rows cannot be checked (each format's tool is in the format table:
 #: ``Format.native_bench``, or why it has none: ``Format.no_native_bench``)
@@ -73,7 +84,9 @@ class Native:
 
 @dataclass
 class RowCheck:
-    """The outcome for one results row; verdict is ok, outside, failed or unchecked."""
+    """The outcome for one results row; verdict is ok, outside, unsure (outside the band, not
+    significantly), failed or unchecked. ``edgekit_p50_ms`` and ``native_ms`` are measured now,
+    in ``pairs`` (edgekit ms, native ms); ``stored_p50_ms`` is the build's, shown, not judged."""
 
     id: str
     format: str | None
@@ -93,6 +106,10 @@ class RowCheck:
     runs: int | None = None
     tool_seconds: float | None = None
     native_extra: dict = field(default_factory=dict)
+    stored_p50_ms: float | None = None
+    pairs: list = field(default_factory=list)
+    ratio_ci95: list | None = None
+    session_command: list[str] | None = None
 
 
 @dataclass
@@ -152,7 +169,7 @@ def run_tool(argv: list[str], timeout_s: float) -> str:
 
 def _last_line(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return (lines[-1][:200] if lines else "no output")
+    return shorten(lines[-1], 200) if lines else "no output"
 
 
 _OV_LATENCY = re.compile(r"^\[ INFO \]\s+(Median|Average):\s+([0-9.]+)\s*(us|ms)\s*$", re.MULTILINE)
@@ -266,19 +283,83 @@ def _setting(name: str, *sources: dict, default: int, minimum: int = 1) -> int:
     return default
 
 
+def session_job(fmt, artifact: Path, threads: int, runs: int, warmup: int, options: dict, folder: Path) -> list[str]:
+    """Write into ``folder`` what edgekit's own session needs to time ``artifact`` in a fresh
+    process (the device runner, the format's session module, a job on random inputs of the
+    model's shape) and return its command line."""
+    from edgekit.targets.job import RUNNER_NAME, RUNNER, session_files
+
+    job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(fmt.runtime_packages),
+           "model": str(Path(artifact).resolve()), "threads": threads, "warmup": warmup, "runs": runs, "rounds": 1,
+           "samples": 16, "options": options}
+    for name, content in {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), "job.json": json.dumps(job).encode()}.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else Path(content).read_bytes())
+    return [sys.executable, str(folder / RUNNER_NAME), str(folder / "job.json")]
+
+
+def edgekit_p50(argv: list[str], timeout_s: float) -> float:
+    """edgekit's p50 of one run of its session (``session_job``), in ms.
+
+    Raises:
+        ToolFailed: the session failed, timed out, or printed no result.
+    """
+    from statistics import median
+
+    from edgekit.targets.job import result_payload
+
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise ToolFailed(f"edgekit's session timed out after {timeout_s:g} s") from None
+    except OSError as exc:
+        raise ToolFailed(f"edgekit's session could not start: {exc.strerror or exc}") from None
+    payload = result_payload(done.stdout) or {}
+    latencies = payload.get("latencies_ms") or []
+    if payload.get("error") or not latencies:
+        why = payload.get("error") or _last_line(done.stdout.decode("utf-8", "replace") + done.stderr.decode("utf-8", "replace"))
+        raise ToolFailed(f"edgekit's session failed: {why}")
+    return float(median(latencies))
+
+
+def ratio_verdict(pairs: list[tuple[float, float]], tolerance: float) -> tuple[float, list[float] | None, str]:
+    """(ratio, its 95% interval, verdict) of edgekit / native over alternating pairs: the
+    geometric mean of the pairs' ratios, Student's t on their logs (None with one pair); ok in
+    the band, outside when the whole interval is out of it, unsure when only the ratio is."""
+    import math
+
+    from edgekit.bench.stats import t975
+
+    logs = [math.log(a / b) for a, b in pairs]
+    mean = sum(logs) / len(logs)
+    ratio = math.exp(mean)
+    interval = None
+    if len(logs) >= 2:
+        sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+        half = t975(len(logs) - 1) * sd / math.sqrt(len(logs))
+        interval = [math.exp(mean - half), math.exp(mean + half)]
+    low, high = ratio_bounds(tolerance)
+    if low <= ratio <= high:
+        return ratio, interval, "ok"
+    lo, hi = interval or [ratio, ratio]
+    return ratio, interval, "outside" if hi < low or lo > high else "unsure"
+
+
 def _unchecked(row: dict, reason: str, **figures) -> RowCheck:
     return RowCheck(row["id"], row.get("format"), row.get("precision"), row.get("target"), "unchecked", reason,
                     **figures)
 
 
 def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int | None,
-              timeout_s: float, search_path: str | None) -> RowCheck:
-    """Check one results row: run its tool, or say why it cannot be checked."""
+              timeout_s: float, search_path: str | None, pairs: int = DEFAULT_PAIRS) -> RowCheck:
+    """Check one results row: time it with edgekit's session and its tool in ``pairs``
+    alternating pairs, or say why it cannot be checked."""
     fmt, target, status = row.get("format"), row.get("target"), row.get("status")
     settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
     latency = row.get("latency_ms") if isinstance(row.get("latency_ms"), dict) else {}
     p50 = latency.get("p50")
-    figures = {"edgekit_p50_ms": p50}
+    figures = {"stored_p50_ms": p50}
     if status != "ok":
         return _unchecked(row, f"row status is {status}" + (f": {row.get('reason')}" if row.get("reason") else ""),
                           **figures)
@@ -293,13 +374,11 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
     if native_bench is None:
         why = getattr(table_row, "no_native_bench", "") or f"no native benchmark tool known for format {fmt}"
         return _unchecked(row, why, **figures)
-    if not isinstance(p50, (int, float)) or p50 <= 0:
-        return _unchecked(row, "row has no edgekit p50 to compare", **figures)
     tool_name, install = native_bench.tool, native_bench.install
     threads = _setting("threads", settings, bench, default=1)
     n_runs = runs or _setting("runs", latency, bench, default=100)
     check = RowCheck(row["id"], fmt, row.get("precision"), target, "failed", tool=tool_name, threads=threads,
-                     runs=n_runs, edgekit_p50_ms=p50)
+                     runs=n_runs, stored_p50_ms=p50)
     options = native_bench.load_options()(row)
     for name, value in options.items():  # e.g. OpenVINO's inference precision: shown even when the tool cannot run
         setattr(check, name, value)
@@ -320,33 +399,71 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
     check.tool_path = tool
     started = time.perf_counter()
     try:
-        native = native_bench.load_run()(tool, artifact, row, bench, threads, n_runs, timeout_s, **options)
+        with tempfile.TemporaryDirectory(prefix="edgekit-verify-session-") as folder:
+            check.session_command = session_job(table_row, artifact, threads, n_runs,
+                                                _setting("warmup", bench, default=10, minimum=0),
+                                                export_options(table_row, run_dir), Path(folder))
+            for _ in range(max(1, pairs)):  # A then B, A then B: one window, both sides alike
+                # edgekit's side gets the default limit at least: --timeout is for the tools
+                mine = edgekit_p50(check.session_command, max(timeout_s, DEFAULT_TIMEOUT_S))
+                native = native_bench.load_run()(tool, artifact, row, bench, threads, n_runs, timeout_s, **options)
+                check.pairs.append([mine, native.value_ms])
     except ToolFailed as exc:
         check.reason = str(exc)
         return check
     finally:
         check.tool_seconds = round(time.perf_counter() - started, 3)
-    check.command, check.native_ms, check.native_statistic = native.command, native.value_ms, native.statistic
+    check.command, check.native_statistic = native.command, native.statistic
     check.native_extra = native.extra
-    check.ratio = p50 / native.value_ms
+    check.ratio, check.ratio_ci95, check.verdict = ratio_verdict([tuple(p) for p in check.pairs], tolerance)
+    check.edgekit_p50_ms = _geometric_mean([a for a, _ in check.pairs])
+    check.native_ms = _geometric_mean([b for _, b in check.pairs])
     low, high = ratio_bounds(tolerance)
-    check.verdict = "ok" if low <= check.ratio <= high else "outside"
+    shown = f"{check.ratio:.2f}x" + (f" [{check.ratio_ci95[0]:.2f}-{check.ratio_ci95[1]:.2f}]" if check.ratio_ci95 else "")
     if check.verdict == "outside":
-        check.reason = (f"edgekit p50 is {check.ratio:.2f}x the {tool_name} {native.statistic}, "
-                        f"outside {low:.2f}x-{high:.2f}x")
+        check.reason = (f"edgekit's p50 is {shown} the {tool_name} {native.statistic} over {len(check.pairs)} "
+                        f"alternating pairs: outside {low:.2f}x-{high:.2f}x")
+    elif check.verdict == "unsure":
+        check.reason = (f"{shown} lies outside {low:.2f}x-{high:.2f}x but its interval reaches into it (not "
+                        "significant): run verify with more --pairs")
     return check
+
+
+def _geometric_mean(values: list[float]) -> float:
+    import math
+
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def export_options(fmt, run_dir: Path) -> dict:
+    """The session options the build opened ``fmt``'s artifacts with: the recipe copy's
+    ``export.<format>`` section (its defaults where it is missing or unreadable)."""
+    section = {}
+    try:
+        import yaml
+
+        doc = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+        found = ((doc or {}).get("export") or {}).get(fmt.name)
+        section = found if isinstance(found, dict) else {}
+    except Exception:  # noqa: BLE001 - a fallback: the format's defaults
+        pass
+    try:
+        return fmt.options.model_validate(section).model_dump()
+    except Exception:  # noqa: BLE001
+        return fmt.options().model_dump()
 
 
 def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | None = None,
                timeout_s: float = DEFAULT_TIMEOUT_S, search_path: str | None = None,
-               progress: Callable[[str], None] | None = None) -> VerifyReport:
-    """Check every row of a run with its runtime's own tool, one row after the other.
+               progress: Callable[[str], None] | None = None, pairs: int = DEFAULT_PAIRS) -> VerifyReport:
+    """Check every row of a run against its runtime's own tool, one row after the other: each
+    timed now by edgekit's session and by the tool in ``pairs`` alternating pairs.
 
     Args:
         run_dir: the run directory (or its results.json).
         tolerance: allowed relative disagreement (0.25: 0.80x-1.25x).
-        runs: timed runs per tool; default the row's own count (latency_ms.runs).
-        timeout_s: longest one tool may run.
+        runs: timed runs per side and pair; default the row's own count (latency_ms.runs).
+        timeout_s: longest one tool (or one run of edgekit's session) may run.
         search_path: where to look for the tools (os.pathsep-separated); default PATH, then
             the folder of this Python.
         progress: called with a line before each tool runs.
@@ -370,8 +487,8 @@ def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | 
         for row in results["rows"]:
             native_bench = getattr(FORMATS.get(row.get("format")), "native_bench", None)
             if progress and row.get("status") == "ok" and row.get("target") == "cpu" and native_bench is not None:
-                progress(f"[verify] {row['id']}: {native_bench.tool}")
-            checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path))
+                progress(f"[verify] {row['id']}: edgekit's session and {native_bench.tool}, {pairs} alternating pairs")
+            checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path, pairs))
     return VerifyReport(str(run_dir), tolerance, checks, [round(x, 2) for x in os.getloadavg()])
 
 
@@ -388,15 +505,18 @@ def format_text(report: VerifyReport) -> str:
              (f"edgekit: {EDGEKIT_STATISTIC}; native: the tool's median (benchmark_app 'Median', "
               "litert-benchmark median_ms, a Python loop over CompiledModel.run_by_name); ratio = edgekit / native; "
               f"tolerance {report.tolerance:.0%} ({low:.2f}x-{high:.2f}x)")]
-    header = ("id", "tool", "threads", "precision", "runs", "edgekit p50", "native", "ratio", "verdict")
+    header = ("id", "tool", "threads", "precision", "runs", "pairs", "edgekit p50 now", "native now",
+              "ratio [95%]", "stored p50 (not judged)", "verdict")
     table = []
     for row in report.rows:
         verdict = row.verdict + (f": {row.reason}" if row.reason and row.verdict != "ok" else "")
         if row.native_statistic and row.native_statistic != "median":
             verdict += f" [native statistic: {row.native_statistic}]"
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x" + (
+            f" [{row.ratio_ci95[0]:.2f}-{row.ratio_ci95[1]:.2f}]" if row.ratio_ci95 else "")
         table.append((row.id, row.tool or "-", str(row.threads or "-"), row.infer_precision or row.precision or "-",
-                      str(row.runs or "-"), _ms(row.edgekit_p50_ms), _ms(row.native_ms),
-                      f"{row.ratio:.2f}x" if row.ratio is not None else "-", verdict))
+                      str(row.runs or "-"), str(len(row.pairs) or "-"), _ms(row.edgekit_p50_ms), _ms(row.native_ms),
+                      ratio, _ms(row.stored_p50_ms), verdict))
     widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header) - 1)]
     for line in [header, *table]:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
@@ -404,9 +524,10 @@ def format_text(report: VerifyReport) -> str:
 
 
 def summary_line(report: VerifyReport, path: Path | None = None) -> str:
-    checked = report.count("ok") + report.count("outside")
+    checked = report.count("ok") + report.count("outside") + report.count("unsure")
     text = (f"verify: {checked} row(s) compared, {report.count('ok')} within {report.tolerance:.0%}, "
-            f"{report.count('outside')} outside, {report.count('failed')} failed, {report.count('unchecked')} unchecked")
+            f"{report.count('outside')} outside, {report.count('unsure')} unsure (outside, not significantly), "
+            f"{report.count('failed')} failed, {report.count('unchecked')} unchecked")
     return text + (f"; {path}" if path else "")
 
 
@@ -414,7 +535,9 @@ def write_json(report: VerifyReport, path: Path) -> Path:
     """RUN_DIR/verify.json: the per-row figures, commands and verdicts."""
     low, high = report.bounds
     doc = {"run_dir": report.run_dir, "tolerance": report.tolerance, "ratio_bounds": [low, high],
-           "ratio": "edgekit / native", "edgekit_statistic": EDGEKIT_STATISTIC,
+           "ratio": "edgekit / native, both timed now in alternating pairs (pairs: [edgekit ms, native ms]); "
+                    "geometric mean and Student's t 95% interval of the pairs' ratios; stored_p50_ms is the build's, "
+                    "not judged", "edgekit_statistic": EDGEKIT_STATISTIC,
            "load_average": report.load_average, "exit_code": report.exit_code,
            "rows": [asdict(row) for row in report.rows]}
     path = Path(path)

@@ -37,7 +37,10 @@ def spec_of(variant, recipe) -> SessionSpec | None:
     if variant.path is None or not Path(variant.path).is_file():
         return None
     if variant.format in FORMATS:
-        return SessionSpec(variant.format, Path(variant.path), getattr(recipe.export, variant.format).model_dump())
+        options = getattr(recipe.export, variant.format).model_dump()
+        if (variant.settings or {}).get("input_shapes"):  # free dimensions `edgekit bench` fixed
+            options["input_shapes"] = variant.settings["input_shapes"]
+        return SessionSpec(variant.format, Path(variant.path), options)
     if variant.format != "keras":
         return None
     from edgekit.evaluate.worker import _keras_of, builder_import_dirs, custom_layers
@@ -52,8 +55,10 @@ def spec_of(variant, recipe) -> SessionSpec | None:
 
 def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
     """In a worker: open every session and time them together (``targets.cpu.time_together``);
-    a session that does not open fails its own row."""
+    a session that does not open fails its own row. Each block timed is reported to the build
+    (``progress``, "done/total"), between blocks, never during one."""
     from edgekit.errors import one_line
+    from edgekit.executor_base import report
     from edgekit.formats import FORMATS
     from edgekit.targets.base import Measurement
     from edgekit.targets.cpu import time_together
@@ -71,6 +76,8 @@ def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
                 sessions.append((i, FORMATS[s.format].load_runtime()(s.path, spec.threads, s.options or None)))
         except Exception as exc:  # noqa: BLE001 - one broken artifact fails its own row
             out[i] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
-    for (i, _), measurement in zip(sessions, time_together([session for _, session in sessions], spec, samples, seed)):
+    timed = time_together([session for _, session in sessions], spec, samples, seed,
+                          on_block=lambda done, total: report("progress", f"{done}/{total}"))
+    for (i, _), measurement in zip(sessions, timed):
         out[i] = measurement
     return out

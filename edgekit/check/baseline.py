@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 
-from edgekit.errors import InputError
+from edgekit.errors import InputError, one_line
 
 BASELINE_FORMAT = "edgekit-baseline"
 BASELINE_VERSION = 1
@@ -34,7 +34,7 @@ def _read_json(path: Path, what: str) -> object:
         return json.loads(path.read_text())
     # ValueError also covers integers past Python's 4300-digit limit; RecursionError, deep nesting.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{path}: {what} is not valid JSON ({str(exc)[:120]}); expected a file written by edgekit") from None
+        raise InputError(f"{path}: {what} is not valid JSON ({one_line(exc, 120, typed=False)}); expected a file written by edgekit") from None
 
 
 def validate_results(doc: object, path: Path | str, what: str = "results") -> dict:

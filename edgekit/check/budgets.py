@@ -10,7 +10,7 @@ This module imports only pydantic and the standard library: loading a recipe mus
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -38,18 +38,44 @@ DOCS = {
     "max_latency_ms_abs": "largest allowed p50 latency in ms. Absolute: meaningful only on a pinned device",
     "max_latency_abs_regression": "largest allowed row p50 now / row p50 in the stored baseline: 1.10 = 10% "
                                   "slower. Absolute: meaningful only when CI runs on the baseline's pinned device",
+    "max_latency_regression_vs_history": "largest allowed row p50 now / the mean p50 (geometric) of the same row "
+                                         "and target over the last runs in the history (`edgekit check --history URL "
+                                         "--window N`, same machine or device only): 1.10 = 10% slower. It fails only "
+                                         "when past the limit and significant: the 95% interval of the growth, from "
+                                         "the spread of the window's runs and the row's own rounds, lies above 1",
     "max_size_bytes": "largest allowed artifact size in bytes",
+    "metric": "the metric min_metric, max_metric and the metric drops judge: any metric the rows record "
+              "(results.json rows[].metrics), e.g. top1_agreement for a label-free classifier (task fidelity); "
+              "default: the task's primary metric",
     "device_limits": "judge the memory limits a row carries from its target (an mcu profile: tensor arena + "
                      "arena_margin against ram_kb, the model against flash_kb; an ethos-u profile: Vela's SRAM use "
                      "against sram_kb, the compiled model against flash_kb): true fails a row past them; "
                      "false or null reports nothing",
+    "outputs": "budgets on single outputs of a model of several, besides the row's headline (the worst output's): "
+               "{output name: {min_metric, max_metric, max_metric_drop, max_metric_drop_vs_stored}}, each judged on "
+               "that output's own primary metric (results rows' outputs.<name>: accuracy of a labelled class head, "
+               "mae of a regression head, snr_db of an output without labels); a rule's entry replaces that output's",
 }
 BUDGET_KEYS = tuple(DOCS)
+LOSS_TOLERANCE_DOC = (
+    "per metric, how much worse than the baseline row a row may be before the build flags it with a `loss` note "
+    "(a note, never a failure: budgets decide the exit code). Defaults: scores in [0, 1] (accuracy, roc_auc, "
+    "mean_iou, top1_agreement) 0.01 = one point lower; error metrics (mae, rmse, mse) 0.05 = 5% higher; snr_db 20 = "
+    "a floor of 20 dB. null turns a metric's flag off, e.g. {accuracy: 0.02, mae: null}")
 
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a misspelt budget must never silently pass.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN limit would pass everything
+
+
+class OutputBudget(_Strict):
+    """The metric budgets of one output, on its own primary metric (see ``outputs``)."""
+
+    min_metric: float | None = Field(None, description=DOCS["min_metric"])
+    max_metric: float | None = Field(None, description=DOCS["max_metric"])
+    max_metric_drop: float | None = Field(None, ge=0, description=DOCS["max_metric_drop"])
+    max_metric_drop_vs_stored: float | None = Field(None, ge=0, description=DOCS["max_metric_drop_vs_stored"])
 
 
 class Budget(_Strict):
@@ -63,8 +89,11 @@ class Budget(_Strict):
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_latency_regression_vs_history: float | None = Field(1.10, ge=1, description=DOCS["max_latency_regression_vs_history"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(True, description=DOCS["device_limits"])
+    outputs: dict[str, OutputBudget] = Field(default_factory=dict, description=DOCS["outputs"])
+    metric: str | None = Field(None, min_length=1, description=DOCS["metric"])
     #: the keys the recipe set (in defaults or a matching rule); the others hold their defaults
     _explicit: frozenset = PrivateAttr(default_factory=frozenset)
 
@@ -85,8 +114,11 @@ class Rule(_Strict):
     latency_reference: Literal["fp32", "baseline"] = Field("fp32", description=DOCS["latency_reference"])
     max_latency_ms_abs: float | None = Field(None, gt=0, description=DOCS["max_latency_ms_abs"])
     max_latency_abs_regression: float | None = Field(None, ge=1, description=DOCS["max_latency_abs_regression"])
+    max_latency_regression_vs_history: float | None = Field(None, ge=1, description=DOCS["max_latency_regression_vs_history"])
     max_size_bytes: int | None = Field(None, gt=0, description=DOCS["max_size_bytes"])
     device_limits: bool | None = Field(None, description=DOCS["device_limits"])
+    outputs: dict[str, OutputBudget] | None = Field(None, description=DOCS["outputs"])
+    metric: str | None = Field(None, min_length=1, description=DOCS["metric"])
 
 
 class CheckSpec(_Strict):
@@ -94,6 +126,7 @@ class CheckSpec(_Strict):
 
     defaults: Budget = Field(default_factory=Budget, description="budgets for every row")
     rules: list[Rule] = Field(default_factory=list, description="overrides for rows matching a glob; later rules win")
+    loss_tolerance: dict[str, Annotated[float, Field(ge=0)] | None] = Field(default_factory=dict, description=LOSS_TOLERANCE_DOC)
 
     def budget_for(self, row_id: str) -> Budget:
         """The effective budget of one row: the defaults, then every matching rule in order."""
@@ -101,8 +134,12 @@ class CheckSpec(_Strict):
         explicit = set(self.defaults.model_fields_set)
         for rule in self.rules:
             if fnmatchcase(row_id, rule.rows):
-                # Only keys the rule names override: an explicit null turns a default off.
-                values.update({key: getattr(rule, key) for key in rule.model_fields_set if key != "rows"})
+                # Only keys the rule names override: an explicit null turns a default off; a rule's
+                # outputs entry replaces that output's budgets, the other outputs keep theirs.
+                values.update({key: getattr(rule, key) for key in rule.model_fields_set if key not in ("rows", "outputs")})
+                if "outputs" in rule.model_fields_set:
+                    values["outputs"] = {**(values.get("outputs") or {}),
+                                         **{k: v.model_dump() for k, v in (rule.outputs or {}).items()}}
                 explicit |= rule.model_fields_set - {"rows"}
         budget = Budget.model_validate(values)
         budget._explicit = frozenset(explicit)

@@ -5,7 +5,8 @@ same model's fp32 row in the same runtime, or of the baseline row) against the s
 the stored baseline, so a slower CI machine does not fail the build. It fails only when the
 growth is past the budget and significant: the 95% interval of the growth, from the rounds of
 both runs, lies above 1. A row whose rounds disagree (``timing.unstable``, now or stored) is
-reported as ``unstable``, never failed: its numbers cannot carry a verdict. Absolute latency
+reported as ``unstable``: its numbers cannot carry a verdict, and the check does not pass on
+budgets it could not judge unless ``allow_unjudged`` (``--allow-unjudged``). Absolute latency
 budgets exist for pinned devices and say so. What is printed and
 written lives in ``edgekit.check.output``; baseline files in ``edgekit.check.baseline``.
 Nothing here imports TensorFlow or matplotlib.
@@ -40,6 +41,12 @@ def higher_is_better(results: dict, metric: str | None = None) -> bool:
     if metric == primary and "higher_is_better" in results:
         return bool(results["higher_is_better"])
     return metric not in LOWER_IS_BETTER
+def judged_metric(results: dict) -> str:
+    """The metric the recipe's budgets judge (results.json ``gate_metric``: check.defaults.metric),
+    else the primary one: what the report's Pareto front and ``Results.best`` rank rows by."""
+    return results.get("gate_metric") or results["primary_metric"]
+
+
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
 
@@ -47,7 +54,8 @@ _EPS = 1e-9
 @dataclass
 class Outcome:
     """One budget on one row: what was measured, the limit, and pass, fail, skip or unstable
-    (a latency budget not judged because the row's rounds disagreed: reported, never failed).
+    (a latency budget not judged because the row's rounds disagreed: the check does not pass
+    on it unless ``CheckReport.allow_unjudged``).
 
     ``compared`` is true when ``value`` is a finite number judged against ``limit``; a failure
     is then "value > limit". Any other failure (a status, a NaN, a missing row) says why in ``detail``.
@@ -81,6 +89,8 @@ class CheckReport:
     budgets_from: str
     outcomes: list[Outcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: pass a check whose only trouble is latency budgets it could not judge (``--allow-unjudged``)
+    allow_unjudged: bool = False
 
     @property
     def failures(self) -> list[Outcome]:
@@ -88,20 +98,22 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """Every budget holds (what `edgekit check` exits 0 for)."""
-        return not self.failures
+        """Every budget holds, and every latency budget was judged (unless ``allow_unjudged``):
+        what `edgekit check` exits 0 for."""
+        return not self.failures and (self.allow_unjudged or not self.unstable)
 
     @property
     def unstable(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result == "unstable"]
 
 
-def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[Outcome]:
+def compare(results: dict, spec: CheckSpec, stored: dict | None = None, allow_suspect: bool = False) -> list[Outcome]:
     """Evaluate every budget on every row; rows that vanished since the baseline fail too.
 
     Numbers that cannot be measurements (NaN, inf, a p50 at or below zero), a baseline id that
     names no row and a primary metric that no row has fail, in the results or the stored baseline:
-    a gate that skipped them would pass on garbage.
+    a gate that skipped them would pass on garbage. So does a suspect baseline (results.json
+    ``sanity``: not above the majority class or chance of its test split), unless ``allow_suspect``.
     """
     metric = results["primary_metric"]
     higher = higher_is_better(results)
@@ -110,6 +122,7 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
     base = rows.get(results["baseline"])
     old_base = old_rows.get(stored["baseline"]) if stored else None
     outcomes = _file_outcomes(results, "results") + (_file_outcomes(stored, "stored baseline") if stored else [])
+    outcomes += _sanity_outcomes(results, allow_suspect)
     # Problems every budget that reads the baseline row or the metric must fail with, not skip.
     no_base = [] if base else [f"the results have no baseline row {results['baseline']!r}"]
     no_old_base = [f"the stored baseline has no baseline row {stored['baseline']!r}"] if stored and not old_base else []
@@ -121,11 +134,27 @@ def compare(results: dict, spec: CheckSpec, stored: dict | None = None) -> list[
             outcomes.append(_values(row_id, row, old))
         if not _ok(row):
             continue  # nothing was measured; the status outcome says why
-        ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, metric, stored is not None,
-                       results["baseline"], spec.budget_for(row_id), higher, no_base, no_old_base, metric_problems,
-                       rows, old_rows, _reference_scored(results))
-        outcomes += _metric_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx) + _device_limit_outcomes(ctx)
+        budget = spec.budget_for(row_id)
+        # A budget may name any metric the rows record (metric: top1_agreement); default: the primary one.
+        named = budget.metric or metric
+        problems = metric_problems if named == metric else _named_metric_problems(results, named)
+        ctx = _Context(row_id, row, old if _ok(old) else None, base, old_base, named, stored is not None,
+                       results["baseline"], budget, higher if named == metric else higher_is_better(results, named),
+                       no_base, no_old_base, problems, rows, old_rows,
+                       _reference_scored(results) and named == metric)
+        outcomes += _metric_outcomes(ctx) + _output_outcomes(ctx) + _latency_outcomes(ctx) + _size_outcomes(ctx)
+        outcomes += _device_limit_outcomes(ctx)
     return outcomes
+
+
+def _named_metric_problems(results: dict, metric: str) -> list[str]:
+    """Why no budget can judge ``metric``: no ok row records it (a typo, or a metric of another task)."""
+    ok = [row for row in results["rows"] if _ok(row)]
+    if not ok or any(metric in (row.get("metrics") or {}) for row in ok):
+        return []
+    seen = sorted({key for row in ok for key in (row.get("metrics") or {})})
+    return [f"the budget's metric {metric!r} is recorded by no ok row (metrics there: {', '.join(seen) or 'none'}); "
+            "set check metric: to one of those"]
 
 
 def _reference_scored(results: dict) -> bool:
@@ -168,6 +197,25 @@ def _file_outcomes(doc: dict, label: str) -> list[Outcome]:
                            f"{label}: no ok row has the primary metric {doc['primary_metric']!r} (metrics there: "
                            f"{', '.join(seen) or 'none'}); expected a results.json written by `edgekit build`"))
     return out
+
+
+def _sanity_outcomes(results: dict, allow_suspect: bool) -> list[Outcome]:
+    """The sanity floor of a classification build: its Keras baseline must score above the
+    majority class and chance of the test split (results.json ``sanity``, written by the build)."""
+    sanity = results.get("sanity")
+    if not isinstance(sanity, dict) or "suspect" not in sanity:
+        return []
+    value, limit = f"{sanity.get('baseline', float('nan')):.4f}", f"> {sanity.get('floor', float('nan')):.4f}"
+    if not sanity["suspect"]:
+        lo, hi = sanity.get("baseline_ci95") or [float("nan")] * 2
+        return [Outcome(results["baseline"], "sanity floor", value, limit, "pass",
+                        f"95% interval [{lo:.4f}-{hi:.4f}] above the majority class and chance of its test split")]
+    if allow_suspect:
+        return [Outcome(results["baseline"], "sanity floor", value, limit, "skip",
+                        f"suspect baseline passed by --allow-suspect: {sanity.get('reason', '')}")]
+    return [Outcome(results["baseline"], "sanity floor", "suspect", limit, "fail",
+                    f"{sanity.get('reason') or 'the baseline is not above the majority class or chance'}; fix the build, "
+                    "or pass --allow-suspect to check it anyway")]
 
 
 def _values(row_id: str, row: dict | None, old: dict | None) -> Outcome:
@@ -273,6 +321,44 @@ def _metric_outcomes(ctx: _Context) -> list[Outcome]:
     return out
 
 
+def _output_outcomes(ctx: _Context) -> list[Outcome]:
+    """The budgets on single outputs (``outputs: {name: {...}}``), each on that output's own primary
+    metric and direction, read from the rows' ``outputs.<name>``; a row without the output fails them."""
+    import dataclasses
+
+    from edgekit.tasks import TASKS
+
+    out = []
+    for name, budget in (ctx.budget.outputs or {}).items():
+        record = (ctx.row.get("outputs") or {}).get(name)
+        if record is None:
+            known = ", ".join(ctx.row.get("outputs") or {}) or "none: the model has one output"
+            out.append(Outcome(ctx.row_id, f"output {name}", "-", "-", "fail",
+                               f"the row has no output {name!r} (its outputs: {known}); fix check outputs"))
+            continue
+        metric = record.get("primary_metric")
+        task = TASKS.get(record.get("task"))
+
+        def view(row):
+            return {"metrics": (((row or {}).get("outputs") or {}).get(name) or {}).get("metrics") or {}} if row else None
+
+        sub = dataclasses.replace(ctx, row=view(ctx.row), base=view(ctx.base), old=view(ctx.old), metric=metric,
+                                  higher_is_better=task.higher_is_better if task else True, reference_scored=False,
+                                  metric_problems=[])
+        found = []
+        for key, floor in (("min_metric", True), ("max_metric", False)):
+            if (limit := getattr(budget, key)) is not None:
+                found.append(_bound(sub, limit, floor))
+        if ctx.row_id != ctx.base_id and budget.max_metric_drop is not None:
+            found.append(_drop(sub, f"{metric} drop vs {ctx.base_id}", budget.max_metric_drop, sub.base,
+                               f"on the baseline row {ctx.base_id}", ctx.no_base, "no metric on this row or the baseline row"))
+        if ctx.have_stored and budget.max_metric_drop_vs_stored is not None:
+            found.append(_drop(sub, f"{metric} drop vs stored", budget.max_metric_drop_vs_stored, sub.old,
+                               "in the stored baseline", [], "not measured in the stored baseline"))
+        out += [dataclasses.replace(o, budget=f"output {name} {o.budget}") for o in found]
+    return out
+
+
 def _drop(ctx: _Context, name: str, limit: float, ref_row: dict | None, ref_where: str, missing: list[str],
           why_skip: str) -> Outcome:
     """The task metric's drop from ``ref_row`` (``ref_where`` says which row that is) to this row."""
@@ -324,9 +410,12 @@ def _reference_id(ctx: _Context) -> str | None:
     return None
 
 
-def _robust_spread(row: dict) -> float:
+def _disagreement(row: dict) -> str:
+    """How a row's rounds disagree: their robust spread, and their range where it was recorded
+    (two speeds can hide under a small robust spread: ``stats.summarize_rounds``)."""
     timing = row.get("timing") or {}
-    return timing.get("robust_spread", timing.get("spread", 0.0))
+    shown = f"its rounds disagree by {timing.get('robust_spread', timing.get('spread', 0.0)):.0%}"
+    return shown + (f", range {timing['range_ratio']:.2f}x" if isinstance(timing.get("range_ratio"), (int, float)) else "")
 
 
 def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
@@ -353,7 +442,7 @@ def _ratio_regression(ctx: _Context, limit: float) -> Outcome:
     if problems or value is None:
         return _judge(ctx, name, value, limit, fmt, "", "no latency for this row or its reference row, now or stored",
                       problems)
-    shaky = [f"{where} (its rounds disagree by {_robust_spread(r):.0%})"
+    shaky = [f"{where} ({_disagreement(r)})"
              for where, r in ((f"{ctx.row_id} now", ctx.row), (f"{ctx.row_id} stored", ctx.old),
                               (f"{ref_id} now", ref), (f"{ref_id} stored", old_ref)) if (r.get("timing") or {}).get("unstable")]
     if shaky:
@@ -434,22 +523,36 @@ def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, 
     return load_recipe(recipe_path).check, f"{recipe_path} (its check: section; defaults where it sets none)"
 
 
-def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None) -> CheckReport:
-    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input."""
+def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None,
+              history: str | None = None, window: int = 10, allow_suspect: bool = False,
+              allow_unjudged: bool = False) -> CheckReport:
+    """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input.
+    With ``history`` (a results store), every row is also judged against its last ``window``
+    runs there (``edgekit.history.window``). ``allow_suspect``: a suspect baseline (results.json
+    ``sanity``) is reported, not failed. ``allow_unjudged``: latency budgets that unstable
+    timing left unjudged do not stop the report from passing."""
     results = load_results(results_path)
     spec, source = load_spec(recipe_path, Path(results_path))
     stored = None
     if baseline_path is not None:
         stored = load_baseline(baseline_path)
         ensure_comparable(results, stored, baseline_path)
-    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
-    report.outcomes = compare(results, spec, stored)
+    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source,
+                         allow_unjudged=allow_unjudged)
+    report.outcomes = compare(results, spec, stored, allow_suspect)
+    if history is not None:
+        from edgekit.history import store, window as history_window
+
+        report.outcomes += history_window.outcomes(store.open_store(history), results, spec, window)
+    if isinstance(results.get("search"), dict) and not results["search"].get("pick"):
+        report.outcomes.append(Outcome("search", "pick", "none", "a trial within the constraints", "fail",
+                                       "no trial of the search met its constraints (see its report.md)"))
     report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
                         for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
-    if stored is None:
+    if stored is None and history is None:
         report.warnings.append("no --baseline: only in-run budgets were checked (metric drop vs the baseline row, "
-                               "size, absolute latency); pass --baseline to check regressions")
-    else:
+                               "size, absolute latency); pass --baseline or --history to check regressions")
+    elif stored is not None:
         absolute = any("absolute" in o.budget and o.result != "skip" for o in report.outcomes)
         report.warnings += environment_warnings(results, stored, absolute)
     return report

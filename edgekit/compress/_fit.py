@@ -12,8 +12,9 @@ def copy_model(model):
     return clone
 
 
-def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log, callbacks=()):
-    """Compile with the base model's loss and fit on the training split (validation for logs).
+def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log, callbacks=(), name: str | None = None):
+    """Compile with the base model's loss and fit on the training split (validation for logs);
+    ``name`` (the compressed model's) names its epoch lines and progress bar.
 
     The loss is the base model's: ``from_logits=True`` where the model outputs logits (asked of
     the model itself, through the pruning and quantization wrappers).
@@ -31,7 +32,7 @@ def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log
         x, y,
         validation_data=validation,
         epochs=epochs, batch_size=recipe.train.batch_size, shuffle=True, verbose=0,
-        callbacks=[*callbacks, EpochLog(log, epochs)],
+        callbacks=[*callbacks, EpochLog(log, epochs, name or "compressed")],
     )
     return model
 

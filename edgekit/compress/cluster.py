@@ -22,5 +22,5 @@ def cluster(parent, step, data, recipe, log, callbacks=()):
         copy_model(parent), number_of_clusters=spec.clusters, cluster_centroids_init=init, preserve_sparsity=preserve
     )
     log(f"[compress] {step.name}: {spec.clusters} clusters ({spec.init}{', keeping zeros' if preserve else ''}), {spec.epochs} epochs")
-    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=callbacks)
+    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=callbacks, name=step.name)
     return clustering.strip_clustering(wrapped)

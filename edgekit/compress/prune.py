@@ -28,7 +28,8 @@ def prune(parent, step, data, recipe, log, callbacks=()):
         layer, pruning_schedule=schedule, **kwargs))
     unpruned = f"; {len(left)} layer(s) tfmot cannot prune stay dense: {', '.join(left[:3])}{'...' if len(left) > 3 else ''}" if left else ""
     log(f"[compress] {step.name}: pruning to {spec.sparsity:.0%} ({spec.structured or spec.schedule}), {spec.epochs} epochs{unpruned}")
-    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep(), *callbacks])
+    fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep(), *callbacks],
+              name=step.name)
     return sparsity.strip_pruning(wrapped)
 
 

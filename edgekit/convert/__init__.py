@@ -37,17 +37,118 @@ def write_atomic(path: Path, content: bytes) -> None:
     os.replace(tmp, path)
 
 
-def batch1_signature(model):
+def batch1_signature(model, shapes=None):
     """A traced ``model(x, training=False)`` with batch size 1, for any Keras flavour.
 
     Edge deployments run batch 1, and a fixed batch keeps recurrent and reshape-heavy
-    models convertible.
+    models convertible. ``shapes`` (``sample_shapes`` of the data: {input name: shape without
+    the batch}) fixes the model's free dimensions (``Input((None, None, 3))``), so every
+    artifact is static at the data's shape. A model of one input takes one tensor named
+    "input" and returns one tensor; with several inputs or outputs the function takes one
+    tensor per input, each named after the Keras input, and returns a dict keyed by the Keras
+    output names (``model_outputs``): every format keeps those names (TFLite's signature,
+    ONNX's graph inputs and outputs, OpenVINO's tensor names), and the sessions match by name.
     """
     import tensorflow as tf
 
-    shape = [1, *model.inputs[0].shape[1:]]
-    fn = tf.function(lambda x: model(x, training=False))
-    return fn.get_concrete_function(tf.TensorSpec(shape, input_dtype(model), name="input"))
+    inputs = model_inputs(model, shapes)
+    outputs = model_outputs(model)
+    if len(inputs) == 1:
+        fn = tf.function(lambda x: named_outputs(model, outputs, model(x, training=False)))
+        info = inputs[0]
+        return fn.get_concrete_function(tf.TensorSpec([1, *info.shape[1:]], tf.as_dtype(info.dtype), name="input"))
+    fn = tf.function(lambda *xs: named_outputs(model, outputs, model(call_structure(model, inputs, xs), training=False)))
+    return fn.get_concrete_function(*[tf.TensorSpec([1, *i.shape[1:]], tf.as_dtype(i.dtype), name=i.name) for i in inputs])
+
+
+def model_inputs(model, shapes=None) -> list:
+    """The Keras model's inputs as ``edgekit.runtimes.TensorInfo`` (batch first, None where
+    free), in the model's order; ``shapes`` ({name: sample shape}, or one shape for a model
+    of one input) fills the free dimensions."""
+    from edgekit.runtimes import TensorInfo
+
+    names = input_names(model)
+    out = []
+    for name, tensor in zip(names, model.inputs):
+        dims = list(tensor.shape)
+        given = shapes.get(name) if isinstance(shapes, dict) else shapes if len(names) == 1 else None
+        if given is not None and len(given) == len(dims) - 1:
+            dims = [dims[0], *(g if d is None else d for d, g in zip(dims[1:], given))]
+        dtype = getattr(tensor, "dtype", None) or "float32"
+        out.append(TensorInfo(name, getattr(dtype, "as_numpy_dtype", dtype), dims))
+    return out
+
+
+def input_names(model) -> list[str]:
+    """The Keras model's input names, in its order (``model.input_names`` of tf_keras, the
+    input tensors' names in Keras 3)."""
+    names = list(getattr(model, "input_names", None) or [])
+    if len(names) != len(model.inputs):
+        names = [str(getattr(t, "name", "") or f"input_{k}").split(":")[0] for k, t in enumerate(model.inputs)]
+    return names
+
+
+def model_outputs(model) -> list:
+    """The Keras model's outputs as TensorInfo, named as a call returns them: a dict output's
+    keys (sorted, as TensorFlow flattens a dict), else ``model.output_names``."""
+    from edgekit.runtimes import TensorInfo
+
+    struct = getattr(model, "_outputs_struct", None)  # Keras 3
+    if struct is None:
+        struct = getattr(model, "_nested_outputs", None)  # tf_keras
+    if isinstance(struct, dict):
+        pairs = [(str(k), struct[k]) for k in sorted(struct)]
+    else:
+        names = list(getattr(model, "output_names", None) or [])
+        if len(names) != len(model.outputs) or len(set(names)) != len(names):
+            names = [f"output_{k}" for k in range(len(model.outputs))]
+        pairs = list(zip(names, model.outputs))
+    return [TensorInfo(name, "float32", list(t.shape)) for name, t in pairs]
+
+
+def call_structure(model, inputs, tensors):
+    """``tensors`` (one per input, in ``inputs`` order) as the model is called: a dict where the
+    model was built on a dict of inputs, else a list."""
+    struct = getattr(model, "_inputs_struct", None)  # Keras 3
+    if struct is None:
+        struct = getattr(model, "_nested_inputs", None)  # tf_keras
+    if isinstance(struct, dict):
+        by_tensor = {id(t): k for k, t in struct.items()}
+        keys = [by_tensor.get(id(t), i.name) for t, i in zip(model.inputs, inputs)]
+        return dict(zip(keys, tensors))
+    return list(tensors)
+
+
+def named_outputs(model, outputs, result):
+    """A call's result as the signature returns it: the tensor of a model of one output, else
+    a dict keyed by the names of ``outputs`` (``model_outputs``)."""
+    if isinstance(result, dict):
+        values = [result[k] for k in sorted(result, key=str)]
+    elif isinstance(result, (list, tuple)):
+        values = list(result)
+    else:
+        values = [result]
+    if len(outputs) == 1 and len(values) == 1:
+        return values[0]
+    return {info.name: value for info, value in zip(outputs, values)}
+
+
+def sample_shapes(samples) -> dict | tuple:
+    """The shape of one sample (without the batch) of a batch: per input name for a structured
+    batch of several inputs, else one tuple."""
+    names = getattr(getattr(samples, "dtype", None), "names", None)
+    if names:
+        return {name: tuple(samples.dtype[name].shape) for name in names}
+    return tuple(np.shape(samples)[1:])
+
+
+def feeds(samples, inputs) -> list:
+    """Calibration feeds: per sample a list of batch-1 arrays in the order of ``inputs``
+    (TensorInfo), each in its input's dtype (integer inputs exact, see ``as_input_dtype``)."""
+    from edgekit.runtimes import split_fields
+
+    arrays = [as_input_dtype(a, i.dtype) for a, i in zip(split_fields(samples, inputs), inputs)]
+    return [[np.ascontiguousarray(a[k:k + 1]) for a in arrays] for k in range(len(samples))]
 
 
 #: the most bytes of layer outputs one batch of a many-sample Keras call may hold (summed over

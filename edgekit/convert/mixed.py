@@ -13,10 +13,10 @@ is that artifact and no layer more is float. Otherwise:
   the greedy search below runs instead.
 - Elsewhere (and as OpenVINO's fallback): a greedy search over the layers ordered by their
   per-layer quantization error in the plain int8 artifact, worst first
-  (``edgekit.evaluate.layer_error.rank_layers``): keep the worst 1, 2, 4, ... layers float
-  until the budget holds, then bisect between the last count that missed and the first that
-  held, so a model of n layers costs about 2 log2(n) conversions; then each kept layer is
-  dropped again where the budget holds without it (the ranking is a guess: a layer's own error
+  (``edgekit.evaluate.layer_error.rank_groups``: a layer, or the layers one op fused, at once):
+  keep the worst 1, 2, 4, ... of them float until the budget holds, then bisect between the
+  last count that missed and the first that held, so a model of n layers costs about 2 log2(n)
+  conversions; then each kept entry is dropped again where the budget holds without it (the ranking is a guess: a layer's own error
   is not the metric's), at most ``PRUNE_LIMIT`` conversions more.
 
 The validation split only: the test split stays untouched for the row's reported metrics. The
@@ -178,9 +178,10 @@ class _Trials:
 
 
 def _greedy(trials: _Trials, fmt, exported, plain: _Trial, quantized: list[str], max_drop: float, record: dict) -> _Trial:
-    """Keep the worst 1, 2, 4, ... layers float until the budget holds, then bisect."""
-    order, how = _ranking(fmt, exported, plain.path, trials.validation, quantized)
-    record["order"] = order[:ORDER_SHOWN]
+    """Keep the worst 1, 2, 4, ... entries of the ranking float (a fused group's layers at once)
+    until the budget holds, then bisect."""
+    order, how = _ranking(fmt, exported, plain.path, trials.validation, quantized, trials.options)
+    record["order"] = ["+".join(group) for group in order[:ORDER_SHOWN]]
     record["order_from"] = how
     if len(order) > ORDER_SHOWN:
         record["order_total"] = len(order)
@@ -191,10 +192,13 @@ def _greedy(trials: _Trials, fmt, exported, plain: _Trial, quantized: list[str],
     def holds(trial: _Trial) -> bool:
         return trial.drop <= max_drop + TOLERANCE
 
+    def layers(groups) -> list[str]:
+        return [name for group in groups for name in group]
+
     missed, held = 0, None
     count = 1
     while count <= len(order):
-        trial = trials.run(order[:count])
+        trial = trials.run(layers(order[:count]))
         if holds(trial):
             held = count
             break
@@ -204,26 +208,26 @@ def _greedy(trials: _Trials, fmt, exported, plain: _Trial, quantized: list[str],
         count = min(count * 2, len(order))
     if held is None:
         best = min(trials.done.values(), key=lambda t: (t.drop, len(t.layers)))
-        record.update(met=False, reason=_why_not(trials, order, best, max_drop))
+        record.update(met=False, reason=_why_not(trials, layers(order), best, max_drop))
         return best
-    while held - missed > 1:  # the fewest float layers that hold: bisect (missed, held]
+    while held - missed > 1:  # the fewest float entries that hold: bisect (missed, held]
         middle = (missed + held) // 2
-        if holds(trials.run(order[:middle])):
+        if holds(trials.run(layers(order[:middle]))):
             held = middle
         else:
             missed = middle
     record["met"] = True
     # The ranking is a guess (a layer's own error is not the metric's): try the kept set without
-    # each of its layers, the best ranked last, and drop those the budget does not need.
+    # each of its entries, the best ranked last, and drop those the budget does not need.
     kept = list(order[:held])
     if 1 < len(kept) <= PRUNE_LIMIT:
-        for layer in reversed(order[:held]):
-            fewer = [name for name in kept if name != layer]
-            if holds(trials.run(fewer)):
+        for group in reversed(order[:held]):
+            fewer = [g for g in kept if g != group]
+            if holds(trials.run(layers(fewer))):
                 kept = fewer
         if len(kept) < held:
             record["method"] += ", pruned"
-    return trials.run(kept)
+    return trials.run(layers(kept))
 
 
 def _why_not(trials: _Trials, order: list[str], best: _Trial, max_drop: float) -> str:
@@ -241,18 +245,23 @@ def _why_not(trials: _Trials, order: list[str], best: _Trial, max_drop: float) -
     return text
 
 
-def _ranking(fmt, exported, artifact: Path, validation: _Validation, quantized: list[str]) -> tuple[list[str], str]:
-    """The quantized layers, worst per-layer error first (the model's order where it is unknown)."""
+def _ranking(fmt, exported, artifact: Path, validation: _Validation, quantized: list[str],
+             options: dict | None = None) -> tuple[list[tuple[str, ...]], str]:
+    """The quantized layers in groups (a layer, or the layers fused into one op), the worst
+    per-layer error first; the layers it does not rank follow one by one in model order."""
     samples = validation.x[:RANK_SAMPLES]
     try:
-        from edgekit.evaluate.layer_error import layer_errors, rank_layers
+        from edgekit.evaluate.layer_error import layer_errors, rank_groups
 
-        ranked = [layer for layer in rank_layers(layer_errors(fmt, exported, artifact, samples)) if layer in quantized]
+        ranked = [tuple(name for name in group if name in quantized)
+                  for group in rank_groups(layer_errors(fmt, exported, artifact, samples, options=options))]
+        ranked = [group for group in ranked if group]
         how = f"per-layer quantization error (SNR) of the plain int8 artifact on {len(samples)} validation samples, worst first"
     except Exception as exc:  # noqa: BLE001 - the search still works without the ranking, only slower
         ranked = []
         how = f"model order (the per-layer error was unavailable: {one_line(exc)})"
-    rest = [layer for layer in quantized if layer not in ranked]
+    seen = {name for group in ranked for name in group}
+    rest = [(layer,) for layer in quantized if layer not in seen]
     if ranked and rest:
         how += f"; {len(rest)} layer(s) it did not rank follow in model order"
     return ranked + rest, how

@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
-    input_dtype,
+    call_structure,
+    feeds,
     kept_float_record,
+    model_inputs,
+    model_outputs,
+    named_outputs,
     node_layer,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
     write_atomic,
 )
@@ -29,11 +33,11 @@ QUANT_KEYS = ("quant_format", "per_channel", "calibrate_method", "activation_typ
 
 
 class _Calibration:
-    """CalibrationDataReader over samples (no batch axis) in the input's dtype, fed one at a time as batch 1."""
+    """CalibrationDataReader over samples (no batch axis), each input in its own dtype, fed one
+    at a time as batch 1; ``names`` are the ONNX graph's input names, in the order of ``inputs``."""
 
-    def __init__(self, input_name: str, samples: np.ndarray, dtype=np.float32):
-        samples = as_input_dtype(samples, dtype)
-        self.feeds = iter({input_name: np.ascontiguousarray(s[None])} for s in samples)
+    def __init__(self, names: list[str], samples: np.ndarray, inputs: list):
+        self.feeds = iter(dict(zip(names, feed)) for feed in feeds(samples, inputs))
 
     def get_next(self):
         return next(self.feeds, None)
@@ -66,8 +70,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         ValueError: an unknown precision, option name or option value.
     """
     # int8-mixed (int8-fast) is int8 with some layers float: which ones, edgekit.convert.mixed
-    # (edgekit.convert.fast) decides (and
-    # hands them over as keep_float); called directly, this makes the int8 artifact of keep_float.
+    # (edgekit.convert.fast) decides (and hands them over as keep_float); called directly, this
+    # makes the int8 artifact of keep_float.
     precision = "int8" if precision in ("int8-mixed", "int8-fast") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"onnx converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
@@ -79,10 +83,19 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     # which fails on Keras 3 Sequential models (KeyError 'keras_tensor_N'). The dict names the
     # ONNX output "output"; the batch of 1 matches batch1_signature and how runtimes are timed.
     # The model's own input dtype: int32 token ids stay int32 (tensor(int32)), no CAST in front.
-    dtype = input_dtype(model)
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], dtype, name="input")
-    fn = tf.function(lambda x: {"output": model(x, training=False)})
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opts["opset"])
+    # With several inputs or outputs, each keeps its Keras name (edgekit.convert.batch1_signature).
+    # The data's sample shape fixes the model's free dimensions.
+    inputs = model_inputs(model, sample_shapes(calibration))
+    outputs = model_outputs(model)
+    specs = [tf.TensorSpec([1, *i.shape[1:]], tf.as_dtype(i.dtype), name="input" if len(inputs) == 1 else i.name)
+             for i in inputs]
+
+    def forward(*xs):
+        result = model(xs[0] if len(inputs) == 1 else call_structure(model, inputs, xs), training=False)
+        named = named_outputs(model, outputs, result)
+        return named if isinstance(named, dict) else {"output": named}
+
+    proto, _ = tf2onnx.convert.from_function(tf.function(forward), input_signature=specs, opset=opts["opset"])
     # tf2onnx leaves its graphs in reference cycles: 0.7 GiB at MobileNetV2 224, held through
     # the quantization below unless collected now (the real-size build's memory peak)
     gc.collect()
@@ -117,7 +130,7 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             quantize_static(
                 str(pre),
                 str(int8),
-                _Calibration(proto.graph.input[0].name, calibration, dtype.as_numpy_dtype),
+                _Calibration([spec.name for spec in specs], calibration, inputs),
                 quant_format=getattr(QuantFormat, opts["quant_format"]),
                 per_channel=opts["per_channel"],
                 reduce_range=opts["reduce_range"],
@@ -238,10 +251,12 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     Each activation tensor (one that depends on the graph input) becomes a graph output of an
     in-memory copy, run in onnxruntime (CPU, graph optimizations off so that no fused node hides
     a tensor: a QDQ graph then computes exactly its quantize-dequantize arithmetic), one sample at
-    a time (batch-1 signature). Entries are ``{"name", "inputs", "value", "graph_input"}``: the
-    name is ``<node name>;<tensor name>`` (tf2onnx names nodes by Keras layer path, e.g.
-    ``lenet/conv2d/Conv2D``), ``value`` float32 with one row per sample (None for integer
-    tensors: a QuantizeLinear's uint8 output is read after its DequantizeLinear).
+    a time (batch-1 signature). Entries are ``{"name", "inputs", "value", "graph_input",
+    "quantize", "tensor", "op"}``: the name is ``<node name>;<tensor name>`` (tf2onnx names nodes
+    by Keras layer path, e.g. ``lenet/conv2d/Conv2D``), ``value`` float32 with one row per sample
+    (None for integer tensors: a QuantizeLinear's uint8 output is read after its
+    DequantizeLinear), whether a QuantizeLinear / DequantizeLinear wrote it, the tensor's own name
+    and the node's op type.
     """
     import onnx
     import onnxruntime as ort
@@ -251,7 +266,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     initializers = {init.name for init in graph.initializer}
     source = next(i for i in graph.input if i.name not in initializers)
     active = {source.name}
-    order = []  # (entry name, tensor name, names of the activation tensors the node read)
+    order = []  # (entry name, tensor name, names of the activation tensors the node read, op type)
     quantizing = set()  # entries of QuantizeLinear / DequantizeLinear nodes
     tensor_entry = {source.name: source.name}
     for node in graph.node:
@@ -263,11 +278,11 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
                 active.add(out)
                 name = f"{node.name};{out}" if node.name else out
                 tensor_entry[out] = name
-                order.append((name, out, read))
+                order.append((name, out, read, node.op_type))
                 if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
                     quantizing.add(name)
     declared = {o.name for o in graph.output}
-    for _, out, _ in order:
+    for _, out, _, _ in order:
         if out not in declared:
             graph.output.append(onnx.ValueInfoProto(name=out))
     options = ort.SessionOptions()
@@ -275,19 +290,19 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    fetch = [out for _, out, _ in order]
+    fetch = [out for _, out, _, _ in order]
     kind = session.get_inputs()[0].type
     dtype = np.int64 if "int64" in kind else np.int32 if "int32" in kind else np.float32
     shape = [1, *np.shape(samples)[1:]]
     runs = [session.run(fetch, {source.name: np.asarray(sample, dtype).reshape(shape)}) for sample in np.asarray(samples)]
     entries = [{"name": source.name, "inputs": [], "value": np.asarray(samples, np.float32).reshape(len(samples), *shape[1:]),
-                "graph_input": True}]
-    for k, (name, _, read) in enumerate(order):
+                "graph_input": True, "tensor": source.name, "op": "Input"}]
+    for k, (name, out, read, op_type) in enumerate(order):
         per_sample = [np.asarray(run[k]) for run in runs]
         value = None
         if per_sample and per_sample[0].dtype.kind == "f":
             value = (np.concatenate(per_sample, axis=0) if all(v.ndim >= 1 and v.shape[0] == 1 for v in per_sample)
                      else np.stack(per_sample)).astype(np.float32)
         entries.append({"name": name, "inputs": [tensor_entry[t] for t in read], "value": value, "graph_input": False,
-                        "quantize": name in quantizing})
+                        "quantize": name in quantizing, "tensor": out, "op": op_type})
     return entries

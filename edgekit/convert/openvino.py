@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
     batch1_signature,
-    input_dtype,
+    feeds,
     kept_float_record,
+    model_inputs,
     node_layer,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
 )
 from edgekit.formats import OpenVINOOptions
@@ -77,7 +78,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     import openvino as ov
 
     path = Path(path)
-    ov_model = _to_openvino(model)
+    shapes = sample_shapes(calibration)  # the data's sample shape fixes the model's free dimensions
+    ov_model = _to_openvino(model, shapes)
     settings = {
         "converter": "openvino.convert_model",
         "openvino": package_version("openvino"),
@@ -97,8 +99,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     elif precision == "int8":
         import nncf
 
-        # In the model's input dtype (int32 token ids stay int32), as the IR's input is.
-        samples = [np.ascontiguousarray(s[None]) for s in as_input_dtype(calibration, input_dtype(model))]
+        # In each input's dtype (int32 token ids stay int32), as the IR's inputs are.
+        samples = _nncf_items(calibration, model_inputs(model, shapes))
         # NNCF draws progress bars on stdout, which belongs to the results table.
         with contextlib.redirect_stdout(sys.stderr):
             ov_model = nncf.quantize(
@@ -150,13 +152,14 @@ def quantize_with_accuracy_control(model, path: Path, calibration: np.ndarray, o
     from nncf.common.logging import nncf_logger
 
     path = Path(path)
-    ov_model = _to_openvino(model)
+    shapes = sample_shapes(calibration)
+    ov_model = _to_openvino(model, shapes)
     # NNCF compiles the models it scores with the CPU plugin's defaults (bf16 on AVX-512 BF16
     # CPUs); edgekit's session runs f32, so the IR asks for f32 (the CPU plugin reads rt_info).
     ov_model.set_rt_info("f32", list(RUNTIME_PRECISION))
-    dtype = input_dtype(model)
-    inputs = [np.ascontiguousarray(s[None]) for s in as_input_dtype(calibration, dtype)]
-    items = [(np.ascontiguousarray(x[None]), i) for i, x in enumerate(as_input_dtype(samples, dtype))]
+    described = model_inputs(model, shapes)
+    inputs = _nncf_items(calibration, described)
+    items = [(x, i) for i, x in enumerate(_nncf_items(samples, described))]
 
     def validate(compiled, data) -> float:
         output = compiled.output(0)
@@ -245,12 +248,20 @@ def layer_float(path: Path, layers, outer=()) -> dict[str, bool]:
     return seen
 
 
-def _to_openvino(model):
+def _nncf_items(samples, inputs) -> list:
+    """NNCF dataset items, one per sample: the batch-1 array of a model of one input, else a
+    dict keyed by the IR's input names (the Keras names, see ``batch1_signature``)."""
+    if len(inputs) == 1:
+        return [feed[0] for feed in feeds(samples, inputs)]
+    return [{i.name: a for i, a in zip(inputs, feed)} for feed in feeds(samples, inputs)]
+
+
+def _to_openvino(model, shapes=None):
     """Convert through a SavedModel that holds only the batch-1 signature and its variables."""
     import openvino as ov
     import tensorflow as tf
 
-    concrete = batch1_signature(model)
+    concrete = batch1_signature(model, shapes)
     holder = tf.Module()
     # Track the captured variables, not the Keras model: saving a whole tf_keras model also
     # traces every layer's call for Keras' own format, which is slow and converts nothing.
@@ -390,9 +401,9 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     (``Model.add_outputs``) and the IR is compiled on the CPU plugin at f32, as its session does;
     samples run one at a time (batch-1 IR). In an NNCF int8 IR the quantized activations are the
     FakeQuantize nodes' outputs (``<layer path>/fq_output_0``). Entries are ``{"name", "inputs",
-    "value", "graph_input"}``: the node's friendly name (its TensorFlow op path, carrying the
-    Keras layer names), the friendly names of the activation nodes it read, float32 values with
-    one row per sample.
+    "value", "graph_input", "quantize", "op"}``: the node's friendly name (its TensorFlow op path,
+    carrying the Keras layer names, or one OpenVINO made up), the friendly names of the activation
+    nodes it read, float32 values with one row per sample, whether it is a FakeQuantize, its type.
     """
     disable_telemetry()
     import openvino as ov
@@ -400,20 +411,27 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     core = ov.Core()
     model = core.read_model(Path(path))
     source = model.get_parameters()[0]
-    active = {source.get_friendly_name()}
+    # Friendly names repeat (the TensorFlow frontend names a BatchNormalization's Add and the
+    # residual Add after it both block_9_project/Add): an entry is named by its node's friendly
+    # name, made unique, and linked by the node's own unique name.
+    active = {source.get_name(): source.get_friendly_name()}
+    taken = set(active.values())
     order, ports = [], []
     quantizing = set()  # FakeQuantize nodes: the quantized activations
     for op in model.get_ordered_ops():
         kind = op.get_type_name()
         if kind in ("Parameter", "Result", "Constant") or op.get_output_size() == 0:
             continue
-        read = [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
-        read = [name for name in read if name in active]
+        read = [i.get_source_output().get_node().get_name() for i in op.inputs()]
+        read = [active[name] for name in read if name in active]
         if not read:
             continue
         name = op.get_friendly_name()
-        active.add(name)
-        order.append((name, read))
+        if name in taken:
+            name = f"{name}#{op.get_name()}"
+        active[op.get_name()] = name
+        taken.add(name)
+        order.append((name, read, kind))
         if kind == "FakeQuantize":
             quantizing.add(name)
         ports.append(op.output(0))
@@ -437,12 +455,13 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
         for k, port in enumerate(outputs):
             if port is not None:
                 values[k].append(np.array(result[port]))
-    entries = [{"name": source.get_friendly_name(), "inputs": [], "graph_input": True,
+    entries = [{"name": source.get_friendly_name(), "inputs": [], "graph_input": True, "op": "Parameter",
                 "value": np.asarray(samples, np.float32).reshape(len(samples), *shape[1:])}]
-    for (name, read), per_sample in zip(order, values):
+    for (name, read, kind), per_sample in zip(order, values):
         value = None
         if per_sample and per_sample[0].dtype.kind == "f":
             value = (np.concatenate(per_sample, axis=0) if all(v.ndim >= 1 and v.shape[0] == 1 for v in per_sample)
                      else np.stack(per_sample)).astype(np.float32)
-        entries.append({"name": name, "inputs": read, "value": value, "graph_input": False, "quantize": name in quantizing})
+        entries.append({"name": name, "inputs": read, "value": value, "graph_input": False, "quantize": name in quantizing,
+                        "op": kind})
     return entries

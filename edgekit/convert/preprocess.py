@@ -30,6 +30,8 @@ def with_normalization(model, normalization):
     """
     if normalization is None:
         return model
+    if hasattr(normalization, "by_input"):  # several inputs: each float input behind its own
+        return _with_input_normalizations(model, normalization)
     dtype = getattr(model.inputs[0], "dtype", "float32")
     if "int" in str(getattr(dtype, "name", dtype)):
         return model
@@ -49,9 +51,35 @@ def with_normalization(model, normalization):
     return keras.Model(raw, outputs, name=model.name)
 
 
+def _with_input_normalizations(model, normalizations):
+    """``with_normalization`` for a model of several inputs: each float input behind the
+    Rescaling pair of its own statistics (layers ``normalize_shift_<input>``), integer inputs
+    as they are. The wrapper's inputs and outputs keep the model's names, so the data's arrays
+    and every artifact still match by name; several outputs come out as a dict of those names."""
+    from edgekit.convert import call_structure, model_inputs, model_outputs, named_outputs
+
+    keras = _keras_of(model)
+    inputs = model_inputs(model)
+    raws, fed = [], []
+    for info in inputs:
+        raw = keras.Input(shape=tuple(info.shape[1:]), dtype=info.dtype.name, name=info.name)
+        raws.append(raw)
+        norm = normalizations.by_input.get(info.name)
+        if norm is None or not np.issubdtype(info.dtype, np.floating):
+            fed.append(raw)
+            continue
+        shift = np.asarray(norm.shift, np.float32)
+        scale = np.asarray(norm.scale, np.float32)
+        centred = keras.layers.Rescaling(1.0, (-shift).tolist(), name=f"{LAYER_NAMES[0]}_{info.name}")(raw)
+        fed.append(keras.layers.Rescaling((np.float32(1.0) / scale).astype(np.float32).tolist(), 0.0,
+                                          name=f"{LAYER_NAMES[1]}_{info.name}")(centred))
+    outputs = named_outputs(model, model_outputs(model), model(call_structure(model, inputs, fed)))
+    return keras.Model(raws, outputs, name=model.name)
+
+
 def has_normalization(model) -> bool:
     """Whether ``model`` is a ``with_normalization`` wrapper."""
-    return any(getattr(layer, "name", None) in LAYER_NAMES for layer in getattr(model, "layers", []))
+    return any(str(getattr(layer, "name", "")).startswith(LAYER_NAMES) for layer in getattr(model, "layers", []))
 
 
 def tflite_int8_float_normalization(make_converter, representative, also=None) -> bytes:
@@ -70,7 +98,7 @@ def tflite_int8_float_normalization(make_converter, representative, also=None) -
     def nodes(debugger) -> list[str]:
         names = [d["name"] for d in debugger._quant_interpreter.get_tensor_details()]  # the only view of them
         extra = set(also(names)) if also is not None else set()
-        return [name for name in names if any(f"{layer}/" in name for layer in LAYER_NAMES) or name in extra]
+        return [name for name in names if any(layer in name for layer in LAYER_NAMES) or name in extra]
 
     probe = tf.lite.experimental.QuantizationDebugger(converter=make_converter(), debug_dataset=representative)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes(probe))
@@ -85,12 +113,16 @@ def onnx_normalization_nodes(path) -> list[str]:
     import onnx
 
     graph = onnx.load(str(path)).graph
-    return [node.name for node in graph.node if any(f"{name}/" in node.name for name in LAYER_NAMES)]
+    return [node.name for node in graph.node if any(name in node.name for name in LAYER_NAMES)]
 
 
 def preprocess_record(normalization) -> dict:
     """What preprocess.json holds: the statistics and the formula to apply before the model."""
     record = normalization.to_dict()
+    if hasattr(normalization, "by_input"):  # several inputs: each float input's own statistics
+        return {**record, "inputs": {name: preprocess_record(norm) for name, norm in normalization.by_input.items()},
+                "apply": "each float input as its entry of inputs says; integer inputs as they are",
+                "artifacts_take": "normalized features"}
     return {
         **record,
         "apply": "normalized = (x - shift) / scale, elementwise in float32 on raw features; shift and scale have "

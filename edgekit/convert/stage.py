@@ -53,7 +53,8 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
         from edgekit.data import VALIDATION_CAP
 
         extra.update(max_drop=quantize.max_drop, validation_cap=VALIDATION_CAP, task=recipe.task)
-        modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error"]
+        modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error",
+                    "edgekit.evaluate.layer_match"]
     if precision == "int8-fast":
         from edgekit.convert.fast import key_parts
 
@@ -201,6 +202,13 @@ def _with_mixed(listed, fmt, max_drop) -> list[str]:
     return [*listed[:at], "int8-mixed", *listed[at:]]
 
 
+def _several(ctx) -> bool:
+    """Whether the build's model has several inputs or outputs (a structured batch)."""
+    x = getattr(getattr(ctx, "data", None), "x_test", None)
+    out = getattr(ctx, "baseline_outputs", None)
+    return bool(getattr(getattr(x, "dtype", None), "names", None) or getattr(getattr(out, "dtype", None), "names", None))
+
+
 class Ready:
     """A variant already finished (from the cache, or failed before it could be built)."""
 
@@ -223,9 +231,11 @@ class Exporter:
     exist and keeps every handle in row order; ``variants()`` waits for them all.
     """
 
-    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None):
+    def __init__(self, ctx: BuildContext, start: Callable[..., Any] | None = None, done_count=None):
         self.ctx = ctx
         self.start = start
+        #: counts the variants finished without ``start`` (skipped, failed compression), or None
+        self.done_count = done_count
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
         #: automatic precisions considered, added or not, and why (``edgekit.convert.auto``)
@@ -254,6 +264,9 @@ class Exporter:
                     self.not_produced.append({**skipped, "reason": "QAT models are exported at int8 only"})
                 elif precision == "int8-mixed" and name != "base":
                     self.not_produced.append({**skipped, "reason": "int8-mixed is searched for the base model only"})
+                elif precision == "int8-mixed" and _several(self.ctx):
+                    self.not_produced.append({**skipped, "reason": "int8-mixed searches models of one input and one "
+                                              "output; this one has several"})
                 elif precision == "int8-mixed" and not TASKS[self.recipe.task].scored_validation:
                     self.not_produced.append({**skipped, "reason": f"int8-mixed needs a validation split scored by "
                                               f"{TASKS[self.recipe.task].primary_metric}; a {self.recipe.task} "
@@ -281,6 +294,7 @@ class Exporter:
                 variant = Variant(format=fmt.name, precision=precision, model=name, parent=parent,
                                   status="skipped", reason=reason)
                 handles.append(Ready(variant))
+                self._count()
             else:
                 handles.append(self.start(fmt, precision, model, name, parent, quantized, model_key, model_file))
         self.planned += handles
@@ -294,6 +308,11 @@ class Exporter:
             variant = Variant(format=fmt.name, precision=precision, model=step.name, parent=step.parent)
             variant.fail("compression", reason)
             self.planned.append(Ready(variant))
+            self._count()
+
+    def _count(self) -> None:
+        if self.done_count is not None:
+            self.done_count.add()
 
     def variants(self) -> list[Variant]:
         """Every variant, in row order, once all have finished (waits for the workers)."""

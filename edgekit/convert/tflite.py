@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert import (
-    as_input_dtype,
     batch1_signature,
-    input_dtype,
+    feeds,
     kept_float_record,
+    model_inputs,
     node_layers,
     nodes_of,
     outer_names,
+    sample_shapes,
     traced,
     variables_holder,
     write_atomic,
@@ -39,7 +40,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
             (int16 activations, int8 weights, the model's input dtype and float output).
         calibration: representative samples (training split) for activation ranges; for a
             prequantized model only the input and output tensors take their ranges from it.
-        options: unused; TFLite has no format options yet.
+        options: ``edgekit.formats.TFLiteOptions`` fields: ``io`` (int8 or uint8) is the dtype of
+            an int8 model's float inputs and outputs.
         prequantized: the model is quantization-aware; its fake-quant ranges are kept.
         keep_float: Keras layer names whose ops stay float in an int8 model (TFLite's
             selective quantization: their tensors are denylisted nodes of the
@@ -57,15 +59,21 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     precision = "int8" if precision in ("int8-mixed", "int8-fast") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"tflite converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    concrete = batch1_signature(model)
-    dtype = input_dtype(model)
+    shapes = sample_shapes(calibration)  # the data's shape fixes the model's free dimensions
+    concrete = batch1_signature(model, shapes)
+    inputs = model_inputs(model, shapes)
+    dtype = tf.as_dtype(inputs[0].dtype)
+    floating = any(np.issubdtype(i.dtype, np.floating) for i in inputs)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables_holder(model))
     settings = {"converter": "tf.lite.TFLiteConverter", "tensorflow": tf.__version__}
     if precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision in ("int8", "int16x8"):
-        samples = as_input_dtype(calibration, dtype)
-        converter.representative_dataset = lambda: ([sample[None]] for sample in samples)
+        samples = feeds(calibration, inputs)
+        if len(inputs) == 1:
+            converter.representative_dataset = lambda: (sample for sample in samples)
+        else:  # keyed by the signature's input names: the interpreter's own input order is the converter's
+            converter.representative_dataset = lambda: ({i.name: a for i, a in zip(inputs, sample)} for sample in samples)
         settings["calibration_samples"] = len(calibration)
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
@@ -76,10 +84,18 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Only a float input is quantized: integer ids quantized to int8 (scale ~4 for a
         # vocabulary of 1,000) would merge neighbouring ids. An integer input keeps its dtype.
-        if dtype.is_floating:
-            converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        io_type = "int8" if dtype.is_floating else f"{dtype.name} input, int8 output"
+        # io uint8: the same int8 model behind a QUANTIZE op at each end (uint8 <-> int8).
+        io = (options or {}).get("io") or "int8"
+        if floating:
+            converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
+        converter.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
+        if all(np.issubdtype(i.dtype, np.floating) for i in inputs):
+            io_type = io
+        elif len(inputs) == 1:
+            io_type = f"{dtype.name} input, {io} output"
+        else:  # each input: int8 (or uint8) where it is float, its own integer dtype where it is one
+            io_type = f"{io} outputs; inputs " + ", ".join(
+                f"{i.name} {io if np.issubdtype(i.dtype, np.floating) else i.dtype.name}" for i in inputs)
         settings.update(quantization="full-integer " + ("from QAT ranges" if prequantized else "PTQ"), io_type=io_type)
         keep = tuple(keep_float)
         if keep and prequantized:
@@ -109,6 +125,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
                                 + " and float32 output, int8 inside")
             if keep:
                 settings.update(kept_float_record(keep, float_layers(path, keep, outer)))
+            if io != "int8":
+                settings["io"] = f"{io} not applied: this row's input and output stay float32 (see io_type)"
             return settings
     elif precision == "int16x8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
@@ -189,11 +207,12 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     Runs the LiteRT interpreter without delegates (XNNPACK would hide the tensors inside its
     partitions) and with ``experimental_preserve_all_tensors``, one sample at a time (the
     artifacts have a batch-1 signature). Each entry is ``{"name", "inputs", "value",
-    "graph_input"}`` as ``edgekit.evaluate.layer_error`` reads it: the tensor's name (TFLite
-    joins the names of the ops it fused with ";", each carrying its Keras layer path), the names
+    "graph_input", "quantize", "op"}`` as ``edgekit.evaluate.layer_error`` reads it: the
+    tensor's name (TFLite joins the names of the ops it fused with ";", each carrying its Keras layer path), the names
     of the activation tensors its op read, and its values (float32, one row per sample; int8
-    tensors as ``(q - zero_point) * scale``). The first entry is the input as the model saw it
-    (quantized and dequantized back where the input is int8).
+    tensors as ``(q - zero_point) * scale``), whether a QUANTIZE or DEQUANTIZE op wrote it, and the
+    op's name. The first entry is the input as the model saw it (quantized and dequantized back
+    where the input is int8).
     """
     from edgekit.runtimes.litert import interpreter_class
 
@@ -205,6 +224,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
     active = {source["index"]}
     order = []  # (tensor index, indices of the activation tensors its op read)
     quantizing = set()  # tensors of QUANTIZE / DEQUANTIZE ops: a change of representation only
+    op_of = {}  # tensor index -> the op that wrote it
     for op in interpreter._get_ops_details():
         read = [t for t in op["inputs"] if t in active]
         if not read:
@@ -213,6 +233,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
             if t >= 0 and t not in active:
                 active.add(t)
                 order.append((t, read))
+                op_of[t] = op["op_name"]
                 if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
                     quantizing.add(t)
     names, seen = {}, set()
@@ -240,7 +261,7 @@ def read_intermediates(path: Path, samples: np.ndarray) -> list[dict]:
                             "graph_input": False})
         else:  # an integer tensor that is not a quantized activation (indices, shapes): links only
             entries.append({"name": names[t], "inputs": [names[i] for i in read], "value": None, "graph_input": False})
-        entries[-1]["quantize"] = t in quantizing
+        entries[-1].update(quantize=t in quantizing, op=op_of[t])
     return entries
 
 

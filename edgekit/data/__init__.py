@@ -62,11 +62,53 @@ class Normalization:
                 "shift": self.shift.astype(np.float32).tolist(), "scale": self.scale.astype(np.float32).tolist()}
 
     @classmethod
-    def from_dict(cls, record: dict | None) -> Normalization | None:
+    def from_dict(cls, record: dict | None) -> Normalization | InputNormalizations | None:
         if not record or record.get("kind", "none") == "none":
             return None
+        if "inputs" in record:  # a model of several inputs: one per float input
+            return InputNormalizations(record["kind"], record["per"],
+                                       {name: cls.from_dict(r) for name, r in record["inputs"].items()})
         return cls(record["kind"], record["per"], np.asarray(record["shift"], np.float32),
                    np.asarray(record["scale"], np.float32))
+
+
+@dataclass
+class InputNormalizations:
+    """The normalization of a model of several inputs: one ``Normalization`` per float input,
+    fitted on its own training values; integer inputs (ids, categories) have none. It applies
+    to a structured batch (one field per input) as ``Normalization`` applies to an array."""
+
+    kind: str
+    per: str
+    by_input: dict[str, Normalization]
+
+    FORMULA = Normalization.FORMULA
+
+    def _each(self, x: np.ndarray, how: str) -> np.ndarray:
+        out = np.array(x, copy=True)
+        for name, norm in self.by_input.items():
+            out[name] = getattr(norm, how)(x[name])
+        return out
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Raw inputs -> what the trained model takes (each float input normalized)."""
+        return self._each(x, "apply")
+
+    def invert(self, x: np.ndarray) -> np.ndarray:
+        return self._each(x, "invert")
+
+    @property
+    def shift(self) -> np.ndarray:
+        """Every input's shift in one array (for fingerprints)."""
+        return np.concatenate([n.shift.ravel() for n in self.by_input.values()]) if self.by_input else np.zeros(0, np.float32)
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.concatenate([n.scale.ravel() for n in self.by_input.values()]) if self.by_input else np.zeros(0, np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "per": self.per, "fitted_on": "train", "formula": self.FORMULA,
+                "inputs": {name: norm.to_dict() for name, norm in self.by_input.items()}}
 
 
 #: the most validation samples the build's workers receive, for the per-layer quantization error
@@ -105,6 +147,9 @@ class Dataset:
     embedded: bool = False
     #: a text source's vocabulary (id i = token i; ``edgekit.data.text``), None for other data
     vocabulary: list[str] | None = None
+    #: a model of several outputs: each labelled output's task ({output name: task}, from
+    #: ``y_train_<output>`` arrays and the recipe's ``outputs``); {} otherwise
+    output_tasks: dict[str, str] = field(default_factory=dict)
 
     def model_inputs(self, x: np.ndarray) -> np.ndarray:
         """Artifact inputs (x_test, x_calib) -> the trained model's inputs."""
@@ -115,8 +160,17 @@ class Dataset:
         return self.normalization.invert(x) if self.embedded and self.normalization is not None else x
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+    def input_shape(self) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+        """The shape of one sample; per input name for a model of several inputs."""
+        return data_checks_shapes(self.x_train)
+
+    @property
+    def inputs_summary(self) -> str:
+        """The sample shape for the build log: ``[8, 8, 1]``, or ``image [8, 8, 1] float32, ids [6] int64``."""
+        shapes = self.input_shape
+        if not isinstance(shapes, dict):
+            return str(list(shapes))
+        return ", ".join(f"{name} {list(shape)} {self.x_train.dtype[name].base.name}" for name, shape in shapes.items())
 
     @property
     def labels_summary(self) -> str:
@@ -125,6 +179,11 @@ class Dataset:
 
         if not TASKS[self.task].needs_labels:
             return "label-free"
+        if self.output_tasks:
+            heads = self.info.get("outputs") or {}
+            return "labels for " + ", ".join(
+                f"{name} ({task}{', ' + str(heads[name]['num_classes']) + ' classes' if 'num_classes' in heads.get(name, {}) else ''})"
+                for name, task in self.output_tasks.items())
         return f"{self.num_classes} {'targets' if self.task == 'regression' else 'classes'}"
 
     @property
@@ -133,7 +192,15 @@ class Dataset:
         return len(self.class_names)
 
 
-def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classification") -> Dataset:
+def data_checks_shapes(x: np.ndarray):
+    """The sample shape of a batch: one tuple, or {input name: shape} for several inputs."""
+    if x.dtype.names:
+        return {name: tuple(x.dtype[name].shape) for name in x.dtype.names}
+    return tuple(x.shape[1:])
+
+
+def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classification",
+                 output_tasks: dict[str, str] | None = None) -> Dataset:
     """Load the recipe's data section and split it.
 
     Args:
@@ -141,6 +208,8 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         seed: the recipe seed; the same seed always gives the same splits.
         calibration_samples: how many training samples to draw for int8 calibration.
         task: the recipe's task; decides what the labels must be and how splits are drawn.
+        output_tasks: for labels of several outputs (``y_train_<output>``), the task of each
+            that is not ``task`` (the recipe's ``outputs``).
 
     Raises:
         DataError: a missing or unreadable file, labels that do not fit the task, or a
@@ -178,12 +247,18 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         info["labels"] = "none: label-free (task fidelity scores every artifact against the Keras fp32 outputs)"
     for key, array in arrays.items():
         data_checks.check_samples_axis(array, key)
+        if key.startswith("x") or (key.startswith("y") and task == "regression"):
+            # before any split: the error names samples by their index in the file's own array
+            named = f"{Path(spec.path).name} array {key}" if spec.source in FILE_SOURCES else key
+            data_checks.check_finite(array, named, "values" if key.startswith("x") else "targets")
+    heads = _output_tasks(arrays, task, output_tasks or {})
     for key in [k for k in arrays if k.startswith("y")]:
-        arrays[key] = _labels(arrays[key], key, task)
-    stratify = task in ("classification", "anomaly")  # never for fidelity: it has no labels
+        arrays[key] = _head_labels(arrays[key], key, heads) if heads else _labels(arrays[key], key, task)
+    # never for fidelity (no labels), nor for labels of several outputs
+    stratify = task in ("classification", "anomaly") and not heads
     if "x" in arrays:
         _check_pair(arrays["x"], arrays["y"], "x", "y", task)
-        names = names or _names(arrays["y"], task)
+        names = names or ([] if heads else _names(arrays["y"], task))
         x_train, x_test, y_train, y_test = _split(arrays.pop("x"), arrays.pop("y"), spec.test_fraction, seed, stratify)
     else:
         # popped: the splits below copy them, and the file's arrays need not outlive that
@@ -191,7 +266,7 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
         _check_pair(x_train, y_train, "x_train", "y_train", task)
         _check_pair(x_test, y_test, "x_test", "y_test", task)
         data_checks.check_splits({"train": (x_train, y_train), "test": (x_test, y_test)})
-        names = names or _names(np.concatenate([y_train, y_test]), task)
+        names = names or ([] if heads else _names(np.concatenate([y_train, y_test]), task))
     if "x_val" in arrays:
         x_val, y_val = arrays["x_val"], arrays["y_val"]
     elif spec.val_fraction > 0:
@@ -209,11 +284,18 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
 
         info["vocab_size"] = IMDB_WORDS  # the text models' embedding rows (ids 0..9999)
     if task == "anomaly":
+        if x_train.dtype.names or heads:
+            raise DataError("the anomaly task scores how well a model reconstructs its one input; this data names "
+                            "several inputs or outputs: use task fidelity (every output against the Keras model) or "
+                            "label each output (y_train_<output>) for classification or regression")
         x_train, y_train, x_val, y_val, info["anomaly"] = _normal_only(x_train, y_train, x_val, y_val, y_test)
 
     splits = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
-    data_checks.check_splits(splits, regression=task == "regression")
-    if task == "classification":
+    data_checks.check_splits(splits, regression=task == "regression" and not heads)
+    if heads:
+        names = []  # per output, in info["outputs"]: several outputs share no class table
+        info["outputs"] = _heads_info(heads, y_train, y_test, splits)
+    elif task == "classification":
         data_checks.check_classes(y_train, len(names))
     rng = np.random.default_rng(seed)
     n_calib = min(calibration_samples, len(x_train))
@@ -231,15 +313,57 @@ def load_dataset(spec, seed: int, calibration_samples: int, task: str = "classif
     info["normalize"] = {**normalization.to_dict(), "embedded": embedded} if normalization else {"kind": "none"}
     info["splits"] = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}
     info["calibration"] = {"source": "train", "size": int(n_calib), "requested": int(calibration_samples), "seed": seed}
-    info["input_shape"] = list(x_train.shape[1:])
-    if _needs_labels(task):  # label-free data has no classes: the model's outputs say how many values
+    shapes = data_checks_shapes(x_train)
+    info["input_shape"] = {k: list(v) for k, v in shapes.items()} if isinstance(shapes, dict) else list(shapes)
+    if x_train.dtype.names:  # several inputs: each one's own dtype
+        info["input_dtypes"] = {name: x_train.dtype[name].base.name for name in x_train.dtype.names}
+    if _needs_labels(task) and not heads:  # label-free data has no classes: the model's outputs say how many values
         info["num_classes"] = len(names)
     info["task"] = task
     return Dataset(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         x_calib=x_calib, class_names=list(names), info=info, task=task,
-        normalization=normalization, embedded=embedded, vocabulary=vocabulary,
+        normalization=normalization, embedded=embedded, vocabulary=vocabulary, output_tasks=heads,
     )
+
+
+def _output_tasks(arrays: dict[str, np.ndarray], task: str, given: dict[str, str]) -> dict[str, str]:
+    """{output name: task} for labels of several outputs (a structured y, ``y_train_<output>``);
+    {} for labels of one model output. Label-free data has none either."""
+    ys = [v for k, v in arrays.items() if k.startswith("y") and v.dtype.names]
+    if not ys or not _needs_labels(task):
+        return {}
+    return {name: given.get(name, task) for name in ys[0].dtype.names}
+
+
+def _head_labels(y: np.ndarray, key: str, heads: dict[str, str]) -> np.ndarray:
+    """Each output's labels checked and converted for its own task (``_labels``)."""
+    from edgekit.runtimes import join_fields
+
+    for name, head_task in heads.items():
+        if head_task == "anomaly" or not _needs_labels(head_task):
+            raise DataError(f"outputs.{name}: task {head_task} cannot score one output of several from labels; "
+                            "use classification, regression or segmentation, or leave the output's labels out "
+                            "(it is then scored against the Keras model's outputs)")
+    return join_fields([(name, _labels(y[name], f"{key}_{name}", heads[name])) for name in y.dtype.names])
+
+
+def _heads_info(heads: dict[str, str], y_train: np.ndarray, y_test: np.ndarray, splits) -> dict:
+    """results.json's ``data.outputs``: each labelled output's task and classes (or targets)."""
+    out = {}
+    for name, head_task in heads.items():
+        record = {"task": head_task, "labels": f"y_train_{name}"}
+        if head_task in ("classification", "segmentation"):
+            both = np.concatenate([y_train[name].ravel(), y_test[name].ravel()])
+            record["num_classes"] = int(both.max()) + 1 if len(both) else 0
+            if head_task == "classification":
+                data_checks.check_classes(y_train[name], record["num_classes"])
+        elif head_task == "regression":
+            record["targets"] = int(np.prod(y_train.dtype[name].shape, dtype=np.int64)) or 1
+            for split, (_, y) in splits.items():
+                data_checks.check_finite(y[name], f"y_{split}_{name}", "targets")
+        out[name] = record
+    return out
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool = True):
@@ -344,6 +468,11 @@ def _class_names(y: np.ndarray) -> list[str]:
 def _check_pair(x: np.ndarray, y: np.ndarray, xname: str, yname: str, task: str = "classification") -> None:
     if len(x) != len(y):
         raise DataError(f"{xname} has {len(x)} samples but {yname} has {len(y)}; they must match")
+    if x.dtype.names:  # several inputs: each field holds an array per sample
+        for name in x.dtype.names:
+            if not x.dtype[name].shape:
+                raise DataError(f"{xname}_{name}: expected shape [samples, features...], received shape [{len(x)}]")
+        return
     if x.ndim < 2:
         raise DataError(f"{xname}: expected shape [samples, features...], received shape {list(x.shape)}")
     if task == "segmentation" and (x.ndim < 3 or x.shape[1:3] != y.shape[1:3]):
@@ -355,6 +484,9 @@ def _normalize(kind: str, x_train: np.ndarray, per: str = "feature") -> Normaliz
     """The scaling of ``kind`` fitted on the training split (None for ``none``)."""
     if kind == "none":
         return None
+    if x_train.dtype.names:  # several inputs: each float input its own statistics, integer ones none
+        return InputNormalizations(kind, per, {name: _normalize(kind, x_train[name], per) for name in x_train.dtype.names
+                                               if np.issubdtype(x_train.dtype[name].base, np.floating)})
     # Statistics from the training split only: per feature (every input position), or per
     # channel (the last axis, shared over time or space; right for padded sequences).
     x_train = np.asarray(x_train, np.float32)

@@ -24,15 +24,30 @@ def check_samples_axis(array: np.ndarray, name: str) -> None:
 
 
 def check_finite(array: np.ndarray, name: str, what: str = "values") -> None:
-    """No NaN or infinity (also what a float64 beyond float32's range becomes when cast)."""
+    """No NaN or infinity (also what a float64 beyond float32's range becomes when cast); each
+    field of a model's several inputs (``x_train_<input>``) on its own. The error counts every
+    one and names the first SHOWN samples holding one, by their index in ``name`` (called on a
+    file's own arrays before they are split: the file's indexes)."""
+    if array.dtype.names:
+        for field in array.dtype.names:
+            check_finite(array[field], f"{name}_{field}", what)
+        return
     if not np.issubdtype(array.dtype, np.floating):
         return
     bad = ~np.isfinite(array)
     count = int(bad.sum())
     if count:
-        first = int(np.argwhere(bad.reshape(len(array), -1).any(axis=1))[0][0]) if array.ndim else 0
-        raise DataError(f"{name}: {count} NaN or infinite {what} (first in sample {first}; values beyond about 3.4e38 "
-                        "overflow float32); drop or impute them before building")
+        rows = np.flatnonzero(bad.reshape(len(array), -1).any(axis=1)) if array.ndim else np.zeros(1, int)
+        nan = int(np.isnan(array).sum())
+        kinds = " and ".join(part for part in (f"{nan} NaN" if nan else "", f"{count - nan} infinite" if count - nan else "")
+                             if part)
+        shown = ", ".join(f"sample {i}" for i in rows[:SHOWN]) + (f" and {len(rows) - SHOWN} more" if len(rows) > SHOWN else "")
+        raise DataError(f"{name}: {count} NaN or infinite {what} ({kinds}) in {len(rows)} sample(s): {shown} (indexes "
+                        f"in {name}; values beyond about 3.4e38 overflow float32); drop or impute them before building")
+
+
+#: how many samples an error lists one by one
+SHOWN = 10
 
 
 def check_class_ids(y: np.ndarray, name: str) -> None:
@@ -56,18 +71,34 @@ def check_splits(splits: dict[str, tuple[np.ndarray, np.ndarray]], regression: b
         if len(splits[split][0]) == 0:
             raise DataError(f"x_{split}: no samples; the {split} split needs at least one (check the file's "
                             f"x_{split} or data.test_fraction)")
-    if 0 in x_train.shape[1:]:
-        raise DataError(f"x_train: samples of shape {list(x_train.shape[1:])} hold no values; expected at least one "
-                        "feature per sample")
+    for field, shape in sample_shapes(x_train).items():
+        if 0 in shape:
+            raise DataError(f"x_train{field}: samples of shape {list(shape)} hold no values; expected at least one "
+                            "feature per sample")
     for split, (x, y) in splits.items():
         if len(x) != len(y):
             raise DataError(f"x_{split} has {len(x)} samples but y_{split} has {len(y)}; expected one label per sample")
-        if len(x) and x.shape[1:] != x_train.shape[1:]:
-            raise DataError(f"x_{split}: samples of shape {list(x.shape[1:])}, but x_train's are {list(x_train.shape[1:])}; "
-                            "every split must have the same sample shape")
+        if len(x) and sample_shapes(x) != sample_shapes(x_train):
+            raise DataError(f"x_{split}: samples of shape {_shown(x)}, but x_train's are {_shown(x_train)}; "
+                            "every split must have the same sample shape (and the same inputs)")
         check_finite(x, f"x_{split}")
         if regression:
             check_finite(y, f"y_{split}", "targets")
+
+
+def sample_shapes(x: np.ndarray) -> dict[str, tuple]:
+    """{"": the sample shape} of a plain array; {"_<input>": its shape} per field of a model's
+    several inputs (a structured array: ``x_train_image``, ``x_train_meta``)."""
+    if x.dtype.names:
+        return {f"_{name}": tuple(x.dtype[name].shape) for name in x.dtype.names}
+    return {"": tuple(x.shape[1:])}
+
+
+def _shown(x: np.ndarray) -> str:
+    shapes = sample_shapes(x)
+    if list(shapes) == [""]:
+        return str(list(shapes[""]))
+    return "{" + ", ".join(f"{k[1:]}: {list(v)}" for k, v in shapes.items()) + "}"
 
 
 def check_classes(y_train: np.ndarray, num_classes: int) -> None:

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from edgekit.errors import DataError, ModelError
+from edgekit.errors import DataError, ModelError, one_line
 
 #: what is read as an image (by suffix, case-insensitive); other files are skipped
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -132,7 +132,7 @@ def fill_from_model(data, model) -> None:
         return
     size, channels, source = found
     record: dict[str, Any] = {"from": source}
-    if source == "model.file":
+    if source in ("model.file", "model.input_shape"):
         if data.image_size is None and size is not None:
             data.image_size = size
             record["image_size"] = list(size)
@@ -147,7 +147,10 @@ def fill_from_model(data, model) -> None:
 
 def _model_input(model) -> tuple[tuple[int, int] | None, int | None, str] | None:
     shape = None
-    if getattr(model, "file", None) is not None:
+    chosen = getattr(model, "input_shape", None)
+    if isinstance(chosen, list) and len(chosen) == 3:  # the recipe's choice for a model with free dimensions
+        shape, source = list(chosen), "model.input_shape"
+    elif getattr(model, "file", None) is not None:
         shape, source = _file_input_shape(Path(model.file)), "model.file"
     elif getattr(model, "arch", None) is not None:
         given = (model.params or {}).get("input_size")
@@ -398,7 +401,7 @@ def _decode(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
 
 def _reason(exc: Exception, file: Path) -> str:
     text = str(exc).replace(f"'{file}'", "").replace(str(file), "").strip().rstrip(":")  # the line names the file once
-    return (text.splitlines() or [type(exc).__name__])[0][:160]
+    return one_line(text, 160) or type(exc).__name__
 
 
 def _target(spec, path: Path, files: list[Path], headers: list) -> tuple[tuple[int, int], int, dict[str, str]]:

@@ -25,7 +25,7 @@ ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "x_calib")
 PACKAGES = ("numpy", "scikit-learn", "mlxtend", "aeon")
 
 
-def dataset_key(spec, seed: int, calibration_samples: int, task: str) -> str | None:
+def dataset_key(spec, seed: int, calibration_samples: int, task: str, output_tasks: dict | None = None) -> str | None:
     """The data entry's key, or None when the data is not cached (a missing file, whose error
     ``load_dataset`` reports; a source read from the Keras download cache)."""
     from importlib import metadata
@@ -54,17 +54,19 @@ def dataset_key(spec, seed: int, calibration_samples: int, task: str) -> str | N
         except metadata.PackageNotFoundError:
             versions[name] = ""
     return make_key("data", spec=spec.model_dump(mode="json"), seed=seed, calibration_samples=calibration_samples,
-                    task=task, content=content, versions=versions, code=source_hash("edgekit.data.*"))
+                    task=task, content=content, versions=versions, code=source_hash("edgekit.data.*"),
+                    **({"output_tasks": dict(sorted(output_tasks.items()))} if output_tasks else {}))
 
 
-def cached_dataset(spec, seed: int, calibration_samples: int, task: str, cache) -> tuple[Dataset, bool]:
-    """``load_dataset(spec, seed, calibration_samples, task)``, from ``cache`` when its key is
-    unchanged. Returns (dataset, whether it came from the cache)."""
-    key = dataset_key(spec, seed, calibration_samples, task) if cache is not None else None
+def cached_dataset(spec, seed: int, calibration_samples: int, task: str, cache,
+                   output_tasks: dict[str, str] | None = None) -> tuple[Dataset, bool]:
+    """``load_dataset(spec, seed, calibration_samples, task, output_tasks)``, from ``cache`` when
+    its key is unchanged. Returns (dataset, whether it came from the cache)."""
+    key = dataset_key(spec, seed, calibration_samples, task, output_tasks) if cache is not None else None
     if key is None:
-        return load_dataset(spec, seed, calibration_samples, task=task), False
+        return load_dataset(spec, seed, calibration_samples, task=task, output_tasks=output_tasks), False
     return cache.fetch("data", key, spec.source, load=_load, store=_store,
-                       compute=lambda: load_dataset(spec, seed, calibration_samples, task=task))
+                       compute=lambda: load_dataset(spec, seed, calibration_samples, task=task, output_tasks=output_tasks))
 
 
 def _store(data: Dataset, folder: Path) -> None:
@@ -75,8 +77,10 @@ def _store(data: Dataset, folder: Path) -> None:
         np.savez(handle, **arrays)
     norm = data.normalization
     meta = {"class_names": list(data.class_names), "info": data.info, "task": data.task, "embedded": data.embedded,
-            "normalization": None if norm is None else {"kind": norm.kind, "per": norm.per},
-            "vocabulary": data.vocabulary}  # a text source's tokens (None otherwise): vocab.txt is written from it
+            "normalization": None if norm is None else {"kind": norm.kind, "per": norm.per,
+                                                        "inputs": hasattr(norm, "by_input")},
+            "vocabulary": data.vocabulary,  # a text source's tokens (None otherwise): vocab.txt is written from it
+            "output_tasks": data.output_tasks}
     (folder / "dataset.json").write_text(json.dumps(meta, default=str))
 
 
@@ -85,7 +89,10 @@ def _load(folder: Path) -> Dataset:
     with np.load(folder / "dataset.npz", allow_pickle=False) as saved:
         arrays = {name: saved[name] for name in saved.files}
     norm = meta["normalization"]
-    normalization = None if norm is None else Normalization(norm["kind"], norm["per"], arrays["shift"], arrays["scale"])
+    if norm is not None and norm.get("inputs"):  # one per input: exact float32 lists in the info block
+        normalization = Normalization.from_dict(meta["info"]["normalize"])
+    else:
+        normalization = None if norm is None else Normalization(norm["kind"], norm["per"], arrays["shift"], arrays["scale"])
     return Dataset(**{name: arrays[name] for name in ARRAYS}, class_names=meta["class_names"], info=meta["info"],
                    task=meta["task"], normalization=normalization, embedded=bool(meta["embedded"]),
-                   vocabulary=meta.get("vocabulary"))
+                   vocabulary=meta.get("vocabulary"), output_tasks=meta.get("output_tasks") or {})

@@ -5,17 +5,19 @@ samples) is compared with the same tensor inside the artifact, run in its own ru
 dequantized. Each format's converter module reads its artifact's intermediate tensors
 (``read_intermediates`` beside ``read_weights``; the Format row's ``intermediates``): TFLite
 through the LiteRT interpreter with every tensor preserved, ONNX with every activation tensor a
-graph output, OpenVINO with every node's output added to the model. Their names carry the Keras
-layer paths (``lenet/conv2d/Relu``), which is how tensors map back to layers: a tensor belongs to
-the last Keras layer (in the model's order) that its name mentions as a scope, op names left out
-(Keras 3 traces ``dense`` as ``dense_1``: the suffix that finds most layers is used); a quantize
-step (QuantizeLinear/DequantizeLinear, QUANTIZE, FakeQuantize) that mentions none belongs to the
-layer of the tensor it quantizes, the graph's result to the model's last layer, any other op the
-converter named itself (tf2onnx's ``Gemm__364``) to no layer. A layer's tensor is the last of its tensors whose shape is the Keras
-output's (NCHW and NHWC both tried); a layer without one (fused into another layer's op, renamed
-by the converter's own passes, kept out of the graph) is left out and counted, never guessed. A
-softmax layer is compared at its logits: softmax multiplies the relative error of uncertain
-predictions, which would blame the last layer for what the layers before it lost.
+graph output, OpenVINO with every node's output added to the model.
+
+Which tensor is a layer's output is decided by value, not by name or shape
+(``edgekit.evaluate.layer_match``): an fp32 artifact of the same model, made by the same
+converter (the "twin"), is run on a few samples, each of its tensors that equals a Keras layer's
+output within float tolerance (``fp32_snr_db``, at least ``layer_match.AGREE_DB``) is that
+layer's, and it is found in the int8 artifact by name or graph position. A layer the converter
+fused into the layers after it (Conv2D and BatchNormalization into the ReLU's op) has no tensor of
+its own: the group is compared once, at its last layer's output, and named after all of them
+(``conv2d+batch_normalization+re_lu``); a layer that cannot be placed is counted in
+``unmatched``, never guessed. A softmax layer is compared at its logits: softmax multiplies the
+relative error of uncertain predictions, which would blame the last layer for what the layers
+before it lost.
 
 ``snr_db`` describes the layer's output as the next layer reads it (after its quantize step).
 Error accumulates through the network, so that SNR always blames the last layers; the ranking is
@@ -40,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.evaluate.layer_match import LOGITS, aligned, consumers, is_input, is_model, match_layers, sources
+from edgekit.evaluate.layer_match import snr_db as _snr_db
+
 #: validation samples compared per row (the first ones: the split is shuffled)
 SAMPLES = 128
 #: the most bytes of Keras layer outputs compared at once (the artifact's tensors take about as
@@ -49,38 +54,54 @@ LAYER_BYTES = 256 << 20
 SNR_CAP = 120.0
 
 HOW = ("each Keras layer's output (the float model over {samples} validation samples) against the same tensor in the "
-       "int8 artifact run in {runtime}, dequantized ({tool}); snr_db = 10 log10(sum ref^2 / sum (ref - q)^2), "
+       "int8 artifact run in {runtime}, dequantized ({tool}); a layer's tensor is the one that equals its output in an "
+       "fp32 artifact of the same converter (fp32_snr_db), layers fused into one op compared once as a group "
+       "(a+b+c); snr_db = 10 log10(sum ref^2 / sum (ref - q)^2), "
        "nrmse = rms(ref - q) / (max ref - min ref), softmax layers at their logits; ranked by added_db, lowest "
        "first: the SNR of the noise that keeping the layer float would remove (the quantization of what it reads, "
        "its int8 weights and arithmetic: its result's noise-to-signal ratio minus its inputs', median sample)")
 
 
-
-def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES) -> dict[str, Any]:
+def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES, options: dict | None = None,
+                 reference=None) -> dict[str, Any]:
     """The per-layer quantization error of one int8 artifact (``Variant.layer_error``).
 
     Args:
-        fmt: the artifact's ``edgekit.formats.Format`` row (its ``intermediates`` reader).
+        fmt: the artifact's ``edgekit.formats.Format`` row (its ``intermediates`` reader, and
+            its converter for the fp32 twin).
         model: the Keras model (tf_keras or Keras 3) the artifact was converted from: the
             normalization wrapper where normalization is embedded, the QAT model for QAT rows.
         artifact_path: the int8 artifact.
         samples: float32 inputs as the artifact takes them (validation samples); the first
             ``max_samples`` are used.
+        options: the format's recipe options the artifact was converted with (the twin's).
+        reference: an fp32 artifact of the same model by the same converter and options (the
+            build's fp32 row) to use as the twin; None (or a file that cannot be read) converts
+            one.
 
     Returns:
         ``{"metric": "snr_db", "how", "samples", "rank_by": "added_db", "layers_total",
-        "layers_matched", "unmatched" (Keras layers with no tensor of their own in the artifact),
-        "input_snr_db" (the artifact's own input quantization), "seconds", "layers": [...]}``;
-        each entry of ``layers``, worst first (``rank``): ``{"layer": Keras name, "path" (inside
-        nested models), "snr_db", "nrmse", "added_db", "median_snr_db" (the median sample's SNR),
-        "input_snr_db" (what the layer reads, before its quantization), "compared_at" ("output",
-        or "logits" for a softmax layer), "tensor" (the artifact's tensor), "shape"}``. SNRs are
-        within +-SNR_CAP: the record is strict JSON.
+        "layers_matched" (Keras layers compared, alone or in a group), "unmatched" (Keras layers
+        with no tensor in the artifact), "input_snr_db" (the artifact's own input quantization),
+        "fp32_artifact" (the twin's file, or "converted"), "seconds", "layers": [...]}``; each entry of ``layers``, worst first (``rank``):
+        ``{"layer": Keras name, or a fused group's names joined by "+", "group" (the names),
+        "path" (of its last layer, inside nested models), "snr_db", "nrmse", "added_db",
+        "median_snr_db" (the median sample's SNR), "input_snr_db" (what the layer reads, before
+        its quantization), "local_snr_db" (what it adds on its own: its Keras layers run on the
+        artifact's own dequantized inputs against its output, as TFLite's QuantizationDebugger
+        compares each op; None where an input is not compared), "quantize_snr_db" (its output's
+        quantize step alone, float result against what the next layer reads; None where the
+        artifact computes in int8 without a float result, TFLite), "compared_at" ("output", or
+        "logits" for a softmax layer), "tensor" (the artifact's tensor), "fp32_tensor" and
+        "fp32_snr_db" (the twin's tensor and how closely it equals the Keras output), "shape"}``.
+        SNRs are within +-SNR_CAP: the record is strict JSON.
 
     Raises:
         ValueError: no samples, or a format without an intermediates reader; anything its
-            runtime raises (the evaluate stage records it as ``{"error": ...}``).
+            converter or runtime raises (the evaluate stage records it as ``{"error": ...}``).
     """
+    from edgekit.evaluate.layer_match import PROBE_SAMPLES
+
     started = time.perf_counter()
     samples = samples[:sample_count(model, samples, max_samples)]
     samples = np.asarray(samples, np.float32)
@@ -89,20 +110,27 @@ def layer_errors(fmt, model, artifact_path, samples, max_samples: int = SAMPLES)
     entries = fmt.load_intermediates_reader()(artifact_path, samples)
     leaves = keras_layers(model)
     refs = float_outputs(model, samples, leaves)
-    layers = _compare(leaves, refs, entries, samples)
-    matched = {entry["layer"] for entry in layers}
+    read = sources(model, leaves)
+    twin, twin_from = fp32_twin(fmt, model, samples[:PROBE_SAMPLES], options, reference)
+    matches, _ = match_layers(leaves, refs, twin, entries, consumers(read))
+    if not matches and twin_from != "converted":  # a stale fp32 artifact (another model): convert one
+        twin, twin_from = fp32_twin(fmt, model, samples[:PROBE_SAMPLES], options)
+        matches, _ = match_layers(leaves, refs, twin, entries, consumers(read))
+    layers = _compare(leaves, refs, matches, entries, samples, read)
     # each converter module says how its reader runs the artifact and compares (its INTERMEDIATES_HOW)
     runtime, tool = getattr(importlib.import_module(fmt.converter_module), "INTERMEDIATES_HOW",
                             (f"the {fmt.name} runtime", "by hand"))
+    compared = {name for entry in layers for name in entry["group"]}
     record = {
         "metric": "snr_db",
         "how": HOW.format(samples=len(samples), runtime=runtime, tool=tool),
         "samples": len(samples),
         "rank_by": "added_db",
         "layers_total": len(leaves),
-        "layers_matched": len(layers),
-        "unmatched": [leaf["name"] for leaf in leaves if leaf["name"] not in matched],
+        "layers_matched": sum(leaf["name"] in compared for leaf in leaves),
+        "unmatched": [leaf["name"] for leaf in leaves if leaf["name"] not in compared],
         "input_snr_db": _round(_input_snr(entries, samples)),
+        "fp32_artifact": twin_from,
         "layers": rank(layers),
     }
     record["seconds"] = round(time.perf_counter() - started, 3)
@@ -120,10 +148,16 @@ def sample_count(model, samples, max_samples: int = SAMPLES, budget: int = LAYER
 
 
 def rank_layers(record: dict[str, Any]) -> list[str]:
-    """Keras layer names of a ``layer_errors`` record, the layer that loses most first (the
-    order the int8-mixed search keeps layers float in). Empty for a record without layers
-    (an error record)."""
-    return [entry["layer"] for entry in rank(record.get("layers") or [])]
+    """Keras layer names of a ``layer_errors`` record, the layers that lose most first, a fused
+    group's layers together. Empty for a record without layers (an error record)."""
+    return [name for group in rank_groups(record) for name in group]
+
+
+def rank_groups(record: dict[str, Any]) -> list[list[str]]:
+    """The compared entries of a ``layer_errors`` record as lists of Keras layer names (one
+    layer, or a fused group's layers), the entry that loses most first: the order the int8-mixed
+    search keeps layers float in, a group at once (its layers are one op in the artifact)."""
+    return [list(entry.get("group") or [entry["layer"]]) for entry in rank(record.get("layers") or [])]
 
 
 def rank(layers: list[dict]) -> list[dict]:
@@ -137,22 +171,14 @@ def rank(layers: list[dict]) -> list[dict]:
 
 # -- the Keras side ---------------------------------------------------------------------------
 
-def _is_model(layer) -> bool:
-    return any(c.__name__ in ("Functional", "Sequential", "Model") for c in type(layer).__mro__) and hasattr(layer, "layers")
-
-
-def _is_input(layer) -> bool:
-    return type(layer).__name__ == "InputLayer"
-
-
 def keras_layers(model, prefix: tuple[str, ...] = ()) -> list[dict]:
     """The leaf layers of ``model`` in its order, nested models expanded in place:
     ``{"name", "path", "layer"}`` (``path``: the names of the models around it, then its own)."""
     out = []
     for layer in model.layers:
-        if _is_input(layer):
+        if is_input(layer):
             continue
-        if _is_model(layer):
+        if is_model(layer):
             out += keras_layers(layer, (*prefix, layer.name))
         else:
             out.append({"name": layer.name, "path": "/".join((*prefix, layer.name)), "layer": layer})
@@ -180,7 +206,7 @@ def float_outputs(model, x: np.ndarray, leaves: list[dict] | None = None) -> dic
 
 
 def _collect(model, x, prefix: tuple[str, ...], out: dict) -> None:
-    layers = [layer for layer in model.layers if not _is_input(layer)]
+    layers = [layer for layer in model.layers if not is_input(layer)]
     if type(model).__name__ == "Sequential" or not getattr(model, "inputs", None):
         value = x
         for layer in layers:
@@ -191,11 +217,11 @@ def _collect(model, x, prefix: tuple[str, ...], out: dict) -> None:
     tensors, owners = [], []
     for layer in layers:
         try:
-            tensors.append(_outbound_tensors(layer) if _is_model(layer) else layer.output)
+            tensors.append(_outbound_tensors(layer) if is_model(layer) else layer.output)
             owners.append(("out", layer))
         except Exception:  # noqa: BLE001, S112 - called more than once: no single output
             continue
-        if _is_model(layer) or _softmax(layer):
+        if is_model(layer) or _softmax(layer):
             inbound = _inbound_tensors(layer)
             if inbound is not None:
                 tensors.append(inbound)
@@ -211,7 +237,7 @@ def _collect(model, x, prefix: tuple[str, ...], out: dict) -> None:
 
 
 def _store(layer, inbound, value, prefix, out) -> None:
-    if _is_model(layer):
+    if is_model(layer):
         if inbound is not None:
             _collect(layer, inbound, (*prefix, layer.name), out)
         return
@@ -232,10 +258,6 @@ def _store(layer, inbound, value, prefix, out) -> None:
             pass
         finally:
             layer.activation = activation
-
-
-#: the key suffix of a softmax layer's logits among the float outputs
-LOGITS = "#logits"
 
 
 def _softmax(layer) -> bool:
@@ -290,89 +312,41 @@ def _inbound_tensors(layer):
 
 # -- the artifact side ------------------------------------------------------------------------
 
-def _segments(name: str) -> set[str]:
-    """The scopes of a tensor name, the op name of each path left out:
-    ``a/b/Relu;a/c/BiasAdd`` -> {a, b, c} (an op named ``add_1`` is not the layer ``add_1``)."""
-    parts = set()
-    for piece in name.split(";"):
-        parts.update(segment.split(":")[0] for segment in piece.split("/")[:-1])
-    return parts
+def fp32_twin(fmt, model, samples: np.ndarray, options: dict | None = None, reference=None) -> tuple[list[dict], str]:
+    """The entries of an fp32 artifact of ``model`` made by ``fmt``'s own converter (its "twin":
+    the same graph, names and fusions as the int8 artifact, without quantization) over
+    ``samples``: what ``edgekit.evaluate.layer_match`` finds each Keras layer's tensor in; and
+    where it came from (the file name, or "converted"). ``reference`` is such an artifact
+    already made (the build's fp32 row); a stale one matches nothing (its tensors do not equal
+    the model's outputs), never the wrong layer."""
+    import tempfile
+    from pathlib import Path
 
+    reader = fmt.load_intermediates_reader()
+    if reference is not None and Path(reference).is_file():
+        try:
+            return reader(Path(reference), samples), Path(reference).name
+        except Exception:  # noqa: BLE001, S110 - unreadable: convert a twin instead
+            pass
+    with tempfile.TemporaryDirectory(prefix="edgekit-twin-") as tmp:
+        path = Path(tmp) / f"twin{fmt.suffix}"
+        try:
+            fmt.load_converter()(model, path, "fp32", samples, dict(options or {}))
+        except Exception as exc:  # noqa: BLE001 - said in one line, with what it was for
+            from edgekit.errors import one_line
 
-def segment_index(leaves: list[dict], entries: list[dict]) -> dict[str, int]:
-    """Path segment of the artifact's tensor names -> index of the Keras leaf layer it names.
-
-    tf_keras traces a layer under its own name; Keras 3 under a uniquified one (``dense_1``
-    for ``dense`` when the graph already had that scope): the suffix that finds the most layers
-    among the segments is used for every layer (exact names where it finds none), so that a
-    Keras 3 ``dense`` traced as ``dense_1`` is never taken for the layer ``dense_1``."""
-    present = set().union(*(_segments(entry["name"]) for entry in entries)) if entries else set()
-    names = [leaf["name"] for leaf in leaves]
-
-    def found(suffix: str) -> int:
-        return sum(f"{name}{suffix}" in present for name in names)
-
-    suffix = max(["", "_1", "_2", "_3"], key=lambda s: (found(s), s == ""))
-    index: dict[str, int] = {}
-    for i, name in enumerate(names):
-        key = f"{name}{suffix}"
-        index.setdefault(key, i)
-    for i, name in enumerate(names):  # a layer its suffixed name did not find: its exact name
-        if f"{name}{suffix}" not in present and name in present:
-            index.setdefault(name, i)
-    return index
-
-
-def _attribute(leaves: list[dict], entries: list[dict], index: dict[str, int]) -> dict[str, int | None]:
-    """Entry name -> index of its Keras leaf layer (None: the input, or no layer)."""
-    owner: dict[str, int | None] = {}
-    read = {name for entry in entries for name in entry["inputs"]}
-    for entry in entries:
-        if entry["graph_input"]:
-            owner[entry["name"]] = None
-            continue
-        mentioned = [index[s] for s in _segments(entry["name"]) if s in index]
-        if mentioned:
-            owner[entry["name"]] = max(mentioned)
-        elif entry["name"] not in read and leaves and not entry.get("quantize"):
-            # the graph's result, named after the signature (TFLite's StatefulPartitionedCall:0):
-            # the model's last layer computed it
-            owner[entry["name"]] = len(leaves) - 1
-        elif entry.get("quantize"):  # a quantize step of a tensor is that tensor's layer's
-            parents = [owner.get(name) for name in entry["inputs"]]
-            owner[entry["name"]] = next((p for p in parents if p is not None), None)
-        else:  # an op the converter named itself (tf2onnx's Gemm__364) belongs to no layer
-            owner[entry["name"]] = None
-    return owner
-
-
-def _owners(entry: dict, owner: dict) -> list:
-    """The layers of the tensors an entry reads."""
-    return [owner.get(name) for name in entry["inputs"]]
-
-
-def _aligned(value: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
-    """``value`` in the layout of ``ref`` (as it is, or channels moved last: ONNX and OpenVINO
-    keep NCHW inside), else None; where both fit (as many channels as rows), the closer one."""
-    fits = [value] if value.shape == ref.shape else []
-    if value.ndim == ref.ndim and value.ndim >= 3:
-        moved = np.moveaxis(value, 1, -1)
-        if moved.shape == ref.shape:
-            fits.append(moved)
-    if len(fits) > 1:
-        return max(fits, key=lambda v: snr_db(ref, v))
-    return fits[0] if fits else None
+            raise ValueError(f"no fp32 {fmt.name} artifact to find the layers' tensors in: {one_line(exc)}") from exc
+        return reader(path, samples), "converted"
 
 
 def snr_db(ref: np.ndarray, q: np.ndarray) -> float:
-    """10 log10(signal power / noise power), capped at SNR_CAP."""
-    signal = float(np.sum(np.square(ref, dtype=np.float64)))
-    noise = float(np.sum(np.square(ref.astype(np.float64) - q.astype(np.float64))))
-    if noise <= signal * 10 ** (-SNR_CAP / 10):
-        return SNR_CAP
-    if signal == 0.0:
-        return -SNR_CAP
-    return max(-SNR_CAP, 10 * math.log10(signal / noise))
+    """10 log10(signal power / noise power), within +-SNR_CAP."""
+    return _snr_db(ref, q, SNR_CAP)
+
+
+def _aligned(value: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    """``value`` in the layout of ``ref`` (``layer_match.aligned``), else None."""
+    return aligned(value, ref)[0]
 
 
 def nrmse(ref: np.ndarray, q: np.ndarray) -> float:
@@ -405,67 +379,85 @@ def _db(ratio: float) -> float:
     return float(min(SNR_CAP, max(-SNR_CAP, -10 * math.log10(ratio))))
 
 
-def _compare(leaves: list[dict], refs: dict[str, np.ndarray], entries: list[dict], samples: np.ndarray) -> list[dict]:
-    index = segment_index(leaves, entries)
-    owner = _attribute(leaves, entries, index)
+def _local(match, leaves: list[dict], read: dict, outputs: dict[int, np.ndarray], source: np.ndarray | None) -> np.ndarray | None:
+    """The Keras layers of a compared entry run on the artifact's own dequantized inputs (what
+    TFLite's QuantizationDebugger compares each quantized op with): the tensors of the compared
+    entries it reads (``outputs``, leaf -> array in the Keras layout) or the artifact's input;
+    None where one of them is not compared on its own."""
+    values: dict[int, np.ndarray] = {}
+    last = match.members[-1]
+    for i in match.members:
+        args = []
+        for parent in read.get(i) or []:
+            value = source if parent is None else values.get(parent, outputs.get(parent))
+            if value is None:
+                return None
+            args.append(value)
+        if not args:
+            return None
+        layer = leaves[i]["layer"]
+        activation = getattr(layer, "activation", None)
+        try:
+            if i == last and match.at == "logits":
+                layer.activation = _linear(layer)
+            out = layer(args if len(args) > 1 else args[0], training=False)
+        except Exception:  # noqa: BLE001 - a layer that cannot be called alone: no local error
+            return None
+        finally:
+            if i == last and match.at == "logits":
+                layer.activation = activation
+        if isinstance(out, (list, tuple)):
+            return None
+        values[i] = _numpy(out).astype(np.float32, copy=False)
+    return values[last]
+
+
+def _compare(leaves: list[dict], refs: dict[str, np.ndarray], matches: list, entries: list[dict],
+             samples: np.ndarray, read: dict | None = None) -> list[dict]:
     by_name = {entry["name"]: entry for entry in entries}
-    # Per layer: "post", its last tensor (after its output's quantize steps: what the next layer
-    # reads, and what snr_db describes), and "pre", its last tensor before them (what keeping the
-    # next layer float would hand on instead).
+    # Per compared entry: "post", its output after its quantize steps (what the next layer
+    # reads, and what snr_db describes), and "pre", its float result before them (what keeping
+    # the next layer float would hand on instead).
     post: dict[int, dict] = {}
     pre: dict[int, dict] = {}
-    past_softmax: set[int] = set()
-    for entry in entries:
-        i = owner.get(entry["name"])
-        if i is None:
+    quantize_snr: dict[int, float] = {}
+    owner: dict[str, int] = {}
+    for k, match in enumerate(matches):
+        path = leaves[match.members[-1]]["path"]
+        ref = refs[path + LOGITS] if match.at == "logits" else refs[path]
+        value = _aligned(match.post["value"], ref)
+        before = _aligned(match.pre["value"], ref)
+        if value is None or before is None:
             continue
-        path = leaves[i]["path"]
-        logits = refs.get(path + LOGITS)
-        if logits is not None:
-            # A softmax layer is compared at its logits: the last tensor named after the layer
-            # itself (not one that inherited it, such as TFLite's unnamed SOFTMAX) before its
-            # softmax op.
-            if "softmax" in entry["name"].lower() or any(p in past_softmax for p in _owners(entry, owner)):
-                past_softmax.add(i)
-            named = any(index.get(segment) == i for segment in _segments(entry["name"]))
-            if i in past_softmax or not named:
-                continue
-            ref, at = logits, "logits"
-        else:
-            ref, at = refs.get(path), "output"
-        if ref is None or entry["value"] is None:
-            continue
-        value = _aligned(entry["value"], ref)
-        if value is None:
-            continue
-        found = {"entry": entry, "value": value, "ref": ref, "at": at}
-        post[i] = found
-        if not entry.get("quantize"):
-            if at == "output" and np.min(ref) >= 0 and np.min(value) < 0:
-                # onnxruntime folds a Relu into the QuantizeLinear after it (zero point 0 clamps
-                # at 0): the float tensor before it is the layer's output clipped at 0
-                found = {**found, "value": np.maximum(value, 0)}
-            pre[i] = found
-    snr = {i: snr_db(c["ref"], c["value"]) for i, c in post.items()}
-    for i, quantized in post.items():
-        # A reference closer to the quantized tensor than to the float one before it already
-        # holds that quantization (a QAT model's fake-quant output): the quantized one it is.
-        if i not in pre or snr_db(pre[i]["ref"], pre[i]["value"]) < snr[i]:
-            pre[i] = quantized
-    nsr_pre = {i: _nsr(c["ref"], c["value"]) for i, c in pre.items()}
-    snr_pre = {i: snr_db(c["ref"], c["value"]) for i, c in pre.items()}
+        post[k] = {"value": value, "ref": ref}
+        if match.at == "output" and np.min(ref) >= 0 and np.min(before) < 0 and match.pre is not match.post:
+            # onnxruntime folds a Relu into the QuantizeLinear after it (zero point 0 clamps at
+            # 0): the float tensor before it is the layer's output clipped at 0
+            before = np.maximum(before, 0)
+        pre[k] = {"value": before, "ref": ref}
+        if match.pre is not match.post:
+            # the output's quantize step alone (onnxruntime's qdq_err): a range that clips shows here
+            quantize_snr[k] = snr_db(before, value)
+        if snr_db(ref, before) < snr_db(ref, value):
+            # a reference closer to the quantized tensor than to the float one before it already
+            # holds that quantization (a QAT model's fake-quant output): the quantized one it is
+            pre[k] = post[k]
+        for name in match.entries | {match.pre["name"], match.post["name"]}:
+            owner[name] = k
+    nsr_pre = {k: _nsr(c["ref"], c["value"]) for k, c in pre.items()}
+    snr_pre = {k: snr_db(c["ref"], c["value"]) for k, c in pre.items()}
     source = next((e for e in entries if e["graph_input"]), None)
     input_nsr = np.zeros(len(samples))
     if source is not None and source["value"] is not None and source["value"].size == samples.size:
         input_nsr = _nsr(samples.reshape(source["value"].shape), source["value"])
     input_snr = _input_snr(entries, samples)
 
-    def upstream(i: int) -> tuple[float, np.ndarray]:
-        """(SNR, per-sample NSR) before quantization of the worst layer output that layer i's
-        "pre" tensor reads (or of the input), found by walking the artifact's graph back to the
-        first tensors of other compared layers."""
+    def upstream(k: int) -> tuple[float, np.ndarray]:
+        """(SNR, per-sample NSR) before quantization of the worst compared output that entry
+        k's float result reads (or of the input), found by walking the artifact's graph back to
+        the first tensors of other compared entries."""
         found, seen = [], set()
-        stack = list(pre[i]["entry"]["inputs"])
+        stack = list(matches[k].pre["inputs"])
         while stack:
             name = stack.pop()
             if name in seen:
@@ -475,7 +467,7 @@ def _compare(leaves: list[dict], refs: dict[str, np.ndarray], entries: list[dict
             if entry is None:
                 continue
             j = owner.get(name)
-            if j is not None and j != i and j in pre:
+            if j is not None and j != k and j in pre:
                 found.append((snr_pre[j], nsr_pre[j]))
             elif entry["graph_input"]:
                 found.append((input_snr, input_nsr))
@@ -483,24 +475,39 @@ def _compare(leaves: list[dict], refs: dict[str, np.ndarray], entries: list[dict
                 stack.extend(entry["inputs"])
         return min(found, key=lambda f: f[0]) if found else (input_snr, input_nsr)
 
+    # Each compared entry's output as the layers after it read it, in the Keras layout: the
+    # inputs of the local comparison (a softmax layer compared at its logits hands on nothing).
+    outputs = {matches[k].members[-1]: c["value"] for k, c in post.items() if matches[k].at == "output"}
+    model_input = None
+    if source is not None and source["value"] is not None and source["value"].size == samples.size:
+        model_input = source["value"].reshape(samples.shape)
+
     layers = []
-    for i in sorted(post):
-        c = post[i]
-        before, before_nsr = upstream(i)
+    for k in sorted(post):
+        match, c = matches[k], post[k]
+        local = _local(match, leaves, read or {}, outputs, model_input)
+        before, before_nsr = upstream(k)
         # What keeping this layer float removes: the quantization of what it reads, its int8
         # weights and arithmetic (not its output's quantization, which its readers decide), per
         # sample; the median sample's, so that a rare outlier a range clips outweighs nothing.
-        added = float(np.median(np.maximum(nsr_pre[i] - before_nsr, 0.0)))
+        added = float(np.median(np.maximum(nsr_pre[k] - before_nsr, 0.0)))
+        last = leaves[match.members[-1]]
+        group = [leaves[i]["name"] for i in match.members]
         layers.append({
-            "layer": leaves[i]["name"],
-            "path": leaves[i]["path"],
-            "snr_db": _round(snr[i]),
+            "layer": "+".join(group),
+            "group": group,
+            "path": last["path"],
+            "snr_db": _round(snr_db(c["ref"], c["value"])),
             "nrmse": _round(nrmse(c["ref"], c["value"]), 6),
             "added_db": _round(_db(added)),
             "median_snr_db": _round(_db(float(np.median(_nsr(c["ref"], c["value"]))))),
             "input_snr_db": _round(before),
-            "compared_at": c["at"],
-            "tensor": c["entry"]["name"][:200],
+            "local_snr_db": _round(snr_db(local, c["value"])) if local is not None and local.shape == c["value"].shape else None,
+            "quantize_snr_db": _round(quantize_snr[k]) if k in quantize_snr else None,
+            "compared_at": match.at,
+            "tensor": match.post["name"][:1000],
+            "fp32_tensor": match.twin[:1000],
+            "fp32_snr_db": _round(min(match.fp32_snr_db, SNR_CAP)),
             "shape": list(c["ref"].shape[1:]),
         })
     return layers

@@ -200,5 +200,63 @@ def parity(outputs: np.ndarray, baseline: np.ndarray, task: str) -> dict[str, fl
 
 
 def delta(row_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> dict[str, float]:
-    """Row metric minus baseline metric, for every metric both have."""
-    return {k: row_metrics[k] - baseline_metrics[k] for k in row_metrics if k in baseline_metrics}
+    """Row metric minus baseline metric, for every metric both have; never an SNR against a
+    baseline at SNR_CAP (task fidelity's reference, scored against itself): that difference
+    measures the cap (-96.1 dB for a row at 23.9 dB), not a loss."""
+    return {k: row_metrics[k] - baseline_metrics[k] for k in row_metrics if k in baseline_metrics
+            and not (k == "snr_db" and baseline_metrics[k] >= SNR_CAP)}
+
+
+def output_scores(task: str, outputs, reference, labels=None, heads: dict[str, str] | None = None) -> dict[str, dict]:
+    """Every output of a model of several scored on its own: ``{name: {"task", "primary_metric",
+    "metrics", "parity"}}`` in the reference's order.
+
+    Args:
+        task: the recipe's task.
+        outputs: the row's test outputs: a structured batch, one field per output (a plain array
+            for a model of one output whose labels are named after it).
+        reference: the Keras fp32 outputs on the same inputs, the same layout.
+        labels: the test split's labels, one field per labelled output (``y_test_<output>``).
+        heads: {output name: task} of the labelled outputs; every other output is scored
+            against ``reference`` (fidelity). Under task fidelity every output is.
+    """
+    heads = dict(heads or {})
+    names = list(reference.dtype.names) if reference.dtype.names else [next(iter(heads), "output")]
+
+    def field(batch, name):
+        return batch[name] if batch.dtype.names else batch
+
+    out = {}
+    for name in names:
+        head = heads.get(name) if TASKS[task].needs_labels and name in heads else "fidelity"
+        got, ref = field(outputs, name), field(reference, name)
+        truth = ref if head == "fidelity" else field(labels, name)
+        out[name] = {"task": head, "primary_metric": TASKS[head].primary_metric,
+                     "metrics": metrics(head, got, truth), "parity": parity(got, ref, head)}
+    return out
+
+
+def headline(per_output: dict[str, dict], task: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(metrics, parity) of a row from its outputs' (``output_scores``): the metrics of the WORST
+    output among those scored for ``task`` (by its primary metric and direction), marked
+    ``"headline": True`` in ``per_output``; each parity figure at its worst over every output
+    (the largest differences, the smallest top-1 agreement). Never a pooled figure.
+
+    Raises:
+        ValueError: no output is scored for ``task`` (the recipe's task labels none of them).
+    """
+    primary, higher = TASKS[task].primary_metric, TASKS[task].higher_is_better
+    candidates = [name for name, rec in per_output.items() if rec["task"] == task and primary in rec["metrics"]]
+    if not candidates:
+        tasks = ", ".join(f"{name} {rec['task']}" for name, rec in per_output.items())
+        raise ValueError(f"no output is scored for task {task} (outputs: {tasks}); set task to one of theirs")
+    pick = (min if higher else max)(candidates, key=lambda name: per_output[name]["metrics"][primary])
+    for name, rec in per_output.items():
+        rec["headline"] = name == pick
+    worst: dict[str, float] = {}
+    for rec in per_output.values():
+        for key, value in rec["parity"].items():
+            low = key.endswith("agreement")  # agreement: less is worse; differences: more is worse
+            if key not in worst or (value < worst[key] if low else value > worst[key]):
+                worst[key] = value
+    return dict(per_output[pick]["metrics"]), worst

@@ -15,23 +15,43 @@ from edgekit.evaluate.variant import Variant
 
 
 def score(outputs, data, baseline_outputs, task: str) -> tuple[dict[str, float], dict[str, float]]:
-    """(metrics, parity) of test-split outputs, wherever they were produced."""
-    # An autoencoder reconstructs what the trained model takes: normalized features.
-    x = data.model_inputs(data.x_test) if task == "anomaly" and hasattr(data, "model_inputs") else data.x_test
+    """(metrics, parity) of test-split outputs, wherever they were produced (the headline of
+    a model of several outputs: see ``score_outputs``)."""
+    metrics, parity, _ = score_outputs(outputs, data, baseline_outputs, task)
+    return metrics, parity
+
+
+def score_outputs(outputs, data, baseline_outputs, task: str) -> tuple[dict, dict, dict]:
+    """(metrics, parity, per output) of test-split outputs, wherever they were produced.
+
+    A model of one output (and labels of one) is scored as a whole, and ``per output`` is {}.
+    A model of several outputs (a structured batch, one field per output) is scored output by
+    output (``scores.output_scores``): each labelled output (``y_test_<output>``) for its own
+    task, every other one against the Keras fp32 outputs (fidelity: SNR, and top-1 agreement
+    for class scores). The headline metrics are the WORST output's among those scored for the
+    recipe's task, never a figure pooled over outputs; the headline parity is the worst of each
+    parity figure over the outputs.
+    """
+    from edgekit.runtimes import field_names
     from edgekit.tasks import TASKS
 
-    # Label-free fidelity scores every row against the Keras fp32 outputs (the baseline row: itself).
-    truth = baseline_outputs if TASKS[task].scored_against == "reference" else data.y_test
-    return (scores.metrics(task, outputs, truth, x=x),
-            scores.parity(outputs, baseline_outputs, task))
+    heads = dict(getattr(data, "output_tasks", None) or {})
+    if field_names(baseline_outputs) is None and not heads:
+        # An autoencoder reconstructs what the trained model takes: normalized features.
+        x = data.model_inputs(data.x_test) if task == "anomaly" and hasattr(data, "model_inputs") else data.x_test
+        # Label-free fidelity scores every row against the Keras fp32 outputs (the baseline row: itself).
+        truth = baseline_outputs if TASKS[task].scored_against == "reference" else data.y_test
+        return scores.metrics(task, outputs, truth, x=x), scores.parity(outputs, baseline_outputs, task), {}
+    per = scores.output_scores(task, outputs, baseline_outputs, data.y_test if heads else None, heads)
+    return (*scores.headline(per, task), per)
 
 
 def evaluate_variant(variant: Variant, data, baseline_outputs, task: str):
     """Run the test split through the variant's session; fill metrics and parity (against
-    ``baseline_outputs``, or against itself for the baseline)."""
+    ``baseline_outputs``, or against itself for the baseline), per output for several."""
     outputs = variant.session.predict(data.x_test)
     baseline_outputs = outputs if baseline_outputs is None else baseline_outputs
-    variant.metrics, variant.parity = score(outputs, data, baseline_outputs, task)
+    variant.metrics, variant.parity, variant.outputs = score_outputs(outputs, data, baseline_outputs, task)
     return outputs
 
 
@@ -58,13 +78,14 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext, model=None) -> 
     recipe, log = ctx.recipe, ctx.log
     eval_key = make_key("evaluate", artifact=variant.key, threads=recipe.benchmark.threads,
                         code=source_hash(fmt.runtime_module, "edgekit.runtimes", "edgekit.evaluate.scores", "edgekit.evaluate.weights",
-                                         "edgekit.evaluate.layer_error"))
+                                         "edgekit.evaluate.layer_error", "edgekit.evaluate.layer_match"))
 
     def compute() -> dict:
         _inspect(variant, fmt, log)
         variant.ensure_session()
         variant.runtime = variant.session.runtime
         variant.settings.update(variant.session.settings)
+        variant.io = io_record(variant.session)
         evaluate_variant(variant, ctx.data, ctx.baseline_outputs, recipe.task)
         variant.layer_error = measure_layer_error(variant, fmt, model, ctx)
         return {k: getattr(variant, k) for k in EVALUATION}
@@ -108,7 +129,14 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
         bare = keras_model(model)
         exported = with_normalization(bare, data.normalization) if getattr(data, "embedded", False) else bare
         x = data.artifact_inputs(x_val[:SAMPLES]) if hasattr(data, "artifact_inputs") else x_val[:SAMPLES]
-        record = layer_errors(fmt, exported, variant.path, x)
+        if getattr(x, "dtype", None) is not None and x.dtype.names:
+            raise ValueError(f"the model has {len(x.dtype.names)} inputs; the per-layer error reads artifacts of one "
+                             "input (its intermediates readers feed the first input only)")
+        options = getattr(getattr(getattr(ctx, "recipe", None), "export", None), fmt.name, None)  # the artifact's own
+        # the build's fp32 artifact of the same model and format is the twin the layers are found in
+        twin = Variant(format=variant.format, precision="fp32", model=variant.model).stem + fmt.suffix
+        record = layer_errors(fmt, exported, variant.path, x, options=options.model_dump() if options is not None else None,
+                              reference=variant.path.with_name(twin) if variant.path is not None else None)
         compared = f"{record['layers_matched']}/{record['layers_total']} layers compared"
         if record["layers"] and record["layers"][0]["added_db"] < SNR_CAP:
             worst = record["layers"][0]
@@ -124,7 +152,17 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
 
 
 #: what an evaluation entry holds
-EVALUATION = ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings", "layer_error")
+EVALUATION = ("metrics", "parity", "weights", "gzip_bytes", "runtime", "settings", "layer_error", "outputs", "io")
+
+
+def io_record(session) -> dict:
+    """A row's ``io``: every input and output of the artifact as its session runs it (name,
+    dtype, shape, the quantization of integer I/O; ``edgekit.runtimes.TensorInfo``); {} for a
+    session that does not describe itself."""
+    try:
+        return session.io() if getattr(session, "inputs", None) else {}
+    except Exception:  # noqa: BLE001 - a description never fails a row
+        return {}
 
 
 def _load_evaluation(folder: Path) -> dict:
@@ -220,10 +258,11 @@ def keras_baseline(model, model_key: str, run_dir: Path, recipe, data, data_key:
             save_wrapped(served, model_dir)
         baseline.session = keras_runtime.open_session(served, threads)
         outputs = np.asarray(baseline.session.predict(data.x_test))
-        metrics, parity = score(outputs, data, outputs, recipe.task)
+        metrics, parity, per_output = score_outputs(outputs, data, outputs, recipe.task)
         saved = {"metrics": metrics, "parity": parity, "weights": weights.summarize(bare.get_weights()), "layer_error": {},
                  "gzip_bytes": weights.gzip_size(baseline.files), "runtime": baseline.session.runtime,
-                 "settings": dict(baseline.session.settings), "model": describe(bare, recipe.task, data.x_train)}
+                 "settings": dict(baseline.session.settings), "model": describe(bare, recipe.task, data.x_train),
+                 "outputs": per_output, "io": io_record(baseline.session)}
         return saved, outputs
 
     def store(value, folder: Path) -> None:

@@ -25,6 +25,12 @@ class Variant:
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     parity: dict[str, float] = field(default_factory=dict)
+    #: a model of several outputs: each one's task, metrics and parity ({name: {"task",
+    #: "primary_metric", "metrics", "parity", "headline"}}, ``edgekit.evaluate.scores.output_scores``)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    #: the artifact's inputs and outputs as its session ran them ({"inputs": [...], "outputs":
+    #: [...]}, each ``edgekit.runtimes.TensorInfo.to_dict``)
+    io: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     runtime: str | None = None
     weights: dict[str, Any] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from edgekit.evaluate.variant import Variant
 
 #: the variant fields a worker sends back (the parent keeps its own opener and session)
 FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path",
-          "seconds", "layer_error")
+          "seconds", "layer_error", "outputs", "io")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,13 +163,13 @@ def _load_data(path: Path):
         _DATA.clear()
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
-            shape = tuple(meta["input_shape"])
-            empty = np.zeros((0, *shape), np.float32)
+            empty = saved["x_test"][:0]  # x_train's sample shape and dtype (a field per input for several)
             data = Dataset(x_train=empty, y_train=np.zeros(0), x_val=saved["x_val"], y_val=saved["y_val"], x_test=saved["x_test"],
                            y_test=saved["y_test"], x_calib=saved["x_calib"], class_names=meta["class_names"],
                            info=meta["info"], task=meta["task"],
                            normalization=Normalization.from_dict(meta["info"].get("normalize")),
-                           embedded=bool(meta["info"].get("normalize", {}).get("embedded", False)))
+                           embedded=bool(meta["info"].get("normalize", {}).get("embedded", False)),
+                           output_tasks=meta.get("output_tasks") or {})
             _DATA[path] = (data, saved["baseline_outputs"])
     return _DATA[path]
 
@@ -307,8 +307,10 @@ class VariantBuilds:
         executor: where tasks run (``edgekit.executor``).
     """
 
-    def __init__(self, ctx: BuildContext, executor):
+    def __init__(self, ctx: BuildContext, executor, done_count=None):
         self.ctx, self.executor = ctx, executor
+        #: counts each variant once it is finished (``edgekit.progress.Counter``), or None
+        self.done_count = done_count
         self._scratch: Path | None = None
         self._inputs: BuildInputs | None = None
         self._saved: dict[int, Path] = {}
@@ -323,6 +325,7 @@ class VariantBuilds:
         if not probe.missed:
             for line in lines:
                 ctx.log(line)
+            self._count()
             return Pending(variant)
         del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
         from edgekit.train import keras_model
@@ -336,7 +339,12 @@ class VariantBuilds:
         future = self.executor.submit(run, task, on_message=self._on_message,
                                       hold=Hold(task=f"convert {variant.stem}", kind="convert"))
         future.add_done_callback(lambda done: self._log_failure(done, variant.stem, fmt))
+        future.add_done_callback(lambda done: self._count())
         return Pending(variant, future, fmt, ctx.cache)
+
+    def _count(self) -> None:
+        if self.done_count is not None:
+            self.done_count.add()
 
     def _on_message(self, kind: str, text: str) -> None:
         if kind == "log":
@@ -374,8 +382,8 @@ class VariantBuilds:
         if self._inputs is None:
             ctx, data = self.ctx, self.ctx.data
             path = self._folder() / "data.npz"
-            meta = {"input_shape": list(data.input_shape), "class_names": list(data.class_names), "info": data.info,
-                    "task": data.task}
+            meta = {"class_names": list(data.class_names), "info": data.info, "task": data.task,
+                    "output_tasks": dict(getattr(data, "output_tasks", None) or {})}
             # The validation split (at most VALIDATION_CAP samples, fewer of large inputs) for
             # per-layer quantization error and the int8-mixed search, which must never look at
             # the test split.
@@ -410,16 +418,19 @@ def validation_cap(x_val) -> int:
     inputs (``VALIDATION_BYTES``), never fewer than ``edgekit.convert.mixed.RANK_SAMPLES``."""
     from edgekit.convert.mixed import RANK_SAMPLES
 
-    sample = 4 * max(1, int(np.prod(np.shape(x_val)[1:], dtype=np.int64)))
+    # bytes per sample: float32 features, or every input's field of a structured batch
+    sample = max(1, int(np.prod(np.shape(x_val)[1:], dtype=np.int64)) * np.dtype(getattr(x_val, "dtype", np.float32)).itemsize)
     return min(VALIDATION_CAP, max(RANK_SAMPLES, VALIDATION_BYTES // sample))
 
 
 def builder_import_dirs(recipe) -> tuple[str, ...]:
     """The folders a worker must import from to load the build's model: the recipe's, for a
-    ``model.python`` builder's layers only (a stray onnx.py there must not shadow the real
-    package in a worker)."""
-    uses_builder = getattr(getattr(recipe, "model", None), "python", None)
-    return (str(Path(recipe.path).parent.resolve()),) if uses_builder and getattr(recipe, "path", None) else ()
+    ``model.python`` builder's layers or a ``model.file`` loaded with safe mode off (a
+    subclassed model's module) only (a stray onnx.py there must not shadow the real package in
+    a worker)."""
+    spec = getattr(recipe, "model", None)
+    uses_code = getattr(spec, "python", None) or (getattr(spec, "file", None) and getattr(spec, "safe_mode", True) is False)
+    return (str(Path(recipe.path).parent.resolve()),) if uses_code and getattr(recipe, "path", None) else ()
 
 
 def _keras_of(model) -> str:

@@ -160,5 +160,5 @@ def fit(model, data, recipe, log=print) -> dict[str, list[float]]:
         for name, value in zip(history, sums / batches):
             history[name].append(float(value))
         log(f"  epoch {epoch + 1}/{spec.epochs}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()))
-        step(log, "training", epoch + 1, spec.epochs)
+        step(log, "training base", epoch + 1, spec.epochs)
     return history

@@ -40,8 +40,19 @@ def metric_cell(metric: str, value: float | None, reference: bool = False) -> st
     return f"{value:.4f}"
 
 
+def fidelity_cell(metric: str, row: dict, reference: bool) -> str:
+    """The metric cell, with a label-free classifier's top-1 agreement with the reference beside
+    its SNR ("31.2 dB · top-1 0.9750"): the SNR of class scores says little of the classes."""
+    cell = metric_cell(metric, row["metrics"].get(metric), reference)
+    agreement = row["metrics"].get("top1_agreement")
+    if metric != "snr_db" or reference or not isinstance(agreement, (int, float)):
+        return cell
+    return f"{cell} · top-1 {agreement:.4f}"
+
+
 def delta_cell(metric: str, delta: float | None, reference: bool = False) -> str:
-    """A row's metric minus the baseline's; for snr_db, in dB below the reference's cap."""
+    """A row's metric minus the baseline's (in dB for snr_db; none against a reference at its cap:
+    ``scores.delta`` leaves it out)."""
     if delta is None or (reference and metric == "snr_db"):
         return "-"
     return f"{delta:+.1f} dB" if metric == "snr_db" else f"{delta:+.4f}"
@@ -52,7 +63,6 @@ def cells(results: dict) -> list[list[str]]:
     metric = results["primary_metric"]
     out = []
     for row in results["rows"]:
-        value = row["metrics"].get(metric)
         delta = row["delta"].get(metric)
         lat = row["latency_ms"]
         speedup = row["speedup_vs_baseline"]
@@ -67,7 +77,7 @@ def cells(results: dict) -> list[list[str]]:
             human_size(row["size_bytes"]),
             human_size(row.get("gzip_bytes")),
             _percent((row.get("weights") or {}).get("sparsity")),
-            metric_cell(metric, value, reference=_is_reference(results, row)),
+            fidelity_cell(metric, row, reference=_is_reference(results, row)),
             delta_cell(metric, delta, reference=_is_reference(results, row)),
             human_ms(lat["p50"]) if lat else "-",
             speedup_cell(speedup, row.get("speedup_vs_baseline_ci95")),

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from edgekit.check.baseline import load_results
-from edgekit.check.gate import LOWER_IS_BETTER
+from edgekit.check.gate import higher_is_better, judged_metric
 from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
@@ -30,7 +30,12 @@ _MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", 
 def regenerate(run_dir: Path) -> Path:
     """Redraw RUN_DIR/report.html from its results.json (and latency.json when present)."""
     run_dir = Path(run_dir)
-    return write(load_results(run_dir / "results.json"), run_dir)
+    results = load_results(run_dir / "results.json")
+    if isinstance(results.get("search"), dict):  # a search's folder: its own page (edgekit.search.report)
+        from edgekit.search import report as search_report
+
+        return search_report.write(results, run_dir)
+    return write(results, run_dir)
 
 
 def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None, cache=None) -> Path:
@@ -92,7 +97,7 @@ def _plots_key(results: dict, sizes: dict, front: list[str], latencies: dict) ->
         matplotlib = ""
     rows = [{k: row.get(k) for k in ("id", "format", "precision", "status", "latency_ms", "metrics")}
             for row in results["rows"]]
-    shown = {"metric": results.get("primary_metric"), "rows": rows, "sizes": sizes, "front": front,
+    shown = {"metric": judged_metric(results), "rows": rows, "sizes": sizes, "front": front,
              "latencies": {row["id"]: latencies.get(row["id"]) for row in results["rows"]},
              "matplotlib": matplotlib, "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
     return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()
@@ -198,15 +203,16 @@ def artifact_sizes(rows: list[dict], run_dir: Path) -> dict[str, tuple[int, int]
 
 
 def _measured(results: dict) -> list[dict]:
-    metric = results["primary_metric"]
+    metric = judged_metric(results)
     return [r for r in results["rows"] if r["status"] == "ok" and r.get("latency_ms")
             and r.get("metrics", {}).get(metric) is not None]
 
 
 def pareto_front(results: dict) -> list[str]:
-    """Ids of rows no other row beats on both latency (p50) and the task metric."""
-    metric = results["primary_metric"]
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    """Ids of rows no other row beats on both latency (p50) and the metric the budgets judge
+    (``judged_metric``: check.defaults.metric, else the task metric)."""
+    metric = judged_metric(results)
+    sign = 1 if higher_is_better(results, metric) else -1
     front, best = [], float("-inf")
     for row in sorted(_measured(results), key=lambda r: (r["latency_ms"]["p50"], -sign * r["metrics"][metric])):
         if sign * row["metrics"][metric] > best:
@@ -228,20 +234,30 @@ def _png(fig) -> bytes:
 
 
 def _scatter(results: dict, front: list[str]) -> bytes | None:
-    rows, metric = _measured(results), results["primary_metric"]
+    fig = scatter_figure(results, front)
+    return _png(fig) if fig is not None else None
+
+
+def scatter_figure(results: dict, front: list[str]):
+    """The accuracy (the judged metric) against p50 latency figure, the Pareto front marked, each
+    point labelled with its row id (labels never overlap: ``edgekit.report.labels``)."""
+    from edgekit.report import labels
+
+    rows, metric = _measured(results), judged_metric(results)
     if not rows:
         return None
     fig = _figure(10, 5.5)
     ax = fig.add_subplot()
     formats = list(dict.fromkeys(r["format"] for r in rows))
-    for i, row in enumerate(sorted(rows, key=lambda r: r["latency_ms"]["p50"])):
+    points, names = [], []
+    for row in sorted(rows, key=lambda r: r["latency_ms"]["p50"]):
         lat, y = row["latency_ms"], row["metrics"][metric]
         color = f"C{formats.index(row['format']) % 10}"
         # The bar reaches from the p50 to the p90: how noisy the timing was.
         ax.errorbar(lat["p50"], y, xerr=[[0], [max(lat.get("p90", lat["p50"]) - lat["p50"], 0)]], fmt=_MARKERS.get(row["precision"], "P"),
                     color=color, markersize=9, capsize=3, label=f"{format_title(row['format'])} {row['precision']}")
-        # Labels alternate above and below: neighbours in latency often share an accuracy.
-        ax.annotate(row["id"], (lat["p50"], y), textcoords="offset points", xytext=(6, 8 if i % 2 else -14), fontsize=8)
+        points.append((lat["p50"], y))
+        names.append(row["id"])
     pts = sorted((r["latency_ms"]["p50"], r["metrics"][metric]) for r in rows if r["id"] in front)
     ax.plot(*zip(*pts), drawstyle="steps-post", color="black", linestyle="--", linewidth=1, zorder=0)
     ax.scatter(*zip(*pts), s=260, facecolors="none", edgecolors="black", linewidths=1.2, label="Pareto front")
@@ -251,10 +267,12 @@ def _scatter(results: dict, front: list[str]) -> bytes | None:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs latency, batch 1")
     ax.grid(True, which="both", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    handles, legend_labels = ax.get_legend_handles_labels()
+    unique = dict(zip(legend_labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
-    return _png(fig)
+    # Last, once the layout is final: neighbours in latency often share an accuracy.
+    labels.place(ax, points, names)
+    return fig
 
 
 def _size_bars(results: dict, sizes: dict) -> bytes | None:
@@ -310,7 +328,7 @@ table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}
+p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}.warning{color:#a33}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
 font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """
@@ -332,6 +350,13 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
                       for h, c in zip(header, display))
         out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"
+
+
+def _flag_lines(results: dict) -> str:
+    """A suspect baseline and the loss count (``report.flags``), above the table."""
+    from edgekit.report.flags import summary_lines
+
+    return "".join(f"<p class='flag'><strong>{html.escape(line)}</strong></p>\n" for line in summary_lines(results))
 
 
 def _time_breakdown(results: dict) -> str:
@@ -370,6 +395,23 @@ def _time_breakdown(results: dict) -> str:
             "is in profiles/&lt;row id&gt;.json.</p>")
 
 
+def _devices(results: dict) -> str:
+    """What each timed row relied on (``edgekit.report.devices``): device, clock, temperature,
+    retries, waits; and what a pool's fleet decided."""
+    from edgekit.report import devices
+
+    esc, relied = html.escape, devices.table(results)
+    if not relied:
+        return "<p class='muted'>No row carries a device, clocks, retries or waits.</p>"
+    header, *rows = relied
+    body = "".join(f"<tr data-row='{esc(row[0])}'>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    fleet = "".join(f"<li>{esc(line)}</li>" for line in devices.fleet_lines(results))
+    return ("<table id='devices'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
+            + body + "</tbody></table>" + (f"<ul>{fleet}</ul>" if fleet else "")
+            + "<p class='muted'>Clock: the lowest and highest core frequency read from /sys before and after each "
+            "round; temperature: the hottest thermal zone; a dash where the machine exposes none.</p>")
+
+
 def _layer_errors(results: dict) -> str:
     """Per int8 row: the layers whose outputs drift most from the float model's."""
     esc, lines, how = html.escape, [], ""
@@ -383,7 +425,8 @@ def _layer_errors(results: dict) -> str:
             shown = str(entry["layer"])
             figures = [f"{label} {entry[key]:{fmt}}{unit}" for key, label, fmt, unit in
                        (("added_db", "adds noise at", ".1f", " dB"), ("snr_db", "output SNR", ".1f", " dB"),
-                        ("nrmse", "NRMSE", ".3f", "")) if isinstance(entry.get(key), (int, float))]
+                        ("local_snr_db", "alone", ".1f", " dB"), ("nrmse", "NRMSE", ".3f", ""))
+                       if isinstance(entry.get(key), (int, float))]
             if figures:
                 shown += ": " + ", ".join(figures)
             cells_.append(f"<li>{esc(shown)}</li>")
@@ -397,6 +440,31 @@ def _layer_errors(results: dict) -> str:
             "adds (lower dB is worse)</th></tr></thead><tbody>" + "\n".join(lines)
             + f"</tbody></table><p class='muted'>{esc(how)}. Keep a layer in float with quantize.keep_float, or let "
             "quantize.max_drop choose (the int8-mixed rows).</p>")
+
+
+def _contracts(results: dict) -> str:
+    """Per artifact (its first row): each input and output as its input contract gives it."""
+    from edgekit.report.contract import data_warnings, tensor_cells
+
+    esc, lines, seen = html.escape, [], set()
+    warned = "".join(f"<p class='warning'>warning: {esc(w)}</p>" for w in data_warnings(results))
+    for row in results["rows"]:
+        contract = row.get("contract")
+        stem = row["id"].rsplit("@", 1)[0]
+        if not contract or stem in seen:
+            continue
+        seen.add(stem)
+        tensors = [(t, "input") for t in contract["inputs"]] + [(t, "output") for t in contract["outputs"]]
+        for tensor, what in tensors:
+            lines.append(f"<tr data-row='{esc(row['id'])}'>"
+                         + "".join(f"<td>{esc(c)}</td>" for c in tensor_cells(row["id"], tensor, what, contract)) + "</tr>")
+    if not lines:
+        return warned + "<p class='muted'>No artifact with a known interface in this run.</p>"
+    head = ["row", "tensor", "dtype", "shape", "layout", "range / quantization",
+            "preprocessing (inside the artifact: *)", "runtime settings"]
+    return (warned + "<table id='contracts'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "\n".join(lines) + "</tbody></table><p class='muted'>Every row's contract, with each step's numbers, is "
+            "artifacts/&lt;row id&gt;.contract.json (and the row's contract in results.json).</p>")
 
 
 def _img(name: str, png: bytes | None, caption: str) -> str:
@@ -429,7 +497,7 @@ def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[s
 <h1>edgekit report: {esc(results['recipe'].get('name', ''))}</h1>
 <ul class="meta">{''.join(f'<li>{m}</li>' for m in meta)}</ul>
 <h2>Results</h2>
-{_table(results, sizes, front)}
+{_flag_lines(results)}{_table(results, sizes, front)}
 <p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
 Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
 <h2>Accuracy vs latency</h2>
@@ -438,10 +506,14 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 {_img("sizes", plots["sizes"], "raw and gzip sizes of every file of each artifact")}
 <h2>Latency distribution</h2>
 {_img("latency_distribution", plots["latency_distribution"], "every timed run per row, from latency.json")}
+<h2>Devices, clocks and temperatures</h2>
+{_devices(results)}
 <h2>Where the time goes</h2>
 {_time_breakdown(results)}
 <h2>Layers that lose most to int8</h2>
 {_layer_errors(results)}
+<h2>Input contract</h2>
+{_contracts(results)}
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgekit.report import devices
 from edgekit.report.cells import (
     COLUMNS,
     cells,
@@ -9,6 +10,25 @@ from edgekit.report.cells import (
     speedup_line,
     target_cells,
 )
+from edgekit.report.contract import markdown_lines as contract_lines
+
+
+def outputs_table(results: dict) -> list[str]:
+    """A model of several outputs: each row's primary metric per output (results rows' ``outputs``),
+    the output that gave the row's headline marked *; nothing for a model of one output."""
+    rows = [row for row in results["rows"] if row.get("outputs")]
+    if not rows:
+        return []
+    first = rows[0]["outputs"]
+    header = ["id", *(f"{name} ({rec['task']}: {rec['primary_metric']})" for name, rec in first.items())]
+
+    def cell(rec) -> str:
+        value = (rec or {}).get("metrics", {}).get((rec or {}).get("primary_metric"))
+        return "-" if value is None else f"{value:.4f}{'*' if rec.get('headline') else ''}"
+
+    lines = ["", "Each output on its own (* the row's metric: the worst output of the recipe's task):", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join([row["id"], *(cell(row["outputs"].get(name)) for name in first)]) + " |" for row in rows]
 
 
 def markdown(results: dict) -> str:
@@ -31,12 +51,26 @@ def markdown(results: dict) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells(results)]
+    from edgekit.report.flags import summary_lines
+
+    lines += [f"\n**{line}**" for line in summary_lines(results)]
     if side_by_side := target_cells(results):
         header, *rows = side_by_side
         lines += ["", "p50 latency by target:", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += outputs_table(results)
+    lines += contract_lines(results)
     if skipped := not_produced_line(results):
         lines += ["", skipped]
+    if relied := devices.table(results):
+        header, *rows = relied
+        lines += ["", "## Devices, clocks and temperatures", "",
+                  "Which device timed each row, its CPU clock, governor and hottest zone around the rounds "
+                  "(/sys), the tries before it and the waits for the temperature.", "",
+                  "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        if fleet := devices.fleet_lines(results):
+            lines += ["", *(f"- {line}" for line in fleet)]
     lines += [
         "",
         "Sparsity is the share of zero weights read back from the artifact file; gzip is its size after gzip -9.",

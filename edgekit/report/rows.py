@@ -18,9 +18,15 @@ SLOWER = 1.05
 
 
 def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
-             unstable_spread: float | None = None) -> dict[str, Any]:
+             unstable_spread: float | None = None, clock_change: float | None = None,
+             again: str = "edgekit build --retime") -> dict[str, Any]:
     """One results row: ``variant`` measured as ``m`` on ``target``, its delta against ``baseline``.
-    A row whose round p50s spread more than ``unstable_spread`` is marked unstable, with a note.
+    A row whose round p50s spread more than ``unstable_spread`` is marked unstable, with a note
+    whose advice is the command ``again`` (``edgekit bench`` for its own rows).
+    The clocks read around its rounds go to ``timing.clocks``, with a note for a governor other
+    than performance, a core frequency that moved more than ``clock_change`` and a temperature
+    wait that timed out (``clock_notes``); the device that measured it (a pool's member) to
+    ``device``, the tries before it to ``retries``, the end of its rounds to ``measured_at``.
 
     NaN or inf metrics and NaN, inf or non-positive latencies are not measurements (and a NaN
     passes every budget, since it compares False): they are dropped from the row, and an ok row
@@ -49,8 +55,15 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
         "settings": {**variant.settings, **(m.settings or {})},
         "notes": [],
     }
+    if evaluated and variant.outputs:  # a model of several outputs: each one scored on its own
+        row["outputs"] = outputs_block(variant.outputs, baseline.outputs)
+    if variant.io:  # the artifact's inputs and outputs as they ran (names, dtypes, shapes, quantization)
+        row["io"] = variant.io
     if getattr(m, "harness", None):
         row["harness"] = m.harness
+    for field in ("device", "retries", "measured_at"):
+        if getattr(m, field, None):
+            row[field] = getattr(m, field)
     # What a target measured besides latency (an mcu target's arena, flash and C array) travels in
     # its settings' "row_fields": fields of their own here (never replacing one), notes appended.
     extra = dict(row["settings"].pop("row_fields", None) or {})
@@ -68,10 +81,59 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
     if row["latency_ms"] and getattr(m, "rounds_ms", None):
         row["timing"] = summarize_rounds(row["latency_ms"]["p50"], m.rounds_ms, unstable_spread, m.interleaved)
         if row["timing"].get("unstable"):
-            row["notes"].append(f"unstable timing: the round p50s disagree by {row['timing']['robust_spread']:.0%} "
-                                f"(robust spread, more than {unstable_spread:.0%}); the machine was busy: time again "
-                                "with `edgekit build --retime`")
+            row["notes"].append(unstable_note(row["timing"], unstable_spread, again))
+        if getattr(m, "clocks", None):
+            row["timing"]["clocks"] = m.clocks
+            row["notes"] += clock_notes(m.clocks, 0.10 if clock_change is None else clock_change,
+                                        getattr(m, "device", None) or target)
     return row
+
+
+def outputs_block(outputs: dict[str, dict], baseline_outputs: dict[str, dict] | None) -> dict[str, dict]:
+    """A row's ``outputs``: per output its task, primary metric, metrics, delta against the
+    baseline row's same output, parity, and whether it gave the row's headline metrics."""
+    base = baseline_outputs or {}
+    return {name: {**rec, "delta": scores.delta(rec.get("metrics") or {}, (base.get(name) or {}).get("metrics") or {})}
+            for name, rec in outputs.items()}
+
+
+def clock_notes(clocks: dict, clock_change: float, where: str) -> list[str]:
+    """What the clocks of a row's rounds say against trusting its figures: a governor other than
+    performance (the kernel may change the clock between and within runs), a core whose frequency
+    moved more than ``clock_change``, a wait for the temperature that timed out."""
+    notes = []
+    others = [g for g in clocks.get("governors") or [] if g != "performance"]
+    if others:
+        notes.append(f"CPU governor {', '.join(others)} on {where}, not performance: the clock may change during the "
+                     "rounds; pin it (cpupower frequency-set -g performance) for stable timings")
+    change = clocks.get("freq_change")
+    if change is not None and change > clock_change:
+        core, (low, high) = max((clocks.get("freq_mhz") or {}).items(),
+                                key=lambda kv: (kv[1][1] - kv[1][0]) / (kv[1][1] or 1))
+        notes.append(f"CPU frequency moved during the rounds on {where}: core {core} {high:g} -> {low:g} MHz "
+                     f"({change:.0%}, more than benchmark.clock_change {clock_change:.0%}): throttled or not pinned")
+    late = [w for w in clocks.get("waits") or [] if w.get("reached") is False]
+    if late:
+        worst = max(late, key=lambda w: w.get("end_c") or 0)
+        notes.append(f"{len(late)} round(s) on {where} started above wait_below_c {worst['limit_c']:g} C after waiting "
+                     f"{worst['waited_s']:.0f} s (still {worst['end_c']:g} C): raise wait_timeout_s or cool the device")
+    return notes
+
+
+def unstable_note(timing: dict[str, Any], unstable_spread: float, again: str) -> str:
+    """Why a row's timing is unstable: its rounds disagree (robust spread), or they fall into two
+    speeds (their range, the slowest round left out); and the command that times it again."""
+    from edgekit.bench.stats import BIMODAL
+
+    rounds = sorted(timing.get("round_p50_ms") or [])
+    if timing["robust_spread"] > unstable_spread or len(rounds) < 2:
+        why = (f"the round p50s disagree by {timing['robust_spread']:.0%} (robust spread, more than "
+               f"{unstable_spread:.0%})")
+    else:
+        shown = " / ".join(f"{r:.3g}" for r in rounds)
+        why = (f"the round p50s ({shown} ms) fall into two speeds: {timing['range_ratio']:.2f}x apart without the "
+               f"slowest round (more than {1 + BIMODAL * unstable_spread:.2f}x)")
+    return f"unstable timing: {why}; the machine was busy: time again with `{again}`"
 
 
 #: how many of the layers that lose most to int8 a results row lists (all of them: layer_errors/)
@@ -214,9 +276,10 @@ def other_runtime_note(row: dict, rows: list[dict]) -> str | None:
 
 
 def paired(a: dict, b: dict) -> bool:
-    """Whether two rows were timed in the same interleaved rounds (same target, same run)."""
-    return a["target"] == b["target"] and bool((a.get("timing") or {}).get("interleaved")) \
-        and bool((b.get("timing") or {}).get("interleaved"))
+    """Whether two rows were timed in the same interleaved rounds (same target, same run, and
+    for a pool the same member: its jobs on different devices ran in rounds of their own)."""
+    return a["target"] == b["target"] and a.get("device") == b.get("device") \
+        and bool((a.get("timing") or {}).get("interleaved")) and bool((b.get("timing") or {}).get("interleaved"))
 
 
 def slower_note(row: dict, ratio: float, interval: list[float] | None) -> str | None:

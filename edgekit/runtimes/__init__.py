@@ -22,6 +22,156 @@ from typing import Any
 import numpy as np
 
 
+class TensorInfo:
+    """One input or output of a model: THE description of a model's interface in edgekit (the
+    data, the converters, every session, ``edgekit bench`` and init read and write it).
+
+    Attributes:
+        name: the name the model gives it (a Keras input or output name; an artifact's own name
+            with the runtime's decorations removed, see ``plain_name``).
+        dtype: its numpy dtype (the artifact's own: int8 for a full-integer TFLite input).
+        shape: batch first, as the runtime runs it; None for a free dimension.
+        scale, zero_point: the quantization of an integer input or output (``real = (q -
+            zero_point) * scale``); None where it is not quantized.
+    """
+
+    __slots__ = ("name", "dtype", "shape", "scale", "zero_point")
+
+    def __init__(self, name, dtype, shape, scale=None, zero_point=None):
+        self.name = str(name)
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(None if d is None or (isinstance(d, (int, np.integer)) and d < 0) or not
+                           isinstance(d, (int, np.integer)) else int(d) for d in shape)
+        self.scale = float(scale) if scale else None
+        self.zero_point = int(zero_point) if self.scale is not None and zero_point is not None else None
+
+    @property
+    def free(self):
+        """The positions of the free dimensions (the batch axis excluded)."""
+        return [i for i, d in enumerate(self.shape) if d is None and i > 0]
+
+    def to_dict(self):
+        """Plain data for results.json (``io`` of a row) and device jobs."""
+        out = {"name": self.name, "dtype": self.dtype.name, "shape": list(self.shape)}
+        if self.scale is not None:
+            out["quantization"] = {"scale": self.scale, "zero_point": self.zero_point}
+        return out
+
+    @classmethod
+    def from_dict(cls, record):
+        q = record.get("quantization") or {}
+        return cls(record["name"], record["dtype"], record["shape"], q.get("scale"), q.get("zero_point"))
+
+    def __repr__(self):
+        return "TensorInfo({!r}, {}, {})".format(self.name, self.dtype.name, list(self.shape))
+
+
+def plain_name(name) -> str:
+    """A tensor name without what runtimes add to it: TFLite's ``serving_default_`` prefix and
+    TensorFlow's ``:0`` suffix (``serving_default_image:0`` -> ``image``)."""
+    name = str(name)
+    if name.startswith("serving_default_"):
+        name = name[len("serving_default_"):]
+    head, colon, tail = name.rpartition(":")
+    return head if colon and tail.isdigit() else name
+
+
+def match_names(wanted, have, what="input"):
+    """For each name in ``wanted``, the index of the same name in ``have`` (exact, else after
+    ``plain_name`` on both sides).
+
+    Raises:
+        ValueError: a name of ``wanted`` is not in ``have``; names both lists.
+    """
+    have = list(have)
+    plain = [plain_name(h) for h in have]
+    out = []
+    for name in wanted:
+        if name in have:
+            out.append(have.index(name))
+        elif plain_name(name) in plain:
+            out.append(plain.index(plain_name(name)))
+        else:
+            raise ValueError("no {} named {!r}: the model's {}s are {}; the data's are {}".format(
+                what, name, what, ", ".join(have), ", ".join(wanted)))
+    return out
+
+
+def field_names(x):
+    """The input (or output) names of a batch of several (a structured array: one field per
+    tensor), or None for a plain array (one input or output)."""
+    return getattr(getattr(x, "dtype", None), "names", None)
+
+
+def one_sample_batch(sample):
+    """One sample (a row of a batch: an array, or a record of a structured batch) as a batch of
+    one: float32 for a plain array (edgekit's data is float32; sessions cast to the model's
+    dtype), each field's own dtype for several inputs."""
+    if field_names(sample) is not None:
+        return np.asarray(sample).reshape(1)
+    return np.asarray(sample, dtype=np.float32)[None]
+
+
+def as_samples(samples):
+    """Samples (an array, or a list of samples) as one batch: float32 for a model of one input
+    (edgekit's data is float32), each field's own dtype for several inputs (a structured batch)."""
+    if isinstance(samples, np.ndarray):
+        return samples if samples.dtype.names else samples.astype(np.float32, copy=False)
+    items = list(samples)
+    if items and field_names(items[0]) is not None:
+        return np.array(items, dtype=items[0].dtype)
+    return np.asarray(items, dtype=np.float32)
+
+
+def join_fields(named):
+    """A structured batch from ``[(name, array), ...]`` (every array batch first, one length):
+    how edgekit holds the inputs or outputs of a model that has several."""
+    named = [(str(n), np.asarray(a)) for n, a in named]
+    count = len(named[0][1]) if named else 0
+    out = np.empty(count, dtype=[(n, a.dtype, a.shape[1:]) for n, a in named])
+    for n, a in named:
+        out[n] = a
+    return out
+
+
+def decoded(infos, arrays):
+    """The float32 outputs of one run: a plain array (a copy) for a model of one output, a
+    structured batch of one sample named after ``infos`` for several (an output without a batch
+    axis of 1 first, a recurrent state's [2, 1, 128] or a scalar, is that sample whole)."""
+    if len(infos) == 1:
+        return np.array(arrays[0], dtype=np.float32)
+    arrays = [np.array(a, dtype=np.float32) for a in arrays]
+    return join_fields([(info.name, a if a.shape[:1] == (1,) else a[None]) for info, a in zip(infos, arrays)])
+
+
+def split_fields(x, infos, what="input"):
+    """The arrays of a batch for each of ``infos`` (TensorInfo), in their order: the fields of a
+    structured batch matched by name, or a plain array for a model of one input.
+
+    Raises:
+        ValueError: the batch does not hold the model's inputs (names both).
+    """
+    names = field_names(x)
+    if names is None:
+        if len(infos) != 1:
+            raise ValueError("the model takes {} {}s ({}); received one array: give one array per {} name".format(
+                len(infos), what, ", ".join(i.name for i in infos), what))
+        return [x]
+    if len(infos) == 1 and len(names) == 1:
+        return [x[names[0]]]
+    found = match_names([i.name for i in infos], names, what)
+    return [x[names[k]] for k in found]
+
+
+def zeros_batch(infos, count=1):
+    """``count`` samples of zeros for the inputs ``infos`` (a free dimension as 1): a plain
+    float32 array for one input, a structured batch for several."""
+    arrays = [(i.name, np.zeros((count,) + tuple(d or 1 for d in i.shape[1:]), i.dtype)) for i in infos]
+    if len(arrays) == 1:
+        return arrays[0][1].astype(np.float32)
+    return join_fields(arrays)
+
+
 class Session:
     """Base class of every runtime session."""
 
@@ -31,8 +181,16 @@ class Session:
     settings: dict[str, Any] = {}
     #: how the timed call is made, shown in the report
     timed_call: str = ""
-    #: the model's input shape at batch 1
+    #: the model's (first) input shape at batch 1
     input_shape: tuple[int, ...] = ()
+    #: every input and output (``TensorInfo``), in the model's order; a model with several
+    #: takes a structured batch (one field per input, ``join_fields``) and decodes to one
+    inputs: list = []
+    outputs: list = []
+
+    def io(self) -> dict:
+        """The interface as it ran: ``{"inputs": [...], "outputs": [...]}`` (``TensorInfo.to_dict``)."""
+        return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
 
     def prepare(self, x: np.ndarray) -> Any:
         """Turn one float32 sample batch of shape [1, ...] into the runtime's input."""
@@ -140,6 +298,18 @@ def dequantize_output(raw: np.ndarray, scale: float, zero_point: int) -> np.ndar
     if np.issubdtype(raw.dtype, np.integer) and scale:
         return ((raw.astype(np.float32) - zero_point) * scale).astype(np.float32)
     return raw.astype(np.float32)
+
+
+def first_line(exc, limit: int = 300) -> str:
+    """The first line of an exception's message (or its type's name), at most ``limit``
+    characters, cut between words with " ..." (``edgekit.errors.shorten``'s plain form: this
+    package runs on devices without the rest of edgekit)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 3)
+    return (text[:cut].rstrip(" ,:;-") if cut > 0 else text[:limit - 4]) + " ..."
 
 
 def package_version(*names: str, module: str | None = None) -> str | None:

@@ -24,7 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, cast_input, package_version
+from edgekit.runtimes import (
+    Session,
+    TensorInfo,
+    as_samples,
+    cast_input,
+    decoded,
+    field_names,
+    package_version,
+    split_fields,
+)
 
 #: the marker of "this machine cannot run the backend on a GPU": the gpu target then tries
 #: the next backend (or skips the row) instead of failing it
@@ -88,6 +97,7 @@ class Keras3Session(Session):
         self.dtype = np.dtype(getattr(self.model.inputs[0], "dtype", None) or "float32")
         # Dynamic dims (None) become 1: every timed run here is batch 1 of the test split's shape.
         self.input_shape = (1,) + tuple(1 if d is None else int(d) for d in self.model.inputs[0].shape[1:])
+        self.inputs, self.outputs, self._dict_inputs = _interface(self.model)
         if self.backend == "jax":
             self._compile_jax(where)
         else:
@@ -186,11 +196,24 @@ class Keras3Session(Session):
 
     # ------------------------------------------------------------------ the session
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        return cast_input(x, self.dtype)  # the model's own input dtype (token ids stay integers)
+    def prepare(self, x: np.ndarray):
+        if len(self.inputs) == 1:
+            if field_names(x) is not None:
+                (x,) = split_fields(x, self.inputs)
+            return cast_input(x, self.dtype)  # the model's own input dtype (token ids stay integers)
+        # several inputs: each in its own dtype, in the structure the model was built on
+        arrays = [cast_input(a, i.dtype) for a, i in zip(split_fields(x, self.inputs), self.inputs)]
+        return dict(zip(self._dict_inputs, arrays)) if self._dict_inputs else arrays
 
-    def run(self, feed: np.ndarray) -> np.ndarray:
-        return self._sync(self._call(feed))
+    def run(self, feed):
+        if len(self.outputs) == 1:
+            return self._sync(self._call(feed))
+        result = self._call(feed)
+        values = [result[k] for k in sorted(result)] if isinstance(result, dict) else list(result)
+        return tuple(self._sync(v) for v in values)
+
+    def decode(self, raw) -> np.ndarray:
+        return decoded(self.outputs, list(raw)) if isinstance(raw, tuple) else np.asarray(raw, dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         outputs = super().predict(x)
@@ -203,7 +226,7 @@ class Keras3Session(Session):
         """Samples per second at batch ``batch`` (samples of ``x`` repeated to fill it): a
         figure of what the GPU sustains, never a latency (speedups use batch 1 only)."""
         take = np.resize(np.arange(len(x)), batch)
-        feed = self.prepare(np.asarray(x, dtype=np.float32)[take])
+        feed = self.prepare(as_samples(x)[take])
         for _ in range(3):  # compiles the batch-N program, warms the device
             self.run(feed)
         times = []
@@ -217,6 +240,29 @@ class Keras3Session(Session):
         p50 = float(np.median(times))
         return {"batch": batch, "samples_per_s": batch / p50, "batch_ms_p50": p50 * 1e3, "runs": len(times),
                 "device": self.device}
+
+
+def _interface(model) -> tuple[list, list, list | None]:
+    """(inputs, outputs as TensorInfo, the keys of a dict of inputs or None): the names a Keras 3
+    model's call takes and returns (a dict output's keys, sorted as the call's flattening; else
+    ``output_names``), as ``edgekit.convert.model_inputs`` / ``model_outputs`` name them on the
+    host (this module ships without edgekit.convert)."""
+    inputs = [TensorInfo(str(getattr(t, "name", f"input_{k}")), getattr(t, "dtype", None) or "float32", list(t.shape))
+              for k, t in enumerate(model.inputs)]
+    struct = getattr(model, "_inputs_struct", None)
+    keys = None
+    if isinstance(struct, dict):
+        by_tensor = {id(t): k for k, t in struct.items()}
+        keys = [by_tensor.get(id(t), i.name) for t, i in zip(model.inputs, inputs)]
+    out_struct = getattr(model, "_outputs_struct", None)
+    if isinstance(out_struct, dict):
+        pairs = [(str(k), out_struct[k]) for k in sorted(out_struct)]
+    else:
+        names = list(getattr(model, "output_names", None) or [])
+        if len(names) != len(model.outputs) or len(set(names)) != len(names):
+            names = ["output_{}".format(k) for k in range(len(model.outputs))]
+        pairs = list(zip(names, model.outputs))
+    return inputs, [TensorInfo(n, "float32", list(t.shape)) for n, t in pairs], keys
 
 
 def open_session(path: Path, threads: int = 1, options: dict | None = None, *, module: str | None = None) -> Keras3Session:

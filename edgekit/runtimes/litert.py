@@ -9,7 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, dequantize_output, package_version, quantize_input
+from edgekit.runtimes import (
+    Session,
+    TensorInfo,
+    dequantize_output,
+    first_line,
+    field_names,
+    decoded,
+    one_sample_batch,
+    package_version,
+    plain_name,
+    quantize_input,
+    split_fields,
+)
 
 #: the modules that provide the interpreter, in order of preference, and their distributions
 MODULES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
@@ -50,13 +62,24 @@ class LiteRTSession(Session):
     # for models whose input and output shapes are static (their buffers never move).
     timed_call = "copy into the input buffer + Invoke (output read as a view)"
 
-    def __init__(self, path: Path, threads: int, module: str | None = None):
+    def __init__(self, path: Path, threads: int, module: str | None = None, input_shapes: dict | None = None):
         interpreter, self.runtime = interpreter_class(module)
         self.interpreter = interpreter(model_path=str(path), num_threads=threads)
+        named_inputs, named_outputs = signature_io(self.interpreter)
+        for name, details in named_inputs:  # free dimensions fixed by the caller (edgekit bench --shape)
+            shape = (input_shapes or {}).get(name)
+            if shape is not None:
+                self.interpreter.resize_tensor_input(details["index"], [int(d) for d in shape])
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        if input_shapes:  # the details again: their shapes changed
+            named_inputs, named_outputs = signature_io(self.interpreter)
+        self.input = named_inputs[0][1]
+        self.output = named_outputs[0][1]
         self.input_shape = tuple(int(d) for d in self.input["shape"])
+        self.inputs = [_info(name, d, input_shapes) for name, d in named_inputs]
+        self.outputs = [_info(name, d) for name, d in named_outputs]
+        self._in_details = [d for _, d in named_inputs]
+        self._out_details = [d for _, d in named_outputs]
         self.settings = {"threads": threads, "delegate": "default (XNNPACK for float ops)"}
         # A Keras LSTM starts every call from a zero state, but TFLite's fused sequence ops
         # write their final state into variable tensors and start the next invoke from it:
@@ -65,20 +88,55 @@ class LiteRTSession(Session):
         self.stateful = _has_stateful_ops(self.interpreter)
         wrapper = getattr(self.interpreter, "_interpreter", None)
         self._views = None
-        if wrapper is not None and hasattr(wrapper, "Invoke") and _static(self.input) and _static(self.output):
+        static = all(_static(d) for d in self._in_details + self._out_details) and not input_shapes
+        if wrapper is not None and hasattr(wrapper, "Invoke") and static:
             # Bound methods of the wrapper (the C++ interpreter): no Python layer per call.
             self._invoke = wrapper.Invoke
             self._reset = getattr(wrapper, "ResetVariableTensors", self.interpreter.reset_all_variables)
             self._views = (self.interpreter.tensor(self.input["index"])(), self.interpreter.tensor(self.output["index"])())
+            self._many_views = ([self.interpreter.tensor(d["index"])() for d in self._in_details],
+                                [self.interpreter.tensor(d["index"])() for d in self._out_details])
         else:  # an interpreter without the wrapper, or a dynamic shape: the public, copying calls
             self.timed_call = "set_tensor + invoke + get_tensor"
             self._invoke, self._reset = self.interpreter.invoke, self.interpreter.reset_all_variables
+        if len(self.inputs) > 1 or len(self.outputs) > 1:
+            # Several inputs or outputs: a tuple per feed and per output; one input and one
+            # output keep the single-tensor methods of the class (their timed call unchanged).
+            self.prepare, self.run, self.decode = self._prepare_many, self._run_many, self._decode_many
+            self.timed_call = self.timed_call.replace("input buffer", "input buffers").replace(
+                "output read as a view", "outputs read as views")
         if self.stateful:
             self.timed_call = "reset_all_variables + " + self.timed_call
             self.settings["reset_state_per_inference"] = True
 
     def prepare(self, x: np.ndarray) -> np.ndarray:
+        if field_names(x) is not None:  # a structured batch of one field: this model's one input
+            (x,) = split_fields(x, self.inputs)
         return quantize_input(x.reshape(self.input["shape"]), self.input["dtype"], *self.input["quantization"])
+
+    def _prepare_many(self, x: np.ndarray) -> tuple:
+        return tuple(quantize_input(np.asarray(a).reshape(d["shape"]), d["dtype"], *d["quantization"])
+                     for a, d in zip(split_fields(x, self.inputs), self._in_details))
+
+    def _run_many(self, feed: tuple) -> tuple:
+        """One inference of a model with several inputs or outputs; the results are views of the
+        output buffers (or copies), valid until the next run."""
+        if self.stateful:
+            self._reset()
+        if self._views is None:
+            for details, array in zip(self._in_details, feed):
+                self.interpreter.set_tensor(details["index"], array)
+            self._invoke()
+            return tuple(self.interpreter.get_tensor(d["index"]) for d in self._out_details)
+        ins, outs = self._many_views
+        for view, array in zip(ins, feed):
+            view[...] = array
+        self._invoke()
+        return outs
+
+    def _decode_many(self, raw: tuple) -> np.ndarray:
+        return decoded(self.outputs, [dequantize_output(np.asarray(r), *d["quantization"])
+                                      for d, r in zip(self._out_details, raw)])
 
     def run(self, feed: np.ndarray) -> np.ndarray:
         """One inference; the result is a view of the output buffer, valid until the next run
@@ -110,6 +168,37 @@ class LiteRTSession(Session):
         return self._invoke, "bare Invoke() on the input in place (no input copy, no output read)"
 
 
+def signature_io(interpreter) -> tuple[list, list]:
+    """([(name, input details)], [(name, output details)]): named and ordered by the model's
+    signature where it has one (its keys are the Keras input and output names; the details'
+    own order is the converter's, e.g. inputs sorted), else by the tensors' own names."""
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    try:
+        signatures = interpreter._get_full_signature_list()  # the only view of the signature's indices
+    except AttributeError:
+        signatures = None
+    if signatures and len(signatures) == 1:
+        signature = next(iter(signatures.values()))
+        by_in, by_out = {d["index"]: d for d in inputs}, {d["index"]: d for d in outputs}
+        named_in = [(name, by_in.get(i)) for name, i in (signature.get("inputs") or {}).items()]
+        named_out = [(name, by_out.get(i)) for name, i in (signature.get("outputs") or {}).items()]
+        if len(named_in) == len(inputs) and len(named_out) == len(outputs) \
+                and all(d is not None for _, d in named_in + named_out):
+            return named_in, named_out
+    return [(plain_name(d["name"]), d) for d in inputs], [(plain_name(d["name"]), d) for d in outputs]
+
+
+def _info(name: str, details: dict, input_shapes: dict | None = None) -> TensorInfo:
+    """A TensorInfo of an interpreter tensor: free dimensions (-1 in the signature) as None,
+    unless the caller fixed them; the quantization of an integer tensor."""
+    signature = details.get("shape_signature")
+    shape = list(details["shape"]) if signature is None or (input_shapes or {}).get(name) is not None else \
+        [None if int(d) < 0 else int(d) for d in signature]
+    scale, zero_point = details.get("quantization") or (0.0, 0)
+    return TensorInfo(name, details["dtype"], shape, scale if np.issubdtype(details["dtype"], np.integer) else None,
+                      zero_point)
+
+
 def _static(details: dict) -> bool:
     """Whether a tensor's shape is fixed (no -1 in its signature): its buffer never moves."""
     signature = details.get("shape_signature")
@@ -124,6 +213,18 @@ def _has_stateful_ops(interpreter) -> bool:
     return any(op["op_name"] in STATEFUL_OPS for op in ops)
 
 
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run a .tflite file as a row ran it (its ``settings``), in LiteRT's
+    own terms: the input contract's ``runtime`` (``edgekit.report.contract``)."""
+    out = {"call": "ai_edge_litert.interpreter.Interpreter(model_path=PATH, num_threads=N) "
+                   "(tflite_runtime.interpreter.Interpreter takes the same)",
+           "num_threads": settings.get("threads", 1),
+           "delegates": "LiteRT's default (XNNPACK for float ops): no experimental_delegates"}
+    if settings.get("reset_state_per_inference"):
+        out["reset_all_variables"] = "before every inference (its sequence ops keep state between invokes)"
+    return out
+
+
 def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
                  module: str | None = None) -> LiteRTSession:
     """Open a .tflite file in the LiteRT interpreter.
@@ -131,10 +232,11 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
     Args:
         path: the .tflite artifact.
         threads: the interpreter's num_threads.
-        options: the recipe's ``export.tflite`` options; all of them are conversion options.
+        options: the recipe's ``export.tflite`` options (all of them conversion options), and
+            ``input_shapes`` ({input name: shape}): free dimensions fixed (``edgekit bench``).
         module: ``ai_edge_litert`` or ``tflite_runtime``; default: the first that imports.
     """
-    return LiteRTSession(Path(path), threads, module)
+    return LiteRTSession(Path(path), threads, module, (options or {}).get("input_shapes"))
 
 
 # ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
@@ -167,7 +269,7 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         "ms", "share"}`` (ms and share: a single-op segment's own, else None: the time of a
         partition is its segment's). ``shares_unknown`` says why, where segments could not be timed.
     """
-    session = LiteRTSession(Path(path), threads, module)
+    session = LiteRTSession(Path(path), threads, module, (options or {}).get("input_shapes"))
     interpreter = session.interpreter
     ops = interpreter._get_ops_details()
     tensors = {int(t["index"]): t for t in interpreter.get_tensor_details()}
@@ -189,8 +291,12 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
             "segment": next(s for s, seg in enumerate(segments) if index in seg["ops"]),
             "ms": None, "share": None,
         })
-    feed = session.prepare(np.asarray(samples[0], dtype=np.float32)[None]) if samples is not None and len(samples) \
-        else np.zeros(session.input["shape"], session.input["dtype"])
+    if samples is not None and len(samples):
+        feed = session.prepare(one_sample_batch(samples[0]))
+    else:
+        feed = tuple(np.zeros(d["shape"], d["dtype"]) for d in session._in_details)
+    # per input tensor index (a prefix model keeps the graph's tensor indices)
+    feed = dict(zip((d["index"] for d in session._in_details), feed if isinstance(feed, tuple) else (feed,)))
     result = {"runtime": session.runtime, "partitions": len(partitions), "ops": out_ops, "segments": [],
               "runs": 0, "total_ms": None}
     how = ("LiteRT has no per-op timer: ops inside an XNNPACK partition are read from the delegate's "
@@ -208,7 +314,7 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
                                             full=path)
     except Exception as exc:  # noqa: BLE001 - the where-it-ran facts stand without the times
         result["how"] = how
-        result["shares_unknown"] = f"prefix models could not be timed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        result["shares_unknown"] = f"prefix models could not be timed: {first_line(exc, 200)}"
         result["segments"] = [{"ops": seg["ops"], "where": seg["where"], "ms": None, "share": None} for seg in segments]
         return result
     seg_ms = [max(0.0, times[k] - (times[k - 1] if k else 0.0)) for k in range(len(times))]
@@ -335,8 +441,12 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
             it = interpreter_cls(model_content=bytes(model), num_threads=threads)
         else:
             it = interpreter_cls(model_path=str(model if model is not None else full), num_threads=threads)
+        for details in it.get_input_details():  # free dimensions as the session fixed them
+            if tuple(details["shape"]) != feed[details["index"]].shape:
+                it.resize_tensor_input(details["index"], list(feed[details["index"]].shape))
         it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], feed.reshape(it.get_input_details()[0]["shape"]))
+        for details in it.get_input_details():
+            it.set_tensor(details["index"], feed[details["index"]])
         stateful = _has_stateful_ops(it)
         invoke, reset = it.invoke, it.reset_all_variables
         live.append((invoke, reset, stateful))

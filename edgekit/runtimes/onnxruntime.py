@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import Session, cast_input, package_version
+from edgekit.runtimes import (
+    Session,
+    TensorInfo,
+    cast_input,
+    field_names,
+    decoded,
+    one_sample_batch,
+    package_version,
+    split_fields,
+    zeros_batch,
+)
 
 #: ONNXOptions.graph_optimization_level's default (edgekit.formats); repeated here because
 #: this module is shipped to devices, where pydantic and the format table are not.
@@ -24,6 +34,11 @@ DTYPES = {
     "tensor(uint8)": np.uint8,
     "tensor(int32)": np.int32,
     "tensor(int64)": np.int64,
+    "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -35,6 +50,8 @@ class OnnxRuntimeSession(Session):
 
     def __init__(self, path: Path, threads: int, options: dict | None = None, providers: list[str] | None = None,
                  profile_prefix: str | None = None):
+        # {input name: shape}: free dimensions fixed by the caller (edgekit bench --shape)
+        input_shapes = dict((options or {}).get("input_shapes") or {})
         import onnxruntime as ort
 
         # The recipe validated the options on the host (ONNXOptions); only this one matters here.
@@ -52,22 +69,32 @@ class OnnxRuntimeSession(Session):
             so.enable_profiling = True
             so.profile_file_prefix = str(profile_prefix)
         self.session = ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
-        self.input = self.session.get_inputs()[0]
-        output = self.session.get_outputs()[0]
+        self._ins, self._outs = self.session.get_inputs(), self.session.get_outputs()
+        self.input = self._ins[0]
+        output = self._outs[0]
         self.output_name = output.name
-        # One output buffer for every binding, allocated once: ORT writes into it instead of
-        # allocating a result per run. Only where the output's shape is known at batch 1
-        # (dynamic dims other than the batch: ORT allocates, and copy_outputs_to_cpu reads).
-        out_dims = list(output.shape or [])
-        self._out = None
-        if output.type in DTYPES and out_dims and all(isinstance(d, int) for d in out_dims[1:]):
-            self._out = np.empty([d if isinstance(d, int) else 1 for d in out_dims], DTYPES[output.type])
+        self.inputs = [TensorInfo(i.name, DTYPES.get(i.type, np.float32), input_shapes.get(i.name) or _runs_at(i.shape, self._ins))
+                       for i in self._ins]
+        self.outputs = [TensorInfo(o.name, DTYPES.get(o.type, np.float32), _runs_at(o.shape, self._ins)) for o in self._outs]
+        # One output buffer per output for every binding, allocated once: ORT writes into it
+        # instead of allocating a result per run. Only where every output's shape is known at
+        # batch 1 (dynamic dims other than the batch: ORT allocates, and copy_outputs_to_cpu reads).
+        buffers = [_buffer(o) for o in self._outs]
+        self._buffers = tuple(buffers) if all(b is not None for b in buffers) else None
+        self._out = buffers[0] if self._buffers is not None else None
         # The C++ session and binding objects under the Python wrappers (what their
         # run_with_iobinding calls), saving a Python call per run; the wrapper where absent.
         self._run = getattr(getattr(self.session, "_sess", None), "run_with_iobinding", None)
         self.dtype = DTYPES.get(self.input.type, np.float32)
-        # Dynamic dims (strings or None) become 1: every run here is batch 1.
-        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in self.input.shape)
+        self._dtypes = [DTYPES.get(i.type, np.float32) for i in self._ins]
+        # Every run here is batch 1: a free batch dim becomes 1; an input with other free dims
+        # takes each sample's own shape (None: not reshaped).
+        self._shapes = [_batch1(info.shape) for info in self.inputs]
+        self._reshape = self._shapes[0]
+        self.input_shape = tuple(d or 1 for d in self.inputs[0].shape)
+        if len(self._ins) > 1 or len(self._outs) > 1:
+            # several inputs or outputs: every one bound; one of each keeps the class's methods
+            self.prepare, self.run, self.decode = self._prepare_many, self._run_many, self._decode_many
         self.runtime = "onnxruntime {}".format(package_version("onnxruntime", "onnxruntime-gpu") or ort.__version__)
         self.settings = {
             "threads": threads,
@@ -80,7 +107,9 @@ class OnnxRuntimeSession(Session):
     def prepare(self, x: np.ndarray) -> tuple:
         """(binding, C++ binding or None, input array): the input bound in place, zero-copy."""
         # The input's own dtype: float32, or int32 for a model over token ids.
-        array = cast_input(x.reshape(self.input_shape), self.dtype)
+        if field_names(x) is not None:  # a structured batch of one field: this model's one input
+            (x,) = split_fields(x, self.inputs)
+        array = cast_input(x if self._reshape is None else x.reshape(self._reshape), self.dtype)
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.input.name, array)
         if self._out is not None:
@@ -105,6 +134,33 @@ class OnnxRuntimeSession(Session):
     def decode(self, raw: np.ndarray) -> np.ndarray:
         return np.array(raw, dtype=np.float32)  # a copy: raw may be the reused output buffer
 
+    def _prepare_many(self, x: np.ndarray) -> tuple:
+        arrays = [cast_input(np.asarray(a) if shape is None else np.asarray(a).reshape(shape), dtype)
+                  for a, shape, dtype in zip(split_fields(x, self.inputs), self._shapes, self._dtypes)]
+        binding = self.session.io_binding()
+        for info, array in zip(self._ins, arrays):
+            binding.bind_cpu_input(info.name, array)
+        for k, out in enumerate(self._outs):
+            if self._buffers is not None:
+                buf = self._buffers[k]
+                binding.bind_output(out.name, "cpu", 0, buf.dtype.type, list(buf.shape), buf.ctypes.data)
+            else:
+                binding.bind_output(out.name, "cpu")
+        native = getattr(binding, "_iobinding", None) if self._run is not None else None
+        return binding, native, arrays
+
+    def _run_many(self, feed: tuple) -> tuple:
+        if feed[1] is not None:
+            self._run(feed[1], None)
+        else:
+            self.session.run_with_iobinding(feed[0])
+        if self._buffers is not None:
+            return self._buffers
+        return tuple(feed[0].copy_outputs_to_cpu())
+
+    def _decode_many(self, raw: tuple) -> np.ndarray:
+        return decoded(self.outputs, raw)
+
     def runtime_only(self, feed: tuple):
         # onnxruntime has no clock of its own per run (profiling has one, at a per-node cost):
         # the closest is the C++ call with input and output bound, which is all run() does
@@ -116,6 +172,42 @@ class OnnxRuntimeSession(Session):
         return (lambda: session.run_with_iobinding(binding)), "run_with_iobinding alone, without reading the output"
 
 
+def _buffer(output) -> np.ndarray | None:
+    """A preallocated batch-1 buffer for an output whose shape is known but for the batch, else None."""
+    dims = list(output.shape or [])
+    if output.type not in DTYPES or not dims or not all(isinstance(d, int) for d in dims[1:]):
+        return None
+    return np.empty([d if isinstance(d, int) else 1 for d in dims], DTYPES[output.type])
+
+
+def _runs_at(shape, inputs) -> list:
+    """A graph shape as it runs here: a symbolic dimension named like an input's first (batch)
+    axis is 1 wherever it stands (every run here is batch 1; a recurrent state's [2, batch, 128]),
+    except on the first axis, which stays free (None)."""
+    batch = {d for i in inputs for d in (i.shape or [])[:1] if isinstance(d, str)}
+    return [d if isinstance(d, int) else 1 if (k and d in batch) else None for k, d in enumerate(shape or [])]
+
+
+def _batch1(shape) -> tuple | None:
+    """The batch-1 shape to reshape a sample to, or None where a dimension other than the batch is free."""
+    if any(d is None for d in shape[1:]):
+        return None
+    return tuple(d if d is not None else 1 for d in shape)
+
+
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run an .onnx file as a row ran it (its ``settings``), in onnxruntime's
+    own terms: the input contract's ``runtime`` (``edgekit.report.contract``)."""
+    return {"call": "onnxruntime.InferenceSession(PATH, sess_options, providers=PROVIDERS)",
+            "session_options": {
+                "intra_op_num_threads": settings.get("threads", 1),
+                "inter_op_num_threads": settings.get("inter_op_threads", 1),
+                "execution_mode": "ORT_SEQUENTIAL" if settings.get("execution_mode", "sequential") == "sequential"
+                else "ORT_PARALLEL",
+                "graph_optimization_level": settings.get("graph_optimization_level") or DEFAULT_OPTIMIZATION},
+            "providers": list(settings.get("providers") or ["CPUExecutionProvider"])}
+
+
 def open_session(path: Path, threads: int = 1, options: dict | None = None,
                  providers: list[str] | None = None, *, module: str | None = None) -> OnnxRuntimeSession:
     """Open an .onnx file on the CPU execution provider (or ``providers``, e.g. CUDA for the gpu target).
@@ -124,7 +216,8 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None,
         path: the .onnx artifact.
         threads: intra-op threads.
         options: fields of ``edgekit.formats.ONNXOptions``; only
-            ``graph_optimization_level`` matters here.
+            ``graph_optimization_level`` matters here; and ``input_shapes`` ({input name:
+            shape}): free dimensions fixed (``edgekit bench``).
         providers: execution providers, in order (default: the CPU's).
         module: the runtime module the caller found (always ``onnxruntime``); accepted for
             the common signature of every runtime's open_session.
@@ -167,8 +260,8 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
 
     folder = tempfile.mkdtemp(prefix="ort-profile-", dir=str(workdir) if workdir else None)
     session = OnnxRuntimeSession(Path(path), threads, options, profile_prefix=os.path.join(folder, "profile"))
-    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
+    xs = list(samples) if samples is not None and len(samples) else list(zeros_batch(session.inputs))
+    feeds = [session.prepare(one_sample_batch(x)) for x in xs]
     runs = max(1, int(runs))
     for i in range(3):  # warm-up: the first runs allocate; their events are dropped below
         session.run(feeds[i % len(feeds)])

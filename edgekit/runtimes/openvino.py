@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.runtimes import Session, cast_input, measure_harness, package_version
+from edgekit.runtimes import (
+    Session,
+    TensorInfo,
+    cast_input,
+    field_names,
+    decoded,
+    measure_harness,
+    one_sample_batch,
+    package_version,
+    split_fields,
+    zeros_batch,
+)
 
 #: where an IR says at which precision it is to be compiled (edgekit.convert.openvino writes it;
 #: repeated here because this module is shipped to devices without the converter)
@@ -51,13 +62,19 @@ class OpenVINOSession(Session):
     # wraps every call in a data dispatcher and an OVDict, about 3 us at this size.
     timed_call = "infer(input tensor) of the C++ request, output read as a view"
 
-    def __init__(self, path: Path, threads: int, extra_config: dict | None = None):
+    def __init__(self, path: Path, threads: int, extra_config: dict | None = None, input_shapes: dict | None = None):
         disable_telemetry()
         import openvino as ov
 
         self._ov = ov
         core = ov.Core()
         model = core.read_model(Path(path))
+        if input_shapes:  # free dimensions fixed by the caller (edgekit bench --shape)
+            model.reshape({name: ov.PartialShape([int(d) for d in shape]) for name, shape in input_shapes.items()})
+        self.inputs = [TensorInfo(_port_name(p, "input", k), _numpy_dtype(p.get_element_type()), _dims(p.get_partial_shape()))
+                       for k, p in enumerate(model.inputs)]
+        self.outputs = [TensorInfo(_port_name(p, "output", k), _numpy_dtype(p.get_element_type()),
+                                   _dims(p.get_partial_shape())) for k, p in enumerate(model.outputs)]
         # f32, or what the IR itself asks for: a bf16 row's IR is the fp32 one marked bf16.
         precision = _ir_precision(model)
         if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
@@ -76,9 +93,13 @@ class OpenVINOSession(Session):
         self.compiled = core.compile_model(model, "CPU", config)
         # One request, reused, so the timed call holds no allocation or setup.
         self.request = self.compiled.create_infer_request()
-        self.input_shape = tuple(int(d) for d in self.compiled.input(0).get_shape())
+        # Batch 1; a free dimension as 1 (a dynamic IR takes each sample's own shape: see prepare).
+        self.input_shape = tuple(d or 1 for d in self.inputs[0].shape)
         # The IR's own input dtype: f32, or i32 for a model over token ids.
-        self.input_dtype = _numpy_dtype(self.compiled.input(0).get_element_type())
+        self.input_dtype = self.inputs[0].dtype
+        self._shapes = [None if any(d is None for d in i.shape[1:]) else tuple(d or 1 for d in i.shape)
+                        for i in self.inputs]
+        self._reshape = self._shapes[0]
         self.runtime = "openvino {}".format(package_version("openvino", module="openvino"))
         self.settings = {
             "device": "CPU",
@@ -91,7 +112,8 @@ class OpenVINOSession(Session):
             "cpu_pinning": bool(self.compiled.get_property("ENABLE_CPU_PINNING")),
         }
         # Zeros in place for the probing inferences below (valid ids for a model over tokens).
-        self.request.set_input_tensor(ov.Tensor(np.zeros(self.input_shape, self.input_dtype)))
+        for k, info in enumerate(self.inputs):
+            self.request.set_input_tensor(k, ov.Tensor(np.zeros(tuple(d or 1 for d in info.shape), info.dtype)))
         # The pybind class under openvino's Python InferRequest: its infer(tensor, share_outputs,
         # decode_strings) sets the input and runs, without the Python wrapper's dispatch.
         self._infer = _native_infer(self.request)
@@ -99,14 +121,44 @@ class OpenVINOSession(Session):
         self._out = None
         if self._infer is not None and self.compiled.output(0).get_partial_shape().is_static:
             self._out = self.request.get_output_tensor(0).data
+        self._outs = None
+        if self._infer is not None and all(o.get_partial_shape().is_static for o in self.compiled.outputs):
+            self._outs = tuple(self.request.get_output_tensor(k).data for k in range(len(self.outputs)))
         if self._infer is None:
             self.timed_call = "set_input_tensor + infer(share_outputs=True) + get_output_tensor(0).data"
+        if len(self.inputs) > 1 or len(self.outputs) > 1:
+            # several inputs or outputs: a tensor per input, a view per output; one of each
+            # keeps the class's methods
+            self.prepare, self.run, self.decode = self._prepare_many, self._run_many, self._decode_many
+            self.timed_call = self.timed_call.replace("input tensor", "input tensors").replace(
+                "output read as a view", "outputs read as views")
 
     def prepare(self, x: np.ndarray) -> openvino.Tensor:
         # Wrap once, before the clock: infer({0: x}) would re-check and re-wrap the array on
         # every call, about 13 us of Python per inference (40% of a small CNN's latency).
-        array = cast_input(x.reshape(self.input_shape), self.input_dtype)
+        if field_names(x) is not None:  # a structured batch of one field: this model's one input
+            (x,) = split_fields(x, self.inputs)
+        array = cast_input(x if self._reshape is None else x.reshape(self._reshape), self.input_dtype)
         return self._ov.Tensor(array, shared_memory=True)
+
+    def _prepare_many(self, x: np.ndarray) -> dict:
+        arrays = [cast_input(np.asarray(a) if shape is None else np.asarray(a).reshape(shape), info.dtype)
+                  for a, shape, info in zip(split_fields(x, self.inputs), self._shapes, self.inputs)]
+        return {k: self._ov.Tensor(a, shared_memory=True) for k, a in enumerate(arrays)}
+
+    def _run_many(self, feed: dict) -> tuple:
+        if self._infer is None:
+            for k, tensor in feed.items():
+                self.request.set_input_tensor(k, tensor)
+            self.request.infer(share_outputs=True)
+        else:
+            self._infer(self.request, feed, True, False)
+        if self._outs is not None:
+            return self._outs
+        return tuple(self.request.get_output_tensor(k).data for k in range(len(self.outputs)))
+
+    def _decode_many(self, raw: tuple) -> np.ndarray:
+        return decoded(self.outputs, raw)
 
     def run(self, feed: openvino.Tensor) -> np.ndarray:
         """One inference; the result is a view of the request's output buffer, valid until the
@@ -167,12 +219,48 @@ def _native_infer(request):
     return None
 
 
+def _port_name(port, what: str, index: int) -> str:
+    """A model port's name (its first tensor name), or ``input0`` ... where it has none."""
+    try:
+        names = sorted(port.get_names())
+    except (AttributeError, RuntimeError):
+        names = []
+    try:
+        return port.get_any_name() if names else f"{what}{index}"
+    except RuntimeError:
+        return names[0] if names else f"{what}{index}"
+
+
+def _dims(partial_shape) -> list:
+    """A partial shape as a list, None for each dynamic dimension."""
+    return [d.get_length() if d.is_static else None for d in partial_shape]
+
+
 def _numpy_dtype(element_type) -> np.dtype:
     """An OpenVINO element type as numpy; float32 where an older openvino has no Type.to_dtype."""
     try:
         return np.dtype(element_type.to_dtype())
     except (AttributeError, TypeError):
         return np.dtype(np.float32)
+
+
+def user_settings(settings: dict) -> dict:
+    """What a user sets to run an IR as a row ran it (its ``settings``), in OpenVINO's own terms:
+    the input contract's ``runtime`` (``edgekit.report.contract``). The precision hint is the
+    one that matters: on a CPU whose default is bf16, an fp32 IR compiled with OpenVINO's
+    defaults runs in bf16 and does not reproduce its fp32 row."""
+    precision = settings.get("inference_precision") or "f32"
+    out = {"call": "openvino.Core().compile_model(PATH, DEVICE, config)",
+           "device": settings.get("device", "CPU"),
+           "config": {"PERFORMANCE_HINT": settings.get("performance_hint") or "LATENCY",
+                      "INFERENCE_NUM_THREADS": settings.get("threads", 1),
+                      "INFERENCE_PRECISION_HINT": precision}}
+    default = settings.get("cpu_default_precision")
+    if default and default != precision:
+        out["note"] = ("this CPU's default INFERENCE_PRECISION_HINT is {}: compiled with OpenVINO's defaults, the IR "
+                       "runs in {} and does not reproduce this row; set INFERENCE_PRECISION_HINT: {}".format(
+                           default, default, precision))
+    return out
 
 
 def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
@@ -183,11 +271,12 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
     Args:
         path: the .xml file; its .bin must sit next to it.
         threads: CPU inference threads.
-        options: fields of ``edgekit.formats.OpenVINOOptions`` (validated with the recipe);
-            all of them are conversion options, accepted and ignored here.
+        options: fields of ``edgekit.formats.OpenVINOOptions`` (validated with the recipe;
+            all of them conversion options, ignored here), and ``input_shapes`` ({input name:
+            shape}): free dimensions fixed (``edgekit bench``).
         module: the runtime module the caller found (always ``openvino``).
     """
-    return OpenVINOSession(Path(path), threads)
+    return OpenVINOSession(Path(path), threads, input_shapes=(options or {}).get("input_shapes"))
 
 
 # ---- is a precision fast here? (edgekit.convert.auto asks before adding an automatic row; host only)
@@ -272,7 +361,8 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
     """
     # PROFILE_ROUNDS fresh compiles (the counters are a running average since compile_model):
     # each node's share per round says whether it is the node's or the machine's
-    [nodes], [made], about = _profiled_rounds([path], threads, samples, PROFILE_ROUNDS, runs)
+    [nodes], [made], about = _profiled_rounds([path], threads, samples, PROFILE_ROUNDS, runs,
+                                                (options or {}).get("input_shapes"))
     runs = sum(made)
     totals = [sum(node["rounds"][r] for node in nodes.values()) or 1.0 for r in range(PROFILE_ROUNDS)]
     for node in nodes.values():  # the total over the runs, as the shares below read it
@@ -319,8 +409,8 @@ def _node_times(session, samples, runs: int):
     A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts."""
     import time
 
-    xs = list(samples) if samples is not None and len(samples) else [np.zeros(session.input_shape[1:], np.float32)]
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs]
+    xs = list(samples) if samples is not None and len(samples) else list(zeros_batch(session.inputs))
+    feeds = [session.prepare(one_sample_batch(x)) for x in xs]
     done = 1 if session._infer is not None else 0  # the constructor's probing inference
     start = time.perf_counter()
     for i in range(3):
@@ -359,17 +449,18 @@ def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, mod
     return [{"ops": [{**node, "us": node["rounds"]} for node in nodes.values()], "how": how} for nodes in per_path]
 
 
-def _profiled_rounds(paths, threads: int, samples, rounds: int, runs: int):
+def _profiled_rounds(paths, threads: int, samples, rounds: int, runs: int, input_shapes: dict | None = None):
     """``([{node name: {"name", "type", "exec_type", "rounds": [us per inference, per round]}}
     per path], [[runs made per round] per path], {"runtime", "inference_precision"})``: ``rounds`` rounds, each a fresh compile of
     every IR in turn (the counters are a running average since compile_model) profiled by
-    ``_node_times``. A node missing from a round (not executed, or under a microsecond) reads 0."""
+    ``_node_times``. A node missing from a round (not executed, or under a microsecond) reads 0;
+    ``input_shapes`` fixes free dimensions (``open_session``)."""
     per_path: list[dict] = [{} for _ in paths]
     made: list[list[int]] = [[] for _ in paths]
     about: dict = {}
     for r in range(rounds):
         for k, path in enumerate(paths):
-            session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"})
+            session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"}, input_shapes)
             done, nodes = _node_times(session, samples, runs)
             made[k].append(done)
             for name, node in nodes.items():

@@ -123,7 +123,9 @@ def memory(module, request: dict, samples) -> tuple:
     session = _open(module, request)
     rss_open = _status_kb("VmRSS")
     runs = max(1, int(request.get("memory_runs") or 20))
-    feeds = [session.prepare(np.asarray(x, dtype=np.float32)[None]) for x in samples]
+    from edgekit.runtimes import one_sample_batch
+
+    feeds = [session.prepare(one_sample_batch(x)) for x in samples]
     times = []
     for i in range(runs):
         start = time.perf_counter()
@@ -169,7 +171,9 @@ def probe(request: dict) -> dict:
                               module=request.get("runtime_module"), workdir=request.get("workdir"),
                               precision=request.get("precision"))
     except Exception as exc:  # noqa: BLE001 - the memory figure stands without the profile
-        out["profile_error"] = f"profile failed: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}"
+        from edgekit.runtimes import first_line
+
+        out["profile_error"] = f"profile failed: {first_line(exc, 300)}"
         return out
     profile["unprofiled_ms"] = round(plain_ms, 6)
     out["profile"] = profile

@@ -6,6 +6,8 @@
 - ``ssh`` (targets/ssh.py): a device profile devices/NAME.yaml (targets/profiles.py) whose
   ``kind:`` is ssh (the default); the device runner (targets/runner.py) runs edgekit's own
   runtime sessions there.
+- pools (targets/pool.py): a ssh profile with ``hosts:``, or the profiles that share ``pool:
+  NAME``: like devices under one target name, each job on a free member (``edgekit.bench.fleet``).
 - ``mcu`` (targets/mcu.py): a profile of ``kind: mcu`` (a microcontroller's RAM and flash); its
   full-integer TFLite rows run in TFLite Micro on this machine (targets/mcu_run.py), with the
   tensor arena, flash bytes, budgets and a C array of the model; latency is host time.
@@ -68,20 +70,26 @@ def reference_names() -> tuple[str, ...]:
 
 def resolve(names: list[str], dirs: list[Path], log: Callable[[str], None] | None = None) -> dict[str, Target]:
     """Target objects for ``names``: a built-in kind, else the device profile of that name in
-    ``dirs``, as an object of the profile's kind. The order of ``names`` is kept.
+    ``dirs``, as an object of the profile's kind (a pool for a profile with ``hosts:``), else
+    the pool of the profiles that say ``pool:`` that name. The order of ``names`` is kept.
 
     Raises:
         DeviceProfileError: no such profile, or an invalid one (of an unknown kind, say).
     """
-    from edgekit.targets.profiles import get_profile
+    from edgekit.targets.pool import find_pools, pool_of_profiles
+    from edgekit.targets.profiles import find_profiles, get_profile
 
     targets: dict[str, Target] = {}
+    pools = None
     for name in names:
         if name in builtin_names():
             targets[name] = kind(name)(name)
-        else:
-            profile = get_profile(name, dirs)
-            targets[name] = kind(profile.kind)(profile, log)
+            continue
+        if name not in find_profiles(dirs) and name in (pools := pools if pools is not None else find_pools(dirs)):
+            targets[name] = pool_of_profiles(name, pools[name], dirs, log)  # profiles that say pool: NAME
+            continue
+        profile = get_profile(name, dirs)
+        targets[name] = kind(profile.kind).make(profile, log)
     return targets
 
 

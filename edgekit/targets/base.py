@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +22,14 @@ class Measurement:
     ``probe`` is the row's peak memory and per-op profile measured where it ran, by
     ``edgekit.runtimes.probe`` (``{"memory", "profile", "profile_error"}``), for targets that
     probe their rows themselves (an ssh device); None: not probed there.
+
+    What the fleet side adds (``edgekit.targets.fleet``): ``clocks``, the CPU frequencies,
+    governors and temperatures read around the rounds (``edgekit.targets.clocks.summarize``);
+    ``device``, the device that measured the row (a pool's member); ``retries``, one entry
+    per failed try before this outcome (``{"device", "error", "backoff_s"}``, a move to another
+    member included); ``measured_at``, the Unix time the rounds ended (kept by the cache, so a
+    cached row keeps its time: the history's key); ``fault``, set on a failed measurement whose
+    device failed (unreachable, timed out, unhealthy) rather than the row's own artifact.
     """
 
     status: str  # ok | failed | skipped | interrupted
@@ -34,6 +43,11 @@ class Measurement:
     interleaved: bool = False
     harness: dict | None = None
     probe: dict | None = None
+    clocks: dict | None = None
+    device: str | None = None
+    retries: list | None = None
+    measured_at: float | None = None
+    fault: str | None = None
 
 
 class Target(ABC):
@@ -73,8 +87,43 @@ class Target(ABC):
     times_here: ClassVar[bool] = True
     measures_latency: ClassVar[bool] = True
     profile_model: ClassVar[type | None] = None
+    #: several devices under one name (targets/pool.py): its rows go to free members in jobs
+    #: (``split``), and a row no member is left to time is skipped rather than failed
+    is_pool: ClassVar[bool] = False
 
     name: str = ""
+
+    @classmethod
+    def make(cls, profile, log=None) -> Target:
+        """The target of a device profile of this kind (a kind may make a pool of several)."""
+        return cls(profile, log)
+
+    def members(self) -> list[Target]:
+        """The devices that time this target's rows: itself, or a pool's members."""
+        return [self]
+
+    def member(self, name: str) -> Target:
+        """The member called ``name`` (a pool's), or this target."""
+        return self
+
+    def split(self, variants) -> list[list[int]]:
+        """How the rows go out in jobs (indices of ``variants``): one job of all of them, or a
+        pool's several."""
+        return [list(range(len(variants)))]
+
+    def note_environment(self, device: str, environment: dict | None) -> None:
+        """Keep the environment a member's job sent back from another process (a Dask worker)."""
+
+    def precheck(self, variant) -> Measurement | None:
+        """The row of ``variant`` when it is known without running a job (a device's profile lists
+        no runtime for its format: skipped), else None: the fleet sends no job for it."""
+        return None
+
+    def portable(self) -> Target:
+        """A copy to send to a task on another machine: without its log (a function of this process)."""
+        clone = copy.copy(self)
+        clone.log = None
+        return clone
 
     @abstractmethod
     def supports(self, variant) -> bool:

@@ -21,6 +21,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from edgekit.errors import shorten
+
 #: TFLM's builtin operators that MicroMutableOpResolver has an Add method for (its header,
 #: tensorflow/lite/micro/micro_mutable_op_resolver.h, 2026-08). The method is the CamelCase
 #: of the name (CONV_2D: AddConv2D), except for the spellings in ADD_SPELLINGS.
@@ -85,7 +87,7 @@ def c_identifier(text: str) -> str:
 def c_comment(text: str) -> str:
     """``text`` made safe inside a ``//`` comment: printable ASCII only, without ``\\`` (a line
     splice would carry the comment onto the next line) or ``?`` (trigraphs such as ``??/``)."""
-    return re.sub(r"[^\x20-\x7e]|[\\?]", "_", text)[:200]
+    return shorten(re.sub(r"[^\x20-\x7e]|[\\?]", "_", text), 200)
 
 
 def file_stem(row_id: str) -> str:

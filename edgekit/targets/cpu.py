@@ -6,11 +6,15 @@ slow phase then slows every row of a round alike, instead of deciding one row's 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from edgekit.bench import stats
 from edgekit.errors import one_line
 from edgekit.formats import FORMATS
+from edgekit.runtimes import one_sample_batch
+from edgekit.targets import clocks
 from edgekit.targets.base import Measurement, Target
 
 
@@ -19,6 +23,8 @@ class CpuTarget(Target):
     uses_host_session = True
     interleaves = True
     order = 0
+    #: called as ``progress(done, total)`` after each block of the timed rounds (the bench stage sets it)
+    progress = None
 
     def __init__(self, name: str = "cpu"):
         self.name = name
@@ -34,7 +40,8 @@ class CpuTarget(Target):
         """Every variant's session timed in the same interleaved rounds. ``sample_sets`` (one
         list of samples per variant) replaces ``samples`` where the models take different
         inputs (``edgekit bench`` on files)."""
-        return time_together([v.session for v in variants], spec, samples, seed, sample_sets)
+        return time_together([v.session for v in variants], spec, samples, seed, sample_sets,
+                             on_block=getattr(self, "progress", None))
 
     def environment(self) -> dict:
         from edgekit import environment
@@ -42,24 +49,30 @@ class CpuTarget(Target):
         return environment.collect()
 
 
-def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None) -> list[Measurement]:
+def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None, on_block=None) -> list[Measurement]:
     """Time ``sessions`` in interleaved rounds; a session that cannot run one sample fails its
-    own row before the rounds start (the others are timed without it)."""
+    own row before the rounds start (the others are timed without it). ``on_block(done, total)``
+    hears of each block timed (``time_rounds``)."""
     sets = sample_sets or [samples] * len(sessions)
     out: list[Measurement | None] = [None] * len(sessions)
     for k, (session, own) in enumerate(zip(sessions, sets)):
         try:
-            session.run(session.prepare(np.asarray(own[0], dtype=np.float32)[None]))
+            session.run(session.prepare(one_sample_batch(own[0])))
         except Exception as exc:  # noqa: BLE001 - one broken session fails its own row
             out[k] = Measurement("failed", f"benchmark failed: {one_line(exc)}")
     live = [k for k in range(len(sessions)) if out[k] is None]
+    # this machine's clocks and temperatures around each round ($EDGEKIT_SYSFS_ROOT or /sys)
+    recorder = clocks.Recorder(None, getattr(spec, "wait_below_c", None), getattr(spec, "wait_timeout_s", 300.0))
     rounds = stats.time_rounds([sessions[k] for k in live], [sets[k] for k in live], spec.warmup, spec.runs,
-                               spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True)
+                               spec.min_time_s, rounds=getattr(spec, "rounds", 1), seed=seed, per_session=True,
+                               on_round=recorder, on_block=on_block)
+    ended, read = time.time(), recorder.summary() if live else None
     for k, per_round in zip(live, rounds):
         harness = _harness(sessions[k], sets[k])
         # the settings of the session that was timed (a Keras session's TensorFlow threads)
         out[k] = Measurement("ok", latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round,
-                             interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}))
+                             interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}),
+                             clocks=read, measured_at=ended)
     return out
 
 
@@ -70,7 +83,7 @@ def _harness(session, samples) -> dict | None:
     if measure is None:
         return None
     try:
-        cost = measure(session.prepare(np.asarray(samples[0], dtype=np.float32)[None]))
+        cost = measure(session.prepare(one_sample_batch(samples[0])))
     except Exception:  # noqa: BLE001 - a side figure must never fail the row
         return None
     # which of the two the row's latency_ms (and the table) shows

@@ -276,7 +276,9 @@ def _exported(variant, samples) -> tuple[bytes, dict]:
 
     from edgekit.convert import keras3
 
-    check = np.asarray(samples[:32], dtype=np.float32)
+    from edgekit.runtimes import as_samples
+
+    check = as_samples(samples[:32])
 
     def compute() -> tuple[bytes, dict]:
         with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp:
@@ -307,7 +309,7 @@ def _exported(variant, samples) -> tuple[bytes, dict]:
 def _run_runner(python: str, payload: dict, folder: Path, backend: str) -> dict:
     """Unpack the runner's files in ``folder``, run ``python runner.py job.json`` there with
     ``KERAS_BACKEND=backend``; the runner's result payload, or ``{"error": ...}``."""
-    from edgekit.errors import one_line
+    from edgekit.errors import one_line, shorten
     from edgekit.targets import job as jobs
 
     for name, content in payload.items():
@@ -333,7 +335,7 @@ def _run_runner(python: str, payload: dict, folder: Path, backend: str) -> dict:
     if result is None:
         lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line.strip()]
         return {"error": f"the runner exited with status {done.returncode} without a result: "
-                         f"{lines[-1].strip()[:300] if lines else 'no output'}", "kind": "error"}
+                         f"{shorten(lines[-1], 300) if lines else 'no output'}", "kind": "error"}
     return result
 
 

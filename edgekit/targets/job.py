@@ -7,7 +7,9 @@ with ``edgekit/runtimes/__init__.py`` (the Session base) as a small package next
 stub, so a session that imported anything else of edgekit (pydantic, TensorFlow, the format
 table) would fail there, and the parity test (tests/targets/test_parity.py) would see it.
 A job that probes its rows (``group_job_files(probe=...)``) also carries
-``edgekit/runtimes/probe.py``, written to the same rules.
+``edgekit/runtimes/probe.py``, written to the same rules; every job carries
+``edgekit/targets/clocks.py`` (the clocks and temperatures read around the timed rounds,
+``CLOCK_FILES``) under a stub ``edgekit/targets/__init__.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import runtimes
+from edgekit.runtimes import as_samples
 from edgekit.errors import DeviceError
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -28,6 +31,13 @@ RUNNER_NAME = RUNNER.name
 PROBE_FILE = "edgekit/runtimes/probe.py"
 #: the device's edgekit/__init__.py (and that of any other package a session lives in)
 PACKAGE_STUB = b'"""edgekit\'s runtime sessions only, sent by edgekit.targets.job; not the whole package."""\n'
+
+
+def clock_files() -> dict[str, Path | bytes]:
+    """What every job carries for ``runner.clock_recorder``: the clocks module under a stub package."""
+    from edgekit.targets import clocks
+
+    return {"edgekit/targets/__init__.py": PACKAGE_STUB, "edgekit/targets/clocks.py": Path(clocks.__file__)}
 
 
 def session_files(runtime: str) -> dict[str, Path | bytes]:
@@ -51,7 +61,7 @@ def session_files(runtime: str) -> dict[str, Path | bytes]:
 
 def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
               min_time_s: float = 0.0, threads: int = 1, rounds: int = 1,
-              options: dict | None = None) -> dict[str, Path | bytes]:
+              options: dict | None = None, clocks: dict | None = None) -> dict[str, Path | bytes]:
     """Everything one run needs, by relative path: unpack it in one folder and run
     ``python runner.py job.json`` there.
 
@@ -63,23 +73,25 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
         eval_inputs: float32 samples whose outputs come back (for metrics), or None.
         warmup, runs, min_time_s, threads, rounds: the timing loop's settings, as for local runs.
         options: runtime options (e.g. ONNX graph_optimization_level).
+        clocks: ``{"sysfs_root", "wait_below_c", "wait_timeout_s"}`` for the clocks read around
+            the rounds (``edgekit.targets.clocks``); None: /sys, no waiting.
     """
     inputs = io.BytesIO()
-    arrays = {"bench": np.asarray(bench_inputs, dtype=np.float32)}
+    arrays = {"bench": as_samples(bench_inputs)}
     if eval_inputs is not None:
-        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+        arrays["eval"] = as_samples(eval_inputs)
     np.savez_compressed(inputs, **arrays)
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules), "model": f"model/{files[0].name}",
            "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s,
-           "rounds": rounds, "options": options or {}}
-    return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), "job.json": json.dumps(job).encode(),
+           "rounds": rounds, "options": options or {}, "clocks": clocks or {}}
+    return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), **clock_files(), "job.json": json.dumps(job).encode(),
             "inputs.npz": inputs.getvalue(), **{f"model/{f.name}": f for f in files}}
 
 
 def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, warmup: int, runs: int,
                     min_time_s: float = 0.0, threads: int = 1, rounds: int = 1, seed: int = 0,
                     bench_sets: list | None = None, probe: dict | None = None,
-                    precisions: list | None = None) -> dict[str, Path | bytes]:
+                    precisions: list | None = None, clocks: dict | None = None) -> dict[str, Path | bytes]:
     """Everything one run of several artifacts needs, timed together in interleaved rounds
     (``runner.run_group``): ``entries`` holds ``(fmt, files, modules, options)`` per artifact,
     as ``job_files`` takes them one at a time; artifact ``i`` goes to ``model/i/``.
@@ -87,15 +99,16 @@ def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, war
     inputs differ (``edgekit bench`` on files). ``probe`` (``{"timeout_s", "budget_s", "runs",
     "samples"}``): after the timed rounds, probe each row's memory and per-op profile on the
     device (``edgekit/runtimes/probe.py`` goes along); None: no probe, and no probe code sent.
-    ``precisions``: each artifact's precision (what the probe's profile calls intended)."""
+    ``precisions``: each artifact's precision (what the probe's profile calls intended).
+    ``clocks``: as for ``job_files``."""
     inputs = io.BytesIO()
-    arrays = {"bench": np.asarray(bench_inputs if bench_sets is None else bench_sets[0], dtype=np.float32)}
+    arrays = {"bench": as_samples(bench_inputs if bench_sets is None else bench_sets[0])}
     for i, own in enumerate(bench_sets or ()):
-        arrays[f"bench{i}"] = np.asarray(own, dtype=np.float32)
+        arrays[f"bench{i}"] = as_samples(own)
     if eval_inputs is not None:
-        arrays["eval"] = np.asarray(eval_inputs, dtype=np.float32)
+        arrays["eval"] = as_samples(eval_inputs)
     np.savez_compressed(inputs, **arrays)
-    payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER}
+    payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER, **clock_files()}
     rows = []
     for i, (fmt, files, modules, options) in enumerate(entries):
         payload.update(session_files(fmt.runtime))
@@ -105,7 +118,7 @@ def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, war
                      "bench": f"bench{i}" if bench_sets is not None else "bench",
                      "precision": precisions[i] if precisions else None})
     job = {"rows": rows, "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs,
-           "min_time_s": min_time_s, "rounds": rounds, "seed": seed}
+           "min_time_s": min_time_s, "rounds": rounds, "seed": seed, "clocks": clocks or {}}
     if probe:
         from edgekit.runtimes import probe as probe_module
 

@@ -34,6 +34,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from edgekit.runtimes import as_samples
+from edgekit.errors import shorten
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
@@ -109,8 +111,8 @@ class McuTarget(Target):
             return False
         if in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
-        # "-": a file given to `edgekit bench`, whose precision edgekit does not know: TFLM decides
-        return variant.precision in (*PRECISIONS, "-")
+        # "unknown (...)": a file given to `edgekit bench` whose precision edgekit cannot read: TFLM decides
+        return variant.precision in PRECISIONS or variant.precision.startswith("unknown")
 
     def unsupported_reason(self, variant) -> str:
         return (f"target {self.name} runs full-integer TFLite models ({', '.join(PRECISIONS)}) in TFLite Micro; "
@@ -142,7 +144,7 @@ class McuTarget(Target):
 
         if importlib.util.find_spec("tflite_micro") is None:
             return Measurement("skipped", f"target {self.name} needs the TFLite Micro interpreter: "
-                               "pip install -e '.[mcu]' (the tflite-micro wheel)"), None
+                               "pip install 'keras-edgekit[mcu]' (the tflite-micro wheel)"), None
         if self.log:
             self.log(f"[mcu] {variant.stem}@{self.name}: TFLite Micro op check, arena search, test split, timing")
         with tempfile.TemporaryDirectory(prefix="edgekit-mcu-") as tmp:
@@ -150,9 +152,9 @@ class McuTarget(Target):
             (folder / "job.json").write_text(json.dumps({
                 "model": str(Path(variant.path).resolve()), "warmup": int(spec.warmup), "runs": int(spec.runs),
                 "min_time_s": float(spec.min_time_s), "rounds": int(getattr(spec, "rounds", 1)), "seed": 0}))
-            np.save(folder / "samples.npy", np.asarray(samples, dtype=np.float32))
+            np.save(folder / "samples.npy", as_samples(samples))  # a field per input for several
             if eval_inputs is not None:
-                np.save(folder / "eval.npy", np.asarray(eval_inputs, dtype=np.float32))
+                np.save(folder / "eval.npy", as_samples(eval_inputs))
             try:
                 done = subprocess.run([sys.executable, "-m", "edgekit.targets.mcu_run", str(folder)], check=False, capture_output=True,
                                       text=True, timeout=TIMEOUT_S)
@@ -233,7 +235,7 @@ def _installed() -> str:
     try:
         return metadata.version("tflite-micro")
     except metadata.PackageNotFoundError:
-        return "not installed (pip install -e '.[mcu]')"
+        return "not installed (pip install 'keras-edgekit[mcu]')"
 
 
 #: this process's TFLM runs, {key: (result, outputs)} (see McuTarget.measure), the last KEEP_RUNS
@@ -248,13 +250,13 @@ def _run_key(path: Path, spec, samples, eval_inputs) -> str:
     digest = hashlib.sha256(path.read_bytes())
     digest.update(repr((str(path.resolve()), spec.warmup, spec.runs, spec.min_time_s, getattr(spec, "rounds", 1))).encode())
     for arrays in (samples, eval_inputs):
-        digest.update(b"|" if arrays is None else np.ascontiguousarray(np.asarray(arrays, dtype=np.float32)).tobytes())
+        digest.update(b"|" if arrays is None else np.ascontiguousarray(as_samples(arrays)).tobytes())
     return digest.hexdigest()
 
 
 def _crash_reason(done: subprocess.CompletedProcess, name: str) -> str:
     lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
-    last = f": {lines[-1][:300]}" if lines else ""
+    last = f": {shorten(lines[-1], 300)}" if lines else ""
     if done.returncode >= 0:  # the run's Python failed: its last words say why
         return f"the TFLite Micro run of {name} failed (exit status {done.returncode}){last}"
     return (f"TFLite Micro crashed on {name} (killed by signal {-done.returncode}){last}; it reads the model without "

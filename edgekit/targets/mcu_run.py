@@ -34,7 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtimes import dequantize_output, quantize_input
+from edgekit.runtimes import (
+    TensorInfo,
+    as_samples,
+    decoded,
+    dequantize_output,
+    field_names,
+    plain_name,
+    quantize_input,
+    split_fields,
+)
 
 #: arena sizes tried in steps of this (TFLM aligns its allocations to 16 bytes)
 ALIGN = 16
@@ -107,17 +116,50 @@ def arena_total(stderr: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def io_names(data: bytes) -> tuple[list[str], list[str]]:
+    """The names of a .tflite model's inputs and outputs, in the subgraph's order (TFLM's input
+    and output indices): its signature's keys where it has one (the Keras names), else the
+    tensors' own names. TFLM's details carry no names."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    model = runtime.convert_bytearray_to_object(bytearray(data))
+    graph = model.subgraphs[0]
+    inputs = [int(i) for i in graph.inputs]
+    outputs = [int(i) for i in graph.outputs]
+
+    def text(name) -> str:
+        return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+
+    names = {i: plain_name(text(graph.tensors[i].name)) for i in inputs + outputs}
+    for signature in (model.signatureDefs or [])[:1]:
+        for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
+            names[int(tensor_map.tensorIndex)] = text(tensor_map.name)
+    return [names[i] for i in inputs], [names[i] for i in outputs]
+
+
 class TflmSession:
     """A TFLM interpreter with the session interface of edgekit's runtimes (``prepare``, ``run``,
-    ``decode``), quantizing and dequantizing as the LiteRT session does."""
+    ``decode``), quantizing and dequantizing as the LiteRT session does; a model of several
+    inputs or outputs takes a structured batch and decodes to one, matched by name."""
 
     def __init__(self, data: bytes, arena: int):
         from tflite_micro.python.tflite_micro import runtime
 
         self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=arena)
-        self.input = self.interpreter.get_input_details(0)
-        self.output = self.interpreter.get_output_details(0)
+        in_names, out_names = io_names(data)
+        self._in = [self.interpreter.get_input_details(k) for k in range(len(in_names))]
+        self._out = [self.interpreter.get_output_details(k) for k in range(len(out_names))]
+        self.input, self.output = self._in[0], self._out[0]
         self.input_shape = tuple(int(d) for d in self.input["shape"])
+        self.inputs = [TensorInfo(n, d["dtype"], d["shape"], *(self._quantization(d) or (None, None)))
+                       for n, d in zip(in_names, self._in)]
+        self.outputs = [TensorInfo(n, d["dtype"], d["shape"], *(self._quantization(d) or (None, None)))
+                        for n, d in zip(out_names, self._out)]
+
+    def zeros(self):
+        """A prepared feed of zeros (every input in its own dtype)."""
+        arrays = tuple(np.zeros(tuple(int(s) for s in d["shape"]), d["dtype"]) for d in self._in)
+        return arrays[0] if len(arrays) == 1 and len(self._out) == 1 else arrays
 
     @staticmethod
     def _quantization(details: dict) -> tuple[float, int] | None:
@@ -127,17 +169,30 @@ class TflmSession:
             return None
         return float(scales[0]), int(zeros[0]) if len(zeros) else 0
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        return quantize_input(np.asarray(x).reshape(self.input["shape"]), self.input["dtype"],
-                              *(self._quantization(self.input) or (0.0, 0)))
+    def prepare(self, x: np.ndarray):
+        if len(self._in) == 1 and len(self._out) == 1:
+            if field_names(x) is not None:
+                (x,) = split_fields(x, self.inputs)
+            return quantize_input(np.asarray(x).reshape(self.input["shape"]), self.input["dtype"],
+                                  *(self._quantization(self.input) or (0.0, 0)))
+        return tuple(quantize_input(np.asarray(a).reshape(d["shape"]), d["dtype"], *(self._quantization(d) or (0.0, 0)))
+                     for a, d in zip(split_fields(x, self.inputs), self._in))
 
-    def run(self, feed: np.ndarray) -> np.ndarray:
-        self.interpreter.set_input(feed, 0)
+    def run(self, feed):
+        if not isinstance(feed, tuple):
+            self.interpreter.set_input(feed, 0)
+            self.interpreter.invoke()
+            return self.interpreter.get_output(0)
+        for k, array in enumerate(feed):
+            self.interpreter.set_input(array, k)
         self.interpreter.invoke()
-        return self.interpreter.get_output(0)
+        return tuple(self.interpreter.get_output(k) for k in range(len(self._out)))
 
-    def decode(self, raw: np.ndarray) -> np.ndarray:
-        return dequantize_output(np.asarray(raw), *(self._quantization(self.output) or (0.0, 0)))
+    def decode(self, raw):
+        if not isinstance(raw, tuple):
+            return dequantize_output(np.asarray(raw), *(self._quantization(self.output) or (0.0, 0)))
+        return decoded(self.outputs, [dequantize_output(np.asarray(r), *(self._quantization(d) or (0.0, 0)))
+                                      for r, d in zip(raw, self._out)])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([self.decode(self.run(self.prepare(x[i:i + 1]))) for i in range(len(x))])
@@ -167,7 +222,7 @@ def _allocates_here(data: bytes, arena: int) -> bool:
     try:
         with captured_stderr():
             session = TflmSession(data, arena)
-            session.run(np.zeros(session.input_shape, session.input["dtype"]))
+            session.run(session.zeros())
     except RuntimeError:
         return False
     return True
@@ -197,7 +252,7 @@ def smallest_arena(data: bytes, reported: int, first: int) -> int:
 def agreement(tflm: np.ndarray, litert: np.ndarray, output_scale: float | None, classes: bool) -> dict:
     """How TFLM's outputs compare with LiteRT's for the same file and inputs; ``classes``: the
     output is one score per class, so top-1 agreement means something."""
-    a, b = tflm.reshape(len(tflm), -1), litert.reshape(len(litert), -1)
+    a, b = _flat(tflm), _flat(litert, tflm.dtype.names)
     diff = np.abs(a - b)
     out = {"samples": len(a), "identical": float(np.mean(np.all(diff == 0, axis=1))),
            "max_abs_diff": float(diff.max()) if diff.size else 0.0}
@@ -206,6 +261,14 @@ def agreement(tflm: np.ndarray, litert: np.ndarray, output_scale: float | None, 
     if classes:
         out["top1"] = float(np.mean(a.argmax(1) == b.argmax(1)))
     return out
+
+
+def _flat(outputs: np.ndarray, names=None) -> np.ndarray:
+    """One row of values per sample: every output of several side by side (in the order of
+    ``names``, another runtime's: the order of outputs differs between runtimes)."""
+    if outputs.dtype.names:
+        return np.concatenate([outputs[n].reshape(len(outputs), -1) for n in names or outputs.dtype.names], axis=1)
+    return outputs.reshape(len(outputs), -1)
 
 
 def run(folder: Path) -> dict:
@@ -224,7 +287,7 @@ def run(folder: Path) -> dict:
     with captured_stderr() as said:
         try:
             session = TflmSession(data, first)
-            session.run(np.zeros(session.input_shape, session.input["dtype"]))
+            session.run(session.zeros())
             session.interpreter.print_allocations()
             error = None
         except RuntimeError as exc:
@@ -238,9 +301,10 @@ def run(folder: Path) -> dict:
     session = TflmSession(data, arena)
     out = {**base, "arena_bytes": arena, "arena_reported_bytes": reported,
            "input": {"dtype": np.dtype(session.input["dtype"]).name, "shape": list(session.input_shape)},
-           "output_dtype": np.dtype(session.output["dtype"]).name}
+           "output_dtype": np.dtype(session.output["dtype"]).name,
+           "io": {"inputs": [t.to_dict() for t in session.inputs], "outputs": [t.to_dict() for t in session.outputs]}}
     if (folder / "eval.npy").exists():
-        x = np.load(folder / "eval.npy")
+        x = as_samples(np.load(folder / "eval.npy"))
         outputs = session.predict(x)
         np.save(folder / "outputs.npy", outputs)
         try:
@@ -250,14 +314,14 @@ def run(folder: Path) -> dict:
             q = TflmSession._quantization(session.output)
             # one score per class: a vector of k > 1 values that is not the input again (an autoencoder's)
             width = int(np.prod(outputs.shape[1:]))
-            classes = outputs.ndim == 2 and 1 < width != int(np.prod(session.input_shape[1:]))
+            classes = not outputs.dtype.names and outputs.ndim == 2 and 1 < width != int(np.prod(session.input_shape[1:]))
             out["agreement"] = {"reference": reference.runtime, **agreement(outputs, reference.predict(x),
                                                                             q[0] if q else None, classes)}
         except Exception as exc:  # noqa: BLE001 - a missing LiteRT costs the comparison, not the row
             out["agreement"] = {"error": f"LiteRT could not run the same file: {type(exc).__name__}: {exc}"}
     from edgekit.targets.runner import time_rounds
 
-    samples = list(np.load(folder / "samples.npy"))
+    samples = list(as_samples(np.load(folder / "samples.npy")))
     (per_round,) = time_rounds([session], samples, job["warmup"], job["runs"], job["min_time_s"],
                                rounds=job.get("rounds", 1), seed=job.get("seed", 0))
     out.update(latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round)

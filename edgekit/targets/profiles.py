@@ -139,8 +139,12 @@ def save_profiles(names: list[str], dirs: list[Path], folder: Path) -> None:
     """Write the profiles of the device targets among ``names`` into ``folder`` (a run's
     devices/), with their paths made absolute: the run's recipe.yaml copy then validates and
     rebuilds from the run directory, and the run records what each device was."""
+    from edgekit.targets.pool import find_pools
+
     profiles = find_profiles(dirs)
-    for name in names:
+    pools = find_pools(dirs)
+    # a pool of profiles (pool: NAME) is saved as its member profiles
+    for name in [m for name in names for m in ([name] if name in profiles else pools.get(name, []))]:
         if name in profiles:
             folder.mkdir(parents=True, exist_ok=True)
             document = load_profile(profiles[name]).model_dump(mode="json", exclude_none=True)

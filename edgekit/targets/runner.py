@@ -61,7 +61,8 @@ def time_session(session, samples, warmup, runs, min_time_s=0.0):
     return time_rounds([session], samples, warmup, runs, min_time_s, rounds=1)[0][0]
 
 
-def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False):
+def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=0, per_session=False, on_round=None,
+                on_block=None):
     """Time every session's ``run`` at batch 1 in ``rounds`` interleaved rounds: THE timing loop
     of edgekit, local and remote.
 
@@ -83,6 +84,12 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
         min_time_s: minimum wall time in timed runs per session, over all rounds.
         rounds: how many rounds (1: one block per session, the old protocol); at most ``runs``.
         seed: seeds the order of the sessions in each round.
+        on_round: called as ``on_round("before", r)`` before round ``r`` starts and
+            ``on_round("after", r)`` once it ends, outside every timed block: where the
+            clocks and temperatures are read and a hot CPU is waited for
+            (``edgekit.targets.clocks.Recorder``).
+        on_block: called as ``on_block(done, total)`` after each block (outside any timed run):
+            the blocks timed so far, of ``rounds x sessions``.
 
     Returns:
         ``[session][round] -> [latency ms, ...]``.
@@ -93,17 +100,25 @@ def time_rounds(sessions, samples, warmup, runs, min_time_s=0.0, rounds=1, seed=
     # ``runs`` split as evenly as it goes: the first ``runs % rounds`` rounds get one more.
     per_round = [int(runs) // rounds + (r < int(runs) % rounds) for r in range(rounds)]
     min_ns = int(float(min_time_s) * 1e9 / rounds)
+    from edgekit.runtimes import one_sample_batch  # shipped beside this file (not on the --probe path)
+
     sets = samples if per_session else [samples] * len(sessions)
-    feeds = [[s.prepare(np.asarray(x, dtype=np.float32)[None]) for x in own] for s, own in zip(sessions, sets)]
+    feeds = [[s.prepare(one_sample_batch(x)) for x in own] for s, own in zip(sessions, sets)]
     shuffle = random.Random(seed)
     order = list(range(len(sessions)))
     out = [[] for _ in sessions]
     for r in range(rounds):
         if r:
             shuffle.shuffle(order)
-        for k in order:
+        if on_round is not None:
+            on_round("before", r)
+        for i, k in enumerate(order):
             out[k].append(_time_block(sessions[k], feeds[k], warmup if r == 0 else max(1, warmup // 10) if warmup else 0,
                                       per_round[r], min_ns))
+            if on_block is not None:
+                on_block(r * len(order) + i + 1, rounds * len(order))
+        if on_round is not None:
+            on_round("after", r)
     return out
 
 
@@ -186,8 +201,38 @@ def probe(modules=None, work_dir=None):
     }
     if work_dir is not None:
         path = os.path.expanduser(work_dir)
-        info["work_dir"] = {"path": path, "exists": os.path.isdir(path), "writable": os.access(path, os.W_OK | os.X_OK)}
+        info["work_dir"] = {"path": path, "exists": os.path.isdir(path), "writable": os.access(path, os.W_OK | os.X_OK),
+                            "free_bytes": free_bytes(path)}
     return info
+
+
+def free_bytes(path):
+    """Free bytes for an unprivileged user on the file system of ``path`` (or of its nearest
+    existing parent: the work dir is made on the first run), or None."""
+    import shutil
+
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    try:
+        return shutil.disk_usage(path or "/").free
+    except OSError:
+        return None
+
+
+def clock_recorder(job):
+    """The job's clocks recorder (``edgekit.targets.clocks``, shipped with the job), from its
+    ``clocks`` settings (``sysfs_root``, ``wait_below_c``, ``wait_timeout_s``), or None for a job
+    that carries no clocks code (an older host)."""
+    try:
+        from edgekit.targets import clocks
+    except ImportError:
+        return None
+    settings = job.get("clocks") or {}
+    return clocks.Recorder(settings.get("sysfs_root"), settings.get("wait_below_c"),
+                           float(settings.get("wait_timeout_s") or 300.0))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -247,30 +292,40 @@ def run_job(job, base_dir="."):
         job: ``{"format", "runtime", "modules", "model", "inputs", "threads", "warmup", "runs",
             "min_time_s", "rounds", "options"}`` (see edgekit.targets.job.job_files); ``model`` and
             ``inputs`` (an .npz with ``bench`` and, optionally, ``eval`` float32 arrays) are
-            relative to ``base_dir``.
+            relative to ``base_dir``. Without ``inputs``: ``samples`` (16) uniform [0, 1) samples
+            of the session's input shape are timed, and nothing is evaluated.
         base_dir: the folder of the job file.
 
     Returns:
         ``{"runtime", "settings", "input_shape", "latencies_ms", "rounds_ms", "outputs",
         "environment", "session_file"}``.
     """
+    from edgekit.runtimes import as_samples
+
     path = os.path.join(base_dir, job["model"])
     session = open_session(job, path)
-    with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
-        bench_inputs = np.asarray(arrays["bench"], dtype=np.float32)
-        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+    if job.get("inputs"):
+        with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
+            bench_inputs = as_samples(arrays["bench"])  # a field per input for several, each its own dtype
+            eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
+    else:  # no inputs given (edgekit verify): uniform [0, 1) samples of the model's own input shape, seed 0
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in list(session.input_shape)[1:]]
+        bench_inputs = np.random.default_rng(0).random((int(job.get("samples", 16)), *shape), dtype=np.float32)
+        eval_inputs = None
     outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
+    recorder = clock_recorder(job)
     rounds = time_rounds([session], list(bench_inputs), int(job.get("warmup", 10)), int(job.get("runs", 100)),
-                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)))[0]
+                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), on_round=recorder)[0]
     return dict(_session_result(session, outputs), latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds,
-                environment=probe(job.get("modules")))
+                environment=probe(job.get("modules")), clocks=recorder.summary() if recorder else None)
 
 
 def _session_result(session, outputs):
     """What a job's result says of one opened session: its runtime, settings, input shape, the
     evaluation outputs, and which file the session came from (the shipped copy, never something
     installed on the device)."""
-    return {"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape),
+    io = session.io() if getattr(session, "inputs", None) else None  # every input and output as it ran
+    return {"runtime": session.runtime, "settings": session.settings, "input_shape": list(session.input_shape), "io": io,
             "outputs": encode_array(outputs) if outputs is not None else None,
             "session_file": os.path.abspath(sys.modules[type(session).__module__].__file__)}
 
@@ -287,18 +342,21 @@ def run_group(job, base_dir="."):
 
     Returns:
         ``{"rows": [per row: the fields of ``run_job`` without the environment (plus ``probe``),
-        or an error], "environment"}``.
+        or an error], "environment", "clocks"}``: ``clocks`` is what ``edgekit.targets.clocks``
+        read around the rounds (every row of the job was timed in the same rounds).
     """
+    from edgekit.runtimes import as_samples, one_sample_batch
+
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:
         # each row's own samples ("bench0", ...) where the models take different inputs
-        bench_sets = [list(np.asarray(arrays[row.get("bench", "bench")], dtype=np.float32)) for row in job["rows"]]
-        eval_inputs = np.asarray(arrays["eval"], dtype=np.float32) if "eval" in arrays.files else None
+        bench_sets = [list(as_samples(arrays[row.get("bench", "bench")])) for row in job["rows"]]
+        eval_inputs = as_samples(arrays["eval"]) if "eval" in arrays.files else None
     results, sessions, sets, opened = [], [], [], []
     for i, (row, bench_inputs) in enumerate(zip(job["rows"], bench_sets)):
         try:
             session = open_session(dict(job, **row), os.path.join(base_dir, row["model"]))
             outputs = session.predict(eval_inputs) if eval_inputs is not None and len(eval_inputs) else None
-            session.run(session.prepare(bench_inputs[0][None]))
+            session.run(session.prepare(one_sample_batch(bench_inputs[0])))
         except RuntimeMissing as exc:
             results.append({"error": str(exc), "kind": "runtime_missing"})
             continue
@@ -309,9 +367,10 @@ def run_group(job, base_dir="."):
         sets.append(bench_inputs)
         opened.append((i, runtime_module(dict(job, **row))))
         results.append(_session_result(session, outputs))
+    recorder = clock_recorder(job) if sessions else None
     timed = time_rounds(sessions, sets, int(job.get("warmup", 10)), int(job.get("runs", 100)),
                         float(job.get("min_time_s", 0.0)), rounds=int(job.get("rounds", 1)), seed=int(job.get("seed", 0)),
-                        per_session=True)
+                        per_session=True, on_round=recorder)
     ok = [r for r in results if "error" not in r]
     for result, rounds in zip(ok, timed):
         result.update(latencies_ms=[t for r in rounds for t in r], rounds_ms=rounds, interleaved=len(ok) > 1)
@@ -323,7 +382,7 @@ def run_group(job, base_dir="."):
             budget = float(job["probe"].get("budget_s", 600.0)) - (time.monotonic() - started)
             result["probe"] = probe_row(job, job["rows"][i], i, module, bench_sets[i], base_dir, budget)
     modules = sorted({m for row in job["rows"] for m in row.get("modules") or ()})
-    return {"rows": results, "environment": probe(modules)}
+    return {"rows": results, "environment": probe(modules), "clocks": recorder.summary() if recorder else None}
 
 
 # --------------------------------------------------------------------------- probes (memory, per-op profile)
@@ -356,6 +415,8 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
     ``{"memory": None, "profile": None, "profile_error": one line, "probe_failed": True}``."""
     import subprocess
 
+    from edgekit.runtimes import as_samples
+
     settings = job["probe"]
     timeout = min(float(settings.get("timeout_s", 120.0)), budget_s)
     if timeout < 1.0:
@@ -366,7 +427,7 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
         folder = os.path.join(base_dir, "probe", str(index))
         os.makedirs(folder)
         np.save(os.path.join(folder, "samples.npy"),
-                np.asarray(samples[: max(1, min(len(samples), int(settings.get("samples", 16))))], dtype=np.float32))
+                as_samples(samples[: max(1, min(len(samples), int(settings.get("samples", 16))))]))
         request = {"format": row.get("format"), "precision": row.get("precision"),
                    "path": os.path.abspath(os.path.join(base_dir, row["model"])),
                    "module": row["runtime"].partition(":")[0], "options": row.get("options") or {},
@@ -405,7 +466,7 @@ def probe_row(job, row, index, module, samples, base_dir, budget_s):
             lines = [line.strip() for line in handle if line.strip()]
     except OSError:
         lines = []
-    return probe_failed("probe exited with {} on the device{}".format(code, ": " + lines[-1][:200] if lines else ""))
+    return probe_failed("probe exited with {} on the device{}".format(code, ": " + _shorten(lines[-1], 200) if lines else ""))
 
 
 def probe_failed(reason):
@@ -415,7 +476,17 @@ def probe_failed(reason):
 
 def _one_line(exc):
     text = str(exc).strip().splitlines()
-    return "{}: {}".format(type(exc).__name__, text[0][:300] if text else "").rstrip(": ")
+    return "{}: {}".format(type(exc).__name__, _shorten(text[0], 300) if text else "").rstrip(": ")
+
+
+def _shorten(text, limit):
+    """``text`` in at most ``limit`` characters, cut between words (edgekit.errors.shorten's
+    plain form: this file runs where edgekit is not installed)."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 3)
+    return (text[:cut].rstrip(" ,:;-") if cut > 0 else text[:limit - 4]) + " ..."
 
 
 def _exit_when_stdin_closes(child):

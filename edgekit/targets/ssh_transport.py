@@ -95,9 +95,9 @@ class Connection:
         stderr = err.decode("utf-8", "replace")
         if timed_out:
             raise DeviceError(f"{_program(argv)} on {p.describe()} took longer than {timeout:g} s and was stopped "
-                              f"(raise timeout_s in {p.path.name if p.path else 'the profile'})")
+                              f"(raise timeout_s in {p.path.name if p.path else 'the profile'})", transient=True)
         if proc.returncode == 255 and (reason := ssh_failure(stderr, p)):
-            raise DeviceError(reason, connection=True)
+            raise DeviceError(reason, connection=True, transient=reason.startswith(TRANSIENT))
         return Completed(proc.returncode, out, stderr)
 
 
@@ -106,23 +106,29 @@ def _program(argv: list[str]) -> str:
 
 
 def _communicate(proc: subprocess.Popen, stdin: bytes | None, timeout: float, hold_stdin: bool):
-    """Like Popen.communicate, but stdin may stay open until the process exits."""
+    """Like Popen.communicate, but stdin may stay open until the process exits, and the whole
+    exchange, writing stdin included, ends within ``timeout``: stdin is written from a thread of
+    its own, so a device that stops reading mid-upload (its pipe and socket buffers full) is
+    killed at the timeout like one that stops answering, never waited on for ever."""
     chunks: dict[str, bytes] = {}
 
     def drain(name, stream):
         chunks[name] = stream.read()
 
-    readers = [threading.Thread(target=drain, args=(n, s), daemon=True) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for reader in readers:
-        reader.start()
-    try:
-        if stdin:
-            proc.stdin.write(stdin)
-        proc.stdin.flush()
-        if not hold_stdin:
-            proc.stdin.close()
-    except BrokenPipeError:
-        pass
+    def feed():
+        try:
+            if stdin:
+                proc.stdin.write(stdin)
+            proc.stdin.flush()
+            if not hold_stdin:
+                proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):  # the process ended, or was killed at the timeout
+            pass
+
+    threads = [threading.Thread(target=drain, args=(n, s), daemon=True) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    threads.append(threading.Thread(target=feed, daemon=True))
+    for thread in threads:
+        thread.start()
     timed_out = False
     try:
         proc.wait(timeout=timeout)
@@ -131,14 +137,20 @@ def _communicate(proc: subprocess.Popen, stdin: bytes | None, timeout: float, ho
         proc.wait()
         timed_out = True
     finally:
-        if not proc.stdin.closed:
+        threads[-1].join(timeout=5)  # a killed process's pipe breaks: the writer ends at once
+        if not proc.stdin.closed and not threads[-1].is_alive():
             try:
                 proc.stdin.close()
-            except BrokenPipeError:
+            except (BrokenPipeError, OSError):
                 pass
-    for reader in readers:
+    for reader in threads[:-1]:
         reader.join()
     return chunks.get("out", b""), chunks.get("err", b""), timed_out
+
+
+#: how the reasons of failures worth another try begin (the network, not a refusal: an unknown
+#: host key or a refused key fails the same way every time)
+TRANSIENT = ("device unreachable:", "ssh failed for")
 
 
 def ssh_failure(stderr: str, profile) -> str | None:
@@ -163,7 +175,8 @@ def ssh_failure(stderr: str, profile) -> str | None:
     for marker, what in (("Connection refused", "connection refused"), ("timed out", "connection timed out"),
                          ("Could not resolve hostname", "cannot resolve host"), ("No route to host", "no route to host"),
                          ("Network is unreachable", "network unreachable"), ("Connection closed", "connection closed"),
-                         ("Connection reset", "connection reset")):
+                         ("closed by remote host", "connection closed by the device"),
+                         ("Connection reset", "connection reset"), ("Broken pipe", "connection broken")):
         if marker in text:
             return f"device unreachable: {what} ({where}): {last}"
     if last.startswith("ssh:") or "ssh_exchange" in last or "kex_exchange" in last:

@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgekit.errors import shorten
+
 #: longest one Vela compile may take (the MLPerf Tiny models take a second or two here)
 TIMEOUT_S = 600.0
 #: the custom operator Vela puts the NPU's part of a model into
@@ -199,11 +201,11 @@ def compile_model(source: Path, folder: Path, args: list[str]) -> dict:
     if done.returncode != 0 or not compiled.is_file():
         lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Warning: Consider")]
         why = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-        return {"error": f"Vela could not compile {source.name} ({why}): {lines[-1][:300] if lines else 'no output'}"}
+        return {"error": f"Vela could not compile {source.name} ({why}): {shorten(lines[-1], 300) if lines else 'no output'}"}
     found = summary(folder / "out")
     if "cycles_total" not in found:  # 0 cycles is a model with nothing on the NPU
         return {"error": f"Vela {version()} wrote no summary of {source.name} (its _summary_*.csv): edgekit reads "
-                         "Vela 5.2 to 5.x; pip install -e '.[ethos-u]'"}
+                         "Vela 5.2 to 5.x; pip install 'keras-edgekit[ethos-u]'"}
     original, result = model_ops((folder / "model.tflite").read_bytes()), compiled.read_bytes()
     ops = placement(original, model_ops(result), warnings(text))
     counts = re.search(r"CPU operators = (\d+).*?NPU operators = (\d+)", text, flags=re.S)

@@ -190,7 +190,11 @@ def test_a_build_attaches_profile_and_memory_to_every_cpu_row(tiny_run):
         profile = row["profile"]
         assert (tiny_run.dir / profile["file"]).is_file()
         assert profile["ops"] >= 1 and profile["how"]
-        assert sum(t["share"] or 0 for t in profile["top_op_types"]) <= 1.0001
+        # Every unit's share is rounded to 4 decimals, then each op type's sum of them again: each
+        # rounding can add up to 0.00005, so rounded shares may sum past 1 by that much per rounding.
+        units = profiles.units(json.loads((tiny_run.dir / profile["file"]).read_text()))
+        roundings = len(units) + len(profile["top_op_types"])
+        assert sum(t["share"] or 0 for t in profile["top_op_types"]) <= 1 + 0.00005 * roundings + 1e-12
 
 
 def test_slower_int8_note_names_the_cause():

@@ -177,3 +177,18 @@ def test_a_small_but_significant_slowdown_says_it_may_be_under_five_percent():
     fine = _timed("openvino", "int8", _rounds([10.3 * p for p in phases]))  # 3% slower, clearly: no note
     add_speedups([_timed("keras", "fp32", _rounds([100] * 5)), fp32, fine])
     assert fine["notes"] == []
+
+
+def test_two_speeds_are_unstable_though_the_robust_spread_forgives_them():
+    """Rounds of 8.2 / 7.7 / 7.65 / 12.6 / 15.6 ms: two of five in a slow phase. The robust spread
+    reads 0.099 (under 10%); their range without the slowest round, 1.65x, says two speeds."""
+    bimodal = summarize_rounds(8.2, [[8.2], [7.7], [7.65], [12.6], [15.6]], 0.1, True)
+    assert bimodal["robust_spread"] < 0.1 and bimodal["range_ratio"] == pytest.approx(12.6 / 7.65)
+    assert bimodal["unstable"]
+    assert not summarize_rounds(8.2, [[8.2], [8.0], [8.1], [8.3], [12.5]], 0.1, True)["unstable"]  # one unlucky round
+    row = make_row("m.tflite@cpu", Variant(format="tflite", precision="fp32"), "cpu",
+                   Measurement("ok", latencies_ms=[8.2] * 5, rounds_ms=[[8.2], [7.7], [7.65], [12.6], [15.6]]),
+                   Variant(format="tflite", precision="fp32"), 0.1, again="edgekit bench")
+    assert row["notes"] == ["unstable timing: the round p50s (7.65 / 7.7 / 8.2 / 12.6 / 15.6 ms) fall into two speeds: "
+                            "1.65x apart without the slowest round (more than 1.30x); the machine was busy: time again "
+                            "with `edgekit bench`"]

@@ -52,8 +52,10 @@ def _fake_tool(folder: Path, name: str, body: str) -> Path:
 
 @pytest.fixture(scope="module")
 def verified(tiny_run, tmp_path_factory):
-    """verify on a copy of the shared tiny build, with the real tools: (run dir, result, verify.json)."""
+    """verify on a copy of the shared tiny build (one row per format), with edgekit's session and
+    the real tools in 3 alternating pairs each: (run dir, result, verify.json)."""
     run = _copy(tiny_run, tmp_path_factory.mktemp("verify"))
+    _keep_rows(run, {"tflite-fp32@cpu": {}, "openvino-fp32@cpu": {}, "onnx-fp32@cpu": {}})
     result = _invoke(run)
     return run, result, json.loads((run / verify.VERIFY_FILE).read_text())
 
@@ -63,13 +65,22 @@ def test_real_tools_give_a_native_figure_and_ratio_for_openvino_and_tflite_rows(
     rows = {row["id"]: row for row in doc["rows"]}
     timed = [row for row in rows.values() if row["format"] in ("openvino", "tflite")]
     assert {row["format"] for row in timed} == {"openvino", "tflite"}, result.output
+    stored = {row["id"]: row["latency_ms"]["p50"] for row in json.loads((run_dir(verified) / "results.json").read_text())["rows"]}
     for row in timed:
-        assert row["verdict"] in ("ok", "outside"), (row, result.output)
+        assert row["verdict"] in ("ok", "outside", "unsure"), (row, result.output)
         assert row["native_ms"] > 0 and row["native_statistic"] == "median"
+        # both sides timed now, in 3 alternating pairs; the ratio is the pairs' geometric mean
+        assert len(row["pairs"]) == 3 and all(a > 0 and b > 0 for a, b in row["pairs"])
         assert row["ratio"] == pytest.approx(row["edgekit_p50_ms"] / row["native_ms"])
+        assert row["ratio"] == pytest.approx(verify.ratio_verdict(row["pairs"], doc["tolerance"])[0])
+        lo, hi = row["ratio_ci95"]
+        assert lo < row["ratio"] < hi
         low, high = doc["ratio_bounds"]
         assert (row["verdict"] == "ok") == (low <= row["ratio"] <= high)
-        assert f"{row['ratio']:.2f}x" in result.output
+        assert (row["verdict"] == "outside") == (hi < low or lo > high)
+        assert row["stored_p50_ms"] == stored[row["id"]]  # shown beside, not judged
+        assert f"{row['ratio']:.2f}x [{lo:.2f}-{hi:.2f}]" in result.output
+        assert row["session_command"][1].endswith("runner.py")  # edgekit's own session: the device runner
     ov = next(row for row in timed if row["format"] == "openvino")
     assert ov["command"][ov["command"].index("-nthreads") + 1] == "1"  # the tiny recipe's benchmark.threads
     assert ov["command"][ov["command"].index("-infer_precision") + 1] == "f32"
@@ -90,20 +101,35 @@ def test_keras_and_onnx_rows_are_unchecked_with_the_reason(verified):
     assert "unchecked: onnxruntime ships no benchmark tool" in result.output
 
 
-def test_an_edgekit_p50_ten_times_too_slow_is_outside_the_tolerance(tiny_run, tmp_path, verified):
+def run_dir(verified) -> Path:
+    return verified[0]
+
+
+def test_a_tool_ten_times_faster_is_outside_and_the_stored_p50_is_not_judged(tiny_run, tmp_path, verified):
+    """The stored p50 ten times too slow changes no verdict (both sides are timed now); a tool
+    that reports a tenth of edgekit's time is outside, its whole interval past the band."""
     run = _copy(tiny_run, tmp_path)
     before = {row["id"]: row for row in verified[2]["rows"]}
-    ov = next(key for key, row in before.items() if row["format"] == "openvino" and row["precision"] == "fp32")
-    _keep_rows(run, {ov: {"latency_ms": {"p50": before[ov]["edgekit_p50_ms"] * 10}}})
-    result = _invoke(run, "--runs", 50)
+    ov = next(key for key, row in before.items() if row["format"] == "openvino")
+    _keep_rows(run, {ov: {"latency_ms": {"p50": before[ov]["stored_p50_ms"] * 10}}})
+    tools = tmp_path / "tools"
+    _fake_tool(tools, "benchmark_app", f'echo "[ INFO ]    Median:        {before[ov]["edgekit_p50_ms"] * 100:.3f} us"\n')
+    result = _invoke(run, "--runs", 50, "--tools-dir", tools)
     row = {r["id"]: r for r in json.loads((run / verify.VERIFY_FILE).read_text())["rows"]}[ov]
     assert row["verdict"] == "outside", result.output
-    assert row["ratio"] > 1.25 and row["runs"] == 50
+    assert row["ratio_ci95"][0] > 1.25 and row["runs"] == 50 and len(row["pairs"]) == 3
+    assert row["edgekit_p50_ms"] < row["stored_p50_ms"] / 3  # measured now, not read from results.json
     assert result.exit_code == 1 and "1 outside" in result.output
 
-    # the same row at a tolerance wide enough passes: exit 0 comes from the ratio, not the tool
-    result = _invoke(run, "--runs", 50, "--tolerance", 1000)
-    assert result.exit_code == 0, result.output
+
+def test_the_verdict_needs_the_interval_outside_the_band():
+    assert verify.ratio_verdict([(1.1, 1.0), (1.0, 1.0), (1.05, 1.0)], 0.25)[2] == "ok"
+    ratio, interval, verdict = verify.ratio_verdict([(1.3, 1.0), (1.8, 1.0), (1.2, 1.0)], 0.25)
+    assert verdict == "unsure" and ratio > 1.25 and interval[0] < 1.25  # out of the band, not significantly
+    ratio, interval, verdict = verify.ratio_verdict([(1.6, 1.0), (1.7, 1.0), (1.65, 1.0)], 0.25)
+    assert verdict == "outside" and interval[0] > 1.25
+    assert verify.ratio_verdict([(0.5, 1.0), (0.52, 1.0), (0.49, 1.0)], 0.25)[2] == "outside"
+    assert verify.ratio_verdict([(0.5, 1.0), (0.52, 1.0), (0.49, 1.0)], 1000)[2] == "ok"  # a tolerance wide enough
 
 
 def test_threads_and_precision_come_from_the_row(tiny_run, tmp_path, verified):
@@ -120,8 +146,9 @@ def test_threads_and_precision_come_from_the_row(tiny_run, tmp_path, verified):
     argv = args.read_text().split()
     assert argv[argv.index("-nthreads") + 1] == "2" and argv[argv.index("-infer_precision") + 1] == "bf16"
     row = {r["id"]: r for r in json.loads((run / verify.VERIFY_FILE).read_text())["rows"]}[ov]
-    assert row["native_ms"] == pytest.approx(0.005) and row["ratio"] == pytest.approx(2.0)
-    assert result.exit_code == 1, result.output
+    assert row["native_ms"] == pytest.approx(0.005) and [b for _, b in row["pairs"]] == pytest.approx([0.005] * 3)
+    assert row["ratio"] == pytest.approx(row["edgekit_p50_ms"] / 0.005)
+    assert row["session_command"] and row["stored_p50_ms"] == 0.01
 
 
 def test_a_missing_tool_leaves_its_rows_unchecked_naming_what_to_install(tiny_run, tmp_path):
@@ -137,6 +164,7 @@ def test_a_missing_tool_leaves_its_rows_unchecked_naming_what_to_install(tiny_ru
 
 def test_a_hung_tool_fails_its_row_after_the_timeout(tiny_run, tmp_path):
     run = _copy(tiny_run, tmp_path)
+    _keep_rows(run, {"openvino-fp32@cpu": {}})  # each row first times edgekit's own session: one is enough
     tools = tmp_path / "tools"
     _fake_tool(tools, "benchmark_app", "exec sleep 30\n")
     result = _invoke(run, "--tools-dir", tools, "--timeout", 1)

@@ -99,9 +99,54 @@ def test_csv_with_string_labels(tmp_path):
 
 def test_csv_bad_value_names_line(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_text("a,label\n1,0\nhello,1\n")
-    with pytest.raises(DataError, match=r"d.csv:3: feature value 'hello' is not a number"):
+    path.write_text("a,label\n1,0\nhello,1\n2,0\n3,1\n4,0\n")
+    with pytest.raises(DataError, match=r'd.csv: 1 problem\(s\) .*line 3 column "a": \'hello\' is not a number.*'
+                                        r"correct them \(a decimal comma\? a unit\?\) or drop those lines"):
         load_dataset(_spec(source="csv", path=path), seed=0, calibration_samples=8)
+
+
+def test_csv_problems_come_all_at_once_at_the_file_lines_with_the_fix_per_column(tmp_path):
+    """A categorical column, an empty cell, NaN written out, a short row and a blank line: one
+    error names each at the line of the file (blank lines counted), and the fix per column."""
+    rows = ["area,district,rooms,price"] + [f"{50 + i},{'west' if i % 2 else 'east'},{i % 5},{100 + i}" for i in range(30)]
+    rows[4] = "80,west,,190"  # line 5: an empty cell
+    rows[9] = "NaN,east,3,120"  # line 10
+    rows[12] = "61,east,2"  # line 13: a column short
+    rows.append("nan,west,1,99")  # line 33 of the file: the blank line written below counts
+    path = tmp_path / "house.csv"
+    path.write_text("\n".join(rows[:20] + [""] + rows[20:]) + "\n")  # a blank line: line 21
+    with pytest.raises(DataError) as error:
+        load_dataset(_spec(source="csv", path=path), seed=0, calibration_samples=8, task="regression")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: 5 problem(s) in 31 data line(s)")
+    assert 'column "district": text on 30 of 31 lines (line 2: \'east\')' in message  # once, not once per line
+    for part in ('line 5 column "rooms": empty: a missing value', 'line 10 column "area": \'NaN\': a missing value',
+                 "line 13: 3 columns, the header has 4", 'line 33 column "area": \'nan\': a missing value',
+                 'feature column "district" holds text (\'east\', \'west\'): a categorical column; one-hot encode it',
+                 'feature column "area" has 2 missing value(s) (lines 10, 33): impute them',
+                 "1 line(s) (line 13) have another number of columns"):
+        assert part in message, part
+
+
+def test_csv_lists_the_first_ten_problems_and_counts_the_rest(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{'' if i < 14 else i},{i % 2}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"gaps.csv: 14 problem\(s\) in 40 data line\(s\) .*\(first 10\): line 2 "
+                                        r".*line 11 column \"b\": empty: a missing value; and 4 more\. To fix: "
+                                        r"feature column \"b\" has 14 missing value\(s\) \(lines 2, 3, 4, 5, 6, \.\.\.\)"):
+        load_dataset(_spec(source="csv", path=path), seed=0, calibration_samples=8)
+
+
+def test_nan_in_an_npz_is_counted_whole_and_named_by_the_file_index(tmp_path):
+    """Both NaN values are counted (not the one that landed in the train split) and named by
+    their index in the file's array, not by a position after the split."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    x[175, 1] = x[12, 0] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 2, 200))
+    with pytest.raises(DataError, match=r"^d.npz array x: 2 NaN or infinite values \(2 NaN\) in 2 sample\(s\): "
+                                        r"sample 12, sample 175 \(indexes in d.npz array x;"):
+        load_dataset(_spec(source="npz", path=tmp_path / "d.npz"), seed=0, calibration_samples=8)
 
 
 def test_csv_unknown_label_column(tmp_path):

@@ -127,7 +127,11 @@ def test_cells_show_the_reference_and_db():
 
     table = {row[0]: row for row in cells(_results(41.234))}
     assert table["keras-fp32@cpu"][6:8] == ["ref", "-"]
-    assert table["tflite-int8@cpu"][6:8] == ["41.2 dB", "-78.8 dB"]
+    # no delta against the reference's 120 dB cap (it was -78.8 dB: the cap, not a loss)
+    assert table["tflite-int8@cpu"][6:8] == ["41.2 dB", "-"]
+    results = _results(41.234)
+    results["rows"][1]["metrics"]["top1_agreement"] = 0.975  # a classifier's outputs: agreement beside the SNR
+    assert cells(results)[1][6] == "41.2 dB · top-1 0.9750"
 
 
 MODEL_FILE_RECIPE = """
@@ -173,7 +177,22 @@ def test_model_file_on_x_only_data_scores_every_row(fidelity_run):
         fp32, int8 = rows[f"{fmt}-fp32@cpu"]["metrics"], rows[f"{fmt}-int8@cpu"]["metrics"]
         assert fp32["snr_db"] > 90 and fp32["top1_agreement"] == 1.0
         assert 20 < int8["snr_db"] < fp32["snr_db"] and int8["top1_agreement"] > 0.8 and int8["max_abs_diff"] > 0
-        assert rows[f"{fmt}-int8@cpu"]["delta"]["snr_db"] == pytest.approx(int8["snr_db"] - 120.0)
+        assert "snr_db" not in rows[f"{fmt}-int8@cpu"]["delta"]  # never taken against the 120 dB cap
+        assert rows[f"{fmt}-int8@cpu"]["delta"]["top1_agreement"] == pytest.approx(int8["top1_agreement"] - 1.0)
+    table = {line.split()[0]: line for line in _table_lines(results)}
+    agreement = rows["tflite-int8@cpu"]["metrics"]["top1_agreement"]
+    assert f"· top-1 {agreement:.4f}" in table["tflite-int8@cpu"]
+    assert results["gate_metric"] == "snr_db"
+
+
+def _table_lines(results: dict) -> list[str]:
+    from rich.console import Console
+
+    from edgekit.report.terminal import print_table
+
+    console = Console(width=250, record=True)
+    print_table(results, console)
+    return [line for line in console.export_text().splitlines() if line.split()[:1] and line.split()[0].endswith("@cpu")]
 
 
 def test_check_budget_on_snr_passes_and_fails(fidelity_run):
@@ -185,3 +204,43 @@ def test_check_budget_on_snr_passes_and_fails(fidelity_run):
     assert passed.exit_code == 0, passed.output
     failed = runner.invoke(cli, ["check", str(folder / "run"), "--recipe", str(folder / "fail.yaml")])
     assert failed.exit_code == 1 and "tflite-int8@cpu snr_db min" in failed.output
+
+
+def test_budgets_can_name_top1_agreement_and_the_best_pick_follows_it(fidelity_run, tmp_path):
+    """A budget on the label-free classifier's top-1 agreement: judged on it (the default drop
+    applies, nothing is at a cap), and the Pareto front and Results.best rank by it. The real
+    run's int8 rows agree on every test sample here, so one copy gets an int8 row at 0.95."""
+    import shutil
+
+    from edgekit.api import load
+    from edgekit.report.html import pareto_front
+
+    folder, runner = fidelity_run
+    run = tmp_path / "run"
+    shutil.copytree(folder / "run", run)
+    results = json.loads((run / "results.json").read_text())
+    rows = {row["id"]: row for row in results["rows"]}
+    rows["tflite-int8@cpu"]["metrics"]["top1_agreement"] = 0.95
+    (run / "results.json").write_text(json.dumps(results))
+    recipe = (folder / "fid.yaml").read_text()
+    for name, budget in (("agree", "max_metric_drop: 0.06"), ("strict", "max_metric_drop: 0.03"),
+                         ("typo", "max_metric_drop: 0.06, metric: top1_agreemnt")):
+        metric = "" if "metric:" in budget else "metric: top1_agreement, "
+        (tmp_path / f"{name}.yaml").write_text(recipe + f"check: {{defaults: {{{metric}{budget}}}}}\n")
+    passed = runner.invoke(cli, ["check", str(run), "--recipe", str(tmp_path / "agree.yaml")])
+    assert passed.exit_code == 0 and "tflite-int8@cpu  top1_agreement drop vs keras-fp32@cpu" in passed.output, passed.output
+    failed = runner.invoke(cli, ["check", str(run), "--recipe", str(tmp_path / "strict.yaml")])
+    assert failed.exit_code == 1 and "tflite-int8@cpu top1_agreement drop vs keras-fp32@cpu 0.0500 > 0.0300" in failed.output
+    typo = runner.invoke(cli, ["check", str(run), "--recipe", str(tmp_path / "typo.yaml")])
+    assert typo.exit_code == 1 and "'top1_agreemnt' is recorded by no ok row" in typo.output
+    # The best pick ranks by the metric the budgets judge (results.json gate_metric), not by snr_db.
+    front = pareto_front({**results, "gate_metric": "top1_agreement"})
+    agreement = {row_id: row["metrics"]["top1_agreement"] for row_id, row in rows.items()}
+    assert all(agreement[b] > agreement[a] for a, b in zip(front, front[1:]))  # each next point agrees more
+    assert [r for r in front if agreement[r] == 1.0][:1] == [min((r for r in rows if agreement[r] == 1.0),
+                                                                 key=lambda r: rows[r]["latency_ms"]["p50"])]
+    assert load(run).best(max_drop=0.03) is None  # snr_db, the gate's metric so far, has no drop against its cap
+    results["gate_metric"] = "top1_agreement"  # what a build writes for check: defaults: metric: top1_agreement
+    (run / "results.json").write_text(json.dumps(results))
+    best = load(run).best(max_drop=0.03)
+    assert best is not None and best["id"] != "tflite-int8@cpu" and agreement[best["id"]] == 1.0

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekit.evaluate.layer_error import layer_errors, rank_layers
+from edgekit.evaluate.layer_error import layer_errors, rank_groups, rank_layers
 from edgekit.formats import FORMATS
 
 FORMAT_NAMES = ("tflite", "onnx", "openvino")
@@ -66,23 +66,26 @@ def _keras3_functional():
 
 @pytest.fixture(scope="module", params=["tf_keras_sequential", "keras3_functional"])
 def converted(request, tmp_path_factory):
-    """(model, evaluation samples, {format: int8 artifact}) for one of the two Kerases."""
+    """(model, evaluation samples, {format: int8 artifact}, {format: its record}) for one of the
+    two Kerases; each format's fp32 artifact is the twin the layers are found in, as in a build."""
     model = _tf_keras_sequential() if request.param == "tf_keras_sequential" else _keras3_functional()
     calibration, samples = _data()
     folder = tmp_path_factory.mktemp(request.param)
-    artifacts = {}
+    artifacts, records = {}, {}
     for name in FORMAT_NAMES:
         fmt = FORMATS[name]
-        path = folder / f"int8{fmt.suffix}"
+        path, twin = folder / f"int8{fmt.suffix}", folder / f"fp32{fmt.suffix}"
         fmt.load_converter()(model, path, "int8", calibration, {})
+        fmt.load_converter()(model, twin, "fp32", calibration, {})
         artifacts[name] = path
-    return model, samples, artifacts
+        records[name] = layer_errors(fmt, model, path, samples, reference=twin)
+    return model, samples, artifacts, records
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)
 def test_the_layer_with_a_ruined_range_comes_first(converted, name):
-    model, samples, artifacts = converted
-    record = layer_errors(FORMATS[name], model, artifacts[name], samples)
+    model, samples, artifacts, records = converted
+    record = records[name]
     layers = {entry["layer"]: entry for entry in record["layers"]}
     assert rank_layers(record)[0] == "bad", record
     # names are the Keras layer names, each once
@@ -100,18 +103,27 @@ def test_the_layer_with_a_ruined_range_comes_first(converted, name):
 
 
 def test_the_three_formats_agree_on_the_well_calibrated_layer(converted):
-    model, samples, artifacts = converted
-    first = [{e["layer"]: e for e in layer_errors(FORMATS[name], model, artifacts[name], samples)["layers"]}["first"]["snr_db"]
-             for name in FORMAT_NAMES]
+    records = converted[3]
+    first = [{e["layer"]: e for e in records[name]["layers"]}["first"]["snr_db"] for name in FORMAT_NAMES]
     # the same measure in every format: a well-calibrated int8 layer is well above 20 dB in each
     # (NNCF's ranges differ from the min-max ones of TFLite and onnxruntime, so not equal)
     assert min(first) > 20, first
 
 
+def test_a_stale_fp32_artifact_is_not_trusted(converted, tiny_artifacts):
+    """The build's fp32 artifact of another model (a rerun into the same folder after a failed
+    fp32 conversion) equals none of the layers: a twin is converted instead."""
+    model, samples, artifacts, records = converted
+    assert records["tflite"]["fp32_artifact"] == "fp32.tflite"  # the build's own, where it fits
+    record = layer_errors(FORMATS["tflite"], model, artifacts["tflite"], samples, reference=tiny_artifacts["tflite", "fp32"])
+    assert record["fp32_artifact"] == "converted"
+    assert [e["layer"] for e in record["layers"]] == [e["layer"] for e in records["tflite"]["layers"]]
+
+
 def test_a_format_without_a_reader_is_refused(converted):
     import dataclasses
 
-    model, samples, artifacts = converted
+    model, samples, artifacts, _ = converted
     fmt = dataclasses.replace(FORMATS["tflite"], intermediates="")
     with pytest.raises(ValueError, match="intermediate"):
         layer_errors(fmt, model, artifacts["tflite"], samples)
@@ -123,9 +135,10 @@ def test_rank_layers_of_an_error_record_is_empty():
                                    {"layer": "b", "added_db": 10.0, "snr_db": 40.0}]}) == ["b", "a"]
 
 
-def test_a_layer_fused_into_another_is_skipped_and_counted(tmp_path):
+def test_a_layer_fused_into_another_is_compared_as_a_group(tmp_path):
     """Dense then a separate ReLU layer: TFLite fuses both into one FULLY_CONNECTED whose tensor
-    is the ReLU's output; the Dense has no tensor of its own and is left out, not guessed."""
+    is the ReLU's output; the Dense has no tensor of its own: the two are compared once, as a
+    group named after both, at the ReLU's output."""
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)
@@ -135,12 +148,14 @@ def test_a_layer_fused_into_another_is_skipped_and_counted(tmp_path):
     path = tmp_path / "fused.tflite"
     FORMATS["tflite"].load_converter()(model, path, "int8", calibration, {})
     record = layer_errors(FORMATS["tflite"], model, path, samples)
-    names = [entry["layer"] for entry in record["layers"]]
-    assert "linear" in record["unmatched"] and "linear" not in names
-    assert {"rectify", "head"} <= set(names)
-    assert record["layers_matched"] == len(names) == record["layers_total"] - len(record["unmatched"])
+    layers = {entry["layer"]: entry for entry in record["layers"]}
+    assert set(layers) == {"linear+rectify", "head"} and record["unmatched"] == []
+    assert layers["linear+rectify"]["group"] == ["linear", "rectify"]
+    assert record["layers_matched"] == record["layers_total"] == 3
     # what was matched is the right tensor: a ReLU output at int8, close to the float one
-    assert {e["layer"]: e for e in record["layers"]}["rectify"]["snr_db"] > 25
+    assert layers["linear+rectify"]["snr_db"] > 25 and layers["linear+rectify"]["fp32_snr_db"] > 50
+    # the int8-mixed search keeps the group float at once
+    assert ["linear", "rectify"] in rank_groups(record) and set(rank_layers(record)) == {"linear", "rectify", "head"}
 
 
 def test_qat_model_layers_are_named_as_keras_names_them(tmp_path):
@@ -184,7 +199,8 @@ def test_a_keras3_model_behind_the_embedded_normalization(tmp_path):
     FORMATS["onnx"].load_converter()(wrapped, path, "int8", norm.invert(calibration), {})
     record = layer_errors(FORMATS["onnx"], wrapped, path, raw)
     paths = {entry["layer"]: entry["path"] for entry in record["layers"]}
-    assert {"first", "bad", "head"} <= set(paths), record
+    compared = {name for entry in record["layers"] for name in entry["group"]}
+    assert {"first", "bad", "head"} <= compared and record["unmatched"] == [], record
     assert paths["bad"].endswith("/bad") and paths["bad"] != "bad"  # found inside the nested model
     assert rank_layers(record)[0] == "bad"
 
@@ -220,38 +236,18 @@ def test_every_int8_row_of_a_build_carries_its_worst_layers(tiny_run):
 
 
 @pytest.mark.parametrize("name", FORMAT_NAMES)
-def test_a_cnn_matches_its_layers_across_layouts(tiny_model, digits, tmp_path, name):
+def test_a_cnn_matches_its_layers_across_layouts(tiny_model, tiny_artifacts, digits, name):
     """A conv net (ONNX and OpenVINO keep NCHW inside): every layer that is matched is the right
     tensor (a well-calibrated int8 CNN is well above 15 dB everywhere), none is guessed."""
     x, _ = digits
     fmt = FORMATS[name]
-    path = tmp_path / f"cnn{fmt.suffix}"
-    fmt.load_converter()(tiny_model, path, "int8", x[:200], {})
-    record = layer_errors(fmt, tiny_model, path, x[1400:1464])
+    record = layer_errors(fmt, tiny_model, tiny_artifacts[name, "int8"], x[1400:1464], reference=tiny_artifacts[name, "fp32"])
     layers = {entry["layer"]: entry for entry in record["layers"]}
-    assert layers and all(entry["snr_db"] > 15 for entry in layers.values()), record
+    assert layers and all(entry["snr_db"] > 15 and entry["fp32_snr_db"] > 50 for entry in layers.values()), record
     assert record["layers_matched"] + len(record["unmatched"]) == record["layers_total"] == len(tiny_model.layers)
-    # OpenVINO's transpose sinking leaves the conv, its bias and its ReLU unnamed: the converter
-    # names them after the layer again, and the layer is read after its activation
-    assert "conv2d" in layers and layers["conv2d"]["shape"] == [8, 8, 4]
-    assert not layers["conv2d"]["tensor"].endswith(("/Convolution", "/Conv2D")), layers["conv2d"]
-    assert rank_layers(record)[0] in layers
-
-
-def test_names_and_layouts_map_without_guessing():
-    from edgekit.evaluate.layer_error import _aligned, _segments, segment_index
-
-    # op names are never layer names: LayerNormalization's batchnorm/add_1 is not the layer add_1
-    assert _segments("model/layer_normalization/batchnorm/add_1:0") == {"model", "layer_normalization", "batchnorm"}
-    assert _segments("m/dense/MatMul;m/re_lu/Relu") == {"m", "dense", "re_lu"}
-    # Keras 3 traces dense as dense_1 and dense_1 as dense_1_1: the suffix is found, not confused
-    leaves = [{"name": "dense"}, {"name": "dense_1"}]
-    entries = [{"name": "f_1/dense_1/MatMul"}, {"name": "f_1/dense_1_1/MatMul"}]
-    assert segment_index(leaves, entries) == {"dense_1": 0, "dense_1_1": 1}
-    assert segment_index(leaves, [{"name": "f/dense/MatMul"}, {"name": "f/dense_1/MatMul"}]) == {"dense": 0, "dense_1": 1}
-    # NCHW is moved to NHWC; where both fit (4 channels on 4 rows) the closer layout wins
-    rng = np.random.default_rng(0)
-    ref = rng.normal(size=(2, 4, 4, 4)).astype(np.float32)
-    assert np.array_equal(_aligned(np.moveaxis(ref, -1, 1), ref), ref)
-    assert np.array_equal(_aligned(ref, ref), ref)
-    assert _aligned(ref[:, :2], ref) is None
+    assert record["unmatched"] == []
+    # OpenVINO names its ops Transpose_123 after its transpose sinking: found by value and position
+    conv = next(entry for entry in layers.values() if entry["group"][0] == tiny_model.layers[0].name)
+    assert conv["shape"] == [8, 8, 4]
+    assert not conv["tensor"].endswith(("/Convolution", "/Conv2D")), conv
+    assert rank_layers(record)[0] in {name for entry in layers.values() for name in entry["group"]}

@@ -102,7 +102,7 @@ _Y = np.arange(120) % 3
 
 @pytest.mark.parametrize("arrays, task, fragments", [
     (dict(x=np.where(_RNG.random(_X.shape) < 0.02, np.nan, _X), y=_Y), "classification", ["NaN or infinite values"]),
-    (dict(x=_X.astype(np.float64) * 1e300, y=_Y), "classification", ["x_train", "NaN or infinite", "float32"]),
+    (dict(x=_X.astype(np.float64) * 1e300, y=_Y), "classification", ["data.npz array x", "NaN or infinite", "float32", "720 infinite"]),
     (dict(x=_X, y=np.r_[_RNG.normal(size=119), np.inf]), "regression", ["NaN or infinite targets"]),
     (dict(x=_X, y=np.zeros(120, int)), "classification", ["at least two classes"]),
     (dict(x_train=_X, y_train=_Y, x_test=_X[:0], y_test=_Y[:0]), "classification", ["x_test: no samples"]),

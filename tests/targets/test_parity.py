@@ -94,17 +94,19 @@ def test_the_payload_ships_the_sessions_and_nothing_host_only(tiny_artifacts):
     for fmt in FORMATS.values():
         files = jobs.job_files(fmt, [Path("m")], list(fmt.runtime_packages), np.zeros((1, 2), np.float32), warmup=0, runs=1)
         runtime_file = fmt.runtime_module.replace(".", "/") + ".py"
-        assert {"runner.py", "edgekit/__init__.py", "edgekit/runtimes/__init__.py", runtime_file, "job.json"} <= set(files)
+        clocks = ("edgekit/targets/__init__.py", "edgekit/targets/clocks.py")  # the /sys readings around the rounds
+        assert {"runner.py", "edgekit/__init__.py", "edgekit/runtimes/__init__.py", runtime_file, "job.json", *clocks} <= set(files)
         assert not any(name.startswith("edgekit/") and name not in ("edgekit/__init__.py", "edgekit/runtimes/__init__.py",
-                                                                      runtime_file) for name in files), sorted(files)
+                                                                      runtime_file, *clocks) for name in files), sorted(files)
         assert files["edgekit/__init__.py"] == jobs.PACKAGE_STUB  # not the host's edgekit
+        assert files["edgekit/targets/__init__.py"] == jobs.PACKAGE_STUB
         job = json.loads(files["job.json"])
         # The module list and the session come from the format table, not from a list of the runner's.
         assert job["runtime"] == fmt.runtime and job["modules"] == list(fmt.runtime_packages)
 
 
 SHIPPED = ["edgekit/runtimes/__init__.py", "edgekit/runtimes/litert.py", "edgekit/runtimes/onnxruntime.py",
-           "edgekit/runtimes/openvino.py", "edgekit/targets/runner.py"]
+           "edgekit/runtimes/openvino.py", "edgekit/targets/runner.py", "edgekit/targets/clocks.py"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

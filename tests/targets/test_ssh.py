@@ -176,7 +176,11 @@ def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path
     with pytest.raises(DeviceProfileError) as info:
         profiles.load_profile(_profile(tmp_path, "phone", kind="adb"))
     assert info.value.exit_code == 2 and "\n" not in info.value.message
-    assert info.value.message.endswith("phone.yaml: kind: unknown target kind 'adb'; expected one of: ssh, mcu")
+    from edgekit.targets import profile_kinds
+
+    kinds = ", ".join(profile_kinds())  # every kind a profile may name, from the kinds table
+    assert info.value.message.endswith(f"phone.yaml: kind: unknown target kind 'adb'; expected one of: {kinds}")
+    assert "ethos-u" in kinds
     with pytest.raises(DeviceProfileError, match=r"kind: unknown target kind 'shh' \(did you mean \"ssh\"\?\)"):
         profiles.load_profile(_profile(tmp_path, "typo", kind="shh"))
     with pytest.raises(RecipeError, match='targets: device "phone": .*phone.yaml: kind: unknown target kind'):
@@ -354,12 +358,12 @@ def test_bench_files_on_the_cpu(artifacts, tmp_path, digits):
 # --------------------------------------------------------------------------- a real ssh device
 
 
-def _slow_python(folder: Path, python: str) -> Path:
-    """A device Python whose runner worker (the --in-process child) hangs at start-up, so a
-    test can kill it mid-run or let it time out. Only that child sleeps."""
+def _slow_python(folder: Path, python: str, seconds: float = 120) -> Path:
+    """A device Python whose runner worker (the --in-process child) sleeps ``seconds`` at start-up,
+    so a test can kill it mid-run or let it time out. Only that child sleeps."""
     site = folder / "slow-site"
     site.mkdir(parents=True, exist_ok=True)
-    (site / "sitecustomize.py").write_text("import sys, time\nif '--in-process' in sys.argv:\n    time.sleep(120)\n")
+    (site / "sitecustomize.py").write_text(f"import sys, time\nif '--in-process' in sys.argv:\n    time.sleep({seconds})\n")
     wrapper = folder / "slow-python"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH='{site}' exec '{python}' \"$@\"\n")
     wrapper.chmod(0o755)
@@ -408,14 +412,14 @@ def device_build(ssh_server, tmp_path_factory):
     s = ssh_server
     slow = _slow_python(folder, s.python)
     device_profile(folder, "dev", s)
-    device_profile(folder, "unreachable", s, port=free_port(), connect_timeout_s=3)
+    device_profile(folder, "unreachable", s, port=free_port(), connect_timeout_s=3, backoff_s=0.1)  # retried twice
     device_profile(folder, "badkey", s, identity_file=s.stranger_key)
     device_profile(folder, "impostor", s, known_hosts=s.wrong_known_hosts)
     (folder / "empty_known_hosts").write_text("")
     device_profile(folder, "unknownhost", s, known_hosts=folder / "empty_known_hosts")
     device_profile(folder, "noonnx", s, runtimes=["tflite_runtime", "onnxruntime"])
     device_profile(folder, "killed", s, python=slow)
-    device_profile(folder, "hung", s, python=slow, timeout_s=4)
+    device_profile(folder, "hung", s, python=slow, timeout_s=4, retries=0)  # a timeout is retried: not here
     targets = ["cpu", "gpu", "dev", "unreachable", "badkey", "impostor", "unknownhost", "noonnx", "killed", "hung"]
     recipe = folder / "tiny.yaml"
     recipe.write_text(TINY_RECIPE + f"targets: [{', '.join(targets)}]\nexport: {{formats: [tflite, onnx, openvino]}}\n")
@@ -516,6 +520,12 @@ def test_faulty_devices_fail_their_rows_in_one_line_and_the_rest_completes(devic
             assert "\n" not in row["reason"] and row["metrics"] == {} and row["latency_ms"] is None
     assert "(never accepted blindly)" in b.rows["tflite-fp32@unknownhost"]["reason"]
     assert b.results["targets"]["unreachable"]["error"].startswith("device unreachable")
+    # a refused connection is worth another try (profile retries: 2); a refused key or host key is not
+    unreachable = b.rows["tflite-fp32@unreachable"]
+    assert [r["backoff_s"] for r in unreachable["retries"]] == [0.1, 0.2, 0.0], unreachable["retries"]
+    assert all(r["device"] == "unreachable" and "connection refused" in r["error"] for r in unreachable["retries"])
+    assert "retries" not in b.rows["tflite-fp32@badkey"] or len(b.rows["tflite-fp32@badkey"]["retries"]) == 1
+    assert b.rows["tflite-int8@dev"]["device"] == "dev" and b.rows["tflite-int8@dev"]["timing"]["clocks"]["readings"]
     # the job of both tflite artifacts, timed together, then each alone to find the one that crashed
     assert len(b.killed) == 3
 
