@@ -23,7 +23,8 @@ name and weights.
 
 What counts as the scaling: the layers right after the model's (only) input, each with that
 one consumer, that are affine per channel on the last axis: ``Rescaling``, ``Normalization``
-(not inverted, statistics per last axis), a 1x1 ``DepthwiseConv2D`` (stride 1, depth multiplier
+(statistics per last axis; both read by ``edgekit.models.input_preprocessing.layer_map``, as the
+data side reads them), a 1x1 ``DepthwiseConv2D`` (stride 1, depth multiplier
 1, linear) and linear ``Activation`` layers. What it folds into: the next layer, a ``Conv2D``
 (channels last, one group) or a ``Dense``, when the scaling is its only input. Anything else,
 and models nested in the model, are left as they are (the record says why).
@@ -36,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
-#: layer classes the fold passes as a per-channel affine map
-AFFINE = ("Rescaling", "Normalization", "DepthwiseConv2D", "Activation")
+from edgekit.models.input_preprocessing import AFFINE_LAYERS, layer_map
+
+#: layer classes the fold passes as a per-channel affine map: the in-model preprocessing
+#: ``edgekit.models.input_preprocessing`` reads, and the zoo's frozen 1x1 depthwise scaling
+AFFINE = (*AFFINE_LAYERS, "DepthwiseConv2D", "Activation")
 #: the largest ratio between the raw channels' calibration ranges for which an int8 artifact
 #: takes the raw input folded (one int8 scale for every channel, as the scaled input had)
 INT8_RANGE_RATIO = 4.0
@@ -206,20 +210,16 @@ def _affine(layer, channels: int):
     config = layer.get_config()
     if kind == "Activation":
         return (np.ones(channels), np.zeros(channels)) if config.get("activation") == "linear" else None
-    if kind == "Rescaling":
-        a = np.broadcast_to(np.asarray(config.get("scale", 1.0), np.float64), (channels,))
-        b = np.broadcast_to(np.asarray(config.get("offset", 0.0), np.float64), (channels,))
-        return a.copy(), b.copy()
-    if kind == "Normalization":
-        if config.get("invert") or tuple(np.atleast_1d(config.get("axis", -1))) not in ((-1,), (3,), (1,)):
+    if kind in AFFINE_LAYERS:  # Rescaling, Normalization: read as the data side reads them
+        if kind == "Normalization" and tuple(np.atleast_1d(config.get("axis", -1))) not in ((-1,), (3,), (1,)):
+            return None  # statistics along another axis than the channels
+        try:
+            a, b, _ = layer_map(layer)
+        except (TypeError, ValueError, AttributeError):  # a Normalization never adapted
             return None
-        mean = np.ravel(np.asarray(layer.mean, np.float64))
-        variance = np.ravel(np.asarray(layer.variance, np.float64))
-        if mean.size not in (1, channels):
+        if a.size not in (1, channels) or b.size not in (1, channels):
             return None
-        std = np.maximum(np.sqrt(variance), 1e-7)  # Keras' own floor (backend.epsilon)
-        a = np.broadcast_to(1.0 / std, (channels,))
-        return a.copy(), np.broadcast_to(-mean / std, (channels,)).copy()
+        return np.broadcast_to(a, (channels,)).copy(), np.broadcast_to(b, (channels,)).copy()
     if kind == "DepthwiseConv2D":
         if tuple(config.get("kernel_size", ())) != (1, 1) or tuple(config.get("strides", (1, 1))) != (1, 1) \
                 or int(config.get("depth_multiplier", 1)) != 1 or config.get("activation") not in ("linear", None):

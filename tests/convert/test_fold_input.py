@@ -59,6 +59,19 @@ def test_a_keras3_rescaling_before_a_dense_folds_into_its_bias():
     assert record["folded"] and record["into"] == "out" and "shift" not in record  # a dense layer adds no padding
     assert [type(layer).__name__ for layer in folded.layers] == ["Activation", "Dense"]
     np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
+    # the input contract: the raw range the artifact takes, and the scaling step (as the data
+    # side found it in the model) marked as folded into the dense layer
+    from edgekit.models.input_preprocessing import detect
+    from edgekit.report.contract import row_contract
+
+    row = {"id": "onnx-fp32@cpu", "path": "artifacts/onnx-fp32.onnx", "format": "onnx", "precision": "fp32",
+           "target": "cpu", "settings": {"input_fold": record},
+           "io": {"inputs": [{"name": "x", "dtype": "float32", "shape": [1, 5]}], "outputs": []}}
+    data = {"source": "npz", "input_preprocessing": {"inputs": [found.to_dict() for found in detect(model)]}}
+    [tensor] = row_contract(row, {"data": data})["inputs"]
+    assert [tensor["raw_range"]["min"], tensor["raw_range"]["max"]] == [float(x.min()), float(x.max())]
+    [step] = [step for step in tensor["preprocessing"] if step["step"] == "model layers"]
+    assert step["folded_into"] == "out" and step["inside_artifact"] and step["layers"]
 
 
 def test_per_channel_normalization_before_a_valid_convolution_leaves_no_op():
