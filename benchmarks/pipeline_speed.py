@@ -20,7 +20,7 @@ Timings on a shared machine move with its load: the 1-minute load average is pri
 every build. The goals of issue 14 part 7: a cached rebuild of digits_cnn under 1.5 s wall,
 without TensorFlow, and an exit within a fraction of a second of the results line; of issue 28
 item 5: the same into a new run directory each time (--new-dir: the report's plots then come
-from the stage cache's plots/ folder, drawn once).
+from the stage cache's plots entries, drawn once).
 """
 
 from __future__ import annotations
