@@ -227,6 +227,7 @@ def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, impor
         importable,
         load_failure,
         load_keras,
+        revived_layers,
         serving_signature,
         traced,
         user_classes,
@@ -252,6 +253,12 @@ def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, impor
         if graph_inputs(model) is None and saved_model.is_saved_model(path):
             # a subclassed tf_keras model revived from its graph: no inputs to convert from
             return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if saved_model.is_saved_model(path) and (revived := revived_layers(model)):
+            # Revived layers run here but cannot be saved and loaded again (the build's model
+            # file, the worker processes): the signature is the same graph, and reloads.
+            shown = ", ".join(revived[:4]) + (f" and {len(revived) - 4} more" if len(revived) > 4 else "")
+            why = f"a Keras SavedModel whose layers {shown} tf_keras can only revive from the graph (not reloadable)"
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log, why), "keras3"
         if graph_inputs(model) is None:
             model = traced(model, sample_shape, path)
             log(f"[model] {path.name}: subclassed {type(model.layers[-1]).__name__} traced to a functional graph "
