@@ -55,6 +55,8 @@ def delta_cell(metric: str, delta: float | None, reference: bool = False) -> str
     ``scores.delta`` leaves it out)."""
     if delta is None or (reference and metric == "snr_db"):
         return "-"
+    if abs(delta) < (0.05 if metric == "snr_db" else 5e-5):
+        delta = 0.0  # float32 rounding (-1e-9) is no loss: "+0.0000", never "-0.0000"
     return f"{delta:+.1f} dB" if metric == "snr_db" else f"{delta:+.4f}"
 
 
