@@ -4,7 +4,7 @@ returning objects instead of printing. The CLI is a thin layer over these.
     import edgekit
 
     result = edgekit.build("recipes/digits_cnn.yaml", out="runs/digits")
-    result.to_pandas()                                  # one line per row (pandas: edgekit[pandas])
+    result.to_pandas()                                  # one line per row (pandas: keras-edgekit[pandas])
     best = result.best(max_drop=0.01, target="cpu")     # the fastest row within the metric budget
     edgekit.check(result).passed                        # the recipe's budgets, as `edgekit check`
 
@@ -66,12 +66,12 @@ class Results:
         size_bytes, the primary metric and its delta, p50/p90/p99 in ms, speedup, reason.
 
         Raises:
-            ImportError: pandas is not installed (``pip install 'edgekit[pandas]'``).
+            ImportError: pandas is not installed (``pip install 'keras-edgekit[pandas]'``).
         """
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("Results.to_pandas() needs pandas: pip install 'edgekit[pandas]'") from None
+            raise ImportError("Results.to_pandas() needs pandas: pip install 'keras-edgekit[pandas]'") from None
         return pd.DataFrame([self._flat(row) for row in self.rows]).set_index("id")
 
     def _flat(self, row: dict) -> dict[str, Any]:
@@ -174,7 +174,7 @@ def _recipe_of(recipe, holder: list) -> Any:
 
 def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: bool = False, retime: bool = False,
           tensorboard: bool = True, verbose: bool = False, log: Callable[[str], None] | None = None,
-          executor=None, preflight: bool = True) -> Results:
+          executor=None, preflight: bool = True, prepared=None) -> Results:
     """Build every variant of ``recipe`` and measure each, as ``edgekit build`` does.
 
     Args:
@@ -195,6 +195,8 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
         preflight: first check that ``out`` and the stage cache are writable and say which
             recipe paths leave the recipe's folder (``edgekit build`` does this for every
             recipe before the first build, and passes False).
+        prepared: the future of this build's preparation on ``executor``'s workers, submitted
+            earlier (``edgekit.whole_build.submit``: several recipes, a search's trials).
 
     Returns:
         The run's Results (``result.failed`` lists failed rows; a build with failed rows still
@@ -213,7 +215,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
             _preflight(loaded, run_dir, cache_used=not fresh)
         _quiet_tensorflow()
         with quiet.captured(run_dir, verbose=verbose) as capture:
-            return _run_build(loaded, run_dir, capture, fresh, force, retime, tensorboard, log, executor)
+            return _run_build(loaded, run_dir, capture, fresh, force, retime, tensorboard, log, executor, prepared)
     finally:
         import shutil
 
@@ -222,7 +224,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
 
 
 def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime: bool, tensorboard: bool,
-               log, executor) -> Results:
+               log, executor, prepared=None) -> Results:
     from edgekit import pipeline
     from edgekit.cache import Cache
     from edgekit.progress import BuildLog
@@ -230,7 +232,8 @@ def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime:
     own_log = BuildLog(stream=capture.terminal) if log is None else None
     try:
         result = pipeline.build(recipe, run_dir, log=own_log or capture.on_terminal(log), cache=Cache(enabled=not fresh),
-                                force=force, retime=retime, executor=executor, tensorboard=tensorboard)
+                                force=force, retime=retime, executor=executor, tensorboard=tensorboard,
+                                prepared=prepared)
     finally:
         if own_log is not None:
             own_log.close()
@@ -269,7 +272,7 @@ def _results_path(results) -> Path:
 
 def check(results, baseline: str | Path | None = None, recipe: str | Path | None = None,
           junit: str | Path | None = None, history: str | None = None, window: int = 10,
-          allow_suspect: bool = False):
+          allow_suspect: bool = False, allow_unjudged: bool = False):
     """Check a run against its recipe's budgets and a stored baseline, as ``edgekit check``.
 
     Args:
@@ -282,16 +285,19 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
         window: how many earlier runs of a row the history check reads.
         allow_suspect: pass a build whose Keras baseline is suspect (not above the majority class
             or chance of its test split; ``--allow-suspect``) instead of failing it.
+        allow_unjudged: pass although a latency budget could not be judged (a row's timing was
+            unstable; ``--allow-unjudged``); by default ``passed`` is False then.
 
     Returns:
         ``edgekit.check.gate.CheckReport``: ``passed``, ``failures`` (each an Outcome with row,
-        budget, value, limit and detail), ``outcomes`` and ``warnings``.
+        budget, value, limit and detail), ``unstable`` (the latency budgets not judged),
+        ``outcomes`` and ``warnings``.
     """
     from edgekit.check import gate, output
 
     report = gate.run_check(_results_path(results), Path(baseline) if baseline else None,
                             Path(recipe) if recipe else None, history=history, window=window,
-                            allow_suspect=allow_suspect)
+                            allow_suspect=allow_suspect, allow_unjudged=allow_unjudged)
     if junit is not None:
         output.write_junit(report, Path(junit))
     return report
@@ -300,7 +306,7 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
 def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, runs: int = 100, warmup: int = 10,
           min_time_s: float = 0.0, threads: int = 1, samples: int = 16, inputs: str | Path | None = None,
           profile: bool = True, devices: str | Path | None = None, out: str | Path | None = None,
-          log: Callable[[str], None] | None = None, shapes: Iterable[str] = ()) -> Results:
+          log: Callable[[str], None] | None = None, shapes: Iterable[str] = (), verbose: bool = False) -> Results:
     """Time existing model files (any format of ``edgekit formats``) on each target, as ``edgekit bench``.
 
     Args:
@@ -315,6 +321,9 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
         out: also write the results (results.json layout) to this file.
         log: progress lines (default: stderr).
         shapes: free dimensions fixed, ``"NAME=1x3x320x320"`` each (as ``--shape``).
+        verbose: let the runtimes print live (``-v``); by default what they print (LiteRT's
+            ``Created TensorFlow Lite XNNPACK delegate``, ...) goes into ``out``'s ``.log`` file
+            beside it, or nowhere without ``out`` (``edgekit.quiet``).
 
     Returns:
         Results (no metrics: ``best(max_drop=None)`` is the fastest file); ``run_dir`` is the
@@ -327,11 +336,14 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
 
     spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples,
                                profile=profile)
+    from edgekit import quiet
+
     dirs = [Path(devices)] if devices is not None else search_dirs()
-    results, latencies = filebench.benchmark_files([Path(f) for f in files], list(targets), spec,
-                                                   Path(inputs) if inputs else None, dirs,
-                                                   log=log or (lambda line: click.echo(line, err=True)),
-                                                   shapes=list(shapes))
+    chatter = Path(out).with_name(Path(out).stem + ".log") if out is not None else None
+    with quiet.captured_file(chatter, verbose=verbose) as capture:
+        results, latencies = filebench.benchmark_files(
+            [Path(f) for f in files], list(targets), spec, Path(inputs) if inputs else None, dirs,
+            log=capture.on_terminal(log or (lambda line: click.echo(line, err=True))), shapes=list(shapes))
     if out is not None:
         from edgekit import report
         from edgekit.report.results import relative_path

@@ -140,6 +140,9 @@ class Cache:
     events: list[dict] = field(default_factory=list)
     #: where the one warning line about a discarded entry goes (the build log during a build)
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr), repr=False)
+    #: called with the stage's name before a stage output is computed rather than read (a build
+    #: takes this machine's CPU lock there: what comes from the cache waits for nobody)
+    before_compute: Callable[[str], None] | None = field(default=None, repr=False)
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -173,6 +176,8 @@ class Cache:
                     self.events.append({"stage": stage, "name": name, "key": key, "reused": True})
                     return value, True
                 break
+        if self.before_compute is not None:
+            self.before_compute(stage)
         value = compute()
         if keep(value):
             try:

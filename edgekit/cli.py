@@ -21,6 +21,15 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
+#: --format of the commands that print the results table (edgekit.report.terminal.FORMATS)
+_FORMAT_OPTION = click.option(
+    "--format", "table_format", type=click.Choice(["table", "plain", "markdown", "json"]), default="table",
+    show_default=True,
+    help="How the results table is printed: fitted to the terminal, each row's notes as numbered footnotes under it "
+         "(table); or for scripts, on stdout with every other line on stderr: tab-separated with every column (plain), "
+         "markdown, or json. A build of several recipes prints its summary table as it is.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgekit")
 def cli() -> None:
@@ -36,8 +45,9 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Build into --out even if it is a non-empty folder that is not a run directory.")
 @click.option("--retime", is_flag=True, help="Time every row again (the machine was busy); everything else from the cache.")
 @click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
-              help="Where conversions and device benchmarks run: local worker processes (default), a Dask scheduler "
-                   "(dask://HOST:PORT), or a Dask cluster started on this machine (dask://local). "
+              help="Where a build's work (training, fine-tuning, conversions) and device benchmarks run: local "
+                   "worker processes (default), a Dask scheduler (dask://HOST:PORT), or a Dask cluster started on "
+                   "this machine (dask://local); this machine's rows are timed here. "
                    "Default: $EDGEKIT_EXECUTOR, else local.")
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
               help="TensorBoard logs of training and fine-tuning, and the results as hparams, under "
@@ -46,10 +56,12 @@ def cli() -> None:
               help="Show TensorFlow's, tf2onnx's, NNCF's and LiteRT's own output live (default: kept in <run>/build.log).")
 @click.option("--history", "history_url", default=None, metavar="PATH|URL",
               help="Record the build in this results store: a SQLite file, or a database URL (postgresql+psycopg://...; "
-                   "pip install 'edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
+                   "pip install 'keras-edgekit[history]'). Default when $CI is set: $EDGEKIT_HISTORY, else history.db in the "
                    "cache folder; otherwise nothing is recorded.")
+@_FORMAT_OPTION
 def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, force: bool, retime: bool,
-          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None) -> None:
+          executor_spec: str | None, tensorboard: bool, verbose: bool, history_url: str | None,
+          table_format: str = "table") -> None:
     """Build every variant of each RECIPE (a recipe file, or a folder of them), measure each, and
     write results.json and report.md into its run directory.
 
@@ -63,6 +75,10 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
 
     paths = many.recipe_paths(recipe_files)
     recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
+    for recipe in recipes:
+        if recipe.search is not None:
+            _log(f"{recipe.name}: its search: section is left alone by build (the recipe builds as written); "
+                 f"`edgekit search {recipe.path}` runs the search")
     _quiet_tensorflow()
     if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
         run_dir = out_dir or Path("runs") / recipes[0].name
@@ -78,8 +94,8 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
         if error is not None:
             _build_exit(error.exit_code, error)
             raise error
-        _print_build(result, run_dir, table=True)
-        error = _record_history(result, run_dir, history_url)
+        _print_build(result, run_dir, table=True, table_format=table_format)
+        error = _record_history(result, run_dir, history_url, quiet=table_format != "table")
         if result.failed and error is None:
             failed = [row["id"] for row in result.results["rows"] if row["status"] == "failed"]
             error = click.ClickException(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")
@@ -91,10 +107,11 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
                 tensorboard=tensorboard, verbose=verbose, history_url=history_url)
 
 
-def _record_history(result, run_dir: Path, history_url: str | None):
+def _record_history(result, run_dir: Path, history_url: str | None, quiet: bool = False):
     """Record a finished build in the results store (``--history``, or the default one in CI);
     returns the error to exit with when an asked-for store cannot be written (the run itself is
-    written already), None otherwise: a store on by default only warns."""
+    written already), None otherwise: a store on by default only warns. ``quiet``: its line
+    goes to stderr (stdout holds the table for a script)."""
     from edgekit import history
     from edgekit.errors import EdgekitError
 
@@ -109,16 +126,19 @@ def _record_history(result, run_dir: Path, history_url: str | None):
         _log(f"[history] not recorded: {exc.message}")
         return None
     click.echo(f"history: {added} of {given} row(s) recorded in {where}"
-               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"))
+               + ("" if added == given else f" ({given - added} already there: measurements reused from the cache)"),
+               err=quiet)
     return None
 
 
-def _print_build(result, run_dir: Path, table: bool) -> None:
-    """The table (one recipe) and the lines on what was reused and where the results are."""
+def _print_build(result, run_dir: Path, table: bool, table_format: str = "table") -> None:
+    """The table (one recipe) and the lines on what was reused and where the results are (on
+    stderr when the table is for a script: ``--format plain|markdown|json``)."""
+    err = table_format != "table"
     if table:
         from edgekit.report.terminal import print_table
 
-        print_table(result.results)
+        print_table(result.results, fmt=table_format)
     else:  # one of several recipes: no table, but a suspect baseline and the loss count still show
         from edgekit.report.flags import summary_lines
 
@@ -126,9 +146,9 @@ def _print_build(result, run_dir: Path, table: bool) -> None:
             click.echo(f"{result.results['recipe']['name']}: {line}")
     reused = {stage: len(names) for stage, names in result.results["reused"].items() if names}
     if reused:
-        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()))
+        click.echo("reused from the cache: " + ", ".join(f"{stage} {n}" for stage, n in reused.items()), err=err)
     click.echo(f"results: {run_dir / 'results.json'}  report: {run_dir / 'report.md'}  "
-               f"({result.results['build_seconds']} s)")
+               f"({result.results['build_seconds']} s)", err=err)
 
 
 def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) -> None:
@@ -239,6 +259,47 @@ def validate(recipe_file: Path) -> None:
                f"formats {', '.join(recipe.export.formats)}, targets {', '.join(recipe.targets)}")
 
 
+@cli.command()
+@click.argument("recipe_file", metavar="RECIPE", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The search's folder (default: runs/<recipe name>-search/).")
+@click.option("--executor", "executor_spec", default=None, metavar="local|dask://HOST:PORT",
+              help="Where trials are prepared: this machine (default), or a Dask cluster (dask://HOST:PORT, "
+                   "dask://local), whose workers train, fine-tune and convert several trials at once.")
+@click.option("--strategy", type=click.Choice(["auto", "grid", "tpe"]), default=None,
+              help="Override search.strategy.")
+@click.option("--max-trials", type=click.IntRange(min=1, max=10_000), default=None, help="Override search.max_trials.")
+@click.option("--retime", is_flag=True, help="Time every trial again; everything else from the cache.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own output live (default: kept in <out>/build.log).")
+def search(recipe_file: Path, out_dir: Path | None, executor_spec: str | None, strategy: str | None,
+           max_trials: int | None, retime: bool, verbose: bool) -> None:
+    """Search RECIPE's search: space for the variant to ship: the lowest p50 (or size, or memory) on
+    its target within the constraints. Each trial is a cached build of a recipe of its own
+    (<out>/trials/<id>.yaml); results.json holds every trial, the Pareto front and the pick.
+
+    Exit codes: 0 a trial meets the constraints (the pick), 1 none does, 2 bad recipe or input,
+    130 interrupted (the finished trials are written; run it again to resume).
+    """
+    from edgekit.errors import EdgekitError
+    from edgekit.search import run_search
+    from edgekit.search.report import COLUMNS, table_rows
+
+    _quiet_tensorflow()
+    document = run_search(recipe_file, out_dir, executor=executor_spec, strategy=strategy, max_trials=max_trials,
+                          retime=retime, verbose=verbose, say=_log)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*COLUMNS, show_lines=False)
+    for row in table_rows(document):
+        table.add_row(*row)
+    Console(width=max(Console().width, 160)).print(table)
+    folder = out_dir or Path("runs") / f"{document['recipe']['name']}-search"
+    click.echo(f"results: {folder / 'results.json'}  report: {folder / 'report.html'}")
+    if document["search"]["pick"] is None:
+        raise EdgekitError("no trial meets the search's constraints; see the table (each trial's notes say why)")
+
+
 def _outside(recipe) -> list[str]:
     from edgekit import preflight
 
@@ -305,8 +366,10 @@ def formats() -> None:
     # The precision column fits the longest list (tflite's six precisions are 39 characters).
     width = max(len(",".join(fmt.precisions)) for fmt in FORMATS.values())
     for fmt in FORMATS.values():
-        runtime = fmt.installed_runtime()
-        state = f"runtime: {runtime}" if runtime else f"runtime missing: pip install {fmt.runtime_packages[0].replace('_', '-')}"
+        versions = [(module, _module_version(module)) for module in fmt.runtime_packages]
+        state = "runtime: " + ", ".join(f"{module} {version or 'not installed'}" for module, version in versions)
+        if not any(version for _, version in versions):
+            state += f" (pip install {fmt.runtime_packages[0].replace('_', '-')})"
         click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(fmt.runs_on)}"
                    f"  - {fmt.description}")
         # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
@@ -324,6 +387,30 @@ def formats() -> None:
                + " (besides every format's fp32 and int8)")
 
 
+def _module_version(module: str) -> str | None:
+    """The installed version of the distribution that provides ``module`` (``onnxruntime`` from
+    onnxruntime or onnxruntime-gpu), without importing it; None when it is not installed."""
+    import importlib.util
+    from importlib import metadata
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    for name in metadata.packages_distributions().get(module, []) or [module.replace("_", "-")]:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "(version unknown)"
+
+
+def _plain(text: str) -> str:
+    """A docstring's reStructuredText markup as plain text: ``alpha`` and :class:`X` become alpha and X."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
 @cli.command()
 def models() -> None:
     """List the model zoo: each builder, the tasks it fits, and its parameters with their defaults."""
@@ -334,28 +421,30 @@ def models() -> None:
         if info["alias_of"]:
             click.echo(f"{name}: another name for {info['alias_of']}\n")
             continue
-        click.echo(f"{name}: {info['summary']}\n  tasks: {', '.join(info['tasks'])}")
+        click.echo(f"{name}: {_plain(info['summary'])}\n  tasks: {', '.join(info['tasks'])}")
         for param, (default, text) in info["params"].items():
-            click.echo(f"  {param}={default!r}: {text}")
+            click.echo(f"  {param}={default!r}: {_plain(text)}")
         click.echo("")
 
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--readme", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Rewrite the recipe table between the marker comments of this file (e.g. README.md).")
-def table(runs: tuple[Path, ...], readme: Path | None) -> None:
+@click.option("--readme", "readmes", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rewrite the recipe table between the marker comments of this file (docs/recipes.md: the whole "
+                   "table; README.md: its narrow excerpt); repeatable.")
+def table(runs: tuple[Path, ...], readmes: tuple[Path, ...]) -> None:
     """Print the recipe table (one line per run: metrics, sizes, p50) from RUNS (run directories or results.json).
 
-    Example: edgekit table runs/*/ --readme README.md
+    Example: edgekit table runs/*/ --readme docs/recipes.md
     """
     from edgekit.report import readme_table
 
-    text = readme_table.table(readme_table.load(list(runs)))
-    if readme is None:
+    docs = readme_table.load(list(runs))
+    text = readme_table.table(docs)
+    if not readmes:
         click.echo(text, nl=False)
-    else:
-        readme_table.update_readme(readme, text)
+    for readme in readmes:
+        readme_table.update_readme(readme, text, readme_table.excerpt(docs))
         click.echo(f"{readme}: recipe table rewritten from {len(runs)} run(s)")
 
 
@@ -376,31 +465,37 @@ def table(runs: tuple[Path, ...], readme: Path | None) -> None:
 @click.option("--allow-suspect", is_flag=True,
               help="Do not fail a build whose Keras baseline is suspect (not above the majority class or chance of "
                    "its test split: results.json sanity); it is still reported.")
+@click.option("--allow-unjudged", is_flag=True,
+              help="Pass even when a latency budget could not be judged because a row's timing was unstable "
+                   "(its rounds disagreed); they are still reported. Default: such a check exits 1.")
 def check(results_file: Path, baseline_file: Path | None, recipe_file: Path | None, junit_file: Path | None,
-          history_url: str | None, window: int, allow_suspect: bool) -> None:
+          history_url: str | None, window: int, allow_suspect: bool, allow_unjudged: bool) -> None:
     """Check RESULTS (a results.json or run directory) against the recipe's budgets and a baseline.
 
-    Prints every budget (row, value, limit, pass or fail). Latency is compared as in-run ratios
-    (row p50 / baseline-row p50), so a slower CI machine does not fail. Appends a Markdown
+    Prints every budget (row, value, limit, pass or fail). Latency is compared as ratios measured
+    inside one run: each row's p50 over its fp32 sibling's (the same model in the same runtime and
+    target; latency_reference: baseline divides by the run's baseline row instead), now against
+    the same ratio in the baseline, so a slower CI machine does not fail. Appends a Markdown
     summary to $GITHUB_STEP_SUMMARY when it is set.
 
-    Exit codes: 0 every budget holds, 1 a budget failed (always for the partial results of an
-    interrupted build: its unfinished rows fail with status interrupted; and for a suspect baseline
-    unless --allow-suspect), 2 bad or mismatched input.
+    Exit codes: 0 every budget holds, 1 a budget failed or a latency budget could not be judged
+    (unstable timing; unless --allow-unjudged), and always for the partial results of an
+    interrupted build (its unfinished rows fail with status interrupted) and for a suspect baseline
+    unless --allow-suspect; 2 bad or mismatched input.
     """
     from edgekit import api
     from edgekit.check import output
     from edgekit.errors import EdgekitError
 
     report = api.check(results_file, baseline_file, recipe_file, junit=junit_file, history=history_url, window=window,
-                       allow_suspect=allow_suspect)
+                       allow_suspect=allow_suspect, allow_unjudged=allow_unjudged)
     click.echo(output.format_text(report))
     if junit_file is not None:
         click.echo(f"junit: {junit_file}")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(output.step_summary(report))
-    if report.failures:
+    if not report.passed:
         raise EdgekitError(output.summary_line(report))
     click.echo(output.summary_line(report))
 
@@ -646,9 +741,12 @@ def _check_device(name: str, profile) -> list[str]:
               help="Also write the results (results.json layout) to this file.")
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="Per-op profile and peak memory of each file on this machine, in a fresh process after the timed rounds.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the runtimes' own output live (default: kept in the .log beside --out, else not shown).")
 @_DEVICES_OPTION
+@_FORMAT_OPTION
 def bench_command(model_files, targets, runs, warmup, min_time_s, threads, samples, inputs_file, shapes, out_file, profile,
-                  devices_dir) -> None:
+                  devices_dir, table_format="table", verbose=False) -> None:
     """Time existing model files (any format of `edgekit formats`) without a recipe, here or on a device.
 
     Exit codes: 0 every row ok or skipped, 1 a row failed, 2 bad input (file, profile, inputs).
@@ -659,10 +757,10 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 
     result = api.bench(list(model_files), list(targets), runs=runs, warmup=warmup, min_time_s=min_time_s, threads=threads,
                        samples=samples, inputs=inputs_file, profile=profile, devices=devices_dir, out=out_file, log=_log,
-                       shapes=shapes)
-    print_table(result.results)
+                       shapes=shapes, verbose=verbose)
+    print_table(result.results, fmt=table_format)
     if out_file is not None:
-        click.echo(f"results: {out_file}")
+        click.echo(f"results: {out_file}", err=table_format != "table")
     failed = [row["id"] for row in result.failed]
     if failed:
         raise EdgekitError(f"{len(failed)} row(s) failed: {', '.join(failed)}; see the reasons in the table")

@@ -29,13 +29,23 @@ def cpu_info() -> tuple[str, list[str]]:
     return read_cpu_info()
 
 
+#: the names results.json records that are not the distribution's own: edgekit is distributed as
+#: keras-edgekit (the name ``edgekit`` on the package index belongs to an unrelated project)
+DISTRIBUTIONS = {"edgekit": "keras-edgekit"}
+
+
 def package_versions(names) -> dict[str, str]:
-    """The installed version of each distribution of ``names`` (the missing ones left out)."""
+    """The installed version of each distribution of ``names`` (the missing ones left out);
+    edgekit's own from its distribution ``keras-edgekit``, else from the source it runs."""
     packages = {}
     for name in names:
         try:
-            packages[name] = metadata.version(name)
+            packages[name] = metadata.version(DISTRIBUTIONS.get(name, name))
         except metadata.PackageNotFoundError:
+            if name == "edgekit":  # run from a checkout that is not installed
+                from edgekit import __version__
+
+                packages[name] = __version__
             continue
     return packages
 

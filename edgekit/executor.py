@@ -74,7 +74,7 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
             executor_dask = importlib.import_module("edgekit.executor_dask")  # imports Dask
         except ImportError:
             raise InputError(f"--executor {spec} needs Dask distributed, which is not installed: "
-                             "pip install 'edgekit[dask]' (or use --executor local)") from None
+                             "pip install 'keras-edgekit[dask]' (or use --executor local)") from None
         # None or 0: the cluster's own default (a dask://local cluster has no in-process mode)
         return executor_dask.DaskExecutor(spec[len("dask://"):], initializer, initargs, log, workers=size or None)
     if spec != "local":

@@ -47,11 +47,19 @@ class Executor:
     remote = False
     #: the files a build hands its tasks go under the (shared) cache rather than a local temp folder
     shared_scratch = False
+    #: a build's own work (training, fine-tuning, the Keras baseline; for several recipes or a
+    #: search's trials, their conversions too) travels to the workers as one task per build, and
+    #: only the timing of this machine's rows stays in the build's process (``edgekit.whole_build``)
+    whole_builds = False
 
     def __init__(self) -> None:
         #: ``locks.Hold.record`` of every task run with a hold, in the order they ended
         self.records: list[dict] = []
         self._records_lock = threading.Lock()
+
+    def slots(self) -> int:
+        """How many tasks this executor runs at once (a search keeps that many trials in flight)."""
+        return 1
 
     def keep(self, record: dict) -> None:
         with self._records_lock:

@@ -2,7 +2,7 @@
 
 The same tasks as the local pool (convert + evaluate one variant; benchmark a device's rows)
 become Dask tasks; this module is imported only when ``--executor dask://...`` is asked for, and
-``pip install 'edgekit[dask]'`` brings Dask. ``dask://local`` starts a cluster of worker
+``pip install 'keras-edgekit[dask]'`` brings Dask. ``dask://local`` starts a cluster of worker
 processes on this machine for the build (``$EDGEKIT_WORKERS`` of them, default 2).
 
 What each task does on its worker (``_on_worker``): one edgekit task at a time per worker process
@@ -47,6 +47,7 @@ class DaskExecutor(base.Executor):
 
     remote = True
     shared_scratch = True  # the workers read the build's files: they go under the (shared) cache
+    whole_builds = True  # training and the Keras baseline go to a worker too, not only conversions
 
     def __init__(self, address: str, initializer: Callable | None = None, initargs: tuple = (),
                  log: Callable[[str], None] | None = None, workers: int | None = None):
@@ -100,6 +101,13 @@ class DaskExecutor(base.Executor):
             self._tasks[task.id] = task
         self._send(task)
         return task.future
+
+    def slots(self) -> int:
+        """The cluster's workers now (at least 1: tasks wait for the first to join)."""
+        try:
+            return max(1, len(self.client.scheduler_info().get("workers", {})))
+        except Exception:  # noqa: BLE001 - a scheduler that does not answer: one at a time
+            return 1
 
     def start(self) -> None:
         """The cluster's workers are running already."""

@@ -52,6 +52,8 @@ class Executors:
             executor.close(now=exc[0] is not None)
 
     def for_recipe(self, recipe):
+        if self.spec is not None and not isinstance(self.spec, str):  # an executor made by the caller (left open)
+            return self.spec
         if self.spec is None and not self.shared:
             return None
         threads = recipe.benchmark.threads
@@ -70,6 +72,23 @@ class Executors:
         return self._made[threads]
 
 
+def _prepare_all(recipes, out_dir: Path, executors: Executors, fresh: bool, force: bool, tensorboard: bool) -> dict:
+    """Where builds travel whole (``edgekit.whole_build``): every recipe's preparation sent at
+    once, so they spread over the workers while this process times one recipe after another."""
+    from edgekit import whole_build
+    from edgekit.cache import Cache
+
+    prepared = {}
+    for recipe in recipes:
+        future = whole_build.submit(executors.for_recipe(recipe), recipe, out_dir / recipe.name, Cache(enabled=not fresh),
+                                    force=force, tensorboard=tensorboard, scope="variants")
+        if future is not None:
+            prepared[recipe.name] = future
+    if prepared:
+        whole_build.warm_up(recipes[0].benchmark.threads, sorted({f for r in recipes for f in r.export.formats}))
+    return prepared
+
+
 def build_all(recipes, out_dir: Path, *, fresh: bool = False, force: bool = False, retime: bool = False,
               tensorboard: bool = True, verbose: bool = False, executor: str | None = None,
               say: Callable[[str], None] = print, on_built: Callable | None = None) -> dict:
@@ -78,7 +97,8 @@ def build_all(recipes, out_dir: Path, *, fresh: bool = False, force: bool = Fals
     Args:
         out_dir: the folder of their run directories (``<out_dir>/<name>/``), summary.json and
             workers.log.
-        executor: ``--executor`` (None: ``$EDGEKIT_EXECUTOR``, else the local pool).
+        executor: ``--executor`` (None: ``$EDGEKIT_EXECUTOR``, else the local pool), or an executor
+            made already (``edgekit.executor.make_executor``), which stays open.
         say: receives a line as each recipe starts and when one fails.
         on_built: called with (Results, run_dir) as each recipe's build ends.
 
@@ -98,6 +118,7 @@ def build_all(recipes, out_dir: Path, *, fresh: bool = False, force: bool = Fals
     outcomes: list[RecipeOutcome] = []
     stop = False
     with Executors(executor, shared=True, logs=None if verbose else out_dir) as executors:
+        prepared = _prepare_all(recipes, out_dir, executors, fresh, force, tensorboard)
         for i, recipe in enumerate(recipes, 1):
             run_dir = out_dir / recipe.name
             outcome = RecipeOutcome(recipe.name, str(recipe.path), str(run_dir), "not built", 0)
@@ -107,7 +128,8 @@ def build_all(recipes, out_dir: Path, *, fresh: bool = False, force: bool = Fals
             say(f"== [{i}/{len(recipes)}] {recipe.name} ({recipe.path})")
             try:
                 result = api.build(recipe, run_dir, fresh=fresh, force=force, retime=retime, tensorboard=tensorboard,
-                                   verbose=verbose, executor=executors.for_recipe(recipe), preflight=False)
+                                   verbose=verbose, executor=executors.for_recipe(recipe), preflight=False,
+                                   prepared=prepared.get(recipe.name))
             except EdgekitError as exc:
                 outcome.status = "interrupted" if exc.exit_code == 130 else "error"
                 outcome.exit_code, outcome.reason = exc.exit_code, exc.format_message()

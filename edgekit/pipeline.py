@@ -22,7 +22,7 @@ from edgekit.cache import Cache, fingerprint
 from edgekit.compress.stage import compressed_variants
 from edgekit.convert.stage import BuildContext, Exporter
 from edgekit.errors import EdgekitError, InputError, Interrupted, SchedulerLost
-from edgekit.locks import Hold
+from edgekit.locks import Hold, OnDemand, waited_within, waits_by_label
 from edgekit.evaluate.stage import keras_baseline
 from edgekit.evaluate.variant import Variant
 from edgekit.evaluate.worker import VariantBuilds
@@ -66,6 +66,17 @@ class _State:
     ahead: Ahead = field(default_factory=Ahead)
     #: the executor's records of this build begin at this index (an executor can serve several builds)
     records_from: int = 0
+    #: records of this build's work done before it, as a task of its own (``edgekit.whole_build``)
+    prior_records: list[dict] = field(default_factory=list)
+    #: when the data stage began (after waiting for a preparation); None: when the build began
+    data_clock: float | None = None
+    #: (stage, start, end) of every wait of this process for this machine's CPU lock (``OnDemand``):
+    #: results.json ``waits``, left out of ``stages``
+    waits: list = field(default_factory=list)
+    #: the targets whose rows were timed again because one was unstable (results.json ``retimed``)
+    retimed: list = field(default_factory=list)
+    #: takes the build's shared hold of this machine's CPU, if not held yet (``OnDemand.take``)
+    take_shared: Callable[..., None] = field(default=lambda label=None: None, repr=False)
 
     def known_variants(self) -> list[Variant]:
         """Every variant so far, the baseline first, each once."""
@@ -74,7 +85,8 @@ class _State:
 
 
 def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, force: bool = False,
-          retime: bool = False, executor=None, tensorboard: bool = True) -> BuildResult:
+          retime: bool = False, executor=None, tensorboard: bool = True, until: str | None = None,
+          prepared=None) -> BuildResult:
     """Run every stage of ``recipe`` and write results into ``run_dir``.
 
     Stage outputs come from ``cache`` when their keys are unchanged (``retime``: every
@@ -85,6 +97,13 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     ``force``. ``executor``: where the tasks run (``edgekit.executor.make_executor``), shared by
     the builds of several recipes; default: one made for this build (``$EDGEKIT_EXECUTOR``) and
     closed at its end. ``tensorboard``: write TensorBoard logs of training and fine-tuning.
+
+    ``until``: stop before the bench stage, having filled the cache and ``run_dir``:
+    "models" (data, training, fine-tuning, the Keras baseline) or "variants" (also every
+    conversion and evaluation); the result then holds ``prepared_variants`` and no rows. This is
+    the task ``edgekit.whole_build`` sends to a worker. ``prepared``: the future of that task,
+    submitted earlier (several recipes, a search); with an executor whose ``whole_builds`` is
+    set, the build otherwise submits it itself and waits for it first.
     """
     cache = cache if cache is not None else Cache()
     cache.log = log  # a discarded cache entry is one line of the build log
@@ -103,7 +122,7 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     state.records_from = len(pool.records)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard)
+            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, until, prepared, force)
     except (KeyboardInterrupt, SchedulerLost) as exc:
         state.built = state.finished()  # what the workers finished before Ctrl-C
         pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
@@ -168,7 +187,8 @@ LAYER_ERRORS_DIR = "layer_errors"
 #: even without results.json (a build killed before it wrote one)
 RUN_FILES = {"recipe.yaml", "artifacts", "model", "devices", "plots", "results.json", "manifest.json",
              "latency.json", "report.md", "report.html", "preprocess.json", results_file.LABELS_FILE, "profiles",
-             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard", "workers.log"}
+             LAYER_ERRORS_DIR, "vocab.txt", "tokenizer.json", "build.log", "tensorboard", "workers.log",
+             "prepare.log"}
 
 
 
@@ -225,24 +245,38 @@ def _check_outputs(run_dir: Path, variants: list[Variant]) -> None:
 
 
 def _build(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool = False,
-           owned: bool = True, tensorboard: bool = True) -> BuildResult:
+           owned: bool = True, tensorboard: bool = True, until: str | None = None, prepared=None,
+           force: bool = False) -> BuildResult:
     started = time.perf_counter()
+    if until is None:  # the build's own work first, as a task on a worker where the executor says so
+        from edgekit import whole_build
+
+        travelled = whole_build.before_build(pool, recipe, run_dir, cache, prepared, force, tensorboard, log)
+        if travelled is not None:
+            cache, retime, state.prior_records = travelled.cache, retime or travelled.retime, travelled.records
+        state.data_clock = _stage_done(state, log, "prepare", started) if travelled is not None else None
     # Training, compressing and converting use this machine's CPU: the host lock is held shared
     # until the bench stage, so that no benchmark of another build on this machine is timed
     # meanwhile (edgekit.locks); the bench stage takes it exclusive for this machine's rows.
+    # Both are taken at the first output the cache does not hold: a cached rebuild waits for nobody.
     with contextlib.ExitStack() as shared_phase:
-        shared_phase.enter_context(pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log))
+        shared = shared_phase.enter_context(OnDemand(
+            lambda: pool.hold(Hold(task=f"build {recipe.name}", kind="build"), log), state.waits))
+        cache.before_compute = shared.take
+        shared_phase.callback(setattr, cache, "before_compute", None)
+        state.take_shared = shared.take
         return _build_and_bench(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, started,
-                                shared_phase.close)
+                                shared_phase.close, until)
 
 
 def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _State, pool, retime: bool, owned: bool,
-                     tensorboard: bool, started: float, end_shared_phase: Callable[[], None]) -> BuildResult:
+                     tensorboard: bool, started: float, end_shared_phase: Callable[[], None],
+                     until: str | None = None) -> BuildResult:
     if not cache.enabled:  # --fresh: every variant converts; a worker imports TensorFlow while this process trains
         pool.start()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "artifacts").mkdir(exist_ok=True)
-    if recipe.path is not None:
+    if recipe.path is not None and until is None:  # a preparation leaves them to the build that follows
         shutil.copyfile(recipe.path, run_dir / "recipe.yaml")
         # the copy's device targets resolve inside the run directory
         from edgekit.targets import profiles
@@ -269,7 +303,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
 
     if small := sanity.small_validation_line(len(data.x_val)):
         log(f"[data] {small}")
-    clock = _stage_done(state, log, "data", started)
+    clock = _stage_done(state, log, "data", state.data_clock or started)
 
     # The trained model comes as a handle: loaded (and TensorFlow imported, at train.threads)
     # only when a stage below misses its cache entry and needs the model itself.
@@ -312,9 +346,10 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     if floor is not None and floor["suspect"]:
         log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)
-    if "cpu" in recipe.targets:  # the Keras row's probe imports TensorFlow while the variants convert
+    if "cpu" in recipe.targets and until is None:  # the Keras row's probe imports TensorFlow while the variants convert
         start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
-                             data.x_test[: recipe.benchmark.inputs], cache)
+                             data.x_test[: recipe.benchmark.inputs], cache,
+                    before_launch=lambda: state.take_shared("evaluate"))
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)
@@ -323,7 +358,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     # counts every variant as it is finished (cached, converted and evaluated, failed or skipped)
     done_count = Counter(log, "converting + evaluating", len(planned_variants(recipe)[0]) - 1)
     builds = VariantBuilds(ctx, pool, done_count)
-    exporter = Exporter(ctx, builds.start, done_count)
+    exporter = Exporter(ctx, builds.start if until != "models" else _not_converted, done_count)
     state.finished = exporter.finished
     phase = time.perf_counter()  # convert + evaluate: in the workers, overlapping compress here
     try:
@@ -344,6 +379,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         builds.close()
     _variant_seconds(state, log, phase)
     end_shared_phase()
+    if until is not None:  # prepared: the cache and the run directory hold it; the bench is the caller's
+        return BuildResult({"rows": [], "prepared_variants": state.variants, "models": state.models,
+                            "stages": state.stages}, run_dir)
     from edgekit.bench import stage as rows_stage
 
     # Every conversion has finished before the bench stage times anything on this machine's
@@ -355,7 +393,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         latencies, target_environments = rows_stage.benchmark(
             state.variants, data, recipe, log, baseline_outputs, cache=cache, rows=state.rows,
             latencies=state.latencies, retime=retime, tf_threads=_keras_threads(recipe), pool=pool, run_dir=run_dir,
-            ahead=state.ahead,
+            ahead=state.ahead, waits=state.waits, retimed=state.retimed,
         )
     finally:
         if owned:
@@ -378,6 +416,8 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         finished_at=round(time.time(), 3),
         commit=git_commit(recipe.path),
         tasks=_task_records(pool, state),
+        waits=waits_by_label(state.waits),
+        retimed=state.retimed,
         **truth,
         **results_file.stage_fields(state.stages),
     )
@@ -417,10 +457,19 @@ def _data_key(data) -> str:
     return fingerprint(data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test, data.x_calib, *stats)
 
 
+def _not_converted(fmt, precision, model, name, parent, quantized, model_key, model_file=None):
+    """``Exporter``'s start while preparing "models" only: the build that follows converts."""
+    from edgekit.convert.stage import Ready
+
+    return Ready(Variant(format=fmt.name, precision=precision, model=name, parent=parent, status="skipped",
+                         reason="not converted while preparing"))
+
+
 def _task_records(pool, state: _State) -> list[dict]:
     """results.json ``tasks``: what each task of this build held and when (``edgekit.locks``),
-    in start order, times as Unix seconds."""
-    records = [dict(r) for r in pool.records[state.records_from:]]
+    in start order, times as Unix seconds. Preparations (``whole_build``) on a shared executor
+    may be other builds': this build's own comes in ``prior_records``."""
+    records = state.prior_records + [dict(r) for r in pool.records[state.records_from:] if r.get("kind") != "prepare"]
     for record in records:
         for name in ("start", "end"):
             if record.get(name) is not None:
@@ -436,6 +485,7 @@ def _write_partial(state: _State, cache: Cache, recipe, run_dir: Path, pool=None
         head, state.plan, state.rows, state.known_variants(), run_dir, models=state.models,
         not_produced=state.not_produced, reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - state.started, 1), **results_file.stage_fields(state.stages),
+        waits=waits_by_label(state.waits),
         tasks=_task_records(pool, state) if pool is not None else [],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -479,10 +529,14 @@ def _write_labels(run_dir: Path, task: str, class_names: list[str]) -> None:
 
 
 def _stage_done(state: _State, log: Log, stage: str, since: float) -> float:
-    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``; returns now."""
+    """Record and log (``[train] 12.3 s``) the wall seconds of ``stage`` since ``since``, less what
+    this process waited meanwhile for another build's hold of this machine's CPU (results.json
+    ``waits``, logged beside); returns now."""
     now = time.perf_counter()
-    state.stages[stage] = round(now - since, 2)
-    log(f"[{stage}] {state.stages[stage]:.1f} s")
+    waited = waited_within(state.waits, since, now)
+    state.stages[stage] = round(now - since - waited, 2)
+    log(f"[{stage}] {state.stages[stage]:.1f} s" + (f" (and {waited:.1f} s waiting for another build's hold "
+                                                     "of this machine's CPU)" if waited >= 0.05 else ""))
     return now
 
 
@@ -492,7 +546,8 @@ def _variant_seconds(state: _State, log: Log, phase: float) -> None:
     variants = state.known_variants()
     for stage in ("convert", "evaluate"):
         state.stages[stage] = round(sum(v.seconds.get(stage, 0.0) for v in variants), 2)
-    wall = state.stages["convert_evaluate_wall"] = round(time.perf_counter() - phase, 2)
+    now = time.perf_counter()
+    wall = state.stages["convert_evaluate_wall"] = round(now - phase - waited_within(state.waits, phase, now), 2)
     converted = sum(1 for v in variants if "convert" in v.seconds)
     log(f"[convert] {state.stages['convert']:.1f} s summed over {converted} variant(s)")
     log(f"[evaluate] {state.stages['evaluate']:.1f} s summed over {converted} variant(s) and the Keras baseline")

@@ -96,9 +96,43 @@ def captured(run_dir: Path, verbose: bool = False) -> Iterator[Capture]:
         _remove_old(run_dir)
         yield Capture(sys.stderr, sys.stdout)
         return
+    handle, path = _open_log(run_dir)
+    try:
+        with _redirected(handle, path) as capture:
+            yield capture
+    finally:
+        _keep(path, run_dir)
+
+
+@contextlib.contextmanager
+def captured_file(path: Path | None, verbose: bool = False) -> Iterator[Capture]:
+    """``captured`` for work without a run directory (``edgekit bench`` on files): the libraries'
+    output goes into ``path`` (kept), or into a temporary file removed at the end when ``path``
+    is None; ``verbose`` captures nothing."""
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
+    if verbose:
+        yield Capture(sys.stderr, sys.stdout)
+        return
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "wb")  # noqa: SIM115 - closed by _redirected
+    else:
+        handle = tempfile.NamedTemporaryFile(prefix="edgekit-", suffix=".log", delete=False)  # noqa: SIM115
+    try:
+        with _redirected(handle, Path(handle.name)) as capture:
+            yield capture
+    finally:
+        if path is None:
+            Path(handle.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _redirected(handle, path: Path) -> Iterator[Capture]:
+    """Descriptors 1 and 2, and the libraries' loggers, into ``handle`` (closed at the end)."""
     for stream in (sys.stdout, sys.stderr):
         _flush(stream)
-    handle, path = _open_log(run_dir)
     saved_out, saved_err = os.dup(1), os.dup(2)
     terminal_out = _terminal(sys.stdout, 1, saved_out)
     terminal = _terminal(sys.stderr, 2, saved_err)
@@ -123,7 +157,6 @@ def captured(run_dir: Path, verbose: bool = False) -> Iterator[Capture]:
         for fd in (saved_out, saved_err):
             os.close(fd)
         handle.close()
-        _keep(path, run_dir)
 
 
 def _terminal(stream: TextIO, fd: int, saved: int) -> TextIO:

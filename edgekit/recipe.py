@@ -32,6 +32,7 @@ from edgekit import formats as formats_table
 from edgekit.formats import FORMATS, PRECISIONS
 from edgekit.models import MODEL_TASKS, ZOO, check_params, models_for
 from edgekit.recipe_file import read_document
+from edgekit.search.spec import SearchSpec
 from edgekit.tasks import TASK_NAMES
 
 #: the largest number a model.params value may hold: wider than any edge model needs, small
@@ -295,7 +296,11 @@ class BenchmarkSpec(_Section):
                           "rounds (never during them); results.json profile and memory, profiles/<row id>.json")
     unstable_spread: float = Field(0.10, gt=0, le=10, description="a row whose round p50s disagree by more than "
                                    "this (robust spread: 1.4826 x median absolute deviation / median) is marked "
-                                   "unstable: reported, never failed by `edgekit check`")
+                                   "unstable: its target's rows are timed again (retime_unstable), and `edgekit check` "
+                                   "fails a latency budget it cannot judge unless --allow-unjudged")
+    retime_unstable: int = Field(2, ge=0, le=10, description="how many more times a target's rows are timed when one "
+                                 "of them is unstable (the machine was busy), all together again; the attempt with the "
+                                 "fewest unstable rows is kept (results.json retimed). 0: never")
     wait_below_c: float | None = Field(None, gt=-50, lt=200, description="before each timed round, wait until the "
                                        "hottest thermal zone (/sys/class/thermal) of the machine timing it is below "
                                        "this many degrees C (a device profile's own wait_below_c wins); the wait is "
@@ -330,6 +335,28 @@ class Recipe(_Section):
         description="a model of several outputs: the task of each labelled output whose task is not `task` "
         "({output name: classification | regression | segmentation}); its labels are the data's y_train_<output> arrays. "
         "An output without labels is scored against the Keras model's outputs (snr_db)")
+
+    search: SearchSpec | None = Field(None, description="the space of compression and quantization settings that "
+                                      "`edgekit search` tries, its objective and constraints (edgekit/search/spec.py); "
+                                      "`edgekit build` builds the recipe as written and leaves it alone")
+
+    @model_validator(mode="after")
+    def _search_fits(self):
+        if self.search is None:
+            return self
+        space = self.search.space
+        for name in space.format or []:
+            if name not in FORMATS:
+                raise ValueError(f'search.space.format: unknown format "{name}"{did_you_mean(name, FORMATS)}; '
+                                 f"choose from: {', '.join(FORMATS)}")
+        for name in space.precision or []:
+            if name not in PRECISIONS:
+                raise ValueError(f'search.space.precision: unknown precision "{name}"{did_you_mean(name, PRECISIONS)}; '
+                                 f"choose from: {', '.join(PRECISIONS)}")
+        if self.search.target not in self.targets:
+            raise ValueError(f"search.target: {self.search.target!r} is not among the recipe's targets "
+                             f"({', '.join(self.targets)}); add it to targets or choose one of them")
+        return self
 
     @model_validator(mode="after")
     def _compress_fits_quantize(self):

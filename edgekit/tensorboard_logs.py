@@ -4,14 +4,18 @@ results table is written as TensorBoard hparams (one session per row) under
 ``runs/<name>/tensorboard/results/``, so ``tensorboard --logdir runs/`` compares runs.
 
 The logs are cheap on purpose: no histograms, no profiling, one write per epoch. Writing them
-needs the ``tensorboard`` package (``pip install 'edgekit[tensorboard]'``); without it the build
+needs the ``tensorboard`` package (``pip install 'keras-edgekit[tensorboard]'``); without it the build
 says so in one line and goes on.
 
 Cached stages: the train and compress stages keep their logs in their cache entry (a folder
 ``tensorboard/`` beside the model) and copy them into the run directory when the entry is
 reused, so the run directory always shows the logs of the very training that made its
-models. An entry made with ``--no-tensorboard`` holds none: its run directory gets none
-until a fresh training (``--fresh``) writes them.
+models. An entry made with ``--no-tensorboard``, or while TensorBoard was not installed, holds
+none: the build says so (one line per model) and its run directory gets none until a fresh
+training (``--fresh``) writes them.
+
+The trained model's folder is named after the model (``cnn``, ``mobilenet_v2``, a model file's
+or builder's name: ``log_name``), each compressed model's after itself (``pruned80``).
 """
 
 from __future__ import annotations
@@ -33,20 +37,38 @@ def available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+#: the one line of a build that cannot write TensorBoard logs
+NOT_INSTALLED = ("[tensorboard] not installed: no TensorBoard logs of training, fine-tuning or the results "
+                 "(pip install 'keras-edgekit[tensorboard]')")
+
+
 def model_dir(root: Path | None, model: str) -> Path | None:
     """``root/<model>`` (a model's log folder), or None when logs are off (``root`` None)."""
     return Path(root) / model if root is not None else None
 
 
+def log_name(source: str) -> str:
+    """The log folder of the trained model, named after it: a zoo model's name (``cnn``), a model
+    file's stem (``my_model`` of ``models/my_model.keras``), a builder's ``module.function``;
+    characters a folder name should not hold become ``_``."""
+    text = str(source)
+    if "/" in text or "\\" in text or text.endswith((".keras", ".h5")):
+        text = Path(text).stem if text.endswith((".keras", ".h5")) else Path(text).name
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in text.replace(":", "."))
+    return name.strip(".") or "model"
+
+
+def say_if_missing(log) -> None:
+    """The build's one line when TensorBoard is not installed (nothing when it is)."""
+    if not available():
+        log(NOT_INSTALLED)
+
+
 def callbacks(log_dir: Path | None, log=None) -> list:
     """tf_keras callbacks that log to ``log_dir`` (a fresh folder: an earlier run's logs are
-    removed), or none when ``log_dir`` is None or TensorBoard is not installed (said once
-    through ``log``)."""
-    if log_dir is None:
-        return []
-    if not available():
-        if log is not None:
-            log("[tensorboard] not installed: no TensorBoard logs (pip install 'edgekit[tensorboard]')")
+    removed), or none when ``log_dir`` is None or TensorBoard is not installed (the build said
+    so once: ``say_if_missing``)."""
+    if log_dir is None or not available():
         return []
     import tf_keras as keras
 
@@ -64,10 +86,17 @@ def keep(log_dir: Path | None, entry: Path) -> None:
         shutil.copytree(log_dir, Path(entry) / ENTRY_DIR)
 
 
-def restore(entry: Path, log_dir: Path | None) -> None:
-    """Copy a reused cache entry's logs into the run directory (``load``), when logs are on."""
+def restore(entry: Path, log_dir: Path | None, log=None, model: str = "") -> None:
+    """Copy a reused cache entry's logs into the run directory (``load``), when logs are on; an
+    entry without logs is said in one line through ``log``."""
     source = Path(entry) / ENTRY_DIR
-    if log_dir is None or not source.is_dir():
+    if log_dir is None:
+        return
+    if not source.is_dir():
+        if log is not None:
+            log(f"[tensorboard] {model or Path(log_dir).name}: no TensorBoard logs: its training came from the cache, "
+                "made without them (--no-tensorboard, or TensorBoard not installed then); --fresh trains again and "
+                "writes them")
         return
     shutil.rmtree(log_dir, ignore_errors=True)
     shutil.copytree(source, log_dir)

@@ -472,9 +472,10 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
                tensorboard: bool = False):
     """The train stage: train the recipe's model (or take it from the cache), or load its file.
 
-    ``tensorboard``: training writes TensorBoard logs into ``run_dir/tensorboard/base`` (kept in
-    the cache entry and copied back when it is reused: ``edgekit.tensorboard_logs``); an earlier
-    run's logs in ``run_dir/tensorboard`` are removed either way.
+    ``tensorboard``: training writes TensorBoard logs into ``run_dir/tensorboard/<model>``, named
+    after the model (kept in the cache entry and copied back when it is reused:
+    ``edgekit.tensorboard_logs``); an earlier run's logs in ``run_dir/tensorboard`` are removed
+    either way.
 
     Returns:
         (``ModelHandle`` of the model, keras flavour, model key). A model from the cache is
@@ -484,7 +485,10 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
 
     history: dict[str, list[float]] = {}
     shutil.rmtree(run_dir / tensorboard_logs.TENSORBOARD_DIR, ignore_errors=True)  # this run writes its own
-    log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, "base") if tensorboard else None
+    name = tensorboard_logs.log_name(recipe.model.source)
+    log_dir = tensorboard_logs.model_dir(run_dir / tensorboard_logs.TENSORBOARD_DIR, name) if tensorboard else None
+    if tensorboard:
+        tensorboard_logs.say_if_missing(log)
     if recipe.model.file is not None:
         from edgekit.model_file import class_sources, subclassed_layer
         from edgekit.saved_model import is_signature_model
@@ -552,7 +556,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in names:  # the very files the first build wrote (verified by the cache)
             shutil.copyfile(folder / name, model_dir / name)
-        tensorboard_logs.restore(folder, log_dir)  # the logs of the training that made it
+        tensorboard_logs.restore(folder, log_dir, log, name)  # the logs of the training that made it
         # Loaded only when a later stage needs the model itself (a cache miss downstream): a
         # fully cached rebuild never imports TensorFlow.
         return ModelHandle(model_dir / "model.keras", lambda: load_for_stage(model_dir / "model.keras", threads))
@@ -562,7 +566,7 @@ def fp32_model(recipe, data, data_key: str, packages: dict, run_dir: Path, cache
             on_train()
         configure_tensorflow(threads)  # before TensorFlow's first op, which fixes its threads for good
         log(f"[train] {recipe.model.source}, up to {recipe.train.epochs} epochs, {threads} thread(s)")
-        model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir, log))
+        model, history = train(recipe, data, log=log, callbacks=tensorboard_logs.callbacks(log_dir))
         write_json(model_dir / "history.json", history)
         write_json(model_dir / RECORD_FILE, data.info.get(INFO_KEY) or {"inputs": []})
         save_model(model, model_dir)

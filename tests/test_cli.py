@@ -16,10 +16,21 @@ def test_schema_is_json():
     assert "benchmark" in json.loads(result.output)["properties"]
 
 
-def test_formats_lists_tflite_with_its_runtime():
+def test_formats_lists_each_runtime_with_its_installed_version_or_not_installed():
+    from importlib import metadata
+
     result = CliRunner().invoke(cli, ["formats"])
     assert result.exit_code == 0
-    assert "tflite" in result.output and "runtime: ai_edge_litert" in result.output
+    tflite = next(line for line in result.output.splitlines() if line.startswith("tflite "))
+    assert f"runtime: ai_edge_litert {metadata.version('ai-edge-litert')}, tflite_runtime not installed" in tflite
+    onnx = next(line for line in result.output.splitlines() if line.startswith("onnx "))
+    assert f"runtime: onnxruntime {metadata.version('onnxruntime')};" in onnx
+
+
+def test_models_prints_plain_text():
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0 and "`" not in result.output
+    assert "every layer has alpha times the channels" in result.output  # was ``alpha`` in the docstring
 
 
 def _bad_build(write_recipe, tmp_path, text):

@@ -114,7 +114,7 @@ def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run"),
                                       "--executor", "dask://127.0.0.1:8786"])
     assert result.exit_code == 2
-    assert "pip install 'edgekit[dask]'" in result.output and "Traceback" not in result.output
+    assert "pip install 'keras-edgekit[dask]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "results.json").exists()
     wrong = CliRunner().invoke(cli, ["build", str(recipe), "--executor", "ray://x"])
     assert wrong.exit_code == 2 and "dask://HOST:PORT" in wrong.output
@@ -193,7 +193,64 @@ def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_p
                for t in converts), converts
     assert any(t["kind"] == "bench" and t["mode"] == "exclusive" for t in tasks)
     assert overlaps(tasks) == []
+    # Training and the Keras baseline ran as one task on a worker (edgekit.whole_build), not here.
+    prepares = [t for t in tasks if t["kind"] == "prepare"]
+    assert len(prepares) == 1 and prepares[0]["holder"] != f"pid {os.getpid()}", tasks
+    assert result.results["reused"]["train"] and "prepare" in result.results["stages"]
     shutil.copytree(tmp_path / "cache", tmp_path.parent / "cluster-cache", dirs_exist_ok=True)
+
+
+def test_several_recipes_prepare_on_the_workers_at_once_and_time_here(tmp_path, cluster, monkeypatch):
+    """`edgekit build` of two recipes on the cluster: both preparations (training, conversions) are
+    sent at once, each is a task on a worker, and each recipe's rows are timed here."""
+    from edgekit import many
+    from edgekit.recipe import load_recipe
+
+    if (tmp_path.parent / "cluster-cache").is_dir():  # the build above trained the same model
+        shutil.copytree(tmp_path.parent / "cluster-cache", tmp_path / "cache")
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    recipes = []
+    for name in ("first", "second"):
+        (tmp_path / f"{name}.yaml").write_text(TINY_RECIPE.replace("name: tiny", f"name: {name}")
+                                               .replace("runs: 20", f"runs: {20 + len(recipes)}")  # each times its rows
+                                               + "export:\n  formats: [tflite]\n")
+        recipes.append(load_recipe(tmp_path / f"{name}.yaml"))
+    summary = many.build_all(recipes, tmp_path / "runs", executor=cluster, tensorboard=False, say=lambda line: None)
+    assert summary["exit_code"] == 0 and [r["status"] for r in summary["recipes"]] == ["ok", "ok"]
+    tasks = []
+    for name in ("first", "second"):
+        results = json.loads((tmp_path / "runs" / name / "results.json").read_text())
+        assert {r["id"] for r in results["rows"]} == {"keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"}
+        mine = [t for t in results["tasks"] if t["task"] == f"prepare {name}"]
+        assert len(mine) == 1 and mine[0]["holder"] != f"pid {os.getpid()}"
+        assert [t["holder"] for t in results["tasks"] if t["kind"] == "bench"] == [f"pid {os.getpid()}"]
+        assert "[data] digits" in (tmp_path / "runs" / name / "prepare.log").read_text()
+        tasks += results["tasks"]
+    assert overlaps(tasks) == []
+
+
+def test_a_search_spreads_its_trials_over_the_workers_and_times_them_here(tmp_path, cluster, monkeypatch):
+    """Two trials on the cluster: each one's preparation (training, conversions) is a task on a
+    worker; every timing is in this process, holding the machine alone."""
+    from edgekit.search import run_search
+
+    if (tmp_path.parent / "cluster-cache").is_dir():  # the build above trained the same model
+        shutil.copytree(tmp_path.parent / "cluster-cache", tmp_path / "cache")
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text(TINY_RECIPE + "search:\n  space: {format: [tflite], precision: [fp32, int8]}\n"
+                      "  constraints: {max_metric_drop: 0.1}\n")
+    doc = run_search(recipe, tmp_path / "out", executor=cluster, say=lambda line: None)
+    trials = doc["search"]["trials"]
+    assert [t["status"] for t in trials] == ["ok", "ok"] and doc["search"]["pick"] is not None
+    tasks = []
+    for trial in trials:
+        assert trial["prepared"]["pid"] != os.getpid()
+        tasks += json.loads((tmp_path / "out" / trial["run_dir"] / "results.json").read_text())["tasks"]
+    assert sorted(t["task"] for t in tasks if t["kind"] == "prepare") == sorted(f"prepare tiny-{t['id']}" for t in trials)
+    assert all(t["holder"] != f"pid {os.getpid()}" for t in tasks if t["kind"] in ("prepare", "convert"))
+    assert [t["holder"] for t in tasks if t["kind"] == "bench"] == [f"pid {os.getpid()}"] * 2
+    assert overlaps(tasks) == []
 
 
 def test_devices_are_benchmarked_on_the_cluster_one_task_each(ssh_server, tiny_run, tmp_path, cluster):  # noqa: F811

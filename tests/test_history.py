@@ -187,7 +187,7 @@ def test_ci_records_by_default_and_a_database_url_without_sqlalchemy_says_what_t
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.startswith("InputError history postgresql+psycopg://ci@db/edgekit: a database URL needs SQLAlchemy: "
-                          "pip install 'edgekit[history]'") and "secret" not in out
+                          "pip install 'keras-edgekit[history]'") and "secret" not in out
     (tmp_path / "not-a-db").mkdir()
     with pytest.raises(InputError, match="cannot open it as a SQLite database"):
         stores.open_store(str(tmp_path / "not-a-db"))

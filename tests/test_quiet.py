@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from edgekit import tensorboard_logs
+
 #: lines the libraries print during a build on a machine without a GPU (issue 19)
 CHATTER = ("cuInit", "CUDA error", "absl::InitializeLog", "cudart_stub", "fully_quantize:",
            "Created TensorFlow Lite XNNPACK delegate", "Statistics collection", "I0000", "E0000", "W0000")
@@ -71,7 +73,7 @@ def test_tensorboard_logs_of_training_fine_tuning_and_results(quiet_build):
     pytest.importorskip("tensorboard")  # the test extra has it; without it the build writes no logs
     _, run_dir, _ = quiet_build
     board = run_dir / "tensorboard"
-    for model in ("base", "pruned50"):  # training and the pruning's fine-tuning: train and validation scalars
+    for model in ("mlp", "pruned50"):  # training and the pruning's fine-tuning, each folder named after its model
         train = next((board / model / "train").glob("events.out.tfevents.*")).read_bytes()
         assert b"epoch_loss" in train and b"keras" in train, model  # per-epoch scalars, the model's graph
         assert list((board / model / "validation").glob("events.out.tfevents.*")), model
@@ -91,12 +93,31 @@ def test_a_cached_build_copies_the_logs_and_no_tensorboard_writes_none(quiet_bui
     lines: list[str] = []
     again = edgekit.build(RECIPE, out=tmp_path / "again", log=lines.append)  # every stage from the cache
     assert again.results["reused"]["train"] == ["base"] and again.results["reused"]["compress"] == ["pruned50"]
-    for model in ("base", "pruned50"):  # the logs of the training that made the cached models
+    for model in ("mlp", "pruned50"):  # the logs of the training that made the cached models
         names = sorted(p.name for p in (again.run_dir / "tensorboard" / model / "train").iterdir())
         assert names == sorted(p.name for p in (first / "tensorboard" / model / "train").iterdir())
     assert any(line.startswith("[bench]") for line in lines)
+    assert not [line for line in lines if line.startswith("[tensorboard]")]  # nothing to say
     edgekit.build(RECIPE, out=tmp_path / "again", tensorboard=False, log=lines.append)
     assert not (tmp_path / "again" / "tensorboard").exists()  # the earlier build's logs are gone too
+    # Without the package: one line for the whole build, and the cached logs are still copied.
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    lines.clear()
+    edgekit.build(RECIPE, out=tmp_path / "without", log=lines.append)
+    said = [line for line in lines if "tensorboard" in line.lower()]
+    assert said == [tensorboard_logs.NOT_INSTALLED] and (tmp_path / "without" / "tensorboard" / "mlp").is_dir()
+
+
+def test_logs_named_after_the_model_and_a_cached_model_without_logs_says_so(tmp_path):
+    assert [tensorboard_logs.log_name(s) for s in ("cnn", "models/my model.keras", "net.h5", "my_models:build",
+                                                   "/data/exported")] == ["cnn", "my_model", "net", "my_models.build",
+                                                                          "exported"]
+    entry, lines = tmp_path / "entry", []
+    entry.mkdir()  # a cache entry made with --no-tensorboard: no tensorboard/ folder
+    tensorboard_logs.restore(entry, tmp_path / "run" / "tensorboard" / "cnn", lines.append, "cnn")
+    assert len(lines) == 1 and lines[0].startswith("[tensorboard] cnn: no TensorBoard logs") and "--fresh" in lines[0]
+    tensorboard_logs.restore(entry, None, lines.append, "cnn")  # logs off: nothing to say
+    assert len(lines) == 1
 
 
 def test_a_refused_folder_keeps_no_log(tmp_path):
@@ -109,3 +130,17 @@ def test_a_refused_folder_keeps_no_log(tmp_path):
     with pytest.raises(InputError, match="not an edgekit run directory"):
         edgekit.build(RECIPE, out=folder)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_edgekit_bench_shows_none_of_the_runtimes_chatter(tiny_run, tmp_path):
+    """`edgekit bench` in a process of its own: LiteRT's delegate line goes into the .log beside
+    --out, never to the terminal; the table and edgekit's own lines still do."""
+    model = tiny_run.dir / "artifacts" / "tflite-fp32.tflite"
+    done = subprocess.run([sys.executable, "-m", "edgekit", "bench", str(model), "--runs", "5", "--warmup", "1",
+                           "--no-profile", "--out", str(tmp_path / "bench.json")], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    terminal = done.stdout + done.stderr
+    assert not [line for line in terminal.splitlines() if any(mark in line for mark in CHATTER)], terminal
+    assert "tflite-fp32.tflite@cpu" in done.stdout and "results: " in done.stdout
+    assert "XNNPACK delegate" in (tmp_path / "bench.log").read_text()

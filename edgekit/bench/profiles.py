@@ -83,8 +83,9 @@ class Ahead:
             self.folder = None
 
 
-def start_ahead(ahead: Ahead, variant, row_id: str, recipe, samples, cache=None) -> None:
-    """Start ``variant``'s probe now, unless profiling is off or the cache holds its result."""
+def start_ahead(ahead: Ahead, variant, row_id: str, recipe, samples, cache=None, before_launch=None) -> None:
+    """Start ``variant``'s probe now, unless profiling is off or the cache holds its result;
+    ``before_launch()`` first (the build's hold of this machine's CPU)."""
     spec = recipe.benchmark
     if not spec.profile or variant.status != "ok":
         return
@@ -92,6 +93,8 @@ def start_ahead(ahead: Ahead, variant, row_id: str, recipe, samples, cache=None)
     key = _key(variant, spec, samples)
     if key is None or (cache is not None and cache.enabled and cache.entry(STAGE, key).exists()):
         return
+    if before_launch is not None:
+        before_launch()
     if ahead.folder is None:
         ahead.folder = Path(tempfile.mkdtemp(prefix="edgekit-probe-"))
     started = _launch(ahead.folder, row_id, variant, recipe, samples)
@@ -107,7 +110,7 @@ def _probe_samples(samples) -> np.ndarray:
 
 
 def profile_rows(variants: list, row_ids: list[str], recipe, samples, run_dir: Path | None, cache=None,
-                 log=print, ahead: Ahead | None = None) -> dict[str, dict[str, Any]]:
+                 log=print, ahead: Ahead | None = None, before_probes=None) -> dict[str, dict[str, Any]]:
     """Probe every ok variant of the cpu target: ``{row id: {"profile", "memory", "profile_error"}}``;
     full profiles go to ``run_dir/profiles/<row id>.json``. Nothing happens when
     ``benchmark.profile`` is false.
@@ -120,6 +123,8 @@ def profile_rows(variants: list, row_ids: list[str], recipe, samples, run_dir: P
         run_dir: where profiles/ is written; None: nowhere (results only).
         cache: the build's cache, or None.
         ahead: probes started earlier (``start_ahead``), taken over here.
+        before_probes: called before the first probe runs (the bench stage takes the host lock),
+            never when every row's probe comes from the cache.
     """
     spec = recipe.benchmark
     if not spec.profile or not variants:
@@ -137,6 +142,8 @@ def profile_rows(variants: list, row_ids: list[str], recipe, samples, run_dir: P
                 continue
         missing.append((row_id, variant))
     if missing:
+        if before_probes is not None:
+            before_probes()
         started = time.perf_counter()
         computed = _run_probes(missing, recipe, samples, log, ahead)
         log(f"[profile] {len(missing)} row(s) probed in {time.perf_counter() - started:.1f} s "

@@ -15,7 +15,7 @@ from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score_outputs
 from edgekit.evaluate.variant import Variant
-from edgekit.locks import Hold
+from edgekit.locks import Hold, OnDemand
 from edgekit.progress import step
 from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, outputs_block
 
@@ -23,7 +23,8 @@ from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,
               rows: list | None = None, latencies: dict | None = None, retime: bool = False,
               tf_threads: int | None = None, pool=None, run_dir=None,
-              ahead=None) -> tuple[dict[str, list[float]], dict[str, dict]]:
+              ahead=None, waits: list | None = None,
+              retimed: list | None = None) -> tuple[dict[str, list[float]], dict[str, dict]]:
     """Time each variant on each target that supports it, appending one row per pair to ``rows``
     as it is measured (so an interrupted build keeps what it finished); returns the raw
     latencies and each target's environment block. ``baseline_outputs`` (the Keras model's test
@@ -45,6 +46,14 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     the results (``Measurement.probe``), attached here the same way. Rows of other targets (the
     gpu) have both null. ``ahead`` holds probes the build started earlier
     (``profiles.start_ahead``: the Keras row's, while the variants convert).
+
+    This machine's CPU is held exclusive from the first row (or probe) the cache does not hold
+    to the end of its target's rows; a wait for it goes into ``waits`` (``locks.OnDemand``).
+
+    Rows timed now (not from the cache) of which one is unstable are timed again, all of their
+    target's rows together, up to ``benchmark.retime_unstable`` more times; the attempt with the
+    fewest unstable rows is kept, and ``retimed`` gets one record per target that was
+    (results.json ``retimed``: ``_until_stable``).
     """
     from edgekit.bench import profiles
     from edgekit.targets import in_order, resolve, search_dirs
@@ -55,6 +64,7 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
     latencies = {} if latencies is None else latencies
     baseline = variants[0]
     cache = None if retime else cache
+    retimed = [] if retimed is None else retimed
     # cpu, then gpu, then devices: the first row stays the Keras fp32 baseline on this machine.
     targets = in_order(resolve(recipe.targets, search_dirs(recipe.path), log))
     groups = [(name, target, [v for v in variants if target.supports(v)]) for name, target in targets.items()]
@@ -98,22 +108,25 @@ def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None,
                 add(target_name, target, variant, measurement)
             added += 1
 
-    # This machine's targets first, each holding the host lock exclusive while it times; then
+    # This machine's targets first, each holding the host lock exclusive while it times (taken at
+    # the first row or probe the cache does not hold: rows from the cache wait for nobody); then
     # every device at once, each benchmarked by one task holding that device's lock.
     environments: dict[str, dict] = {}
     for index, (target_name, target, group) in enumerate(groups):
         if not target.times_here:
             continue
-        with _holding(pool, Hold(task=f"bench {target_name}", kind="bench", mode="exclusive"), log):
+        hold = Hold(task=f"bench {target_name}", kind="bench", mode="exclusive")
+        with OnDemand(lambda hold=hold: _holding(pool, hold, log), waits, "bench") as exclusive:
             measured[index] = _bench_here(target_name, target, group, spec, samples, data, cache, log,
-                                          recipe, run_dir, ahead, probed, tf_threads, pool)
+                                          recipe, run_dir, ahead, probed, tf_threads, pool, exclusive.take,
+                                          retimed)
         flush()
     away = [(index, name, target, group) for index, (name, target, group) in enumerate(groups) if not target.times_here]
     if away:
         what, rows_away = f"timing {', '.join(name for _, name, _, _ in away)}", sum(len(g) for _, _, _, g in away)
         with ThreadPoolExecutor(len(away), thread_name_prefix="edgekit-device") as threads:
-            futures = [threads.submit(_bench_away, name, target, group, spec, samples, data, cache, log, recipe, pool)
-                       for _, name, target, group in away]
+            futures = [threads.submit(_bench_away, name, target, group, spec, samples, data, cache, log, recipe, pool,
+                                      retimed) for _, name, target, group in away]
             timed = 0
             for (index, name, _, group), future in zip(away, futures):
                 measured[index], environment = future.result()
@@ -134,8 +147,9 @@ def _holding(pool, hold, log):
 
 
 def _bench_here(target_name, target, group, spec, samples, data, cache, log, recipe, run_dir, ahead,
-                probed, tf_threads, pool) -> list:
-    """[(variant, Measurement)] of a target on this machine, in ``group``'s order."""
+                probed, tf_threads, pool, take=None, retimed=None) -> list:
+    """[(variant, Measurement)] of a target on this machine, in ``group``'s order. ``take()``
+    holds this machine's CPU, before anything is probed or timed (not for what the cache holds)."""
     from edgekit.bench import profiles
     from edgekit.targets import Measurement
 
@@ -146,16 +160,25 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
         if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
             ids = [f"{v.stem}@{target_name}" for v in ready]
             try:
-                probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead))
+                probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead,
+                                                    before_probes=take))
             except Exception as exc:  # noqa: BLE001 - a profile never fails a row or the build
                 interrupts.reraise_if_interrupted()
                 log(f"[profile] skipped: {one_line(exc)}")
-        # the bar counts blocks (one row in one round) as the rounds time them, here or in the worker
-        target.progress = lambda blocks, of: step(log, f"timing {target_name} ({len(ready)} rows x {spec.rounds} "
-                                                       "rounds)", blocks, of)
+        # the bar counts blocks (one row in one round) as the rounds time them, here or in the worker;
+        # a timing again of unstable rows (``_until_stable``) gets a bar of its own
+        attempt = {"n": 1}
+
+        def bar() -> str:
+            again = f", attempt {attempt['n']}" if attempt["n"] > 1 else ""
+            return f"timing {target_name} ({len(ready)} rows x {spec.rounds} rounds{again})"
+
+        target.progress = lambda blocks, of: step(log, bar(), blocks, of)
         try:
             timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data,
-                                                            cache, log, recipe, elsewhere)))
+                                                            cache, log, recipe, elsewhere, take=take,
+                                                            retimed=retimed,
+                                                            on_attempt=lambda n: attempt.update(n=n))))
         finally:
             target.progress = None
         return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group]
@@ -165,12 +188,14 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
             out.append((variant, Measurement(variant.status, variant.reason)))
             continue
         row_id = f"{variant.stem}@{target_name}"
-        out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id)))
+        out.append((variant, _measure(target, target_name, variant, spec, samples, data, cache, log, row_id, take,
+                                      retimed)))
         step(log, f"timing {target_name}", sum(1 for v, _ in out if v.status == "ok"), len(ready))
     return out
 
 
-def _bench_away(target_name, target, group, spec, samples, data, cache, log, recipe, pool) -> tuple[list, dict | None]:
+def _bench_away(target_name, target, group, spec, samples, data, cache, log, recipe, pool,
+                retimed=None) -> tuple[list, dict | None]:
     """A device's rows, timed in jobs that each hold one device (the device, or a pool's free
     member: ``edgekit.bench.fleet``), on the executor's workers when they are a cluster's, in
     threads here otherwise; returns them with the target's environment."""
@@ -187,7 +212,7 @@ def _bench_away(target_name, target, group, spec, samples, data, cache, log, rec
         return measurements
 
     timed = dict(zip(map(id, ready), _measure_group(target, target_name, ready, spec, samples, data, cache, log, recipe,
-                                                    device_run=run_task)))
+                                                    device_run=run_task, retimed=retimed)))
     return [(v, timed[id(v)] if id(v) in timed else Measurement(v.status, v.reason)) for v in group], environment
 
 
@@ -226,10 +251,11 @@ def _load_measurement(folder, name: str = "measurement"):
     return measurement
 
 
-def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None):
+def _measure_group(target, target_name, variants, spec, samples, data, cache, log, recipe, pool=None, device_run=None,
+                   take=None, retimed=None, on_attempt=None):
     """All rows of an interleaving target, timed together (or all from the cache together);
     in a worker of ``pool`` when one is given and every row can travel there; by
-    ``device_run()`` (a device's task) when given."""
+    ``device_run()`` (a device's task) when given. ``take()`` first, when they are timed."""
     from edgekit.cache import fingerprint, make_key
 
     if not variants:
@@ -238,6 +264,11 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
     seed = recipe.seed
 
     def compute():
+        if take is not None:
+            take()
+        return _until_stable(time_once, ids, spec, target_name, log, retimed, on_attempt)
+
+    def time_once():
         log(f"[bench] {target_name}: {len(variants)} row(s) in {spec.rounds} interleaved round(s)")
         if device_run is not None:
             return device_run()
@@ -270,7 +301,7 @@ def _measure_group(target, target_name, variants, spec, samples, data, cache, lo
     if cache is None or any(v.key is None for v in variants):
         return compute()
     key = make_key("bench", subjects=[v.key for v in variants], rows=ids, target=target_name,
-                   where=target.cache_identity(), spec=spec.model_dump(), inputs=fingerprint(*samples, data.x_test), seed=seed,
+                   where=target.cache_identity(), spec=_keyed(spec), inputs=fingerprint(*samples, data.x_test), seed=seed,
                    code=sorted({_timing_code(target, v) for v in variants}))
 
     def store(measurements, folder):
@@ -294,21 +325,68 @@ def _failed(reason):
     return Measurement("failed", reason)
 
 
-def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id):
+def _measure(target, target_name, variant, spec, samples, data, cache, log, row_id, take=None, retimed=None):
     """One measurement, from the cache when the same artifact was timed the same way on the same
-    target (this machine's CPU, or the same device profile)."""
+    target (this machine's CPU, or the same device profile); ``take()`` first when it is timed."""
     from edgekit.cache import fingerprint, make_key
 
+    def timed():
+        if take is not None:
+            take()
+        return _until_stable(lambda: [_time(target, row_id, variant, spec, samples, data, log)], [row_id], spec,
+                             target_name, log, retimed)[0]
+
     if cache is None or variant.key is None:
-        return _time(target, row_id, variant, spec, samples, data, log)
-    key = make_key("bench", subject=variant.key, target=target_name, where=target.cache_identity(), spec=spec.model_dump(),
+        return timed()
+    key = make_key("bench", subject=variant.key, target=target_name, where=target.cache_identity(), spec=_keyed(spec),
                    inputs=fingerprint(*samples, data.x_test), code=_timing_code(target, variant))
     measurement, reused = cache.fetch("bench", key, row_id, load=_load_measurement, store=_store_measurement,
-                                      keep=lambda m: m.status == "ok",
-                                      compute=lambda: _time(target, row_id, variant, spec, samples, data, log))
+                                      keep=lambda m: m.status == "ok", compute=timed)
     if reused:
         log(f"[bench] {row_id} (cached)")
     return measurement
+
+
+def _keyed(spec) -> dict:
+    """The benchmark settings a measurement's cache key holds: all but how often an unstable
+    measurement is taken again (it changes no measurement's meaning)."""
+    return spec.model_dump(exclude={"retime_unstable"})
+
+
+def _unstable(measurement, spec) -> bool:
+    """Whether a measurement's rounds disagree (``stats.summarize_rounds``, as its row will say)."""
+    from edgekit.bench.stats import summarize_rounds
+
+    if measurement.status != "ok" or not measurement.latencies_ms or not getattr(measurement, "rounds_ms", None):
+        return False
+    return bool(summarize_rounds(1.0, measurement.rounds_ms, spec.unstable_spread).get("unstable"))
+
+
+def _until_stable(time_once, ids: list[str], spec, target_name: str, log, retimed: list | None,
+                  on_attempt=None) -> list:
+    """``time_once()`` (the measurements of ``ids``, timed together), and again while one of them
+    is unstable, at most ``spec.retime_unstable`` more times (``on_attempt(n)`` before attempt n
+    from the second on); returns the attempt with the fewest unstable rows (the latest of
+    equals). A target timed more than once gets a record in ``retimed``: its rows, the unstable
+    ones of each attempt, the attempt kept."""
+    limit = getattr(spec, "retime_unstable", 0) or 0
+    attempts = [time_once()]
+    shaky = [[i for i, m in zip(ids, attempts[0]) if _unstable(m, spec)]]
+    while shaky[-1] and len(attempts) <= limit:
+        log(f"[bench] {target_name}: {len(shaky[-1])} row(s) unstable ({', '.join(shaky[-1][:3])}"
+            f"{', ...' if len(shaky[-1]) > 3 else ''}): timing its {len(ids)} row(s) again, attempt "
+            f"{len(attempts) + 1} of at most {limit + 1}")
+        if on_attempt is not None:
+            on_attempt(len(attempts) + 1)
+        attempts.append(time_once())
+        shaky.append([i for i, m in zip(ids, attempts[-1]) if _unstable(m, spec)])
+    kept = min(range(len(attempts)), key=lambda i: (len(shaky[i]), -i))
+    if len(attempts) > 1:
+        log(f"[bench] {target_name}: kept attempt {kept + 1} of {len(attempts)} ({len(shaky[kept])} row(s) unstable)")
+        if retimed is not None:
+            retimed.append({"target": target_name, "rows": list(ids), "attempts": len(attempts),
+                            "unstable": shaky, "kept": kept + 1, "limit": limit})
+    return attempts[kept]
 
 
 def _timing_code(target, variant) -> str:

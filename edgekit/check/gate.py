@@ -5,7 +5,8 @@ same model's fp32 row in the same runtime, or of the baseline row) against the s
 the stored baseline, so a slower CI machine does not fail the build. It fails only when the
 growth is past the budget and significant: the 95% interval of the growth, from the rounds of
 both runs, lies above 1. A row whose rounds disagree (``timing.unstable``, now or stored) is
-reported as ``unstable``, never failed: its numbers cannot carry a verdict. Absolute latency
+reported as ``unstable``: its numbers cannot carry a verdict, and the check does not pass on
+budgets it could not judge unless ``allow_unjudged`` (``--allow-unjudged``). Absolute latency
 budgets exist for pinned devices and say so. What is printed and
 written lives in ``edgekit.check.output``; baseline files in ``edgekit.check.baseline``.
 Nothing here imports TensorFlow or matplotlib.
@@ -53,7 +54,8 @@ _EPS = 1e-9
 @dataclass
 class Outcome:
     """One budget on one row: what was measured, the limit, and pass, fail, skip or unstable
-    (a latency budget not judged because the row's rounds disagreed: reported, never failed).
+    (a latency budget not judged because the row's rounds disagreed: the check does not pass
+    on it unless ``CheckReport.allow_unjudged``).
 
     ``compared`` is true when ``value`` is a finite number judged against ``limit``; a failure
     is then "value > limit". Any other failure (a status, a NaN, a missing row) says why in ``detail``.
@@ -87,6 +89,8 @@ class CheckReport:
     budgets_from: str
     outcomes: list[Outcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: pass a check whose only trouble is latency budgets it could not judge (``--allow-unjudged``)
+    allow_unjudged: bool = False
 
     @property
     def failures(self) -> list[Outcome]:
@@ -94,8 +98,9 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """Every budget holds (what `edgekit check` exits 0 for)."""
-        return not self.failures
+        """Every budget holds, and every latency budget was judged (unless ``allow_unjudged``):
+        what `edgekit check` exits 0 for."""
+        return not self.failures and (self.allow_unjudged or not self.unstable)
 
     @property
     def unstable(self) -> list[Outcome]:
@@ -519,23 +524,29 @@ def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, 
 
 
 def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path: Path | None = None,
-              history: str | None = None, window: int = 10, allow_suspect: bool = False) -> CheckReport:
+              history: str | None = None, window: int = 10, allow_suspect: bool = False,
+              allow_unjudged: bool = False) -> CheckReport:
     """Load everything, evaluate every budget, and collect warnings; raises InputError on bad input.
     With ``history`` (a results store), every row is also judged against its last ``window``
     runs there (``edgekit.history.window``). ``allow_suspect``: a suspect baseline (results.json
-    ``sanity``) is reported, not failed."""
+    ``sanity``) is reported, not failed. ``allow_unjudged``: latency budgets that unstable
+    timing left unjudged do not stop the report from passing."""
     results = load_results(results_path)
     spec, source = load_spec(recipe_path, Path(results_path))
     stored = None
     if baseline_path is not None:
         stored = load_baseline(baseline_path)
         ensure_comparable(results, stored, baseline_path)
-    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source)
+    report = CheckReport(str(results_path), str(baseline_path) if baseline_path else None, source,
+                         allow_unjudged=allow_unjudged)
     report.outcomes = compare(results, spec, stored, allow_suspect)
     if history is not None:
         from edgekit.history import store, window as history_window
 
         report.outcomes += history_window.outcomes(store.open_store(history), results, spec, window)
+    if isinstance(results.get("search"), dict) and not results["search"].get("pick"):
+        report.outcomes.append(Outcome("search", "pick", "none", "a trial within the constraints", "fail",
+                                       "no trial of the search met its constraints (see its report.md)"))
     report.warnings += [f'rule rows "{p}" matches no row (rows: {", ".join(r["id"] for r in results["rows"])})'
                         for p in spec.unmatched_rules([r["id"] for r in results["rows"]])]
     if stored is None and history is None:

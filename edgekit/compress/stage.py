@@ -49,8 +49,8 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
         file_name = "model.h5" if step.quantized else "model.keras"
         log_dir = tensorboard_logs.model_dir(ctx.run_dir / tensorboard_logs.TENSORBOARD_DIR, step.name) if tensorboard else None
 
-        def load(folder, name=file_name, log_dir=log_dir):
-            tensorboard_logs.restore(folder, log_dir)  # the logs of the fine-tuning that made it
+        def load(folder, name=file_name, log_dir=log_dir, model=step.name):
+            tensorboard_logs.restore(folder, log_dir, log, model)  # the logs of the fine-tuning that made it
             return train_stage.ModelHandle(folder / name, lambda path=folder / name: train_stage.load_for_stage(path, threads))
 
         def store(m, folder, name=file_name, log_dir=log_dir):

@@ -4,7 +4,7 @@ Where: a SQLite file (a path, or ``sqlite:///PATH``; the default ``$EDGEKIT_HIST
 ``history.db`` in the stage cache's folder), through Python's own sqlite3 module: nothing to
 install, nothing to start. Any other SQLAlchemy URL (``postgresql+psycopg://user@host/db`` for a
 team; ``sqlite+pysqlite:///PATH`` goes through SQLAlchemy too) needs ``pip install
-'edgekit[history]'`` (SQLAlchemy and psycopg); without it such a URL is refused in one line.
+'keras-edgekit[history]'`` (SQLAlchemy and psycopg); without it such a URL is refused in one line.
 
 One row per results row: keyed by recipe name and sha256, row id, target, device, commit,
 environment and the time its rounds ended (``measured_at``, kept by the stage cache: a build
@@ -68,7 +68,7 @@ def open_store(url: str | None = None) -> Store:
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:
-        raise InputError(f"history {_shown(url)}: a database URL needs SQLAlchemy: pip install 'edgekit[history]' "
+        raise InputError(f"history {_shown(url)}: a database URL needs SQLAlchemy: pip install 'keras-edgekit[history]' "
                          "(a SQLite file needs nothing: --history PATH.db)") from None
     return SqlAlchemyStore(url)
 

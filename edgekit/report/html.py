@@ -30,7 +30,12 @@ _MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", 
 def regenerate(run_dir: Path) -> Path:
     """Redraw RUN_DIR/report.html from its results.json (and latency.json when present)."""
     run_dir = Path(run_dir)
-    return write(load_results(run_dir / "results.json"), run_dir)
+    results = load_results(run_dir / "results.json")
+    if isinstance(results.get("search"), dict):  # a search's folder: its own page (edgekit.search.report)
+        from edgekit.search import report as search_report
+
+        return search_report.write(results, run_dir)
+    return write(results, run_dir)
 
 
 def write(results: dict, run_dir: Path, latencies: dict[str, list[float]] | None = None) -> Path:
@@ -201,20 +206,30 @@ def _png(fig) -> bytes:
 
 
 def _scatter(results: dict, front: list[str]) -> bytes | None:
+    fig = scatter_figure(results, front)
+    return _png(fig) if fig is not None else None
+
+
+def scatter_figure(results: dict, front: list[str]):
+    """The accuracy (the judged metric) against p50 latency figure, the Pareto front marked, each
+    point labelled with its row id (labels never overlap: ``edgekit.report.labels``)."""
+    from edgekit.report import labels
+
     rows, metric = _measured(results), judged_metric(results)
     if not rows:
         return None
     fig = _figure(10, 5.5)
     ax = fig.add_subplot()
     formats = list(dict.fromkeys(r["format"] for r in rows))
-    for i, row in enumerate(sorted(rows, key=lambda r: r["latency_ms"]["p50"])):
+    points, names = [], []
+    for row in sorted(rows, key=lambda r: r["latency_ms"]["p50"]):
         lat, y = row["latency_ms"], row["metrics"][metric]
         color = f"C{formats.index(row['format']) % 10}"
         # The bar reaches from the p50 to the p90: how noisy the timing was.
         ax.errorbar(lat["p50"], y, xerr=[[0], [max(lat.get("p90", lat["p50"]) - lat["p50"], 0)]], fmt=_MARKERS.get(row["precision"], "P"),
                     color=color, markersize=9, capsize=3, label=f"{format_title(row['format'])} {row['precision']}")
-        # Labels alternate above and below: neighbours in latency often share an accuracy.
-        ax.annotate(row["id"], (lat["p50"], y), textcoords="offset points", xytext=(6, 8 if i % 2 else -14), fontsize=8)
+        points.append((lat["p50"], y))
+        names.append(row["id"])
     pts = sorted((r["latency_ms"]["p50"], r["metrics"][metric]) for r in rows if r["id"] in front)
     ax.plot(*zip(*pts), drawstyle="steps-post", color="black", linestyle="--", linewidth=1, zorder=0)
     ax.scatter(*zip(*pts), s=260, facecolors="none", edgecolors="black", linewidths=1.2, label="Pareto front")
@@ -224,10 +239,12 @@ def _scatter(results: dict, front: list[str]) -> bytes | None:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs latency, batch 1")
     ax.grid(True, which="both", alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    handles, legend_labels = ax.get_legend_handles_labels()
+    unique = dict(zip(legend_labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
-    return _png(fig)
+    # Last, once the layout is final: neighbours in latency often share an accuracy.
+    labels.place(ax, points, names)
+    return fig
 
 
 def _size_bars(results: dict, sizes: dict) -> bytes | None:

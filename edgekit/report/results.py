@@ -28,13 +28,18 @@ LABELS_FILE = "labels.txt"
 
 
 #: results.json ``stages``: wall seconds per stage, in build order (a stage not reached is absent)
-STAGES = ("data", "train", "compress", "convert", "evaluate", "convert_evaluate_wall", "bench", "report")
+STAGES = ("prepare", "data", "train", "compress", "convert", "evaluate", "convert_evaluate_wall", "bench", "report")
 STAGES_NOTE = ("seconds. data, train (TensorFlow's import included when it trains; a model from the cache is loaded, "
                "and TensorFlow imported, by the first stage that misses its own entry), compress, bench and report: "
                "wall time in the "
                "build's process. convert and evaluate: each variant's own seconds, summed, measured in the worker "
                "process that ran it (evaluate includes the Keras baseline); they overlap compress and one another, "
-               "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited")
+               "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited. prepare (builds "
+               "sent whole to a cluster's worker, edgekit.whole_build): what the build waited for that task, whose "
+               "training, fine-tuning, Keras baseline and, for several recipes or a search, conversions then come "
+               "from the cache. Time spent "
+               "waiting for another build's hold of this machine's CPU lock is left out of these figures and "
+               "recorded in waits (seconds per stage)")
 
 
 def stage_fields(stages: dict[str, float]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ``ethos-u`` target kind: an Arm Ethos-U NPU (U55, U65, U85) beside a microcontroller,
 described by devices/NAME.yaml with ``kind: ethos-u``. Its rows are the full-integer TFLite
-artifacts compiled by Arm's Vela compiler (``pip install -e '.[ethos-u]'``) on this machine, in a
+artifacts compiled by Arm's Vela compiler (``pip install 'keras-edgekit[ethos-u]'``) on this machine, in a
 process of its own (edgekit.targets.vela). Nothing runs on an NPU: Vela is the vendor's tool, and
 what it says of the model is what the row holds:
 
@@ -44,7 +44,7 @@ ESTIMATE = ("Vela's estimate from its performance model, not a measurement: no l
 #: what every row says of its metrics
 METRICS_ARE = ("the int8 artifact's, evaluated on this machine: the compiled model is the same integer arithmetic "
                "(Vela moves operators to the NPU, it does not change what they compute)")
-NO_VELA = "pip install -e '.[ethos-u]' (Arm's Vela compiler, the ethos-u-vela package)"
+NO_VELA = "pip install 'keras-edgekit[ethos-u]' (Arm's Vela compiler, the ethos-u-vela package)"
 
 
 class EthosUProfile(ProfileBase):

@@ -144,7 +144,7 @@ class McuTarget(Target):
 
         if importlib.util.find_spec("tflite_micro") is None:
             return Measurement("skipped", f"target {self.name} needs the TFLite Micro interpreter: "
-                               "pip install -e '.[mcu]' (the tflite-micro wheel)"), None
+                               "pip install 'keras-edgekit[mcu]' (the tflite-micro wheel)"), None
         if self.log:
             self.log(f"[mcu] {variant.stem}@{self.name}: TFLite Micro op check, arena search, test split, timing")
         with tempfile.TemporaryDirectory(prefix="edgekit-mcu-") as tmp:
@@ -235,7 +235,7 @@ def _installed() -> str:
     try:
         return metadata.version("tflite-micro")
     except metadata.PackageNotFoundError:
-        return "not installed (pip install -e '.[mcu]')"
+        return "not installed (pip install 'keras-edgekit[mcu]')"
 
 
 #: this process's TFLM runs, {key: (result, outputs)} (see McuTarget.measure), the last KEEP_RUNS

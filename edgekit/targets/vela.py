@@ -205,7 +205,7 @@ def compile_model(source: Path, folder: Path, args: list[str]) -> dict:
     found = summary(folder / "out")
     if "cycles_total" not in found:  # 0 cycles is a model with nothing on the NPU
         return {"error": f"Vela {version()} wrote no summary of {source.name} (its _summary_*.csv): edgekit reads "
-                         "Vela 5.2 to 5.x; pip install -e '.[ethos-u]'"}
+                         "Vela 5.2 to 5.x; pip install 'keras-edgekit[ethos-u]'"}
     original, result = model_ops((folder / "model.tflite").read_bytes()), compiled.read_bytes()
     ops = placement(original, model_ops(result), warnings(text))
     counts = re.search(r"CPU operators = (\d+).*?NPU operators = (\d+)", text, flags=re.S)

@@ -506,16 +506,32 @@ def test_regression_past_the_limit_but_within_the_noise_passes_as_not_significan
     assert "1.600x" in line and "not significant (the interval holds 1)" in line
 
 
-def test_unstable_rows_are_reported_not_failed(run, tmp_path):
+def test_a_check_that_could_not_judge_a_latency_budget_does_not_pass(run, tmp_path):
+    """An unstable row is not failed (its numbers cannot carry a verdict), but a gate that judged
+    nothing there must not read as a pass: exit 1 and a JUnit error, unless --allow-unjudged."""
     def shaky(_, rows):
         _scale_latency(rows[INT8], 2.0)
         rows[INT8]["timing"].update(unstable=True, robust_spread=0.31)
 
-    result = _check(_variant(run, tmp_path, shaky), "--baseline", run["baseline"])
-    assert result.exit_code == 0, result.output
+    results = _variant(run, tmp_path, shaky)
+    result = _check(results, "--baseline", run["baseline"], "--junit", tmp_path / "junit.xml")
+    assert result.exit_code == 1, result.output
     [line] = [line for line in _lines(result.output, INT8, "unstable") if "latency ratio" in line]
     assert "2.000x" in line and "rounds disagree by 31%" in line and "--retime" in line
-    assert "1 latency budget(s) not judged, their timing unstable (tflite-int8@cpu)" in result.output.splitlines()[-1]
+    error = _error(result.output)
+    assert "1 latency budget(s) not judged, their timing unstable (tflite-int8@cpu)" in error
+    assert "--allow-unjudged" in error and "0 of" not in error
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    [case] = [c for c in suite.iter("testcase") if c.get("classname") == INT8 and "latency ratio" in c.get("name")]
+    assert case.find("error") is not None and case.find("skipped") is None and suite.get("errors") == "1"
+    allowed = _check(results, "--baseline", run["baseline"], "--junit", tmp_path / "allowed.xml", "--allow-unjudged")
+    assert allowed.exit_code == 0, allowed.output
+    assert "check passed" in allowed.output.splitlines()[-1] and "passed by --allow-unjudged" in allowed.output
+    suite = ET.parse(tmp_path / "allowed.xml").getroot().find("testsuite")
+    assert suite.get("errors") == "0" and not list(suite.iter("error"))
+    from edgekit import api
+
+    assert not api.check(results, run["baseline"]).passed and api.check(results, run["baseline"], allow_unjudged=True).passed
 
 
 def test_int8_rows_are_judged_against_their_own_fp32_row_not_the_keras_row(run, tmp_path):

@@ -60,3 +60,26 @@ def test_missing_markers_or_results_are_input_errors(tmp_path):
         readme_table.update_readme(readme, "table")
     with pytest.raises(InputError, match="cannot read results"):
         readme_table.load([tmp_path / "nothing.json"])
+
+
+def test_the_readme_holds_a_narrow_excerpt_and_docs_recipes_the_whole_table(tmp_path):
+    """`edgekit table RUNS --readme docs/recipes.md --readme README.md` on copies of the real files:
+    the whole table in docs/recipes.md, the narrow excerpt (no wider than 120 columns) in the README."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme, recipes = tmp_path / "README.md", tmp_path / "recipes.md"
+    readme.write_text((root / "README.md").read_text())
+    recipes.write_text((root / "docs" / "recipes.md").read_text())
+    assert readme_table.START not in readme.read_text() and readme_table.EXCERPT_START not in recipes.read_text()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(_results()))
+    result = CliRunner().invoke(cli, ["table", str(tmp_path / "run"), "--readme", str(recipes), "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    whole = recipes.read_text().split(readme_table.START)[1].split(readme_table.END)[0]
+    assert "| `r1` | lstm (20,297 params) | japanese_vowels |" in whole and "int8 OpenVINO" in whole
+    excerpt = readme.read_text().split(readme_table.EXCERPT_START)[1].split(readme_table.EXCERPT_END)[0]
+    rows = [line for line in excerpt.splitlines() if line.startswith("|")]
+    assert rows[0] == "| recipe | metric | fp32 (Keras) | int8 TFLite | size TFLite fp32 → int8 | p50 TFLite fp32 / int8 |"
+    assert rows[2] == "| `r1` | accuracy ↑ | 0.9800 | 0.9700 | 4.0 KiB → 2.0 KiB | 4 us / 2 us |"
+    assert max(len(line) for line in rows) <= 120 and "Test CPU" in excerpt
