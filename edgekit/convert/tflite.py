@@ -53,9 +53,10 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     """
     import tensorflow as tf
 
-    # int8-mixed is int8 with some layers float: which ones, edgekit.convert.mixed decides (and
+    # int8-mixed (int8-fast) is int8 with some layers float: which ones, edgekit.convert.mixed
+    # (edgekit.convert.fast) decides (and
     # hands them over as keep_float); called directly, this makes the int8 artifact of keep_float.
-    precision = "int8" if precision == "int8-mixed" else precision
+    precision = "int8" if precision in ("int8-mixed", "int8-fast") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"tflite converter has no precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     shapes = sample_shapes(calibration)  # the data's shape fixes the model's free dimensions
@@ -171,8 +172,16 @@ def read_weights(path: Path) -> list[np.ndarray]:
     from edgekit.runtimes.litert import interpreter_class
 
     interpreter_class_, _ = interpreter_class()
-    interpreter = interpreter_class_(model_path=str(path), **_no_delegates())
-    interpreter.allocate_tensors()
+    try:
+        interpreter = interpreter_class_(model_path=str(path), **_no_delegates())
+        interpreter.allocate_tensors()
+    except RuntimeError as exc:
+        if "custom op" not in str(exc):
+            raise
+        # a custom op that only the XNNPACK delegate runs (MediaPipe's Convolution2DTransposeBias):
+        # the default resolver opens the file, and the constants are still the file's
+        interpreter = interpreter_class_(model_path=str(path))
+        interpreter.allocate_tensors()
     # Constants are op inputs that no op produces and that are not graph inputs (the private
     # ops list is the only way the interpreter API exposes the graph).
     ops = interpreter._get_ops_details()
