@@ -40,7 +40,18 @@ PROFILE = {"top_op_types": ("list", OP_TYPE), "partitions": "integer", "ops": "i
            "not_accelerated": {"ops": "integer", "share": "number", "types": ("list", "text"), "top": ("list", "any")},
            "op_counts": ("map", "integer"), "total_ms": "number", "unprofiled_ms": "number", "file": "text",
            "how": "text", "runtime": "text", "qdq": ("map", "number")}
-LAYER = {"layer": "scalar", "added_db": "number", "snr_db": "number", "nrmse": "number"}
+LAYER = {"layer": "scalar", "added_db": "number", "snr_db": "number", "local_snr_db": "number", "nrmse": "number"}
+QUANTIZATION = {"scale": "number", "zero_point": "number"}
+STEP = {"step": "text", "layers": ("list", {"layer": "scalar", "class": "scalar"}), "size": ("list", "any")}
+TENSOR = {"name": "scalar", "dtype": "text", "shape": "any", "layout": "text", "quantization": QUANTIZATION,
+          "value_range": {"min": "number", "max": "number", "of": "text"}, "preprocessing": ("list", STEP),
+          "decode": "text", "meaning": "text"}
+CONTRACT = {"file": "text", "row": "text", "artifact": "text", "inputs": ("list", TENSOR), "outputs": ("list", TENSOR),
+            "runtime": "object", "metrics": "object"}
+IO = {"inputs": ("list", {"name": "scalar", "dtype": "text", "quantization": QUANTIZATION}),
+      "outputs": ("list", {"name": "scalar", "dtype": "text", "quantization": QUANTIZATION})}
+CLOCKS = {"freq_mhz": ("map", ("pair", "number")), "freq_change": "number", "governors": ("list", "text"),
+          "temp_c": ("pair", "number"), "waits": ("list", {"limit_c": "number"}), "waited_s": "number"}
 ROW = {
     "id": "text", "status": "text", "model": "text", "parent": "text", "format": "text", "precision": "text",
     "target": "text", "reason": "text", "path": "text", "size_bytes": "integer", "gzip_bytes": "integer",
@@ -52,23 +63,30 @@ ROW = {
                  "cpu_pinning": "flag", "test_mode": "flag", "threads": "integer"},
     "notes": ("list", "text"),
     "timing": {"rounds": "integer", "round_p50_ms": ("list", "number"), "spread": "number", "robust_spread": "number",
-               "interleaved": "flag", "p50_ci95_ms": ("pair", "number"), "unstable": "flag"},
+               "interleaved": "flag", "p50_ci95_ms": ("pair", "number"), "unstable": "flag", "clocks": CLOCKS},
     "profile": PROFILE, "profile_error": "text",
-    "layer_error": {"worst": ("list", LAYER), "layers_measured": "integer", "how": "text", "metric": "text"},
+    "layer_error": {"worst": ("list", LAYER), "layers_measured": "integer", "layers_matched": "integer",
+                    "layers_total": "integer", "how": "text", "metric": "text"},
     "memory": {"peak_bytes": "integer", "load_bytes": "integer", "how": "text"},
     "memory_limits": ("list", {"budget": "text", "value": "number", "limit": "number", "what": "text"}),
     "harness": {"call_ms": "number", "runtime_only_ms": "number", "harness_ms": "number", "runs": "integer",
                 "how": "text", "latency_ms_is": "text"},
+    "contract": CONTRACT, "io": IO, "suspect": "flag", "measured_at": "number", "device": "text",
+    "retries": ("list", "object"),
 }
 RESULTS = {
     "edgekit_version": "text", "recipe": {"name": "text", "path": "text", "sha256": "text"},
     "environment": ENVIRONMENT, "task": "text", "primary_metric": "text", "higher_is_better": "flag",
-    "data": {"source": "text"},
+    "data": {"source": "text", "splits": ("map", "integer"), "input_preprocessing": {"inputs": ("list", {"warning": "text"})}},
+    "sanity": {"metric": "text", "suspect": "flag", "reason": "text", "baseline": "number", "floor": "number",
+               "chance": "number", "baseline_ci95": ("pair", "number"), "majority_class": {"share": "number"}},
+    "loss_flags": {"tolerance": ("map", "number"), "reference_row": "text", "rows": ("list", "text"), "how": "text"},
+    "gate_metric": "text", "retimed": ("list", "object"),
     "benchmark": {"warmup": "integer", "runs": "integer", "threads": "integer", "inputs": "integer",
                   "rounds": "integer", "min_time_s": "number", "profile": "flag", "unstable_spread": "number"},
     "baseline": "text", "speedup_baseline": "text",
     "latency_by_target": ("map", ("map", {"status": "text", "p50": "number", "p90": "number", "runtime": "text"})),
-    "targets": ("map", "object"), "model": {"source": "text", "parameters": "integer"}, "train": "object", "models": ("list", "object"),
+    "targets": ("map", {"fleet": {"members": ("map", {"jobs": "number"})}}), "model": {"source": "text", "parameters": "integer"}, "train": "object", "models": ("list", "object"),
     "not_produced": ("list", {"model": "text", "format": "text", "precision": "text", "reason": "text"}),
     "reused": ("map", ("list", "text")), "build_seconds": "number", "tasks": ("list", "object"),
     "stages": ("map", "number"), "command": "text", "interrupted": "flag",
@@ -80,6 +98,12 @@ NOT_NULL = {
     "rows[]": ("id", "status", "metrics", "delta", "notes"),
     "rows[].profile.top_op_types[]": ("type",),
     "rows[].layer_error.worst[]": ("layer",),
+    "rows[].contract": ("inputs", "outputs", "runtime"),
+    **{f"rows[].contract.{side}[]": ("name", "dtype") for side in ("inputs", "outputs")},
+    **{f"rows[].contract.{side}[].quantization": ("scale", "zero_point") for side in ("inputs", "outputs")},
+    **{f"rows[].contract.{side}[].value_range": ("min", "max") for side in ("inputs", "outputs")},
+    "rows[].contract.inputs[].preprocessing[]": ("step",),
+    "rows[].contract.inputs[].preprocessing[].layers[]": ("layer", "class"),
 }
 #: the row maps of "measure" values: an integer past float range becomes inf there on read
 MEASURES = ("metrics", "delta", "latency_ms")
