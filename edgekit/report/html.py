@@ -364,7 +364,7 @@ def _outputs(results: dict) -> str:
     table = output_cells(results)
     if not table:
         return ""
-    esc, (header, *rows) = html.escape, table
+    header, *rows = table
     body = "".join("<tr>" + "".join(f"<td class='{'id' if i == 0 else 'num'}'>{esc(c)}</td>" for i, c in enumerate(row))
                    + "</tr>" for row in rows)
     return ("<p>Each output on its own (* the row's metric: the worst output of the recipe's task):</p>"
@@ -376,7 +376,7 @@ def _flag_lines(results: dict) -> str:
     """A suspect baseline and the loss count (``report.flags``), above the table."""
     from edgekit.report.flags import summary_lines
 
-    return "".join(f"<p class='flag'><strong>{html.escape(line)}</strong></p>\n" for line in summary_lines(results))
+    return "".join(f"<p class='flag'><strong>{esc(line)}</strong></p>\n" for line in summary_lines(results))
 
 
 def _time_breakdown(results: dict) -> str:
@@ -420,7 +420,7 @@ def _devices(results: dict) -> str:
     retries, waits; and what a pool's fleet decided."""
     from edgekit.report import devices
 
-    esc, relied = html.escape, devices.table(results)
+    relied = devices.table(results)
     if not relied:
         return "<p class='muted'>No row carries a device, clocks, retries or waits.</p>"
     header, *rows = relied
@@ -471,7 +471,7 @@ def _contracts(results: dict) -> str:
     """Per artifact (its first row): each input and output as its input contract gives it."""
     from edgekit.report.contract import data_warnings, tensor_cells
 
-    esc, lines, seen = html.escape, [], set()
+    lines, seen = [], set()  # esc: any value (a hand-edited file may hold null or a number where text was)
     warned = "".join(f"<p class='warning'>warning: {esc(w)}</p>" for w in data_warnings(results))
     for row in results["rows"]:
         contract = row.get("contract")
