@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _thread
 import math
+import os
 import signal
 import sys
 import threading
@@ -63,10 +64,26 @@ def watching() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # After a Ctrl-C the build leaves with its one-line error; a second Ctrl-C within GRACE_S
+        # would otherwise meet the previous handler on the way out ("Aborted!", exit 1)
+        signal.signal(signal.SIGINT, previous if _raised_at is None else _grace(previous, _raised_at))
         sys.unraisablehook = previous_hook
         _seen = False
         _raised_at = None
+
+
+def _grace(previous, since: float):
+    """A SIGINT handler that ignores Ctrl-C until GRACE_S after ``since`` (math.inf: from now),
+    then puts ``previous`` back and lets it take the signal."""
+    since = time.monotonic() if math.isinf(since) else since
+
+    def handler(signum, frame) -> None:
+        if time.monotonic() - since < GRACE_S:
+            return
+        signal.signal(signal.SIGINT, previous)
+        os.kill(os.getpid(), signum)  # whatever previous is: a function, SIG_DFL or SIG_IGN
+
+    return handler
 
 
 def _unraisable(unraisable) -> None:
@@ -97,7 +114,9 @@ def stopping() -> Iterator[None]:
     try:
         yield
     finally:
-        _raised_at = None
+        # the grace period runs on from here: a Ctrl-C pressed twice 0.05 s apart can land just
+        # after the writing, while the build raises its one-line error (it was "Aborted!", exit 1)
+        _raised_at = time.monotonic()
 
 
 def reraise_if_interrupted() -> None:

@@ -148,8 +148,9 @@ def test_a_ctrl_c_inside_a_gc_callback_still_stops_the_build_silently(capsys):
 
 def test_a_second_ctrl_c_while_the_build_stops_raises_nothing():
     """The Ctrl-C that stops a build raises; one more within GRACE_S, or any while the partial
-    results are written (``stopping``), is only noted; a later one raises again (a library may
-    have swallowed the first)."""
+    results are written (``stopping``) or within GRACE_S after, even once the build has left
+    ``watching`` with its error, is only noted; a later one raises again (a library may have
+    swallowed the first) and, after the build, reaches the handler that was there before."""
     import time
 
     from edgekit import interrupts
@@ -165,6 +166,16 @@ def test_a_second_ctrl_c_while_the_build_stops_raises_nothing():
         with interrupts.stopping():
             time.sleep(interrupts.GRACE_S)
             ctrl_c()  # while writing: nothing raised either
+        ctrl_c()  # just after writing, as the build raises its one-line error: nothing raised
+        time.sleep(interrupts.GRACE_S)
         with pytest.raises(KeyboardInterrupt):
             ctrl_c()
         assert interrupts._seen
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.watching():
+            ctrl_c()
+    ctrl_c()  # the build has left watching with its error: noted, not "Aborted!"
+    time.sleep(interrupts.GRACE_S)
+    with pytest.raises(KeyboardInterrupt):  # later: Python's own handler again
+        ctrl_c()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
