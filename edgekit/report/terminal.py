@@ -89,7 +89,8 @@ def _print_rich(results: dict, console) -> None:
     columns, short = fit_columns(results, status, console.width)
     console.print(_table(results, status, columns, short))
     if side_by_side := target_cells(results):
-        console.print(_plain_table("p50 latency by target", side_by_side))
+        for number, part in enumerate(column_groups(side_by_side, console.width)):
+            console.print(_plain_table("p50 latency by target" if number == 0 else "", part))
     rows = {row["id"]: row for row in results["rows"]}
     for line, row_id in footnote_lines(notes, console.width if console.is_terminal else None):
         console.print(line, style=_row_style(rows[row_id]), markup=False, highlight=False, soft_wrap=True)
@@ -184,6 +185,21 @@ def _table(results: dict, status: list[str], kept: list[str], short: bool):
     for row, line in zip(results["rows"], rows):
         table.add_row(*(line[i] for i in keep), style=_row_style(row))
     return table
+
+
+def column_groups(lines: list[list[str]], width: int) -> list[list[list[str]]]:
+    """``lines`` (a header and rows, first column the label) cut into tables that fit ``width``
+    side by side, the label column repeated in each: ten device columns in 120 characters were
+    cut to "dev (tflite_runtime 2.…" and "ba…" before, unreadable."""
+    widths = [max(len(line[i]) for line in lines) + 3 for i in range(len(lines[0]))]
+    groups, current = [], []
+    for i in range(1, len(widths)):
+        if current and widths[0] + sum(widths[j] for j in current) + widths[i] > width:
+            groups.append(current)
+            current = []
+        current.append(i)
+    groups.append(current)
+    return [[[line[0], *(line[j] for j in group)] for line in lines] for group in groups]
 
 
 def _plain_table(title: str, lines: list[list[str]]):

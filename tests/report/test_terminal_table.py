@@ -103,3 +103,21 @@ def test_build_format_json_is_json_alone_on_stdout(tiny_run, tmp_path):
     doc = json.loads(done.stdout)
     assert [r["status"] for r in doc["rows"]] == [r["status"] for r in tiny_run.results["rows"]]
     assert re.search(r"^results: .*results\.json", done.stderr, re.M)
+
+
+def test_the_latency_by_target_table_splits_into_parts_that_fit_and_cuts_no_name(crowded):
+    """Ten devices side by side in 100 columns: the targets go into several tables, each with the
+    variant column, and every device name with its runtime is printed whole."""
+    results = copy.deepcopy(crowded)
+    names = [f"device-{i} (tflite_runtime 2.14.0)" for i in range(10)]
+    results["latency_by_target"] = {
+        row["id"].split("@")[0]: {name: {"p50": 0.0012 * (i + 1), "status": "ok", "runtime": None}
+                                  for i, name in enumerate(names)} for row in results["rows"]}
+    lines = terminal.target_cells(results)
+    parts = terminal.column_groups(lines, 100)
+    assert len(parts) > 1 and [h for part in parts for h in part[0][1:]] == lines[0][1:]
+    assert all(part[0][0] == "variant" and len(part) == len(lines) for part in parts)
+    out = io.StringIO()
+    terminal._print_rich(results, Console(file=out, width=100, soft_wrap=False))
+    text = out.getvalue()
+    assert all(name in text for name in names) and "…" not in text.split("p50 latency by target")[1].split("baseline:")[0]
