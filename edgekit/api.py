@@ -28,7 +28,7 @@ class Results:
     """A run's results.json as Python values.
 
     Attributes:
-        results: the results.json document (the contract, see the README).
+        results: the results.json document (the contract, see docs/results.md).
         run_dir: the run directory, or None (results of ``bench`` without ``out``).
     """
 
