@@ -360,6 +360,7 @@ def formats() -> None:
     """List the export formats, their precisions (and which of them this machine runs natively),
     where they run, and whether their runtime is installed."""
     from edgekit.formats import FORMATS, host_isa
+    from edgekit.targets import kinds_running
 
     isa = host_isa()
     # The precision column fits the longest list (tflite's six precisions are 39 characters).
@@ -369,7 +370,7 @@ def formats() -> None:
         state = "runtime: " + ", ".join(f"{module} {version or 'not installed'}" for module, version in versions)
         if not any(version for _, version in versions):
             state += f" (pip install {fmt.runtime_packages[0].replace('_', '-')})"
-        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(fmt.runs_on)}"
+        click.echo(f"{fmt.name:<10} {fmt.suffix:<8} {','.join(fmt.precisions):<{width}}  {state}; runs on {', '.join(kinds_running(fmt))}"
                    f"  - {fmt.description}")
         # Precisions that need an ISA extension: whether this CPU has it (a recipe listing one
         # gets a skipped row where it does not; fmt.auto_precisions are added where it does).
@@ -649,73 +650,40 @@ def devices_list(devices_dir: Path | None) -> None:
 @click.argument("name")
 @_DEVICES_OPTION
 def devices_check(name: str, devices_dir: Path | None) -> None:
-    """Connect to device NAME (or every device of pool NAME) and report its Python, runtimes, CPU,
-    ISA flags and free disk, or what is missing.
+    """Check device NAME (or every device of pool NAME) as its target kind checks it: an ssh
+    device is reached and its Python, runtimes, CPU, ISA flags and free disk are reported; a
+    microcontroller or Ethos-U profile checks its tool on this machine (TFLite Micro, Vela).
 
-    Exit codes: 0 ready (every device of a pool), 1 unreachable or something missing, 2 no such
-    (or an invalid) profile.
+    Exit codes: 0 ready (every device of a pool), 1 unreachable or something missing (or a
+    kind with nothing to check), 2 no such (or an invalid) profile.
     """
     from edgekit.errors import EdgekitError
-    from edgekit.targets import profiles, resolve, ssh
+    from edgekit.targets import resolve
 
-    dirs = _device_dirs(devices_dir)
-    if name in profiles.find_profiles(dirs):
-        profile = profiles.get_profile(name, dirs)
-        if not isinstance(profile, ssh.SshProfile):  # the probe is the ssh runner's
-            raise EdgekitError(f"device {name}: devices check knows ssh devices only, not kind {profile.kind}")
-    target = resolve([name], dirs)[name]  # an unknown name: the profile lookup's one line (did you mean ...)
-    if not target.is_pool:
-        problems = _check_device(name, target.profile)
-        if problems:
-            raise EdgekitError(f"device {name}: " + "; ".join(problems))
-        click.echo(f"device {name}: ready")
-        return
+    # an unknown name: the profile lookup's one line (did you mean ...)
+    target = resolve([name], _device_dirs(devices_dir))[name]
     members = target.members()
-    click.echo(f"pool {name}: {len(members)} device(s): {', '.join(m.name for m in members)}")
+    if target.is_pool:
+        click.echo(f"pool {name}: {len(members)} device(s): {', '.join(m.name for m in members)}")
     failing = {}
     for member in members:
-        if problems := _check_device(member.name, member.profile):
+        problems = member.check(click.echo)  # the kind says whether, and how, its devices are checked
+        if problems is None:
+            raise EdgekitError(f"device {member.name}: target kind {member.kind} has nothing for devices check to "
+                               "check; it needs no device")
+        if problems:
             failing[member.name] = "; ".join(problems)
-            click.echo(f"device {member.name}: NOT READY: {failing[member.name]}")
-        else:
-            click.echo(f"device {member.name}: ready")
-    if failing:
+        if target.is_pool:
+            click.echo(f"device {member.name}: " + (f"NOT READY: {failing[member.name]}" if problems else "ready"))
+    if not target.is_pool:
+        if failing:
+            raise EdgekitError(f"device {name}: {failing[target.name]}")
+        click.echo(f"device {name}: ready")
+    elif failing:
         raise EdgekitError(f"pool {name}: {len(failing)} of {len(members)} device(s) not ready: "
                            + "; ".join(f"{device}: {why}" for device, why in failing.items()))
-    click.echo(f"pool {name}: all {len(members)} device(s) ready")
-
-
-def _check_device(name: str, profile) -> list[str]:
-    """Probe one ssh device and print what it has; returns its problems (empty: ready)."""
-    from edgekit.errors import DeviceError
-    from edgekit.targets import faults, ssh
-
-    click.echo(f"device {name}: {profile.describe()}  (profile {profile.path})")
-    try:
-        info = ssh.probe(profile)
-    except DeviceError as exc:
-        return [str(exc)]
-    click.echo(f"  connection   ok (host key verified against {profile.known_hosts})")
-    click.echo(f"  python       {info['python']} ({info['python_executable']}), numpy {info['numpy']}")
-    click.echo(f"  os           {info['os']} {info['machine']}, {info['cores']} cores")
-    click.echo(f"  cpu          {info['cpu']}")
-    click.echo(f"  isa          {', '.join(info['isa']) or 'none of the tracked flags'}")
-    for runtime, module in ssh.runtime_names().items():
-        state = info["runtimes"].get(module, {})
-        listed = runtime in profile.runtimes
-        mark = "listed" if listed else "not listed"
-        if state.get("ok"):
-            click.echo(f"  runtime      {runtime:<15} {state.get('version') or '?':<12} ({mark} in the profile)")
-        else:
-            click.echo(f"  runtime      {runtime:<15} {'missing':<12} ({mark} in the profile){': ' + state['error'] if listed else ''}")
-    work = info.get("work_dir") or {}
-    free = work.get("free_bytes")
-    space = f", {free / faults.MB:.0f} MB free" if isinstance(free, (int, float)) else ""
-    if work.get("exists") and work.get("writable"):
-        click.echo(f"  work_dir     {profile.work_dir} (writable{space})")
-    elif not work.get("exists"):
-        click.echo(f"  work_dir     {profile.work_dir} (missing; created on the first run{space})")
-    return faults.health_problems(profile, info)
+    else:
+        click.echo(f"pool {name}: all {len(members)} device(s) ready")
 
 
 @cli.command("bench")

@@ -21,6 +21,20 @@ from typing import Callable, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+#: The ways an artifact can be run: a row's ``runs_with`` lists those its artifacts allow, a target
+#: kind's ``Target.offers`` those it provides, and a target times a row where the two meet. A
+#: format never names a target kind, so a new kind that offers ``SESSION`` runs every such format.
+#: SESSION: the row's runtime session (``Format.runtime``) in a Python that has one of its
+#: ``runtime_packages``, on a CPU (this machine's, an ssh device's runner).
+SESSION = "session"
+#: GPU_SESSION: the same session on a GPU (onnxruntime's CUDAExecutionProvider).
+GPU_SESSION = "gpu-session"
+#: TFLITE_MICRO: a full-integer flatbuffer, run in the TFLite Micro interpreter.
+TFLITE_MICRO = "tflite-micro"
+#: VELA: a full-integer flatbuffer, compiled for an Arm Ethos-U NPU by Vela.
+VELA = "vela"
+
+
 class FormatOptions(BaseModel):
     """Options of one format, set in the recipe under ``export.<format>``; both the converter
     and the runtime receive them. Defaults are the settings measured best on x86 CPUs."""
@@ -105,8 +119,10 @@ class Format:
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
         label: how reports and the recipe tables name the format ("TFLite"); the name if empty.
-        runs_on: the target kinds that can time it ("cpu", "gpu", "ssh", "mcu"); each target kind
-            reads this, so a format is never sent where its runtime cannot run.
+        runs_with: the ways its artifacts can be run (``SESSION``, ``GPU_SESSION``,
+            ``TFLITE_MICRO``, ``VELA``, or a plugin's own); a target times the row where its
+            kind offers one of them (``Target.offers``), so a format is never sent where its
+            runtime cannot run, and never names a target kind.
         packages: the distributions whose versions decide its artifacts and sessions (the
             converter's and the runtime's): recorded in results.json and part of its cache keys,
             so upgrading one format's packages recomputes that format's entries only.
@@ -137,7 +153,7 @@ class Format:
     options: type[FormatOptions] = FormatOptions
     companions: tuple[str, ...] = ()
     label: str = ""
-    runs_on: tuple[str, ...] = ("cpu", "ssh")
+    runs_with: tuple[str, ...] = (SESSION,)
     packages: tuple[str, ...] = ()
     native_isa: tuple[tuple[str, tuple[str, ...]], ...] = ()
     auto_precisions: tuple[str, ...] = ()
@@ -258,8 +274,8 @@ FORMATS: dict[str, Format] = {
             description="TFLite / LiteRT flatbuffer, run in the LiteRT interpreter",
             options=TFLiteOptions,
             label="TFLite",
-            # mcu: the full-integer flatbuffers, in TFLite Micro; ethos-u: the same, compiled by Vela
-            runs_on=("cpu", "ssh", "mcu", "ethos-u"),
+            # the full-integer flatbuffers also run in TFLite Micro and compile for Ethos-U
+            runs_with=(SESSION, TFLITE_MICRO, VELA),
             packages=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-runtime"),
             native_bench=NativeBench("litert-benchmark", "pip install ai-edge-litert", "edgekit.bench.verify:litert_row"),
         ),
@@ -276,8 +292,8 @@ FORMATS: dict[str, Format] = {
             description="ONNX via tf2onnx, int8 by onnxruntime static quantization, run in onnxruntime (CPU)",
             options=ONNXOptions,
             label="ONNX",
-            # the gpu target times it through onnxruntime's CUDAExecutionProvider
-            runs_on=("cpu", "gpu", "ssh"),
+            # onnxruntime's CUDAExecutionProvider runs it on a GPU
+            runs_with=(SESSION, GPU_SESSION),
             packages=("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu"),
             no_native_bench="onnxruntime ships no benchmark tool (no onnxruntime_perf_test in the pip wheel; "
                             "its onnxruntime_test script cannot set threads and reports only a mean)",

@@ -164,6 +164,15 @@ def plan(recipe) -> tuple[list[results_file.PlannedRow], list[dict[str, str]]]:
     return rows, not_produced
 
 
+def _probed_here(recipe) -> list[str]:
+    """The recipe's targets whose rows are probed on this machine before they are timed
+    (``Target.probes_here``: cpu)."""
+    from edgekit.targets import resolve, search_dirs
+
+    return [name for name, target in resolve(list(recipe.targets), search_dirs(recipe.path)).items()
+            if target.probes_here]
+
+
 def planned_variants(recipe) -> tuple[list[Variant], list[dict[str, str]]]:
     """Every variant a build of ``recipe`` makes, the Keras baseline first (``plan``'s order),
     and the (model, format, precision) triples it will not produce, with why."""
@@ -346,10 +355,10 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     if floor is not None and floor["suspect"]:
         log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)
-    if "cpu" in recipe.targets and until is None:  # the Keras row's probe imports TensorFlow while the variants convert
-        start_ahead(state.ahead, baseline, f"{baseline.stem}@cpu", recipe,
-                             data.x_test[: recipe.benchmark.inputs], cache,
-                    before_launch=lambda: state.take_shared("evaluate"))
+    if until is None:  # the Keras row's probe imports TensorFlow while the variants convert
+        for name in _probed_here(recipe):
+            start_ahead(state.ahead, baseline, f"{baseline.stem}@{name}", recipe, data.x_test[: recipe.benchmark.inputs],
+                        cache, before_launch=lambda: state.take_shared("evaluate"))
 
     versions = {k: v for k, v in env["packages"].items() if k != "edgekit"}
     ctx = BuildContext(recipe, data, baseline_outputs, run_dir, log, cache, data_key, versions)

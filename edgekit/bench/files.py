@@ -428,7 +428,7 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
         row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None),
                        again="edgekit bench")
         row.update(metrics={}, delta={}, parity={}, input_shape=_first_shape(variant, sample_sets[i][0]))
-        if getattr(target, "kind", "") == "cpu" and m.status == "ok":
+        if target.probes_here and m.status == "ok":
             row.update(_probe(variant, row_id, spec, sample_sets[i], log))
         elif m.status == "ok" and getattr(m, "probe", None) is not None:  # a device probed it itself
             from edgekit.bench import profiles

@@ -157,7 +157,7 @@ def _bench_here(target_name, target, group, spec, samples, data, cache, log, rec
     if getattr(target, "interleaves", False):
         elsewhere = pool if (tf_threads not in (None, spec.threads) and target.uses_host_session
                              and getattr(pool, "same_machine", False)) else None
-        if getattr(target, "kind", "") == "cpu":  # this machine: each row probed in a fresh process, before the rounds
+        if target.probes_here:  # this machine: each row probed in a fresh process, before the rounds
             ids = [f"{v.stem}@{target_name}" for v in ready]
             try:
                 probed.update(profiles.profile_rows(ready, ids, recipe, samples, run_dir, cache, log, ahead,

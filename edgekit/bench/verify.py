@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from edgekit.check.baseline import load_results
 from edgekit.errors import ToolFailed, shorten
+from edgekit.targets import host_session_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -351,6 +352,12 @@ def _unchecked(row: dict, reason: str, **figures) -> RowCheck:
                     **figures)
 
 
+def _timed_here(row: dict) -> bool:
+    """The row was timed with edgekit's own session on this machine (``Target.uses_host_session``):
+    what the runtimes' tools can time again beside it."""
+    return row.get("target") in host_session_names()
+
+
 def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int | None,
               timeout_s: float, search_path: str | None, pairs: int = DEFAULT_PAIRS) -> RowCheck:
     """Check one results row: time it with edgekit's session and its tool in ``pairs``
@@ -363,8 +370,10 @@ def check_row(row: dict, run_dir: Path, bench: dict, tolerance: float, runs: int
     if status != "ok":
         return _unchecked(row, f"row status is {status}" + (f": {row.get('reason')}" if row.get("reason") else ""),
                           **figures)
-    if target != "cpu":
-        return _unchecked(row, f"target {target}: verify runs the tools on this machine only (target cpu)", **figures)
+    if not _timed_here(row):
+        names = " or ".join(host_session_names())
+        return _unchecked(row, f"target {target}: verify runs the tools on this machine only (target {names})",
+                          **figures)
     from edgekit.formats import FORMATS
 
     table_row = FORMATS.get(fmt)
@@ -486,7 +495,7 @@ def verify_run(run_dir: Path, tolerance: float = DEFAULT_TOLERANCE, runs: int | 
     with holding(Hold(task=f"verify {run_dir.name}", kind="bench", mode="exclusive"), progress):
         for row in results["rows"]:
             native_bench = getattr(FORMATS.get(row.get("format")), "native_bench", None)
-            if progress and row.get("status") == "ok" and row.get("target") == "cpu" and native_bench is not None:
+            if progress and row.get("status") == "ok" and _timed_here(row) and native_bench is not None:
                 progress(f"[verify] {row['id']}: edgekit's session and {native_bench.tool}, {pairs} alternating pairs")
             checks.append(check_row(row, run_dir, bench, tolerance, runs, timeout_s, search_path, pairs))
     return VerifyReport(str(run_dir), tolerance, checks, [round(x, 2) for x in os.getloadavg()])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,6 +73,13 @@ class Target(ABC):
             different devices at once.
         measures_latency: its ok rows hold measured latencies; False: a kind that only
             compiles (ethos-u: Vela's estimate instead, in its own field), whose rows have none.
+        offers: the ways of running an artifact it provides (``edgekit.formats.SESSION``, ...);
+            it can time a format whose row lists one of them in ``Format.runs_with``
+            (``runs_format``). Nothing names a target kind in a format row.
+        probes_here: each of its ok rows is probed (per-op profile, peak memory) in a fresh
+            process on this machine before the timed rounds (``edgekit.bench.profiles``), the
+            Keras row's while the variants convert; False: no probe here (a device probes its
+            rows itself and returns them in ``Measurement.probe``).
         profile_model: for kinds named by a device profile's ``kind:``, the pydantic schema
             of that profile (a ``profiles.ProfileBase``); the object is made as
             ``cls(profile, log)``. Built-in kinds (a target name by themselves) have none and
@@ -86,6 +94,8 @@ class Target(ABC):
     order: ClassVar[int] = 2
     times_here: ClassVar[bool] = True
     measures_latency: ClassVar[bool] = True
+    offers: ClassVar[frozenset[str]] = frozenset()
+    probes_here: ClassVar[bool] = False
     profile_model: ClassVar[type | None] = None
     #: several devices under one name (targets/pool.py): its rows go to free members in jobs
     #: (``split``), and a row no member is left to time is skipped rather than failed
@@ -117,6 +127,17 @@ class Target(ABC):
     def precheck(self, variant) -> Measurement | None:
         """The row of ``variant`` when it is known without running a job (a device's profile lists
         no runtime for its format: skipped), else None: the fleet sends no job for it."""
+        return None
+
+    @classmethod
+    def runs_format(cls, fmt) -> bool:
+        """Whether this kind offers a way to run the artifacts of ``fmt`` (a format-table row)."""
+        return fmt is not None and not cls.offers.isdisjoint(fmt.runs_with)
+
+    def check(self, say: Callable[[str], None]) -> list[str] | None:
+        """``edgekit devices check``: reach the device, ``say`` what it has, one line each, and
+        return what keeps it from timing rows (empty: ready); None: this kind has nothing to
+        check (the command says so, exit 1)."""
         return None
 
     def portable(self) -> Target:

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit.bench import stats
 from edgekit.errors import one_line
-from edgekit.formats import FORMATS
+from edgekit.formats import FORMATS, SESSION
 from edgekit.runtimes import one_sample_batch
 from edgekit.targets import clocks
 from edgekit.targets.base import Measurement, Target
@@ -21,6 +21,8 @@ from edgekit.targets.base import Measurement, Target
 class CpuTarget(Target):
     kind = "cpu"
     uses_host_session = True
+    probes_here = True
+    offers = frozenset({SESSION})
     interleaves = True
     order = 0
     #: called as ``progress(done, total)`` after each block of the timed rounds (the bench stage sets it)
@@ -31,7 +33,7 @@ class CpuTarget(Target):
 
     def supports(self, variant) -> bool:
         fmt = FORMATS.get(variant.format)  # None: the Keras baseline itself, which runs here
-        return fmt is None or self.kind in fmt.runs_on
+        return fmt is None or self.runs_format(fmt)
 
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
         return self.measure_all([variant], spec, samples, eval_inputs)[0]

@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from edgekit.errors import one_line
+from edgekit.formats import VELA
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.profiles import ProfileBase, local_path
 
@@ -121,6 +122,7 @@ class EthosUTarget(Target):
     kind = "ethos-u"
     order = 3  # after this machine, the gpu and ssh devices, with the microcontrollers
     measures_latency = False  # Vela estimates; nothing runs
+    offers = frozenset({VELA})
     profile_model = EthosUProfile
 
     def __init__(self, profile: EthosUProfile, log: Callable[[str], None] | None = None):
@@ -132,8 +134,7 @@ class EthosUTarget(Target):
         from edgekit.targets.c_source import in_a_build
         from edgekit.targets.mcu import PRECISIONS
 
-        fmt = FORMATS.get(variant.format)
-        if fmt is None or self.kind not in fmt.runs_on:
+        if not self.runs_format(FORMATS.get(variant.format)):
             return False
         if in_a_build(variant):
             self._homes.add(str(Path(variant.path).parent.resolve()))
@@ -206,6 +207,15 @@ class EthosUTarget(Target):
             f"the model compiled by Vela for {p.accelerator} as a C array for TFLite Micro with the Ethos-U driver, "
             "and its op resolver.")
         return {"compiled": {"path": str(kept.relative_to(folder.parent)), "bytes": kept.stat().st_size}, "c_array": c_array}
+
+    def check(self, say) -> list[str]:
+        """Nothing to reach: its rows are compiled by Vela here, so the check is that compiler."""
+        from edgekit.targets import vela
+
+        say(f"device {self.name}: {self.profile.describe()}  (profile {self.profile.path})")
+        installed = vela.version()
+        say(f"  compiler     vela {installed or 'not installed'} on this machine, for {self.profile.accelerator}")
+        return [] if installed else [f"Vela is not installed: {NO_VELA}"]
 
     def cache_identity(self) -> dict:
         # The compiled model and C arrays live in the run directory: a measurement is reused only

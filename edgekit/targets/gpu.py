@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bench import stats
-from edgekit.formats import FORMATS, Format
+from edgekit.formats import FORMATS, GPU_SESSION, Format
 from edgekit.targets.base import Measurement, Target
 
 BACKEND_ENV, ALLOW_CPU_ENV, PYTHON_ENV = "EDGEKIT_GPU_BACKEND", "EDGEKIT_GPU_ALLOW_CPU", "EDGEKIT_GPU_PYTHON"
@@ -51,7 +51,7 @@ KERAS3 = Format(
     name="keras3", suffix=".keras", precisions=("fp32",), converter="edgekit.convert.keras3:export",
     runtime="edgekit.runtimes.keras3:open_session", runtime_packages=("jax", "torch"),
     description="the Keras fp32 model as a Keras 3 file, on Keras 3's JAX or PyTorch backend", label="Keras 3",
-    runs_on=("gpu",), packages=("keras", "tf-keras"),
+    runs_with=(GPU_SESSION,), packages=("keras", "tf-keras"),
 )
 
 
@@ -60,6 +60,7 @@ class GpuTarget(Target):
     evaluates = True
     is_reference = True
     order = 1
+    offers = frozenset({GPU_SESSION})
 
     def __init__(self, name: str = "gpu"):
         self.name = name
@@ -70,11 +71,11 @@ class GpuTarget(Target):
 
     def supports(self, variant) -> bool:
         """The fp32 baseline: the Keras model, and the base model's fp32 artifact of every format
-        whose row says it runs on the gpu (``Format.runs_on``: ONNX)."""
+        whose row says it runs on a GPU (``Format.runs_with`` has GPU_SESSION: ONNX)."""
         fmt = FORMATS.get(variant.format)
         if fmt is None:  # the Keras model itself
             return True
-        return self.kind in fmt.runs_on and variant.precision == "fp32" and variant.model == "base"
+        return self.runs_format(fmt) and variant.precision == "fp32" and variant.model == "base"
 
     def unsupported_reason(self, variant) -> str:
         return f"target {self.name} times the recipe's fp32 baseline only; use cpu or a device"

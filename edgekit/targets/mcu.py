@@ -36,12 +36,13 @@ from pydantic import Field
 
 from edgekit.runtimes import as_samples
 from edgekit.errors import shorten
+from edgekit.formats import TFLITE_MICRO
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase
 
-#: the precisions that are full-integer models (of a format whose row lists "mcu" in runs_on:
-#: the TFLite flatbuffer, which TFLM reads)
+#: the precisions that are full-integer models (of a format whose row lists TFLITE_MICRO in
+#: runs_with: the TFLite flatbuffer, which TFLM reads)
 PRECISIONS = ("int8", "int16x8")
 #: longest one TFLM run (op check, arena search, test split, timing) may take
 TIMEOUT_S = 900.0
@@ -96,6 +97,7 @@ class McuTarget(Target):
     kind = "mcu"
     evaluates = True
     order = 3  # after this machine, the gpu and ssh devices: its latencies are host time
+    offers = frozenset({TFLITE_MICRO})
     profile_model = McuProfile
 
     def __init__(self, profile: McuProfile, log: Callable[[str], None] | None = None):
@@ -106,8 +108,7 @@ class McuTarget(Target):
     def supports(self, variant) -> bool:
         from edgekit.formats import FORMATS
 
-        fmt = FORMATS.get(variant.format)
-        if fmt is None or self.kind not in fmt.runs_on:
+        if not self.runs_format(FORMATS.get(variant.format)):
             return False
         if in_a_build(variant):
             self._homes.add(str(variant.path.parent.resolve()))
@@ -212,6 +213,13 @@ class McuTarget(Target):
         return Measurement("ok", latencies_ms=result["latencies_ms"], rounds_ms=result["rounds_ms"], outputs=outputs,
                            runtime=f"tflite_micro {result.get('version')}", settings=settings,
                            environment=self.environment())
+
+    def check(self, say) -> list[str]:
+        """Nothing to reach: its rows run in TFLite Micro here, so the check is that interpreter."""
+        say(f"device {self.name}: {self.profile.describe()}  (profile {self.profile.path})")
+        installed = _installed()
+        say(f"  interpreter  tflite_micro {installed} on this machine (latency is host time)")
+        return [f"tflite-micro {installed}"] if installed.startswith("not installed") else []
 
     def cache_identity(self) -> dict:
         # The C arrays live in the run directory, so a measurement (which writes them) is reused

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgekit.errors import DeviceError
-from edgekit.formats import FORMATS
+from edgekit.formats import FORMATS, SESSION
 from edgekit.targets import job as jobs
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.profiles import ProfileBase, local_path
@@ -156,6 +156,7 @@ class SshTarget(Target):
     evaluates = True
     interleaves = True
     times_here = False
+    offers = frozenset({SESSION})
     profile_model = SshProfile
 
     def __init__(self, profile: SshProfile, log: Callable[[str], None] | None = None):
@@ -193,6 +194,12 @@ class SshTarget(Target):
         problems = faults.health_problems(self.profile, info)
         return "; ".join(problems) if problems else None
 
+    def check(self, say) -> list[str]:
+        """Connect and report the device (``edgekit.targets.ssh_check``)."""
+        from edgekit.targets import ssh_check
+
+        return ssh_check.check(self.name, self.profile, say)
+
     def tries(self) -> list[dict]:
         """The failed tries of the last step (a job, or the health check's probe)."""
         return list(self._tries)
@@ -210,7 +217,7 @@ class SshTarget(Target):
 
     def supports(self, variant) -> bool:
         fmt = FORMATS.get(variant.format)  # the Keras model needs TensorFlow: never on a device
-        return fmt is not None and self.kind in fmt.runs_on
+        return self.runs_format(fmt)
 
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:
         """One artifact in a job of its own (what ``measure_all`` falls back to when a runtime

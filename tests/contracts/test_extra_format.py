@@ -67,7 +67,7 @@ NPREF = Format(
     description="a Flatten + Dense model's weights in .npz, run by a NumPy reference session",
     options=NprefOptions,
     label="NumPy ref",
-    runs_on=("cpu", "ssh"),
+    runs_with=(formats.SESSION,),
     packages=("numpy",),
 )
 
