@@ -34,6 +34,9 @@ from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
 STAGES = ("data", "train", "compress", "convert", "evaluate", "profile", "bench")
+#: entries beside the stages (``info`` counts them, ``clear`` empties them): report plots by
+#: what they show (edgekit.report.html) and this machine's precision speed probes (edgekit.convert.auto)
+AUXILIARY = ("plots", "probes")
 
 T = TypeVar("T")
 
@@ -152,7 +155,7 @@ class Cache:
         """The one get-or-compute of every stage.
 
         Args:
-            stage: one of ``STAGES``.
+            stage: one of ``STAGES`` (or ``AUXILIARY``).
             key: the entry's key (``make_key``).
             name: what the entry is, for the log and ``events`` (``tflite-int8``).
             load: reads the value from a verified entry folder; any exception counts as corrupt.
@@ -290,7 +293,7 @@ class Cache:
     def info(self) -> dict[str, dict[str, int]]:
         """Entries and bytes per stage (only edgekit's stage folders are counted)."""
         out: dict[str, dict[str, int]] = {}
-        for stage in STAGES:
+        for stage in (*STAGES, *AUXILIARY):
             folder = self.root / stage
             if not folder.is_dir():
                 continue
@@ -320,7 +323,7 @@ class Cache:
             )
         count = sum(v["entries"] for v in self.info().values())
         sweep(self.root, legacy=False)  # the root may hold the user's own hidden folders
-        for stage in STAGES:
+        for stage in (*STAGES, *AUXILIARY):
             folder = self.root / stage
             aside = self.root / (_temp_prefix("clear", stage) + uuid.uuid4().hex[:8])
             try:  # renamed first, so a build reading meanwhile sees a miss, not half an entry

@@ -73,9 +73,12 @@ class OpenVINOOptions(FormatOptions):
     fast_bias_correction: bool = Field(False, description="NNCF's faster, less accurate bias correction")
     # The CPU plugin's own default on AVX-512 BF16 / AMX CPUs is bf16 (1.68x faster than f32 on
     # a ResNet-8 here): a table of f32 rows alone hides the fastest thing the hardware offers.
+    # Without AMX the same rows ran 0.45-0.83x of f32 (vdpbf16ps at half the FMA rate): the row
+    # is added only where a short matmul probe runs bf16 at least as fast (edgekit.convert.auto).
     auto_bf16: bool = Field(True, description="on a CPU with AVX-512 BF16 or AMX, add an openvino bf16 row for the base "
                             "model (the fp32 IR run at the plugin's native bf16) when fp32 is among the precisions, "
-                            "without listing bf16")
+                            "without listing bf16, where a one-second matmul probe (once per machine) runs bf16 at "
+                            "least as fast as f32; results.json auto_precisions says why it was or was not added")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ class Format:
         auto_precisions: precisions added to the base model's rows, right after fp32, wherever
             this machine runs them natively, fp32 is among the recipe's precisions, and the
             format's ``auto_<precision>`` option is not false.
+        auto_probe: ``(precision, "module:function")`` pairs: before an automatic precision is
+            added, ``function(precision, threads)`` times it against f32 on this CPU
+            (``edgekit.convert.auto``); the row is added only where it is as fast.
         intermediates: ``module:function`` that runs an artifact over samples and returns its
             activation tensors, dequantized (``read_intermediates``; ``edgekit.evaluate.layer_error``
             compares them with the Keras layers' outputs); empty: no per-layer error.
@@ -158,6 +164,7 @@ class Format:
     native_isa: tuple[tuple[str, tuple[str, ...]], ...] = ()
     auto_precisions: tuple[str, ...] = ()
     intermediates: str = ""
+    auto_probe: tuple[tuple[str, str], ...] = ()
     native_bench: NativeBench | None = None
     no_native_bench: str = ""
     user_settings: str = ""
@@ -222,17 +229,30 @@ class Format:
     def precisions_for(self, listed, options=None, isa=None) -> list[str]:
         """The precisions of ``listed`` this format builds rows for, plus its ``auto_precisions``
         that run natively here (after fp32, when fp32 is listed and ``options`` do not turn
-        them off: ``auto_<precision>: false``). Listed ones it cannot produce stay in (the
-        caller reports them)."""
+        them off: ``auto_<precision>: false``) and, on this machine (``isa`` None), fast: as
+        fast as fp32 by the format's ``auto_probe`` (``edgekit.convert.auto.decide``). Listed
+        ones it cannot produce stay in (the caller reports them)."""
         out = list(listed)
         if "fp32" in out:
             at = out.index("fp32") + 1
-            for precision in self.auto_precisions:
-                wanted = getattr(options, f"auto_{precision}", True) if options is not None else True
-                if precision not in out and wanted and self.skip_reason(precision, isa) is None:
-                    out.insert(at, precision)
-                    at += 1
+            for precision in self.auto_candidates(listed, options, isa):
+                if isa is None:
+                    from edgekit.convert.auto import decide
+
+                    if not decide(self, precision)["added"]:
+                        continue
+                out.insert(at, precision)
+                at += 1
         return out
+
+    def auto_candidates(self, listed, options=None, isa=None) -> list[str]:
+        """The ``auto_precisions`` that ``listed`` and ``options`` leave to be added and that
+        run natively on a CPU with ``isa`` (default: this one), before any speed probe."""
+        if "fp32" not in listed:
+            return []
+        return [precision for precision in self.auto_precisions
+                if precision not in listed and self.skip_reason(precision, isa) is None
+                and (getattr(options, f"auto_{precision}", True) if options is not None else True)]
 
     def installed_runtime(self) -> str | None:
         """Return the name of the first installed runtime package, or None."""
@@ -264,7 +284,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="tflite",
             suffix=".tflite",
-            precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int16x8"),
+            precisions=("fp32", "fp16", "dynamic", "int8", "int8-mixed", "int8-fast", "int16x8"),
             converter="edgekit.convert.tflite:convert",
             weights="edgekit.convert.tflite:read_weights",
             intermediates="edgekit.convert.tflite:read_intermediates",
@@ -282,7 +302,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="onnx",
             suffix=".onnx",
-            precisions=("fp32", "int8", "int8-mixed"),
+            precisions=("fp32", "int8", "int8-mixed", "int8-fast"),
             converter="edgekit.convert.onnx:convert",
             weights="edgekit.convert.onnx:read_weights",
             intermediates="edgekit.convert.onnx:read_intermediates",
@@ -301,7 +321,7 @@ FORMATS: dict[str, Format] = {
         Format(
             name="openvino",
             suffix=".xml",
-            precisions=("fp32", "bf16", "int8", "int8-mixed"),
+            precisions=("fp32", "bf16", "int8", "int8-mixed", "int8-fast"),
             converter="edgekit.convert.openvino:convert",
             weights="edgekit.convert.openvino:read_weights",
             intermediates="edgekit.convert.openvino:read_intermediates",
@@ -316,16 +336,18 @@ FORMATS: dict[str, Format] = {
             packages=("tensorflow", "tf-keras", "openvino", "nncf"),
             native_isa=(("bf16", ("avx512_bf16", "amx_bf16")),),
             auto_precisions=("bf16",),
+            auto_probe=(("bf16", "edgekit.runtimes.openvino:precision_probe"),),
             native_bench=NativeBench("benchmark_app", "pip install openvino", "edgekit.bench.verify:openvino_row",
                                      options="edgekit.bench.verify:openvino_options"),
         ),
     ]
 }
 
-PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int8-mixed", "int16x8")
+PRECISIONS = ("fp32", "fp16", "bf16", "dynamic", "int8", "int8-mixed", "int8-fast", "int16x8")
 #: int8 precisions: rows whose per-layer quantization error is measured (int8-mixed: int8 with the
-#: layers that lose most kept float, see quantize.max_drop)
-INT8_PRECISIONS = ("int8", "int8-mixed")
+#: layers that lose most kept float, see quantize.max_drop; int8-fast: int8 with the layers whose
+#: int8 kernels are slower on this CPU kept float, see edgekit.convert.fast)
+INT8_PRECISIONS = ("int8", "int8-mixed", "int8-fast")
 
 #: called with the table after every change, by modules that derive something from it at
 #: import time (the recipe schema's ``export.<format>`` sections)

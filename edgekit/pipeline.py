@@ -355,6 +355,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     if floor is not None and floor["suspect"]:
         log(f"[sanity] {floor['reason']}; {sanity.CONSEQUENCE}")
     state.variants.append(baseline)
+    from edgekit.evaluate.worker import release_memory
+
+    release_memory()  # the baseline's batches, before the workers convert beside this process
     if until is None:  # the Keras row's probe imports TensorFlow while the variants convert
         for name in _probed_here(recipe):
             start_ahead(state.ahead, baseline, f"{baseline.stem}@{name}", recipe, data.x_test[: recipe.benchmark.inputs],
@@ -412,6 +415,9 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
     _write_layer_errors(run_dir, state.variants)
+    from edgekit.convert.auto import annotate
+
+    annotate(rows, exporter.auto_precisions)  # an automatic row's note says why it was added
     truth = _flag_rows(recipe, rows, floor, state.header)
     results = results_file.assemble(
         state.header, rows, run_dir,
@@ -420,6 +426,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         train={"threads": recipe.train.resolved_threads(), "tensorflow_threads": train_stage.tensorflow_threads()},
         models=state.models,
         not_produced=exporter.not_produced,
+        auto_precisions=exporter.auto_precisions,
         reused=cache.reused_by_stage(),
         build_seconds=round(time.perf_counter() - started, 1),
         finished_at=round(time.time(), 3),
@@ -434,7 +441,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         from edgekit.report import contract
 
         contract.attach(results, run_dir)  # artifacts/<row id>.contract.json and each row's contract
-        report.write(results, latencies, run_dir)
+        report.write(results, latencies, run_dir, cache=cache)
         _write_manifest(run_dir, results, state, cache)
         # The report stage's own time is known only once it is written: results.json gets it last.
         _stage_done(state, log, "report", clock)

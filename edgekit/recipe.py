@@ -230,7 +230,9 @@ class QuantizeSpec(_Section):
         default_factory=lambda: ["fp32", "int8"], min_length=1,
         description="fp32; int8 (full-integer PTQ, int8 output, int8 input for float inputs: integer inputs keep their dtype); TFLite only: fp16, dynamic (int8 weights, "
         "float activations), int16x8 (int16 activations, int8 weights); OpenVINO only: bf16 (the fp32 IR at the CPU plugin's "
-        "bf16; added by itself on AVX-512 BF16 / AMX CPUs, see export.openvino.auto_bf16; skipped on CPUs without them)",
+        "bf16; added by itself on AVX-512 BF16 / AMX CPUs, see export.openvino.auto_bf16; skipped on CPUs without them); "
+        "int8-fast (every format: int8 with the layers whose int8 kernels are slower on this CPU kept float, chosen "
+        "by measured op times and kept only where the whole model is faster; see edgekit/convert/fast.py)",
     )
     calibration_samples: int = Field(200, gt=0, le=100_000, description="samples drawn from the training split to calibrate int8 ranges")
     keep_float: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
@@ -258,6 +260,11 @@ class _ExportBase(_Section):
     """Which deployable formats are produced, and each format's options."""
 
     formats: list[str] = Field(default_factory=lambda: list(FORMATS), min_length=1, description=f"any of: {', '.join(FORMATS)}")
+    fold_input: bool = Field(True, description="fold an affine input scaling at the model's start (Rescaling, "
+                             "Normalization, the [0, 1] -> [-1, 1] of Keras Applications) into the first convolution "
+                             "or dense layer of every artifact (exactly; int8 artifacts then quantize the raw input), "
+                             "so no artifact runs it as an op of its own; each row's settings.input_fold says what was "
+                             "folded or why not")
 
     @field_validator("formats")
     @classmethod

@@ -193,16 +193,31 @@ def units(profile: dict) -> list[dict]:
             members = [by_index[i] for i in seg["ops"] if i in by_index]
             if len(members) == 1 and not members[0]["accelerated"]:
                 out.append({"type": members[0]["type"], "count": 1, "accelerated": False, "share": seg["share"],
-                            "ms": seg["ms"], "precision": members[0]["precision"]})
+                            "ms": seg["ms"], "precision": members[0]["precision"],
+                            "share_rounds": seg.get("share_rounds")})
             else:
                 inside = members[0]["accelerated"] if members else True
                 out.append({"type": "XNNPACK partition" if inside else members[0]["type"], "count": len(members),
                             "accelerated": inside, "share": seg["share"], "ms": seg["ms"],
                             "members": [m["type"] for m in members],
-                            "precision": members[0]["precision"] if members else "unknown"})
+                            "precision": members[0]["precision"] if members else "unknown",
+                            "share_rounds": seg.get("share_rounds")})
         return out
     return [{"type": op["type"], "count": 1, "accelerated": bool(op["accelerated"]), "share": op.get("share"),
-             "ms": op.get("ms"), "precision": op.get("precision")} for op in profile.get("ops") or []]
+             "ms": op.get("ms"), "precision": op.get("precision"), "share_rounds": op.get("share_rounds")}
+            for op in profile.get("ops") or []]
+
+
+def share_spread(entries) -> dict:
+    """``{"share_low", "share_high"}``: the smallest and largest per-round share of ``entries``
+    together (each with ``share_rounds``: a profile's rounds), or {} where a round is missing.
+    A share whose low end is 0 is not the entries' own: the rounds disagree, and the causes
+    never name it (``edgekit.runtimes.wording.blamed``)."""
+    rounds = [entry.get("share_rounds") for entry in entries]
+    if not rounds or not all(rounds) or len({len(r) for r in rounds}) != 1:
+        return {}
+    sums = [sum(column) for column in zip(*rounds)]
+    return {"share_low": round(min(sums), 4), "share_high": round(max(sums), 4)}
 
 
 def summarize(profile: dict, file: str | None) -> dict[str, Any]:
@@ -211,14 +226,18 @@ def summarize(profile: dict, file: str | None) -> dict[str, Any]:
     (see the module docstring)."""
     ops = profile.get("ops") or []
     grouped: dict[tuple, dict] = {}
+    members: dict[tuple, list] = {}
     for unit in units(profile):
         entry = grouped.setdefault((unit["type"], unit["accelerated"]),
                                    {"type": unit["type"], "share": None, "count": 0, "accelerated": unit["accelerated"],
                                     "ms": None})
+        members.setdefault((unit["type"], unit["accelerated"]), []).append(unit)
         entry["count"] += unit["count"]
         if unit.get("share") is not None:
             entry["share"] = round((entry["share"] or 0.0) + unit["share"], 4)
             entry["ms"] = round((entry["ms"] or 0.0) + (unit.get("ms") or 0.0), 6)
+    for group, entry in grouped.items():
+        entry.update(share_spread(members[group]))
     top = sorted(grouped.values(), key=lambda e: -(e["share"] or 0.0))[:TOP_TYPES]
     slow = [op for op in ops if not op.get("accelerated")]
     shares_known = all(op.get("share") is not None for op in slow)
@@ -230,9 +249,10 @@ def summarize(profile: dict, file: str | None) -> dict[str, Any]:
         "top_op_types": top,
         "not_accelerated": {"ops": len(slow),
                             "share": round(sum(op["share"] for op in slow), 4) if shares_known else None,
+                            **(share_spread(slow) if slow else {}),
                             "types": sorted(dict.fromkeys(op["type"] for op in slow)),
-                            "top": [{k: op.get(k) for k in ("name", "type", "where", "precision", "share", "exec_type")
-                                     if op.get(k) is not None or k == "share"}
+                            "top": [{**{k: op.get(k) for k in ("name", "type", "where", "precision", "share", "exec_type")
+                                        if op.get(k) is not None or k == "share"}, **share_spread([op])}
                                     for op in sorted(slow, key=lambda op: -(op.get("share") or 0.0))[:SLOW_OPS]]},
         "op_counts": {t: sum(1 for op in ops if op["type"] == t) for t in dict.fromkeys(op["type"] for op in ops)},
         "total_ms": profile.get("total_ms") if profile.get("total_ms") is not None else profile.get("profiled_ms"),
@@ -242,7 +262,8 @@ def summarize(profile: dict, file: str | None) -> dict[str, Any]:
     if profile.get("partitions"):
         inside = [u for u in units(profile) if u["accelerated"]]
         summary["xnnpack"] = {"share": round(sum(u["share"] or 0.0 for u in inside), 4) if all(
-            u["share"] is not None for u in inside) else None, "ms": round(sum(u["ms"] or 0.0 for u in inside), 6)}
+            u["share"] is not None for u in inside) else None, "ms": round(sum(u["ms"] or 0.0 for u in inside), 6),
+            **share_spread(inside)}
     for field in ("qdq", "float_compute", "reference_kernels", "shares_unknown"):
         if profile.get(field) is not None:
             summary[field] = profile[field]
@@ -299,7 +320,10 @@ def _request(variant, recipe, row_id: str, folder: Path, samples_file: Path) -> 
     if spec is None:
         raise ValueError("the artifact cannot be opened in another process (no file, or an unknown format)")
     fmt = FORMATS.get(variant.format)
-    request = {"format": variant.format, "precision": variant.precision, "path": str(Path(spec.path).resolve()),
+    # an int8-fast row whose search kept every layer float is the fp32 artifact: profiled as one
+    fast = (variant.settings or {}).get("fast") or {}
+    precision = "fp32" if fast.get("choice") == "fp32" else variant.precision
+    request = {"format": variant.format, "precision": precision, "path": str(Path(spec.path).resolve()),
                "module": fmt.runtime_module if fmt else "edgekit.runtimes.keras", "options": spec.options or {},
                "threads": recipe.benchmark.threads, "samples": str(samples_file), "runs": RUNS,
                "profile": True, "workdir": str(folder), "runtime_module": None}

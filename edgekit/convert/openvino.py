@@ -64,9 +64,10 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     Raises:
         ValueError: for an unknown precision or option.
     """
-    # int8-mixed is int8 with some layers float: which ones, edgekit.convert.mixed decides (and
+    # int8-mixed (int8-fast) is int8 with some layers float: which ones, edgekit.convert.mixed
+    # (edgekit.convert.fast) decides (and
     # hands them over as keep_float); called directly, this makes the int8 artifact of keep_float.
-    precision = "int8" if precision == "int8-mixed" else precision
+    precision = "int8" if precision in ("int8-mixed", "int8-fast") else precision
     if precision not in ("fp32", "bf16", "int8"):
         raise ValueError(f"openvino converter has no precision {precision!r}")
     int8 = OpenVINOOptions.model_validate(options or {}).model_dump()

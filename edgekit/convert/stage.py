@@ -55,6 +55,17 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
         extra.update(max_drop=quantize.max_drop, validation_cap=VALIDATION_CAP, task=recipe.task)
         modules += ["edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module, "edgekit.evaluate.layer_error",
                     "edgekit.evaluate.layer_match"]
+    if precision == "int8-fast":
+        from edgekit.convert.fast import key_parts
+
+        extra.update(key_parts(recipe))  # measured on this CPU: its name is part of the key
+        modules += ["edgekit.convert.fast", "edgekit.convert.mixed", "edgekit.evaluate.scores", fmt.runtime_module]
+    # the input scaling folded into the first layer (edgekit.convert.fold_input): every artifact
+    # of a float model; a QAT model's fake-quant ranges belong to the graph as trained
+    fold = bool(getattr(recipe.export, "fold_input", True)) and not quantized
+    if fold:
+        extra["fold_input"] = True
+        modules.append("edgekit.convert.fold_input")
     variant.key = make_key(
         "convert", model=model_key, format=fmt.name, precision=precision, options=options,
         prequantized=quantized, data=ctx.data_key, versions=fmt.versions(ctx.versions),
@@ -62,7 +73,7 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     )
     variant.opener = lambda: fmt.load_runtime()(variant.path, recipe.benchmark.threads, options)
     try:
-        _convert(variant, fmt, model, options, quantized, ctx)
+        _convert(variant, fmt, model, options, quantized, ctx, fold)
     except Exception as exc:  # noqa: BLE001 - one format failing must not stop the others
         interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error
         variant.fail("conversion", exc)
@@ -70,7 +81,7 @@ def convert_variant(fmt, precision, model, name, parent, quantized, model_key: s
     return variant
 
 
-def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: BuildContext) -> None:
+def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: BuildContext, fold: bool = False) -> None:
     """Write the artifact into the run directory, from the cache when its key is known."""
     names = [f"artifact{fmt.suffix}", *(f"artifact{suffix}" for suffix in fmt.companions)]
 
@@ -88,17 +99,17 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
 
         bare = keras_model(model)  # a model from the train cache loads here, on a miss only
         exported = with_normalization(bare, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else bare
-        keep = tuple(ctx.recipe.quantize.keep_float)
-        if variant.precision == "int8-mixed":
-            from edgekit.convert.mixed import build_mixed
+        folded = None
+        if fold:
+            from edgekit.convert.fold_input import fold_input
 
-            return build_mixed(fmt, exported, variant.path, ctx.data.x_calib, options, keep_float=keep,
-                               max_drop=ctx.recipe.quantize.max_drop, data=ctx.data, task=ctx.recipe.task,
-                               threads=ctx.recipe.benchmark.threads, log=ctx.log)
-        # keep_float reaches int8 only (a converter without the keyword is never handed an empty one)
-        extra = {"keep_float": keep} if keep and variant.precision == "int8" else {}
-        return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options,
-                                    prequantized=quantized, **extra)
+            exported, folded = fold_input(exported, ctx.data.x_calib, int8=variant.precision in INT8_PRECISIONS)
+            if folded.get("folded"):
+                ctx.log(f"[convert] {variant.stem}: input scaling {', '.join(folded['layers'])} folded into {folded['into']}")
+        settings = _converted(variant, fmt, exported, options, quantized, ctx)
+        if folded is not None:
+            settings["input_fold"] = folded
+        return settings
 
     def store(settings: dict, folder: Path) -> None:
         for name, source in zip(names, variant.files):
@@ -108,6 +119,27 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
     variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store)
     if reused:
         ctx.log(f"[convert] {variant.stem} (cached)")
+
+
+def _converted(variant: Variant, fmt, exported, options: dict, quantized: bool, ctx: BuildContext) -> dict:
+    """Write ``exported`` as the variant's artifact; the settings of its converter (or search)."""
+    keep = tuple(ctx.recipe.quantize.keep_float)
+    if variant.precision == "int8-mixed":
+        from edgekit.convert.mixed import build_mixed
+
+        return build_mixed(fmt, exported, variant.path, ctx.data.x_calib, options, keep_float=keep,
+                           max_drop=ctx.recipe.quantize.max_drop, data=ctx.data, task=ctx.recipe.task,
+                           threads=ctx.recipe.benchmark.threads, log=ctx.log)
+    if variant.precision == "int8-fast":
+        from edgekit.convert.fast import build_fast
+
+        return build_fast(fmt, exported, variant.path, ctx.data.x_calib, options, keep_float=keep,
+                          max_drop=ctx.recipe.quantize.max_drop, data=ctx.data, task=ctx.recipe.task,
+                          threads=ctx.recipe.benchmark.threads, log=ctx.log)
+    # keep_float reaches int8 only (a converter without the keyword is never handed an empty one)
+    extra = {"keep_float": keep} if keep and variant.precision == "int8" else {}
+    return fmt.load_converter()(exported, variant.path, variant.precision, ctx.data.x_calib, options,
+                                prequantized=quantized, **extra)
 
 
 def check_keep_float(recipe, model) -> None:
@@ -206,6 +238,8 @@ class Exporter:
         self.done_count = done_count
         self.recipe = ctx.recipe
         self.not_produced: list[dict[str, str]] = []
+        #: automatic precisions considered, added or not, and why (``edgekit.convert.auto``)
+        self.auto_precisions: list[dict] = []
         #: one handle per variant, in the order of the rows
         self.planned: list[Any] = []
 
@@ -217,7 +251,9 @@ class Exporter:
             # A format's automatic precisions (openvino bf16 on a CPU that runs it natively), for
             # the base model: a compressed one gets them where its precisions list them.
             if name == "base" and not quantized:
-                listed = fmt.precisions_for(listed, getattr(self.recipe.export, fmt.name, None))
+                options = getattr(self.recipe.export, fmt.name, None)
+                self._remember_auto(fmt, fmt.auto_candidates(listed, options))
+                listed = fmt.precisions_for(listed, options)
                 listed = _with_mixed(listed, fmt, self.recipe.quantize.max_drop)
             for precision in listed:
                 skipped = {"id": Variant(format=fmt.name, precision=precision, model=name).stem,
@@ -237,6 +273,15 @@ class Exporter:
                                               "validation split holds normal samples only"})
                 else:
                     yield fmt, precision
+
+    def _remember_auto(self, fmt, candidates) -> None:
+        """Keep the decision on each automatic precision of ``fmt`` (``edgekit.convert.auto``:
+        added or not, and why) for results.json ``auto_precisions``."""
+        from edgekit.convert.auto import decide
+
+        for precision in candidates:
+            if not any(d["format"] == fmt.name and d["precision"] == precision for d in self.auto_precisions):
+                self.auto_precisions.append(decide(fmt, precision))
 
     def export(self, model, name: str, parent: str | None, quantized: bool, model_key: str, precisions=None,
                model_file: Path | None = None) -> list[Any]:

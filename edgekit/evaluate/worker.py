@@ -142,6 +142,7 @@ def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, m
     started = time.perf_counter()
     variant = convert_variant(fmt, precision, model, name, parent, quantized, model_key, ctx)
     variant.seconds = {"convert": round(time.perf_counter() - started, 3)}
+    release_memory()  # what the converter freed, before the evaluation takes its own
     if variant.status == "ok":
         announce("evaluate")
         started = time.perf_counter()

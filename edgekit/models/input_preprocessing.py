@@ -172,7 +172,7 @@ def _compose(name: str, layers: list) -> InputPreprocessing:
     records = []
     for layer in layers:
         try:
-            s, o, record = _layer_map(layer)
+            s, o, record = layer_map(layer)
         except (TypeError, ValueError, AttributeError):  # a Normalization never adapted: no statistics to read
             break
         if not (np.all(np.isfinite(s)) and np.all(np.isfinite(o))):
@@ -182,8 +182,14 @@ def _compose(name: str, layers: list) -> InputPreprocessing:
     return InputPreprocessing(name, records, scale, offset)
 
 
-def _layer_map(layer) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(scale, offset, record) of one affine layer."""
+def layer_map(layer) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(scale, offset, record) of one affine layer (``AFFINE_LAYERS``): what it computes as
+    ``x * scale + offset``, one value or one per channel (``edgekit.convert.fold_input`` folds it).
+
+    Raises:
+        TypeError, ValueError, AttributeError: a layer without readable statistics (a
+            Normalization never adapted).
+    """
     kind = type(layer).__name__
     if kind == "Rescaling":
         s = _channels(np.asarray(_value(layer.scale), np.float64))

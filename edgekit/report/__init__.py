@@ -29,15 +29,16 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write(results: dict, latencies: dict[str, list[float]], run_dir: Path) -> None:
-    """Write results.json, latency.json (every timed run, per row) and report.md."""
+def write(results: dict, latencies: dict[str, list[float]], run_dir: Path, cache=None) -> None:
+    """Write results.json, latency.json (every timed run, per row) and report.md (and
+    report.html, its plots taken from the stage ``cache`` where drawn before from the same figures)."""
     write_json(run_dir / "results.json", results)
     write_json(run_dir / "latency.json", {"unit": "ms", "rows": latencies})
     (run_dir / "report.md").write_text(markdown(results))
     try:  # the HTML page is a view: a plotting problem must never cost the results above
         from edgekit.report import html as html_report
 
-        html_report.write(results, run_dir, latencies)
+        html_report.write(results, run_dir, latencies, cache=cache)
     except Exception as exc:  # noqa: BLE001
         print(f"warning: report.html not written: {type(exc).__name__}: {exc}; "
               f"retry with: edgekit report {run_dir}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from edgekit.runtimes.wording import NAMED_SHARE
+from edgekit.runtimes.wording import NAMED_SHARE, blamed
 from edgekit.runtimes.wording import pct as _pct
 
 #: at most this many phrases per cause
@@ -36,7 +36,7 @@ def phrases(row: dict, reference: dict | None = None) -> list[str]:
         other, reference = reference, None
     # What a profile means is the runtime's own knowledge: its module's ``explain`` words it.
     out: list[str] = list(_explainer(row)(row, profile, reference) or [])
-    minor = ((profile.get("not_accelerated") or {}).get("share") or 0) < NAMED_SHARE
+    minor = blamed(profile.get("not_accelerated") or {}) < NAMED_SHARE
     if other is not None and minor:  # nothing much is left unaccelerated: the structure is what differs
         out = _across(profile, other) + out
     return out[:MAX_PHRASES]

@@ -54,6 +54,7 @@ def row_contract(row: dict, results: dict) -> dict | None:
         return None
     data = results.get("data") or {}
     inputs = [_input(info, data, len(io["inputs"])) for info in io["inputs"]]
+    _mark_fold(inputs, (row.get("settings") or {}).get("input_fold"))
     outputs = [_output(info, results, len(io["outputs"])) for info in io.get("outputs") or []]
     metric = results.get("primary_metric")
     return {
@@ -68,6 +69,28 @@ def row_contract(row: dict, results: dict) -> dict | None:
         "metrics": {"primary": metric, "values": row.get("metrics") or {},
                     "on": f"the test split ({(data.get('splits') or {}).get('test')} samples), one batch-1 inference each"},
     }
+
+
+def _mark_fold(inputs: list[dict], fold: dict | None) -> None:
+    """Where the model's input scaling was folded into its first layer (``edgekit.convert.fold_input``,
+    a one-input model): the artifact takes the raw input, and its scaling step says where it went."""
+    if not fold or not fold.get("folded") or len(inputs) != 1:
+        return
+    tensor = inputs[0]
+    folded = {"step": "model layers", "layers": fold.get("layers"), "scale": fold.get("scale"),
+              "offset": fold.get("offset"), "formula": "x * scale + offset", "inside_artifact": True,
+              "folded_into": fold.get("into"), "by": "the model's own first layers",
+              "detail": f"no op of its own: folded into {fold.get('into')}'s weights"
+                        + (f", after one add of {fold['shift']['value']} (it pads with zeros)" if fold.get("shift") else "")}
+    steps_ = tensor.setdefault("preprocessing", [])
+    at = next((k for k, step in enumerate(steps_) if step.get("step") == "model layers"), None)
+    if at is None:
+        steps_.append(folded)
+    else:
+        steps_[at] = {**steps_[at], **{k: v for k, v in folded.items() if k in ("folded_into", "detail")}}
+    if fold.get("raw_range"):
+        tensor["raw_range"] = {"min": fold["raw_range"][0], "max": fold["raw_range"][1],
+                               "of": "the raw input the artifact takes (its scaling is inside, folded)"}
 
 
 def runtime_settings(row: dict) -> dict[str, Any]:

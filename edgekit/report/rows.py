@@ -73,6 +73,8 @@ def make_row(row_id: str, variant: Variant, target: str, m, baseline: Variant,
         row["layer_error"] = layer_error_summary(variant.layer_error)
     if evaluated and (mixed := variant.settings.get("mixed")):
         row["notes"].append(mixed_note(mixed))
+    if evaluated and (fast := variant.settings.get("fast")):
+        row["notes"].append(fast_note(fast))
     reasons = drop_impossible_values(row)
     if reasons and row["status"] == "ok":
         row.update(status="failed", reason="; ".join(reasons))
@@ -157,6 +159,36 @@ def mixed_note(mixed: dict[str, Any]) -> str:
     if mixed.get("met", True):
         return f"int8-mixed: {shown}{drops}"
     return f"int8-mixed missed max_drop {mixed.get('budget')}: {mixed.get('reason') or 'no trial met it'}; best: {shown}{drops}"
+
+
+#: how many of the layer groups an int8-fast note names with their times
+FAST_SHOWN = 4
+
+
+def fast_note(fast: dict[str, Any]) -> str:
+    """What an int8-fast row kept float and why (each group's measured int8 and fp32 us), and
+    how the whole model compared, with intervals (``edgekit.convert.fast``)."""
+    groups = [g for g in fast.get("groups") or [] if g.get("float")]
+    whole = fast.get("whole") or {}
+    choice = fast.get("choice")
+
+    def speedup(name: str, key: str) -> str:
+        entry = whole.get(name) or {}
+        interval = entry.get(f"{key}_ci95")
+        if entry.get(key) is None:
+            return "?"
+        return f"{entry[key]:.2f}x" + (f" [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else "")
+
+    if choice == "candidate":
+        by_gain = sorted(groups, key=lambda g: -(g["int8_us"][0] - g["fp32_us"][0]))
+        shown = ", ".join(f"{g['group']} ({g['int8_us'][0]:.1f} vs {g['fp32_us'][0]:.1f} us)" for g in by_gain[:FAST_SHOWN])
+        more = f" and {len(groups) - FAST_SHOWN} more" if len(groups) > FAST_SHOWN else ""
+        return (f"int8-fast: {len(groups)} layer group(s) kept float, their int8 kernels slower than fp32 here "
+                f"(int8 vs fp32: {shown}{more}); whole model {speedup('candidate', 'speedup_vs_int8')} plain int8, "
+                f"{speedup('candidate', 'speedup_vs_fp32')} fp32")
+    if choice == "fp32":
+        return f"int8-fast is the fp32 artifact: {fast.get('why')}"
+    return f"int8-fast is plain int8 ({speedup('int8', 'speedup_vs_fp32')} fp32): {fast.get('why')}"
 
 
 def drop_impossible_values(row: dict[str, Any]) -> list[str]:

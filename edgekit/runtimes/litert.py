@@ -305,12 +305,12 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
            "of the median; the first segment includes the fixed cost of an Invoke")
     try:
         if len(segments) <= 1:
-            times, runs_done = _time_models([path], session, feed, threads, module, model_bytes=None)
+            times, runs_done, rounds = _time_models([path], session, feed, threads, module, model_bytes=None)
             how = "one segment (every op in {}): no prefix timing needed; its time is the whole Invoke".format(
                 "one XNNPACK partition" if partitions else "one builtin kernel")
         else:
             models = [_prefix_model(path, [i for seg in segments[:k] for i in seg["ops"]]) for k in range(1, len(segments))]
-            times, runs_done = _time_models(models + [None], session, feed, threads, module, model_bytes=True,
+            times, runs_done, rounds = _time_models(models + [None], session, feed, threads, module, model_bytes=True,
                                             full=path)
     except Exception as exc:  # noqa: BLE001 - the where-it-ran facts stand without the times
         result["how"] = how
@@ -319,16 +319,21 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         return result
     seg_ms = [max(0.0, times[k] - (times[k - 1] if k else 0.0)) for k in range(len(times))]
     total = sum(seg_ms) or 1.0
+    # the same differences round by round: a segment's share in each round (its spread says
+    # whether the share is the segment's or the machine's: a share 0 in one round is noise)
+    by_round = list(zip(*rounds))
+    round_shares = [[max(0.0, r[k] - (r[k - 1] if k else 0.0)) / (r[-1] or 1.0) for r in by_round]
+                    for k in range(len(times))]
     result["total_ms"] = round(times[-1], 6)
     result["runs"] = runs_done
-    result["how"] = how
-    for seg, ms in zip(segments, seg_ms):
+    result["how"] = how + "; each segment's share also per round (share_rounds)"
+    for seg, ms, shares in zip(segments, seg_ms, round_shares):
         result["segments"].append({"ops": seg["ops"], "where": seg["where"], "ms": round(ms, 6),
-                                   "share": round(ms / total, 4)})
+                                   "share": round(ms / total, 4), "share_rounds": [round(v, 4) for v in shares]})
     for op in out_ops:
         seg = result["segments"][op["segment"]]
         if len(seg["ops"]) == 1:
-            op["ms"], op["share"] = seg["ms"], seg["share"]
+            op["ms"], op["share"], op["share_rounds"] = seg["ms"], seg["share"], seg["share_rounds"]
     return result
 
 
@@ -425,7 +430,8 @@ def _prefix_model(path: Path, keep) -> bytes:
 
 def _time_models(models, session, feed, threads, module, model_bytes=None, full=None):
     """The min over PREFIX_ROUNDS rounds of the median Invoke time (ms) of each model in
-    ``models`` (bytes of a prefix model; None or a path: the full model), all timed interleaved."""
+    ``models`` (bytes of a prefix model; None or a path: the full model), all timed interleaved;
+    the runs made; and each model's median per round."""
     import time
 
     interpreter_cls, _ = interpreter_class(module)
@@ -454,6 +460,7 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
     per = (clock() - start) / (3 * len(live))
     runs = int(min(PREFIX_RUNS[1], max(PREFIX_RUNS[0], PREFIX_ROUND_S / max(per, 1e-7))))
     best = [float("inf")] * len(live)
+    per_round = [[] for _ in live]
     for r in range(PREFIX_ROUNDS):
         order = list(range(len(live)))
         order = order[r % len(order):] + order[:r % len(order)]
@@ -469,8 +476,129 @@ def _time_models(models, session, feed, threads, module, model_bytes=None, full=
                     t0 = clock()
                     invoke()
                 times.append(clock() - t0)
-            best[k] = min(best[k], float(np.median(times)) * 1e3)
-    return best, runs * PREFIX_ROUNDS
+            per_round[k].append(float(np.median(times)) * 1e3)
+            best[k] = min(best[k], per_round[k][-1])
+    return best, runs * PREFIX_ROUNDS, per_round
+
+
+#: single-op models timed per op: rounds; the runs of each op in a round aim at OP_ROUND_S seconds
+OP_ROUNDS = 7
+OP_ROUND_S = 0.003
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None) -> list:
+    """Each op's own time in every artifact of ``paths``, per round: ``[{"ops": [{"index",
+    "name", "type", "us": [per round]}], "how"}]``, one entry per path.
+
+    LiteRT has no per-op timer, and inside one XNNPACK partition no op has a time of its own.
+    So every op of the model becomes a model of its own: a copy of the flatbuffer whose only
+    operator is that op, its activation inputs the graph's inputs (zeros; the model's own input
+    gets the first sample), its outputs the graph's outputs, and only its own constant buffers
+    kept. Each is opened as the timed sessions open theirs (XNNPACK takes it where it can) and
+    its Invoke timed: every single-op model of every path interleaved in ``rounds`` rounds (a
+    slow phase of the machine hits the artifacts alike), the median of each block. An op's time
+    so includes one Invoke's fixed cost (about 0.3 us here) and none of the model's transitions
+    between partitions: what its kernel costs, not what cutting it out saves.
+    """
+    import time
+
+    interpreter_cls, _ = interpreter_class(module)
+    entries, live = [], []
+    for path in paths:
+        ops = []
+        for index, name, kind, blob, inputs in _single_op_models(path):
+            ops.append({"index": index, "name": name, "type": kind, "us": []})
+            if blob is None:  # a stateful op: its state is not a constant; left untimed
+                continue
+            it = interpreter_cls(model_content=blob, num_threads=threads)
+            it.allocate_tensors()
+            for detail in it.get_input_details():
+                value = np.zeros(detail["shape"], detail["dtype"])
+                if detail["name"] in inputs and samples is not None and len(samples):
+                    scale, zero = detail["quantization"]
+                    value = quantize_input(np.asarray(samples[0], np.float32).reshape(detail["shape"]), detail["dtype"],
+                                           scale, zero)
+                it.set_tensor(detail["index"], value)
+            live.append((ops[-1], it.invoke))
+        entries.append({"ops": ops})
+    clock = time.perf_counter
+    start = clock()
+    for _, invoke in live:
+        for _ in range(3):
+            invoke()
+    per = (clock() - start) / (3 * max(1, len(live)))
+    runs = int(min(PREFIX_RUNS[1], max(PREFIX_RUNS[0], OP_ROUND_S / max(per, 1e-7))))
+    for r in range(rounds):
+        order = live[r % max(1, len(live)):] + live[: r % max(1, len(live))]
+        for op, invoke in order:
+            times = []
+            for _ in range(runs):
+                t0 = clock()
+                invoke()
+                times.append(clock() - t0)
+            op["us"].append(float(np.median(times)) * 1e6)
+    how = ("single-op models (each op alone in a copy of the .tflite, XNNPACK as the timed session), "
+           f"{rounds} interleaved rounds of {runs} Invokes each, the median per round")
+    for entry in entries:
+        entry["how"] = how
+    return entries
+
+
+def _single_op_models(path):
+    """(op index, output tensor name, op type, single-op model bytes or None, the names of the
+    original graph inputs it reads) for every operator of subgraph 0."""
+    from ai_edge_litert.tools import flatbuffer_utils  # the runtime's own tools
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    operators, graph_inputs, graph_outputs = graph.operators, graph.inputs, graph.outputs
+    buffers, signatures = model.buffers, model.signatureDefs
+    kinds = _op_names(model)
+
+    def name_of(t):
+        value = graph.tensors[t].name
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def constant(t):
+        data = buffers[graph.tensors[t].buffer].data
+        return data is not None and len(data) > 0
+
+    keep_always = {int(m.buffer) for m in (model.metadata or [])} | {0}
+    out = []
+    try:
+        model.signatureDefs = []
+        for index, op in enumerate(operators):
+            kind = kinds[op.opcodeIndex]
+            outputs = [int(t) for t in (op.outputs if op.outputs is not None else []) if int(t) >= 0]
+            name = name_of(outputs[0]) if outputs else f"op{index}"
+            if kind in STATEFUL_OPS or not outputs:
+                out.append((index, name, kind, None, set()))
+                continue
+            tensors = [int(t) for t in (op.inputs if op.inputs is not None else []) if int(t) >= 0]
+            used = {graph.tensors[t].buffer for t in tensors + outputs} | keep_always
+            model.buffers = [b if k in used else type(b)() for k, b in enumerate(buffers)]
+            graph.operators = [op]
+            graph.inputs = [t for t in dict.fromkeys(tensors) if not constant(t)]
+            graph.outputs = outputs
+            reads = {name_of(t) for t in graph.inputs if t in set(int(i) for i in graph_inputs)}
+            out.append((index, name, kind, bytes(flatbuffer_utils.convert_object_to_bytearray(model)), reads))
+    finally:
+        graph.operators, graph.inputs, graph.outputs = operators, graph_inputs, graph_outputs
+        model.buffers, model.signatureDefs = buffers, signatures
+    return out
+
+
+def _op_names(model) -> list:
+    """The builtin op name of each of the model's operator codes (a custom op: its custom code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+    out = []
+    for code in model.operatorCodes:
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+        out.append(custom if custom else names.get(builtin, str(builtin)))
+    return out
 
 
 def explain(row, profile, reference=None):
@@ -483,7 +611,7 @@ def explain(row, profile, reference=None):
     slow = profile.get("not_accelerated") or {}
     partitions = profile.get("partitions") or 0
     precision = row.get("precision")
-    named = [t for t in wording.slow_types(profile) if (t.get("share") or 0) >= wording.NAMED_SHARE]
+    named = [t for t in wording.slow_types(profile) if wording.blamed(t) >= wording.NAMED_SHARE]
     ref_types = {t["type"]: t for t in wording.slow_types((reference or {}).get("profile") or {})}
     if slow.get("ops") and not partitions:
         why = " (no XNNPACK kernels for int16 activations)" if precision == "int16x8" else ""
@@ -508,11 +636,11 @@ def explain(row, profile, reference=None):
     edges = [t for t in profile.get("top_op_types") or [] if t["type"] in ("QUANTIZE", "DEQUANTIZE")]
     if edges and precision not in ("fp32", "fp16"):
         share = sum(t.get("share") or 0 for t in edges)
-        if share >= wording.NAMED_SHARE:
+        if sum(wording.blamed(t) for t in edges) >= wording.NAMED_SHARE:
             out.append(f"{precision} adds QUANTIZE/DEQUANTIZE at the edges: {wording.pct(share)} of time")
     mine = profile.get("xnnpack") or {}
     theirs = ((reference or {}).get("profile") or {}).get("xnnpack") or {}
-    if reference is not None and mine.get("ms") and theirs.get("ms") and (mine.get("share") or 0) >= wording.NAMED_SHARE:
+    if reference is not None and mine.get("ms") and theirs.get("ms") and wording.blamed(mine) >= wording.NAMED_SHARE:
         ratio = mine["ms"] / theirs["ms"]
         if ratio > 1.1:
             out.append(f"the XNNPACK part itself takes {ratio:.2f}x as long at {precision} "

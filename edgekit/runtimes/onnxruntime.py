@@ -298,9 +298,14 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
     # Each node runs once per inference: the mean of its runs without the slowest tenth (one
     # slow run, a page fault or the profiler flushing, would otherwise decide a cheap node's
     # share; a median of whole microseconds would not resolve one).
-    for op in ops:
-        durations = np.sort(np.asarray(op["us"], dtype=np.float64))
-        op["us"] = float(durations[: max(1, int(np.ceil(len(durations) * 0.9)))].mean())
+    # The runs in PROFILE_ROUNDS consecutive blocks (each node runs once per inference, in order):
+    # each block's share says whether a node's share is its own or the machine's.
+    blocks = [[_trimmed_mean(part) for part in np.array_split(np.asarray(op["us"], np.float64), PROFILE_ROUNDS)]
+              for op in ops]
+    block_totals = [sum(column) or 1.0 for column in zip(*blocks)] if blocks else []
+    for op, own in zip(ops, blocks):
+        op["us"] = _trimmed_mean(op["us"])
+        op["share_rounds"] = [round(v / t, 4) for v, t in zip(own, block_totals)]
     total = sum(op["us"] for op in ops) or 1.0
     compute_seen = [i for i, op in enumerate(ops) if op["type"] not in QDQ_OPS]
     first, last = (compute_seen[0], compute_seen[-1]) if compute_seen else (len(ops), -1)
@@ -327,14 +332,123 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         "profiled_ms": round(total / 1e3, 6),
         "qdq": {"nodes": len(qdq), "share": round(sum(op["share"] for op in qdq), 4),
                 "at_edges": len(qdq) - len(inner), "left_unfused": len(inner),
-                "left_unfused_share": round(sum(op["share"] for op in inner), 4)},
+                "left_unfused_share": round(sum(op["share"] for op in inner), 4),
+                "left_unfused_share_low": _low(inner), "share_low": _low(qdq)},
         "float_compute": {"nodes": len(floats), "share": round(sum(op["share"] for op in floats), 4),
-                          "types": sorted({op["type"] for op in floats})},
+                          "share_low": _low(floats), "types": sorted({op["type"] for op in floats})},
         "how": ("onnxruntime's profiler (enable_profiling, a separate session with the timed session's settings): "
-                f"each node's kernel time, mean of {runs} runs after 3 warm-up runs without the slowest tenth; the "
+                f"each node's kernel time, mean of {runs} runs after 3 warm-up runs without the slowest tenth "
+                f"(share_rounds: the same in {PROFILE_ROUNDS} consecutive blocks); the "
                 "profiler adds a roughly fixed "
                 "cost per node, which overstates cheap nodes on a small model"),
     }
+
+
+#: rounds and runs per round of op_times
+OP_ROUNDS = 7
+OP_RUNS = 30
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None,
+             options: dict | None = None) -> list:
+    """Each node's kernel time in every ONNX file of ``paths``, per round: ``[{"ops": [{"name",
+    "type", "us": [per round]}], "how"}]``, one entry per path.
+
+    One profiling session per file (``enable_profiling``, otherwise the timed session's
+    settings); the files take turns, a block of OP_RUNS runs each per round, so a slow phase of
+    the machine hits them alike. Each node's time in a round is the mean of its runs in that
+    block without the slowest tenth (the profiler's clock resolves whole microseconds)."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ort-op-times-")
+    try:
+        sessions = [OnnxRuntimeSession(Path(path), threads, options, profile_prefix=os.path.join(folder, f"p{k}"))
+                    for k, path in enumerate(paths)]
+        xs = list(samples) if samples is not None and len(samples) else [np.zeros(sessions[0].input_shape[1:], np.float32)]
+        feeds = [[s.prepare(np.asarray(x, dtype=np.float32)[None]) for x in xs] for s in sessions]
+        scopes = {session: _graph_scopes(path) for session, path in zip(sessions, paths)}
+        for session, own in zip(sessions, feeds):
+            for i in range(3):  # warm-up: the first runs allocate; their events are dropped below
+                session.run(own[i % len(own)])
+        for _ in range(rounds):
+            for session, own in zip(sessions, feeds):
+                for i in range(OP_RUNS):
+                    session.run(own[i % len(own)])
+        out = []
+        for session in sessions:
+            with open(session.session.end_profiling()) as handle:
+                events = json.load(handle)
+            runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                          if e.get("cat") == "Session" and e.get("name") == "model_run")[3:]
+            nodes: dict = {}
+            for e in events:
+                if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+                    continue
+                block = next((k // OP_RUNS for k, (begin, end) in enumerate(runs) if begin <= e.get("ts", 0) <= end), None)
+                if block is None or block >= rounds:
+                    continue
+                name = e["name"][: -len("_kernel_time")]
+                node = nodes.setdefault(name, {"name": name, "type": (e.get("args") or {}).get("op_name", "?"),
+                                               "runs": [[] for _ in range(rounds)]})
+                node["runs"][block].append(float(e.get("dur", 0)))
+            for node in nodes.values():
+                node["us"] = [_trimmed_mean(block) for block in node.pop("runs")]
+                node["names"] = _scoped_names(node["name"], scopes.get(session))
+            out.append({"ops": list(nodes.values()),
+                        "how": (f"onnxruntime's profiler (enable_profiling), {rounds} interleaved rounds of {OP_RUNS} runs "
+                                "per file, each node's mean per round without the slowest tenth")})
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _graph_scopes(path) -> dict | None:
+    """Node name -> the names of its output tensors, from the ONNX file (host only: the onnx
+    package); None where it cannot be read. onnxruntime names the nodes it makes after the one
+    they replace (``Conv__727_token_0``) or after their output (``.../Relu6:0_nchwc``); the
+    tensors carry the Keras scopes the node names may lack."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - names are a nicety: the profile's own names stay
+        return None
+    return {node.name: list(node.output) for node in graph.node}
+
+
+def _scoped_names(name: str, scopes: dict | None) -> list:
+    """The names that say where a profiled node came from: its own, without onnxruntime's
+    suffixes, and the output tensors of the graph node it replaced."""
+    import re
+
+    base = re.sub(r"(_token_\d+|_nchwc)+$", "", name)
+    names = [name] if base == name else [name, base]
+    if scopes and base in scopes:
+        names += scopes[base]
+    return names
+
+
+def _trimmed_mean(values) -> float:
+    """The mean without the slowest tenth (0 for no values)."""
+    if not len(values):
+        return 0.0
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    return float(ordered[: max(1, int(np.ceil(len(ordered) * 0.9)))].mean())
+
+
+#: consecutive blocks profile_ops splits its runs into, for each node's share per block
+PROFILE_ROUNDS = 5
+
+
+def _low(ops) -> float:
+    """The smallest per-round share of ``ops`` together (0 without rounds)."""
+    rounds = [op.get("share_rounds") or [] for op in ops]
+    if not rounds or not all(rounds):
+        return 0.0
+    return round(min(sum(column) for column in zip(*rounds)), 4)
 
 
 def _ort_precision(op_type: str, input_dtype: str) -> str:
@@ -357,7 +471,7 @@ def explain(row, profile, reference=None):
 
     found = []  # (share, phrase): the largest share first
     qdq = profile.get("qdq") or {}
-    if qdq.get("left_unfused"):
+    if qdq.get("left_unfused") and qdq.get("left_unfused_share_low", qdq.get("left_unfused_share")) != 0:
         found.append((qdq.get("left_unfused_share") or 0, (f"{qdq['left_unfused']} QuantizeLinear/DequantizeLinear "
                       f"node(s) left unfused inside the graph: {wording.pct(qdq.get('left_unfused_share'))} of time")))
     edges = (qdq.get("nodes") or 0) - (qdq.get("left_unfused") or 0)
@@ -366,7 +480,7 @@ def explain(row, profile, reference=None):
         found.append((edge_share, (f"{edges} QuantizeLinear/DequantizeLinear node(s) at the graph edges: "
                                    f"{wording.pct(edge_share)} of time")))
     floats = profile.get("float_compute") or {}
-    if floats.get("nodes"):
+    if floats.get("nodes") and wording.blamed(floats) > 0:
         found.append((floats.get("share") or 0, (f"{floats['nodes']} {'/'.join(floats.get('types') or [])} node(s) "
                       f"run in float in the {row.get('precision')} graph: {wording.pct(floats.get('share'))} of time")))
     out = [phrase for _, phrase in sorted(found, key=lambda item: -item[0])]

@@ -279,11 +279,72 @@ def open_session(path: Path, threads: int = 1, options: dict | None = None, *,
     return OpenVINOSession(Path(path), threads, input_shapes=(options or {}).get("input_shapes"))
 
 
+# ---- is a precision fast here? (edgekit.convert.auto asks before adding an automatic row; host only)
+
+#: the probe's network: a chain of batch-1 matmuls of this width, as a dense layer or a 1x1
+#: convolution of a small model runs them
+PROBE_WIDTH = 256
+PROBE_DEPTH = 8
+PROBE_ROUNDS = 5
+PROBE_RUNS = 20
+
+
+def precision_probe(precision: str = "bf16", threads: int = 1) -> dict:
+    """How fast this CPU runs ``precision`` against f32 in OpenVINO's CPU plugin: a chain of
+    PROBE_DEPTH batch-1 matmuls (PROBE_WIDTH wide) compiled at both, timed interleaved in
+    PROBE_ROUNDS rounds. Without AMX, bf16 runs on ``vdpbf16ps`` at half the FMA rate and whole
+    models ran 0.45-0.83x of f32; with AMX (``brgemm_avx512_amx_bf16``) it was 1.3x here.
+
+    Returns:
+        ``{"ratio": f32 p50 / precision p50, "rounds": [per-round ratios], "kernel": the
+        matmul's exec_type at ``precision``, "how"}``.
+    """
+    import time
+
+    disable_telemetry()
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, PROBE_WIDTH], np.float32)
+    y = x
+    for _ in range(PROBE_DEPTH):
+        y = ops.matmul(y, ops.constant(rng.standard_normal((PROBE_WIDTH, PROBE_WIDTH)).astype(np.float32)), False, False)
+    model = ov.Model([y], [x], "precision_probe")
+    core = ov.Core()
+    hints = {"f32": "f32", "bf16": "bf16", "fp16": "f16"}
+    requests = {}
+    for name in ("f32", hints.get(precision, precision)):
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": name, "INFERENCE_NUM_THREADS": int(threads),
+                                                     "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": "YES"})
+        requests[name] = compiled.create_infer_request()
+    feed = rng.standard_normal((1, PROBE_WIDTH)).astype(np.float32)
+    medians: dict[str, list] = {name: [] for name in requests}
+    for request in requests.values():
+        request.infer({0: feed})
+    for _ in range(PROBE_ROUNDS):
+        for name, request in requests.items():
+            times = []
+            for _ in range(PROBE_RUNS):
+                start = time.perf_counter()
+                request.infer({0: feed})
+                times.append(time.perf_counter() - start)
+            medians[name].append(float(np.median(times)))
+    low = hints.get(precision, precision)
+    rounds = [f / p for f, p in zip(medians["f32"], medians[low])]
+    kernels = [info.exec_type for info in requests[low].get_profiling_info()
+               if info.node_type in ("FullyConnected", "MatMul") and "NOT_RUN" not in str(info.status)]
+    return {"ratio": round(float(np.median(rounds)), 3), "rounds": [round(r, 3) for r in rounds],
+            "kernel": kernels[0] if kernels else None,
+            "how": (f"{PROBE_DEPTH} batch-1 {PROBE_WIDTH}x{PROBE_WIDTH} matmuls in OpenVINO's CPU plugin at f32 and "
+                    f"{low}, {PROBE_ROUNDS} interleaved rounds of {PROBE_RUNS} runs, {threads} thread(s)")}
+
+
 # ---- per-op profile (edgekit.runtimes.probe runs this in a fresh process, outside the timed rounds)
 
 #: the precision a row is meant to run at, as the suffix of OpenVINO's exec_type names it
 INTENDED = {"fp32": ("fp32",), "bf16": ("bf16",), "fp16": ("fp16",), "int8": ("int8",),
-            "int8-mixed": ("int8", "fp32")}
+            "int8-mixed": ("int8", "fp32"), "int8-fast": ("int8", "fp32")}
 
 
 def profile_ops(path: Path, threads: int = 1, options: dict | None = None, samples=None, runs: int = 50,
@@ -298,13 +359,58 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         ``{"runtime", "how", "runs", "partitions": None, "ops": [...], "reference_kernels": n}``;
         each op ``{"name", "type", "exec_type", "precision", "ms", "share", "where", "accelerated"}``.
     """
+    # PROFILE_ROUNDS fresh compiles (the counters are a running average since compile_model):
+    # each node's share per round says whether it is the node's or the machine's
+    [nodes], [made], about = _profiled_rounds([path], threads, samples, PROFILE_ROUNDS, runs,
+                                                (options or {}).get("input_shapes"))
+    runs = sum(made)
+    totals = [sum(node["rounds"][r] for node in nodes.values()) or 1.0 for r in range(PROFILE_ROUNDS)]
+    for node in nodes.values():  # the total over the runs, as the shares below read it
+        node["us"] = sum(us * n for us, n in zip(node["rounds"], made))
+    intended = INTENDED.get(precision or "fp32", ("fp32",))
+    ops = list(nodes.values())
+    total = sum(op["us"] for op in ops) or 1.0
+    for op in ops:
+        us = op.pop("us")
+        op["share_rounds"] = [round(v / t, 4) for v, t in zip(op.pop("rounds"), totals)]
+        op["precision"] = exec_precision(op["exec_type"])
+        op["ms"] = round(us / runs / 1e3, 6)
+        op["share"] = round(us / total, 4)
+        reference = op["exec_type"].lower().startswith("ref")
+        # "unknown_*": a node without a kernel of its own (a Loop runs its body's nodes, which
+        # the counters do not list); its suffix is not a compute precision
+        composite = op["exec_type"].lower().startswith("unknown")
+        if composite:
+            op["precision"] = "unknown"
+        op["where"] = "reference kernel" if reference else "no kernel of its own" if composite else "optimized kernel"
+        op["accelerated"] = not reference and not composite and op["precision"] in intended
+    return {"runtime": about["runtime"], "partitions": None, "runs": runs, "ops": ops,
+            "reference_kernels": sum(1 for op in ops if op["where"] == "reference kernel"),
+            "profiled_ms": round(total / runs / 1e3, 6),
+            "inference_precision": about["inference_precision"],
+            "how": ("OpenVINO's performance counters (PERF_COUNT, compiled as the timed session): each executed "
+                    f"node's exec_type and real_time over {runs} runs in {PROFILE_ROUNDS} rounds (a fresh compile each, "
+                    "after 3 warm-up runs; share_rounds: each round's share); the counters keep a running "
+                    "average in whole microseconds, so a node under a microsecond can read 0")}
+
+
+#: seconds of profiled inferences profile_ops aims at per round (50 to 2000 runs), and its rounds
+PROFILE_SECONDS = 0.2
+PROFILE_ROUNDS = 3
+
+
+def _node_times(session, samples, runs: int):
+    """(runs made, {node name: {"name", "type", "exec_type", "us": per inference}}) from a
+    session compiled with PERF_COUNT: 3 warm-up runs, then at least ``runs`` (as many as fill
+    PROFILE_SECONDS, at most 2000).
+
+    The counters hold each node's running average since compile_model, in whole microseconds:
+    they are read after the warm-up and at the end, and the runs in between are what counts.
+    A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts."""
     import time
 
-    session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"}, (options or {}).get("input_shapes"))
     xs = list(samples) if samples is not None and len(samples) else list(zeros_batch(session.inputs))
     feeds = [session.prepare(one_sample_batch(x)) for x in xs]
-    # The counters hold each node's running average since compile_model, in whole microseconds:
-    # read them after the warm-up and at the end, and take the average of the runs in between.
     done = 1 if session._infer is not None else 0  # the constructor's probing inference
     start = time.perf_counter()
     for i in range(3):
@@ -317,39 +423,55 @@ def profile_ops(path: Path, threads: int = 1, options: dict | None = None, sampl
         session.run(feeds[i % len(feeds)])
     after = _counters(session.request)
     nodes = {}
-    # A node whose average fell under a microsecond may read NOT_RUN at the end: the union counts.
     for name in list(before) + [n for n in after if n not in before]:
         node_type, exec_type, average = after.get(name) or before[name][:2] + (0.0,)
         earlier = before.get(name, (None, None, 0.0))[2]
         us = max(0.0, average * (done + runs) - earlier * done)
-        nodes[name] = {"name": name, "type": node_type, "exec_type": exec_type, "us": us}
-    intended = INTENDED.get(precision or "fp32", ("fp32",))
-    ops = list(nodes.values())
-    total = sum(op["us"] for op in ops) or 1.0
-    for op in ops:
-        us = op.pop("us")
-        op["precision"] = exec_precision(op["exec_type"])
-        op["ms"] = round(us / runs / 1e3, 6)
-        op["share"] = round(us / total, 4)
-        reference = op["exec_type"].lower().startswith("ref")
-        # "unknown_*": a node without a kernel of its own (a Loop runs its body's nodes, which
-        # the counters do not list); its suffix is not a compute precision
-        composite = op["exec_type"].lower().startswith("unknown")
-        if composite:
-            op["precision"] = "unknown"
-        op["where"] = "reference kernel" if reference else "no kernel of its own" if composite else "optimized kernel"
-        op["accelerated"] = not reference and not composite and op["precision"] in intended
-    return {"runtime": session.runtime, "partitions": None, "runs": runs, "ops": ops,
-            "reference_kernels": sum(1 for op in ops if op["where"] == "reference kernel"),
-            "profiled_ms": round(total / runs / 1e3, 6),
-            "inference_precision": session.settings.get("inference_precision"),
-            "how": ("OpenVINO's performance counters (PERF_COUNT, compiled as the timed session): each executed "
-                    f"node's exec_type and real_time over {runs} runs after 3 warm-up runs; the counters keep a running "
-                    "average in whole microseconds, so a node under a microsecond can read 0")}
+        nodes[name] = {"name": name, "type": node_type, "exec_type": exec_type, "us": us / runs}
+    return runs, nodes
 
 
-#: seconds of profiled inferences profile_ops aims at (50 to 2000 runs)
-PROFILE_SECONDS = 0.2
+#: rounds op_times compiles and profiles each artifact in
+OP_ROUNDS = 5
+
+
+def op_times(paths, threads: int = 1, samples=None, rounds: int = OP_ROUNDS, module: str | None = None) -> list:
+    """Each node's time in every IR of ``paths``, per round: ``[{"ops": [{"name", "type",
+    "exec_type", "us": [per round]}], "how"}]``, one entry per path.
+
+    OpenVINO's counters are a running average since compile_model, so a round is a fresh
+    compile (as the timed session compiles, plus PERF_COUNT) profiled as ``profile_ops`` does;
+    the IRs take turns, round after round, so a slow phase of the machine hits them alike. A
+    node missing from a round (not executed, or under a microsecond) reads 0 there."""
+    per_path = _profiled_rounds(paths, threads, samples, rounds, 50)[0]
+    how = (f"OpenVINO's performance counters (PERF_COUNT), {rounds} rounds, each a fresh compile of every IR in "
+           f"turn profiled over {PROFILE_SECONDS} s of inferences")
+    return [{"ops": [{**node, "us": node["rounds"]} for node in nodes.values()], "how": how} for nodes in per_path]
+
+
+def _profiled_rounds(paths, threads: int, samples, rounds: int, runs: int, input_shapes: dict | None = None):
+    """``([{node name: {"name", "type", "exec_type", "rounds": [us per inference, per round]}}
+    per path], [[runs made per round] per path], {"runtime", "inference_precision"})``: ``rounds`` rounds, each a fresh compile of
+    every IR in turn (the counters are a running average since compile_model) profiled by
+    ``_node_times``. A node missing from a round (not executed, or under a microsecond) reads 0;
+    ``input_shapes`` fixes free dimensions (``open_session``)."""
+    per_path: list[dict] = [{} for _ in paths]
+    made: list[list[int]] = [[] for _ in paths]
+    about: dict = {}
+    for r in range(rounds):
+        for k, path in enumerate(paths):
+            session = OpenVINOSession(Path(path), threads, {"PERF_COUNT": "YES"}, input_shapes)
+            done, nodes = _node_times(session, samples, runs)
+            made[k].append(done)
+            for name, node in nodes.items():
+                entry = per_path[k].setdefault(name, {"name": name, "type": node["type"], "exec_type": node["exec_type"],
+                                                      "rounds": [0.0] * r})
+                entry["rounds"].append(node["us"])
+            for entry in per_path[k].values():
+                entry["rounds"] += [0.0] * (r + 1 - len(entry["rounds"]))
+            about = {"runtime": session.runtime, "inference_precision": session.settings.get("inference_precision")}
+            del session
+    return per_path, made, about
 
 
 def _counters(request) -> dict:
@@ -394,7 +516,7 @@ def explain(row, profile, reference=None):
     ranked = sorted(groups.items(), key=lambda item: -sum(o.get("share") or 0 for o in item[1]))
     for (node_type, why), members in ranked:
         share = sum(o.get("share") or 0 for o in members)
-        if share < wording.NAMED_SHARE:
+        if sum(wording.blamed(o) for o in members) < wording.NAMED_SHARE:  # the rounds must agree
             continue
         if why.startswith("node(s)"):
             out.append(f"{len(members)} {node_type} {why}: {wording.pct(share)} of time")

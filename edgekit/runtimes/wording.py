@@ -10,6 +10,17 @@ from __future__ import annotations
 NAMED_SHARE = 0.05
 
 
+def blamed(entry):
+    """The share of a profile entry a cause may name it for: the low end of its share over the
+    profile's rounds (``share_low``; ``edgekit.bench.profiles.share_spread``) where there is one,
+    else its share. An entry whose rounds put it at 0 (noise: 26% in one build, 0% in the next)
+    is never named."""
+    if entry is None:
+        return 0.0
+    value = entry.get("share_low", entry.get("share"))
+    return value or 0.0
+
+
 def pct(share):
     """``0.42`` as ``42%``; an unknown share says so."""
     return "an unknown share" if share is None else f"{share:.0%}"
@@ -39,6 +50,6 @@ def unaccelerated(profile, all_fast):
     slow = profile.get("not_accelerated") or {}
     if not slow.get("ops"):
         return all_fast
-    if slow.get("share") is not None and slow["share"] < NAMED_SHARE:
+    if slow.get("share") is not None and blamed(slow) < NAMED_SHARE:
         return f"{pct(slow['share'])} of time outside optimized kernels"
     return f"{slow['ops']} node(s) not accelerated ({names(slow.get('types') or [])}): {pct(slow.get('share'))} of time"

@@ -1,6 +1,7 @@
 """OpenVINO bf16: the fp32 IR run at the CPU plugin's native bf16, where the CPU has it.
 
-On a CPU with AVX-512 BF16 or AMX the openvino rows gain a bf16 row by themselves; a recipe
+On a CPU with AVX-512 BF16 or AMX the openvino rows gain a bf16 row by themselves where a speed
+probe finds bf16 as fast as f32 (edgekit.convert.auto: AMX, not vdpbf16ps alone); a recipe
 that lists bf16 on a CPU without them gets a skipped row with a one-line reason (recipes
 travel between machines); ``edgekit formats`` says which precisions run natively here.
 """
@@ -31,8 +32,8 @@ def test_the_decision_reads_the_cpu_flags():
     reason = OPENVINO.skip_reason("bf16", ["avx2", "avx512_vnni"])
     assert reason and "avx512_bf16 or amx_bf16" in reason and "\n" not in reason
     assert OPENVINO.skip_reason("fp32", []) is None and OPENVINO.skip_reason("int8", []) is None
-    assert OPENVINO.native_precisions(["avx2"]) == ("fp32", "int8", "int8-mixed")
-    assert OPENVINO.native_precisions(["amx_bf16"]) == ("fp32", "bf16", "int8", "int8-mixed")
+    assert OPENVINO.native_precisions(["avx2"]) == ("fp32", "int8", "int8-mixed", "int8-fast")
+    assert OPENVINO.native_precisions(["amx_bf16"]) == ("fp32", "bf16", "int8", "int8-mixed", "int8-fast")
 
 
 def test_bf16_is_added_after_fp32_only_where_native_and_wanted():
@@ -53,10 +54,20 @@ def _recipe(write_recipe, extra: str):
                                     "export: {formats: [tflite, openvino]}\n"))
 
 
+def _fast_bf16(monkeypatch, added: bool = True) -> None:
+    """This machine's bf16 speed probe, answered: added (or not) whatever the CPU under the tests."""
+    from edgekit.convert import auto
+
+    monkeypatch.setattr(auto, "decide", lambda fmt, precision: {
+        "format": fmt.name, "precision": precision, "added": added, "probe": None,
+        "why": "added: as fast as f32 (the test's answer)" if added else "not added: slower (the test's answer)"})
+
+
 def test_the_plan_has_the_bf16_row_where_native_and_a_skipped_one_where_listed(write_recipe, monkeypatch):
     from edgekit.convert.stage import Exporter
     from edgekit.pipeline import plan
 
+    _fast_bf16(monkeypatch)
     recipe = _recipe(write_recipe, "  precisions: [fp32, bf16, int8]\n")
     monkeypatch.setattr(formats, "host_isa", lambda: ("avx2", "avx512_vnni"))
     rows, not_produced = plan(recipe)
@@ -79,6 +90,13 @@ def test_the_plan_has_the_bf16_row_where_native_and_a_skipped_one_where_listed(w
     recipe = _recipe(write_recipe, "")
     rows, _ = plan(recipe)
     assert [row.id for row in rows][3:] == ["openvino-fp32@cpu", "openvino-bf16@cpu", "openvino-int8@cpu"]
+    # Native but slower than f32 here (the speed probe): not added, and the exporter says why.
+    _fast_bf16(monkeypatch, added=False)
+    exporter = Exporter(SimpleNamespace(recipe=recipe))
+    assert ("openvino", "bf16") not in [(f.name, p) for f, p in exporter.combinations("base", False)]
+    assert [(d["precision"], d["added"]) for d in exporter.auto_precisions] == [("bf16", False)]
+    assert exporter.auto_precisions[0]["why"].startswith("not added")
+    _fast_bf16(monkeypatch)
     # ... for the base model only: a compressed model gets bf16 where its precisions list it.
     exporter = Exporter(SimpleNamespace(recipe=recipe))
     assert [(f.name, p) for f, p in exporter.combinations("pruned80", False)] == [
@@ -129,8 +147,17 @@ def test_build_has_an_openvino_bf16_row_close_to_fp32(write_recipe, tmp_path):
     recipe = write_recipe(TINY_RECIPE + "export: {formats: [openvino]}\n")
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    rows = {row["id"]: row for row in json.loads((tmp_path / "run" / "results.json").read_text())["rows"]}
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows = {row["id"]: row for row in results["rows"]}
+    # native here; added where this CPU's speed probe runs bf16 as fast as f32 (AMX), and said why
+    [decision] = results["auto_precisions"]
+    assert decision["format"] == "openvino" and decision["precision"] == "bf16" and decision["probe"]["ratio"] > 0
+    assert decision["why"].startswith("added" if decision["added"] else "not added")
+    if not decision["added"]:
+        assert list(rows) == ["keras-fp32@cpu", "openvino-fp32@cpu", "openvino-int8@cpu"]
+        return
     assert list(rows) == ["keras-fp32@cpu", "openvino-fp32@cpu", "openvino-bf16@cpu", "openvino-int8@cpu"]
+    assert any(note.startswith("bf16 row added: bf16 ran") for note in rows["openvino-bf16@cpu"]["notes"])
     bf16, fp32 = rows["openvino-bf16@cpu"], rows["openvino-fp32@cpu"]
     assert bf16["status"] == "ok" and bf16["precision"] == "bf16" and bf16["format"] == "openvino"
     assert bf16["settings"]["inference_precision"] == "bf16" and fp32["settings"]["inference_precision"] == "f32"

@@ -187,3 +187,30 @@ def test_report_shows_where_time_goes_and_the_worst_int8_layers(run_dir):
 
     for row in profiled:
         assert html_lib.escape(human_size(row["memory"]["peak_bytes"])) in page
+
+
+def test_plots_drawn_once_are_reused_in_a_new_run_directory(run_dir, tmp_path, monkeypatch):
+    from edgekit.cache import Cache, verify
+
+    results = json.loads((run_dir / "results.json").read_text())
+    latencies = json.loads((run_dir / "latency.json").read_text())["rows"]
+    store = Cache(root=tmp_path / "cache")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        shutil.copytree(run_dir / "artifacts", folder / "artifacts")
+    html_report.write(results, first, latencies, cache=store)
+    [entry] = (tmp_path / "cache" / "plots").iterdir()
+    verify(entry)  # a cache entry like any other: its files match its checksums
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("drawn again: the store holds these plots")
+
+    monkeypatch.setattr(html_report, "_scatter", no_drawing)
+    html_report.write(results, second, latencies, cache=store)  # a new run directory, same figures
+    for name in PLOTS:
+        assert (second / "plots" / f"{name}.png").read_bytes() == (first / "plots" / f"{name}.png").read_bytes()
+    # Other figures are drawn (and the store never hands back plots of other results).
+    changed = json.loads(json.dumps(results))
+    changed["rows"][1]["latency_ms"]["p50"] *= 2
+    with pytest.raises(AssertionError, match="drawn again"):
+        html_report.write(changed, tmp_path / "third", latencies, cache=store)

@@ -1,0 +1,188 @@
+"""int8 against fp32, int8-fast and the folded input scaling: per model and runtime, one interleaved run.
+
+    python benchmarks/int8_fast.py [--models digits,resnet8,mobilenet_v1,mobilenet_v2_96,mobilenet_v2_224]
+                                   [--formats tflite,onnx,openvino] [--rounds 9] [--runs 360] [--threads 1]
+                                   [--peak-fp32 86] [--peak-int8 355] [--scratch DIR]
+
+Offline. Each model is a zoo model at its recipe's size with random weights (speed does not
+depend on them): the digits CNN (8x8x1, recipes/digits_cnn.yaml), ResNet-8 (32x32x3),
+MobileNetV1 alpha 0.25 (32x32x3, recipes/gratings_mobilenet_v1.yaml), MobileNetV2 alpha 0.35 at
+96x96 (recipes/gratings96_mobilenet_v2.yaml) and Keras Applications' MobileNetV2 alpha 1.0 at
+224x224 (its [0, 1] -> [-1, 1] scaling in front, as the zoo builds it). Calibration: uniform
+[0, 1] images. Per format it converts:
+
+- ``fp32 raw`` and ``int8 raw``: the model as it is, its input scaling an op of its own;
+- ``fp32`` and ``int8``: with the scaling folded (``edgekit.convert.fold_input``, what builds do);
+- ``int8-fast``: ``edgekit.convert.fast`` on the folded model (its own op timings and choice);
+
+then times all five in the runtime's timed session and loop (``time_rounds``), interleaved in
+--rounds rounds, and prints each p50 and the ratios with 95% intervals from the paired rounds:
+int8 and int8-fast against fp32, the fold's gain at fp32 and at int8, and what share of one
+core's peak each reaches (MACs counted from the Keras model: convolutions, depthwise
+convolutions and dense layers; peaks measured on this machine with one core: fp32 FMA 86
+GMAC/s, int8 VNNI 355 GMAC/s; give yours with --peak-fp32 / --peak-int8).
+
+Ratios measured in one interleaved run survive a shared machine's load far better than
+absolute times: the load average is printed before and after every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: name -> (zoo arch, params, input shape, classes, how the README calls it)
+MODELS = {
+    "digits": ("cnn", {"filters": [16, 32], "dense": 64}, (8, 8, 1), 10, "digits CNN 8x8"),
+    "resnet8": ("resnet8", {}, (32, 32, 3), 10, "ResNet-8 32x32"),
+    "mobilenet_v1": ("mobilenet_v1", {"alpha": 0.25, "blocks": 11, "dropout": 0.1}, (32, 32, 3), 10,
+                     "MobileNetV1 a0.25 32x32"),
+    "mobilenet_v2_96": ("mobilenet_v2", {"alpha": 0.35, "dropout": 0.2}, (96, 96, 3), 10, "MobileNetV2 a0.35 96x96"),
+    "mobilenet_v2_224": ("mobilenet_v2", {"alpha": 1.0, "dropout": 0.2}, (224, 224, 3), 1000, "MobileNetV2 a1.0 224x224"),
+}
+ROWS = ("fp32 raw", "fp32", "int8 raw", "int8", "int8-fast")
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def macs(model) -> int:
+    """Multiply-accumulates of one inference: Conv2D, DepthwiseConv2D and Dense layers."""
+    import numpy as np
+
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            continue
+        kernel = layer.get_weights()[0]
+        out = [d for d in layer.output.shape[1:-1] if d is not None]
+        positions = int(np.prod(out)) if out else 1
+        # per output position: kh * kw * cin * cout (depthwise: kh * kw * channels * multiplier; dense: in * out)
+        total += positions * int(np.prod(kernel.shape))
+    return total
+
+
+def build_model(name: str):
+    from types import SimpleNamespace
+
+    import tf_keras as keras
+
+    from edgekit.models import build
+
+    arch, params, shape, classes, _ = MODELS[name]
+    keras.utils.set_random_seed(0)
+    return build(SimpleNamespace(arch=arch, python=None, params=dict(params)), shape, classes)
+
+
+def interval(rounds_a, rounds_b, p50_a, p50_b) -> str:
+    """a's p50 / b's p50 with the 95% interval of the paired per-round ratios."""
+    from edgekit.bench.stats import ratio_interval
+
+    rows = [{"latency_ms": {"p50": p}, "timing": {"round_p50_ms": r}} for p, r in ((p50_a, rounds_a), (p50_b, rounds_b))]
+    ci = ratio_interval(rows[0], rows[1], paired=True)
+    text = f"{p50_a / p50_b:.2f}x"
+    return text + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+
+
+def run_model(name: str, formats: list[str], scratch: Path, args) -> None:
+    import numpy as np
+
+    from edgekit.bench.stats import summarize
+    from edgekit.convert.fast import build_fast
+    from edgekit.convert.fold_input import fold_input
+    from edgekit.formats import FORMATS
+    from edgekit.targets.runner import time_rounds
+
+    model = build_model(name)
+    count = macs(model)
+    shape = MODELS[name][2]
+    rng = np.random.default_rng(0)
+    calibration = rng.random((args.calibration, *shape), dtype=np.float32)
+    folded, record = fold_input(model, calibration, int8=True)
+    fold_text = (f"{', '.join(record['layers'])} folded into {record['into']}" if record.get("folded")
+                 else f"nothing folded: {record.get('reason')}")
+    print(f"\n{MODELS[name][4]}: {count / 1e6:.2f} M MACs; input scaling: {fold_text}; load {load()}", flush=True)
+    for fmt_name in formats:
+        fmt = FORMATS[fmt_name]
+        convert = fmt.load_converter()
+        folder = scratch / name / fmt_name
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        paths, settings = {}, {}
+        for row, source, precision in (("fp32 raw", model, "fp32"), ("int8 raw", model, "int8"),
+                                       ("fp32", folded, "fp32"), ("int8", folded, "int8")):
+            if row.endswith(" raw") and not record.get("folded"):
+                continue  # nothing folded: the raw rows are the folded ones
+            paths[row] = folder / f"{row.replace(' ', '_')}{fmt.suffix}"
+            settings[row] = convert(source, paths[row], precision, calibration, {})
+        paths["int8-fast"] = folder / f"int8-fast{fmt.suffix}"
+        made = {p: (paths[p], settings[p]) for p in ("fp32", "int8")}
+        fast = build_fast(fmt, folded, paths["int8-fast"], calibration, {}, threads=args.threads,
+                          log=lambda line: None, made=made)["fast"]
+        converted = time.perf_counter() - started
+        names = [row for row in ROWS if row in paths]
+        sessions = [fmt.load_runtime()(paths[row], args.threads, {}) for row in names]
+        samples = list(calibration[:8])
+        per = time_rounds(sessions, samples, warmup=20, runs=args.runs, rounds=args.rounds, seed=1)
+        p50 = {row: summarize([t for block in rounds for t in block])["p50"] for row, rounds in zip(names, per)}
+        rounds = {row: [float(np.median(block)) for block in r] for row, r in zip(names, per)}
+        del sessions
+
+        def ratio(a: str, b: str) -> str:  # how many times faster a is than b
+            return interval(rounds[b], rounds[a], p50[b], p50[a])
+
+        def peak(row: str) -> str:
+            rate = count / (p50[row] * 1e-3) / 1e9  # GMAC/s
+            return f"{100 * rate / (args.peak_int8 if row.startswith('int8') else args.peak_fp32):.1f}%"
+
+        print(f"  {fmt.title:<8} " + " | ".join(f"{row} {p50[row] * 1e3:.1f} us" for row in names)
+              + f"   (converted in {converted:.0f} s; load {load()})")
+        raw = (f"; fold: fp32 {ratio('fp32', 'fp32 raw')}, int8 {ratio('int8', 'int8 raw')}" if "fp32 raw" in p50 else "")
+        print(f"  {'':<8} vs fp32: int8 {ratio('int8', 'fp32')}, int8-fast {ratio('int8-fast', 'fp32')}; "
+              f"int8-fast vs int8 {ratio('int8-fast', 'int8')}{raw}")
+        kept = [g["group"] for g in fast.get("groups") or [] if g.get("float")]
+        choice = {"candidate": f"{len(kept)} layer group(s) float", "int8": "plain int8",
+                  "fp32": "every layer float (the fp32 artifact)"}[fast["choice"]]
+        print(f"  {'':<8} int8-fast = {choice}; peak share (one core): fp32 {peak('fp32')} of {args.peak_fp32:g}, "
+              f"int8 {peak('int8')} / int8-fast {peak('int8-fast')} of {args.peak_int8:g} GMAC/s", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"any of {', '.join(MODELS)}")
+    parser.add_argument("--formats", default="tflite,onnx,openvino")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (the intervals' units)")
+    parser.add_argument("--runs", type=int, default=360, help="timed runs per artifact, over all rounds")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calibration", type=int, default=32, help="calibration images (uniform noise)")
+    parser.add_argument("--peak-fp32", type=float, default=86.0, help="one core's fp32 FMA peak, GMAC/s")
+    parser.add_argument("--peak-int8", type=float, default=355.0, help="one core's int8 VNNI peak, GMAC/s")
+    parser.add_argument("--scratch", type=Path, default=None, help="keep the artifacts here (default: a temporary folder)")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    models = [m for m in args.models.split(",") if m]
+    if unknown := [m for m in models if m not in MODELS]:
+        sys.exit(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    print(f"cores {os.cpu_count()}  threads {args.threads}  rounds {args.rounds}  runs {args.runs}  load {load()}")
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-fast-") as temporary:
+        scratch = args.scratch or Path(temporary)
+        for name in models:
+            run_model(name, args.formats.split(","), scratch, args)
+    print(f"\nload after {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
