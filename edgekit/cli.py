@@ -239,9 +239,10 @@ def validate(recipe_file: Path) -> None:
         _log(line)
     data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task,
                         output_tasks=recipe.outputs)
-    from edgekit.train import model_inputs
+    from edgekit.train import check_chosen_shape_data, model_inputs
 
     data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
+    check_chosen_shape_data(recipe.model.input_shape, data)  # the build refuses it once the model is loaded
     from edgekit.report.results import LABELLED_TASKS
 
     if recipe.task in LABELLED_TASKS:  # the names labels.txt will hold, as the build checks them
@@ -737,7 +738,8 @@ def bench_command(model_files, targets, runs, warmup, min_time_s, threads, sampl
 @click.option("--model", "model_file", type=click.Path(path_type=Path), default=None,
               help="An existing model (.keras, .h5 or a SavedModel folder): the recipe is read off it.")
 @click.option("--data", "data_file", type=click.Path(path_type=Path), default=None,
-              help="With --model: its data as .npz (x_train, y_train, x_test, y_test, or x and y; no y: fidelity).")
+              help="With --model: its data as .npz (x_train, y_train, x_test, y_test, or x and y; no y: fidelity), "
+                   "or a folder of images (a subfolder per class; images alone: fidelity).")
 @click.option("--arch", default=None, help="Instead of --model: a zoo model (see `edgekit models`).")
 @click.option("--dataset", default=None, help="With --arch: a builtin dataset (see `edgekit schema`, data.source).")
 @click.option("--name", default=None, help="The recipe's name (default: the model file's stem, or DATASET_ARCH).")

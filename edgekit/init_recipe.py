@@ -78,12 +78,15 @@ def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = Non
     """
     from edgekit.train import load_model_file
 
-    if not Path(data).is_file():
-        raise InputError(f"--data {data}: not found; pass the .npz the model was trained on (numpy.savez(path, x=..., y=...))")
+    if not Path(data).exists():
+        raise InputError(f"--data {data}: not found; pass the .npz the model was trained on (numpy.savez(path, x=..., y=...)) "
+                         "or its folder of images")
     from edgekit.convert import model_inputs, model_outputs
     from edgekit.saved_model import is_signature_model
 
-    x, y = _npz_arrays(Path(data))  # first: a subclassed model is traced on its sample shape
+    spec = _data_spec(Path(data), Path(model))
+    # first: a subclassed model is traced on its sample shape
+    x, y = _npz_arrays(Path(data)) if spec.source == "npz" else _folder_arrays(spec)
     notes: list[str] = []
     keras_model, flavour = load_model_file(Path(model), safe_mode, None if x.dtype.names else tuple(x.shape[1:]),
                                            (Path(recipe_dir).resolve(),), opt_out=OPT_OUT,
@@ -98,11 +101,40 @@ def from_model(model: Path, data: Path, recipe_dir: Path, name: str | None = Non
     lines[-1:-1] = [*(f"# {note}." for note in notes),
                     *(["# model.safe_mode: false (--no-safe-mode): the build runs the code this model carries or names."]
                       if not safe_mode else [])]
-    doc = {"name": name or Path(model).stem, **doc, "data": {"source": "npz", "path": _relative(Path(data), recipe_dir)},
+    doc = {"name": name or Path(model).stem, **doc, "data": {"source": spec.source, "path": _relative(Path(data), recipe_dir)},
            "model": {"file": _relative(Path(model), recipe_dir), **({"safe_mode": False} if not safe_mode else {})},
            "quantize": {"precisions": PRECISIONS}, "export": {"formats": _formats()}, "targets": ["cpu"]}
-    _check_builds(keras_model, doc, Path(data))
+    _check_builds(keras_model, doc, Path(data), spec)
     return _dump(lines, doc)
+
+
+def _data_spec(data: Path, model: Path):
+    """The recipe's data section for ``--data``: an .npz, or a folder of images (one subfolder
+    per class, or images alone for task fidelity) sized as the model file's input, as a build
+    reads it (``edgekit.data.folders.fill_from_model``)."""
+    from types import SimpleNamespace
+
+    from edgekit.data.folders import fill_from_model
+    from edgekit.recipe import DataSpec
+
+    if not data.is_dir():
+        return DataSpec(source="npz", path=data.resolve())
+    spec = DataSpec(source="images", path=data.resolve())
+    fill_from_model(spec, SimpleNamespace(file=model.resolve(), input_shape=None, arch=None, params={}))
+    return spec
+
+
+def _folder_arrays(spec) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training images and class ids of an image folder (None: no class subfolders)."""
+    from edgekit.data import load_dataset
+    from edgekit.errors import EdgekitError
+
+    labelled = any(p.is_dir() and not p.name.startswith(".") for p in Path(spec.path).iterdir())
+    try:
+        loaded = load_dataset(spec, 0, 200, task="classification" if labelled else "fidelity")
+    except EdgekitError as exc:
+        raise InputError(f"--data {spec.path}: {getattr(exc, 'message', None) or exc}") from None
+    return loaded.x_train, (loaded.y_train if labelled else None)
 
 
 def _one(model: Path, data: Path, made: str, keras_model, x, y) -> tuple[list[str], dict]:
@@ -137,7 +169,8 @@ def _several(model: Path, data: Path, made: str, inputs, outputs, x, y) -> tuple
     names = [i.name for i in inputs]
     fields = list(x.dtype.names or [])
     if len(inputs) > 1 and sorted(fields) != sorted(names):
-        raise InputError(f"--data {data}: {model.name} takes inputs {', '.join(names)}; expected one array per input named "
+        shown = ", ".join(f"{i.name} {list(i.shape[1:])}" for i in inputs)  # the shapes tell which is which
+        raise InputError(f"--data {data}: {model.name} takes inputs {shown}; expected one array per input named "
                          f"after it ({', '.join(f'x_train_{n}' for n in names)}, or x_<input>), found "
                          f"{', '.join(f'x_train_{f}' for f in fields) if fields else 'one array x'}")
     for info in inputs:
@@ -188,15 +221,13 @@ def _several(model: Path, data: Path, made: str, inputs, outputs, x, y) -> tuple
     return lines, doc
 
 
-def _check_builds(keras_model, doc: dict, data: Path) -> None:
+def _check_builds(keras_model, doc: dict, data: Path, spec) -> None:
     """Refuse, in one line, a recipe whose data the build would refuse for this model: the data
-    loaded as the build loads it, then the model's inputs and outputs checked against it."""
+    loaded as the build loads it (``spec``), then the model's inputs and outputs checked against it."""
     from edgekit.data import load_dataset
     from edgekit.errors import EdgekitError
-    from edgekit.recipe import DataSpec
     from edgekit.train import check_fits
 
-    spec = DataSpec(source="npz", path=Path(data).resolve())
     try:
         loaded = load_dataset(spec, 0, 200, task=doc["task"], output_tasks=doc.get("outputs"))
         check_fits(keras_model, loaded)

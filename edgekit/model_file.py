@@ -21,16 +21,31 @@ from pathlib import Path
 from edgekit.errors import ModelError, one_line
 
 
-def serving_signature(path: Path, sample_shape, safe_mode: bool, opt_out: str, log):
-    """The SavedModel at ``path`` as a Keras 3 model of its serving signature, said in the log."""
+def serving_signature(path: Path, sample_shape, safe_mode: bool, opt_out: str, log,
+                      why: str = "a TensorFlow SavedModel without a Keras model"):
+    """The SavedModel at ``path`` as a Keras 3 model of its serving signature, said in the log
+    (``why``: what the folder is that its signature stands for it)."""
     from edgekit import saved_model
 
     model = saved_model.as_keras_model(path, sample_shape, safe_mode, opt_out)
     layer = model.get_layer("saved_model")
     shown = ", ".join(f"{t.name} {list(t.shape[1:])} {t.dtype}" for t in model.inputs)
-    log(f"[model] {path.name}: a TensorFlow SavedModel without a Keras model: its {layer.call_endpoint} signature "
+    log(f"[model] {path.name}: {why}: its {layer.call_endpoint} signature "
         f"({shown}) is the model, run by TensorFlow as one Keras 3 layer")
     return model
+
+
+def revived_layers(model) -> list[str]:
+    """The class names of layers (nested models' too) that tf_keras revived from a SavedModel's
+    graph because their Python class was not importable (basic-pitch's CQT2010v2, ...): such a
+    model runs, but no Keras saves and loads it again (its config names classes nobody defines)."""
+    found, stack = [], list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if type(layer).__module__.endswith("saved_model.load") and type(layer).__name__ not in found:
+            found.append(type(layer).__name__)
+        stack += list(getattr(layer, "layers", []) or [])
+    return found
 
 
 def user_classes(path: Path, import_dirs=()) -> dict:

@@ -227,6 +227,7 @@ def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, impor
         importable,
         load_failure,
         load_keras,
+        revived_layers,
         serving_signature,
         traced,
         user_classes,
@@ -252,6 +253,12 @@ def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, impor
         if graph_inputs(model) is None and saved_model.is_saved_model(path):
             # a subclassed tf_keras model revived from its graph: no inputs to convert from
             return serving_signature(path, sample_shape, safe_mode, opt_out, log), "keras3"
+        if saved_model.is_saved_model(path) and (revived := revived_layers(model)):
+            # Revived layers run here but cannot be saved and loaded again (the build's model
+            # file, the worker processes): the signature is the same graph, and reloads.
+            shown = ", ".join(revived[:4]) + (f" and {len(revived) - 4} more" if len(revived) > 4 else "")
+            why = f"a Keras SavedModel whose layers {shown} tf_keras can only revive from the graph (not reloadable)"
+            return serving_signature(path, sample_shape, safe_mode, opt_out, log, why), "keras3"
         if graph_inputs(model) is None:
             model = traced(model, sample_shape, path)
             log(f"[model] {path.name}: subclassed {type(model.layers[-1]).__name__} traced to a functional graph "
@@ -317,9 +324,28 @@ def _check_chosen_shape(expected, got, chosen, where: str, name: str = "") -> No
     if len(chosen) != len(expected) or any(e is not None and e != c for e, c in zip(expected, chosen)):
         raise DataError(f"{label}: {list(chosen)} does not fit the model input {list(expected)} (None: free); "
                         "give a shape that keeps the model's fixed dimensions")
-    if tuple(got) != chosen:
+    _check_data_has_shape(got, chosen, where, label)
+
+
+def _check_data_has_shape(got, chosen, where: str, label: str) -> None:
+    if tuple(got) != tuple(chosen):
         raise DataError(f"{where}: data shape {list(got)} is not {label} {list(chosen)}; the artifacts are "
                         f"converted at the data's shape: reshape the data or drop {label}")
+
+
+def check_chosen_shape_data(input_shape, data: Dataset) -> None:
+    """The data has the recipe's ``model.input_shape`` (per input name, or the one input's), as
+    ``check_fits`` asks once the model is loaded; without the model (``edgekit validate``)."""
+    if input_shape is None:
+        return
+    fields = data.x_train.dtype.names
+    if isinstance(input_shape, dict):
+        for name, chosen in input_shape.items():
+            if fields and name in fields:
+                _check_data_has_shape(data.x_train.dtype[name].shape, chosen, f"x_train_{name}",
+                                      f"model.input_shape.{name}")
+    elif not fields:
+        _check_data_has_shape(data.input_shape, input_shape, "x_train, x_test", "model.input_shape")
 
 
 def _check_fits_named(inputs, outputs, data: Dataset, input_shape=None) -> None:

@@ -56,3 +56,33 @@ def test_init_bad_input_is_one_line(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert fragment in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_init_reads_a_folder_of_images(tmp_path):
+    """A Keras 3 model that rescales pixels itself and a folder of PNGs, one subfolder per class
+    (the case of in-model preprocessing): init wrote nothing for a folder ("not found")."""
+    import keras
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "pics" / name).mkdir(parents=True)
+        for i in range(6):  # 20x20: init reads them at the model's 12x12, as a build does
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "pics" / name / f"{i}.png")
+    inputs = keras.Input((12, 12, 3))
+    hidden = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden)).save(tmp_path / "pics.keras")
+    out = tmp_path / "pics.yaml"
+    result = CliRunner().invoke(cli, ["init", "--model", str(tmp_path / "pics.keras"), "--data", str(tmp_path / "pics"),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(out.read_text())
+    assert doc["task"] == "classification" and doc["data"] == {"source": "images", "path": "pics"}
+    assert "input [12, 12, 3] (float32), output [2]" in out.read_text()
+    assert load_recipe(out).data.image_size == (12, 12)
+    unlabelled = CliRunner().invoke(cli, ["init", "--model", str(tmp_path / "pics.keras"), "--data",
+                                          str(tmp_path / "pics" / "cat"), "--out", str(tmp_path / "cat.yaml")])
+    assert unlabelled.exit_code == 0 and yaml.safe_load((tmp_path / "cat.yaml").read_text())["task"] == "fidelity"
+    missing = CliRunner().invoke(cli, ["init", "--model", str(tmp_path / "pics.keras"), "--data", str(tmp_path / "nope"),
+                                       "--out", str(tmp_path / "n.yaml")])
+    assert missing.exit_code == 2 and "or its folder of images" in missing.output

@@ -279,3 +279,47 @@ def test_bench_feeds_every_input_in_its_dtype_and_fixes_free_dims(tmp_path):
     missing = CliRunner().invoke(cli, ["bench", str(tmp_path / "vad.onnx"), "--inputs", str(tmp_path / "x.npz"),
                                        "--shape", "inptu=1x8"])
     assert missing.exit_code == 2 and 'did you mean "input"' in missing.output
+
+
+def _needs_sample_count(path):
+    """An ONNX graph whose int64 scalar input is a setting, not data (as silero-vad's sample rate):
+    input [1, 8] is reshaped to [1, n], which fails for the generated n of 0 or 1."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.INT64, [1], [1])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph([
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["one", "n1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["input", "shape"], ["output"], allowzero=1)], "needs_n", [
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8]),
+        helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, None])], [one, axes])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
+
+
+def test_bench_names_generated_integers_of_a_failed_row_and_times_the_files_it_can_open(tmp_path):
+    """A failed row says which integer inputs were generated and the fix; of several files, one no
+    runtime here opens fails its own row (a MediaPipe .tflite with a custom op stopped the whole
+    run with exit 2) and the others are timed. Given n, the scalar is fed as a scalar (every session
+    fed it as [8], which this graph refuses)."""
+    _needs_sample_count(tmp_path / "needs_n.onnx")
+    (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer")
+    _vad_like(tmp_path / "vad.onnx")
+    args = ["--runs", "3", "--warmup", "1", "--no-profile", "--shape", "input=1x8", "--out", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "needs_n.onnx"), str(tmp_path / "broken.tflite"),
+                                      str(tmp_path / "vad.onnx"), *args])
+    assert result.exit_code == 1, result.output
+    rows = {row["id"]: row for row in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert rows["vad.onnx@cpu"]["status"] == "ok" and rows["vad.onnx@cpu"]["latency_ms"]["p50"] > 0
+    assert rows["broken.tflite@cpu"]["status"] == "failed"
+    assert "broken.tflite: cannot read its inputs here" in rows["broken.tflite@cpu"]["reason"]
+    failed = rows["needs_n.onnx@cpu"]
+    assert failed["status"] == "failed" and failed["reason"].endswith(
+        "its integer input(s) n were random integers 0..1: give the values the model expects with --inputs "
+        "FILE.npz (one array per input, named after it)")
+    np.savez(tmp_path / "n.npz", input=np.ones((2, 8), np.float32), n=np.full(2, 8, np.int64))
+    given = CliRunner().invoke(cli, ["bench", str(tmp_path / "needs_n.onnx"), "--inputs", str(tmp_path / "n.npz"),
+                                     "--runs", "3", "--warmup", "1", "--no-profile"])
+    assert given.exit_code == 0, given.output

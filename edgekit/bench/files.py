@@ -74,8 +74,10 @@ def interface(fmt, path: Path) -> list:
         # a session that does not describe its inputs (a format of its own): one float input
         return list(getattr(session, "inputs", None) or [TensorInfo("input", np.float32, session.input_shape)])
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read its inputs here ({one_line(exc)}); "
-                         "pass samples with --inputs FILE.npz") from None
+        fix = ("a custom op needs its kernel registered in the runtime: time the file where it is (its own app, or a "
+               "device profile whose runtime has it)" if "custom op" in str(exc) else
+               "pass samples with --inputs FILE.npz (a device may open it)")
+        raise InputError(f"{path}: cannot read its inputs here ({one_line(exc)}); {fix}") from None
 
 
 def precision_of(fmt, path: Path) -> str:
@@ -317,9 +319,15 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     for path, fmt in zip(paths, formats):
         try:
             inputs = interface(fmt, path)
-        except InputError:
-            if arrays is None:
+        except InputError as exc:
+            if arrays is None and len(paths) == 1:
                 raise
+            if arrays is None:  # one of several files: it fails its own row, the others are timed
+                variant = Variant(format=fmt.name, precision=precision_of(fmt, path), model=path.stem, path=path,
+                                  status="failed", reason=f"runtime failed: {exc.message}")
+                variants.append(variant)
+                sample_sets.append(None)
+                continue
             inputs = None  # the host cannot open it; a device may, with the samples as given
         fixed: dict[str, list[int]] = {}
         if inputs is None:
@@ -366,6 +374,7 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
             continue
         with holding(Hold(task=f"bench {name}", kind="bench", mode="exclusive"), log):
             _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
+    _name_generated_integers(rows, planned)
     add_speedups(rows)
     source = str(inputs_file) if inputs_file else f"generated, seed 0: floats {GENERATED['float']}, integers {GENERATED['integer']}"
     head = results_file.header(
@@ -376,6 +385,18 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     results = results_file.assemble(head, rows, targets={name: target.environment() for name, target in targets.items()},
                                     build_seconds=round(time.perf_counter() - started, 1))
     return results, latencies
+
+
+def _name_generated_integers(rows: list[dict], planned: dict[str, list[dict]]) -> None:
+    """A failed row whose integer inputs were generated says so, with the fix: such an input is
+    often a setting, not data (silero-vad's ``sr`` must be 16000 or 8000, and fails deep inside
+    an If node on the generated 0 or 1)."""
+    for row in rows:
+        records = planned.get(row["id"].rsplit("@", 1)[0]) or []
+        generated = [r["name"] for r in records if r["values"] == GENERATED["integer"]]
+        if row["status"] == "failed" and generated and row.get("reason"):
+            row["reason"] += (f"; its integer input(s) {', '.join(generated)} were {GENERATED['integer']}: give the values "
+                              "the model expects with --inputs FILE.npz (one array per input, named after it)")
 
 
 def _as_given(arrays: dict[str, np.ndarray], count: int) -> np.ndarray:
@@ -398,7 +419,8 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
     from edgekit.targets import Measurement
 
     measured: dict[int, Measurement] = {}
-    ready = [i for i, v in enumerate(variants) if target.supports(v) and not (target.uses_host_session and v.session is None)]
+    ready = [i for i, v in enumerate(variants) if target.supports(v) and sample_sets[i] is not None
+             and not (target.uses_host_session and v.session is None)]
     if getattr(target, "interleaves", False) and ready:
         log(f"[bench] {name}: {len(ready)} file(s) in {spec.rounds} interleaved round(s)")
         chosen, sets = [variants[i] for i in ready], [sample_sets[i] for i in ready]
@@ -411,7 +433,9 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
         measured.update(zip(ready, group))
     for i, (path, variant) in enumerate(zip(paths, variants)):
         row_id = f"{path.name}@{name}"
-        if not target.supports(variant):
+        if sample_sets[i] is None:  # a file no session here could open: no samples to send anywhere
+            m = Measurement("failed", variant.reason)
+        elif not target.supports(variant):
             m = Measurement("skipped", target.unsupported_reason(variant))
         elif target.uses_host_session and variant.session is None:
             m = Measurement("failed", variant.reason)
@@ -427,7 +451,8 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
             latencies[row_id] = m.latencies_ms
         row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None),
                        again="edgekit bench")
-        row.update(metrics={}, delta={}, parity={}, input_shape=_first_shape(variant, sample_sets[i][0]))
+        row.update(metrics={}, delta={}, parity={},
+                   input_shape=_first_shape(variant, sample_sets[i][0]) if sample_sets[i] else None)
         if target.probes_here and m.status == "ok":
             row.update(_probe(variant, row_id, spec, sample_sets[i], log))
         elif m.status == "ok" and getattr(m, "probe", None) is not None:  # a device probed it itself

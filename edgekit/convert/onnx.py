@@ -95,7 +95,8 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
         named = named_outputs(model, outputs, result)
         return named if isinstance(named, dict) else {"output": named}
 
-    proto, _ = tf2onnx.convert.from_function(tf.function(forward), input_signature=specs, opset=opts["opset"])
+    function = _captures_frozen(tf.function(forward), specs)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opts["opset"])
     # tf2onnx leaves its graphs in reference cycles: 0.7 GiB at MobileNetV2 224, held through
     # the quantization below unless collected now (the real-size build's memory peak)
     gc.collect()
@@ -150,6 +151,22 @@ def convert(model, path: Path, precision: str, calibration: np.ndarray, options:
     if keep:
         settings.update(kept_float_record(keep, float_layers(path, keep, outer_names(model))))
     return settings
+
+
+def _captures_frozen(function, specs):
+    """``function`` as tf2onnx can convert it when its graph captures plain tensors: tf2onnx
+    makes every non-resource input of the concrete function a graph input, captured constants
+    too (basic-pitch's SavedModel captures its CQT kernels: the ONNX model then asked for 3 more
+    inputs). Frozen first (captures become constants), its outputs named again (the frozen
+    function returns a flat list, in the sorted key order of the dict ``forward`` returns)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = function.get_concrete_function(*specs)
+    if all(t.dtype == tf.resource for t in concrete.captured_inputs):
+        return function
+    frozen, names = convert_variables_to_constants_v2(concrete), sorted(concrete.structured_outputs)
+    return tf.function(lambda *xs: dict(zip(names, frozen(*xs))))
 
 
 def _layer_nodes(path, layers, outer) -> list[str]:

@@ -172,8 +172,16 @@ def read_weights(path: Path) -> list[np.ndarray]:
     from edgekit.runtimes.litert import interpreter_class
 
     interpreter_class_, _ = interpreter_class()
-    interpreter = interpreter_class_(model_path=str(path), **_no_delegates())
-    interpreter.allocate_tensors()
+    try:
+        interpreter = interpreter_class_(model_path=str(path), **_no_delegates())
+        interpreter.allocate_tensors()
+    except RuntimeError as exc:
+        if "custom op" not in str(exc):
+            raise
+        # a custom op that only the XNNPACK delegate runs (MediaPipe's Convolution2DTransposeBias):
+        # the default resolver opens the file, and the constants are still the file's
+        interpreter = interpreter_class_(model_path=str(path))
+        interpreter.allocate_tensors()
     # Constants are op inputs that no op produces and that are not graph inputs (the private
     # ops list is the only way the interpreter API exposes the graph).
     ops = interpreter._get_ops_details()

@@ -129,6 +129,11 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
         bare = keras_model(model)
         exported = with_normalization(bare, data.normalization) if getattr(data, "embedded", False) else bare
         x = data.artifact_inputs(x_val[:SAMPLES]) if hasattr(data, "artifact_inputs") else x_val[:SAMPLES]
+        from edgekit.saved_model import is_signature_model
+
+        if is_signature_model(bare):
+            raise ValueError("the model is a SavedModel's serving signature, one layer to Keras: there are no Keras "
+                             "layers to compare with the artifact's tensors")
         if getattr(x, "dtype", None) is not None and x.dtype.names:
             raise ValueError(f"the model has {len(x.dtype.names)} inputs; the per-layer error reads artifacts of one "
                              "input (its intermediates readers feed the first input only)")

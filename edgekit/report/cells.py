@@ -55,7 +55,31 @@ def delta_cell(metric: str, delta: float | None, reference: bool = False) -> str
     ``scores.delta`` leaves it out)."""
     if delta is None or (reference and metric == "snr_db"):
         return "-"
+    if abs(delta) < (0.05 if metric == "snr_db" else 5e-5):
+        delta = 0.0  # float32 rounding (-1e-9) is no loss: "+0.0000", never "-0.0000"
     return f"{delta:+.1f} dB" if metric == "snr_db" else f"{delta:+.4f}"
+
+
+def output_cells(results: dict) -> list[list[str]]:
+    """A model of several outputs: the header and, per row, each output's primary metric as the
+    results table shows it (dB for snr_db, "ref" for the reference, the top-1 agreement of a
+    label-free classifier's output beside it; the output that gave the row's headline marked
+    *); empty for a model of one output."""
+    rows = [row for row in results["rows"] if row.get("outputs")]
+    if not rows:
+        return []
+    first = rows[0]["outputs"]
+    header = ["id", *(f"{name} ({rec['task']}: {rec['primary_metric']})" for name, rec in first.items())]
+    lines = []
+    for row in rows:
+        line = [row["id"]]
+        for name in first:
+            rec = row["outputs"].get(name) or {}
+            metric = rec.get("primary_metric")
+            cell = fidelity_cell(metric, {"metrics": rec.get("metrics") or {}}, row["id"] == results.get("baseline"))
+            line.append(cell + ("*" if rec.get("headline") and cell != "-" else ""))
+        lines.append(line)
+    return [header, *lines]
 
 
 def cells(results: dict) -> list[list[str]]:

@@ -46,11 +46,18 @@ def loss_of(metric: str, value: float, reference: float, higher: bool, tolerance
     return None
 
 
+#: error metrics (lower is better) an output of its own may be scored with (regression heads)
+ERROR_METRICS = frozenset({"mae", "rmse", "mse"})
+
+
 def flag_losses(rows: list[dict], primary_metric: str, higher: bool, overrides: dict[str, float | None] | None = None,
                 extra_metrics: tuple[str, ...] = ("top1_agreement",)) -> dict[str, Any] | None:
     """Add a ``loss`` field and a note to every ok row (the first, the baseline, excepted)
     whose primary metric, or one of ``extra_metrics`` it records (a label-free classifier's
-    top-1 agreement), is worse than the baseline row's past its tolerance.
+    top-1 agreement), is worse than the baseline row's past its tolerance; and, for a model of
+    several outputs, a note per output other than the row's headline whose own primary metric
+    (or top-1 agreement) is worse than the baseline row's same output (a regression head that
+    int8 broke behind a classification headline).
 
     Args:
         rows: the results rows, the baseline first.
@@ -66,33 +73,63 @@ def flag_losses(rows: list[dict], primary_metric: str, higher: bool, overrides: 
         return None
     overrides = overrides or {}
     base = rows[0]
-    metrics = [(primary_metric, higher)] + [(m, True) for m in extra_metrics if m != primary_metric]
-    tolerances = {m: overrides.get(m, default_tolerance(m, up)) for m, up in metrics}
-    applied = {m: t for m, t in tolerances.items() if t is not None and m in (base.get("metrics") or {})}
+    applied: dict[str, float] = {}
+
+    def tolerance(metric: str, up: bool, reference: dict) -> float | None:
+        value = overrides.get(metric, default_tolerance(metric, up))
+        if value is None or metric not in reference:
+            return None
+        applied[metric] = value
+        return value
+
+    row_metrics = [(primary_metric, higher)] + [(m, True) for m in extra_metrics if m != primary_metric]
+    for metric, up in row_metrics:
+        tolerance(metric, up, base.get("metrics") or {})
     if not applied:
         return None
     flagged = []
     for row in rows[1:]:
         if row.get("status") != "ok":
             continue
-        for metric, up in metrics:
-            value, reference = (row.get("metrics") or {}).get(metric), base["metrics"].get(metric)
-            if metric not in applied or not isinstance(value, (int, float)) or not isinstance(reference, (int, float)):
-                continue
-            worse = loss_of(metric, value, reference, up, applied[metric])
-            if worse is None:
-                continue
-            limit = _describe_tolerance(metric, up, applied[metric])
-            row["loss"] = {"metric": metric, "value": value, "reference": reference, "reference_row": base["id"],
-                           "worse_by": worse, "tolerance": applied[metric]}
-            shown = (f"{value:.1f} dB, {limit}" if metric == "snr_db"
-                     else f"{value:.4f} vs {reference:.4f} on {base['id']} ({worse}, {limit})")
-            row.setdefault("notes", []).insert(0, f"loss: {metric} {shown}")
-            flagged.append(row["id"])
-            break
+        notes = _losses(row.get("metrics") or {}, base.get("metrics") or {}, row_metrics, tolerance, base["id"])
+        for name, record in (row.get("outputs") or {}).items():
+            reference = (base.get("outputs") or {}).get(name) or {}
+            if record.get("headline") or not reference.get("metrics"):
+                continue  # the headline output is the row's own metrics, flagged above
+            metric = record.get("primary_metric")
+            wanted = [(metric, metric not in ERROR_METRICS)] + [(m, True) for m in extra_metrics if m != metric]
+            notes += [(f"output {name} {what}", {**loss, "output": name}) for what, loss in
+                      _losses(record.get("metrics") or {}, reference["metrics"], wanted, tolerance, base["id"])]
+        if not notes:
+            continue
+        for text, _ in reversed(notes):
+            row.setdefault("notes", []).insert(0, f"loss: {text}")
+        row["loss"] = notes[0][1]
+        flagged.append(row["id"])
     return {"tolerance": applied, "reference_row": base["id"], "rows": flagged,
             "how": "scores in [0, 1]: points below the reference row; error metrics: share above it; snr_db: a floor "
-                   "in dB. A note only: budgets (check:) decide the exit code"}
+                   "in dB; every output of a model of several outputs on its own. A note only: budgets (check:) "
+                   "decide the exit code"}
+
+
+def _losses(metrics: dict, reference: dict, wanted: list[tuple[str, bool]], tolerance, reference_row: str
+            ) -> list[tuple[str, dict]]:
+    """``(note text, loss record)`` for the first of ``wanted`` metrics worse than ``reference``
+    past its tolerance (one note per row or output), or []."""
+    for metric, up in wanted:
+        value, ref = metrics.get(metric), reference.get(metric)
+        if not isinstance(value, (int, float)) or not isinstance(ref, (int, float)):
+            continue
+        limit = tolerance(metric, up, reference)
+        worse = None if limit is None else loss_of(metric, value, ref, up, limit)
+        if worse is None:
+            continue
+        said = _describe_tolerance(metric, up, limit)
+        shown = (f"{value:.1f} dB, {said}" if metric == "snr_db"
+                 else f"{value:.4f} vs {ref:.4f} on {reference_row} ({worse}, {said})")
+        return [(f"{metric} {shown}", {"metric": metric, "value": value, "reference": ref,
+                                       "reference_row": reference_row, "worse_by": worse, "tolerance": limit})]
+    return []
 
 
 def mark_suspect(rows: list[dict], sanity: dict[str, Any] | None) -> None:
@@ -116,7 +153,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         ids = flags["rows"]
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         primary, higher = results.get("primary_metric"), results.get("higher_is_better", True)
-        limits = ", ".join(f"{m} {_describe_tolerance(m, higher if m == primary else True, t)}"
+        limits = ", ".join(f"{m} {_describe_tolerance(m, higher if m == primary else m not in ERROR_METRICS, t)}"
                            for m, t in (flags.get("tolerance") or {}).items())
         lines.append(f"loss: {len(ids)} row(s) worse than {flags.get('reference_row')} ({limits}): {shown}; a note, "
                      "not a failure: budgets in the recipe's check: decide the exit code")

@@ -20,7 +20,7 @@ from edgekit.check.baseline import load_results
 from edgekit.check.gate import higher_is_better, judged_metric
 from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
-from edgekit.report.cells import COLUMNS, cells, human_ms, human_size
+from edgekit.report.cells import COLUMNS, cells, human_ms, human_size, output_cells
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
@@ -352,6 +352,19 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
     return "\n".join(out) + "</tbody></table>"
 
 
+def _outputs(results: dict) -> str:
+    """A model of several outputs: each output's own metric per row (``cells.output_cells``)."""
+    table = output_cells(results)
+    if not table:
+        return ""
+    esc, (header, *rows) = html.escape, table
+    body = "".join("<tr>" + "".join(f"<td class='{'id' if i == 0 else 'num'}'>{esc(c)}</td>" for i, c in enumerate(row))
+                   + "</tr>" for row in rows)
+    return ("<p>Each output on its own (* the row's metric: the worst output of the recipe's task):</p>"
+            "<table id='outputs'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
+            + f"</tr></thead><tbody>{body}</tbody></table>\n")
+
+
 def _flag_lines(results: dict) -> str:
     """A suspect baseline and the loss count (``report.flags``), above the table."""
     from edgekit.report.flags import summary_lines
@@ -432,7 +445,12 @@ def _layer_errors(results: dict) -> str:
             cells_.append(f"<li>{esc(shown)}</li>")
         kept = (row.get("settings") or {}).get("kept_float") or []
         note = f"<div class='muted'>kept float: {esc(', '.join(kept))}</div>" if kept else ""
-        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td>{record.get('layers_measured')}</td>"
+        # as the build log counts them: Keras layers compared of all; a fused group is one comparison
+        counted = (f"{record['layers_matched']}/{record['layers_total']}" if "layers_total" in record
+                   else str(record.get("layers_measured")))
+        if record.get("layers_measured") not in (None, record.get("layers_matched")):
+            counted += f" ({record['layers_measured']} comparisons: a fused group once)"
+        lines.append(f"<tr data-row='{esc(row['id'])}'><td>{esc(row['id'])}</td><td>{esc(counted)}</td>"
                      f"<td><ol>{''.join(cells_)}</ol>{note}</td></tr>")
     if not lines:
         return "<p class='muted'>No int8 rows with a per-layer error in this run.</p>"
@@ -498,7 +516,7 @@ def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[s
 <ul class="meta">{''.join(f'<li>{m}</li>' for m in meta)}</ul>
 <h2>Results</h2>
 {_flag_lines(results)}{_table(results, sizes, front)}
-<p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
+{_outputs(results)}<p class="muted">★ on the Pareto front: no other row is both faster (p50) and at least as accurate.
 Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compressed with gzip -9.</p>
 <h2>Accuracy vs latency</h2>
 {_img("accuracy_vs_latency", plots["accuracy_vs_latency"], "rows measured ok; circled points form the Pareto front")}

@@ -7,6 +7,7 @@ from edgekit.report.cells import (
     COLUMNS,
     cells,
     not_produced_line,
+    output_cells,
     speedup_line,
     target_cells,
 )
@@ -14,21 +15,15 @@ from edgekit.report.contract import markdown_lines as contract_lines
 
 
 def outputs_table(results: dict) -> list[str]:
-    """A model of several outputs: each row's primary metric per output (results rows' ``outputs``),
-    the output that gave the row's headline marked *; nothing for a model of one output."""
-    rows = [row for row in results["rows"] if row.get("outputs")]
-    if not rows:
+    """A model of several outputs: each row's primary metric per output (``cells.output_cells``);
+    nothing for a model of one output."""
+    table = output_cells(results)
+    if not table:
         return []
-    first = rows[0]["outputs"]
-    header = ["id", *(f"{name} ({rec['task']}: {rec['primary_metric']})" for name, rec in first.items())]
-
-    def cell(rec) -> str:
-        value = (rec or {}).get("metrics", {}).get((rec or {}).get("primary_metric"))
-        return "-" if value is None else f"{value:.4f}{'*' if rec.get('headline') else ''}"
-
+    header, *rows = table
     lines = ["", "Each output on its own (* the row's metric: the worst output of the recipe's task):", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join([row["id"], *(cell(row["outputs"].get(name)) for name in first)]) + " |" for row in rows]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown(results: dict) -> str:

@@ -278,7 +278,9 @@ def cast_input(x: np.ndarray, dtype) -> np.ndarray:
     x = np.asarray(x)
     if np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
         x = np.rint(x)
-    return np.ascontiguousarray(x, dtype=dtype)
+    # a scalar input stays a scalar: ascontiguousarray alone returns at least one axis (a sample
+    # rate fed as [16000] breaks a graph that unsqueezes it into a shape)
+    return np.ascontiguousarray(x, dtype=dtype).reshape(x.shape)
 
 
 def quantize_input(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:

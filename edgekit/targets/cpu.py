@@ -70,7 +70,7 @@ def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None, on_b
                                on_round=recorder, on_block=on_block)
     ended, read = time.time(), recorder.summary() if live else None
     for k, per_round in zip(live, rounds):
-        harness = _harness(sessions[k], sets[k])
+        harness = _harness(sessions[k], sets[k], getattr(spec, "runs", HARNESS_RUNS))
         # the settings of the session that was timed (a Keras session's TensorFlow threads)
         out[k] = Measurement("ok", latencies_ms=[t for r in per_round for t in r], rounds_ms=per_round,
                              interleaved=len(live) > 1, harness=harness, settings=dict(sessions[k].settings or {}),
@@ -78,14 +78,20 @@ def time_together(sessions, spec, samples, seed: int = 0, sample_sets=None, on_b
     return out
 
 
-def _harness(session, samples) -> dict | None:
+#: timed calls of each side of the harness figure, at most: no more than the recipe's own runs
+#: (basic-pitch's 190 ms int8 TFLite model spent 84 s on a 200-run figure of a 20-run recipe)
+HARNESS_RUNS = 200
+
+
+def _harness(session, samples, runs: int = HARNESS_RUNS) -> dict | None:
     """The session's own figure of what its Python side costs per call, measured after the
-    timed rounds (never during them); None where it has none or it fails."""
+    timed rounds (never during them), over at most ``runs`` calls of each side; None where it
+    has none or it fails."""
     measure = getattr(session, "harness_cost", None)
     if measure is None:
         return None
     try:
-        cost = measure(session.prepare(one_sample_batch(samples[0])))
+        cost = measure(session.prepare(one_sample_batch(samples[0])), runs=max(1, min(HARNESS_RUNS, int(runs))))
     except Exception:  # noqa: BLE001 - a side figure must never fail the row
         return None
     # which of the two the row's latency_ms (and the table) shows

@@ -170,3 +170,20 @@ def test_features_a_zoo_model_cannot_take_are_refused(tmp_path):
     result, run_dir = _build(tmp_path, _arrays(features=6), model="  arch: cnn")
     line = _refused(result, run_dir, "cnn")
     assert "[6]" in line
+
+
+def test_validate_refuses_data_that_lacks_the_chosen_input_shape(tmp_path):
+    """model.input_shape [24, 24, 3] with an npz of 16x16 images: the build refused it once the
+    model was loaded, while `edgekit validate` said ok; now validate says it too, without loading the model."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((20, 16, 16, 3), dtype=np.float32), y=np.arange(20) % 2)
+    (tmp_path / "free.keras").write_bytes(b"validate does not open it")
+    model = "  file: free.keras\n  input_shape: [{}, {}, 3]"
+    for side, code in ((24, 2), (16, 0)):
+        (tmp_path / "recipe.yaml").write_text(RECIPE.format(task="classification", model=model.format(side, side)))
+        result = CliRunner().invoke(cli, ["validate", str(tmp_path / "recipe.yaml")])
+        assert result.exit_code == code, result.output
+    (tmp_path / "recipe.yaml").write_text(RECIPE.format(task="classification", model=model.format(24, 24)))
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "recipe.yaml")])
+    assert "data shape [16, 16, 3] is not model.input_shape [24, 24, 3]" in result.output
+    assert len(result.output.strip().splitlines()) == 1

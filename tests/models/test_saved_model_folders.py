@@ -240,3 +240,45 @@ def test_a_keras_file_with_a_tfsmlayer_is_refused_in_safe_mode(folders, tmp_path
     keras.Model(inputs, outputs).save(tmp_path / "wrapped.keras")
     with pytest.raises(ModelError, match="is a TFSMLayer, which loads and runs the SavedModel at a path named in the file"):
         load_model_file(tmp_path / "wrapped.keras")
+
+
+def test_a_keras_folder_whose_layers_are_only_revived_is_served_by_its_signature(tmp_path):
+    """A tf_keras SavedModel whose custom layer class is not importable (basic-pitch's nmp and its
+    CQT layers): tf_keras revives it, but the revived model cannot be saved and loaded again (every
+    row of a build failed in its worker). Its signature stands for it; the constant tensor its
+    layer captures (a window, as basic-pitch's CQT kernels) is frozen into the ONNX graph, where
+    tf2onnx had made it a second input."""
+    import onnxruntime
+    import tensorflow as tf
+    import tf_keras
+
+    from edgekit.formats import FORMATS
+    from edgekit.saved_model import is_signature_model
+
+    class Window(tf_keras.layers.Layer):  # defined here only: no loader finds this class again
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.window = tf.constant(np.hanning(8).astype(np.float32))
+
+        def call(self, x):
+            return x * self.window
+
+    inputs = tf_keras.Input((8,))
+    hidden = Window()(inputs)
+    made = tf_keras.Model(inputs, {"a": tf_keras.layers.Dense(2, name="a")(hidden),
+                                   "b": tf_keras.layers.Dense(3, name="b")(hidden)})
+    made.save(str(tmp_path / "revived"), save_format="tf")
+    lines = []
+    model, flavour = load_model_file(tmp_path / "revived", sample_shape=(8,), log=lines.append)
+    assert flavour == "keras3" and is_signature_model(model)
+    assert "layers Window tf_keras can only revive from the graph" in lines[0]
+    x = np.random.default_rng(5).normal(size=(4, 8)).astype(np.float32)
+    reference = {name: np.asarray(value) for name, value in model(x).items()}
+    np.testing.assert_allclose(reference["a"], np.asarray(made(x)["a"]), atol=1e-6)
+    FORMATS["onnx"].load_converter()(model, tmp_path / "revived.onnx", "fp32", x, {})
+    session = onnxruntime.InferenceSession(str(tmp_path / "revived.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["input"]  # not the captured window too
+    names = [o.name for o in session.get_outputs()]
+    for i in range(len(x)):
+        for name, value in zip(names, session.run(None, {"input": x[i:i + 1]})):
+            np.testing.assert_allclose(value[0], reference[name][i], atol=1e-5)

@@ -77,3 +77,42 @@ def test_recipe_refuses_a_negative_tolerance(write_recipe):
         load_recipe(write_recipe("name: t\nmodel: {arch: mlp}\ncheck: {loss_tolerance: {accuracy: -1}}\n"))
     assert load_recipe(write_recipe("name: t\nmodel: {arch: mlp}\ncheck: {loss_tolerance: {mae: null}}\n",
                                     "ok.yaml")).check.loss_tolerance == {"mae": None}
+
+
+def _with_outputs(row: dict, kind: float, amount: float, right: float) -> dict:
+    """``row`` as a model of three outputs scores it: kind (the classification headline),
+    amount (a labelled regression head), right (an unlabelled head, scored by SNR)."""
+    row["outputs"] = {
+        "kind": {"task": "classification", "primary_metric": "accuracy", "metrics": {"accuracy": kind}, "headline": True},
+        "amount": {"task": "regression", "primary_metric": "mae", "metrics": {"mae": amount}, "headline": False},
+        "right": {"task": "fidelity", "primary_metric": "snr_db", "metrics": {"snr_db": right}, "headline": False},
+    }
+    return row
+
+
+def test_each_output_is_flagged_on_its_own_and_shown_as_the_table_shows_it():
+    """An OpenVINO int8 regression head at MAE +23% and an unlabelled head at 13.9 dB, behind a
+    classification headline that even improved, read ok before: every output is flagged on its own."""
+    from edgekit.report.cells import delta_cell, output_cells
+    from edgekit.report.html import _outputs
+    from edgekit.report.markdown import outputs_table
+
+    rows = _rows("accuracy", 0.7167, {"tflite-int8": 0.7167, "openvino-int8": 0.775})
+    for row, (kind, amount, right) in zip(rows, [(0.7167, 1.0599, 120.0), (0.7167, 1.0630, 34.27), (0.775, 1.3014, 13.86)]):
+        _with_outputs(row, kind, amount, right)
+    record = flags.flag_losses(rows, "accuracy", True)
+    assert record["rows"] == ["openvino-int8@cpu"] and "loss" not in rows[1]
+    assert record["tolerance"] == {"accuracy": 0.01, "mae": 0.05, "snr_db": 20.0}
+    assert rows[2]["notes"][:2] == ["loss: output amount mae 1.3014 vs 1.0599 on keras-fp32@cpu (+23%, past 5%)",
+                                    "loss: output right snr_db 13.9 dB, below 20 dB"]
+    assert rows[2]["loss"]["output"] == "amount" and rows[2]["loss"]["metric"] == "mae"
+    results = {"rows": rows, "baseline": "keras-fp32@cpu", "loss_flags": record, "primary_metric": "accuracy",
+               "higher_is_better": True}
+    assert "(accuracy past 1 point(s), mae past 5%, snr_db below 20 dB)" in flags.summary_lines(results)[0]
+    header, *cells = output_cells(results)
+    assert header == ["id", "kind (classification: accuracy)", "amount (regression: mae)", "right (fidelity: snr_db)"]
+    assert cells[0] == ["keras-fp32@cpu", "0.7167*", "1.0599", "ref"]
+    assert cells[2] == ["openvino-int8@cpu", "0.7750*", "1.3014", "13.9 dB"]
+    assert "| openvino-int8@cpu | 0.7750* | 1.3014 | 13.9 dB |" in outputs_table(results)
+    assert "<td class='num'>13.9 dB</td>" in _outputs(results)
+    assert delta_cell("mae", -1.3e-9) == "+0.0000" and delta_cell("mae", -0.0001) == "-0.0001"

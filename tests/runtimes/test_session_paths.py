@@ -140,3 +140,10 @@ def test_onnxruntime_without_the_cpp_session_object_uses_the_wrapper(tiny_artifa
     assert public.prepare(digits[0][:1])[1] is None
     np.testing.assert_array_equal(public.predict(digits[0][:10]), fast.predict(digits[0][:10]))
     assert "alone" in public.harness_cost(public.prepare(digits[0][:1]), runs=20)["how"]
+
+
+def test_the_harness_figure_times_no_more_calls_than_the_recipe(tiny_run):
+    """The side figure of what Python adds per call took 200 calls of each side whatever the recipe
+    said (84 s for one 190 ms row of basic-pitch's 20-run recipe); now at most benchmark.runs."""
+    measured = [row["harness"] for row in tiny_run.results["rows"] if row.get("harness")]
+    assert measured and all(0 < harness["runs"] <= 20 for harness in measured)  # TINY_RECIPE: runs 20
