@@ -79,7 +79,7 @@ model: {arch: mlp, params: {hidden: [24]}}
 train: {epochs: 3, learning_rate: 0.01, early_stopping_patience: 0}
 quantize: {precisions: [fp32, fp16, int8], calibration_samples: 32}
 export: {formats: [tflite, npref], npref: {accumulate: float64}}
-benchmark: {warmup: 1, runs: 7, inputs: 3}
+benchmark: {warmup: 1, runs: 7, inputs: 3, profile: false}
 """
 
 
