@@ -6,7 +6,8 @@ converter module, the runtime session, the zoo builder, ...) and the versions of
 it uses (for a format, those its row in the format table names). A rerun reuses every entry
 whose key is unchanged; editing one converter recomputes that format's entries only. Entries are folders written under a temporary name and renamed into
 place, so a build killed at any moment never leaves an entry a rerun would trust; each records
-the sha256 of its files and is verified when read, so a damaged one is recomputed, never used.
+the sha256 of its files, its stage and key, and is verified when read, so a damaged, swapped
+or added-to one is recomputed, never used.
 All stages go through ``Cache.fetch`` (get or compute).
 
 The cache lives in ``$EDGEKIT_CACHE_DIR`` or ``~/.cache/edgekit`` (CI can keep it between jobs).
@@ -30,6 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from edgekit import disk
 from edgekit.errors import CorruptEntry, one_line
 
 #: the cached stages, in build order
@@ -151,7 +153,8 @@ class Cache:
         return self.root / stage / key
 
     def fetch(self, stage: str, key: str, name: str, *, load: Callable[[Path], T], compute: Callable[[], T],
-              store: Callable[[T, Path], None], keep: Callable[[T], bool] = lambda value: True) -> tuple[T, bool]:
+              store: Callable[[T, Path], None], keep: Callable[[T], bool] = lambda value: True,
+              holds: dict[str, Any] | None = None) -> tuple[T, bool]:
         """The one get-or-compute of every stage.
 
         Args:
@@ -162,6 +165,8 @@ class Cache:
             compute: makes the value when there is no usable entry; its exceptions propagate.
             store: writes the value into an (empty, temporary) entry folder.
             keep: whether a computed value is worth caching (a failed measurement is not).
+            holds: what the entry holds beyond its name (a variant's model, format and
+                precision), recorded in its manifest for whoever inspects the cache.
 
         Returns:
             (value, whether it came from the cache).
@@ -184,9 +189,10 @@ class Cache:
         value = compute()
         if keep(value):
             try:
-                self.put(stage, key, name, lambda folder: store(value, folder))
+                self.put(stage, key, name, lambda folder: store(value, folder), holds)
             except OSError as exc:  # a full or read-only cache disk costs the reuse, not the result
-                self.log(f"[cache] could not store the {stage} entry for {name} ({one_line(exc, 200)}); "
+                room = f", {disk.free_space(self.root)} in {self.root}" if disk.no_space(exc) else ""
+                self.log(f"[cache] could not store the {stage} entry for {name} ({one_line(exc, 200)}{room}); "
                          "the next build computes it again")
         return value, False
 
@@ -199,10 +205,10 @@ class Cache:
         """
         folder = self.entry(stage, key)
         identity = _identity(folder)
-        if identity is None:
-            return _MISS
+        if identity is None or _unbound(folder):
+            return _MISS  # none, or one from an edgekit that did not record its key: put() replaces it
         try:
-            verify(folder)
+            verify(folder, stage, key)
             value = load(folder)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with an entry, it is recomputed
             from edgekit import interrupts
@@ -210,7 +216,7 @@ class Cache:
             interrupts.reraise_if_interrupted()  # a Ctrl-C cut short inside load: the entry is fine
             if _identity(folder) != identity:
                 raise _Replaced() from None
-            if _outside(exc, folder):  # e.g. the run directory could not be written: not the entry's fault
+            if _outside(exc, folder) or disk.no_space(exc):  # e.g. the run directory is full: not the entry's fault
                 raise
             self._discard(folder, identity)
             raise CorruptEntry(f"corrupt ({exc})" if isinstance(exc, CorruptEntry) else f"unreadable ({one_line(exc, 200)})") from None
@@ -218,7 +224,8 @@ class Cache:
             raise _Replaced()
         return value
 
-    def put(self, stage: str, key: str, name: str, fill: Callable[[Path], None]) -> Path:
+    def put(self, stage: str, key: str, name: str, fill: Callable[[Path], None],
+            holds: dict[str, Any] | None = None) -> Path:
         """Create an entry: ``fill(folder)`` writes into a temporary folder, renamed when done.
 
         A good entry already in place is kept (a concurrent writer of the same key was first) unless
@@ -233,9 +240,9 @@ class Cache:
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix("tmp", key), dir=final.parent))
         try:
             fill(tmp)
-            write_manifest(tmp)
+            write_manifest(tmp, stage, key, {"name": name, **(holds or {})})
             if not _rename(tmp, final):  # an entry is in place already
-                if self.enabled and _verified(final):
+                if self.enabled and _verified(final, stage, key):
                     return final  # the other writer's entry is as good as ours: ours is discarded
                 self._discard(final, _identity(final))
                 _rename(tmp, final)  # fails only if another writer got in between: then theirs stays
@@ -388,29 +395,64 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path) -> None:
-    """Record the sha256 of every file in ``folder`` (called last, before the rename), and a
-    random id that tells this entry from any other written under the same key."""
-    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.name != MANIFEST)
+def write_manifest(folder: Path, stage: str | None = None, key: str | None = None,
+                   holds: dict[str, Any] | None = None) -> None:
+    """Record the sha256 of every file in ``folder`` (called last, before the rename), a random
+    id that tells this entry from any other written under the same key, and what the entry is:
+    its stage, its key and what it holds (``{"name": "tflite-int8", "format": ...}``). An entry
+    read under another stage or key (two entries swapped, one copied by hand) is then refused."""
+    files = sorted(f for f in _entry_files(folder) if f.name != MANIFEST)
     hashes = {f.relative_to(folder).as_posix(): file_sha256(f) for f in files}
-    (folder / MANIFEST).write_text(json.dumps({"id": uuid.uuid4().hex, "files": hashes}, indent=1))
+    record = {"id": uuid.uuid4().hex, "stage": stage, "key": key, "holds": holds or {}, "files": hashes}
+    (folder / MANIFEST).write_text(json.dumps(record, indent=1))
 
 
-def verify(folder: Path) -> None:
-    """Check every file of an entry against its manifest.
+def _entry_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, links included as files: no link is followed."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        found += [Path(root) / name for name in files]
+        found += [Path(root) / name for name in dirs if (Path(root) / name).is_symlink()]
+    return found
+
+
+def _unbound(folder: Path) -> bool:
+    """Whether the entry's manifest records no key (written by an edgekit before entries did)."""
+    try:
+        return "key" not in json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError, TypeError):
+        return False  # no readable manifest: verify() says what is wrong with it
+
+
+def verify(folder: Path, stage: str | None = None, key: str | None = None) -> None:
+    """Check an entry: written for ``stage`` and ``key`` (when given), every file it lists
+    present with its sha256, and nothing else in it (no file it does not list, no link).
 
     Raises:
         CorruptEntry: no manifest (entries from before checksums count as corrupt), an unreadable
-            one, a missing file or a sha256 mismatch; the message names the file.
+            one, another stage or key, a missing, changed or unlisted file, or a link; the
+            message names it.
     """
     try:
-        hashes = json.loads((folder / MANIFEST).read_text())["files"]
+        record = json.loads((folder / MANIFEST).read_text())
+        hashes = record["files"]
     except FileNotFoundError:
         raise CorruptEntry(f"no {MANIFEST}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CorruptEntry(f"{MANIFEST} unreadable: {one_line(exc, 200)}") from None
     if not isinstance(hashes, dict) or not hashes:
         raise CorruptEntry(f"{MANIFEST} lists no files")
+    if stage is not None and (record.get("stage"), record.get("key")) != (stage, key):
+        holds = record.get("holds") if isinstance(record.get("holds"), dict) else {}
+        raise CorruptEntry(f"written for the {record.get('stage')} entry {record.get('key')}"
+                           f"{' (' + str(holds.get('name')) + ')' if holds.get('name') else ''}, not this one: "
+                           "entries moved or copied by hand")
+    for path in _entry_files(folder):
+        name = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            raise CorruptEntry(f"{name}: a link (an entry holds plain files only)")
+        if name != MANIFEST and name not in hashes:
+            raise CorruptEntry(f"{name}: not listed in {MANIFEST} (added after the entry was written)")
     for name, expected in hashes.items():
         path = folder / name
         if not path.is_file():
@@ -419,9 +461,9 @@ def verify(folder: Path) -> None:
             raise CorruptEntry(f"{name}: sha256 mismatch")
 
 
-def _verified(folder: Path) -> bool:
+def _verified(folder: Path, stage: str | None = None, key: str | None = None) -> bool:
     try:
-        verify(folder)
+        verify(folder, stage, key)
     except (CorruptEntry, OSError):
         return False
     return True

@@ -833,7 +833,12 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
+        from edgekit import disk
         from edgekit.errors import one_line
+
+        if disk.no_space(exc):  # a full disk under any command: what could not be written, and the room left
+            disk.full_disk_error(exc, f"edgekit {' '.join(sys.argv[1:2])}".strip()).show()
+            sys.exit(2)
 
         click.echo(f"Error: internal error: {one_line(exc)}; this is a bug in edgekit: rerun with EDGEKIT_DEBUG=1 "
                    "for the traceback and report it", err=True)

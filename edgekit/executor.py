@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 # The pool's exceptions live in errors.py with every other; ``executor.WorkerDied`` still works.
 from edgekit import executor_base as base
+from edgekit import lifeline
 from edgekit.errors import InputError, TaskFailed, WorkerDied, one_line
 from edgekit.executor_base import MESSAGES, Executor, OnMessage, Raised, relay, report, run_held  # noqa: F401 - the seam's names
 from edgekit.locks import Hold
@@ -388,6 +389,7 @@ def _worker_main(conn, parent_pid: int, initializer: Callable | None, initargs: 
                  output: Path | None = None) -> None:
     """A worker's life: set up once, then run tasks until told to stop (an empty message), the
     pipe closes, or the parent goes away."""
+    lifeline.hold(parent_pid)  # killed with the parent (SIGKILL included), not a second later
     if output is not None:  # before the set-up: TensorFlow's import prints
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)

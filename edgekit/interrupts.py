@@ -10,11 +10,15 @@ A SIGINT can also land inside a callback Python runs for itself (JAX, which Tens
 when it is installed, runs one after every garbage collection): the KeyboardInterrupt is then
 "unraisable", printed as a traceback and dropped. The build's hook sends it on to the main
 thread instead, silently, where it stops the build as any Ctrl-C does.
+
+A second Ctrl-C while the build stops (within GRACE_S of the first, or while ``stopping``
+writes the partial results) is noted and changes nothing: the results are written anyway.
 """
 
 from __future__ import annotations
 
 import _thread
+import math
 import signal
 import sys
 import threading
@@ -24,11 +28,22 @@ from typing import Iterator
 
 _seen = False
 _forwarded = False  # an unraisable Ctrl-C was sent on to the main thread (once per build)
+#: when the handler last raised (time.monotonic), inf while ``stopping``; None: not stopping
+_raised_at: float | None = None
+#: a further Ctrl-C this soon after the one that raised only counts: the build is on its way out
+#: (through finally blocks) to ``stopping``, and a second KeyboardInterrupt there would cut the
+#: partial results short (a double Ctrl-C 0.05-0.1 s apart lost results.json in 2 of 8 tries).
+#: Later ones raise again: a library may have swallowed the first.
+GRACE_S = 1.0
 
 
 def _handler(signum, frame) -> None:
-    global _seen
+    global _seen, _raised_at
     _seen = True
+    now = time.monotonic()
+    if _raised_at is not None and now - _raised_at < GRACE_S:
+        return
+    _raised_at = now
     raise KeyboardInterrupt
 
 
@@ -39,8 +54,10 @@ def watching() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _raised_at
     previous, previous_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     _seen = _forwarded = False
+    _raised_at = None
     signal.signal(signal.SIGINT, _handler)
     sys.unraisablehook = _unraisable
     try:
@@ -49,6 +66,7 @@ def watching() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = previous_hook
         _seen = False
+        _raised_at = None
 
 
 def _unraisable(unraisable) -> None:
@@ -68,6 +86,18 @@ def _unraisable(unraisable) -> None:
 def _interrupt_soon() -> None:
     time.sleep(0.05)  # the hook (and the callback that called it) has returned by then
     _thread.interrupt_main(signal.SIGINT)
+
+
+@contextmanager
+def stopping() -> Iterator[None]:
+    """Inside ``watching``: while the block runs (the partial results of an interrupted build
+    being written), a further Ctrl-C is noted and raises nothing."""
+    global _raised_at
+    _raised_at = math.inf
+    try:
+        yield
+    finally:
+        _raised_at = None
 
 
 def reraise_if_interrupted() -> None:

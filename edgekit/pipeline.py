@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from edgekit import environment, interrupts, report
+from edgekit import disk, environment, interrupts, report
 from edgekit.environment import git_commit
 from edgekit import train as train_stage
 from edgekit.bench.profiles import Ahead, start_ahead
@@ -122,20 +122,27 @@ def build(recipe, run_dir: Path, log: Log = print, cache: Cache | None = None, f
     state.records_from = len(pool.records)
     try:
         with interrupts.watching():
-            return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, until, prepared, force)
-    except (KeyboardInterrupt, SchedulerLost) as exc:
-        state.built = state.finished()  # what the workers finished before Ctrl-C
-        pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
-        _write_partial(state, cache, recipe, run_dir, pool)
-        if isinstance(exc, SchedulerLost):
-            raise SchedulerLost(
-                f"{exc}: partial results in {run_dir / 'results.json'} (unfinished rows marked); run the same "
-                "command again once the scheduler is back (or with --executor local), finished stages are cached"
-            ) from None
-        raise Interrupted(
-            f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
-            "run the same command again to resume, finished stages are cached"
-        ) from None
+            try:
+                return _build(recipe, run_dir, log, cache, state, pool, retime, owned, tensorboard, until, prepared, force)
+            except (KeyboardInterrupt, SchedulerLost) as exc:
+                with interrupts.stopping():  # a second Ctrl-C does not cut the writing short
+                    state.built = state.finished()  # what the workers finished before Ctrl-C
+                    pool.close(now=True)  # the workers ignore SIGINT: stopped here, before anything is written
+                    _write_partial(state, cache, recipe, run_dir, pool)
+                if isinstance(exc, SchedulerLost):
+                    raise SchedulerLost(
+                        f"{exc}: partial results in {run_dir / 'results.json'} (unfinished rows marked); run the same "
+                        "command again once the scheduler is back (or with --executor local), finished stages are cached"
+                    ) from None
+                raise Interrupted(
+                    f"interrupted: partial results in {run_dir / 'results.json'} (unfinished rows marked); "
+                    "run the same command again to resume, finished stages are cached"
+                ) from None
+            except Exception as exc:
+                if disk.no_space(exc):  # whichever library met the full disk, whatever it raised
+                    raise disk.full_disk_error(exc, _current_stage(state), run_dir,
+                                               cache.root if cache.enabled else None) from None
+                raise
     finally:
         if owned:
             pool.close(now=True)  # no worker outlives its build, whatever ended it
@@ -389,6 +396,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         state.variants += exporter.variants()
     finally:
         builds.close()
+    _stop_if_disk_full(state.variants, "the convert stage", run_dir, cache)
     _variant_seconds(state, log, phase)
     end_shared_phase()
     if until is not None:  # prepared: the cache and the run directory hold it; the bench is the caller's
@@ -412,6 +420,7 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
             pool.close()
     clock = _stage_done(state, log, "bench", clock)
     rows = state.rows
+    _stop_if_disk_full(rows, "the bench stage", run_dir, cache)
     _check_outputs(run_dir, state.variants)
     _remove_stale_artifacts(run_dir, state.variants)
     _write_layer_errors(run_dir, state.variants)
@@ -448,11 +457,28 @@ def _build_and_bench(recipe, run_dir: Path, log: Log, cache: Cache, state: _Stat
         results.update(results_file.stage_fields(state.stages))
         write_json(run_dir / "results.json", results)
     except OSError as exc:
+        if disk.no_space(exc):
+            raise disk.full_disk_error(exc, "the report stage", run_dir, cache.root if cache.enabled else None) from None
         raise EdgekitError(
             f"could not write the results into {run_dir}: {exc.strerror or exc} ({exc.filename}); expected a "
             "writable run directory: check --out and run the build again"
         ) from None
     return BuildResult(results, run_dir)
+
+
+def _current_stage(state: _State) -> str:
+    """The stage a build is in: the first not yet done."""
+    stage = next((name for name in ("data", "train", "convert", "bench") if name not in state.stages), "report")
+    return f"the {stage} stage"
+
+
+def _stop_if_disk_full(failed: list, doing: str, run_dir: Path, cache: Cache) -> None:
+    """A variant or row that failed for lack of room (in a worker, a probe, TFLite Micro) stops
+    the build as a full disk does anywhere else: the rows after it would fail the same way."""
+    fields = [item if isinstance(item, dict) else vars(item) for item in failed]  # rows, or variants
+    reason = next((f.get("reason") for f in fields if f.get("status") == "failed" and disk.no_space(f.get("reason"))), None)
+    if reason is not None:
+        raise disk.full_disk_error(reason, doing, run_dir, cache.root if cache.enabled else None)
 
 
 def _flag_rows(recipe, rows: list[dict], floor: dict | None, header: dict) -> dict:

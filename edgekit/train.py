@@ -232,12 +232,15 @@ def load_model_file(path: Path, safe_mode: bool = True, sample_shape=None, impor
         traced,
         user_classes,
     )
+    from edgekit.model_files import check_file
     from edgekit.model_safety import RECIPE_OPT_OUT, check_model_file, read_configs
     from edgekit.models import register_custom_layers
 
     opt_out = opt_out or RECIPE_OPT_OUT
     log = log or (lambda line: None)
     register_custom_layers()  # models saved by an edgekit build may hold zoo layers
+    # Safe mode or not: no model file makes a loader read another file (edgekit.model_files).
+    check_file(path, "model.file")
     if safe_mode:
         check_model_file(path, opt_out)
     if saved_model.is_saved_model(path) and not read_configs(path):

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit import lifeline
 from edgekit.errors import shorten
 from edgekit.progress import step
 from edgekit.targets.runner import probe_failed
@@ -349,7 +350,7 @@ def _launch(folder: Path, row_id: str, variant, recipe, samples) -> tuple | dict
     (folder / f"{name}.request.json").write_text(json.dumps(request))
     # The probe runs in its own folder: this process's import path, made absolute ('' is its cwd).
     path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = lifeline.child_env({**os.environ, "PYTHONPATH": os.pathsep.join(path), "TF_CPP_MIN_LOG_LEVEL": "2"})
     err = open(folder / f"{name}.stderr", "wb")  # noqa: SIM115 - open while the probe runs
     proc = subprocess.Popen([sys.executable, "-m", "edgekit.runtimes.probe", str(folder / f"{name}.request.json"),
                              str(folder / f"{name}.result.json")], stdout=subprocess.DEVNULL, stderr=err,

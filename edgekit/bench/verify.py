@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekit import lifeline
 from edgekit.check.baseline import load_results
 from edgekit.errors import ToolFailed, shorten
 from edgekit.targets import host_session_names
@@ -157,7 +158,7 @@ def run_tool(argv: list[str], timeout_s: float) -> str:
     name = Path(argv[0]).name if argv[0] != sys.executable else "python"
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace", timeout=timeout_s, check=False)
+                              errors="replace", timeout=timeout_s, check=False, preexec_fn=lifeline.preexec())
     except subprocess.TimeoutExpired:
         raise ToolFailed(f"{name} timed out after {timeout_s:g} s") from None
     except OSError as exc:
@@ -311,7 +312,8 @@ def edgekit_p50(argv: list[str], timeout_s: float) -> float:
     from edgekit.targets.job import result_payload
 
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False,
+                              preexec_fn=lifeline.preexec())
     except subprocess.TimeoutExpired:
         raise ToolFailed(f"edgekit's session timed out after {timeout_s:g} s") from None
     except OSError as exc:

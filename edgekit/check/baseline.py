@@ -38,27 +38,16 @@ def _read_json(path: Path, what: str) -> object:
 
 
 def validate_results(doc: object, path: Path | str, what: str = "results") -> dict:
-    """Check the parts of the results contract that check and report rely on.
+    """Check the shape of a parsed results file (``edgekit.results_schema``: every field any
+    reader reads has its type) and the row fields check and report compute with.
 
     Raises:
-        InputError: naming the file, what was expected and what was found.
+        InputError: naming the file, the field, what was expected and what was found.
     """
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: {what}: expected a JSON object (an edgekit results.json), received {type(doc).__name__}")
-    missing = [k for k in ("baseline", "primary_metric", "rows", "recipe") if k not in doc]
-    if missing:
-        raise InputError(f"{path}: {what}: expected an edgekit results.json; missing key(s): {', '.join(missing)}; "
-                         "pass RUN_DIR/results.json or a file from `edgekit baseline save`")
-    if not isinstance(doc["rows"], list) or not doc["rows"]:
-        raise InputError(f"{path}: {what}: expected a non-empty list of rows, received {doc['rows']!r:.60}")
-    for key in ("baseline", "primary_metric"):
-        if not isinstance(doc[key], str):
-            raise InputError(f"{path}: {what}: {key}: expected a string (a row id or metric name), received {doc[key]!r:.60}")
-    if not isinstance(doc["recipe"], dict):
-        raise InputError(f"{path}: {what}: recipe: expected an object with name and sha256, received {doc['recipe']!r:.60}")
+    from edgekit.results_schema import check_shape
+
+    doc = check_shape(doc, path, what)
     for i, row in enumerate(doc["rows"]):
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or "status" not in row:
-            raise InputError(f"{path}: {what}: rows[{i}]: expected an object with id and status, received {row!r:.80}")
         if problem := _row_problem(row):
             raise InputError(f"{path}: {what}: rows[{i}] ({row['id']}): {problem}; was the file edited by hand?")
     return doc
@@ -144,7 +133,7 @@ def save_baseline(run_dir: Path, path: Path) -> dict:
         "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": str(run_dir.resolve()),
         "recipe": results["recipe"],
-        "environment": results.get("environment", {}),
+        "environment": results.get("environment") or {},
         "recipe_yaml": recipe_copy.read_text() if recipe_copy.is_file() else None,
         "results": results,
     }
@@ -176,9 +165,10 @@ def environment_warnings(results: dict, stored: dict, absolute_latency: bool = F
     if sha != old_sha:
         warnings.append(f"recipe differs from the baseline's (sha256 {str(sha)[:12]} vs {str(old_sha)[:12]}): "
                         "if the change is intended, re-save the baseline (edgekit baseline save RUN_DIR PATH)")
-    env, old_env = results.get("environment", {}), stored.get("environment", {})
-    now = {"python": env.get("python"), **env.get("packages", {})}
-    old = {"python": old_env.get("python"), **old_env.get("packages", {})}
+    # a results file may hold null where a value is missing (results_schema)
+    env, old_env = results.get("environment") or {}, stored.get("environment") or {}
+    now = {"python": env.get("python"), **(env.get("packages") or {})}
+    old = {"python": old_env.get("python"), **(old_env.get("packages") or {})}
     changed = [f"{name} {old.get(name) or 'absent'} -> {now.get(name) or 'absent'}"
                for name in sorted(set(now) | set(old)) if name != "edgekit" and now.get(name) != old.get(name)]
     if changed:

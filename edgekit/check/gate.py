@@ -205,7 +205,8 @@ def _sanity_outcomes(results: dict, allow_suspect: bool) -> list[Outcome]:
     sanity = results.get("sanity")
     if not isinstance(sanity, dict) or "suspect" not in sanity:
         return []
-    value, limit = f"{sanity.get('baseline', float('nan')):.4f}", f"> {sanity.get('floor', float('nan')):.4f}"
+    baseline, floor = (float("nan") if sanity.get(key) is None else sanity[key] for key in ("baseline", "floor"))
+    value, limit = f"{baseline:.4f}", f"> {floor:.4f}"
     if not sanity["suspect"]:
         lo, hi = sanity.get("baseline_ci95") or [float("nan")] * 2
         return [Outcome(results["baseline"], "sanity floor", value, limit, "pass",

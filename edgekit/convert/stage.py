@@ -116,7 +116,8 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
             shutil.copyfile(source, folder / name)
         (folder / "settings.json").write_text(json.dumps(settings, default=str))
 
-    variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store)
+    variant.settings, reused = ctx.cache.fetch("convert", variant.key, variant.stem, load=load, compute=compute, store=store,
+                                               holds=variant.identity())
     if reused:
         ctx.log(f"[convert] {variant.stem} (cached)")
 

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
+from edgekit.data.folder_walk import IMAGE_SUFFIXES, Walk, open_image, unlistable
 from edgekit.errors import DataError, ModelError, one_line
 
-#: what is read as an image (by suffix, case-insensitive); other files are skipped
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: the tasks whose labels an image folder gives (fidelity needs none: a flat folder serves it)
 IMAGE_TASKS = ("classification", "fidelity")
 #: split folder name -> split
@@ -62,9 +62,9 @@ def read_images(path: Path, spec, task: str = "classification") -> tuple[dict[st
         raise DataError(f"data.source images labels each image by its class folder, which fits task classification "
                         f"(or fidelity), not {task}; save x and y to an npz for a {task} recipe")
     try:
-        groups, names, skipped = _layout(path)
+        groups, names, skipped = _layout(path, Walk(path))
     except OSError as exc:  # a folder that cannot be listed
-        _unlistable(exc)
+        unlistable(exc)
     if not names and task != "fidelity":
         raise DataError(f"data.path: {path} holds images but no class folders; task {task} needs one subfolder of "
                         "images per class (a flat folder is label-free samples, for task: fidelity)")
@@ -102,16 +102,18 @@ def folder_sha256(path: Path) -> str:
     """SHA-256 of what ``read_images`` reads: every image's path relative to ``path`` and its
     content hash (``cache.file_sha256``), plus the names of the skipped files; so the data stage's key
     changes when an image changes, is added, removed or moved to another class."""
-    from edgekit.cache import file_sha256
-
-    images, skipped = _walk(Path(path))
+    path = Path(path)
+    images, skipped = _walk(path, Walk(path))
     digest = hashlib.sha256()
     for file in images:
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
         try:
-            digest.update(file_sha256(file).encode())
+            with open_image(file) as handle:  # checked first: a FIFO named x.png blocked here forever
+                size, content = os.fstat(handle.fileno()).st_size, hashlib.sha256()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    content.update(block)
         except OSError as exc:
             raise DataError(f"data.path: {file}: cannot read ({exc.strerror or exc}); check its permissions") from None
+        digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0{content.hexdigest()}".encode())
     for file in skipped:
         digest.update(f"skipped {file.relative_to(path).as_posix()}\0".encode())
     return digest.hexdigest()
@@ -248,37 +250,20 @@ def _config_input_shape(data: Any) -> list | None:
     return shapes[0] if len(shapes) == 1 else None
 
 
-def _walk(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, skipped files) under ``folder``, sorted, hidden names left out; folder
-    links are not followed (a link loop would never end)."""
-    images, skipped = [], []
-    for root, dirs, files in os.walk(folder, onerror=_unlistable):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d))
-        for name in sorted(files):
-            if _hidden(name):
-                continue
-            file = Path(root) / name
-            (images if file.suffix.lower() in IMAGE_SUFFIXES else skipped).append(file)
-    return images, skipped
+def _walk(folder: Path, walk: Walk) -> tuple[list[Path], list[Path]]:
+    """(image files, skipped entries) under ``folder``, sorted, hidden names left out
+    (``folder_walk``: what is refused, what is skipped, and the bounds on a walk)."""
+    return walk.images(folder)
 
 
-def _unlistable(exc: OSError) -> NoReturn:
-    # also os.walk's onerror: it skips a folder it cannot list, whose images would be missing without a word
-    raise DataError(f"data.path: cannot list {exc.filename} ({exc.strerror or exc}); check its permissions") from None
+def _subfolders(folder: Path, walk: Walk) -> list[Path]:
+    return walk.level(folder)[0]
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not _hidden(p.name)), key=lambda p: p.name)
-
-
-def _layout(path: Path) -> tuple[dict[str, tuple[str, list[tuple[Path, int]]]], list[str], int]:
+def _layout(path: Path, walk: Walk) -> tuple[dict[str, tuple[str, list[tuple[Path, int]]]], list[str], int]:
     """split -> (array key suffix, [(file, class id)]), the class names, how many files were skipped."""
-    folders = _subfolders(path)
-    direct, skipped_direct = _direct_files(path)
+    folders = _subfolders(path, walk)
+    direct, skipped_direct = _direct_files(path, walk)
     if not folders:
         if not direct:
             raise DataError(f"data.path: no images ({', '.join(IMAGE_SUFFIXES)}) in {path}"
@@ -290,7 +275,7 @@ def _layout(path: Path) -> tuple[dict[str, tuple[str, list[tuple[Path, int]]]], 
                         "for label-free samples")
     splits = {f.name: f for f in folders if f.name.lower() in SPLIT_NAMES}
     if len(splits) < len(folders):  # class folders (one of them may be called "train" or "test")
-        entries, names, skipped = _classes(path, None)
+        entries, names, skipped = _classes(path, None, walk)
         return {"all": ("", entries)}, names, skipped + skipped_direct
     if "train" not in {SPLIT_NAMES[n.lower()] for n in splits}:
         raise DataError(f"data.path: {path} has {', '.join(f'{n}/' for n in splits)} but no train/; "
@@ -301,27 +286,26 @@ def _layout(path: Path) -> tuple[dict[str, tuple[str, list[tuple[Path, int]]]], 
         if split in by_split:
             raise DataError(f"data.path: {path} has both {by_split[split].name}/ and {name}/ for the {split} split; keep one")
         by_split[split] = folder
-    train, names, skipped = _classes(by_split["train"], None)
+    train, names, skipped = _classes(by_split["train"], None, walk)
     groups = {"train": ("_train" if "test" in by_split else "", train)}
     for split in ("val", "test"):
         if split in by_split:
-            entries, _, more = _classes(by_split[split], names)
+            entries, _, more = _classes(by_split[split], names, walk)
             groups[split] = ("_" + split, entries)
             skipped += more
     return groups, names, skipped + skipped_direct
 
 
-def _direct_files(folder: Path) -> tuple[list[Path], int]:
-    files = sorted((p for p in folder.iterdir() if p.is_file() and not _hidden(p.name)), key=lambda p: p.name)
-    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-    return images, len(files) - len(images)
+def _direct_files(folder: Path, walk: Walk) -> tuple[list[Path], int]:
+    _, images, skipped = walk.level(folder)
+    return images, len(skipped)
 
 
-def _classes(folder: Path, known: list[str] | None) -> tuple[list[tuple[Path, int]], list[str], int]:
+def _classes(folder: Path, known: list[str] | None, walk: Walk) -> tuple[list[tuple[Path, int]], list[str], int]:
     """One class per subfolder of ``folder`` (images in deeper folders included); ``known``: the
     training split's classes, which a val or test split must stay within."""
-    classes = _subfolders(folder)
-    direct, skipped = _direct_files(folder)
+    classes = _subfolders(folder, walk)
+    direct, skipped = _direct_files(folder, walk)
     if direct:
         raise DataError(f"data.path: {folder} holds {len(direct)} images (e.g. {direct[0].name}) next to its class "
                         "folders; move them into the folder of their class")
@@ -334,7 +318,7 @@ def _classes(folder: Path, known: list[str] | None) -> tuple[list[tuple[Path, in
     index = {name: i for i, name in enumerate(known if known is not None else names)}
     entries = []
     for cls in classes:
-        images, more = _walk(cls)
+        images, more = _walk(cls, walk)
         skipped += len(more)
         if not images:
             raise DataError(f"data.path: class folder {cls} has no images ({', '.join(IMAGE_SUFFIXES)})"
@@ -359,8 +343,10 @@ def _header(file: Path) -> tuple[tuple[int, int], str]:
     from PIL import Image
 
     try:
-        with Image.open(file) as image:
+        with open_image(file) as handle, Image.open(handle) as image:
             return image.size, image.mode
+    except DataError:
+        raise
     except Image.DecompressionBombError:
         raise DataError(f"data.path: {file}: more pixels than Pillow opens ({Image.MAX_IMAGE_PIXELS * 2:,}, its guard "
                         "against decompression bombs); downscale the image or remove it") from None
@@ -373,7 +359,7 @@ def _decode(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(file) as image:
+        with open_image(file) as handle, Image.open(handle) as image:
             if image.format == "JPEG":
                 # Decode a large JPEG at 1/2 .. 1/8 scale (still at least ``size``): a photo of
                 # tens of megapixels then never exists in memory at full size.
@@ -400,7 +386,8 @@ def _decode(file: Path, size: tuple[int, int], channels: int) -> np.ndarray:
 
 
 def _reason(exc: Exception, file: Path) -> str:
-    text = str(exc).replace(f"'{file}'", "").replace(str(file), "").strip().rstrip(":")  # the line names the file once
+    text = re.sub(r"\s*<_io\.\w+ name=[^>]*>", "", str(exc))  # Pillow names the open file object
+    text = text.replace(f"'{file}'", "").replace(str(file), "").strip().rstrip(":")  # the line names the file once
     return one_line(text, 160) or type(exc).__name__
 
 

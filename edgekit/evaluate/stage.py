@@ -94,6 +94,7 @@ def evaluate_converted(variant: Variant, fmt, ctx: BuildContext, model=None) -> 
         saved, reused = ctx.cache.fetch(
             "evaluate", eval_key, variant.stem, load=_load_evaluation, compute=compute,
             store=lambda value, folder: (folder / "evaluation.json").write_text(json.dumps(value, default=str)),
+            holds=variant.identity(),
         )
     except Exception as exc:  # noqa: BLE001
         interrupts.reraise_if_interrupted()  # Ctrl-C that a library turned into an error

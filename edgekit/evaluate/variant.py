@@ -56,6 +56,10 @@ class Variant:
         prefix = "" if self.model == "base" else f"{self.model}-"
         return f"{prefix}{self.format}-{self.precision}"
 
+    def identity(self) -> dict[str, str]:
+        """What a cache entry of this variant holds, as its manifest records it."""
+        return {"model": self.model, "format": self.format, "precision": self.precision}
+
     @property
     def files(self) -> list[Path]:
         """Every file of the artifact (OpenVINO's .xml comes with a .bin)."""

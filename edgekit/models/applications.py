@@ -259,7 +259,10 @@ def read_weights_file(path: Path) -> list[tuple[str, list[np.ndarray]]]:
     """
     import h5py
 
-    if not h5py.is_hdf5(path):
+    from edgekit.model_files import check_file
+
+    # its type from its first bytes, and nothing in it that points at another file
+    if check_file(path, "model.params.weights") != "hdf5":
         raise ModelError(f"model.params.weights: {path} is not an HDF5 (.h5) weights file; give the Keras .h5 file itself")
     with h5py.File(path, "r") as f:
         group = f.get("model_weights", f)  # a whole-model .h5 keeps them there

@@ -313,9 +313,9 @@ def _step_text(step: dict) -> str:
         layers = ", ".join(f"{layer['layer']} ({layer['class']})" for layer in step.get("layers") or [])
         return f"{star}model layers {layers}: expects {step.get('expects')}"
     if step["step"] == "quantize":
-        return f"{star}quantize to {step['dtype']}"
+        return f"{star}quantize to {step.get('dtype')}"
     if step["step"] == "normalize":
-        return f"{star}normalize ({step['kind']}, {step['statistics']})"
+        return f"{star}normalize ({step.get('kind')}, {step.get('statistics')})"
     if step["step"] == "read" and step.get("source") == "images":
         return f"read images at {'x'.join(str(v) for v in step.get('size') or [])}, {_MODES.get(step.get('channels'), '')}"
     if step["step"] == "read":

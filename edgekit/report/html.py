@@ -22,6 +22,13 @@ from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size, output_cells
 
+def esc(value: object) -> str:
+    """Any value as text safe inside an element or a quoted attribute (class='...', title='...'):
+    ``&``, ``<``, ``>``, ``"`` and ``'`` escaped. Every value from results.json goes through it,
+    numbers included: a results file copied from CI may hold anything in any field."""
+    return html.escape(str(value), quote=True)
+
+
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
 _MARKERS = {"fp32": "o", "fp16": "^", "bf16": "<", "dynamic": "D", "int8": "s", "int8-mixed": "X", "int8-fast": "P", "int16x8": "v"}
@@ -310,7 +317,7 @@ def _distribution(results: dict, latencies: dict[str, list[float]]) -> bytes | N
                boxprops={"facecolor": "C0", "alpha": 0.35}, medianprops={"color": "C3", "linewidth": 2},
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
     # The numbers go into the row labels, where they can never cover a box.
-    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms']['p99'])}, n={len(d)}"
+    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms'].get('p99', r['latency_ms']['p50']))}, n={len(d)}"
               if r.get("latency_ms") else r["id"] for r, d in zip(rows, data)]
     ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
     ax.invert_yaxis()
@@ -338,17 +345,17 @@ def _table(results: dict, sizes: dict, front: list[str]) -> str:
     metric = results["primary_metric"]
     header = [c.replace("metric", metric).replace("delta", f"Δ {metric}") for c in COLUMNS]
     numeric = {"size", "gzip", "sparsity", metric, f"Δ {metric}", "p50", "speedup", "mem"}
-    out = ["<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    out = ["<table id='results'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"]
     for row, display in zip(results["rows"], cells(results)):
         display = list(display)
         if row["id"] in front:
             display[0] += " ★"
         css = row["status"] if row["status"] != "ok" else ("noted" if row.get("notes") else "ok")
         kinds = {header[0]: "id", header[-1]: "notes"}  # the id never wraps; the notes get the room
-        tds = "".join(f"<td class='num'>{html.escape(c)}</td>" if h in numeric else
-                      f"<td class='{kinds[h]}'>{html.escape(c)}</td>" if h in kinds else f"<td>{html.escape(c)}</td>"
+        tds = "".join(f"<td class='num'>{esc(c)}</td>" if h in numeric else
+                      f"<td class='{kinds[h]}'>{esc(c)}</td>" if h in kinds else f"<td>{esc(c)}</td>"
                       for h, c in zip(header, display))
-        out.append(f"<tr class='{css}' data-row='{html.escape(row['id'])}'>{tds}</tr>")
+        out.append(f"<tr class='{esc(css)}' data-row='{esc(row['id'])}'>{tds}</tr>")
     return "\n".join(out) + "</tbody></table>"
 
 
@@ -357,7 +364,7 @@ def _outputs(results: dict) -> str:
     table = output_cells(results)
     if not table:
         return ""
-    esc, (header, *rows) = html.escape, table
+    header, *rows = table
     body = "".join("<tr>" + "".join(f"<td class='{'id' if i == 0 else 'num'}'>{esc(c)}</td>" for i, c in enumerate(row))
                    + "</tr>" for row in rows)
     return ("<p>Each output on its own (* the row's metric: the worst output of the recipe's task):</p>"
@@ -369,13 +376,13 @@ def _flag_lines(results: dict) -> str:
     """A suspect baseline and the loss count (``report.flags``), above the table."""
     from edgekit.report.flags import summary_lines
 
-    return "".join(f"<p class='flag'><strong>{html.escape(line)}</strong></p>\n" for line in summary_lines(results))
+    return "".join(f"<p class='flag'><strong>{esc(line)}</strong></p>\n" for line in summary_lines(results))
 
 
 def _time_breakdown(results: dict) -> str:
     """Per row with a profile: a bar of its op types' shares of the time, accelerated ops in
     green and the others in orange, and what the profile says was not accelerated."""
-    esc, lines = html.escape, []
+    lines = []
     for row in results["rows"]:
         profile = row.get("profile") or {}
         types = profile.get("top_op_types") or []
@@ -413,7 +420,7 @@ def _devices(results: dict) -> str:
     retries, waits; and what a pool's fleet decided."""
     from edgekit.report import devices
 
-    esc, relied = html.escape, devices.table(results)
+    relied = devices.table(results)
     if not relied:
         return "<p class='muted'>No row carries a device, clocks, retries or waits.</p>"
     header, *rows = relied
@@ -427,7 +434,7 @@ def _devices(results: dict) -> str:
 
 def _layer_errors(results: dict) -> str:
     """Per int8 row: the layers whose outputs drift most from the float model's."""
-    esc, lines, how = html.escape, [], ""
+    lines, how = [], ""
     for row in results["rows"]:
         record = row.get("layer_error") or {}
         if row["status"] != "ok" or not record.get("worst"):
@@ -444,9 +451,9 @@ def _layer_errors(results: dict) -> str:
                 shown += ": " + ", ".join(figures)
             cells_.append(f"<li>{esc(shown)}</li>")
         kept = (row.get("settings") or {}).get("kept_float") or []
-        note = f"<div class='muted'>kept float: {esc(', '.join(kept))}</div>" if kept else ""
+        note = f"<div class='muted'>kept float: {esc(', '.join(map(str, kept)))}</div>" if kept else ""
         # as the build log counts them: Keras layers compared of all; a fused group is one comparison
-        counted = (f"{record['layers_matched']}/{record['layers_total']}" if "layers_total" in record
+        counted = (f"{record.get('layers_matched')}/{record['layers_total']}" if record.get("layers_total") is not None
                    else str(record.get("layers_measured")))
         if record.get("layers_measured") not in (None, record.get("layers_matched")):
             counted += f" ({record['layers_measured']} comparisons: a fused group once)"
@@ -464,7 +471,7 @@ def _contracts(results: dict) -> str:
     """Per artifact (its first row): each input and output as its input contract gives it."""
     from edgekit.report.contract import data_warnings, tensor_cells
 
-    esc, lines, seen = html.escape, [], set()
+    lines, seen = [], set()  # esc: any value (a hand-edited file may hold null or a number where text was)
     warned = "".join(f"<p class='warning'>warning: {esc(w)}</p>" for w in data_warnings(results))
     for row in results["rows"]:
         contract = row.get("contract")
@@ -487,27 +494,27 @@ def _contracts(results: dict) -> str:
 
 def _img(name: str, png: bytes | None, caption: str) -> str:
     if png is None:
-        return f"<p class='muted'>{html.escape(name)}: nothing to plot ({html.escape(caption)}).</p>"
+        return f"<p class='muted'>{esc(name)}: nothing to plot ({esc(caption)}).</p>"
     data = base64.b64encode(png).decode("ascii")
-    return (f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(caption)} (also {PLOTS_DIR}/{name}.png)</figcaption></figure>")
+    return (f"<figure><img alt='{esc(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{esc(caption)} (also {PLOTS_DIR}/{esc(name)}.png)</figcaption></figure>")
 
 
 def render(results: dict, run_dir: Path, plots: dict, sizes: dict, front: list[str]) -> str:
     """The whole page as one string."""
-    esc, env, bench = html.escape, results.get("environment", {}), results.get("benchmark", {})
+    env, bench = results.get("environment") or {}, results.get("benchmark") or {}
     recipe_file = run_dir / "recipe.yaml"
     recipe_text = recipe_file.read_text() if recipe_file.is_file() else json.dumps(results["recipe"], indent=2)
     meta = [
         f"baseline row: <code>{esc(results['baseline'])}</code>; task metric: {esc(results['primary_metric'])}",
-        f"benchmark: batch 1, {bench.get('threads')} thread(s), {bench.get('warmup')} warm-up runs, at least "
-        f"{bench.get('runs')} timed runs over {bench.get('inputs')} fixed inputs",
-        f"machine: {esc(str(env.get('cpu')))}, {env.get('cores')} cores, ISA {esc(', '.join(env.get('isa') or []) or '-')}",
-        f"edgekit {esc(str(results.get('edgekit_version')))}, build time {results.get('build_seconds')} s",
+        f"benchmark: batch 1, {esc(bench.get('threads'))} thread(s), {esc(bench.get('warmup'))} warm-up runs, at least "
+        f"{esc(bench.get('runs'))} timed runs over {esc(bench.get('inputs'))} fixed inputs",
+        f"machine: {esc(env.get('cpu'))}, {esc(env.get('cores'))} cores, ISA {esc(', '.join(map(str, env.get('isa') or [])) or '-')}",
+        f"edgekit {esc(results.get('edgekit_version'))}, build time {esc(results.get('build_seconds'))} s",
     ]
     env_rows = [(k, env[k]) for k in ("cpu", "isa", "cores", "machine", "os", "python") if k in env]
-    env_rows += list(env.get("packages", {}).items())
-    env_table = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(', '.join(v) if isinstance(v, list) else str(v))}</td></tr>"
+    env_rows += list((env.get("packages") or {}).items())
+    env_table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(', '.join(map(str, v)) if isinstance(v, list) else v)}</td></tr>"
                         for k, v in env_rows)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgekit report: {esc(results['recipe'].get('name', ''))}</title>
@@ -535,8 +542,8 @@ Speedup is the baseline row's p50 over the row's p50; gzip is the artifact compr
 <h2>Environment</h2>
 <table id="environment">{env_table}</table>
 <h2>Recipe</h2>
-<p class="muted">sha256 {esc(str(results['recipe'].get('sha256')))}</p>
+<p class="muted">sha256 {esc(results['recipe'].get('sha256'))}</p>
 <pre id="recipe">{esc(recipe_text)}</pre>
-<p class="muted">Regenerate with <code>edgekit report {esc(str(run_dir))}</code>.</p>
+<p class="muted">Regenerate with <code>edgekit report {esc(run_dir)}</code>.</p>
 </body></html>
 """

@@ -10,7 +10,6 @@ table, 13 columns); a file with the EXCERPT markers instead (the README) gets th
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -33,14 +32,9 @@ def _formats() -> list:
 
 def load(paths: list[Path]) -> list[dict]:
     """results.json documents from files or run directories, in the order given."""
-    docs = []
-    for path in paths:
-        file = path / "results.json" if path.is_dir() else path
-        try:
-            docs.append(json.loads(file.read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{file}: cannot read results ({exc}); pass run directories or results.json files from edgekit build") from None
-    return docs
+    from edgekit.check.baseline import load_results  # the one check of a results file's shape
+
+    return [load_results(Path(path)) for path in paths]
 
 
 def _value(value: float | None) -> str:
@@ -83,10 +77,12 @@ def line(results: dict) -> list[str]:
     # Size is shown for the first format of the table (TFLite): one column, not one per format.
     first = formats[0].name if formats else ""
     size32, size8 = rows.get((first, "fp32")), rows.get((first, "int8"))
+    model, data = results.get("model") or {}, results.get("data") or {}
+    params = f"{model['parameters']:,}" if isinstance(model.get("parameters"), int) else "?"
     cells = [
-        f"`{results['recipe']['name']}`",
-        f"{results['model']['source']} ({results['model']['parameters']:,} params)",
-        results["data"]["source"],
+        f"`{results['recipe'].get('name')}`",
+        f"{model.get('source')} ({params} params)",
+        str(data.get("source")),
         f"{metric} {arrow}",
         _metric(keras, metric, reference=results.get("task") == "fidelity"),
         *(_metric(rows.get((fmt.name, "int8")), metric) for fmt in formats),
@@ -105,7 +101,7 @@ def table(docs: list[dict]) -> str:
               size, "p50 Keras", *(f"p50 {f.title} fp32 / int8" for f in formats)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(line(doc)) + " |" for doc in docs]
-    failed = [(doc["recipe"]["name"], r["id"], r["reason"]) for doc in docs
+    failed = [(doc["recipe"].get("name"), r["id"], r["reason"]) for doc in docs
               for r in _rows(doc).values() if r["status"] == "failed"]
     lines += ["", _measured(docs)]
     if failed:
@@ -132,9 +128,10 @@ def excerpt(docs: list[dict]) -> str:
 
 def _measured(docs: list[dict], short: bool = False) -> str:
     """The line under a table: the machine, the threads, how every metric was taken."""
-    env = docs[0]["environment"] if docs else {}
-    threads = sorted({doc["benchmark"]["threads"] for doc in docs})
-    text = (f"Measured on {env.get('cpu', 'unknown CPU')}, batch 1, {', '.join(map(str, threads))} thread(s); every "
+    # results_schema lets environment, benchmark and their fields be null (missing)
+    env = (docs[0].get("environment") or {}) if docs else {}
+    threads = sorted({str((doc.get("benchmark") or {}).get("threads")) for doc in docs})
+    text = (f"Measured on {env.get('cpu') or 'unknown CPU'}, batch 1, {', '.join(threads)} thread(s); every "
             "metric on the recipe's test split from the artifact's own runtime; ↑ higher is better, ↓ lower is better")
     if short:
         return text + " (snr_db: label-free fidelity against the Keras fp32 outputs, the Keras row being that reference)."

@@ -196,4 +196,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from edgekit import lifeline
+
+    lifeline.hold()  # started by a build (bench/profiles.py): never outlive it
     sys.exit(main())

@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit import lifeline
 from edgekit.bench import stats
 from edgekit.formats import FORMATS, GPU_SESSION, Format
 from edgekit.targets.base import Measurement, Target
@@ -323,8 +324,8 @@ def _run_runner(python: str, payload: dict, folder: Path, backend: str) -> dict:
     # The backend is read once, when keras is first imported: the reason for this process.
     # JAX would take 75% of the GPU's memory up front; TensorFlow or onnxruntime of this
     # process may hold some of it already.
-    env = {**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    env = lifeline.child_env({**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                              "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")})
     try:
         done = subprocess.run([python, str(folder / jobs.RUNNER_NAME), str(folder / "job.json")], cwd=folder, env=env,
                               stdin=subprocess.DEVNULL, capture_output=True, timeout=RUN_TIMEOUT_S, check=False)

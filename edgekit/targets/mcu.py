@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from edgekit import lifeline
 from edgekit.runtimes import as_samples
 from edgekit.errors import shorten
 from edgekit.formats import TFLITE_MICRO
@@ -158,7 +159,7 @@ class McuTarget(Target):
                 np.save(folder / "eval.npy", as_samples(eval_inputs))
             try:
                 done = subprocess.run([sys.executable, "-m", "edgekit.targets.mcu_run", str(folder)], check=False, capture_output=True,
-                                      text=True, timeout=TIMEOUT_S)
+                                      text=True, timeout=TIMEOUT_S, env=lifeline.child_env())
             except subprocess.TimeoutExpired:
                 return Measurement("failed", f"TFLite Micro took over {TIMEOUT_S:.0f} s on {Path(variant.path).name}: "
                                    "time fewer runs (benchmark.runs) or a smaller test split"), None

@@ -336,4 +336,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from edgekit import lifeline
+
+    lifeline.hold()  # started by a build (targets/mcu.py): never outlive it
     sys.exit(main(sys.argv[1:]))

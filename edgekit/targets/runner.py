@@ -509,6 +509,23 @@ def _emit(payload):
     sys.stdout.flush()
 
 
+def _die_with_parent():
+    """When the process that started this one says so ($EDGEKIT_PARENT_PID: a local GPU run),
+    ask Linux for SIGKILL when it dies, as edgekit.lifeline does (this file runs without
+    edgekit); exit at once when it is gone already."""
+    text = os.environ.pop("EDGEKIT_PARENT_PID", "")
+    if not text.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(text):
+        os._exit(1)
+
+
 def _supervise(job_path, watch_stdin):
     """Run the job in a child process and report how it ended.
 
@@ -520,7 +537,8 @@ def _supervise(job_path, watch_stdin):
 
     started = time.monotonic()
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--in-process", job_path],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             env={**os.environ, "EDGEKIT_PARENT_PID": str(os.getpid())})  # dies with this one
     if watch_stdin:
         _exit_when_stdin_closes(child)
     out, _ = child.communicate()
@@ -549,6 +567,7 @@ def main(argv=None):
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin is closed (ssh gone)")
     parser.add_argument("--in-process", action="store_true", help="run the job in this process (no supervisor)")
     args = parser.parse_args(argv)
+    _die_with_parent()
     try:
         if args.probe:
             _emit(probe(args.modules.split(",") if args.modules else None, args.work_dir))

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgekit import lifeline
 from edgekit.errors import shorten
 
 #: longest one Vela compile may take (the MLPerf Tiny models take a second or two here)
@@ -193,7 +194,8 @@ def compile_model(source: Path, folder: Path, args: list[str]) -> dict:
     input, and a user's file name must not decide them."""
     shutil.copyfile(source, folder / "model.tflite")
     try:
-        done = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+                              preexec_fn=lifeline.preexec())  # dies with its build
     except subprocess.TimeoutExpired:
         return {"error": f"Vela took over {TIMEOUT_S:.0f} s to compile {source.name}"}
     text = f"{done.stdout}\n{done.stderr}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -225,3 +227,49 @@ benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
     assert rows["keras-fp32@cpu"]["metrics"]["roc_auc"] > 0.9
     assert rows["tflite-int8@cpu"]["metrics"]["roc_auc"] > 0.85
     assert rows["tflite-int8@cpu"]["metrics"]["error_anomalous"] > rows["tflite-int8@cpu"]["metrics"]["error_normal"]
+
+
+class _Planted:
+    """A pickled object that, unpickled, creates ``marker`` (what a planted file could do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _cifar_batches(folder, poisoned=None):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": b"x", b"labels": [int(v) for v in rng.integers(0, 10, 12)],
+                 b"data": rng.integers(0, 256, (12, 3072)).astype(np.uint8), b"filenames": [b"a.png"] * 12}
+        if poisoned is not None and name == "data_batch_3":
+            batch[b"labels"] = poisoned
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle, protocol=2)  # the archive's format (a protocol-2 pickle)
+
+
+def test_keras_cifar10_batches_are_read_without_running_code(keras_home, tmp_path):
+    """The batches are pickles, as Keras reads them; a planted one that would create a file is
+    refused in one line and nothing runs."""
+    _cifar_batches(keras_home / "cifar-10-batches-py")
+    d = _load("cifar10", val_fraction=0)
+    assert d.input_shape == (32, 32, 3) and len(d.x_train) == 60 and d.x_train.max() <= 1.0
+    shutil.rmtree(keras_home / "cifar-10-batches-py")
+    _cifar_batches(keras_home / "cifar-10-batches-py", poisoned=_Planted(tmp_path / "ran"))
+    with pytest.raises(DataError) as info:
+        _load("cifar10")
+    assert "data_batch_3: not read (it names io.open)" in info.value.message and "\n" not in info.value.message
+    assert not (tmp_path / "ran").exists()
+
+
+def test_keras_imdb_object_arrays_are_read_without_running_code(keras_home, tmp_path):
+    reviews = np.empty(4, dtype=object)
+    reviews[:] = [[1, 5], [1, 7], _Planted(tmp_path / "ran"), [1, 9]]
+    np.savez(keras_home / "imdb.npz", x_train=reviews, y_train=np.array([0, 1, 0, 1]), x_test=reviews, y_test=np.array([1, 0, 1, 0]))
+    with pytest.raises(DataError) as info:
+        _load("imdb")
+    assert "imdb.npz: not read (it names io.open)" in info.value.message
+    assert not (tmp_path / "ran").exists()

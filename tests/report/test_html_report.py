@@ -4,6 +4,7 @@ headless Chromium (a screenshot test, skipped where Chromium is not installed)."
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import io
 import json
@@ -187,6 +188,97 @@ def test_report_shows_where_time_goes_and_the_worst_int8_layers(run_dir):
 
     for row in profiled:
         assert html_lib.escape(human_size(row["memory"]["peak_bytes"])) in page
+
+
+def _leaves(doc, path=()):
+    """The path of every leaf value of a JSON document."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(doc, list) and doc:
+        for index, value in enumerate(doc):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path
+
+
+def _fields(doc) -> list[tuple]:
+    """One leaf path per field (rows[*].status once: in the first row that has it)."""
+    first = {}
+    for path in _leaves(doc):
+        first.setdefault(tuple("*" if isinstance(key, int) else key for key in path), path)
+    return list(first.values())
+
+
+def _set(doc, path, value) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+def test_no_field_of_results_json_runs_script_in_the_report(run_dir, tmp_path):
+    """Each field of a real results.json set to a payload that changes the page title if it runs
+    (in a text node, a quoted attribute and a class alike): the page shows it as text, and the
+    results reader refuses it where a number belongs. Then every field at once in headless
+    Chromium, as rendered and through `edgekit report`: the title stays the report's own."""
+    from edgekit.check.baseline import validate_results
+    from edgekit.errors import InputError
+
+    def payload(n):
+        return f"x'\"><img src=x onerror=\"document.title='XSS{n}'\"></title><script>document.title='XSS{n}'</script>"
+
+    def render(doc):
+        return html_report.render(doc, run_dir, dict.fromkeys(PLOTS), html_report.artifact_sizes(doc["rows"], run_dir),
+                                  html_report.pareto_front(doc))
+
+    def in_chromium(page_file):
+        dom = _chromium("--dump-dom", "--virtual-time-budget=3000", page_file.resolve().as_uri()).stdout
+        title = re.search(r"<title>(.*?)</title>", dom, re.S)
+        assert title and title.group(1).startswith("edgekit report: x'\"&gt;&lt;img"), dom[:300]
+        assert "<script" not in dom and 'src="x"' not in dom
+
+    results = json.loads((run_dir / "results.json").read_text())
+    for row in results["rows"]:  # a field the page shows that this run's rows lack
+        row.setdefault("settings", {})["kept_float"] = ["dense"]
+    shown, accepted = [], []
+    for n, path in enumerate(_fields(results)):
+        doc = copy.deepcopy(results)
+        _set(doc, path, payload(n))
+        try:
+            page = render(copy.deepcopy(doc))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            continue  # a number formatted as one: the reader refuses such a file (below)
+        # the page has no script of its own: any <script or <img src=x came from the payload
+        assert "<script" not in page and "<img src=x" not in page, f"{'.'.join(map(str, path))} runs script"
+        shown.append(path)
+        try:
+            validate_results(doc, "results.json")
+            accepted.append(path)
+        except InputError:
+            pass
+    # the six fields that ran script before: escaped now, and refused on read where numbers belong
+    before = {("benchmark", "threads"), ("benchmark", "runs"), ("environment", "cores"), ("build_seconds",),
+              ("rows", 0, "status"), ("rows", 2, "layer_error", "layers_measured")}
+    assert before <= set(shown) and before & set(accepted) == {("rows", 0, "status")}
+    assert len(shown) > 250 and len(accepted) > 150
+    everything = copy.deepcopy(results)
+    for n, path in enumerate(shown):  # all at once, but for the few that only render alone
+        before_set = copy.deepcopy(everything)
+        _set(everything, path, payload(n))
+        try:
+            render(copy.deepcopy(everything))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            everything = before_set
+    (tmp_path / "page.html").write_text(render(everything))
+    in_chromium(tmp_path / "page.html")
+    copy_dir = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    accepted_doc = copy.deepcopy(results)
+    for n, path in enumerate(accepted):
+        _set(accepted_doc, path, payload(n))
+    (copy_dir / "results.json").write_text(json.dumps(accepted_doc))
+    result = CliRunner().invoke(cli, ["report", str(copy_dir)])
+    assert result.exit_code == 0, result.output
+    in_chromium(copy_dir / "report.html")
 
 
 def test_plots_drawn_once_are_reused_in_a_new_run_directory(run_dir, tmp_path, monkeypatch):

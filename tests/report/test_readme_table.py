@@ -24,7 +24,7 @@ def _results(name="r1", metric="accuracy", higher=True, onnx_int8_failed=False):
             _row("onnx", "int8", 0.96, 0.012, metric=metric) if not onnx_int8_failed
             else _row("onnx", "int8", None, None, status="failed", reason="conversion failed: X", metric=metric),
             _row("openvino", "fp32", 0.98, 0.02, metric=metric), _row("openvino", "int8", 0.95, 0.018, metric=metric)]
-    return {"recipe": {"name": name}, "primary_metric": metric, "higher_is_better": higher,
+    return {"recipe": {"name": name}, "baseline": "keras-fp32@cpu", "primary_metric": metric, "higher_is_better": higher,
             "model": {"source": "lstm", "parameters": 20297}, "data": {"source": "japanese_vowels"},
             "environment": {"cpu": "Test CPU"}, "benchmark": {"threads": 1}, "rows": rows}
 
@@ -58,7 +58,7 @@ def test_missing_markers_or_results_are_input_errors(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(InputError, match="no recipe table markers"):
         readme_table.update_readme(readme, "table")
-    with pytest.raises(InputError, match="cannot read results"):
+    with pytest.raises(InputError, match="results not found"):
         readme_table.load([tmp_path / "nothing.json"])
 
 
