@@ -28,7 +28,7 @@ class Results:
     """A run's results.json as Python values.
 
     Attributes:
-        results: the results.json document (the contract, see the README).
+        results: the results.json document (the contract, see docs/results.md).
         run_dir: the run directory, or None (results of ``bench`` without ``out``).
     """
 
@@ -290,8 +290,8 @@ def check(results, baseline: str | Path | None = None, recipe: str | Path | None
 
     Returns:
         ``edgekit.check.gate.CheckReport``: ``passed``, ``failures`` (each an Outcome with row,
-        budget, value, limit and detail), ``unstable`` (the latency budgets not judged),
-        ``outcomes`` and ``warnings``.
+            budget, value, limit and detail), ``unstable`` (the latency budgets not judged),
+            ``outcomes`` and ``warnings``.
     """
     from edgekit.check import gate, output
 
@@ -312,7 +312,10 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
     Args:
         files: the model files (.tflite, .onnx, .xml, .keras, ...).
         targets: cpu, or device names (devices/NAME.yaml).
-        runs, warmup, min_time_s, threads: the timing loop.
+        runs: timed runs per file and target (at least).
+        warmup: untimed runs first.
+        min_time_s: time for at least this long too.
+        threads: intra-op threads of every runtime.
         samples: distinct inputs cycled through (random, or the first of ``inputs``).
         inputs: an .npz with the samples: one array per model input, named after it (for a model
             of one input also x, x_test or a single array); each input's own dtype.

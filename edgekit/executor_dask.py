@@ -14,7 +14,7 @@ log lines and stages come back as Dask events on a topic of the build's own.
 Faults: a task whose worker dies is retried once (on another worker, as the dead one is gone),
 then failed with ``WorkerDied`` naming the last worker; a build started with ``dask://local``
 sets the scheduler's own retries to none, and a scheduler started by hand should be too
-(``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0``, see the README), or it retries a dying task
+(``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0``, see docs/scale-out.md), or it retries a dying task
 itself before edgekit sees a death. A lost scheduler fails every task with ``SchedulerLost``;
 the build then writes its partial results as on Ctrl-C.
 """

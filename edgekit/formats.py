@@ -3,7 +3,7 @@
 Adding a format means one converter module in ``edgekit/convert/``, one runtime module in
 ``edgekit/runtimes/``, its options class and one row here (or ``register(Format(...))`` from
 outside edgekit). Nothing else in edgekit names a format: the recipe schema, the environment's
-package versions, the cache keys, the README table, the reports, ``edgekit bench`` and the
+package versions, the cache keys, the recipe tables, the reports, ``edgekit bench`` and the
 targets all read this table. Modules are named as ``module:function`` strings so that reading
 the table never imports TensorFlow, and so that a row pickles into a worker process as it is.
 """
@@ -121,7 +121,7 @@ class Format:
         weights: ``module:function`` that reads the weight tensors back from an artifact.
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
-        label: how reports and the README table name the format ("TFLite"); the name if empty.
+        label: how reports and the recipe tables name the format ("TFLite"); the name if empty.
         runs_with: the ways its artifacts can be run (``SESSION``, ``GPU_SESSION``,
             ``TFLITE_MICRO``, ``VELA``, or a plugin's own); a target times the row where its
             kind offers one of them (``Target.offers``), so a format is never sent where its

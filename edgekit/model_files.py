@@ -22,7 +22,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from edgekit.errors import ModelError
+from edgekit.errors import ModelError, one_line
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive's end record
@@ -101,7 +101,7 @@ def check_hdf5(source, shown: Path | str, what: str = "model.file") -> None:
     try:
         handle = h5py.File(source, "r")
     except OSError as exc:
-        raise ModelError(f"{what}: cannot read {shown} as HDF5 ({str(exc).splitlines()[0][:160]}); "
+        raise ModelError(f"{what}: cannot read {shown} as HDF5 ({one_line(exc, 160, typed=False)}); "
                          "is it a complete file saved by Keras?") from None
     # The callbacks return what is wrong (a value other than None stops h5py's visit and is
     # returned); nothing is raised through h5py's C callbacks.

@@ -42,6 +42,11 @@ benchmark:
 """
 
 
+#: TINY_RECIPE without the per-op profiles, for tests that never read a row's ``profile`` or
+#: ``memory``: each row's probe is a fresh process (about 3 s a row on 2 busy cores)
+TINY_UNPROFILED = TINY_RECIPE + "  profile: false\n"  # the benchmark section is TINY_RECIPE's last
+
+
 #: the budgets of the shared tiny build: inert for the build, read by `edgekit check` from the
 #: recipe.yaml beside its results
 TINY_CHECK = """

@@ -29,7 +29,7 @@ model: {{arch: mlp, params: {{hidden: [32]}}}}
 train: {{epochs: {epochs}, learning_rate: 0.01, early_stopping_patience: 0}}
 quantize: {{calibration_samples: 32}}
 export: {{formats: {formats}}}
-benchmark: {{warmup: 1, runs: {runs}, inputs: 2}}
+benchmark: {{warmup: 1, runs: {runs}, inputs: 2, profile: false}}
 """
 
 
@@ -358,7 +358,8 @@ def test_a_folder_that_is_not_a_run_directory_is_refused_unless_forced(first, tm
 
 def test_deleting_the_run_directory_during_the_build_fails_it(tmp_path):
     recipe = tmp_path / "slow.yaml"
-    recipe.write_text(_recipe(tmp_path).read_text().replace("inputs: 2}", "inputs: 2, min_time_s: 3}"))
+    recipe.write_text(_recipe(tmp_path).read_text().replace("inputs: 2,", "inputs: 2, min_time_s: 1,"))
+    assert "min_time_s: 1," in recipe.read_text()  # the bench lasts past the marker below
     process = _start(recipe, tmp_path / "run", tmp_path / "cache")
     _wait_for(process, "[bench] cpu:")
     shutil.rmtree(tmp_path / "run")

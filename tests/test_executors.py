@@ -20,7 +20,7 @@ from edgekit.cli import cli
 from edgekit.errors import WorkerDied
 from edgekit.executor import LocalPool
 from edgekit.locks import Hold, overlaps
-from tests.conftest import TINY_CHECK, TINY_RECIPE
+from tests.conftest import TINY_CHECK, TINY_RECIPE, TINY_UNPROFILED
 from tests.targets.sshd import device_profile, ssh_server  # noqa: F401 - registers the fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_pat
                                "--no-nanny"], **quiet)
     try:
         recipe = tmp_path / "slow.yaml"
-        recipe.write_text(TINY_RECIPE + "export:\n  formats: [tflite, slow]\n")
+        recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [tflite, slow]\n")
         run_dir = tmp_path / "run"
         build = subprocess.Popen([sys.executable, "-m", "tests.evaluate.crashing_format", "build", str(recipe), "--out",
                                   str(run_dir), "--executor", f"dask://127.0.0.1:{port}"], stdout=subprocess.PIPE,
@@ -174,7 +174,10 @@ def test_a_build_on_a_two_worker_cluster_gives_the_local_answers(tiny_run, tmp_p
     from edgekit.recipe import load_recipe
 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
-    recipe = load_recipe(tiny_run.recipe)
+    recipe_file = tmp_path / "tiny.yaml"  # tiny_run's recipe, less the profiles this test never reads
+    recipe_file.write_text(tiny_run.recipe.read_text().replace("  inputs: 4\n", "  inputs: 4\n  profile: false\n"))
+    recipe = load_recipe(recipe_file)
+    assert recipe.benchmark.profile is False
     lines: list[str] = []
     result = pipeline.build(recipe, tmp_path / "run", log=lines.append, cache=Cache(root=tmp_path / "cache"),
                             executor=cluster)
@@ -211,7 +214,7 @@ def test_several_recipes_prepare_on_the_workers_at_once_and_time_here(tmp_path, 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
     recipes = []
     for name in ("first", "second"):
-        (tmp_path / f"{name}.yaml").write_text(TINY_RECIPE.replace("name: tiny", f"name: {name}")
+        (tmp_path / f"{name}.yaml").write_text(TINY_UNPROFILED.replace("name: tiny", f"name: {name}")
                                                .replace("runs: 20", f"runs: {20 + len(recipes)}")  # each times its rows
                                                + "export:\n  formats: [tflite]\n")
         recipes.append(load_recipe(tmp_path / f"{name}.yaml"))
@@ -238,7 +241,7 @@ def test_a_search_spreads_its_trials_over_the_workers_and_times_them_here(tmp_pa
         shutil.copytree(tmp_path.parent / "cluster-cache", tmp_path / "cache")
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))
     recipe = tmp_path / "search.yaml"
-    recipe.write_text(TINY_RECIPE + "search:\n  space: {format: [tflite], precision: [fp32, int8]}\n"
+    recipe.write_text(TINY_UNPROFILED + "search:\n  space: {format: [tflite], precision: [fp32, int8]}\n"
                       "  constraints: {max_metric_drop: 0.1}\n")
     doc = run_search(recipe, tmp_path / "out", executor=cluster, say=lambda line: None)
     trials = doc["search"]["trials"]
@@ -263,7 +266,7 @@ def test_devices_are_benchmarked_on_the_cluster_one_task_each(ssh_server, tiny_r
     for name in ("dev-a", "dev-b"):
         device_profile(tmp_path, name, ssh_server)
     recipe_file = tmp_path / "tiny.yaml"
-    recipe_file.write_text(TINY_RECIPE + "targets: [cpu, dev-a, dev-b]\nexport:\n  formats: [tflite]\n")
+    recipe_file.write_text(TINY_UNPROFILED + "targets: [cpu, dev-a, dev-b]\nexport:\n  formats: [tflite]\n")
     result = pipeline.build(load_recipe(recipe_file), tmp_path / "run", log=lambda line: None,
                             cache=Cache(root=tmp_path / "cache"), executor=cluster)
     rows = {r["id"]: r for r in result.results["rows"]}
@@ -311,7 +314,7 @@ def test_two_builds_at_once_share_one_cache_and_never_time_over_each_other(tmp_p
     from edgekit.cache import verify
 
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE + "export:\n  formats: [tflite, onnx]\n")
+    recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [tflite, onnx]\n")
     env = {**os.environ, "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")}
     builds = [subprocess.Popen([sys.executable, "-m", "edgekit", "build", str(recipe), "--out", str(tmp_path / name)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)

@@ -69,7 +69,7 @@ compress:
     precisions: [fp32]
   - qat: {epochs: 1, learning_rate: 0.0005}
 export: {formats: [tflite]}
-benchmark: {warmup: 1, runs: 5, inputs: 2}
+benchmark: {warmup: 1, runs: 5, inputs: 2, profile: false}
 """
 
 
@@ -101,7 +101,7 @@ model: {{arch: mlp, params: {{hidden: [8]}}}}
 train: {{epochs: 1, learning_rate: 0.01, early_stopping_patience: 0{threads}}}
 quantize: {{precisions: [fp32], calibration_samples: 16}}
 export: {{formats: [tflite]}}
-benchmark: {{warmup: 1, runs: 3, inputs: 2}}
+benchmark: {{warmup: 1, runs: 3, inputs: 2, profile: false}}
 """
 
 

@@ -17,10 +17,10 @@ from edgekit.cli import cli
 from edgekit.pipeline import plan
 from edgekit.recipe import load_recipe
 from edgekit.report import results as results_file
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_UNPROFILED
 
 # A pruned model too: its rows are planned although the build never gets to compress.
-INTERRUPTED_RECIPE = TINY_RECIPE.replace("name: tiny", "name: stopped") + """
+INTERRUPTED_RECIPE = TINY_UNPROFILED.replace("name: tiny", "name: stopped") + """
 compress:
   - prune: {sparsity: 0.5, epochs: 1}
 export: {formats: [tflite, onnx]}

@@ -43,7 +43,7 @@ data: {{source: digits}}
 model: {{python: 'digits_heads:build', params: {{head: {head}}}}}
 train: {{epochs: 15, learning_rate: 0.003}}
 export: {{formats: [tflite]}}
-benchmark: {{warmup: 1, runs: 5, inputs: 2}}
+benchmark: {{warmup: 1, runs: 5, inputs: 2, profile: false}}
 """
 
 LOG_LINE = "[train] the model outputs logits (last layer scores is linear): training with from_logits=True"
@@ -216,7 +216,7 @@ model: {file: logits.keras}
 compress:
   - qat: {epochs: 2}
 export: {formats: [tflite]}
-benchmark: {warmup: 1, runs: 5, inputs: 2}
+benchmark: {warmup: 1, runs: 5, inputs: 2, profile: false}
 """
 
 

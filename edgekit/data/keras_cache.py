@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import DataError
+from edgekit.errors import DataError, one_line
 
 IMDB_WORDS = 10000  # most frequent words kept; rarer ones become the out-of-vocabulary id 2
 IMDB_LENGTH = 200  # reviews cut or zero-padded (in front) to this many word ids
@@ -73,7 +73,7 @@ def _unpickle(handle, path: Path, name: str, encoding: str):
     try:
         return _Restricted(handle, encoding=encoding).load()
     except Exception as exc:  # noqa: BLE001 - refused, truncated or garbled: the same line
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = one_line(exc, 120, typed=False) if str(exc) else type(exc).__name__
         raise DataError(f"keras dataset {name}: {path}: not read ({reason}); expected the file as the dataset's archive "
                         f"holds it (numpy arrays, lists and ints): delete it and download the dataset again") from None
 
@@ -181,7 +181,7 @@ def _npz_restricted(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, n
     except DataError:
         raise
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"keras dataset {name}: {path}: cannot read ({str(exc)[:120]}); expected the npz Keras downloads: "
+        raise DataError(f"keras dataset {name}: {path}: cannot read ({one_line(exc, 120, typed=False)}); expected the npz Keras downloads: "
                         "delete it and download the dataset again") from None
     x_ok = all(isinstance(arrays[k], np.ndarray) and arrays[k].ndim == 1 for k in keys)
     if not x_ok or any(len(arrays[f"x_{s}"]) != len(arrays[f"y_{s}"]) for s in ("train", "test")):

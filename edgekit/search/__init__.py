@@ -57,7 +57,7 @@ def run_search(recipe_path: str | Path, out: str | Path | None = None, *, execut
 
     recipe = load_recipe(recipe_path)
     if recipe.search is None:
-        raise InputError(f"{recipe_path}: no search: section; add one naming the space to try (see the README, "
+        raise InputError(f"{recipe_path}: no search: section; add one naming the space to try (see docs/search.md, "
                          "\"Searching for the variant to ship\"), or build the recipe with `edgekit build`")
     update = {k: v for k, v in (("strategy", strategy), ("max_trials", max_trials)) if v is not None}
     spec = recipe.search.model_copy(update=update)

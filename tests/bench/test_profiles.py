@@ -287,19 +287,32 @@ def test_edgekit_bench_on_files_profiles_each_file_unless_told_not_to(tiny_artif
     assert "memory" not in json.loads(out.read_text())["rows"][0]
 
 
-def test_a_build_into_a_relative_out_folder_still_probes_every_row(write_recipe, tmp_path, monkeypatch):
-    """The README's own command writes to runs/<name>, a relative folder; each probe runs in a
-    folder of its own, and must still find the artifacts (and edgekit) there."""
-    from click.testing import CliRunner
+class _Steps(list):
+    """A build log that keeps every progress step (what, done, total), as a terminal's bars get them."""
 
-    from edgekit.cli import cli
+    def __call__(self, line: str) -> None:
+        pass
+
+    def step(self, what: str, done: int, total: int | None) -> None:
+        self.append((what, done, total))
+
+
+def test_a_build_into_a_relative_out_folder_still_probes_every_row(write_recipe, tmp_path, monkeypatch):
+    """The README's own command writes to runs/<name>, a relative folder (`edgekit build` hands
+    it to edgekit.build as it is); each probe runs in a folder of its own, and must still find the
+    artifacts (and edgekit) there. The probes count on a progress bar of their own."""
+    import edgekit
     from tests.conftest import TINY_RECIPE
 
     recipe = write_recipe(TINY_RECIPE.replace("seed: 3", "seed: 11") + "export:\n  formats: [tflite]\n")
     monkeypatch.chdir(recipe.parent)
-    done = CliRunner().invoke(cli, ["build", recipe.name, "--out", "runs/rel"])
-    assert done.exit_code == 0, done.output
+    steps = _Steps()
+    built = edgekit.build(recipe.name, out="runs/rel", log=steps)
+    assert built.failed == []
     rows = json.loads((recipe.parent / "runs" / "rel" / "results.json").read_text())["rows"]
     for row in rows:
         assert row.get("profile_error") is None or row["format"] == "keras", row
         assert row["memory"]["peak_bytes"] > 0, row
+    probed = [(done, total) for what, done, total in steps if what == "profiling rows"]
+    assert probed and {total for _, total in probed} == {len(rows)}, probed  # one row each, its total never changes
+    assert [done for done, _ in probed] == sorted(done for done, _ in probed) and probed[-1] == (len(rows), len(rows))

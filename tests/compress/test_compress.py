@@ -27,7 +27,7 @@ compress:
   - prune: {sparsity: 0.5, epochs: 2, learning_rate: 0.002}
     qat: {epochs: 1}
 export: {formats: [tflite, onnx, openvino]}
-benchmark: {warmup: 1, runs: 5, inputs: 2}
+benchmark: {warmup: 1, runs: 5, inputs: 2, profile: false}  # 22 rows: the probes are tests/bench/test_profiles.py's
 """
 
 
@@ -125,7 +125,7 @@ def test_every_progress_bar_counts_its_own_work(compressed):
     assert timings[1:] == [f"{timings[0][:-1]}, attempt {n})" for n in range(2, len(timings) + 1)]
     assert len(timings) == sum(r["attempts"] for r in results["retimed"]) - len(results["retimed"]) + 1
     assert all(bars[what][-1] == (5 * len(timed), 5 * len(timed)) for what in timings)
-    assert bars["profiling rows"][-1] == (len(timed), len(timed))
+    assert "profiling rows" not in bars  # benchmark.profile false; that bar's count: tests/bench/test_profiles.py
     assert any(line.startswith("  epoch 1/2 (pruned50): loss ") for line in log.lines)  # the fine-tune names its model
 
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from edgekit import formats
 from edgekit.cli import cli
 from edgekit.formats import FORMATS
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_RECIPE, TINY_UNPROFILED
 
 OPENVINO = FORMATS["openvino"]
 NATIVE = OPENVINO.skip_reason("bf16") is None
@@ -144,7 +144,7 @@ def test_a_bf16_ir_refuses_a_cpu_without_native_bf16(tiny_model, digits, tmp_pat
 
 @needs_bf16
 def test_build_has_an_openvino_bf16_row_close_to_fp32(write_recipe, tmp_path):
-    recipe = write_recipe(TINY_RECIPE + "export: {formats: [openvino]}\n")
+    recipe = write_recipe(TINY_UNPROFILED + "export: {formats: [openvino]}\n")
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -168,7 +168,7 @@ def test_build_has_an_openvino_bf16_row_close_to_fp32(write_recipe, tmp_path):
 
 def test_a_listed_bf16_on_a_cpu_without_it_is_a_skipped_row(write_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(formats, "host_isa", lambda: ("avx2",))
-    recipe = write_recipe(TINY_RECIPE.replace("quantize:\n", "quantize:\n  precisions: [fp32, bf16]\n")
+    recipe = write_recipe(TINY_UNPROFILED.replace("quantize:\n", "quantize:\n  precisions: [fp32, bf16]\n")
                           + "export: {formats: [openvino]}\n")
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output  # skipped is not failed

@@ -59,7 +59,7 @@ def text_run(tmp_path_factory):
     recipe.write_text(
         "name: text\nseed: 1\nmodel: {file: text.keras}\ndata: {source: npz, path: text.npz}\n"
         "quantize: {precisions: [fp32, fp16, dynamic, int8, int16x8], calibration_samples: 100}\n"
-        "benchmark: {runs: 5, warmup: 1, inputs: 2}\n"
+        "benchmark: {runs: 5, warmup: 1, inputs: 2, profile: false}\n"
     )
     run_dir = folder / "run"
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(run_dir)])

@@ -26,6 +26,7 @@ benchmark:
   warmup: 1
   runs: 2
   inputs: 2
+  profile: false
 """
 
 ZOO = "  arch: mlp\n  params: {hidden: [8]}"

@@ -199,7 +199,7 @@ model: {arch: mlp, params: {hidden: [16]}}
 train: {epochs: 30, batch_size: 32, learning_rate: 0.01}
 quantize: {calibration_samples: 64}
 export: {formats: [tflite]}
-benchmark: {warmup: 2, runs: 10, inputs: 4}
+benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
 """)
     assert result.exit_code == 0, result.output
     assert doc["primary_metric"] == "mae" and doc["higher_is_better"] is False
@@ -219,7 +219,7 @@ model: {arch: autoencoder, params: {hidden: [32, 16], latent: 8}}
 train: {epochs: 10, batch_size: 64, learning_rate: 0.005}
 quantize: {calibration_samples: 64}
 export: {formats: [tflite]}
-benchmark: {warmup: 2, runs: 10, inputs: 4}
+benchmark: {warmup: 2, runs: 10, inputs: 4, profile: false}
 """)
     assert result.exit_code == 0, result.output
     assert doc["primary_metric"] == "roc_auc" and doc["higher_is_better"] is True

@@ -25,7 +25,7 @@ model: {{arch: mlp, params: {{hidden: [24]}}}}
 train: {{epochs: 40, batch_size: 16, learning_rate: 0.01}}
 quantize: {{precisions: [fp32, int8], calibration_samples: 64}}
 export: {{formats: [tflite, onnx, openvino]}}
-benchmark: {{warmup: 1, runs: 3, inputs: 2}}
+benchmark: {{warmup: 1, runs: 3, inputs: 2, profile: false}}
 """
 
 ARTIFACT_ROWS = [f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for p in ("fp32", "int8")]

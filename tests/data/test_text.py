@@ -194,7 +194,7 @@ def test_build_writes_vocab_txt_and_int8_keeps_the_accuracy(tmp_path):
         "name: text\nseed: 0\ndata: {source: text, path: reviews.csv, sequence_length: 12}\n"
         "model: {arch: text_pool, params: {embedding_dim: 8, hidden: 0}}\n"
         "train: {epochs: 12, learning_rate: 0.02}\nquantize: {precisions: [int8], calibration_samples: 50}\n"
-        "export: {formats: [tflite]}\nbenchmark: {runs: 5, warmup: 1, inputs: 2}\n")
+        "export: {formats: [tflite]}\nbenchmark: {runs: 5, warmup: 1, inputs: 2, profile: false}\n")
     runner = CliRunner()
     result = runner.invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output

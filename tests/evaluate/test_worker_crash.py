@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_UNPROFILED
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_STARTED = re.compile(r"\[worker\] started process (\d+)")
@@ -41,7 +41,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_native_crash_fails_only_its_own_rows(tmp_path):
     recipe = tmp_path / "crash.yaml"
-    recipe.write_text(TINY_RECIPE + "export:\n  formats: [crash, tflite]\n")
+    recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [crash, tflite]\n")
     run_dir = tmp_path / "run"
     proc = _edgekit(["build", str(recipe), "--out", str(run_dir)])
     output, _ = proc.communicate(timeout=600)
@@ -74,7 +74,7 @@ def test_a_native_crash_fails_only_its_own_rows(tmp_path):
 
 def test_ctrl_c_stops_the_workers_and_writes_partial_results(tmp_path):
     recipe = tmp_path / "slow.yaml"
-    recipe.write_text(TINY_RECIPE + "export:\n  formats: [tflite, slow]\n")
+    recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [tflite, slow]\n")
     run_dir = tmp_path / "run"
     # A session of its own, so that SIGINT goes to the build's process group as a terminal sends it.
     proc = _edgekit(["build", str(recipe), "--out", str(run_dir)], start_new_session=True)
@@ -103,7 +103,7 @@ def test_ctrl_c_stops_the_workers_and_writes_partial_results(tmp_path):
 
 def test_a_cached_rebuild_starts_no_worker(write_recipe, tmp_path):
     # A seed of its own: nothing of this build is in the session's cache yet.
-    recipe = write_recipe(TINY_RECIPE.replace("seed: 3", "seed: 5") + "export:\n  formats: [tflite]\n")
+    recipe = write_recipe(TINY_UNPROFILED.replace("seed: 3", "seed: 5") + "export:\n  formats: [tflite]\n")
     first = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     assert len(WORKER_STARTED.findall(first.output)) == 1  # converted in one worker

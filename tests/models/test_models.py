@@ -211,10 +211,17 @@ def test_every_bundled_recipe_is_valid_and_its_model_fits_its_task(path):
 
 @pytest.mark.slow
 def test_japanese_vowels_lstm_recipe_reaches_its_floor(tmp_path):
-    """The full recipe (about 20 s): fp32 >= 90% on the test split, int8 TFLite within 1 point."""
+    """The recipe's data, model and training as shipped: fp32 >= 90% on the test split, int8 TFLite
+    within 1 point. Only the TFLite rows, timed briefly: the accuracies are what is asserted."""
     import json
 
-    recipe = Path(__file__).parents[2] / "recipes" / "japanese_vowels_lstm.yaml"
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "recipes" / "japanese_vowels_lstm.yaml").read_text())
+    assert shipped["export"]["formats"][0] == "tflite"
+    recipe = tmp_path / "japanese_vowels_lstm.yaml"
+    recipe.write_text(yaml.safe_dump({**shipped, "export": {"formats": ["tflite"]},
+                                      "benchmark": {"warmup": 1, "runs": 5, "inputs": 2, "profile": False}}))
     result = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())["rows"]}

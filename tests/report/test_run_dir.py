@@ -52,6 +52,7 @@ benchmark:
   warmup: 1
   runs: 3
   inputs: 2
+  profile: false
 """
 
 

@@ -338,14 +338,15 @@ def test_gpu_baseline_is_timed_and_is_the_speedup_reference(write_recipe, tmp_pa
 def test_bench_files_on_the_cpu(artifacts, tmp_path, digits):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["bench", str(artifacts["tflite-int8"]), str(artifacts["onnx-fp32"]),
-                                      "--runs", "5", "--warmup", "1", "--out", str(out)])
+                                      "--runs", "5", "--warmup", "1", "--no-profile", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "tflite-int8.tflite@cpu" in result.output and "onnx-fp32.onnx@cpu" in result.output
     results = json.loads(out.read_text())
     assert [row["status"] for row in results["rows"]] == ["ok", "ok"]
     assert results["rows"][0]["input_shape"] == [8, 8, 1] and results["rows"][0]["latency_ms"]["runs"] == 5
     np.savez(tmp_path / "x.npz", x=digits[0][:3])
-    given = CliRunner().invoke(cli, ["bench", str(artifacts["tflite-int8"]), "--inputs", str(tmp_path / "x.npz"), "--runs", "3"])
+    given = CliRunner().invoke(cli, ["bench", str(artifacts["tflite-int8"]), "--inputs", str(tmp_path / "x.npz"), "--runs", "3",
+                                     "--no-profile"])
     assert given.exit_code == 0, given.output
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5, 5), np.float32))
     bad = CliRunner().invoke(cli, ["bench", str(artifacts["tflite-int8"]), "--inputs", str(tmp_path / "bad.npz")])
