@@ -178,7 +178,7 @@ def run_job(target, variants, spec, samples, eval_inputs, seed: int, sample_sets
     device = held_device() or target.name
     member = target.member(device)
     if log is None:
-        from edgekit import executor
+        from edgekit.executors import local as executor
 
         log = lambda line: executor.report("log", line)  # noqa: E731
         member.log = log

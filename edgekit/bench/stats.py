@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgekit.targets.runner import time_rounds, time_session
+from edgekit.bench.timing import time_rounds, time_session
 
 __all__ = ["log_ratio_se", "ratio_interval", "summarize", "summarize_rounds", "t975", "time_rounds", "time_session"]
 

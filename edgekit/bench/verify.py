@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit import lifeline
-from edgekit.check.baseline import load_results
 from edgekit.errors import ToolFailed, shorten
+from edgekit.results.read import load_results
 from edgekit.targets import host_session_names
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ def session_job(fmt, artifact: Path, threads: int, runs: int, warmup: int, optio
     """Write into ``folder`` what edgekit's own session needs to time ``artifact`` in a fresh
     process (the device runner, the format's session module, a job on random inputs of the
     model's shape) and return its command line."""
-    from edgekit.targets.job import RUNNER_NAME, RUNNER, session_files
+    from edgekit.targets.job import RUNNER, RUNNER_NAME, session_files
 
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(fmt.runtime_packages),
            "model": str(Path(artifact).resolve()), "threads": threads, "warmup": warmup, "runs": runs, "rounds": 1,

@@ -32,7 +32,7 @@ def _formats() -> list:
 
 def load(paths: list[Path]) -> list[dict]:
     """results.json documents from files or run directories, in the order given."""
-    from edgekit.check.baseline import load_results  # the one check of a results file's shape
+    from edgekit.results.read import load_results  # the one check of a results file's shape
 
     return [load_results(Path(path)) for path in paths]
 

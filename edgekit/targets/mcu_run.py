@@ -319,7 +319,7 @@ def run(folder: Path) -> dict:
                                                                             q[0] if q else None, classes)}
         except Exception as exc:  # noqa: BLE001 - a missing LiteRT costs the comparison, not the row
             out["agreement"] = {"error": f"LiteRT could not run the same file: {type(exc).__name__}: {exc}"}
-    from edgekit.targets.runner import time_rounds
+    from edgekit.bench.timing import time_rounds
 
     samples = list(as_samples(np.load(folder / "samples.npy")))
     (per_round,) = time_rounds([session], samples, job["warmup"], job["runs"], job["min_time_s"],

@@ -16,9 +16,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from edgekit.evaluate.variant import Variant
 from edgekit.formats import FORMATS
 from edgekit.targets import KINDS, Target, builtin_names, in_order, kind, resolve
+from edgekit.variant import Variant
 
 # The sshd fixture of the device tests (it skips without OpenSSH or the device Python).
 from tests.targets.sshd import ssh_server  # noqa: F401 - registers the fixture

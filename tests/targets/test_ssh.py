@@ -93,7 +93,7 @@ def test_runner_gives_the_local_sessions_outputs(artifacts, digits, tmp_path, na
 
 def test_timing_loop_is_shared():
     from edgekit.bench import stats as bench
-    from edgekit.targets import runner as runner_standalone
+    from edgekit.bench import timing as runner_standalone
 
     assert bench.time_session is runner_standalone.time_session
 
@@ -168,7 +168,7 @@ def test_profile_errors_are_one_line(tmp_path, fields, fragment):
 
 def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path, write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     assert profiles.load_profile(_profile(tmp_path, "old")).kind == "ssh"  # profiles written before kinds
     explicit = profiles.load_profile(_profile(tmp_path, "new", kind="ssh"))
@@ -189,7 +189,7 @@ def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path
 
 def test_recipe_targets_accept_device_profiles_next_to_the_recipe(tmp_path, write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     _profile(tmp_path, "pi4")
     recipe = load_recipe(write_recipe("name: m\nmodel: {arch: mlp}\ntargets: [cpu, pi4]\n"))
@@ -242,7 +242,7 @@ def test_remote_command_is_quoted_word_for_word(tmp_path):
 def test_device_rows_use_the_devices_outputs(tmp_path, monkeypatch):
     """A device row's metrics, delta and parity come from the outputs the device sent back."""
     from edgekit.bench import stage as rows
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     _profile(tmp_path, "pi")
     labels = np.array([0, 1, 2, 1])
@@ -305,8 +305,8 @@ def test_speedup_baseline_is_the_gpu_row_when_measured():
 def test_gpu_onnx_row_is_skipped_without_cuda(artifacts):
     import onnxruntime as ort
 
-    from edgekit.evaluate.variant import Variant
     from edgekit.targets.gpu import GpuTarget
+    from edgekit.variant import Variant
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime has CUDA here; the gpu-marked test covers it")
@@ -475,7 +475,7 @@ def test_build_on_the_device_uses_the_devices_runtime_and_outputs(device_build):
     assert "p50 latency by target" in b.result.output and "dev (tflite_runtime 2.14.0)" in b.result.output
     assert "tflite_runtime 2.14.0" in (b.folder / "run" / "report.md").read_text()
     # The run keeps the profiles it used, so its recipe.yaml copy still validates (edgekit check reads it).
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     assert "dev" in load_recipe(b.folder / "run" / "recipe.yaml").targets
     assert yaml.safe_load((b.folder / "run" / "devices" / "dev.yaml").read_text())["port"] == b.server.port
