@@ -88,14 +88,14 @@ def run(task: VariantTask) -> dict[str, Any]:
     """In a worker: convert and evaluate one variant; returns its fields and cache events."""
     from edgekit import formats
     from edgekit.cache import Cache
-    from edgekit.executors import local as executor
+    from edgekit.executors import base as executor_base
 
     formats.register(task.fmt)  # a row added at run time (a plugin, a test) arrives with its task
 
     def log(line: str) -> None:
-        executor.report("log", line)
+        executor_base.report("log", line)
 
-    executor.report("stage", "load")
+    executor_base.report("stage", "load")
     data, baseline_outputs = _load_data(task.build.data_file)
     model = load_build_model(task.model_file, task.keras, task.quantized, task.build.import_dirs, task.custom_layers)
     cache = Cache(root=task.build.cache_root, enabled=task.build.cache_enabled, log=log)
@@ -103,7 +103,7 @@ def run(task: VariantTask) -> dict[str, Any]:
                        task.build.data_key, task.build.versions)
     # The two steps of convert_and_evaluate, each announced, so that a crash names its stage.
     variant = timed_convert_and_evaluate(task.fmt, task.precision, model, task.name, task.parent, task.quantized,
-                                         task.model_key, ctx, announce=lambda stage: executor.report("stage", stage))
+                                         task.model_key, ctx, announce=lambda stage: executor_base.report("stage", stage))
     result = {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
     del variant, ctx, model, data, baseline_outputs
     release_memory()
@@ -217,7 +217,7 @@ class Pending:
 
 def _apply(variant: Variant, fmt, future: Future, cache) -> None:
     """Copy the worker's answer onto the build's variant, or record why there is none."""
-    from edgekit.executors.local import TaskFailed, WorkerDied
+    from edgekit.errors import TaskFailed, WorkerDied
 
     variant.status, variant.reason = "ok", None
     try:
@@ -232,7 +232,7 @@ def _apply(variant: Variant, fmt, future: Future, cache) -> None:
 
 def failure(fmt, exc: BaseException) -> tuple[str, str]:
     """(stage, one line) for a task that got no answer from its worker."""
-    from edgekit.executors.local import WorkerDied
+    from edgekit.errors import WorkerDied
 
     if isinstance(exc, WorkerDied):
         return crash_reason(fmt, exc)

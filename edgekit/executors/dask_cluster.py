@@ -38,6 +38,15 @@ CONNECT_S = 10
 TRIES = 2
 
 
+def make(address: str, initializer: Callable | None, initargs: tuple, log: Callable[[str], None] | None,
+         workers: int | None, output: Path | None) -> DaskExecutor:
+    """The ``dask`` scheme (``edgekit.executors.schemes``): ``dask://HOST:PORT``, a running
+    scheduler, or ``dask://local``, a cluster of ``workers`` worker processes made here. Its
+    workers inherit this process's descriptors whatever ``output`` says."""
+    # None or 0: the cluster's own default (a dask://local cluster has no in-process mode)
+    return DaskExecutor(address, initializer, initargs, log, workers=workers or None)
+
+
 class DaskExecutor(base.Executor):
     """Tasks on a Dask cluster: at ``address`` (``HOST:PORT``), or ``local`` (one made here).
 

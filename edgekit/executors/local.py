@@ -12,10 +12,10 @@ dies. While it runs, a task can send lines back with ``report``; the parent hand
 ``on_message`` it gave with the task.
 
 The seam: an executor is one class with ``submit``, ``start``, ``close`` and ``hold`` (the
-``Executor`` base gives the last): ``LocalPool`` here, ``DaskExecutor`` in
-``edgekit.executors.dask_cluster`` (``--executor dask://HOST:PORT``, a cluster) and ``InProcess``, which
-runs tasks in the calling process (``EDGEKIT_WORKERS=0``, for a debugger, without the crash
-isolation). A task submitted with a ``Hold`` runs inside the host and device locks of
+``Executor`` base gives the last) and a ``make`` function, one entry of the scheme table
+(``edgekit.executors.schemes``): ``LocalPool`` here (``--executor local``), and ``InProcess``,
+which runs tasks in the calling process (``EDGEKIT_WORKERS=0``, for a debugger, without the
+crash isolation). A task submitted with a ``Hold`` runs inside the host and device locks of
 ``edgekit.locks`` wherever it runs, and its record (host, start, end) is kept in ``records``,
 which the build writes into results.json ``tasks``.
 """
@@ -38,10 +38,8 @@ from typing import Any, Callable
 
 from edgekit import lifeline
 from edgekit.errors import TaskFailed, WorkerDied, one_line
-
-# The pool's exceptions live in errors.py with every other; ``executor.WorkerDied`` still works.
 from edgekit.executors import base
-from edgekit.executors.base import MESSAGES, Executor, OnMessage, Raised, relay, report, run_held  # noqa: F401 - the seam's names
+from edgekit.executors.base import MESSAGES, Executor, OnMessage, relay, run_held
 from edgekit.locks import Hold
 
 #: how long a worker gets to exit after it is asked to (then it is killed)
@@ -291,6 +289,17 @@ class LocalPool(Executor):
                 worker.task.future.set_exception(TaskFailed("the worker pool was closed before the task finished"))
             worker.conn.close()
         self._workers.clear()
+
+
+def make(address: str, initializer: Callable | None, initargs: tuple, log: Callable[[str], None] | None,
+         workers: int | None, output: Path | None) -> Executor:
+    """The ``local`` scheme (``edgekit.executors.schemes``): ``LocalPool`` of ``workers`` worker
+    processes (default 1), ``InProcess`` for 0."""
+    if workers == 0:
+        return InProcess(initializer, initargs)
+    # One worker by default: measured on 2 cores, a second one made digits_cnn --fresh no faster
+    # (the parent trains while the worker converts) and costs ~1 GB and a TensorFlow import.
+    return LocalPool(1 if workers is None else workers, initializer, initargs, log, output=output)
 
 
 class InProcess(Executor):

@@ -34,18 +34,6 @@ def lock_dir(tmp_path, monkeypatch):
     return folder
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One 2-worker Dask cluster of worker processes (dask://local), for the tests that build
-    through the Python side; its workers set up as a build's are (TensorFlow imported)."""
-    from edgekit.evaluate import worker
-    from edgekit.executors.dask_cluster import DaskExecutor
-
-    executor = DaskExecutor("local", worker.prepare, (1,), workers=2)
-    yield executor
-    executor.close()
-
-
 def _sleep(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
