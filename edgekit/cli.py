@@ -184,9 +184,14 @@ def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) ->
         raise error
 
 
-#: what EDGEKIT_DEBUG_IMPORTS=1 reports as `edgekit build` exits (benchmarks/pipeline_speed.py reads it)
-_HEAVY_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf", "onnxruntime",
-                  "openvino", "ai_edge_litert", "sklearn", "matplotlib")
+#: libraries that cost seconds to import: a command that does not need them imports none (the
+#: tests hold the light commands to it); EDGEKIT_DEBUG_IMPORTS=1 reports which of them `edgekit
+#: build` imported as it exits (benchmarks/pipeline_speed.py reads it)
+HEAVY_MODULES = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx", "nncf", "onnxruntime",
+                 "openvino", "ai_edge_litert", "sklearn", "matplotlib")
+#: the part of HEAVY_MODULES only training, compression and conversion need: a fully cached
+#: rebuild imports none of it (it still opens the runtimes to time its rows, and draws its plots)
+TRAINING_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf")
 
 
 def _build_exit(code: int, error: click.ClickException | None) -> None:
@@ -200,7 +205,7 @@ def _build_exit(code: int, error: click.ClickException | None) -> None:
     ordinary return or exception. ``error`` is shown as ``main`` would show it.
     """
     if os.environ.get("EDGEKIT_DEBUG_IMPORTS"):
-        shown = " ".join(f"{name}={'yes' if name in sys.modules else 'no'}" for name in _HEAVY_MODULES)
+        shown = " ".join(f"{name}={'yes' if name in sys.modules else 'no'}" for name in HEAVY_MODULES)
         click.echo(f"[debug] imported: {shown}", err=True)
     context = click.get_current_context(silent=True)
     console = (context is not None and context.find_root().info_name == "edgekit"

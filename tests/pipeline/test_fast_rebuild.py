@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import cli
+from edgekit.cli import TRAINING_MODULES, cli
 
-HEAVY = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf")
 
 
 def _imports(stderr: str) -> dict[str, bool]:
@@ -40,7 +39,7 @@ def test_a_fully_cached_rebuild_imports_no_tensorflow_and_writes_the_same_rows(t
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "results: " in done.stdout  # written and flushed before the process ended itself
     imported = _imports(done.stderr)
-    assert not [name for name in HEAVY if imported[name]], done.stderr
+    assert not [name for name in TRAINING_MODULES if imported[name]], done.stderr
     first, again = tiny_run.results, json.loads((out / "results.json").read_text())
     assert again["reused"]["data"] and again["reused"]["train"] == ["base"]
     assert "keras-fp32" in again["reused"]["evaluate"]  # the baseline's metrics and outputs are an entry too
@@ -87,7 +86,7 @@ def test_a_cached_rebuild_with_compressed_models_loads_none_of_them(tmp_path):
                           env={**os.environ, **env, "EDGEKIT_DEBUG_IMPORTS": "1"}, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert not [name for name in HEAVY if _imports(done.stderr)[name]], done.stderr
+    assert not [name for name in TRAINING_MODULES if _imports(done.stderr)[name]], done.stderr
     before, after = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("a", "b"))
     assert sorted(after["reused"]["compress"]) == ["pruned50", "qat"]
     assert [m.get("keras_metrics") for m in after["models"]] == [m.get("keras_metrics") for m in before["models"]]

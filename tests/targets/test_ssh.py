@@ -26,7 +26,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgekit.cli import cli
+from edgekit.cli import HEAVY_MODULES, cli
 from edgekit.errors import DeviceProfileError
 from edgekit.formats import FORMATS
 from edgekit.targets import job as jobs
@@ -39,16 +39,9 @@ from tests.targets.sshd import ROOT, device_profile, device_python, free_port
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_model, digits, tmp_path_factory):
-    """tflite fp32/int8 and onnx fp32/int8 files of the tiny CNN."""
-    folder = tmp_path_factory.mktemp("artifacts")
-    x, _ = digits
-    paths = {}
-    for fmt_name, precision in (("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")):
-        fmt = FORMATS[fmt_name]
-        paths[f"{fmt_name}-{precision}"] = path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
-        fmt.load_converter()(tiny_model, path, precision, x[:100], {})
-    return paths
+def artifacts(tiny_artifacts):
+    """tflite fp32/int8 and onnx fp32/int8 files of the tiny CNN (the session's shared conversions)."""
+    return {f"{fmt}-{precision}": path for (fmt, precision), path in tiny_artifacts.items() if fmt in ("tflite", "onnx")}
 
 
 def write_job(folder: Path, artifact: Path, fmt: str, eval_x, bench_x, modules=None, runs=7) -> Path:
@@ -218,7 +211,7 @@ def test_devices_check_unknown_device_exits_2(tmp_path):
 
 @pytest.mark.parametrize("args", [["devices", "--help"], ["devices", "list"], ["bench", "--help"]])
 def test_device_commands_import_no_heavy_library(args):
-    heavy = ("tensorflow", "tf_keras", "keras", "onnxruntime", "openvino", "tf2onnx", "sklearn")
+    heavy = HEAVY_MODULES
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom edgekit.cli import cli\n"
         f"r = CliRunner().invoke(cli, {args!r})\nassert r.exit_code == 0, r.output\n"
