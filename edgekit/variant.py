@@ -1,5 +1,6 @@
 """A variant: one Keras model in one format and precision, its artifact, its runtime session,
-what evaluating it found; or the reason it failed."""
+what evaluating it found; or the reason it failed. And the build context every conversion of a
+build shares. Every stage from convert on passes these along."""
 
 from __future__ import annotations
 

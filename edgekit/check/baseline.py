@@ -1,14 +1,9 @@
-"""Baselines for `edgekit check`: reading and validating results files, saving a baseline, and
-deciding whether a baseline can be compared with a run at all.
+"""Baselines for `edgekit check`: saving a baseline, reading one back, and deciding whether a
+baseline can be compared with a run at all (results files are read by edgekit.results.read).
 
 A baseline file (``edgekit baseline save``) wraps a run's results.json with the recipe hash, the
 recipe text and the environment; a plain results.json is accepted as a baseline too.
 Standard library only.
-
-Two kinds of bad input, two exit codes: a file that is not a results file at all (not JSON, a
-missing key, a string where a number belongs) is an InputError (exit 2); a results file whose
-numbers cannot be measurements (NaN, inf, a latency at or below zero) is read, and
-``value_problems`` names them so that ``edgekit check`` fails its budgets (exit 1).
 """
 
 from __future__ import annotations
@@ -78,7 +73,7 @@ def environment_warnings(results: dict, stored: dict, absolute_latency: bool = F
     if sha != old_sha:
         warnings.append(f"recipe differs from the baseline's (sha256 {str(sha)[:12]} vs {str(old_sha)[:12]}): "
                         "if the change is intended, re-save the baseline (edgekit baseline save RUN_DIR PATH)")
-    # a results file may hold null where a value is missing (results_schema)
+    # a results file may hold null where a value is missing (results/schema.py)
     env, old_env = results.get("environment") or {}, stored.get("environment") or {}
     now = {"python": env.get("python"), **(env.get("packages") or {})}
     old = {"python": old_env.get("python"), **(old_env.get("packages") or {})}

@@ -1,10 +1,14 @@
-"""How a model file becomes the Keras model a build measures, beyond what a Keras loader does.
+"""Every model file edgekit reads, and how it becomes the Keras model a build measures.
 
-``edgekit.models.files.load_model_file`` decides; this module holds its parts: which Keras reads a
-file (the one that saved it), the classes a file names from the user's own modules (imported
-only with safe mode off), a subclassed model traced to a functional graph, a SavedModel folder
-without a Keras model served by its signature (``edgekit.models.saved_model``), and why a file did not
-load, in one line.
+``load_model_file`` reads a recipe's model file (.keras, .h5, a SavedModel folder), in safe
+mode unless the recipe opts out (``edgekit.models.safety``); ``save_model`` writes the build's
+own copy, which ``load_build_model`` reads back in a worker process or a probe; and
+``file_input_shape`` reads a file's input shape from its config without TensorFlow (the data
+of image folders). The rest are the loader's parts: which Keras reads a file (the one that
+saved it), the classes a file names from the user's own modules (imported only with safe mode
+off), a subclassed model traced to a functional graph, a SavedModel folder without a Keras
+model served by its signature (``edgekit.models.saved_model``), and why a file did not load,
+in one line.
 """
 
 from __future__ import annotations

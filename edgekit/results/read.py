@@ -1,5 +1,11 @@
 """Reading results.json back: the file parsed, its shape and every value checked, in one-line
-errors that name the file and the fix."""
+errors that name the file and the fix. Standard library only.
+
+Two kinds of bad input, two exit codes: a file that is not a results file at all (not JSON, a
+missing key, a string where a number belongs) is an InputError (exit 2); a results file whose
+numbers cannot be measurements (NaN, inf, a latency at or below zero) is read, and
+``value_problems`` names them so that ``edgekit check`` fails its budgets (exit 1).
+"""
 
 from __future__ import annotations
 

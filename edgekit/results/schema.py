@@ -1,9 +1,10 @@
 """The shape of a results file, checked once on read for every reader of it.
 
 ``edgekit check``, ``compare``, ``report``, ``verify``, ``table``, ``edgekit.load`` and
-``edgekit.check`` all read results files through ``edgekit.check.baseline`` (``load_results``,
-``load_baseline``), which calls ``check_shape`` here: every field any of them reads has the
-type its readers expect, or the file is refused in one line that names the field (exit 2). A
+``edgekit.check`` all read results files through ``edgekit.results.read.load_results`` (and
+``edgekit.check.baseline.load_baseline``), which calls ``check_shape`` here: every field any of
+them reads has the type its readers expect, or the file is refused in one line that names the
+field (exit 2). A
 results file from another machine, an old edgekit or a hand edit then never meets a reader as
 a traceback. Numbers that cannot be measurements (NaN, inf, a latency <= 0) are a separate
 question: they are read, and ``edgekit check`` fails their budgets.

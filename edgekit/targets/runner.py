@@ -9,7 +9,8 @@ session the job names (the format table's ``Format.runtime``), trying the job's 
 (the format table's ``runtime_packages`` the device profile lists) in order. It runs on
 Python 3.7+ and numpy 1.x or 2.x.
 
-edgekit itself imports ``time_session`` from here (``edgekit.bench.stats`` re-exports it), so
+The timing loop is ``edgekit/bench/timing.py``, shipped beside this file (see
+edgekit.targets.job) and imported by edgekit itself (``edgekit.bench.stats`` re-exports it), so
 local and remote runs are timed by the very same loop, and the device opens the artifact with
 the very same session code as the host.
 
@@ -39,8 +40,6 @@ import time
 
 import numpy as np
 
-from edgekit.bench.timing import time_rounds
-
 RESULT_MARKER = "EDGEKIT-RESULT "
 
 #: ISA extensions that decide how fast int8 and fp32 kernels can be (x86 and Arm names).
@@ -49,9 +48,6 @@ ISA_FLAGS = (
     "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
     "neon", "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
 )
-
-
-# --------------------------------------------------------------------------- the timing loop
 
 
 # --------------------------------------------------------------------------- environment
@@ -213,6 +209,7 @@ def run_job(job, base_dir="."):
         ``{"runtime", "settings", "input_shape", "latencies_ms", "rounds_ms", "outputs",
         "environment", "session_file"}``.
     """
+    from edgekit.bench.timing import time_rounds  # shipped beside this file (not on the --probe path)
     from edgekit.runtimes import as_samples
 
     path = os.path.join(base_dir, job["model"])
@@ -258,6 +255,7 @@ def run_group(job, base_dir="."):
         or an error], "environment", "clocks"}``: ``clocks`` is what ``edgekit.targets.clocks``
         read around the rounds (every row of the job was timed in the same rounds).
     """
+    from edgekit.bench.timing import time_rounds  # shipped beside this file
     from edgekit.runtimes import as_samples, one_sample_batch
 
     with np.load(os.path.join(base_dir, job["inputs"]), allow_pickle=False) as arrays:

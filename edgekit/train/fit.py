@@ -1,5 +1,6 @@
-"""The train stage: the fp32 Keras model, built and fitted from the zoo or a builder (cached),
-or loaded from the user's file."""
+"""Fitting the fp32 Keras model, built from the zoo or a builder: its inputs, loss, metrics and
+targets from the task table, the epoch log, and the checks that a model fits the data. The
+cached stage around it is edgekit.train.stage; model files are edgekit.models.files."""
 
 from __future__ import annotations
 

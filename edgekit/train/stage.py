@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekit.cache import make_key, source_hash
 from edgekit.errors import ModelError, one_line
 from edgekit.models.files import load_model_file, save_model
@@ -232,13 +230,14 @@ def _content_hash(path: Path) -> str:
 
 
 def _train_code(recipe) -> str:
-    """Hash of the code that trains the recipe's model: this module, the task table (losses,
-    metrics) and, for a zoo model, its builder's module and the zoo's shared layers (a
-    ``model.python`` builder is keyed by its own source, ``_builder_source``)."""
+    """Hash of the code that trains the recipe's model: this module and the fitting
+    (``edgekit.train.fit``), the task table (losses, metrics) and, for a zoo model, its
+    builder's module and the zoo's shared layers (a ``model.python`` builder is keyed by its own
+    source, ``_builder_source``)."""
     from edgekit.models import ZOO
 
     builder = [ZOO[recipe.model.arch].__module__, "edgekit.models._common"] if recipe.model.arch else []
-    return source_hash(__name__, "edgekit.tasks", "edgekit.models.outputs", *builder)
+    return source_hash(__name__, "edgekit.train.fit", "edgekit.tasks", "edgekit.models.outputs", *builder)
 
 
 def _builder_source(recipe) -> str | None:
