@@ -73,7 +73,7 @@ def samples_for(shape, n: int = 16) -> list[np.ndarray]:
 
 
 def edgekit_figures(fmt, path: Path, runs: int) -> dict:
-    from edgekit.targets.runner import time_session
+    from edgekit.bench.timing import time_session
 
     session = fmt.load_runtime()(path, 1, {})
     samples = samples_for(session.input_shape)

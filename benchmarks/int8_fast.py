@@ -100,10 +100,10 @@ def run_model(name: str, formats: list[str], scratch: Path, args) -> None:
     import numpy as np
 
     from edgekit.bench.stats import summarize
+    from edgekit.bench.timing import time_rounds
     from edgekit.convert.fast import build_fast
     from edgekit.convert.fold_input import fold_input
     from edgekit.formats import FORMATS
-    from edgekit.targets.runner import time_rounds
 
     model = build_model(name)
     count = macs(model)

@@ -53,8 +53,8 @@ def load_run(run: Path):
     from edgekit.convert.preprocess import with_normalization
     from edgekit.data import load_dataset
     from edgekit.models import register_custom_layers
-    from edgekit.recipe import load_recipe
-    from edgekit.train import load_stage_model
+    from edgekit.recipe.schema import load_recipe
+    from edgekit.train.stage import load_stage_model
 
     register_custom_layers()
     recipe = load_recipe(run / "recipe.yaml")

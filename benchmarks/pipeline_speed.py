@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf")
 
 
 def load() -> str:
@@ -79,6 +78,8 @@ def run_build(recipe: Path, out: Path, cache_dir: Path, fresh: bool = False) -> 
     for reader in readers:
         reader.join()
     imported = next((line.split("imported:", 1)[1].strip() for line in stderr_lines if "[debug] imported:" in line), None)
+    from edgekit.cli import TRAINING_MODULES  # what `[debug] imported:` may not show for a cached build
+
     results = {}
     if (out / "results.json").is_file():
         results = json.loads((out / "results.json").read_text())
@@ -88,7 +89,7 @@ def run_build(recipe: Path, out: Path, cache_dir: Path, fresh: bool = False) -> 
         "wall_s": ended - started,
         "rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
         "imported": imported,
-        "tf": None if imported is None else any(f"{name}=yes" in imported for name in HEAVY),
+        "tf": None if imported is None else any(f"{name}=yes" in imported for name in TRAINING_MODULES),
         "exit_s": ended - seen["results_line"] if "results_line" in seen else None,
         "start_s": seen["first_log"] - started if "first_log" in seen else None,
         "build_s": results.get("build_seconds"),

@@ -57,7 +57,7 @@ class Results:
 
     @property
     def higher_is_better(self) -> bool:
-        from edgekit.check.gate import higher_is_better
+        from edgekit.results.metrics import higher_is_better
 
         return higher_is_better(self.results)
 
@@ -92,7 +92,7 @@ class Results:
         delta = (row.get("delta") or {}).get(metric)
         if delta is None:
             return None
-        from edgekit.check.gate import higher_is_better
+        from edgekit.results.metrics import higher_is_better
 
         return -delta if higher_is_better(self.results, metric) else delta
 
@@ -115,7 +115,7 @@ class Results:
             if row["status"] != "ok" or row.get("target") != target or p50 is None:
                 continue
             if max_drop is not None:
-                from edgekit.check.gate import judged_metric
+                from edgekit.results.metrics import judged_metric
 
                 drop = self.drop(row, metric or judged_metric(self.results))
                 if drop is None or drop > max_drop + _EPS:
@@ -134,7 +134,7 @@ def load(path: str | Path) -> Results:
     Raises:
         InputError: no readable results.json there.
     """
-    from edgekit.check.baseline import load_results
+    from edgekit.results.read import load_results
 
     path = Path(path)
     results = load_results(path)
@@ -148,7 +148,7 @@ def _recipe_of(recipe, holder: list) -> Any:
     folder. ``holder`` gets the temporary folder, to remove after the build."""
     import yaml
 
-    from edgekit.recipe import Recipe, load_recipe
+    from edgekit.recipe.schema import Recipe, load_recipe
 
     if isinstance(recipe, (str, Path)):
         return load_recipe(recipe)
@@ -178,7 +178,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
     """Build every variant of ``recipe`` and measure each, as ``edgekit build`` does.
 
     Args:
-        recipe: a recipe file path, a ``edgekit.recipe.Recipe`` or a dict of the same sections.
+        recipe: a recipe file path, a ``edgekit.recipe.schema.Recipe`` or a dict of the same sections.
         out: the run directory (default ``runs/<recipe name>``).
         fresh: ignore the stage cache (``--fresh``).
         force: build into a non-empty folder that is not a run directory (``--force``).
@@ -189,14 +189,14 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
         log: receives each of edgekit's progress lines (default: a progress bar on a terminal,
             plain lines elsewhere, on stderr); called with ``sys.stdout`` / ``sys.stderr`` on the
             terminal.
-        executor: where the tasks run (``edgekit.executor.make_executor``; default: worker
+        executor: where the tasks run (``edgekit.executors.schemes.make_executor``; default: worker
             processes made for this build). Workers it started before this build keep the
-            descriptors of the build they started in (``edgekit.quiet``).
+            descriptors of the build they started in (``edgekit.pipeline.build_log``).
         preflight: first check that ``out`` and the stage cache are writable and say which
             recipe paths leave the recipe's folder (``edgekit build`` does this for every
             recipe before the first build, and passes False).
         prepared: the future of this build's preparation on ``executor``'s workers, submitted
-            earlier (``edgekit.whole_build.submit``: several recipes, a search's trials).
+            earlier (``edgekit.pipeline.whole_build.submit``: several recipes, a search's trials).
 
     Returns:
         The run's Results (``result.failed`` lists failed rows; a build with failed rows still
@@ -205,7 +205,7 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
     Raises:
         EdgekitError: bad recipe or input (its ``exit_code`` is the command's), or Interrupted.
     """
-    from edgekit import quiet
+    from edgekit.pipeline import build_log as quiet
 
     temporary: list[Path] = []
     try:
@@ -225,8 +225,8 @@ def build(recipe, out: str | Path | None = None, *, fresh: bool = False, force: 
 
 def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime: bool, tensorboard: bool,
                log, executor, prepared=None) -> Results:
-    from edgekit import pipeline
     from edgekit.cache import Cache
+    from edgekit.pipeline import build as pipeline
     from edgekit.progress import BuildLog
 
     own_log = BuildLog(stream=capture.terminal) if log is None else None
@@ -238,7 +238,7 @@ def _run_build(recipe, run_dir: Path, capture, fresh: bool, force: bool, retime:
         if own_log is not None:
             own_log.close()
     if tensorboard:
-        from edgekit import tensorboard_logs
+        from edgekit.train import tensorboard as tensorboard_logs
 
         tensorboard_logs.write_results(result.results, run_dir / tensorboard_logs.TENSORBOARD_DIR)
     return Results(result.results, run_dir)
@@ -255,7 +255,7 @@ def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
     """Fail now, in one line, for what would otherwise fail after training (``edgekit build``'s checks)."""
     import click
 
-    from edgekit import preflight
+    from edgekit.pipeline import preflight
 
     preflight.before_build(recipe, run_dir, cache_used, say=lambda line: click.echo(line, err=True))
 
@@ -326,7 +326,7 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
         shapes: free dimensions fixed, ``"NAME=1x3x320x320"`` each (as ``--shape``).
         verbose: let the runtimes print live (``-v``); by default what they print (LiteRT's
             ``Created TensorFlow Lite XNNPACK delegate``, ...) goes into ``out``'s ``.log`` file
-            beside it, or nowhere without ``out`` (``edgekit.quiet``).
+            beside it, or nowhere without ``out`` (``edgekit.pipeline.build_log``).
 
     Returns:
         Results (no metrics: ``best(max_drop=None)`` is the fastest file); ``run_dir`` is the
@@ -339,7 +339,7 @@ def bench(files: Iterable[str | Path], targets: Iterable[str] = ("cpu",), *, run
 
     spec = filebench.BenchSpec(warmup=warmup, runs=runs, min_time_s=min_time_s, threads=threads, inputs=samples,
                                profile=profile)
-    from edgekit import quiet
+    from edgekit.pipeline import build_log as quiet
 
     dirs = [Path(devices)] if devices is not None else search_dirs()
     chatter = Path(out).with_name(Path(out).stem + ".log") if out is not None else None

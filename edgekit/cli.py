@@ -70,8 +70,9 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
     summary table (and <out>/summary.json). Exit codes: 0 every row ok or skipped, 1 some row
     failed (or a build failed), 2 bad recipe or input, 130 interrupted (partial results are written).
     """
-    from edgekit import api, many
-    from edgekit.recipe import load_recipe
+    from edgekit import api
+    from edgekit.pipeline import many
+    from edgekit.recipe.schema import load_recipe
 
     paths = many.recipe_paths(recipe_files)
     recipes = [load_recipe(path) for path in paths]  # every recipe is checked before anything is built
@@ -152,9 +153,9 @@ def _print_build(result, run_dir: Path, table: bool, table_format: str = "table"
 
 
 def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) -> None:
-    """Build ``recipes`` one after another on shared executors (``edgekit.many``); one summary
+    """Build ``recipes`` one after another on shared executors (``edgekit.pipeline.many``); one summary
     table and exit code. ``options``: fresh, force, retime, tensorboard, verbose."""
-    from edgekit import many
+    from edgekit.pipeline import many
     from edgekit.report.summary import print_summary, write_summary
 
     history_url = options.pop("history_url", None)
@@ -183,9 +184,14 @@ def _build_many(recipes, out_dir: Path, executor_spec: str | None, **options) ->
         raise error
 
 
-#: what EDGEKIT_DEBUG_IMPORTS=1 reports as `edgekit build` exits (benchmarks/pipeline_speed.py reads it)
-_HEAVY_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf", "onnxruntime",
-                  "openvino", "ai_edge_litert", "sklearn", "matplotlib")
+#: libraries that cost seconds to import: a command that does not need them imports none (the
+#: tests hold the light commands to it); EDGEKIT_DEBUG_IMPORTS=1 reports which of them `edgekit
+#: build` imported as it exits (benchmarks/pipeline_speed.py reads it)
+HEAVY_MODULES = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx", "nncf", "onnxruntime",
+                 "openvino", "ai_edge_litert", "sklearn", "matplotlib")
+#: the part of HEAVY_MODULES only training, compression and conversion need: a fully cached
+#: rebuild imports none of it (it still opens the runtimes to time its rows, and draws its plots)
+TRAINING_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "nncf")
 
 
 def _build_exit(code: int, error: click.ClickException | None) -> None:
@@ -199,7 +205,7 @@ def _build_exit(code: int, error: click.ClickException | None) -> None:
     ordinary return or exception. ``error`` is shown as ``main`` would show it.
     """
     if os.environ.get("EDGEKIT_DEBUG_IMPORTS"):
-        shown = " ".join(f"{name}={'yes' if name in sys.modules else 'no'}" for name in _HEAVY_MODULES)
+        shown = " ".join(f"{name}={'yes' if name in sys.modules else 'no'}" for name in HEAVY_MODULES)
         click.echo(f"[debug] imported: {shown}", err=True)
     context = click.get_current_context(silent=True)
     console = (context is not None and context.find_root().info_name == "edgekit"
@@ -218,7 +224,7 @@ def _build_exit(code: int, error: click.ClickException | None) -> None:
 
 def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
     """Fail now, in one line, for what would otherwise fail after training."""
-    from edgekit import preflight
+    from edgekit.pipeline import preflight
 
     preflight.before_build(recipe, run_dir, cache_used, say=_log)
 
@@ -232,14 +238,14 @@ def validate(recipe_file: Path) -> None:
     Exit codes: 0 a build would start, 2 the problem, in one line. Never imports TensorFlow.
     """
     from edgekit.data import load_dataset
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     recipe = load_recipe(recipe_file)
     for line in _outside(recipe):
         _log(line)
     data = load_dataset(recipe.data, recipe.seed, recipe.quantize.calibration_samples, task=recipe.task,
                         output_tasks=recipe.outputs)
-    from edgekit.train import check_chosen_shape_data, model_inputs
+    from edgekit.train.fit import check_chosen_shape_data, model_inputs
 
     data = model_inputs(recipe, data)  # what the artifacts take (a generator: latent vectors), as the build does
     check_chosen_shape_data(recipe.model.input_shape, data)  # the build refuses it once the model is loaded
@@ -301,7 +307,7 @@ def search(recipe_file: Path, out_dir: Path | None, executor_spec: str | None, s
 
 
 def _outside(recipe) -> list[str]:
-    from edgekit import preflight
+    from edgekit.pipeline import preflight
 
     return preflight.outside_paths(recipe)
 
@@ -342,7 +348,7 @@ def schema() -> None:
 
     from pydantic.json_schema import GenerateJsonSchema
 
-    from edgekit.recipe import Recipe
+    from edgekit.recipe.schema import Recipe
 
     class WithFactoryDefaults(GenerateJsonSchema):
         """Also show the defaults made by a factory (export.formats, targets, quantize.precisions):
@@ -758,7 +764,7 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force, un
 
     Exit codes: 0 written, 2 bad input (or the file exists).
     """
-    from edgekit import init_recipe
+    from edgekit.recipe import starter as init_recipe
 
     if (model_file is None) == (arch is None):
         raise click.UsageError("give either --model FILE --data FILE.npz, or --arch NAME --dataset NAME")
@@ -776,7 +782,7 @@ def init_command(model_file, data_file, arch, dataset, name, out_file, force, un
         raise InputError(f"{out_file} exists; edgekit init never overwrites a file: pass --force, or choose another --out")
     if model_file is not None:
         _quiet_tensorflow()
-        from edgekit.quiet import descriptors_to
+        from edgekit.pipeline.build_log import descriptors_to
 
         # Loading the model prints TensorFlow's start-up lines (a CUDA probe among them): none are ours.
         with descriptors_to(Path(os.devnull)):

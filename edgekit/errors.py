@@ -92,7 +92,7 @@ class WorkerDied(Exception):
     """
 
     def __init__(self, exitcode: int | None, stage: str | None, worker: str | None = None, tries: int = 1):
-        #: ``worker``: the Dask worker that died last (its address); ``tries``: workers that died on it
+        #: ``worker``: a remote worker that died last (its address, from a cluster executor); ``tries``: workers that died on it
         self.exitcode, self.stage, self.worker, self.tries = exitcode, stage, worker, tries
         super().__init__(f"the worker process {self.how()}" + (f" during {stage}" if stage else ""))
 
@@ -108,9 +108,9 @@ class WorkerDied(Exception):
 
     def how(self) -> str:
         """``crashed (SIGSEGV)``, ``was killed (SIGKILL: out of memory?)`` or ``exited (code 3)``."""
-        if self.worker is not None:  # a Dask worker: its exit code is the cluster's to know
+        if self.worker is not None:  # a cluster's worker: its exit code is the cluster's to know
             again = f" (tried {self.tries} times, each on a worker that died)" if self.tries > 1 else ""
-            return f"on Dask worker {self.worker} died{again}"
+            return f"on worker {self.worker} died{again}"
         name = self.signal_name
         if name == "SIGKILL":  # what the kernel's OOM killer sends
             return "was killed (SIGKILL: out of memory?)"
@@ -120,7 +120,7 @@ class WorkerDied(Exception):
 
 
 class SchedulerLost(EdgekitError):
-    """The Dask scheduler went away during a build: partial results are written as on Ctrl-C."""
+    """The cluster executor's scheduler went away during a build: partial results are written as on Ctrl-C."""
 
 
 class TaskFailed(Exception):

@@ -15,7 +15,7 @@ hold between every edgekit process on the machine: the worker processes of a bui
 workers that run there, and other builds (two CI jobs on one runner). The kernel drops a lock
 when its holder dies, so a killed process never leaves one behind. On a Dask cluster the device
 lock is the cluster's own (``distributed.Lock``: one device is reached from several machines);
-see ``edgekit.executor_dask``.
+see ``edgekit.executors.dask_cluster``.
 
 Shared holders are not made to queue behind a waiting exclusive one: a build holds the host
 lock shared while it trains, and its own conversions then take it shared again in the workers;

@@ -102,9 +102,9 @@ def real_row(fmt: str, precision: str, *, p50: float | None = None, metrics: dic
     ``p50`` becomes a measurement of three equal timings; ``size_bytes`` stands for an artifact
     file the test does not write; ``baseline_metrics`` are what ``delta`` is taken against.
     """
-    from edgekit.evaluate.variant import Variant
     from edgekit.report.rows import make_row
     from edgekit.targets import Measurement
+    from edgekit.variant import Variant
 
     variant = Variant(format=fmt, precision=precision, model=model, metrics=dict(metrics or {}), runtime=runtime,
                       status="ok" if status in ("ok", "skipped") else status, reason=reason)

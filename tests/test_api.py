@@ -1,6 +1,6 @@
 """The Python API (edgekit.api): load, Results (rows, to_pandas, best), check and bench on the
 shared tiny build; `import edgekit` stays light. The build itself through the API runs in
-tests/test_quiet.py (a fresh process, from a dict)."""
+tests/pipeline/test_build_log.py (a fresh process, from a dict)."""
 
 from __future__ import annotations
 

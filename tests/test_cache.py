@@ -356,6 +356,7 @@ def test_a_folder_that_is_not_a_run_directory_is_refused_unless_forced(first, tm
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep" and (tmp_path / "mine" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_deleting_the_run_directory_during_the_build_fails_it(tmp_path):
     recipe = tmp_path / "slow.yaml"
     recipe.write_text(_recipe(tmp_path).read_text().replace("inputs: 2,", "inputs: 2, min_time_s: 1,"))
@@ -421,6 +422,7 @@ def _alive(processes: dict[int, str]) -> list[int]:
     return alive
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("marker", ["epoch 3/", "[convert] tflite-int8"])
 def test_a_build_killed_with_sigkill_resumes_to_the_same_table(tmp_path, reference, marker):
     """SIGKILL while training and while converting (a worker busy, a probe running ahead): no
@@ -449,6 +451,7 @@ def test_a_build_killed_with_sigkill_resumes_to_the_same_table(tmp_path, referen
         assert results["reused"]["train"] == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_partial_results_and_exits_130(tmp_path):
     recipe = _recipe(tmp_path, epochs=40, runs=3000)
     process = _start(recipe, tmp_path / "run", tmp_path / "cache")

@@ -81,6 +81,7 @@ def copy(tmp_path_factory):
     return copy
 
 
+@pytest.mark.slow
 def test_editing_a_converter_recomputes_only_its_format(copy):
     copy.edit("convert/tflite.py")
     results, computed = copy.build()
@@ -95,6 +96,7 @@ def test_editing_a_converter_recomputes_only_its_format(copy):
     assert all(row["status"] == "ok" for row in results["rows"])
 
 
+@pytest.mark.slow
 def test_editing_a_runtime_session_reevaluates_only_its_format(copy):
     copy.edit("runtimes/onnxruntime.py")
     copy.edit("models/lenet.py")  # another zoo builder than the recipe's: its model is not retrained
@@ -107,6 +109,7 @@ def test_editing_a_runtime_session_reevaluates_only_its_format(copy):
     assert results["reused"]["train"] == ["base"]
 
 
+@pytest.mark.slow
 def test_editing_the_recipes_zoo_builder_retrains(copy):
     copy.edit("models/mlp.py")
     results, computed = copy.build()

@@ -276,7 +276,7 @@ def test_every_recipe_and_device_profile_block_validates(tmp_path):
     import yaml
 
     from edgekit.errors import EdgekitError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
     from edgekit.targets.profiles import load_profile
 
     shutil.copytree(ROOT / "devices", tmp_path / "devices")

@@ -302,11 +302,11 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     ``inputs_file`` (one array per input name) do; see ``plan_inputs``."""
     from edgekit import environment
     from edgekit.evaluate.stage import io_record
-    from edgekit.evaluate.variant import Variant
     from edgekit.evaluate.weights import gzip_size
     from edgekit.report import results as results_file
     from edgekit.report.rows import add_speedups
     from edgekit.targets import resolve
+    from edgekit.variant import Variant
 
     started = time.perf_counter()
     formats = [format_of(path) for path in paths]

@@ -3,7 +3,7 @@
 The target splits its rows into jobs (``Target.split``: one job for a single device, one per
 format and model for a pool). Each job is one task holding one device's lock
 (``edgekit.locks``): for a pool, the first free member (``Hold.candidates``), so a build with N
-members runs up to N jobs at once, on the build's executor (threads here, or tasks on Dask
+members runs up to N jobs at once, on the build's executor (threads here, or tasks on a cluster
 workers). The fleet of a build keeps, per member:
 
 - its health: checked once per build before its first job (``SshTarget.health_problem``:
@@ -163,7 +163,7 @@ def _submit(pool, hold: Hold, target, variants, spec, samples, eval_inputs, seed
             return pool.submit(run_job, portable, variants, spec, samples, eval_inputs, seed, sample_sets, healthy,
                                on_message=on_message, hold=hold).result()
         except (WorkerDied, TaskFailed) as exc:
-            return Outcome(hold.device or "?", [_failed(f"benchmark failed on the Dask cluster: {exc}") for _ in variants])
+            return Outcome(hold.device or "?", [_failed(f"benchmark failed on the executor's worker: {exc}") for _ in variants])
     with _holding(pool, hold, log):
         return run_job(target, variants, spec, samples, eval_inputs, seed, sample_sets, healthy, log)
 
@@ -172,15 +172,15 @@ def run_job(target, variants, spec, samples, eval_inputs, seed: int, sample_sets
     """A task, inside its device lock: the job's rows on the device it holds
     (``locks.held_device``); first that device's health check when ``healthy`` (the members
     already checked in this build) does not hold it. ``log``: None in a worker (lines go back
-    with ``executor.report``)."""
+    with ``executor_base.report``)."""
     from edgekit.locks import held_device
 
     device = held_device() or target.name
     member = target.member(device)
     if log is None:
-        from edgekit import executor
+        from edgekit.executors import base as executor_base
 
-        log = lambda line: executor.report("log", line)  # noqa: E731
+        log = lambda line: executor_base.report("log", line)  # noqa: E731
         member.log = log
     if healthy is not None and device not in healthy:
         problem = member.health_problem()

@@ -14,10 +14,10 @@ from edgekit import interrupts
 from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import score_outputs
-from edgekit.evaluate.variant import Variant
 from edgekit.locks import Hold, OnDemand
 from edgekit.progress import step
 from edgekit.report.rows import add_speedups, drop_impossible_values, make_row, outputs_block
+from edgekit.variant import Variant
 
 
 def benchmark(variants: list[Variant], data, recipe, log, baseline_outputs=None, cache=None,

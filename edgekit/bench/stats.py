@@ -1,8 +1,8 @@
 """THE timing loop's statistics: summaries, and the 95% intervals of p50s and speedups.
 
-The loop itself, ``time_rounds``, lives in ``edgekit/targets/runner.py``: that file is copied
-to ssh devices, where edgekit is not installed, so local and remote runs are timed by the very
-same code. It times every row of a target in R interleaved rounds (see its docstring).
+The loop itself, ``time_rounds``, lives in ``edgekit/bench/timing.py``: that file is copied
+to ssh devices with the device runner, where edgekit is not installed, so local and remote runs
+are timed by the very same code. It times every row of a target in R interleaved rounds (see its docstring).
 
 Why intervals from rounds, and why this method. Runs inside one round are not independent (a
 slow phase of a shared machine slows a whole block), so a bootstrap over runs would give
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgekit.targets.runner import time_rounds, time_session
+from edgekit.bench.timing import time_rounds, time_session
 
 __all__ = ["log_ratio_se", "ratio_interval", "summarize", "summarize_rounds", "t975", "time_rounds", "time_session"]
 

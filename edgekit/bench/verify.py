@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit import lifeline
-from edgekit.check.baseline import load_results
 from edgekit.errors import ToolFailed, shorten
+from edgekit.results.read import load_results
 from edgekit.targets import host_session_names
 
 if TYPE_CHECKING:
@@ -287,14 +287,15 @@ def _setting(name: str, *sources: dict, default: int, minimum: int = 1) -> int:
 
 def session_job(fmt, artifact: Path, threads: int, runs: int, warmup: int, options: dict, folder: Path) -> list[str]:
     """Write into ``folder`` what edgekit's own session needs to time ``artifact`` in a fresh
-    process (the device runner, the format's session module, a job on random inputs of the
-    model's shape) and return its command line."""
-    from edgekit.targets.job import RUNNER_NAME, RUNNER, session_files
+    process (the device runner with the timing loop, the format's session module, a job on
+    random inputs of the model's shape) and return its command line."""
+    from edgekit.targets.job import RUNNER, RUNNER_NAME, runner_files, session_files
 
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(fmt.runtime_packages),
            "model": str(Path(artifact).resolve()), "threads": threads, "warmup": warmup, "runs": runs, "rounds": 1,
            "samples": 16, "options": options}
-    for name, content in {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), "job.json": json.dumps(job).encode()}.items():
+    files = {RUNNER_NAME: RUNNER, **runner_files(), **session_files(fmt.runtime), "job.json": json.dumps(job).encode()}
+    for name, content in files.items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content if isinstance(content, bytes) else Path(content).read_bytes())

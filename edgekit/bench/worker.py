@@ -43,13 +43,13 @@ def spec_of(variant, recipe) -> SessionSpec | None:
         return SessionSpec(variant.format, Path(variant.path), options)
     if variant.format != "keras":
         return None
-    from edgekit.evaluate.worker import _keras_of, builder_import_dirs, custom_layers
+    from edgekit.models.files import builder_import_dirs, custom_layers, keras_flavour
 
     variant.ensure_session()
     model = getattr(variant.session, "model", None)
     if model is None:
         return None
-    return SessionSpec("keras", Path(variant.path), {}, _keras_of(model), custom_layers(model),
+    return SessionSpec("keras", Path(variant.path), {}, keras_flavour(model), custom_layers(model),
                        builder_import_dirs(recipe))
 
 
@@ -58,7 +58,7 @@ def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
     a session that does not open fails its own row. Each block timed is reported to the build
     (``progress``, "done/total"), between blocks, never during one."""
     from edgekit.errors import one_line
-    from edgekit.executor_base import report
+    from edgekit.executors.base import report
     from edgekit.formats import FORMATS
     from edgekit.targets.base import Measurement
     from edgekit.targets.cpu import time_together
@@ -67,10 +67,10 @@ def time_group(specs: list[SessionSpec], samples, spec, seed: int) -> list[Any]:
     for i, s in enumerate(specs):
         try:
             if s.format == "keras":
-                from edgekit.evaluate.worker import _load_model
+                from edgekit.models.files import load_build_model
                 from edgekit.runtimes import keras as keras_runtime
 
-                model = _load_model(s.path, s.keras, False, s.import_dirs, s.custom_layers)
+                model = load_build_model(s.path, s.keras, False, s.import_dirs, s.custom_layers)
                 sessions.append((i, keras_runtime.open_session(model, spec.threads)))
             else:
                 sessions.append((i, FORMATS[s.format].load_runtime()(s.path, spec.threads, s.options or None)))

@@ -18,34 +18,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekit.check.baseline import (
-    ensure_comparable,
-    environment_warnings,
-    latency_problem,
-    load_baseline,
-    load_results,
-    non_finite,
-    value_problems,
-)
+from edgekit.check.baseline import ensure_comparable, environment_warnings, load_baseline
 from edgekit.check.budgets import Budget, CheckSpec
-
-# For results.json files written before "higher_is_better" was recorded.
-LOWER_IS_BETTER = frozenset({"mse", "mae", "rmse", "loss"})
-
-
-def higher_is_better(results: dict, metric: str | None = None) -> bool:
-    """Whether more of ``metric`` (default: the run's primary metric) is better: results.json's
-    own ``higher_is_better`` (the task table's) for its primary metric, else by the metric's name."""
-    primary = results.get("primary_metric")
-    metric = metric or primary
-    if metric == primary and "higher_is_better" in results:
-        return bool(results["higher_is_better"])
-    return metric not in LOWER_IS_BETTER
-def judged_metric(results: dict) -> str:
-    """The metric the recipe's budgets judge (results.json ``gate_metric``: check.defaults.metric),
-    else the primary one: what the report's Pareto front and ``Results.best`` rank rows by."""
-    return results.get("gate_metric") or results["primary_metric"]
-
+from edgekit.results.metrics import higher_is_better
+from edgekit.results.read import latency_problem, load_results, non_finite, value_problems
 
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
@@ -514,7 +490,7 @@ def _device_limit_outcomes(ctx: _Context) -> list[Outcome]:
 
 def load_spec(recipe_path: Path | None, results_path: Path) -> tuple[CheckSpec, str]:
     """The budgets: --recipe, else the recipe.yaml copy in the run directory, else the defaults."""
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     if recipe_path is None:
         run_dir = results_path if results_path.is_dir() else results_path.parent
@@ -542,7 +518,8 @@ def run_check(results_path: Path, baseline_path: Path | None = None, recipe_path
                          allow_unjudged=allow_unjudged)
     report.outcomes = compare(results, spec, stored, allow_suspect)
     if history is not None:
-        from edgekit.history import store, window as history_window
+        from edgekit.history import store
+        from edgekit.history import window as history_window
 
         report.outcomes += history_window.outcomes(store.open_store(history), results, spec, window)
     if isinstance(results.get("search"), dict) and not results["search"].get("pick"):

@@ -58,7 +58,7 @@ def plan(entries) -> list[Step]:
 def make(step: Step, parent_model, data, recipe, log, callbacks=()) -> Any:
     """Run one compression step on a copy of ``parent_model`` and return the new Keras model.
 
-    ``callbacks`` (TensorBoard's, ``edgekit.tensorboard_logs``) join its fine-tuning fit."""
+    ``callbacks`` (TensorBoard's, ``edgekit.train.tensorboard``) join its fine-tuning fit."""
     from edgekit.compress import cluster, prune, qat
 
     run = {"prune": prune.prune, "cluster": cluster.cluster, "qat": qat.quantize_aware}[step.kind]

@@ -21,7 +21,7 @@ def fine_tune(model, data, recipe, epochs: int, learning_rate: float | None, log
     """
     import tf_keras as keras
 
-    from edgekit.train import EpochLog, fit_data, model_output, task_loss, task_metrics
+    from edgekit.train.fit import EpochLog, fit_data, model_output, task_loss, task_metrics
 
     lr = learning_rate or recipe.train.learning_rate / 10
     x, y, validation = fit_data(recipe, data)  # autoencoders fit their inputs

@@ -4,10 +4,11 @@ each exported like the base model."""
 from __future__ import annotations
 
 from edgekit import interrupts
-from edgekit.convert.stage import BuildContext, Exporter
+from edgekit.convert.stage import Exporter
 from edgekit.errors import one_line
 from edgekit.evaluate import scores
 from edgekit.evaluate.stage import format_metrics
+from edgekit.variant import BuildContext
 
 
 def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: Exporter, models: list,
@@ -21,9 +22,10 @@ def compressed_variants(base_model, base_key: str, ctx: BuildContext, exporter: 
     recipe, data, log, cache = ctx.recipe, ctx.data, ctx.log, ctx.cache
     if not recipe.compress:
         return
-    from edgekit import compress, tensorboard_logs
-    from edgekit import train as train_stage
+    from edgekit import compress
     from edgekit.cache import make_key, source_hash
+    from edgekit.train import stage as train_stage
+    from edgekit.train import tensorboard as tensorboard_logs
 
     threads = recipe.train.resolved_threads()
     keras_models = {"base": (base_model, base_key)}
@@ -89,18 +91,19 @@ def _keras_metrics(name: str, model, key: str, ctx: BuildContext) -> tuple[dict[
     ``models[].keras_metrics``), cached as an evaluate entry: a rebuild does not load the model."""
     import json
 
-    from edgekit import train as train_stage
     from edgekit.cache import make_key, source_hash
-    from edgekit.evaluate.variant import Variant
+    from edgekit.train import fit as train_stage
+    from edgekit.train import stage as stage_train
+    from edgekit.variant import Variant
 
     recipe, data = ctx.recipe, ctx.data
     eval_key = make_key("evaluate", artifact=key, format="keras", model=name, data=ctx.data_key, task=recipe.task,
-                        versions=train_stage.versions_of(ctx.versions, "tensorflow", "tf-keras", "numpy"),
-                        code=source_hash("edgekit.evaluate.scores", "edgekit.train"))
+                        versions=stage_train.versions_of(ctx.versions, "tensorflow", "tf-keras", "numpy"),
+                        code=source_hash("edgekit.evaluate.scores", "edgekit.train.fit"))
 
     def compute() -> dict[str, float]:
         x_test = data.model_inputs(data.x_test)  # the bare Keras model takes normalized features
-        outputs = train_stage.predict(train_stage.keras_model(model), x_test)
+        outputs = train_stage.predict(stage_train.keras_model(model), x_test)
         return scores.metrics(recipe.task, outputs, data.y_test, x=x_test)
 
     def load(folder) -> dict[str, float]:

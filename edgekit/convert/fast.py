@@ -235,7 +235,7 @@ def _time_whole(fmt, paths: dict[str, Path], threads: int, options: dict, sample
     """The artifacts timed whole in the timed rows' sessions and loop, ROUNDS interleaved rounds:
     each one's p50 and round p50s (ms), and its ratio to plain int8 with a 95% interval."""
     from edgekit.bench.stats import ratio_interval, summarize, summarize_rounds
-    from edgekit.targets.runner import time_rounds
+    from edgekit.bench.timing import time_rounds
 
     names = list(paths)
     sessions = [fmt.load_runtime()(paths[name], threads, options) for name in names]
@@ -259,7 +259,7 @@ def _time_whole(fmt, paths: dict[str, Path], threads: int, options: dict, sample
             entry["speedup_vs_fp32"] = round(rows["fp32"]["latency_ms"]["p50"] / rows[name]["latency_ms"]["p50"], 4)
             entry["speedup_vs_fp32_ci95"] = [round(v, 4) for v in interval] if interval else None
         out[name] = entry
-    out["how"] = (f"the timed rows' sessions and loop (edgekit.targets.runner.time_rounds), {ROUNDS} interleaved rounds "
+    out["how"] = (f"the timed rows' sessions and loop (edgekit.bench.timing.time_rounds), {ROUNDS} interleaved rounds "
                   f"of {RUNS_PER_ROUND} runs, {threads} thread(s); intervals: paired per-round ratios (Student's t)")
     return out
 

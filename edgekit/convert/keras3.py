@@ -67,9 +67,8 @@ def export(model, path: Path, samples: np.ndarray) -> dict:
     """
     import keras
 
+    from edgekit.models.saved_model import is_signature_model
     from edgekit.runtimes.keras3 import load
-
-    from edgekit.saved_model import is_signature_model
 
     dropped: dict[str, int] = {}
     if is_signature_model(model):
@@ -279,7 +278,7 @@ def _inputs(model, samples: np.ndarray) -> np.ndarray:
 
 def _outputs(model, x: np.ndarray) -> np.ndarray:
     """The model's float32 outputs on ``x`` (a structured batch for several inputs or outputs)."""
-    from edgekit.train import predict
+    from edgekit.train.fit import predict
 
     return predict(model, x)
 

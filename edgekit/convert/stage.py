@@ -5,29 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from edgekit import interrupts
 from edgekit.convert.preprocess import with_normalization
-from edgekit.evaluate.variant import Variant
 from edgekit.formats import FORMATS, INT8_PRECISIONS
 from edgekit.tasks import TASKS
-
-
-@dataclass
-class BuildContext:
-    """What every conversion of a build shares."""
-
-    recipe: Any
-    data: Any
-    baseline_outputs: Any
-    run_dir: Path
-    log: Callable[[str], None]
-    cache: Any
-    data_key: str
-    versions: dict[str, str]
+from edgekit.variant import BuildContext, Variant
 
 
 def convert_variant(fmt, precision, model, name, parent, quantized, model_key: str, ctx: BuildContext) -> Variant:
@@ -95,7 +80,7 @@ def _convert(variant: Variant, fmt, model, options: dict, quantized: bool, ctx: 
         ctx.log(f"[convert] {variant.stem}")
         # The artifact takes raw features: the fitted normalization goes in front of the model
         # (x_calib is then raw too); with embed_normalization: false the bare model is exported.
-        from edgekit.train import keras_model
+        from edgekit.train.stage import keras_model
 
         bare = keras_model(model)  # a model from the train cache loads here, on a miss only
         exported = with_normalization(bare, ctx.data.normalization) if getattr(ctx.data, "embedded", False) else bare
@@ -154,7 +139,7 @@ def check_keep_float(recipe, model) -> None:
         return
     from edgekit.convert import keras_layer_names
     from edgekit.errors import RecipeError, did_you_mean
-    from edgekit.train import keras_model
+    from edgekit.train.stage import keras_model
 
     # A cached model is not loaded for this (a fully cached rebuild never imports TensorFlow):
     # a .keras file lists its layers in its config.json.
@@ -171,7 +156,7 @@ def _layer_names_in_file(path) -> list[str] | None:
     """The layer names a .keras file's config.json lists (as ``keras_layer_names`` gives them for
     the loaded model), or None for any other file or config."""
     from edgekit.errors import ModelError
-    from edgekit.model_safety import read_configs
+    from edgekit.models.safety import read_configs
 
     def walk(config, out):
         for layer in (config or {}).get("layers", []) or []:

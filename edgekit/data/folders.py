@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.data.folder_walk import IMAGE_SUFFIXES, Walk, open_image, unlistable
-from edgekit.errors import DataError, ModelError, one_line
+from edgekit.errors import DataError, one_line
+from edgekit.models.files import file_input_shape
 
 #: the tasks whose labels an image folder gives (fidelity needs none: a flat folder serves it)
 IMAGE_TASKS = ("classification", "fidelity")
@@ -153,7 +154,7 @@ def _model_input(model) -> tuple[tuple[int, int] | None, int | None, str] | None
     if isinstance(chosen, list) and len(chosen) == 3:  # the recipe's choice for a model with free dimensions
         shape, source = list(chosen), "model.input_shape"
     elif getattr(model, "file", None) is not None:
-        shape, source = _file_input_shape(Path(model.file)), "model.file"
+        shape, source = file_input_shape(Path(model.file)), "model.file"
     elif getattr(model, "arch", None) is not None:
         given = (model.params or {}).get("input_size")
         source = "model.params.input_size"
@@ -164,90 +165,6 @@ def _model_input(model) -> tuple[tuple[int, int] | None, int | None, str] | None
     size = (shape[0], shape[1]) if all(isinstance(v, int) and 0 < v <= 16_384 for v in shape[:2]) else None
     channels = shape[2] if shape[2] in _TARGET_MODE else None
     return (size, channels, source) if size or channels else None
-
-
-def _file_input_shape(path: Path) -> list | None:
-    """The one input's sample shape from a .keras / .h5 config or a SavedModel's Keras metadata
-    (None: unknown, several inputs, or a file that does not read: the model loader says why)."""
-    import json
-
-    from edgekit.model_safety import read_configs
-
-    try:
-        if path.is_dir():  # never read_configs: for a SavedModel it imports TensorFlow
-            if (path / "config.json").is_file():
-                configs = [json.loads((path / "config.json").read_bytes())]
-            else:
-                configs = [json.loads(_saved_model_root(path / "keras_metadata.pb"))]
-        elif path.is_file():
-            configs = [config.data for config in read_configs(path)]
-        else:
-            return None  # a missing file gets its own error when the model is loaded
-    except (ModelError, OSError, ValueError, IndexError, RecursionError):
-        return None
-    for config in configs:
-        shape = _config_input_shape(config)
-        if shape is not None:
-            return shape
-    return None
-
-
-def _saved_model_root(path: Path) -> bytes:
-    """The root object's metadata (its Keras config, JSON) in a tf_keras SavedModel's
-    keras_metadata.pb, read off the protobuf wire format (SavedMetadata.nodes: node_path is
-    field 3, metadata field 5) since its generated module comes only with TensorFlow."""
-    for number, node in _fields(path.read_bytes()):
-        fields = dict(_fields(node)) if number == 1 else {}
-        if fields.get(3) == b"root":
-            return fields.get(5, b"")
-    raise ValueError("no root node")
-
-
-def _fields(buffer: bytes):
-    """(field number, bytes or int) of one protobuf message's fields, in order."""
-    at = 0
-    while at < len(buffer):
-        key, at = _varint(buffer, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(buffer, at)
-        elif wire == 2:
-            size, at = _varint(buffer, at)
-            value, at = buffer[at:at + size], at + size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            value, at = buffer[at:at + width], at + width
-        else:
-            raise ValueError(f"protobuf wire type {wire}")
-        yield number, value
-
-
-def _varint(buffer: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buffer[at]
-        value, shift, at = value | (byte & 0x7F) << shift, shift + 7, at + 1
-        if not byte & 0x80:
-            return value, at
-
-
-def _config_input_shape(data: Any) -> list | None:
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        return None
-    config = data["config"]
-    layers = config.get("layers") if isinstance(config.get("layers"), list) else []
-    inputs = [layer for layer in layers if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"]
-    shapes = []
-    for layer in inputs or layers[:1]:  # a Sequential may keep the shape on its first layer
-        cfg = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-        shape = cfg.get("batch_input_shape") or cfg.get("batch_shape")
-        shape = shape.get("items") if isinstance(shape, dict) else shape  # a SavedModel's {"class_name": "__tuple__"}
-        if isinstance(shape, list):
-            shapes.append(shape[1:])
-    build = data.get("build_config") if isinstance(data.get("build_config"), dict) else {}
-    if not shapes and isinstance(build.get("input_shape"), list) and not isinstance(build["input_shape"][0], list):
-        shapes.append(build["input_shape"][1:])
-    return shapes[0] if len(shapes) == 1 else None
 
 
 def _walk(folder: Path, walk: Walk) -> tuple[list[Path], list[Path]]:

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 from edgekit import interrupts
-from edgekit.convert.stage import BuildContext, convert_variant
+from edgekit.convert.stage import convert_variant
 from edgekit.errors import one_line
 from edgekit.evaluate import scores, weights
-from edgekit.evaluate.variant import Variant
+from edgekit.variant import BuildContext, Variant
 
 
 def score(outputs, data, baseline_outputs, task: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -119,7 +119,7 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
     try:
         from edgekit.convert.preprocess import with_normalization
         from edgekit.evaluate.layer_error import SAMPLES, SNR_CAP, layer_errors
-        from edgekit.train import keras_model
+        from edgekit.train.stage import keras_model
 
         if model is None:
             raise ValueError("no Keras model to compare the artifact's layers with")
@@ -130,7 +130,7 @@ def measure_layer_error(variant: Variant, fmt, model, ctx: BuildContext) -> dict
         bare = keras_model(model)
         exported = with_normalization(bare, data.normalization) if getattr(data, "embedded", False) else bare
         x = data.artifact_inputs(x_val[:SAMPLES]) if hasattr(data, "artifact_inputs") else x_val[:SAMPLES]
-        from edgekit.saved_model import is_signature_model
+        from edgekit.models.saved_model import is_signature_model
 
         if is_signature_model(bare):
             raise ValueError("the model is a SavedModel's serving signature, one layer to Keras: there are no Keras "
@@ -210,7 +210,7 @@ def keras_baseline(model, model_key: str, run_dir: Path, recipe, data, data_key:
     (``Variant.ensure_session``), e.g. when the bench stage has to time it.
 
     Args:
-        model: the trained model or its ``edgekit.train.ModelHandle``.
+        model: the trained model or its ``edgekit.train.stage.ModelHandle``.
         model_key: the train (or load) stage's key of ``model``.
         versions: package versions (the baseline's entry follows TensorFlow's and Keras').
 
@@ -220,7 +220,8 @@ def keras_baseline(model, model_key: str, run_dir: Path, recipe, data, data_key:
     import numpy as np
 
     from edgekit.cache import make_key, source_hash
-    from edgekit.train import configure_tensorflow, describe, keras_model, versions_of
+    from edgekit.train.fit import describe
+    from edgekit.train.stage import configure_tensorflow, keras_model, versions_of
 
     threads = recipe.benchmark.threads
     embedded = bool(getattr(data, "embedded", False)) and data.normalization is not None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import tempfile
 from concurrent.futures import CancelledError, Future
 from pathlib import Path
@@ -25,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert.stage import BuildContext
 from edgekit.data import VALIDATION_CAP
 from edgekit.errors import NotCached
-from edgekit.evaluate.variant import Variant
+from edgekit.models.files import builder_import_dirs, custom_layers, keras_flavour, load_build_model
+from edgekit.variant import BuildContext, Variant
 
 #: the variant fields a worker sends back (the parent keeps its own opener and session)
 FIELDS = ("status", "reason", "metrics", "parity", "settings", "runtime", "weights", "gzip_bytes", "key", "path",
@@ -87,23 +86,24 @@ def prepare(threads: int) -> None:
 
 def run(task: VariantTask) -> dict[str, Any]:
     """In a worker: convert and evaluate one variant; returns its fields and cache events."""
-    from edgekit import executor, formats
+    from edgekit import formats
     from edgekit.cache import Cache
+    from edgekit.executors import base as executor_base
 
     formats.register(task.fmt)  # a row added at run time (a plugin, a test) arrives with its task
 
     def log(line: str) -> None:
-        executor.report("log", line)
+        executor_base.report("log", line)
 
-    executor.report("stage", "load")
+    executor_base.report("stage", "load")
     data, baseline_outputs = _load_data(task.build.data_file)
-    model = _load_model(task.model_file, task.keras, task.quantized, task.build.import_dirs, task.custom_layers)
+    model = load_build_model(task.model_file, task.keras, task.quantized, task.build.import_dirs, task.custom_layers)
     cache = Cache(root=task.build.cache_root, enabled=task.build.cache_enabled, log=log)
     ctx = BuildContext(task.build.recipe, data, baseline_outputs, task.build.run_dir, log, cache,
                        task.build.data_key, task.build.versions)
     # The two steps of convert_and_evaluate, each announced, so that a crash names its stage.
     variant = timed_convert_and_evaluate(task.fmt, task.precision, model, task.name, task.parent, task.quantized,
-                                         task.model_key, ctx, announce=lambda stage: executor.report("stage", stage))
+                                         task.model_key, ctx, announce=lambda stage: executor_base.report("stage", stage))
     result = {"fields": {name: getattr(variant, name) for name in FIELDS}, "events": cache.events}
     del variant, ctx, model, data, baseline_outputs
     release_memory()
@@ -153,7 +153,6 @@ def timed_convert_and_evaluate(fmt, precision, model, name, parent, quantized, m
 
 #: in a worker: the data and models of the current build, read once (tasks come grouped by model)
 _DATA: dict[Path, tuple] = {}
-_MODELS: dict[tuple, Any] = {}
 
 
 def _load_data(path: Path):
@@ -172,55 +171,6 @@ def _load_data(path: Path):
                            output_tasks=meta.get("output_tasks") or {})
             _DATA[path] = (data, saved["baseline_outputs"])
     return _DATA[path]
-
-
-def _load_model(path: Path, keras: str, quantized: bool, import_dirs: tuple[str, ...], custom_layers=()):
-    """The Keras model the build saved. No safe mode: the build wrote this file itself from a
-    model it already loaded under the recipe's safe-mode setting."""
-    import importlib
-
-    for folder in import_dirs:
-        if folder not in sys.path:
-            sys.path.append(folder)
-    stamp = (str(path), path.stat().st_mtime_ns, keras, quantized)
-    if stamp not in _MODELS:
-        if len(_MODELS) >= 2:
-            _MODELS.pop(next(iter(_MODELS)))
-        custom = {name: getattr(importlib.import_module(module), name) for module, name in custom_layers}
-        if keras == "keras3":
-            import keras as keras3
-
-            model = keras3.saving.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
-        else:
-            import tf_keras
-
-            from edgekit.models import register_custom_layers
-
-            register_custom_layers()
-            if quantized:  # QAT layers deserialise only inside tfmot's scope
-                import tensorflow_model_optimization as tfmot
-
-                with tfmot.quantization.keras.quantize_scope():
-                    model = tf_keras.models.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
-            else:
-                model = tf_keras.models.load_model(path, custom_objects=custom, compile=False, safe_mode=False)
-        _MODELS[stamp] = model
-    return _MODELS[stamp]
-
-
-#: where Keras' own layer classes live (a worker finds those by itself)
-_KERAS_PACKAGES = {"keras", "tf_keras", "tensorflow", "tensorflow_model_optimization"}
-
-
-def custom_layers(model) -> tuple[tuple[str, str], ...]:
-    """(module, class) of every layer of ``model`` (itself included) defined outside Keras."""
-    try:
-        layers = list(model._flatten_layers(include_self=True, recursive=True))  # both Keras have it
-    except (AttributeError, TypeError):
-        layers = [model, *getattr(model, "layers", [])]
-    classes = {type(layer) for layer in layers}
-    return tuple(sorted((c.__module__, c.__name__) for c in classes
-                        if c.__module__.split(".")[0] not in _KERAS_PACKAGES and "<" not in c.__qualname__))
 
 
 class _CacheOnly:
@@ -267,7 +217,7 @@ class Pending:
 
 def _apply(variant: Variant, fmt, future: Future, cache) -> None:
     """Copy the worker's answer onto the build's variant, or record why there is none."""
-    from edgekit.executor import TaskFailed, WorkerDied
+    from edgekit.errors import TaskFailed, WorkerDied
 
     variant.status, variant.reason = "ok", None
     try:
@@ -282,7 +232,7 @@ def _apply(variant: Variant, fmt, future: Future, cache) -> None:
 
 def failure(fmt, exc: BaseException) -> tuple[str, str]:
     """(stage, one line) for a task that got no answer from its worker."""
-    from edgekit.executor import WorkerDied
+    from edgekit.errors import WorkerDied
 
     if isinstance(exc, WorkerDied):
         return crash_reason(fmt, exc)
@@ -304,7 +254,7 @@ class VariantBuilds:
 
     Args:
         ctx: the build's context (its log and cache receive what the workers report).
-        executor: where tasks run (``edgekit.executor``).
+        executor: where tasks run (``edgekit.executors.local``).
     """
 
     def __init__(self, ctx: BuildContext, executor, done_count=None):
@@ -328,11 +278,11 @@ class VariantBuilds:
             self._count()
             return Pending(variant)
         del ctx.cache.events[mark:]  # the worker redoes (and reports) what the probe found
-        from edgekit.train import keras_model
+        from edgekit.train.stage import keras_model
 
         model = keras_model(model)  # a model from the train cache is loaded for the first miss only
         task = VariantTask(fmt, precision, name, parent, quantized, model_key, self._model_file(model, model_file, quantized),
-                           _keras_of(model), self._build_inputs(), custom_layers(model))
+                           keras_flavour(model), self._build_inputs(), custom_layers(model))
         from edgekit.locks import Hold
 
         # Converting and evaluating use the CPU of the machine they run on: held shared there.
@@ -423,17 +373,3 @@ def validation_cap(x_val) -> int:
     return min(VALIDATION_CAP, max(RANK_SAMPLES, VALIDATION_BYTES // sample))
 
 
-def builder_import_dirs(recipe) -> tuple[str, ...]:
-    """The folders a worker must import from to load the build's model: the recipe's, for a
-    ``model.python`` builder's layers or a ``model.file`` loaded with safe mode off (a
-    subclassed model's module) only (a stray onnx.py there must not shadow the real package in
-    a worker)."""
-    spec = getattr(recipe, "model", None)
-    uses_code = getattr(spec, "python", None) or (getattr(spec, "file", None) and getattr(spec, "safe_mode", True) is False)
-    return (str(Path(recipe.path).parent.resolve()),) if uses_code and getattr(recipe, "path", None) else ()
-
-
-def _keras_of(model) -> str:
-    """Which Keras made ``model``: a worker must read its file with the same one."""
-    tf_keras = sys.modules.get("tf_keras")  # not imported: the model cannot be a tf_keras one
-    return "tf_keras" if tf_keras is not None and isinstance(model, tf_keras.Model) else "keras3"

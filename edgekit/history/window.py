@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from edgekit.check.gate import Outcome, higher_is_better
+from edgekit.check.gate import Outcome
 from edgekit.history.store import environment_key
+from edgekit.results.metrics import higher_is_better
 
 #: the fewest earlier runs a window needs to judge (its spread needs two; three give t a chance)
 MIN_RUNS = 3

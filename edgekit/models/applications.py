@@ -259,7 +259,7 @@ def read_weights_file(path: Path) -> list[tuple[str, list[np.ndarray]]]:
     """
     import h5py
 
-    from edgekit.model_files import check_file
+    from edgekit.models.file_checks import check_file
 
     # its type from its first bytes, and nothing in it that points at another file
     if check_file(path, "model.params.weights") != "hdf5":

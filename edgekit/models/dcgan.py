@@ -1,7 +1,7 @@
 """A DCGAN-style generator (latent vector -> small image), trained adversarially with its own
 small discriminator: the zoo's generative family, scored label-free (task fidelity).
 
-This module is the zoo's example of a model that trains itself (``edgekit.train`` looks for
+This module is the zoo's example of a model that trains itself (``edgekit.train.fit`` looks for
 the two functions below on a zoo builder's module):
 
 - ``model_inputs(data, params, seed)``: what the deployed model takes. The data stage's images

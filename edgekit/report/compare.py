@@ -83,7 +83,7 @@ def parse_fail_on(items: tuple[str, ...] | list[str]) -> dict[str, float | None]
 def compare(a: dict, b: dict, a_name: str = "A", b_name: str = "B",
             fail_on: dict[str, float | None] | None = None) -> Comparison:
     """Every row id of ``a`` and ``b`` (results.json documents), in A's order then B's new ones."""
-    from edgekit.check.gate import higher_is_better
+    from edgekit.results.metrics import higher_is_better
 
     fail_on = fail_on or {}
     metric = b.get("primary_metric") or a.get("primary_metric")
@@ -236,6 +236,6 @@ def summary_line(comparison: Comparison, budgets: dict) -> str:
 
 def load_pair(path_a: Path, path_b: Path) -> tuple[dict, dict]:
     """The two runs' results (run directories or results.json files)."""
-    from edgekit.check.baseline import load_results
+    from edgekit.results.read import load_results
 
     return load_results(Path(path_a)), load_results(Path(path_b))

@@ -16,11 +16,12 @@ import io
 import json
 from pathlib import Path
 
-from edgekit.check.baseline import load_results
-from edgekit.check.gate import higher_is_better, judged_metric
 from edgekit.evaluate.weights import gzip_size
 from edgekit.formats import FORMATS, format_for_suffix
 from edgekit.report.cells import COLUMNS, cells, human_ms, human_size, output_cells
+from edgekit.results.metrics import higher_is_better, judged_metric
+from edgekit.results.read import load_results
+
 
 def esc(value: object) -> str:
     """Any value as text safe inside an element or a quoted attribute (class='...', title='...'):

@@ -32,7 +32,7 @@ def _formats() -> list:
 
 def load(paths: list[Path]) -> list[dict]:
     """results.json documents from files or run directories, in the order given."""
-    from edgekit.check.baseline import load_results  # the one check of a results file's shape
+    from edgekit.results.read import load_results  # the one check of a results file's shape
 
     return [load_results(Path(path)) for path in paths]
 
@@ -128,7 +128,7 @@ def excerpt(docs: list[dict]) -> str:
 
 def _measured(docs: list[dict], short: bool = False) -> str:
     """The line under a table: the machine, the threads, how every metric was taken."""
-    # results_schema lets environment, benchmark and their fields be null (missing)
+    # results/schema.py lets environment, benchmark and their fields be null (missing)
     env = (docs[0].get("environment") or {}) if docs else {}
     threads = sorted({str((doc.get("benchmark") or {}).get("threads")) for doc in docs})
     text = (f"Measured on {env.get('cpu') or 'unknown CPU'}, batch 1, {', '.join(threads)} thread(s); every "

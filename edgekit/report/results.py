@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.evaluate.variant import Variant
 from edgekit.report.rows import latency_by_target, make_row, speedup_baseline
+from edgekit.variant import Variant
 
 #: the status of a planned row that an interrupted build did not finish; ``edgekit check``
 #: fails such a row like any row that is not ok
@@ -35,7 +35,7 @@ STAGES_NOTE = ("seconds. data, train (TensorFlow's import included when it train
                "build's process. convert and evaluate: each variant's own seconds, summed, measured in the worker "
                "process that ran it (evaluate includes the Keras baseline); they overlap compress and one another, "
                "so convert_evaluate_wall, the wall time of that whole phase, is what the build waited. prepare (builds "
-               "sent whole to a cluster's worker, edgekit.whole_build): what the build waited for that task, whose "
+               "sent whole to a cluster's worker, edgekit.pipeline.whole_build): what the build waited for that task, whose "
                "training, fine-tuning, Keras baseline and, for several recipes or a search, conversions then come "
                "from the cache. Time spent "
                "waiting for another build's hold of this machine's CPU lock is left out of these figures and "

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.bench.stats import ratio_interval, summarize, summarize_rounds
-from edgekit.check.baseline import latency_problem, non_finite
 from edgekit.evaluate import scores
-from edgekit.evaluate.variant import Variant
 from edgekit.report.causes import cause
+from edgekit.results.read import latency_problem, non_finite
+from edgekit.variant import Variant
 
 #: Without an interval (a row timed in one round) a quantized row is called slower than fp32 past
 #: this p50 ratio; closer than 5% is timing noise on a shared machine.

@@ -61,7 +61,7 @@ class KerasSession(Session):
         return decoded(self.outputs, raw)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from edgekit.train import predict
+        from edgekit.train.fit import predict
 
         if field_names(x) is None:
             x = cast_input(x, self.dtype)

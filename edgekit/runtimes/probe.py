@@ -103,10 +103,10 @@ def _open(module, request: dict):
     if request.get("format") == "keras":
         from pathlib import Path
 
-        from edgekit.evaluate.worker import _load_model
+        from edgekit.models.files import load_build_model
 
         spec = request.get("keras") or {}
-        model = _load_model(Path(request["path"]), spec.get("keras") or "tf_keras", False,
+        model = load_build_model(Path(request["path"]), spec.get("keras") or "tf_keras", False,
                             tuple(spec.get("import_dirs") or ()), tuple(tuple(c) for c in spec.get("custom_layers") or ()))
         return module.open_session(model, int(request.get("threads") or 1))
     if request.get("runtime_module"):  # the timed session's module (a device's runner names it)

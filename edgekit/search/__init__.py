@@ -38,7 +38,7 @@ def run_search(recipe_path: str | Path, out: str | Path | None = None, *, execut
     Args:
         out: the search's folder (default ``runs/<name>-search``).
         executor: ``--executor`` (None: ``$EDGEKIT_EXECUTOR``, else the local pool), or an
-            executor made already (``edgekit.executor.make_executor``; left open).
+            executor made already (``edgekit.executors.schemes.make_executor``; left open).
         strategy, max_trials: override the recipe's ``search.strategy`` and ``search.max_trials``.
         retime: time every trial again (everything else from the cache).
         say: receives one line per trial and the pick.
@@ -47,10 +47,12 @@ def run_search(recipe_path: str | Path, out: str | Path | None = None, *, execut
         InputError: the recipe has no search section, or a bad --out.
         Interrupted: Ctrl-C (the trials finished so far are written).
     """
-    from edgekit import environment, many, quiet
+    from edgekit import environment
     from edgekit.cache import Cache
-    from edgekit.recipe import load_recipe
-    from edgekit.recipe_file import read_document
+    from edgekit.pipeline import build_log as quiet
+    from edgekit.pipeline import many
+    from edgekit.recipe.reading import read_document
+    from edgekit.recipe.schema import load_recipe
     from edgekit.search import results as results_module
     from edgekit.search import strategy as strategies
     from edgekit.search.run import Runner

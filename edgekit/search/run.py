@@ -4,7 +4,7 @@
    trial, fine-tuned for ``early_stop.epochs``) is built up to its models only; a Keras metric
    past ``max_metric_drop + slack`` stops the trial there, unconverted and untimed;
 2. preparation: the trial's build up to the bench stage (trained, fine-tuned, converted,
-   evaluated: ``edgekit.whole_build``); a variant past ``max_metric_drop`` or ``max_size_bytes``
+   evaluated: ``edgekit.pipeline.whole_build``); a variant past ``max_metric_drop`` or ``max_size_bytes``
    is rejected, never timed;
 3. the build itself (``edgekit.api.build``): every stage from the cache, the rows timed here.
 
@@ -30,8 +30,9 @@ from typing import Callable
 
 import yaml
 
-from edgekit import interrupts, whole_build
+from edgekit import interrupts
 from edgekit.errors import EdgekitError, SchedulerLost, one_line
+from edgekit.pipeline import whole_build
 from edgekit.search import space as space_module
 from edgekit.search.space import Trial
 from edgekit.tasks import TASKS
@@ -153,7 +154,7 @@ class Runner:
     def _task(self, path: Path, run_dir: Path, scope: str, run: TrialRun) -> tuple[dict, object]:
         """A preparation of the recipe at ``path``: (its outcome, the future a build can take)."""
         if self.remote:
-            from edgekit.recipe import load_recipe
+            from edgekit.recipe.schema import load_recipe
 
             future = whole_build.submit(self.executor, load_recipe(path), run_dir, self.cache,
                                         tensorboard=self.tensorboard, scope=scope)

@@ -17,7 +17,7 @@ class Measurement:
     targets that run elsewhere than the variant's evaluation session; the row's metrics and
     parity are then computed from them. ``runtime`` overrides the variant's runtime name.
     ``rounds_ms`` holds the same runs as ``latencies_ms``, per round (see
-    ``edgekit.targets.runner.time_rounds``); ``interleaved`` says the rounds of this target's
+    ``edgekit.bench.timing.time_rounds``); ``interleaved`` says the rounds of this target's
     rows alternated, so ratios between them may pair round with round. ``harness`` is the
     session's ``harness_cost``: what the Python side of a call adds to the runtime's own time.
     ``probe`` is the row's peak memory and per-op profile measured where it ran, by
@@ -148,7 +148,7 @@ class Target(ABC):
 
     @abstractmethod
     def supports(self, variant) -> bool:
-        """Whether this target can run ``variant`` (an ``edgekit.evaluate.variant.Variant``)."""
+        """Whether this target can run ``variant`` (an ``edgekit.variant.Variant``)."""
 
     @abstractmethod
     def measure(self, variant, spec, samples, eval_inputs=None) -> Measurement:

@@ -3,7 +3,7 @@
 Runs on the host (the cpu target) and on ssh devices (shipped with every job as
 ``edgekit/targets/clocks.py``, imported by the device runner): standard library only, Python 3.7.
 
-Before and after each timed round (``runner.time_rounds``'s ``on_round``) a ``Recorder`` reads,
+Before and after each timed round (``edgekit.bench.timing.time_rounds``'s ``on_round``) a ``Recorder`` reads,
 for every core this process may run on, the current frequency and governor
 (``devices/system/cpu/cpuN/cpufreq/scaling_cur_freq``, ``scaling_governor``) and every thermal
 zone's temperature (``class/thermal/thermal_zoneN/temp``, millidegrees). With ``wait_below_c``

@@ -265,7 +265,7 @@ def _keras_model(variant):
     if variant.path is None:
         raise ValueError("the Keras baseline has neither a session nor a model file")
     from edgekit.models import register_custom_layers
-    from edgekit.train import load_stage_model
+    from edgekit.train.stage import load_stage_model
 
     register_custom_layers()
     return load_stage_model(variant.path)
@@ -277,7 +277,6 @@ def _exported(variant, samples) -> tuple[bytes, dict]:
     import numpy as np
 
     from edgekit.convert import keras3
-
     from edgekit.runtimes import as_samples
 
     check = as_samples(samples[:32])

@@ -7,9 +7,9 @@ with ``edgekit/runtimes/__init__.py`` (the Session base) as a small package next
 stub, so a session that imported anything else of edgekit (pydantic, TensorFlow, the format
 table) would fail there, and the parity test (tests/targets/test_parity.py) would see it.
 A job that probes its rows (``group_job_files(probe=...)``) also carries
-``edgekit/runtimes/probe.py``, written to the same rules; every job carries
-``edgekit/targets/clocks.py`` (the clocks and temperatures read around the timed rounds,
-``CLOCK_FILES``) under a stub ``edgekit/targets/__init__.py``.
+``edgekit/runtimes/probe.py``, written to the same rules; every job carries the timing loop,
+``edgekit/bench/timing.py``, and ``edgekit/targets/clocks.py`` (the clocks and temperatures read
+around the timed rounds), each under a stub ``__init__.py`` of its package (``runner_files``).
 """
 
 from __future__ import annotations
@@ -33,11 +33,14 @@ PROBE_FILE = "edgekit/runtimes/probe.py"
 PACKAGE_STUB = b'"""edgekit\'s runtime sessions only, sent by edgekit.targets.job; not the whole package."""\n'
 
 
-def clock_files() -> dict[str, Path | bytes]:
-    """What every job carries for ``runner.clock_recorder``: the clocks module under a stub package."""
+def runner_files() -> dict[str, Path | bytes]:
+    """What every job carries beside the runner: the timing loop (``edgekit.bench.timing``) and
+    the clocks module (``runner.clock_recorder``), each under a stub package."""
+    from edgekit.bench import timing
     from edgekit.targets import clocks
 
-    return {"edgekit/targets/__init__.py": PACKAGE_STUB, "edgekit/targets/clocks.py": Path(clocks.__file__)}
+    return {"edgekit/bench/__init__.py": PACKAGE_STUB, "edgekit/bench/timing.py": Path(timing.__file__),
+            "edgekit/targets/__init__.py": PACKAGE_STUB, "edgekit/targets/clocks.py": Path(clocks.__file__)}
 
 
 def session_files(runtime: str) -> dict[str, Path | bytes]:
@@ -84,7 +87,7 @@ def job_files(fmt, files: list[Path], modules: list[str], bench_inputs, eval_inp
     job = {"format": fmt.name, "runtime": fmt.runtime, "modules": list(modules), "model": f"model/{files[0].name}",
            "inputs": "inputs.npz", "threads": threads, "warmup": warmup, "runs": runs, "min_time_s": min_time_s,
            "rounds": rounds, "options": options or {}, "clocks": clocks or {}}
-    return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), **clock_files(), "job.json": json.dumps(job).encode(),
+    return {RUNNER_NAME: RUNNER, **session_files(fmt.runtime), **runner_files(), "job.json": json.dumps(job).encode(),
             "inputs.npz": inputs.getvalue(), **{f"model/{f.name}": f for f in files}}
 
 
@@ -108,7 +111,7 @@ def group_job_files(entries: list[tuple], bench_inputs, eval_inputs=None, *, war
     if eval_inputs is not None:
         arrays["eval"] = as_samples(eval_inputs)
     np.savez_compressed(inputs, **arrays)
-    payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER, **clock_files()}
+    payload: dict[str, Path | bytes] = {RUNNER_NAME: RUNNER, **runner_files()}
     rows = []
     for i, (fmt, files, modules, options) in enumerate(entries):
         payload.update(session_files(fmt.runtime))

@@ -16,7 +16,7 @@ What it finds, in order:
    memory kernels take while they prepare (on a small CNN here: reported 2,144 bytes, needed 2,416);
 3. the test split's outputs in that smallest arena, and LiteRT's outputs of the same file, to
    say how far TFLM's int8 kernels agree with LiteRT's;
-4. latency: edgekit's timing loop (``runner.time_rounds``) around set_input + invoke +
+4. latency: edgekit's timing loop (``edgekit.bench.timing.time_rounds``) around set_input + invoke +
    get_output in the interpreter on this machine: host time, not the device's.
 
 Only numpy, tflite-micro and the LiteRT session are imported: no TensorFlow.
@@ -319,7 +319,7 @@ def run(folder: Path) -> dict:
                                                                             q[0] if q else None, classes)}
         except Exception as exc:  # noqa: BLE001 - a missing LiteRT costs the comparison, not the row
             out["agreement"] = {"error": f"LiteRT could not run the same file: {type(exc).__name__}: {exc}"}
-    from edgekit.targets.runner import time_rounds
+    from edgekit.bench.timing import time_rounds
 
     samples = list(as_samples(np.load(folder / "samples.npy")))
     (per_round,) = time_rounds([session], samples, job["warmup"], job["runs"], job["min_time_s"],

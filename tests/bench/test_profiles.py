@@ -16,7 +16,7 @@ from edgekit.report import causes
 
 
 def _recipe(**benchmark):
-    from edgekit.recipe import Recipe
+    from edgekit.recipe.schema import Recipe
 
     return Recipe.model_validate({"name": "t", "model": {"arch": "mlp"}, "benchmark": benchmark})
 
@@ -139,7 +139,7 @@ def test_openvino_profile_reads_exec_types_and_precisions(tiny_artifacts, digits
 
 def test_probes_run_in_fresh_processes_measure_memory_write_profiles_and_are_cached(tiny_artifacts, digits, tmp_path):
     from edgekit.cache import Cache
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     cases = [("tflite", "fp32"), ("onnx", "int8"), ("openvino", "int8")]
     variants = [Variant(format=f, precision=p, path=tiny_artifacts[f, p], key=f"key-{f}-{p}") for f, p in cases]
@@ -168,7 +168,7 @@ def test_probes_run_in_fresh_processes_measure_memory_write_profiles_and_are_cac
 
 
 def test_profile_false_runs_no_probe(tiny_artifacts, digits, tmp_path):
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     variant = Variant(format="tflite", precision="fp32", path=tiny_artifacts["tflite", "fp32"], key="k")
     out = profiles.profile_rows([variant], ["tflite-fp32@cpu"], _recipe(profile=False), list(digits[0][:2]),

@@ -5,7 +5,7 @@ rows kept and recorded in results.json ``retimed``."""
 from __future__ import annotations
 
 from edgekit.bench.stage import _until_stable
-from edgekit.recipe import BenchmarkSpec
+from edgekit.recipe.schema import BenchmarkSpec
 from edgekit.targets import Measurement
 
 IDS = ["keras-fp32@cpu", "tflite-fp32@cpu", "tflite-int8@cpu"]

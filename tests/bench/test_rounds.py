@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edgekit.bench.stats import ratio_interval, summarize_rounds, t975, time_rounds
-from edgekit.evaluate.variant import Variant
 from edgekit.report.rows import add_speedups, make_row
 from edgekit.runtimes import Session
 from edgekit.targets import Measurement
+from edgekit.variant import Variant
 
 
 class Clocked(Session):

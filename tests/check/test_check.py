@@ -14,7 +14,7 @@ from edgekit.check.budgets import CheckSpec
 from edgekit.check.gate import compare
 from edgekit.cli import cli
 from edgekit.errors import RecipeError
-from edgekit.recipe import load_recipe
+from edgekit.recipe.schema import load_recipe
 from tests.conftest import TINY_RECIPE, real_row
 
 INT8, FP32 = "tflite-int8@cpu", "tflite-fp32@cpu"
@@ -446,7 +446,7 @@ def _measured(latencies=(1.0, 1.1, 1.2)):
 
 def test_make_row_marks_nan_metrics_failed():
     from edgekit.report.rows import make_row
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     baseline = Variant(format="keras", precision="fp32", metrics={"accuracy": 0.9})
     variant = Variant(format="tflite", precision="int8", metrics={"accuracy": NAN, "top5_accuracy": 0.99})
@@ -469,7 +469,7 @@ def test_make_row_marks_nan_metrics_failed():
                                                  ((-5.0, -5.0, -5.0), "p50 -5 (expected > 0)")])
 def test_make_row_marks_impossible_latencies_failed(latencies, fragment):
     from edgekit.report.rows import make_row
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     variant = Variant(format="tflite", precision="fp32", metrics={"accuracy": 0.9})
     row = make_row("tflite-fp32@cpu", variant, "cpu", _measured(latencies), variant)

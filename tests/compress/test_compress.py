@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from edgekit.cli import cli
 from edgekit.compress import plan
 from edgekit.errors import RecipeError
-from edgekit.recipe import load_recipe
+from edgekit.recipe.schema import load_recipe
 
 COMPRESS_RECIPE = """
 name: tinycompress

@@ -179,7 +179,7 @@ def test_an_unregistered_format_is_refused_again(built, tmp_path):
 
 def test_a_registered_format_validates_its_options():
     from edgekit.errors import RecipeError
-    from edgekit.recipe import Recipe, load_recipe
+    from edgekit.recipe.schema import Recipe, load_recipe
 
     with formats.registered(NPREF):
         assert Recipe.model_validate({"name": "x", "model": {"arch": "mlp"}}).export.npref.accumulate == "float32"

@@ -16,9 +16,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from edgekit.evaluate.variant import Variant
 from edgekit.formats import FORMATS
 from edgekit.targets import KINDS, Target, builtin_names, in_order, kind, resolve
+from edgekit.variant import Variant
 
 # The sshd fixture of the device tests (it skips without OpenSSH or the device Python).
 from tests.targets.sshd import ssh_server  # noqa: F401 - registers the fixture
@@ -28,20 +28,16 @@ STEMS = ("keras-fp32", "tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8", "
 
 
 @pytest.fixture(scope="session")
-def variants(tiny_model, digits, tmp_path_factory):
-    """The tiny CNN as the Keras baseline and in every format, each with its host session."""
+def variants(tiny_model, tiny_artifacts):
+    """The tiny CNN as the Keras baseline and in every format (the session's shared conversions),
+    each with its host session."""
     from edgekit.runtimes.keras import open_session
 
-    folder = tmp_path_factory.mktemp("target-contract")
-    x, _ = digits
     out = {"keras-fp32": Variant(format="keras", precision="fp32", session=open_session(tiny_model, 1))}
     for stem in STEMS[1:]:
         model, fmt_name, precision = (["base", *stem.split("-")] if stem.count("-") == 1 else stem.split("-"))
-        fmt = FORMATS[fmt_name]
-        path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
-        if not path.exists():
-            fmt.load_converter()(tiny_model, path, precision, x[:100], {})
-        session = fmt.load_runtime()(path, 1, {})
+        path = tiny_artifacts[fmt_name, precision]
+        session = FORMATS[fmt_name].load_runtime()(path, 1, {})
         out[stem] = Variant(format=fmt_name, precision=precision, model=model, path=path, session=session,
                             runtime=session.runtime, settings=dict(session.settings))
     return out

@@ -48,7 +48,7 @@ def test_bf16_is_added_after_fp32_only_where_native_and_wanted():
 
 
 def _recipe(write_recipe, extra: str):
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     return load_recipe(write_recipe(TINY_RECIPE.replace("quantize:\n", f"quantize:\n{extra}") +
                                     "export: {formats: [tflite, openvino]}\n"))
@@ -65,7 +65,7 @@ def _fast_bf16(monkeypatch, added: bool = True) -> None:
 
 def test_the_plan_has_the_bf16_row_where_native_and_a_skipped_one_where_listed(write_recipe, monkeypatch):
     from edgekit.convert.stage import Exporter
-    from edgekit.pipeline import plan
+    from edgekit.pipeline.build import plan
 
     _fast_bf16(monkeypatch)
     recipe = _recipe(write_recipe, "  precisions: [fp32, bf16, int8]\n")

@@ -128,7 +128,7 @@ def test_an_unreachable_budget_keeps_the_best_and_says_why(models, tmp_path):
 
 def test_max_drop_adds_an_int8_mixed_row_after_int8_for_the_base_model(write_recipe):
     from edgekit.convert.stage import Exporter
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     recipe = load_recipe(write_recipe("""
         name: mixed

@@ -7,7 +7,7 @@ import pytest
 
 from edgekit.data import load_dataset
 from edgekit.errors import DataError
-from edgekit.recipe import DataSpec
+from edgekit.recipe.schema import DataSpec
 
 
 def _spec(**kw):

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from edgekit.cli import cli
 from edgekit.data import BUILTIN_DATASETS, load_dataset
 from edgekit.errors import DataError
-from edgekit.recipe import DataSpec
+from edgekit.recipe.schema import DataSpec
 
 
 def _load(source, task="classification", seed=0, **kw):

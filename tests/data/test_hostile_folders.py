@@ -17,7 +17,7 @@ from PIL import Image
 from edgekit.data import folder_walk
 from edgekit.data.folders import folder_sha256, read_images
 from edgekit.errors import DataError
-from edgekit.recipe import DataSpec
+from edgekit.recipe.schema import DataSpec
 
 
 def _folder(root: Path) -> Path:

@@ -18,7 +18,7 @@ from edgekit.data import load_dataset
 from edgekit.data.folders import fill_from_model, folder_sha256, read_images
 from edgekit.data.stage import dataset_key
 from edgekit.errors import DataError, RecipeError
-from edgekit.recipe import DataSpec, ModelSpec, load_recipe
+from edgekit.recipe.schema import DataSpec, ModelSpec, load_recipe
 
 CLASSES = ("circle", "square", "triangle")
 #: class -> solid colour; every image of a class is that colour, so values survive any resize
@@ -279,8 +279,8 @@ def test_the_model_files_input_shape_is_read_without_tensorflow(tmp_path, kind):
     fill_from_model(spec, ModelSpec(file=path))
     assert spec.image_size == (30, 20) and spec.channels == 3
     if kind == "savedmodel":  # where tf_keras' own reader would import TensorFlow: a fresh interpreter says not
-        script = ("import sys; from pathlib import Path; from edgekit.data.folders import _file_input_shape; "
-                  f"print(_file_input_shape(Path({str(path)!r})), 'tensorflow' in sys.modules)")
+        script = ("import sys; from pathlib import Path; from edgekit.models.files import file_input_shape; "
+                  f"print(file_input_shape(Path({str(path)!r})), 'tensorflow' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
         assert out.stdout.split() == ["[30,", "20,", "3]", "False"], out.stderr[-500:]
 

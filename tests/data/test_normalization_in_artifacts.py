@@ -34,7 +34,7 @@ ARTIFACT_ROWS = [f"{fmt}-{p}@cpu" for fmt in ("tflite", "onnx", "openvino") for 
 def _raw_test_split():
     """The wine test split as raw features, drawn by the same code the build uses (seed 3)."""
     from edgekit.data import load_dataset
-    from edgekit.recipe import DataSpec
+    from edgekit.recipe.schema import DataSpec
 
     data = load_dataset(DataSpec(source="wine", normalize="standard", val_fraction=0.0), seed=3,
                         calibration_samples=64)
@@ -148,7 +148,7 @@ def test_results_record_the_exact_statistics(embedded_build):
     assert len(record["shift"]) == len(record["scale"]) == 13 and record["shape"] == [13]
     # exact float32 values, not rounded: they equal the statistics of the raw training split
     from edgekit.data import load_dataset
-    from edgekit.recipe import DataSpec
+    from edgekit.recipe.schema import DataSpec
 
     data = load_dataset(DataSpec(source="wine", normalize="standard", val_fraction=0.0), seed=3, calibration_samples=64)
     assert record["shift"] == data.normalization.shift.tolist()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edgekit.cli import cli
 from edgekit.data import load_dataset, text
 from edgekit.errors import DataError, ModelError
-from edgekit.recipe import DataSpec
+from edgekit.recipe.schema import DataSpec
 
 GOOD = ["great", "lovely", "sturdy", "superb"]
 BAD = ["awful", "flimsy", "broken", "useless"]
@@ -150,7 +150,7 @@ def test_stage_cache_keeps_the_vocabulary(tmp_path):
 
 def test_text_models_take_int32_ids_sized_by_the_data():
     from edgekit import models
-    from edgekit.recipe import ModelSpec
+    from edgekit.recipe.schema import ModelSpec
 
     for arch in ("text_pool", "text_gru"):
         model = models.build(ModelSpec(arch=arch, params={"embedding_dim": 4}), (6,), 3, vocab_size=50)
@@ -168,7 +168,7 @@ def test_a_text_model_trains_on_imdb_from_the_keras_cache(tmp_path, monkeypatch)
     import tf_keras as keras
 
     from edgekit import models
-    from edgekit.recipe import ModelSpec
+    from edgekit.recipe.schema import ModelSpec
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "datasets").mkdir()

@@ -84,7 +84,7 @@ def test_csv_under_fidelity_keeps_every_column_unless_one_is_named(tmp_path):
     ("model: {file: m.keras}\nquantize: {precisions: [fp32, int8, int8-mixed], max_drop: 1}", "task fidelity has none"),
 ])
 def test_recipe_refuses_what_needs_labels(write_recipe, section, fragment):
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     path = write_recipe(f"name: f\ntask: fidelity\ndata: {{source: npz, path: x.npz}}\n{section}\n")
     with pytest.raises(RecipeError, match=fragment):

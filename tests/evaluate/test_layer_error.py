@@ -209,7 +209,7 @@ def test_evaluation_records_a_failure_without_failing_the_row(tmp_path):
     from types import SimpleNamespace
 
     from edgekit.evaluate.stage import measure_layer_error
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     lines = []
     ctx = SimpleNamespace(data=SimpleNamespace(x_val=np.zeros((4, 8), np.float32), normalization=None, embedded=False,

@@ -55,7 +55,7 @@ def test_batch_is_bounded_for_a_big_model_and_256_for_a_tiny_one(big, tiny):
 
 
 def test_predict_in_chosen_batches_gives_the_same_outputs(tiny):
-    from edgekit.train import predict
+    from edgekit.train.fit import predict
 
     x = np.random.default_rng(0).normal(size=(300, 8, 8, 1)).astype(np.float32)
     assert np.array_equal(predict(tiny, x), predict(tiny, x, batch_size=256))

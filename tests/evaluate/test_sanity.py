@@ -55,7 +55,7 @@ def test_one_class_everywhere_is_suspect_and_names_the_restored_epoch(digits):
 
 
 def test_early_stopping_record_reads_the_history(tmp_path, write_recipe):
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     (tmp_path / "model").mkdir()
     losses = [1.1, 0.93, 0.95, 0.93] + [1.2] * 29

@@ -39,6 +39,7 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
+@pytest.mark.slow
 def test_a_native_crash_fails_only_its_own_rows(tmp_path):
     recipe = tmp_path / "crash.yaml"
     recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [crash, tflite]\n")
@@ -72,6 +73,7 @@ def test_a_native_crash_fails_only_its_own_rows(tmp_path):
     assert {("convert", "tflite-fp32"), ("evaluate", "tflite-int8")} <= computed
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_writes_partial_results(tmp_path):
     recipe = tmp_path / "slow.yaml"
     recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [tflite, slow]\n")

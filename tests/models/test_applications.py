@@ -39,7 +39,7 @@ def _app_weights(model):
 def test_application_builds_flat_with_zoo_batch_norm(arch, low, high, tmp_path):
     import tf_keras as keras
 
-    from edgekit.model_safety import check_model_file
+    from edgekit.models.safety import check_model_file
 
     model = build(_Spec(arch), SHAPE, 7)
     assert arch in ZOO and set(describe(arch)["params"]) >= {"input_size", "dropout", "weights"}
@@ -133,7 +133,7 @@ def test_imagenet_is_refused_offline_with_the_url():
 
 
 def test_saved_model_reloads_in_a_stage_with_the_same_outputs(v2, tmp_path):
-    from edgekit.train import load_stage_model
+    from edgekit.train.stage import load_stage_model
 
     v2.save(tmp_path / "model.keras")
     x = np.random.default_rng(1).uniform(size=(2, *SHAPE)).astype(np.float32)
@@ -152,7 +152,7 @@ def test_mobilenet_v2_takes_tfmot_pruning_and_qat_wrappers(v2):
 
 
 def test_relative_weights_path_resolves_against_the_recipe(tmp_path):
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     (tmp_path / "recipe.yaml").write_text(
         "name: w\ndata: {source: gratings32}\nmodel: {arch: mobilenet_v2, params: {weights: w/net.h5}}\n"

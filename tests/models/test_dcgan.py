@@ -47,7 +47,7 @@ def _recipe(**train):
 
 
 def test_model_inputs_are_seeded_latents_and_images_become_the_target():
-    from edgekit.train import model_inputs, self_trainer
+    from edgekit.train.fit import model_inputs, self_trainer
 
     recipe = _recipe()
     assert self_trainer(recipe) is models.dcgan

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from edgekit.cli import cli
 from edgekit.errors import ModelError
-from edgekit.train import load_model_file
+from edgekit.models.files import load_model_file
 
 OPT_OUT = "set model.safe_mode: false in the recipe only if you trust this file"
 
@@ -220,7 +220,7 @@ def test_a_truncated_h5_is_one_line(tmp_path):
     tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2)]).save(tmp_path / "full.h5")
     data = (tmp_path / "full.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[: len(data) // 3])  # the HDF5 signature survives
-    # refused by edgekit.model_files' read of the HDF5 structure, before any Keras loader
+    # refused by edgekit.models.file_checks' read of the HDF5 structure, before any Keras loader
     with pytest.raises(ModelError, match=r"model\.file: cannot read .*cut\.h5 as HDF5 .*truncated"):
         load_model_file(tmp_path / "cut.h5")
 

@@ -202,7 +202,7 @@ RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_bundled_recipe_is_valid_and_its_model_fits_its_task(path):
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     recipe = load_recipe(path)
     if recipe.model.arch:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edgekit.cli import cli
 from edgekit.errors import ExportError, ModelError
-from edgekit.train import load_model_file
+from edgekit.models.files import load_model_file
 
 SHAPE = (8, 8, 1)
 
@@ -75,7 +75,7 @@ def folders(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["module", "export", "tf_keras_tf_save", "tf_keras_subclassed"])
 def test_a_savedmodel_folder_is_its_serving_signature(folders, name):
-    from edgekit.saved_model import is_signature_model
+    from edgekit.models.saved_model import is_signature_model
 
     path, input_name = folders[name]
     lines = []
@@ -253,7 +253,7 @@ def test_a_keras_folder_whose_layers_are_only_revived_is_served_by_its_signature
     import tf_keras
 
     from edgekit.formats import FORMATS
-    from edgekit.saved_model import is_signature_model
+    from edgekit.models.saved_model import is_signature_model
 
     class Window(tf_keras.layers.Layer):  # defined here only: no loader finds this class again
         def __init__(self, **kwargs):

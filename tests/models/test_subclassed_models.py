@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from edgekit.cli import cli
 from edgekit.errors import ModelError
-from edgekit.train import load_model_file
+from edgekit.models.files import load_model_file
 
 SHAPE = (8, 8, 1)
 

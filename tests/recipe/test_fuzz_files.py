@@ -27,7 +27,7 @@ from PIL import Image
 
 from edgekit.data import load_dataset
 from edgekit.errors import EdgekitError
-from edgekit.recipe import DataSpec
+from edgekit.recipe.schema import DataSpec
 from tests.recipe.test_fuzz_inputs import fuzz
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -276,8 +276,8 @@ def _read_everything(run: Path, original: Path, check_results: bool) -> None:
     its plots, which matplotlib takes a second to draw). ``edgekit.check`` reads the recipe too
     (a third of a case's time): it reads the file as results or as the baseline, in turn."""
     import edgekit
-    from edgekit.check.baseline import load_results
     from edgekit.report import compare, html, readme_table
+    from edgekit.results.read import load_results
 
     results, unchanged = load_results(run), load_results(original)
     page = html.render(results, run, dict.fromkeys(("accuracy_vs_latency", "sizes", "latency_distribution")),

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from edgekit.cli import cli
 from edgekit.data import load_dataset
-from edgekit.recipe import load_recipe
+from edgekit.recipe.schema import load_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 

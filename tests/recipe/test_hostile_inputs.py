@@ -126,6 +126,7 @@ def test_good_npz_validates(tmp_path):
     assert "train 86, val 10, test 24" in result.output and "3 classes" in result.output
 
 
+@pytest.mark.slow
 def test_build_stops_at_data_errors_before_training(tmp_path):
     """`edgekit build` reaches the same checks: exit 2, one line, no model trained."""
     path = _npz_recipe(tmp_path, x=np.where(_RNG.random(_X.shape) < 0.02, np.inf, _X), y=_Y)
@@ -204,7 +205,7 @@ def test_unexpected_error_is_one_line(tmp_path):
 def test_string_and_bool_labels_in_npz(tmp_path):
     """String labels become class ids named by the strings (sorted, as for csv); bool labels are 0/1."""
     from edgekit.data import load_dataset
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     names = np.array(["cat", "dog", "emu"])[_Y]
     recipe = load_recipe(_npz_recipe(tmp_path, x=_X, y=names))
@@ -219,7 +220,7 @@ def test_string_and_bool_labels_in_npz(tmp_path):
 
 def test_yaml_merge_keys_still_work(tmp_path):
     """`<<: *anchor` is standard YAML; the duplicate-key check must not refuse it (or its override)."""
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     path = tmp_path / "merge.yaml"
     path.write_text(BASE + "compress:\n  - prune: &p {sparsity: 0.5, epochs: 1}\n  - prune: {<<: *p, sparsity: 0.8}\n")
@@ -230,8 +231,8 @@ def test_yaml_merge_keys_still_work(tmp_path):
 
 
 def test_bad_worker_count_is_one_line(monkeypatch):
-    from edgekit import executor
     from edgekit.errors import InputError
+    from edgekit.executors import schemes as executor
 
     monkeypatch.setenv("EDGEKIT_WORKERS", "\u00b2")
     with pytest.raises(InputError, match="EDGEKIT_WORKERS"):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgekit.errors import RecipeError
-from edgekit.recipe import Recipe, load_recipe
+from edgekit.recipe.schema import Recipe, load_recipe
 
 
 def test_minimal_recipe_gets_defaults(write_recipe):

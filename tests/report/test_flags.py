@@ -71,7 +71,7 @@ def test_the_tiny_build_records_its_tolerance_and_notes_every_flagged_row(tiny_r
 
 def test_recipe_refuses_a_negative_tolerance(write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     with pytest.raises(RecipeError, match="loss_tolerance"):
         load_recipe(write_recipe("name: t\nmodel: {arch: mlp}\ncheck: {loss_tolerance: {accuracy: -1}}\n"))

@@ -221,8 +221,8 @@ def test_no_field_of_results_json_runs_script_in_the_report(run_dir, tmp_path):
     (in a text node, a quoted attribute and a class alike): the page shows it as text, and the
     results reader refuses it where a number belongs. Then every field at once in headless
     Chromium, as rendered and through `edgekit report`: the title stays the report's own."""
-    from edgekit.check.baseline import validate_results
     from edgekit.errors import InputError
+    from edgekit.results.read import validate_results
 
     def payload(n):
         return f"x'\"><img src=x onerror=\"document.title='XSS{n}'\"></title><script>document.title='XSS{n}'</script>"

@@ -109,7 +109,7 @@ def test_a_machine_that_exposes_nothing_reads_empty_and_never_waits(tmp_path):
 
 def test_the_recipe_takes_the_waits_and_rejects_nonsense(write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     recipe = load_recipe(write_recipe("name: m\nmodel: {arch: mlp}\nbenchmark: {wait_below_c: 55, wait_timeout_s: 120}\n"))
     assert recipe.benchmark.wait_below_c == 55 and recipe.benchmark.clock_change == 0.10

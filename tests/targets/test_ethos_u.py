@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from edgekit.evaluate.variant import Variant
 from edgekit.targets.profiles import load_profile
+from edgekit.variant import Variant
 from tests.targets.conftest import profile_target, refused_profile
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, resolver_count
 

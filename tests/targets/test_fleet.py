@@ -23,8 +23,8 @@ from edgekit.cli import cli
 from edgekit.errors import DeviceError
 from edgekit.targets import profiles, ssh_transport
 from tests.targets.sshd import free_port
-from tests.targets.test_ssh import _processes_with, _slow_python
 from tests.targets.sysfs import fake_sysfs
+from tests.targets.test_ssh import _processes_with, _slow_python
 
 pytestmark = pytest.mark.device
 
@@ -185,7 +185,7 @@ def test_profiles_that_share_a_pool_name_are_one_target(ssh_server, tiny_artifac
     assert {row["device"] for row in results["rows"]} == {"board1", "board2"}
     assert all(row["id"].endswith("@bench-shelf") and row["status"] == "ok" for row in results["rows"])
     # a recipe may name the pool; its members stay targets of their own
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     recipe = write_recipe("name: m\nmodel: {arch: mlp}\ntargets: [cpu, bench-shelf, board1]\n")  # beside devices/
     assert load_recipe(recipe).targets == ["cpu", "bench-shelf", "board1"]
@@ -243,7 +243,7 @@ def test_the_pool_runs_on_dask_with_the_clusters_device_locks(ssh_server, tiny_a
 
     from edgekit.bench import fleet
     from edgekit.bench.files import BenchSpec
-    from edgekit.executor_dask import DaskExecutor
+    from edgekit.executors.dask_cluster import DaskExecutor
     from edgekit.targets import resolve
     from edgekit.targets.ssh import SshTarget  # noqa: F401 - the tasks unpickle it on the workers
 
@@ -252,7 +252,7 @@ def test_the_pool_runs_on_dask_with_the_clusters_device_locks(ssh_server, tiny_a
     import numpy as np
 
     from edgekit.bench.files import format_of, precision_of
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     path = tiny_artifacts["tflite", "int8"]
     fmt = format_of(path)

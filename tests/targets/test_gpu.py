@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.evaluate.variant import Variant
 from edgekit.targets import gpu as gpu_target
 from edgekit.targets.gpu import GpuTarget
+from edgekit.variant import Variant
 from tests.conftest import TINY_RECIPE
 
 SPEC = SimpleNamespace(warmup=5, runs=50, min_time_s=0.0, threads=1, rounds=5)

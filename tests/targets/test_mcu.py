@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from edgekit.evaluate.variant import Variant
 from edgekit.targets import resolve
+from edgekit.variant import Variant
 from tests.targets.conftest import profile_target, refused_profile
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, real_includes, resolver_count, syntax_check
 
@@ -112,7 +112,7 @@ def test_profiles_with_hostile_names_give_files_that_compile(built, tmp_path):
 
 
 def test_stale_artifacts_go_but_c_arrays_of_kept_variants_stay(built, tmp_path):
-    from edgekit.pipeline import _remove_stale_artifacts
+    from edgekit.pipeline.build import _remove_stale_artifacts
 
     run = tmp_path / "run"
     shutil.copytree(built.dir / "artifacts", run / "artifacts")

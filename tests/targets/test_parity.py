@@ -94,7 +94,8 @@ def test_the_payload_ships_the_sessions_and_nothing_host_only(tiny_artifacts):
     for fmt in FORMATS.values():
         files = jobs.job_files(fmt, [Path("m")], list(fmt.runtime_packages), np.zeros((1, 2), np.float32), warmup=0, runs=1)
         runtime_file = fmt.runtime_module.replace(".", "/") + ".py"
-        clocks = ("edgekit/targets/__init__.py", "edgekit/targets/clocks.py")  # the /sys readings around the rounds
+        clocks = ("edgekit/targets/__init__.py", "edgekit/targets/clocks.py",  # the /sys readings around the rounds
+                  "edgekit/bench/__init__.py", "edgekit/bench/timing.py")  # the timing loop
         assert {"runner.py", "edgekit/__init__.py", "edgekit/runtimes/__init__.py", runtime_file, "job.json", *clocks} <= set(files)
         assert not any(name.startswith("edgekit/") and name not in ("edgekit/__init__.py", "edgekit/runtimes/__init__.py",
                                                                       runtime_file, *clocks) for name in files), sorted(files)
@@ -106,7 +107,8 @@ def test_the_payload_ships_the_sessions_and_nothing_host_only(tiny_artifacts):
 
 
 SHIPPED = ["edgekit/runtimes/__init__.py", "edgekit/runtimes/litert.py", "edgekit/runtimes/onnxruntime.py",
-           "edgekit/runtimes/openvino.py", "edgekit/targets/runner.py", "edgekit/targets/clocks.py"]
+           "edgekit/runtimes/openvino.py", "edgekit/targets/runner.py", "edgekit/targets/clocks.py",
+           "edgekit/bench/timing.py"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

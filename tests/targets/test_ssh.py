@@ -26,7 +26,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgekit.cli import cli
+from edgekit.cli import HEAVY_MODULES, cli
 from edgekit.errors import DeviceProfileError
 from edgekit.formats import FORMATS
 from edgekit.targets import job as jobs
@@ -39,16 +39,9 @@ from tests.targets.sshd import ROOT, device_profile, device_python, free_port
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_model, digits, tmp_path_factory):
-    """tflite fp32/int8 and onnx fp32/int8 files of the tiny CNN."""
-    folder = tmp_path_factory.mktemp("artifacts")
-    x, _ = digits
-    paths = {}
-    for fmt_name, precision in (("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")):
-        fmt = FORMATS[fmt_name]
-        paths[f"{fmt_name}-{precision}"] = path = folder / f"{fmt_name}-{precision}{fmt.suffix}"
-        fmt.load_converter()(tiny_model, path, precision, x[:100], {})
-    return paths
+def artifacts(tiny_artifacts):
+    """tflite fp32/int8 and onnx fp32/int8 files of the tiny CNN (the session's shared conversions)."""
+    return {f"{fmt}-{precision}": path for (fmt, precision), path in tiny_artifacts.items() if fmt in ("tflite", "onnx")}
 
 
 def write_job(folder: Path, artifact: Path, fmt: str, eval_x, bench_x, modules=None, runs=7) -> Path:
@@ -93,7 +86,7 @@ def test_runner_gives_the_local_sessions_outputs(artifacts, digits, tmp_path, na
 
 def test_timing_loop_is_shared():
     from edgekit.bench import stats as bench
-    from edgekit.targets import runner as runner_standalone
+    from edgekit.bench import timing as runner_standalone
 
     assert bench.time_session is runner_standalone.time_session
 
@@ -168,7 +161,7 @@ def test_profile_errors_are_one_line(tmp_path, fields, fragment):
 
 def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path, write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     assert profiles.load_profile(_profile(tmp_path, "old")).kind == "ssh"  # profiles written before kinds
     explicit = profiles.load_profile(_profile(tmp_path, "new", kind="ssh"))
@@ -189,7 +182,7 @@ def test_profile_kind_is_ssh_by_default_and_an_unknown_kind_is_one_line(tmp_path
 
 def test_recipe_targets_accept_device_profiles_next_to_the_recipe(tmp_path, write_recipe):
     from edgekit.errors import RecipeError
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     _profile(tmp_path, "pi4")
     recipe = load_recipe(write_recipe("name: m\nmodel: {arch: mlp}\ntargets: [cpu, pi4]\n"))
@@ -218,7 +211,7 @@ def test_devices_check_unknown_device_exits_2(tmp_path):
 
 @pytest.mark.parametrize("args", [["devices", "--help"], ["devices", "list"], ["bench", "--help"]])
 def test_device_commands_import_no_heavy_library(args):
-    heavy = ("tensorflow", "tf_keras", "keras", "onnxruntime", "openvino", "tf2onnx", "sklearn")
+    heavy = HEAVY_MODULES
     code = (
         "import sys\nfrom click.testing import CliRunner\nfrom edgekit.cli import cli\n"
         f"r = CliRunner().invoke(cli, {args!r})\nassert r.exit_code == 0, r.output\n"
@@ -242,7 +235,7 @@ def test_remote_command_is_quoted_word_for_word(tmp_path):
 def test_device_rows_use_the_devices_outputs(tmp_path, monkeypatch):
     """A device row's metrics, delta and parity come from the outputs the device sent back."""
     from edgekit.bench import stage as rows
-    from edgekit.evaluate.variant import Variant
+    from edgekit.variant import Variant
 
     _profile(tmp_path, "pi")
     labels = np.array([0, 1, 2, 1])
@@ -305,8 +298,8 @@ def test_speedup_baseline_is_the_gpu_row_when_measured():
 def test_gpu_onnx_row_is_skipped_without_cuda(artifacts):
     import onnxruntime as ort
 
-    from edgekit.evaluate.variant import Variant
     from edgekit.targets.gpu import GpuTarget
+    from edgekit.variant import Variant
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime has CUDA here; the gpu-marked test covers it")
@@ -475,7 +468,7 @@ def test_build_on_the_device_uses_the_devices_runtime_and_outputs(device_build):
     assert "p50 latency by target" in b.result.output and "dev (tflite_runtime 2.14.0)" in b.result.output
     assert "tflite_runtime 2.14.0" in (b.folder / "run" / "report.md").read_text()
     # The run keeps the profiles it used, so its recipe.yaml copy still validates (edgekit check reads it).
-    from edgekit.recipe import load_recipe
+    from edgekit.recipe.schema import load_recipe
 
     assert "dev" in load_recipe(b.folder / "run" / "recipe.yaml").targets
     assert yaml.safe_load((b.folder / "run" / "devices" / "dev.yaml").read_text())["port"] == b.server.port
