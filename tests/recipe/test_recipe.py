@@ -31,7 +31,7 @@ def test_minimal_recipe_gets_defaults(write_recipe):
         ("name: m\nmodel: {arch: mlp}\ndata: {source: digitz}\n", ['data.source: unknown dataset "digitz" (did you mean "digits"?)']),
         ("name: m\nmodel: {arch: cnnn}\n", ['model.arch: unknown model "cnnn" (did you mean "cnn"?)']),
         ("name: m\nmodel: {arch: cnn, params: {filter: [4]}}\n", ['unknown parameter "filter" for model "cnn" (did you mean "filters"?)']),
-        ("name: m\nmodel: {arch: mlp}\nquantize: {precisions: [int4]}\n", ["quantize.precisions[0]: expected 'fp32', 'fp16', 'bf16', 'dynamic', 'int8', 'int8-mixed' or 'int16x8'", "received 'int4'"]),
+        ("name: m\nmodel: {arch: mlp}\nquantize: {precisions: [int4]}\n", ["quantize.precisions[0]: expected 'fp32', 'fp16', 'bf16', 'dynamic', 'int8', 'int8-mixed', 'int8-fast' or 'int16x8'", "received 'int4'"]),
         ("name: m\nmodel: {arch: mlp}\nexport: {formats: [tflit]}\n", ['unknown format "tflit" (did you mean "tflite"?)']),
         ("name: m\nmodel: {arch: mlp}\ndata: {source: npz}\n", ["data: source npz needs a path"]),
         ("name: m\nmodel: {}\n", ["model: give exactly one of model.arch"]),
