@@ -104,7 +104,7 @@ def main() -> None:
     for way, budgets in (("window", None), ("single", "p50 latency regression vs stored (absolute)"),
                          ("single", "latency ratio regression vs stored")):
         label = way if budgets is None else f"single baseline, {budgets}"
-        def fails(e):
+        def fails(e, way=way, budgets=budgets):
             return [row for b, rows in e[way].items() if budgets is None or b == budgets for row in rows]
         false = [(e["build"], e["recipe"], fails(e)) for e in log if not e["regression"] and fails(e)]
         caught = [(e["recipe"], fails(e)) for e in log if e["regression"]]

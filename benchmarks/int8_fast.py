@@ -140,10 +140,10 @@ def run_model(name: str, formats: list[str], scratch: Path, args) -> None:
         rounds = {row: [float(np.median(block)) for block in r] for row, r in zip(names, per)}
         del sessions
 
-        def ratio(a: str, b: str) -> str:  # how many times faster a is than b
+        def ratio(a: str, b: str, rounds=rounds, p50=p50) -> str:  # how many times faster a is than b
             return interval(rounds[b], rounds[a], p50[b], p50[a])
 
-        def peak(row: str) -> str:
+        def peak(row: str, p50=p50) -> str:
             rate = count / (p50[row] * 1e-3) / 1e9  # GMAC/s
             return f"{100 * rate / (args.peak_int8 if row.startswith('int8') else args.peak_fp32):.1f}%"
 

@@ -20,7 +20,6 @@ from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 #: The ways an artifact can be run: a row's ``runs_with`` lists those its artifacts allow, a target
 #: kind's ``Target.offers`` those it provides, and a target times a row where the two meet. A
 #: format never names a target kind, so a new kind that offers ``SESSION`` runs every such format.

@@ -316,7 +316,7 @@ def test_two_writers_and_a_reader_of_one_key(tmp_path):
     processes = [subprocess.Popen([sys.executable, str(script), role, str(root), "3"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for role in ("fresh-writer", "writer", "reader")]
     outputs = [process.communicate(timeout=60) for process in processes]
-    for process, (stdout, stderr) in zip(processes, outputs):
+    for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0 and stderr == "", stderr
     fresh, keeping, reader = (json.loads(stdout) for stdout, _ in outputs)
     assert fresh["writes"] > 20 and keeping["writes"] > 20 and reader["hits"] > 20

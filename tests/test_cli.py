@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from edgekit.cli import cli
 
+
 def test_schema_is_json():
     result = CliRunner().invoke(cli, ["schema"])
     assert result.exit_code == 0

@@ -5,8 +5,9 @@ loaders, and the Python API example, run as written."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the distribution name on the package index (``edgekit`` there is an unrelated project)

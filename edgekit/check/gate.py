@@ -316,7 +316,7 @@ def _output_outcomes(ctx: _Context) -> list[Outcome]:
         metric = record.get("primary_metric")
         task = TASKS.get(record.get("task"))
 
-        def view(row):
+        def view(row, name=name):
             return {"metrics": (((row or {}).get("outputs") or {}).get(name) or {}).get("metrics") or {}} if row else None
 
         sub = dataclasses.replace(ctx, row=view(ctx.row), base=view(ctx.base), old=view(ctx.old), metric=metric,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from edgekit.check.gate import CheckReport, Outcome
 
-
 _COLUMNS = ("row", "budget", "value", "limit", "result", "detail")
 
 

@@ -74,17 +74,17 @@ def read_text(path: Path, spec, task: str = "classification") -> tuple[dict[str,
                         f'set data.text_column to one of: {", ".join(others) or "(no other column)"}')
     if text == label:
         raise DataError(f'{path}: data.text_column and data.label_column are both "{text}"; the label must be another column')
-    t, l = header.index(text), header.index(label)
+    text_at, label_at = header.index(text), header.index(label)
     texts, labels = [], []
     for line, row in rows:
         if len(row) != len(header):
             raise DataError(f"{path}:{line}: expected {len(header)} columns like the header, found {len(row)}; "
                             "quote texts that hold commas or line breaks (\"...\", with \"\" for a quote)")
-        value = row[l].strip()
+        value = row[label_at].strip()
         if value.lower() in _MISSING:
             raise DataError(f"{path}:{line}: the label ({label}) is {'empty' if not value else repr(value)}; "
                             "every row needs a label: fill it in or drop the row")
-        texts.append(row[t])
+        texts.append(row[text_at])
         labels.append(value)
     if not texts:
         raise DataError(f"{path}: no data rows after the header; expected one text and label per row")

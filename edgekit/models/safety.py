@@ -79,7 +79,7 @@ def check_model_file(path: Path, opt_out: str = RECIPE_OPT_OUT) -> None:
         found = next((p for c in configs for p in _problems(c.data, "", c.is_layer, c.strict)), None)
     except RecursionError:  # the walk follows the file's nesting
         raise ModelError(f"model.file: {path}: its model config is nested too deeply to check; "
-                         "is it a model saved by Keras?")
+                         "is it a model saved by Keras?") from None
     if found:
         layer, problem = found
         # A class from the user's own module (a subclassed model): say what opting out does.
@@ -116,7 +116,7 @@ def read_configs(path: Path) -> list[Config]:
         raws = _saved_model_configs(path) if path.is_dir() else [(_file_config(path), True, True)]
     except Exception as exc:  # noqa: BLE001 - a broken zip, HDF5 or protobuf file: say so in one line
         reason = one_line(exc, 200, typed=False) or type(exc).__name__
-        raise ModelError(f"model.file: cannot load {path}: {reason}; is it a complete .keras, .h5 or SavedModel saved by Keras?")
+        raise ModelError(f"model.file: cannot load {path}: {reason}; is it a complete .keras, .h5 or SavedModel saved by Keras?") from None
     return [Config(_json(raw, path), is_layer, strict) for raw, is_layer, strict in raws if raw is not None]
 
 
@@ -160,7 +160,7 @@ def _json(raw: bytes | str, path: Path) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"model.file: {path}: its model config is not valid JSON ({one_line(exc, 100, typed=False)}); "
-                         "is it a complete Keras model?")
+                         "is it a complete Keras model?") from None
 
 
 def _problems(obj: Any, layer: str, is_layer: bool, strict: bool) -> Iterator[tuple[str, str]]:

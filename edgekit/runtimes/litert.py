@@ -12,10 +12,10 @@ import numpy as np
 from edgekit.runtimes import (
     Session,
     TensorInfo,
-    dequantize_output,
-    first_line,
-    field_names,
     decoded,
+    dequantize_output,
+    field_names,
+    first_line,
     one_sample_batch,
     package_version,
     plain_name,

@@ -121,7 +121,7 @@ class Target(ABC):
         pool's several."""
         return [list(range(len(variants)))]
 
-    def note_environment(self, device: str, environment: dict | None) -> None:
+    def note_environment(self, device: str, environment: dict | None) -> None:  # noqa: B027 - optional hook
         """Keep the environment a member's job sent back from another process (a Dask worker)."""
 
     def precheck(self, variant) -> Measurement | None:

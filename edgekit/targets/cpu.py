@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from edgekit.bench import stats
 from edgekit.errors import one_line
 from edgekit.formats import FORMATS, SESSION

@@ -274,7 +274,6 @@ def _keras_model(variant):
 def _exported(variant, samples) -> tuple[bytes, dict]:
     """The Keras 3 file of the variant's model (bytes) and what its export found; from the stage
     cache (``convert``) when the model has a key, the file does not depend on anything else."""
-    import numpy as np
 
     from edgekit.convert import keras3
     from edgekit.runtimes import as_samples

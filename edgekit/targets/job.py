@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import runtimes
-from edgekit.runtimes import as_samples
 from edgekit.errors import DeviceError
+from edgekit.runtimes import as_samples
 
 RUNNER = Path(__file__).with_name("runner.py")
 RUNNER_NAME = RUNNER.name

@@ -35,9 +35,9 @@ import numpy as np
 from pydantic import Field
 
 from edgekit import lifeline
-from edgekit.runtimes import as_samples
 from edgekit.errors import shorten
 from edgekit.formats import TFLITE_MICRO
+from edgekit.runtimes import as_samples
 from edgekit.targets.base import Measurement, Target
 from edgekit.targets.c_source import c_identifier, in_a_build, write_c_array
 from edgekit.targets.profiles import ProfileBase

@@ -144,7 +144,7 @@ def save_profiles(names: list[str], dirs: list[Path], folder: Path) -> None:
     profiles = find_profiles(dirs)
     pools = find_pools(dirs)
     # a pool of profiles (pool: NAME) is saved as its member profiles
-    for name in [m for name in names for m in ([name] if name in profiles else pools.get(name, []))]:
+    for name in [m for n in names for m in ([n] if n in profiles else pools.get(n, []))]:
         if name in profiles:
             folder.mkdir(parents=True, exist_ok=True)
             document = load_profile(profiles[name]).model_dump(mode="json", exclude_none=True)

@@ -142,7 +142,7 @@ def test_threads_and_precision_come_from_the_row(tiny_run, tmp_path, verified):
     tools = tmp_path / "tools"
     _fake_tool(tools, "benchmark_app", f'printf "%s\\n" "$@" > "{args}"\n'
                                        'echo "[ INFO ]    Median:        5.00 us"\necho "[ INFO ]    Average:       6.00 us"\n')
-    result = _invoke(run, "--tools-dir", tools)
+    _invoke(run, "--tools-dir", tools)
     argv = args.read_text().split()
     assert argv[argv.index("-nthreads") + 1] == "2" and argv[argv.index("-infer_precision") + 1] == "bf16"
     row = {r["id"]: r for r in json.loads((run / verify.VERIFY_FILE).read_text())["rows"]}[ov]

@@ -7,9 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from edgekit.cli import cli
 from edgekit.compress import plan
 from edgekit.errors import RecipeError
 from edgekit.recipe.schema import load_recipe

@@ -3,7 +3,6 @@ op times whose rounds agree, kept only where the whole model is faster within it
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgekit.convert.fast import _choose, compare_groups, layer_groups
@@ -76,10 +75,9 @@ def test_the_note_names_the_float_layers_with_their_measured_times():
 
 
 def test_build_fast_measures_chooses_and_writes_a_working_artifact(tiny_model, digits, tmp_path):
-    from edgekit.runtimes.litert import open_session
-
     from edgekit.convert import keras_layer_names
     from edgekit.convert.fast import build_fast
+    from edgekit.runtimes.litert import open_session
 
     x, _ = digits
     path = tmp_path / "fast.tflite"

@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from edgekit.cli import TRAINING_MODULES, cli
 
 
-
 def _imports(stderr: str) -> dict[str, bool]:
     line = next(line for line in stderr.splitlines() if line.startswith("[debug] imported:"))
     return {name: value == "yes" for name, value in re.findall(r"(\w+)=(yes|no)", line)}

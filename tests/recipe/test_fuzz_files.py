@@ -175,7 +175,7 @@ def text_files(draw) -> bytes:
             classes.append(draw(ODD_LABELS))
         rows = draw(st.lists(st.tuples(CELLS, st.sampled_from(classes), st.sampled_from(["7", ""])), min_size=2, max_size=40))
         buffer = io.StringIO()
-        csv.writer(buffer).writerows([header, *([{"text": t, "label": l}.get(name, other) for name in header] for t, l, other in rows)])
+        csv.writer(buffer).writerows([header, *([{"text": t, "label": label}.get(name, other) for name in header] for t, label, other in rows)])
         text = buffer.getvalue()
     content = text.encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 6)) == 0:  # a broken encoding or a byte-order mark

@@ -78,7 +78,7 @@ def ssh_server(tmp_path_factory):
     ]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege separation directory
-    log = open(root / "sshd.log", "w")
+    log = open(root / "sshd.log", "w")  # noqa: SIM115 - the server writes to it until stopped
     server = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while True:

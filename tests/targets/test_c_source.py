@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.targets.c_source import (CUSTOM_ADDS, RESOLVER_BUILTINS, add_method, c_comment, c_identifier, file_stem,
-                                      op_resolver, write_c_array)
+from edgekit.targets.c_source import (
+    CUSTOM_ADDS,
+    RESOLVER_BUILTINS,
+    add_method,
+    c_comment,
+    c_identifier,
+    file_stem,
+    op_resolver,
+    write_c_array,
+)
 from tests.targets.tflm_compile import build_and_run, compiler, header_adds, real_includes, resolver_count, syntax_check
 
 needs_compiler = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or clang++)")
