@@ -103,7 +103,8 @@ def show(kind: str, r: dict) -> None:
     stages = " ".join(f"{k} {v}" for k, v in r["stages"].items()) if isinstance(r["stages"], dict) else ""
     exit_s = f"{r['exit_s']:.2f}" if r["exit_s"] is not None else "?"
     start_s = f"{r['start_s']:.2f}" if r["start_s"] is not None else "?"
-    print(f"{kind:<7} rc {r['rc']}  wall {r['wall_s']:6.2f} s  rss {r['rss_mb']:6.0f} MB  tf {'yes' if r['tf'] else 'no' if r['tf'] is not None else '?'}"
+    print(f"{kind:<7} rc {r['rc']}  wall {r['wall_s']:6.2f} s  rss {r['rss_mb']:6.0f} MB"
+          f"  tf {'yes' if r['tf'] else 'no' if r['tf'] is not None else '?'}"
           f"  exit {exit_s} s  first line {start_s} s  build_s {r['build_s']}  reused {r['reused']}  [{stages}]", flush=True)
     if r["rc"] != 0:
         print("\n".join("    " + line for line in r["tail"]), flush=True)

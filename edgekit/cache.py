@@ -4,7 +4,8 @@ A key hashes the stage name, edgekit's version, its slice of the recipe, the key
 input, the data's content hash, the source of the code that computes it (``source_hash``: the
 converter module, the runtime session, the zoo builder, ...) and the versions of the packages
 it uses (for a format, those its row in the format table names). A rerun reuses every entry
-whose key is unchanged; editing one converter recomputes that format's entries only. Entries are folders written under a temporary name and renamed into
+whose key is unchanged; editing one converter recomputes that format's entries only. Entries
+are folders written under a temporary name and renamed into
 place, so a build killed at any moment never leaves an entry a rerun would trust; each records
 the sha256 of its files, its stage and key, and is verified when read, so a damaged, swapped
 or added-to one is recomputed, never used.

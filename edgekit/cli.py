@@ -385,7 +385,8 @@ def formats() -> None:
             reason = fmt.skip_reason(precision, isa)
             verdict = (f"native here ({', '.join(f for f in flags if f in isa)})" if reason is None
                        else f"not native here (needs {' or '.join(flags)}): its rows are skipped")
-            auto = "; added to the base model's fp32 rows by itself where a speed probe finds it as fast as fp32" if reason is None and precision in fmt.auto_precisions else ""
+            auto = ("; added to the base model's fp32 rows by itself where a speed probe finds it as fast as fp32"
+                    if reason is None and precision in fmt.auto_precisions else "")
             click.echo(f"{'':<10} {precision}: {verdict}{auto}")
     special = [(fmt, p) for fmt in FORMATS.values() for p, _ in fmt.native_isa]
     native = [f"{fmt.name} {p}" for fmt, p in special if fmt.skip_reason(p, isa) is None]

@@ -38,7 +38,8 @@ def _build_on_small_disk(recipe: Path, small: Path, kib: int, env: dict) -> subp
     """``edgekit build RECIPE --out SMALL/run`` with SMALL holding ``kib`` KiB."""
     command = [sys.executable, "-m", "edgekit", "build", str(recipe), "--out", str(small / "run")]
     if _mounts():
-        script = f'mount -t tmpfs -o size={max(kib, 4)}k none "$1" && {"head -c 4096 /dev/zero > $1/filler 2>/dev/null; " if kib == 0 else ""}shift && exec "$@"'
+        script = (f'mount -t tmpfs -o size={max(kib, 4)}k none "$1" && '
+                  f'{"head -c 4096 /dev/zero > $1/filler 2>/dev/null; " if kib == 0 else ""}shift && exec "$@"')
         return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(small), *command], capture_output=True,
                               text=True, env=env, timeout=300)
 

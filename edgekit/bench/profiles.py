@@ -4,7 +4,8 @@ Each ok row gets one fresh process (``python -m edgekit.runtimes.probe``), start
 timed rounds and finished before they begin, so the reported latency is never measured beside
 it and the timed sessions are never profiled. The probes of a build run in parallel, at most
 ``max(1, os.cpu_count() // benchmark.threads)`` at a time, the Keras row's first (importing
-TensorFlow is the slow part; the build starts it ahead, while the variants convert: ``start_ahead``). Each result is cached under the stage ``profile``, keyed by the
+TensorFlow is the slow part; the build starts it ahead, while the variants convert: ``start_ahead``).
+Each result is cached under the stage ``profile``, keyed by the
 artifact, the threads, the runtime's package versions and the probe's code, so a cached rebuild
 starts no probe. A probe that fails or times out never fails its row: the row gets ``profile``
 and ``memory`` null and a ``profile_error`` line.

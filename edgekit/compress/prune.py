@@ -26,7 +26,8 @@ def prune(parent, step, data, recipe, log, callbacks=()):
     kwargs = {"sparsity_m_by_n": (2, 4)} if spec.structured == "2:4" else {}
     wrapped, left = _wrap_prunable(copy_model(parent), lambda layer: sparsity.prune_low_magnitude(
         layer, pruning_schedule=schedule, **kwargs))
-    unpruned = f"; {len(left)} layer(s) tfmot cannot prune stay dense: {', '.join(left[:3])}{'...' if len(left) > 3 else ''}" if left else ""
+    unpruned = (f"; {len(left)} layer(s) tfmot cannot prune stay dense: {', '.join(left[:3])}{'...' if len(left) > 3 else ''}"
+                if left else "")
     log(f"[compress] {step.name}: pruning to {spec.sparsity:.0%} ({spec.structured or spec.schedule}), {spec.epochs} epochs{unpruned}")
     fine_tune(wrapped, data, recipe, spec.epochs, spec.learning_rate, log, callbacks=[sparsity.UpdatePruningStep(), *callbacks],
               name=step.name)

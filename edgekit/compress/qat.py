@@ -24,6 +24,7 @@ def quantize_aware(parent, step, data, recipe, log, callbacks=()):
     scheme = schemes[step.preserve]
     annotated = quantization.quantize_annotate_model(copy_model(parent))
     model = quantization.quantize_apply(annotated, scheme()) if scheme else quantization.quantize_apply(annotated)
-    log(f"[compress] {step.name}: quantization-aware training{f' preserving {step.preserve}' if step.preserve else ''}, {step.spec.epochs} epochs")
+    log(f"[compress] {step.name}: quantization-aware training{f' preserving {step.preserve}' if step.preserve else ''}, "
+        f"{step.spec.epochs} epochs")
     return fine_tune(model, data, recipe, step.spec.epochs, step.spec.learning_rate, log, callbacks=callbacks,
                      name=step.name)

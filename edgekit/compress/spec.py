@@ -39,7 +39,8 @@ class PruneSpec(_Spec):
     @model_validator(mode="after")
     def _structured_is_half(self):
         if self.structured == "2:4" and "sparsity" in self.model_fields_set and self.sparsity != 0.5:
-            raise ValueError(f"2:4 structured pruning always gives 50% sparsity, received sparsity {self.sparsity}; remove sparsity or set it to 0.5")
+            raise ValueError(f"2:4 structured pruning always gives 50% sparsity, received sparsity {self.sparsity}; "
+                             "remove sparsity or set it to 0.5")
         if self.structured == "2:4":
             self.sparsity = 0.5
         return self
@@ -91,7 +92,8 @@ class CompressEntry(_Spec):
     def name(self) -> str:
         parts = [p.name for p in (self.prune, self.cluster) if p]
         if self.qat:
-            parts.append({(True, False): "pqat", (False, True): "cqat", (True, True): "pcqat"}.get((bool(self.prune), bool(self.cluster)), "qat"))
+            parts.append({(True, False): "pqat", (False, True): "cqat", (True, True): "pcqat"}.get(
+                (bool(self.prune), bool(self.cluster)), "qat"))
         return "-".join(parts)
 
 

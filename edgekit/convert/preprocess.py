@@ -25,7 +25,8 @@ def with_normalization(model, normalization):
     """``model`` behind a normalization layer built from the fitted statistics.
 
     ``raw -> (raw - shift) * (1 / scale) -> model``, from two Keras ``Rescaling`` layers
-    (within a float32 rounding of ``(x - shift) / scale``, what the model was trained on). Integer inputs (token ids) are never normalized: the model is returned as it is.
+    (within a float32 rounding of ``(x - shift) / scale``, what the model was trained on). Integer
+    inputs (token ids) are never normalized: the model is returned as it is.
     Models of either Keras (tf_keras, Keras 3) get a wrapper of the same Keras.
     """
     if normalization is None:
@@ -126,7 +127,8 @@ def preprocess_record(normalization) -> dict:
     return {
         **record,
         "apply": "normalized = (x - shift) / scale, elementwise in float32 on raw features; shift and scale have "
-                 f"shape {record['shape']} ({'one value per input position' if normalization.per == 'feature' else 'one value per channel, the last axis'}) "
+                 f"shape {record['shape']} "
+                 f"({'one value per input position' if normalization.per == 'feature' else 'one value per channel, the last axis'}) "
                  "and broadcast over the batch axis",
         "artifacts_take": "normalized features",
     }

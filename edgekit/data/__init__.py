@@ -422,7 +422,8 @@ def _labels(y: np.ndarray, name: str, task: str) -> np.ndarray:
         if not np.issubdtype(y.dtype, np.number):
             raise DataError(f"{name}: expected numeric regression targets, received dtype {y.dtype}")
         if y.ndim not in (1, 2):
-            raise DataError(f"{name}: expected one target per sample (shape [N]) or several (shape [N, targets]), received shape {list(y.shape)}")
+            raise DataError(f"{name}: expected one target per sample (shape [N]) or several (shape [N, targets]), "
+                            f"received shape {list(y.shape)}")
         return y.astype(np.float32)
     if task == "segmentation":
         y = y[..., 0] if y.ndim == 4 and y.shape[-1] == 1 else y

@@ -146,7 +146,8 @@ def read_csv(path: Path, spec, task: str = "classification") -> tuple[dict[str, 
     if label is not None and label not in header:
         from edgekit.errors import did_you_mean
 
-        raise DataError(f'{path}: label column "{label}" not in the header{did_you_mean(label, header)}; set data.label_column to one of: {", ".join(header)}')
+        raise DataError(f'{path}: label column "{label}" not in the header{did_you_mean(label, header)}; '
+                        f'set data.label_column to one of: {", ".join(header)}')
     label_index = header.index(label) if label is not None else -1
     regression = task == "regression"
     problems: list[Problem] = []

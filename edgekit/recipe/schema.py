@@ -90,7 +90,8 @@ class _Section(BaseModel):
 class DataSpec(_Section):
     """Where the data comes from and how it is split."""
 
-    source: str = Field("digits", description=f"a builtin dataset ({', '.join(BUILTIN_DATASETS)}) or a file kind ({', '.join(FILE_SOURCES)})")
+    source: str = Field("digits", description=f"a builtin dataset ({', '.join(BUILTIN_DATASETS)}) "
+                                              f"or a file kind ({', '.join(FILE_SOURCES)})")
     path: SafePath | None = Field(None, description="the data file (npz, csv, text) or folder (images); relative to the recipe's folder "
                                   "(absolute and ../ paths are allowed and shown in the build log)")
     label_column: str | None = Field(None, description="csv: the column holding the label (default: the last column)")
@@ -107,7 +108,8 @@ class DataSpec(_Section):
     padding: Literal["pre", "post"] = Field("pre", description="text: zeros in front of (pre) or after (post) a short sequence")
     truncation: Literal["pre", "post"] = Field("pre", description="text: a long text loses tokens at its start (pre, keeps "
                                                "the end, like keras.datasets.imdb) or its end (post)")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split (ignored when the npz file has its own test arrays)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of the samples held out for the test split "
+                                                              "(ignored when the npz file has its own test arrays)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the training samples held out for early stopping")
     normalize: Literal["none", "standard", "minmax"] = Field("none", description="feature scaling fitted on the training split only")
     normalize_per: Literal["feature", "channel"] = Field(
@@ -228,7 +230,8 @@ class QuantizeSpec(_Section):
 
     precisions: list[Literal[PRECISIONS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["fp32", "int8"], min_length=1,
-        description="fp32; int8 (full-integer PTQ, int8 output, int8 input for float inputs: integer inputs keep their dtype); TFLite only: fp16, dynamic (int8 weights, "
+        description="fp32; int8 (full-integer PTQ, int8 output, int8 input for float inputs: integer inputs keep their dtype); "
+        "TFLite only: fp16, dynamic (int8 weights, "
         "float activations), int16x8 (int16 activations, int8 weights); OpenVINO only: bf16 (the fp32 IR at the CPU plugin's "
         "bf16; added by itself on AVX-512 BF16 / AMX CPUs, see export.openvino.auto_bf16; skipped on CPUs without them); "
         "int8-fast (every format: int8 with the layers whose int8 kernels are slower on this CPU kept float, chosen "
@@ -336,7 +339,8 @@ class Recipe(_Section):
                                description="cpu (this machine), gpu (the fp32 baseline on a GPU), or device names (devices/NAME.yaml)")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
-    compress: list[CompressEntry] = Field(default_factory=list, max_length=256, description="compressed models to build (see edgekit/compress/spec.py)")
+    compress: list[CompressEntry] = Field(default_factory=list, max_length=256,
+                                          description="compressed models to build (see edgekit/compress/spec.py)")
     outputs: dict[str, Literal["classification", "regression", "segmentation"]] = Field(
         default_factory=dict, max_length=256,
         description="a model of several outputs: the task of each labelled output whose task is not `task` "
@@ -373,7 +377,8 @@ class Recipe(_Section):
             if unknown := [p for p in precisions if p not in PRECISIONS]:
                 raise ValueError(f"compress[{i}].precisions: unknown precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
             if entry.qat and "int8" not in precisions:
-                raise ValueError(f"compress[{i}] ({entry.name}) is quantization-aware and exports int8 only, but its precisions have no int8: add int8")
+                raise ValueError(f"compress[{i}] ({entry.name}) is quantization-aware and exports int8 only, "
+                                 "but its precisions have no int8: add int8")
         return self
 
     @model_validator(mode="after")

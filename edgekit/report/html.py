@@ -318,7 +318,8 @@ def _distribution(results: dict, latencies: dict[str, list[float]]) -> bytes | N
                boxprops={"facecolor": "C0", "alpha": 0.35}, medianprops={"color": "C3", "linewidth": 2},
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
     # The numbers go into the row labels, where they can never cover a box.
-    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, p99 {human_ms(r['latency_ms'].get('p99', r['latency_ms']['p50']))}, n={len(d)}"
+    labels = [f"{r['id']}\np50 {human_ms(r['latency_ms']['p50'])}, "
+              f"p99 {human_ms(r['latency_ms'].get('p99', r['latency_ms']['p50']))}, n={len(d)}"
               if r.get("latency_ms") else r["id"] for r, d in zip(rows, data)]
     ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
     ax.invert_yaxis()
@@ -334,9 +335,11 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em aut
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
+td.notes{min-width:22em;font-size:.9em}td.id{white-space:nowrap}
+tr.failed td{background:#fde8e8}tr.skipped td{color:#888}tr.noted td{background:#fff8e1}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
-p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}ul.meta{padding-left:1.2em}.muted{color:#777}.warning{color:#a33}
+p.flag{background:#fff3cd;padding:.4em .6em}pre{background:#f6f6f6;padding:1em;overflow:auto}
+ul.meta{padding-left:1.2em}.muted{color:#777}.warning{color:#a33}
 .bar{display:flex;width:420px;height:1.3em;border:1px solid #ccc}.seg{display:block;height:100%;overflow:hidden;
 font-size:.75em;color:#fff;white-space:nowrap;padding-left:2px}ol{margin:0;padding-left:1.4em}
 """

@@ -26,7 +26,8 @@ def read_json(path: Path, what: str) -> object:
         return json.loads(path.read_text())
     # ValueError also covers integers past Python's 4300-digit limit; RecursionError, deep nesting.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InputError(f"{path}: {what} is not valid JSON ({one_line(exc, 120, typed=False)}); expected a file written by edgekit") from None
+        raise InputError(f"{path}: {what} is not valid JSON ({one_line(exc, 120, typed=False)}); "
+                         "expected a file written by edgekit") from None
 
 
 def validate_results(doc: object, path: Path | str, what: str = "results") -> dict:

@@ -26,7 +26,8 @@ from edgekit.errors import InputError
 
 # A spec is one of:
 #   "number" (int or float, not bool, within float range), "measure" (any JSON number: a metric or
-#   latency past float range reads as inf, which `edgekit check` fails), "integer" (64-bit), "text", "flag" (bool), "object" (any JSON object),
+#   latency past float range reads as inf, which `edgekit check` fails), "integer" (64-bit), "text",
+#   "flag" (bool), "object" (any JSON object),
 #   "scalar" (text or number), "any";
 #   a dict: an object whose listed keys have those specs (other keys pass);
 #   ("list", spec): a list of spec; ("map", spec): an object whose every value is spec;
@@ -87,7 +88,8 @@ RESULTS = {
                   "rounds": "integer", "min_time_s": "number", "profile": "flag", "unstable_spread": "number"},
     "baseline": "text", "speedup_baseline": "text",
     "latency_by_target": ("map", ("map", {"status": "text", "p50": "number", "p90": "number", "runtime": "text"})),
-    "targets": ("map", {"fleet": {"members": ("map", {"jobs": "number"})}}), "model": {"source": "text", "parameters": "integer"}, "train": "object", "models": ("list", "object"),
+    "targets": ("map", {"fleet": {"members": ("map", {"jobs": "number"})}}),
+    "model": {"source": "text", "parameters": "integer"}, "train": "object", "models": ("list", "object"),
     "not_produced": ("list", {"model": "text", "format": "text", "precision": "text", "reason": "text"}),
     "reused": ("map", ("list", "text")), "build_seconds": "number", "tasks": ("list", "object"),
     "stages": ("map", "number"), "command": "text", "interrupted": "flag",
@@ -150,7 +152,8 @@ def check_shape(doc: Any, path: Any, what: str = "results") -> dict:
         problem = "rows: expected a non-empty list of rows, received []"
     if problem is not None:
         # a row is named by its id too: "rows[3] (tflite-int8@cpu): latency_ms: ..."
-        problem = re.sub(r"^rows\[(\d+)\](\.|:)", lambda m: _row_label(rows, int(m.group(1))) + ":" + (" " if m.group(2) == "." else ""), problem)
+        problem = re.sub(r"^rows\[(\d+)\](\.|:)", lambda m: _row_label(rows, int(m.group(1))) + ":" + (" " if m.group(2) == "." else ""),
+                         problem)
         raise InputError(f"{path}: {what}: {problem}; expected a file written by edgekit "
                          "(RUN_DIR/results.json or one from `edgekit baseline save`): was it edited by hand?")
     for row in rows:

@@ -453,7 +453,8 @@ def _low(ops) -> float:
 
 def _ort_precision(op_type: str, input_dtype: str) -> str:
     """A node's precision: its quantized kernel's (QLinear*, *Integer, QGemm ...), else its first input's type."""
-    if op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM") or op_type.endswith(("Integer", "IntegerToFloat")):
+    if (op_type.startswith("QLinear") or op_type in ("QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM")
+            or op_type.endswith(("Integer", "IntegerToFloat"))):
         return "int8"
     return {"float": "fp32", "float16": "fp16", "double": "fp64"}.get(input_dtype, input_dtype or "unknown")
 

@@ -101,8 +101,8 @@ def _front_plot(document: dict, target: str) -> bytes | None:
         ax.errorbar(x, y, xerr=[[x - ci[0]], [ci[1] - x]] if ci else None, fmt="none", ecolor=colour, alpha=0.6)
         ax.scatter(x, y, s=40 + 260 * (row["size_bytes"] or 1) / largest, color=colour, alpha=0.7,
                    edgecolors="black" if entry["id"] in front else "none", linewidths=1.5, zorder=3)
-        ax.annotate(f"{row['id'].split('@')[0]} ({entry['id'][:6]})" + (" pick" if entry["id"] == pick else ""), (x, y), textcoords="offset points",
-                    xytext=(6, 6), fontsize=8, fontweight="bold" if entry["id"] == pick else "normal")
+        ax.annotate(f"{row['id'].split('@')[0]} ({entry['id'][:6]})" + (" pick" if entry["id"] == pick else ""), (x, y),
+                    textcoords="offset points", xytext=(6, 6), fontsize=8, fontweight="bold" if entry["id"] == pick else "normal")
     base = next((r for r in document["rows"] if r["id"] == document["baseline"]), None)
     if base and (base.get("metrics") or {}).get(metric) is not None and search["constraints"].get("max_metric_drop") is not None:
         sign = -1 if document.get("higher_is_better", True) else 1

@@ -74,7 +74,8 @@ class SshProfile(ProfileBase):
     identity_file: Path | None = Field(None, description="private key; relative to the profile file")
     known_hosts: Path = Field(Path("~/.ssh/known_hosts"), description="known_hosts file that must hold the device's host key")
     python: str = Field("python3", min_length=1, description="the device's Python (needs numpy and a runtime)")
-    work_dir: str = Field("/tmp", min_length=1, description="folder on the device for per-run temporary folders (~ is the login user's home)")
+    work_dir: str = Field("/tmp", min_length=1,
+                          description="folder on the device for per-run temporary folders (~ is the login user's home)")
     runtimes: list[str] = Field(min_length=1, description="runtimes installed in that Python (see runtime_names())")
     connect_timeout_s: float = Field(10.0, gt=0, description="ssh ConnectTimeout")
     timeout_s: float = Field(900.0, gt=0, description="longest one remote step (upload, run, cleanup) may take")

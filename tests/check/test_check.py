@@ -151,7 +151,8 @@ def test_row_ok_in_baseline_but_failed_now_fails(run, tmp_path):
 
 
 def test_row_missing_from_results_fails(run, tmp_path):
-    result = _check(_variant(run, tmp_path, lambda r, _: r["rows"].remove(next(row for row in r["rows"] if row["id"] == INT8))), "--baseline", run["baseline"])
+    result = _check(_variant(run, tmp_path, lambda r, _: r["rows"].remove(next(row for row in r["rows"] if row["id"] == INT8))),
+                    "--baseline", run["baseline"])
     assert result.exit_code == 1
     assert "missing" in _lines(result.output, INT8, "FAIL")[0]
 

@@ -125,7 +125,8 @@ def test_a_builtin_dataset_for_another_task_is_refused():
 def test_regression_labels_must_be_one_row_per_sample(tmp_path):
     path = tmp_path / "r.npz"
     np.savez(path, x=np.zeros((10, 2)), y=np.zeros((10, 2, 2)))
-    with pytest.raises(DataError, match=r"y: expected one target per sample \(shape \[N\]\) or several \(shape \[N, targets\]\), received shape \[10, 2, 2\]"):
+    with pytest.raises(DataError, match=r"y: expected one target per sample \(shape \[N\]\) or several \(shape \[N, targets\]\), "
+                                        r"received shape \[10, 2, 2\]"):
         load_dataset(DataSpec(source="npz", path=path), seed=0, calibration_samples=4, task="regression")
 
 

@@ -72,7 +72,8 @@ def test_class_folders_give_labels_names_and_values(folder):
     for cls, image in first.items():
         np.testing.assert_array_equal(image, np.broadcast_to(np.float32(COLOURS[cls]) / 255, (16, 16, 3)))
     grey = x[1]  # circle/01.png, saved grey: one value, replicated over the three channels
-    assert np.ptp(grey) == 0 and grey[0, 0, 0] == np.float32(np.asarray(Image.new("RGB", (1, 1), COLOURS["circle"]).convert("L"))[0, 0]) / 255
+    assert np.ptp(grey) == 0 and grey[0, 0, 0] == np.float32(
+        np.asarray(Image.new("RGB", (1, 1), COLOURS["circle"]).convert("L"))[0, 0]) / 255
     np.testing.assert_array_equal(x[2], x[0])  # RGBA with alpha 90: the colour, alpha dropped
     np.testing.assert_allclose(x[3], x[0], atol=2 / 255)  # palette PNG (adaptive palette rounds)
     np.testing.assert_allclose(x[PER_CLASS - 1], x[0], atol=6 / 255)  # the JPEG, lossy
@@ -116,7 +117,8 @@ def test_grey_only_images_give_one_channel_and_16_bit_pngs_scale(tmp_path):
 def test_mixed_sizes_need_image_size_or_the_zoo_input_size(tmp_path):
     root = _make_folder(tmp_path / "d", per_class=2)
     _save(root / "square" / "big.png", COLOURS["square"], "RGB", size=(20, 24))
-    with pytest.raises(DataError, match=r"come in 2 sizes \(height x width: 16x16 in circle/00.png, 24x20 in square/big.png, \.\.\.\); set data.image_size"):
+    with pytest.raises(DataError, match=r"come in 2 sizes \(height x width: 16x16 in circle/00.png, 24x20 in square/big.png, \.\.\.\); "
+                                        r"set data.image_size"):
         read_images(root, _spec(root))
     arrays, _, info = read_images(root, _spec(root, image_size=[10, 10]))
     assert arrays["x"].shape == (7, 10, 10, 3) and info["images"]["resized"] == 7

@@ -150,8 +150,9 @@ def test_generated_image_folders_are_read_or_refused_in_one_line(scratch, entrie
 
 # --------------------------------------------------------------------------- text files
 
-CELLS = st.one_of(st.text(st.characters(exclude_categories=["Cs"]), max_size=30), st.sampled_from(["good", "bad", "", "nan", "1", "2.5", "inf", "\"", "a,b", "x\ny",
-                                                          "\u2019s", "\ufb01ne", "\x00", "NA", " "]))
+CELLS = st.one_of(st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
+                  st.sampled_from(["good", "bad", "", "nan", "1", "2.5", "inf", "\"", "a,b", "x\ny",
+                                   "\u2019s", "\ufb01ne", "\x00", "NA", " "]))
 
 
 LABELS = st.sampled_from(["good", "bad", "neutral", "1", "2.5", "-3", "ü", " bad "])
@@ -175,7 +176,8 @@ def text_files(draw) -> bytes:
             classes.append(draw(ODD_LABELS))
         rows = draw(st.lists(st.tuples(CELLS, st.sampled_from(classes), st.sampled_from(["7", ""])), min_size=2, max_size=40))
         buffer = io.StringIO()
-        csv.writer(buffer).writerows([header, *([{"text": t, "label": label}.get(name, other) for name in header] for t, label, other in rows)])
+        csv.writer(buffer).writerows([header, *([{"text": t, "label": label}.get(name, other) for name in header]
+                                                for t, label, other in rows)])
         text = buffer.getvalue()
     content = text.encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 6)) == 0:  # a broken encoding or a byte-order mark
@@ -201,7 +203,8 @@ MARKUP = st.sampled_from(["<script>alert(1)</script>", "x'\"><b>", "\"><b>x</b>"
 ODD = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([2**70, -(2**70), 10**400]),
                 st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), MARKUP, MARKUP,
                 st.sampled_from(["ok", "failed", "interrupted", "keras-fp32@cpu"]),
-                st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.sampled_from(["p50", "a", "accuracy"]), st.integers(0, 2), max_size=2))
+                st.lists(st.integers(0, 3), max_size=2),
+                st.dictionaries(st.sampled_from(["p50", "a", "accuracy"]), st.integers(0, 2), max_size=2))
 
 
 def _paths(doc, path=()):

@@ -92,7 +92,8 @@ def test_formats_for_scripts(crowded):
     assert [r["id"] for r in doc["rows"]] == [r["id"] for r in crowded["rows"]]
     assert doc["rows"][2]["notes"][-1].startswith("output box:") and doc["rows"][0]["p50_ms"] > 0
     markdown = terminal.render(crowded, "markdown")
-    assert sum(line.startswith("| ") for line in markdown.splitlines()) == len(crowded["rows"]) + 1 and "speedup = p50 of keras-fp32@cpu" in markdown
+    assert (sum(line.startswith("| ") for line in markdown.splitlines()) == len(crowded["rows"]) + 1
+            and "speedup = p50 of keras-fp32@cpu" in markdown)
 
 
 def test_build_format_json_is_json_alone_on_stdout(tiny_run, tmp_path):
