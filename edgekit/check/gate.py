@@ -20,42 +20,12 @@ from pathlib import Path
 
 from edgekit.check.baseline import ensure_comparable, environment_warnings, load_baseline
 from edgekit.check.budgets import Budget, CheckSpec
+from edgekit.check.outcome import Outcome
 from edgekit.results.metrics import higher_is_better
 from edgekit.results.read import latency_problem, load_results, non_finite, value_problems
 
 # Metric values are recomputed floats: allow rounding noise so a limit of 0 means "no worse".
 _EPS = 1e-9
-
-
-@dataclass
-class Outcome:
-    """One budget on one row: what was measured, the limit, and pass, fail, skip or unstable
-    (a latency budget not judged because the row's rounds disagreed: the check does not pass
-    on it unless ``CheckReport.allow_unjudged``).
-
-    ``compared`` is true when ``value`` is a finite number judged against ``limit``; a failure
-    is then "value > limit". Any other failure (a status, a NaN, a missing row) says why in ``detail``.
-    """
-
-    row: str
-    budget: str
-    value: str
-    limit: str
-    result: str
-    detail: str = ""
-    compared: bool = False
-    #: how a compared value fails its limit: ">" (a ceiling) or "<" (a floor: min_metric)
-    fails_if: str = ">"
-
-    @property
-    def holds_if(self) -> str:
-        return "<=" if self.fails_if == ">" else ">="
-
-    def describe(self) -> str:
-        """The outcome in one phrase, for the summary line and JUnit messages."""
-        if self.compared:
-            return f"{self.row} {self.budget} {self.value} {self.fails_if} {self.limit}"
-        return f"{self.row} {self.budget} {self.value}: {self.detail}"
 
 
 @dataclass

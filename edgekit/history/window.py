@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from edgekit.check.gate import Outcome
+from edgekit.check.outcome import Outcome
 from edgekit.history.store import environment_key
 from edgekit.results.metrics import higher_is_better
 
