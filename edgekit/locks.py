@@ -171,6 +171,13 @@ def _command() -> str:
     return shorten(text, 120)
 
 
+def task_record(task: str, kind: str, mode: str | None, device: str | None, start: float, waited_s: float) -> dict:
+    """What results.json ``tasks`` keeps of one piece of work: what it was, who did it where, how it
+    held this machine (``mode`` None: it took no lock) and since when; ``end`` is added when it ends."""
+    return {"task": task, "kind": kind, "host": host_name(), "holder": f"pid {os.getpid()}", "mode": mode,
+            "device": device, "start": start, "waited_s": round(waited_s, 3)}
+
+
 def _say_holder(lock_file: str, mode: str, task: str) -> Path | None:
     """Write who holds ``lock_file`` now (``holders/``); returns the file, to remove on release.
     A holder file that cannot be written costs the waiters' message, never the lock."""
@@ -299,8 +306,7 @@ def holding(hold: Hold, log: Callable[[str], None] | None = None,
         mode = fcntl.LOCK_EX if hold.mode == "exclusive" else fcntl.LOCK_SH
         waited += _flock(host, mode, f"this machine's CPU ({hold.mode})", log, "host.lock")
         stack.callback(_unsay, _say_holder("host.lock", hold.mode, hold.task))
-        hold.record = {"task": hold.task, "kind": hold.kind, "host": host_name(), "holder": f"pid {os.getpid()}",
-                       "mode": hold.mode, "device": hold.device, "start": time.time(), "waited_s": round(waited, 3)}
+        hold.record = task_record(hold.task, hold.kind, hold.mode, hold.device, time.time(), waited)
         before, _held.device = held_device(), hold.device
         try:
             yield hold

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from edgekit.errors import SchedulerLost, one_line
 from edgekit.executors import base as executor_base
-from edgekit.locks import Hold, host_name
+from edgekit.locks import Hold, host_name, task_record
 
 #: the run directory's log of what the preparation said on its worker (pipeline.RUN_FILES)
 PREPARE_LOG = "prepare.log"
@@ -112,9 +112,7 @@ def prepare_here(recipe_path, run_dir: Path, pool, cache, tensorboard: bool, sco
             record.update(task=f"prepare {recipe.name}", kind="prepare")
         records.append(record)
     if not any(r.get("kind") == "prepare" for r in records):  # all cached: no lock was taken, yet it ran here
-        records.insert(0, {"task": f"prepare {recipe.name}", "kind": "prepare", "host": host_name(),
-                           "holder": f"pid {os.getpid()}", "mode": None, "device": None, "start": started,
-                           "waited_s": 0.0, "end": time.time()})
+        records.insert(0, {**task_record(f"prepare {recipe.name}", "prepare", None, None, started, 0.0), "end": time.time()})
     return {"variants": [summary(v) for v in result.results["prepared_variants"]],
             "models": [dict(m) for m in result.results["models"]], "records": records,
             "host": host_name(), "pid": os.getpid(), "seconds": round(time.time() - started, 2)}

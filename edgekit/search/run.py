@@ -191,12 +191,16 @@ class Runner:
         _write_yaml(path, {**doc, "name": f"{self.recipe.name[:80]}-base", "quantize": {**quantize, "precisions": ["fp32"]}})
         return path
 
+    def _baseline_metric(self, outcome: dict):
+        """The Keras baseline's value of the searched metric in a preparation's outcome."""
+        return next(v for v in outcome["variants"] if v["format"] == "keras")["metrics"].get(self.metric)
+
     def _probe(self, run: TrialRun) -> bool:
         """The short fine-tune; False when it stopped the trial."""
         key = "probe " + json.dumps(run.trial.compress, sort_keys=True)
         outcome = self._shared(key, lambda: self._task(run.probe_path, self.folder / f"{run.trial.id}.probe", "models",
                                                        run)[0])
-        base = next(v for v in outcome["variants"] if v["format"] == "keras")["metrics"].get(self.metric)
+        base = self._baseline_metric(outcome)
         model = next((m for m in outcome["models"] if m["name"] == run.trial.model), {})
         value = (model.get("keras_metrics") or {}).get(self.metric)
         if value is None or base is None:
@@ -215,7 +219,7 @@ class Runner:
 
     def _prepare(self, run: TrialRun) -> None:
         outcome, run.future = self._task(run.recipe_path, run.run_dir, "variants", run)
-        base = next(v for v in outcome["variants"] if v["format"] == "keras")["metrics"].get(self.metric)
+        base = self._baseline_metric(outcome)
         variant = next((v for v in outcome["variants"] if v["stem"] == run.trial.stem), None)
         if variant is None or variant["status"] != "ok":
             run.status = "failed"
