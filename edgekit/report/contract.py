@@ -77,7 +77,10 @@ def _mark_fold(inputs: list[dict], fold: dict | None) -> None:
     if not fold or not fold.get("folded") or len(inputs) != 1:
         return
     tensor = inputs[0]
-    folded = {"step": "model layers", "layers": fold.get("layers"), "scale": fold.get("scale"),
+    # the fold names layers; the data side's step ("model layers", from the same reader) names
+    # them with their classes: one shape for both, so readers of the contract see one
+    layers = [layer if isinstance(layer, dict) else {"layer": layer, "class": None} for layer in fold.get("layers") or []]
+    folded = {"step": "model layers", "layers": layers, "scale": fold.get("scale"),
               "offset": fold.get("offset"), "formula": "x * scale + offset", "inside_artifact": True,
               "folded_into": fold.get("into"), "by": "the model's own first layers",
               "detail": f"no op of its own: folded into {fold.get('into')}'s weights"
@@ -310,8 +313,11 @@ def tensor_cells(row_id: str, tensor: dict, what: str, contract: dict) -> list[s
 def _step_text(step: dict) -> str:
     star = "*" if step.get("inside_artifact") else ""
     if step["step"] == "model layers":
-        layers = ", ".join(f"{layer['layer']} ({layer['class']})" for layer in step.get("layers") or [])
-        return f"{star}model layers {layers}: expects {step.get('expects')}"
+        layers = ", ".join(layer["layer"] + (f" ({layer['class']})" if layer.get("class") else "")
+                           for layer in step.get("layers") or [])
+        said = [f"expects {step['expects']}"] if step.get("expects") else []
+        said += [step["detail"]] if step.get("folded_into") and step.get("detail") else []
+        return f"{star}model layers {layers}" + (f": {'; '.join(said)}" if said else "")
     if step["step"] == "quantize":
         return f"{star}quantize to {step.get('dtype')}"
     if step["step"] == "normalize":

@@ -74,6 +74,25 @@ def test_a_keras3_rescaling_before_a_dense_folds_into_its_bias():
     assert step["folded_into"] == "out" and step["inside_artifact"] and step["layers"]
 
 
+def test_a_scaling_only_the_fold_found_is_a_step_of_the_contract_and_of_the_table():
+    """The zoo's MobileNetV2 scales [0, 1] -> [-1, 1] with layers the data side's reader does not
+    name (a frozen depthwise convolution): the contract gains the step from the fold's record alone,
+    and report.md's contract table shows it (it once failed the whole build there)."""
+    from edgekit.report.contract import row_contract, tensor_cells
+
+    record = {"folded": True, "layers": ["scale_to_minus_one_to_one"], "into": "Conv1", "scale": [2.0], "offset": [-1.0],
+              "raw_range": [0.0, 1.0], "shift": {"value": 1.0}}
+    row = {"id": "tflite-int8@cpu", "path": "artifacts/tflite-int8.tflite", "format": "tflite", "precision": "int8",
+           "target": "cpu", "settings": {"input_fold": record},
+           "io": {"inputs": [{"name": "x", "dtype": "int8", "shape": [1, 96, 96, 3]}], "outputs": []}}
+    contract = row_contract(row, {"data": {"source": "gratings96"}})
+    [tensor] = contract["inputs"]
+    [step] = [step for step in tensor["preprocessing"] if step["step"] == "model layers"]
+    assert step["layers"] == [{"layer": "scale_to_minus_one_to_one", "class": None}] and step["folded_into"] == "Conv1"
+    cells = tensor_cells(row["id"], tensor, "input", contract)
+    assert "*model layers scale_to_minus_one_to_one: no op of its own: folded into Conv1's weights" in cells[6]
+
+
 def test_per_channel_normalization_before_a_valid_convolution_leaves_no_op():
     import tf_keras as keras
 
