@@ -44,7 +44,8 @@ def test_a_native_crash_fails_only_its_own_rows(tmp_path):
     recipe = tmp_path / "crash.yaml"
     recipe.write_text(TINY_UNPROFILED + "export:\n  formats: [crash, tflite]\n")
     run_dir = tmp_path / "run"
-    proc = _edgekit(["build", str(recipe), "--out", str(run_dir)])
+    # a stage cache of its own: whatever else ran in this session may have converted these variants
+    proc = _edgekit(["build", str(recipe), "--out", str(run_dir)], env={**os.environ, "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")})
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output
     assert "2 row(s) failed: crash-fp32@cpu, crash-int8@cpu" in output

@@ -138,7 +138,7 @@ def _signals_in_a_fresh_process(test: str) -> bool:
     a fresh interpreter holds only what the test itself imports."""
     if os.environ.get("EDGEKIT_TEST_SIGNALS_HERE"):
         return False
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test}"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", f"{__file__}::{test}"],
                           env={**os.environ, "EDGEKIT_TEST_SIGNALS_HERE": "1"}, capture_output=True, text=True,
                           timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert done.returncode == 0 and "\n1 passed" in "\n" + done.stdout, done.stdout[-4000:] + done.stderr[-2000:]

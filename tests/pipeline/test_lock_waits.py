@@ -26,8 +26,8 @@ import sys, time
 from pathlib import Path
 from edgekit.locks import Hold, holding
 with holding(Hold(task="bench other", kind="bench", mode="exclusive")):
-    Path(sys.argv[1]).touch()
-    time.sleep(float(sys.argv[2]))
+    Path(sys.argv[2]).touch()
+    time.sleep(float(sys.argv[3]))
 """
 
 
@@ -41,7 +41,8 @@ def lock_dir(tmp_path, monkeypatch):
 def _hold_the_cpu(tmp_path: Path, seconds: float) -> subprocess.Popen:
     """Start a process that holds this machine's CPU exclusive for ``seconds``, once it holds it."""
     marker = tmp_path / f"held-{time.monotonic_ns()}"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(marker), str(seconds), "edgekit-test-holder"],
+    # its name first: the lock's description shortens a long command line (a deep tmp_path) at its end
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "edgekit-test-holder", str(marker), str(seconds)],
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 60
     while not marker.exists():
