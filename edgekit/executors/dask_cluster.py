@@ -47,6 +47,41 @@ def make(address: str, initializer: Callable | None, initargs: tuple, log: Calla
     return DaskExecutor(address, initializer, initargs, log, workers=workers or None)
 
 
+def check(address: str) -> None:
+    """Fail at once where no scheduler can answer (``edgekit.executors.schemes.check``): a host
+    name that does not resolve or a port that refuses a TCP connection. Dask's own connect tries
+    again until ``CONNECT_S`` has passed whatever the reason; a silent host still takes that long.
+
+    Raises:
+        InputError: one line naming the address, the reason and the fix.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if address == "local":
+        return
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError as exc:  # a port that is no number, or out of range
+        raise _no_scheduler(address, str(exc)) from None
+    if url.scheme != "tcp" or not host or port is None:  # tls://, a default port: Dask's connect decides
+        return
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_S).close()
+    except socket.gaierror as exc:
+        raise _no_scheduler(address, f"the host name {host!r} does not resolve: {exc.strerror or exc}") from None
+    except TimeoutError:
+        raise _no_scheduler(address, f"{host}:{port}: no answer within {CONNECT_S} s") from None
+    except OSError as exc:
+        raise _no_scheduler(address, f"{host}:{port}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _no_scheduler(address: str, why: str) -> InputError:
+    return InputError(f"--executor dask://{address}: no Dask scheduler answered ({why}); start one (`dask scheduler`, "
+                      "workers with `dask worker HOST:8786 --nthreads 1`) or check the address")
+
+
 class DaskExecutor(base.Executor):
     """Tasks on a Dask cluster: at ``address`` (``HOST:PORT``), or ``local`` (one made here).
 
@@ -91,9 +126,7 @@ class DaskExecutor(base.Executor):
                 self.client = Client(f"tcp://{address}" if "://" not in address else address, timeout=CONNECT_S)
         except Exception as exc:  # noqa: BLE001 - refused, timed out, or something that is no Dask scheduler
             self.close()
-            raise InputError(f"--executor dask://{address}: no Dask scheduler answered ({one_line(exc, 160)}); "
-                             "start one (`dask scheduler`, workers with `dask worker HOST:8786 --nthreads 1`) "
-                             "or check the address") from None
+            raise _no_scheduler(address, one_line(exc, 160)) from None
         self.address = self.client.scheduler.address
         self.client.subscribe_topic(self.topic, self._on_event)
         count = len(self.client.scheduler_info().get("workers", {}))

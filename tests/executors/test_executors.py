@@ -108,6 +108,25 @@ def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert wrong.exit_code == 2 and "dask://HOST:PORT" in wrong.output
 
 
+def test_an_address_no_scheduler_can_answer_at_is_one_line_before_anything_is_written(tmp_path):
+    """A port that refuses and a host name that does not resolve: exit 2 with the reason, from a
+    plain connect (Dask's own would try again until its 10 s timeout, and only say it timed out),
+    before the run directory or the search's folder is made."""
+    from tests.targets.sshd import free_port
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    for address, reason in ((f"127.0.0.1:{free_port()}", "Connection refused"),
+                            ("no-such-host.invalid:8786", "the host name 'no-such-host.invalid' does not resolve")):
+        for command in (["build", str(recipe), "--out", str(tmp_path / "runs" / "tiny")],
+                        ["search", str(recipe), "--out", str(tmp_path / "runs" / "search")]):
+            result = CliRunner().invoke(cli, [*command, "--executor", f"dask://{address}"])
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith(f"Error: --executor dask://{address}: no Dask scheduler answered (")
+            assert reason in result.output and result.output.count("\n") == 1, result.output
+            assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_path):
     """A scheduler and a worker started as a user would; the scheduler is killed while the worker
