@@ -48,14 +48,17 @@ def make(address: str, initializer: Callable | None, initargs: tuple, log: Calla
 
 
 def check(address: str) -> None:
-    """Fail at once where no scheduler can answer (``edgekit.executors.schemes.check``): a host
-    name that does not resolve or a port that refuses a TCP connection. Dask's own connect tries
-    again until ``CONNECT_S`` has passed whatever the reason; a silent host still takes that long.
+    """Fail before a build writes anything where no scheduler can answer
+    (``edgekit.executors.schemes.check``), saying why. A host name that does not resolve fails at
+    once (Dask's own connect would try it again until ``CONNECT_S`` and only say it timed out); a
+    port that refuses is tried again until ``CONNECT_S`` has passed, as Dask does, since a
+    scheduler started just before the build may not listen yet.
 
     Raises:
         InputError: one line naming the address, the reason and the fix.
     """
     import socket
+    import time
     from urllib.parse import urlsplit
 
     if address == "local":
@@ -67,14 +70,18 @@ def check(address: str) -> None:
         raise _no_scheduler(address, str(exc)) from None
     if url.scheme != "tcp" or not host or port is None:  # tls://, a default port: Dask's connect decides
         return
-    try:
-        socket.create_connection((host, port), timeout=CONNECT_S).close()
-    except socket.gaierror as exc:
-        raise _no_scheduler(address, f"the host name {host!r} does not resolve: {exc.strerror or exc}") from None
-    except TimeoutError:
-        raise _no_scheduler(address, f"{host}:{port}: no answer within {CONNECT_S} s") from None
-    except OSError as exc:
-        raise _no_scheduler(address, f"{host}:{port}: {exc.strerror or type(exc).__name__}") from None
+    deadline = time.monotonic() + CONNECT_S
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())).close()
+            return
+        except socket.gaierror as exc:
+            raise _no_scheduler(address, f"the host name {host!r} does not resolve: {exc.strerror or exc}") from None
+        except OSError as exc:  # refused, unreachable, no answer in time
+            why = exc.strerror or ("no answer" if isinstance(exc, TimeoutError) else type(exc).__name__)
+            if time.monotonic() + 0.2 >= deadline:
+                raise _no_scheduler(address, f"{host}:{port}: {why} for {CONNECT_S:g} s") from None
+            time.sleep(0.2)
 
 
 def _no_scheduler(address: str, why: str) -> InputError:

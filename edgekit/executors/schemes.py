@@ -21,7 +21,7 @@ class Scheme:
     """One kind of ``--executor`` value."""
 
     #: the module with ``make(address, initializer, initargs, log, workers, output) -> Executor``,
-    #: and optionally ``check(address)``, which raises InputError at once where ``make`` would fail
+    #: and optionally ``check(address)``, which raises InputError, saying why, where ``make`` would fail
     module: str
     #: how ``--executor`` writes it (the error of an unknown value lists every scheme's)
     forms: str
@@ -67,10 +67,10 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
 
 
 def check(spec: str | None = None) -> None:
-    """Fail at once, before a build writes anything, where ``make_executor`` would fail: an unknown
-    spec, a package its scheme needs not installed, or an address that cannot answer (the scheme
-    module's ``check(address)``, where it has one: a host name that does not resolve, a port that
-    refuses, in a second rather than after the connect timeout).
+    """Fail before a build writes anything where ``make_executor`` would fail: an unknown spec, a
+    package its scheme needs not installed, or an address that cannot answer (the scheme module's
+    ``check(address)``, where it has one: for Dask a host name that does not resolve, at once, or
+    a port that keeps refusing).
 
     Raises:
         InputError: what ``make_executor`` would raise, in one line.
