@@ -81,6 +81,7 @@ def build(recipe_files: tuple[Path, ...], out_dir: Path | None, fresh: bool, for
             _log(f"{recipe.name}: its search: section is left alone by build (the recipe builds as written); "
                  f"`edgekit search {recipe.path}` runs the search")
     _quiet_tensorflow()
+    _check_executor(executor_spec)
     if len(recipes) == 1 and (len(recipe_files) == 1 and not recipe_files[0].is_dir()):
         run_dir = out_dir or Path("runs") / recipes[0].name
         _preflight(recipes[0], run_dir, cache_used=not fresh)
@@ -222,6 +223,13 @@ def _build_exit(code: int, error: click.ClickException | None) -> None:
     os._exit(code)
 
 
+def _check_executor(spec: str | None) -> None:
+    """A scheduler that cannot answer fails now, in one line, before a run directory is made."""
+    from edgekit.executors import schemes
+
+    schemes.check(spec)
+
+
 def _preflight(recipe, run_dir: Path, cache_used: bool) -> None:
     """Fail now, in one line, for what would otherwise fail after training."""
     from edgekit.pipeline import preflight
@@ -291,6 +299,7 @@ def search(recipe_file: Path, out_dir: Path | None, executor_spec: str | None, s
     from edgekit.search.report import COLUMNS, table_rows
 
     _quiet_tensorflow()
+    _check_executor(executor_spec)
     document = run_search(recipe_file, out_dir, executor=executor_spec, strategy=strategy, max_trials=max_trials,
                           retime=retime, verbose=verbose, say=_log)
     from rich.console import Console

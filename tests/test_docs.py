@@ -1,6 +1,6 @@
 """What the README and the docs tell users to run: install lines that name this project's own
 distribution, every example command, recipe and device profile checked against the real CLI and
-loaders, and the Python API example, run as written."""
+loaders (test_doc_examples.py runs the commands and the Python API example as written)."""
 
 from __future__ import annotations
 
@@ -72,23 +72,10 @@ def test_check_help_describes_the_gate_it_runs():
 
 
 def _python_api_block() -> str:
-    """The Python API page's example, as written (its only Python block)."""
+    """The Python API page's example, as written (its only Python block; test_doc_examples.py runs it)."""
     blocks = [code for language, code, _ in _blocks((ROOT / "docs" / "python-api.md").read_text()) if language == "python"]
-    assert len(blocks) == 1, "the API page's Python blocks: run each here"
+    assert len(blocks) == 1, "the API page's Python blocks: run each in test_doc_examples.py"
     return blocks[0]
-
-
-def test_the_python_api_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
-    """The block runs as written, on the tiny recipe instead of digits_cnn (the same calls, its
-    stages from the tiny build's cache: seconds, not a training)."""
-    code = _python_api_block()
-    assert 'edgekit.build("recipes/digits_cnn.yaml"' in code and "baseline.json" not in code.replace("baselines/", "")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tiny_run.dir.parent / "cache"))
-    exec(compile(code.replace("recipes/digits_cnn.yaml", str(tiny_run.recipe)), "docs/python-api.md", "exec"), {})
-    printed = capsys.readouterr().out.split()
-    assert printed[0].endswith("@cpu") and float(printed[-1]) > 0  # best's id, p50 and metric; the file's p50
-    assert (tmp_path / "runs" / "digits" / "results.json").is_file()
 
 
 # --------------------------------------------------------------------------- every example, checked

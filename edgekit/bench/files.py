@@ -363,18 +363,18 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
         what = (f"--shape {name}=...: no file has an input named {name!r}{did_you_mean(name, known)}" if name else
                 f"--shape {'x'.join(map(str, given_shapes[name]))}: without a name it fits files of one input only")
         raise InputError(f"{what}; the files' inputs: {', '.join(known)}")
-    rows, latencies = [], {}
+    rows, latencies, faults = [], {}, set()
     from edgekit.locks import Hold, holding
 
     for name, target in targets.items():
         # This machine's timings alone on its CPU; a device's (or a pool member's) one job at a
         # time, each holding its device (edgekit.bench.fleet), as in a build.
         if not target.times_here:
-            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
+            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies, faults)
             continue
         with holding(Hold(task=f"bench {name}", kind="bench", mode="exclusive"), log):
-            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies)
-    _name_generated_integers(rows, planned)
+            _bench_target(name, target, paths, variants, sample_sets, spec, log, rows, latencies, faults)
+    _name_generated_integers(rows, planned, faults)
     add_speedups(rows)
     source = str(inputs_file) if inputs_file else f"generated, seed 0: floats {GENERATED['float']}, integers {GENERATED['integer']}"
     head = results_file.header(
@@ -387,14 +387,15 @@ def benchmark_files(paths: list[Path], target_names: list[str], spec: BenchSpec,
     return results, latencies
 
 
-def _name_generated_integers(rows: list[dict], planned: dict[str, list[dict]]) -> None:
+def _name_generated_integers(rows: list[dict], planned: dict[str, list[dict]], faults: set[str]) -> None:
     """A failed row whose integer inputs were generated says so, with the fix: such an input is
     often a setting, not data (silero-vad's ``sr`` must be 16000 or 8000, and fails deep inside
-    an If node on the generated 0 or 1)."""
+    an If node on the generated 0 or 1). Not a row whose device failed (``faults``: unreachable,
+    no key, timed out): its inputs never ran."""
     for row in rows:
         records = planned.get(row["id"].rsplit("@", 1)[0]) or []
         generated = [r["name"] for r in records if r["values"] == GENERATED["integer"]]
-        if row["status"] == "failed" and generated and row.get("reason"):
+        if row["status"] == "failed" and generated and row.get("reason") and row["id"] not in faults:
             row["reason"] += (f"; its integer input(s) {', '.join(generated)} were {GENERATED['integer']}: give the values "
                               "the model expects with --inputs FILE.npz (one array per input, named after it)")
 
@@ -413,8 +414,10 @@ def _as_given(arrays: dict[str, np.ndarray], count: int) -> np.ndarray:
         raise InputError(f"the --inputs arrays do not hold one sample per entry each ({exc})") from None
 
 
-def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: list, latencies: dict) -> None:
-    """One target's rows of `edgekit bench`, appended to ``rows`` (raw latencies to ``latencies``)."""
+def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: list, latencies: dict,
+                  faults: set) -> None:
+    """One target's rows of `edgekit bench`, appended to ``rows`` (raw latencies to ``latencies``,
+    the ids of rows whose device failed to ``faults``)."""
     from edgekit.report.rows import make_row
     from edgekit.targets import Measurement
 
@@ -449,6 +452,8 @@ def _bench_target(name, target, paths, variants, sample_sets, spec, log, rows: l
                 m = Measurement("failed", f"benchmark failed: {one_line(exc)}")
         if m.latencies_ms:
             latencies[row_id] = m.latencies_ms
+        if m.fault:
+            faults.add(row_id)
         row = make_row(row_id, variant, name, m, variant, spec.unstable_spread, getattr(spec, "clock_change", None),
                        again="edgekit bench")
         row.update(metrics={}, delta={}, parity={},

@@ -47,6 +47,48 @@ def make(address: str, initializer: Callable | None, initargs: tuple, log: Calla
     return DaskExecutor(address, initializer, initargs, log, workers=workers or None)
 
 
+def check(address: str) -> None:
+    """Fail before a build writes anything where no scheduler can answer
+    (``edgekit.executors.schemes.check``), saying why. A host name that does not resolve fails at
+    once (Dask's own connect would try it again until ``CONNECT_S`` and only say it timed out); a
+    port that refuses is tried again until ``CONNECT_S`` has passed, as Dask does, since a
+    scheduler started just before the build may not listen yet.
+
+    Raises:
+        InputError: one line naming the address, the reason and the fix.
+    """
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    if address == "local":
+        return
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError as exc:  # a port that is no number, or out of range
+        raise _no_scheduler(address, str(exc)) from None
+    if url.scheme != "tcp" or not host or port is None:  # tls://, a default port: Dask's connect decides
+        return
+    deadline = time.monotonic() + CONNECT_S
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())).close()
+            return
+        except socket.gaierror as exc:
+            raise _no_scheduler(address, f"the host name {host!r} does not resolve: {exc.strerror or exc}") from None
+        except OSError as exc:  # refused, unreachable, no answer in time
+            why = exc.strerror or ("no answer" if isinstance(exc, TimeoutError) else type(exc).__name__)
+            if time.monotonic() + 0.2 >= deadline:
+                raise _no_scheduler(address, f"{host}:{port}: {why} for {CONNECT_S:g} s") from None
+            time.sleep(0.2)
+
+
+def _no_scheduler(address: str, why: str) -> InputError:
+    return InputError(f"--executor dask://{address}: no Dask scheduler answered ({why}); start one (`dask scheduler`, "
+                      "workers with `dask worker HOST:8786 --nthreads 1`) or check the address")
+
+
 class DaskExecutor(base.Executor):
     """Tasks on a Dask cluster: at ``address`` (``HOST:PORT``), or ``local`` (one made here).
 
@@ -91,9 +133,7 @@ class DaskExecutor(base.Executor):
                 self.client = Client(f"tcp://{address}" if "://" not in address else address, timeout=CONNECT_S)
         except Exception as exc:  # noqa: BLE001 - refused, timed out, or something that is no Dask scheduler
             self.close()
-            raise InputError(f"--executor dask://{address}: no Dask scheduler answered ({one_line(exc, 160)}); "
-                             "start one (`dask scheduler`, workers with `dask worker HOST:8786 --nthreads 1`) "
-                             "or check the address") from None
+            raise _no_scheduler(address, one_line(exc, 160)) from None
         self.address = self.client.scheduler.address
         self.client.subscribe_topic(self.topic, self._on_event)
         count = len(self.client.scheduler_info().get("workers", {}))

@@ -20,7 +20,8 @@ from edgekit.executors.base import Executor
 class Scheme:
     """One kind of ``--executor`` value."""
 
-    #: the module with ``make(address, initializer, initargs, log, workers, output) -> Executor``
+    #: the module with ``make(address, initializer, initargs, log, workers, output) -> Executor``,
+    #: and optionally ``check(address)``, which raises InputError, saying why, where ``make`` would fail
     module: str
     #: how ``--executor`` writes it (the error of an unknown value lists every scheme's)
     forms: str
@@ -60,6 +61,29 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
         InputError: an unknown spec, ``EDGEKIT_WORKERS`` not a whole number from 0 to 64, a
             package the executor needs not installed, or nothing to connect to at the address.
     """
+    scheme, address = _scheme_of(spec)
+    workers = _worker_count()
+    return importlib.import_module(scheme.module).make(address, initializer, initargs, log, workers, output)
+
+
+def check(spec: str | None = None) -> None:
+    """Fail before a build writes anything where ``make_executor`` would fail: an unknown spec, a
+    package its scheme needs not installed, or an address that cannot answer (the scheme module's
+    ``check(address)``, where it has one: for Dask a host name that does not resolve, at once, or
+    a port that keeps refusing).
+
+    Raises:
+        InputError: what ``make_executor`` would raise, in one line.
+    """
+    scheme, address = _scheme_of(spec)
+    checker = getattr(importlib.import_module(scheme.module), "check", None)
+    if checker is not None:
+        checker(address)
+
+
+def _scheme_of(spec: str | None) -> tuple[Scheme, str]:
+    """``spec`` (default ``$EDGEKIT_EXECUTOR``, else "local"): its scheme, once its packages are
+    there, and its address."""
     spec = (spec or os.environ.get("EDGEKIT_EXECUTOR") or "local").strip()
     name, sep, address = spec.partition("://")
     scheme = SCHEMES.get(name)
@@ -70,8 +94,7 @@ def make_executor(initializer: Callable | None = None, initargs: tuple = (),
         install = f"pip install 'keras-edgekit[{scheme.extra}]'" if scheme.extra else f"pip install {missing[0]}"
         raise InputError(f"--executor {spec} needs {missing[0]}, which is not installed: {install} "
                          "(or use --executor local)")
-    workers = _worker_count()
-    return importlib.import_module(scheme.module).make(address, initializer, initargs, log, workers, output)
+    return scheme, address
 
 
 def _worker_count() -> int | None:

@@ -323,3 +323,18 @@ def test_bench_names_generated_integers_of_a_failed_row_and_times_the_files_it_c
     given = CliRunner().invoke(cli, ["bench", str(tmp_path / "needs_n.onnx"), "--inputs", str(tmp_path / "n.npz"),
                                      "--runs", "3", "--warmup", "1", "--no-profile"])
     assert given.exit_code == 0, given.output
+
+
+def test_a_row_whose_device_failed_says_nothing_of_the_inputs_it_never_ran(tiny_artifacts, tmp_path):
+    """An int8 file's inputs are generated integers; on a device that cannot be reached (here: its
+    key is missing) the row fails naming the device's problem alone, not the inputs."""
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "dev.yaml").write_text("host: 127.0.0.1\nidentity_file: no_such_key\nruntimes: [litert]\n")
+    result = CliRunner().invoke(cli, ["bench", str(tiny_artifacts["tflite", "int8"]), "--target", "dev", "--devices",
+                                      str(devices), "--runs", "3", "--warmup", "1", "--no-profile", "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 1, result.output
+    document = json.loads((tmp_path / "r.json").read_text())
+    (row,) = document["rows"]
+    assert [i["values"] for i in document["inputs"]["files"]["tflite-int8.tflite"]] == ["random integers 0..1"]
+    assert row["reason"] == f"device dev: identity file {devices / 'no_such_key'} not found; fix identity_file in {devices / 'dev.yaml'}"

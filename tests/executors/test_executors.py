@@ -108,6 +108,28 @@ def test_executor_without_dask_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert wrong.exit_code == 2 and "dask://HOST:PORT" in wrong.output
 
 
+def test_an_address_no_scheduler_can_answer_at_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    """A host name that does not resolve (at once: Dask's own connect would try it for 10 s and
+    only say it timed out) and a port that refuses (tried again until the connect timeout, as Dask
+    does: a scheduler started just before may not listen yet; 0.5 s here): exit 2 with the reason,
+    before the run directory or the search's folder is made."""
+    from edgekit.executors import dask_cluster
+    from tests.targets.sshd import free_port
+
+    monkeypatch.setattr(dask_cluster, "CONNECT_S", 0.5)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    for address, reason in ((f"127.0.0.1:{free_port()}", "Connection refused for 0.5 s"),
+                            ("no-such-host.invalid:8786", "the host name 'no-such-host.invalid' does not resolve")):
+        for command in (["build", str(recipe), "--out", str(tmp_path / "runs" / "tiny")],
+                        ["search", str(recipe), "--out", str(tmp_path / "runs" / "search")]):
+            result = CliRunner().invoke(cli, [*command, "--executor", f"dask://{address}"])
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith(f"Error: --executor dask://{address}: no Dask scheduler answered (")
+            assert reason in result.output and result.output.count("\n") == 1, result.output
+            assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_path):
     """A scheduler and a worker started as a user would; the scheduler is killed while the worker
