@@ -138,7 +138,10 @@ def _signals_in_a_fresh_process(test: str) -> bool:
     a fresh interpreter holds only what the test itself imports."""
     if os.environ.get("EDGEKIT_TEST_SIGNALS_HERE"):
         return False
+    # SIGINT as a terminal leaves it: a pytest-xdist worker ignores it, and an ignored signal stays
+    # ignored in a child, so Python would install no handler of its own there
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", f"{__file__}::{test}"],
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                           env={**os.environ, "EDGEKIT_TEST_SIGNALS_HERE": "1"}, capture_output=True, text=True,
                           timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert done.returncode == 0 and "\n1 passed" in "\n" + done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
@@ -202,4 +205,5 @@ def test_a_second_ctrl_c_while_the_build_stops_raises_nothing():
     time.sleep(interrupts.GRACE_S)
     with pytest.raises(KeyboardInterrupt):  # later: Python's own handler again
         ctrl_c()
+        time.sleep(0.5)  # the grace handler sends the signal again: it may land a moment later
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
