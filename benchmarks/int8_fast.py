@@ -18,19 +18,22 @@ images. Per format it converts:
 - ``int8-fast``: ``edgekit.convert.fast`` on the folded model (its own op timings and choice);
 
 then times all five, and a second session of the fp32 file (A/A: what two sessions of one
-artifact differ by, a floor under every verdict), in the runtime's timed session and loop (``time_rounds``), interleaved in
---rounds rounds, and prints each p50 and the ratios with 95% intervals from the paired rounds:
+artifact differ by, a floor under every verdict), in the runtime's timed session and loop
+(``time_rounds``), interleaved in --rounds rounds, and prints each p50 and the ratios with 95%
+intervals from the paired rounds:
 int8 and int8-fast against fp32, the fold's gain at fp32 and at int8, and what share of one
 core's peak each reaches (MACs counted from the Keras model: convolutions, depthwise
 convolutions and dense layers; peaks measured on this machine with one core: fp32 FMA 86
-GMAC/s, int8 VNNI 355 GMAC/s; give yours with --peak-fp32 / --peak-int8).
+GMAC/s, int8 VNNI 355 GMAC/s; give yours with --peak-fp32 / --peak-int8; OpenVINO runs int8 on
+AMX where the CPU has it, whose peak is higher, so its int8 shares are upper bounds).
 
 ``--recipes`` sweeps recipes instead: each zoo recipe's model is built as its build builds it
 (its data's shape and classes, the recipe's seed) with trained-like weights, calibrated on the
 recipe's own calibration samples, and each format ends with a verdict: whether int8-fast, the
-row edgekit offers for speed, is slower than the better of fp32 and plain int8 beyond the 95%
-interval of the paired ratio (it should never be: int8-fast falls back to either). Recipes with
-a user builder or several inputs are listed as skipped, with why.
+row edgekit offers for speed, is slower than the better of fp32 and plain int8 beyond both the
+95% interval of the paired ratio and the A/A offset (it should never be: int8-fast falls back to
+either). Recipes with a user builder or several inputs are listed as skipped, with why; run one
+process per recipe (a shell loop) where a runtime may abort the process.
 
 Ratios measured in one interleaved run survive a shared machine's load far better than
 absolute times: the load average is printed before and after every model.
