@@ -17,10 +17,10 @@ convolutions are 1.5-2x faster, so the whole int8 model ran 0.8-0.9x of fp32. Fo
    the transitions it adds (QUANTIZE/DEQUANTIZE, QDQ pairs, FakeQuantize) cost time of their
    own, so the candidate, plain int8 and fp32 are timed whole, interleaved, in ``ROUNDS``
    rounds, with plain int8 in a second session beside them (what two sessions of one file
-   differ by: 0-12% here, often beyond their paired interval). The candidate is kept only when it is
-   faster than plain int8 within the 95% interval of the paired ratio and past that session
-   noise; where fp32 is faster still, by the same test, the artifact
-   is the fp32 one (no int8 layer pays off on this CPU), and the note says so.
+   differ by: 0-12% here, often beyond their paired interval). The candidate is kept only when
+   it is faster than plain int8 within the 95% interval of the paired ratio and past that
+   session noise; where fp32 is faster still, by the same test, the artifact is the fp32 one
+   (no int8 layer pays off on this CPU), and the note says so.
 4. The artifact kept is scored on the validation split: a drop past ``quantize.max_drop``
    (or, without one, past plain int8's own drop by more than one validation sample) sends the
    choice back to plain int8.
@@ -284,8 +284,8 @@ def _faster(entry: dict, key: str, noise: float = 0.0) -> bool:
 
 
 def _choose(timing: dict) -> tuple[str, str]:
-    """(which artifact, why): the candidate where it beats plain int8 within the interval, and
-    fp32 where it beats that choice within its interval."""
+    """(which artifact, why): the candidate where it beats plain int8 beyond its interval and
+    the sessions' own noise (``session_noise``), and fp32 where it beats that choice the same way."""
     choice, why = "int8", "no layer group is slower in int8 than in fp32 in every round"
     candidate, noise = timing.get("candidate"), timing.get("session_noise", 0.0)
     if candidate is not None:
