@@ -117,7 +117,8 @@ class Format:
         runtime: ``module:function`` that opens an artifact as a runtime session.
         runtime_packages: import names of the runtime, any one of which is enough.
         description: one line for ``edgekit formats``.
-        weights: ``module:function`` that reads the weight tensors back from an artifact.
+        weights: ``module:function`` that reads the weight tensors back from an artifact (the
+            module may also have ``why_no_weights(path)``, said where it finds no weight matrix).
         options: the pydantic model of ``export.<name>`` in the recipe.
         companions: suffixes of files that belong to the artifact besides ``path``.
         label: how reports and the recipe tables name the format ("TFLite"); the name if empty.

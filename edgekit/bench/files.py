@@ -115,19 +115,16 @@ def precision_of(fmt, path: Path) -> str:
 
 
 def _no_kernels_why(fmt, path: Path) -> str:
-    """Why no weight matrix was found: weights inside control-flow subgraphs, or none at all."""
-    if fmt.name == "onnx":
-        try:
-            import onnx
+    """Why no weight matrix was found: what the format's weights reader says of it (its module's
+    optional ``why_no_weights(path)``: ONNX's, weights inside control-flow subgraphs), or none at all."""
+    import importlib
 
-            graph = onnx.load(str(path), load_external_data=False).graph
-            nested = sorted({node.op_type for node in graph.node
-                             if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)})
-            if nested:
-                return f"weights inside {'/'.join(nested)} subgraphs"
-        except Exception:  # noqa: BLE001 - the reason is a label
-            pass
-    return "no weight matrix in the file"
+    explain = getattr(importlib.import_module(fmt.weights.partition(":")[0]), "why_no_weights", None)
+    try:
+        why = explain(path) if explain else None
+    except Exception:  # noqa: BLE001 - the reason is a label
+        why = None
+    return why or "no weight matrix in the file"
 
 
 #: what `edgekit bench` feeds an input without samples: uniform [0, 1) floats (the range of

@@ -255,6 +255,17 @@ def read_weights(path: Path) -> list[np.ndarray]:
     ]
 
 
+def why_no_weights(path: Path) -> str | None:
+    """Why ``read_weights`` found no weight matrix: the graph keeps them inside control-flow
+    subgraphs (If, Loop, Scan), which it does not descend into; None where that is not so."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    nested = sorted({node.op_type for node in graph.node
+                     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)})
+    return f"weights inside {'/'.join(nested)} subgraphs" if nested else None
+
+
 #: how read_intermediates runs an artifact and what it compares (edgekit.evaluate.layer_error's "how")
 INTERMEDIATES_HOW = ("onnxruntime (CPU, graph optimizations off)",
                      "by hand, as onnxruntime.quantization.qdq_loss_debug does: every activation a graph output, "
