@@ -256,7 +256,7 @@ def _time_whole(fmt, paths: dict[str, Path], threads: int, options: dict, sample
     # intervals below already carry the rounds' spread
     aa = rows["int8"]["latency_ms"]["p50"] / rows[AGAIN]["latency_ms"]["p50"]
     out = {"session_noise": round(abs(1 - aa), 4), "session_aa": round(aa, 4)}
-    for name in names[:-1]:
+    for name in paths:
         entry = {"p50_ms": round(rows[name]["latency_ms"]["p50"], 6),
                  "round_p50_ms": [round(v, 6) for v in rows[name]["timing"]["round_p50_ms"]]}
         if name != "int8":
