@@ -114,6 +114,17 @@ def real_row(fmt: str, precision: str, *, p50: float | None = None, metrics: dic
     return {**row, "size_bytes": size_bytes} if size_bytes is not None else row
 
 
+def output_until(process, text: str) -> list[str]:
+    """The lines ``process`` printed (text mode stdout) up to the first that holds ``text``; the
+    test fails with what it printed where none does."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    pytest.fail("".join(lines))
+
+
 @pytest.fixture
 def write_recipe(tmp_path):
     """Write a recipe file from YAML text (dedented) and return its path."""

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import cli
-from tests.conftest import TINY_UNPROFILED
+from tests.conftest import TINY_UNPROFILED, output_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_STARTED = re.compile(r"\[worker\] started process (\d+)")
@@ -81,13 +81,7 @@ def test_ctrl_c_stops_the_workers_and_writes_partial_results(tmp_path):
     run_dir = tmp_path / "run"
     # A session of its own, so that SIGINT goes to the build's process group as a terminal sends it.
     proc = _edgekit(["build", str(recipe), "--out", str(run_dir)], start_new_session=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "[convert] slow-fp32" in line:
-            break
-    else:
-        pytest.fail("".join(lines))
+    lines = output_until(proc, "[convert] slow-fp32")
     time.sleep(0.5)  # inside the converter's sleep
     os.killpg(proc.pid, signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)

@@ -20,7 +20,7 @@ from edgekit.cli import cli
 from edgekit.errors import WorkerDied
 from edgekit.executors.local import LocalPool
 from edgekit.locks import Hold, overlaps
-from tests.conftest import TINY_CHECK, TINY_RECIPE, TINY_UNPROFILED
+from tests.conftest import TINY_CHECK, TINY_RECIPE, TINY_UNPROFILED, output_until
 from tests.targets.sshd import device_profile, ssh_server  # noqa: F401 - registers the fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,13 +149,7 @@ def test_the_scheduler_going_away_is_one_line_exit_1_and_partial_results(tmp_pat
         build = subprocess.Popen([sys.executable, "-m", "tests.evaluate.crashing_format", "build", str(recipe), "--out",
                                   str(run_dir), "--executor", f"dask://127.0.0.1:{port}"], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
-        lines = []
-        for line in build.stdout:
-            lines.append(line)
-            if "[convert] slow-fp32" in line:
-                break
-        else:
-            pytest.fail("".join(lines))
+        lines = output_until(build, "[convert] slow-fp32")
         scheduler.kill()
         rest, _ = build.communicate(timeout=90)
     finally:
