@@ -231,8 +231,12 @@ def time_model(label: str, name: str, model, calibration, formats: list[str], sc
         print(f"  {'':<8} vs fp32: int8 {ratio('int8', 'fp32')}, int8-fast {ratio('int8-fast', 'fp32')}; "
               f"int8-fast vs int8 {ratio('int8-fast', 'int8')}{raw}")
         kept = [g["group"] for g in fast.get("groups") or [] if g.get("float")]
+        pinned = len(fast.get("pinned_kernels") or {})
         choice = {"candidate": f"{len(kept)} layer group(s) float", "int8": "plain int8",
+                  "kernels": f"int8, {pinned} node(s) on other kernels",
                   "fp32": "every layer float (the fp32 artifact)"}[fast["choice"]]
+        if fast["choice"] == "candidate" and pinned:
+            choice += f", {pinned} node(s) on other kernels"
         print(f"  {'':<8} int8-fast = {choice}; peak share (one core): fp32 {peak('fp32')} of {args.peak_fp32:g}, "
               f"int8 {peak('int8')} / int8-fast {peak('int8-fast')} of {args.peak_int8:g} GMAC/s", flush=True)
         best = min(("fp32", "int8"), key=p50.__getitem__)

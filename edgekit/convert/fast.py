@@ -11,14 +11,21 @@ convolutions are 1.5-2x faster, so the whole int8 model ran 0.8-0.9x of fp32. Fo
    per-node counters). Ops are mapped to Keras layers by their scopes, and the layers to
    *groups*: a layer with weights and the normalization and activation layers that follow it
    alone (one fused kernel in every runtime).
+   Where the format can ask its runtime for other int8 kernels node by node (the converter
+   module's ``kernel_alternatives`` and ``pin_kernels``: OpenVINO on a CPU with AMX, whose AMX
+   int8 convolutions over few channels are slower than its AVX-512 VNNI ones), copies of plain
+   int8 with every such node pinned to each alternative are timed in the same rounds, and a node
+   keeps the alternative that is faster in every round by at least ``MIN_GAIN_US``
+   (``choose_kernels``); the result is the ``kernels`` mix, and the int8 times below are its.
 2. A group is slower in int8 when its int8 time exceeds its fp32 time in every round (the
    rounds agree; noise never makes a group float) by at least ``MIN_GAIN_US``.
-3. The candidate keeps those groups float (each format's own mechanism, as ``keep_float``);
-   the transitions it adds (QUANTIZE/DEQUANTIZE, QDQ pairs, FakeQuantize) cost time of their
-   own, so the candidate, plain int8 and fp32 are timed whole, interleaved, in ``ROUNDS``
-   rounds, with plain int8 in a second session beside them (what two sessions of one file
-   differ by: 0-12% here, often beyond their paired interval). The candidate is kept only when
-   it is faster than plain int8 within the 95% interval of the paired ratio and past that
+3. The candidate keeps those groups float (each format's own mechanism, as ``keep_float``;
+   the other layers on the kernels chosen above); the transitions it adds (QUANTIZE/DEQUANTIZE,
+   QDQ pairs, FakeQuantize) cost time of their own, so the mixes (the candidate, the kernels),
+   plain int8 and fp32 are timed whole, interleaved, in ``ROUNDS`` rounds, with plain int8
+   in a second session beside them (what two sessions of one file differ by: 0-12% here,
+   often beyond their paired interval). The fastest mix is kept only
+   when it is faster than plain int8 within the 95% interval of the paired ratio and past that
    session noise; where fp32 is faster still, by the same test, the artifact is the fp32 one
    (no int8 layer pays off on this CPU), and the note says so.
 4. The artifact kept is scored on the validation split: a drop past ``quantize.max_drop``
@@ -26,8 +33,9 @@ convolutions are 1.5-2x faster, so the whole int8 model ran 0.8-0.9x of fp32. Fo
    choice back to plain int8.
 
 ``settings["fast"]`` records every group's fp32 and int8 times (median and range over the
-rounds, us), which stayed float and why, the whole-model p50s and ratios with intervals, and
-the choice. Measured on this machine: its CPU is part of the cache key.
+rounds, us), which stayed float and why, each pinnable node's kernels and times and which were
+pinned, the whole-model p50s and ratios with intervals, and the choice. Measured on this
+machine: its CPU is part of the cache key.
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ from edgekit.errors import one_line
 #: interleaved rounds the three whole artifacts are timed in, and runs per round
 ROUNDS = 7
 RUNS_PER_ROUND = 40
+#: and at least this long per artifact and round (s): 40 runs of a 15 us model take 0.6 ms, too
+#: short for a 2-5% difference between fp32 and int8 to clear the rounds' spread
+MIN_BLOCK_S = 0.02
 #: the second session of plain int8 in the whole-model timing (its A/A pair)
 AGAIN = "int8 again"
 #: a group goes float only where int8 costs it at least this much more (us per inference)
@@ -108,24 +119,46 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
                                                                   **({"keep_float": base_keep} if base_keep else {})))
         int8_path = made["int8"][0]
         op_times = getattr(runtime, "op_times", None)
+        # a format that can ask its runtime for other int8 kernels node by node (OpenVINO's AMX
+        # ones are slower at small widths): copies of plain int8 with every such node pinned
+        converter = importlib.import_module(fmt.converter_module)
+        alternatives = {}
+        if op_times is not None and hasattr(converter, "kernel_alternatives"):
+            try:
+                alternatives = converter.kernel_alternatives(int8_path, folder)
+            except Exception as exc:  # noqa: BLE001 - the runtime's own kernels are still timed
+                record["kernels_from"] = f"no other kernels could be asked for: {one_line(exc)}"
         slower: list[dict] = []
+        pins: dict[str, str] = {}
         if op_times is None:
             record["groups_from"] = f"{fmt.runtime_module} has no op_times: no op is timed on its own"
         else:
-            log(f"[convert] {path.name}: int8-fast: timing every op at fp32 and int8")
+            log(f"[convert] {path.name}: int8-fast: timing every op at fp32 and int8"
+                + (f", and int8 on {', '.join(alternatives)} kernels" if alternatives else ""))
             try:
-                measured = op_times([made["fp32"][0], int8_path], threads, samples)
-                table, unattributed = compare_groups(exported, measured[0]["ops"], measured[1]["ops"])
+                measured = op_times([made["fp32"][0], int8_path, *alternatives.values()], threads, samples)
+                int8_ops = measured[1]["ops"]
+                if alternatives:
+                    pins, record["kernels"], int8_ops = choose_kernels(
+                        int8_ops, {choice: m["ops"] for choice, m in zip(alternatives, measured[2:])})
+                table, unattributed = compare_groups(exported, measured[0]["ops"], int8_ops)
                 record.update(op_times_how=measured[0].get("how"), groups=table, unattributed_us=unattributed)
                 slower = [g for g in table if g["float"]]
             except Exception as exc:  # noqa: BLE001 - without op times, plain int8 and fp32 are still compared
                 record["groups_from"] = f"the ops could not be timed one by one: {one_line(exc)}"
+        if pins:
+            pinned = folder / f"kernels{fmt.suffix}"
+            converter.pin_kernels(int8_path, pinned, pins)
+            made["kernels"] = (pinned, {**made["int8"][1], "kernels": pins})
         groups = layer_groups(exported)
         floated = [name for g in slower for name in groups.members(g["group"]) if name not in base_keep]
         if floated:
             candidate = folder / f"candidate{fmt.suffix}"
             made["candidate"] = (candidate, convert(exported, candidate, "int8", calibration, options,
                                                     keep_float=(*base_keep, *floated)))
+            if pins:  # the layers left int8 keep their faster kernels
+                converter.pin_kernels(candidate, candidate, pins)
+                made["candidate"][1]["kernels"] = pins
         log(f"[convert] {path.name}: int8-fast: {len(slower)} layer group(s) slower in int8; timing "
             f"{', '.join(made)} whole")
         timing = _time_whole(fmt, {name: p for name, (p, _) in made.items()}, threads, options, samples)
@@ -133,7 +166,8 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
         choice, why = _choose(timing)
         choice, why = _scored(fmt, exported, made, choice, why, record, max_drop, data, task, threads, options)
         record.update(choice=choice, why=why, all_float=choice == "fp32",
-                      kept_float=[g["group"] for g in slower] if choice == "candidate" else [])
+                      kept_float=[g["group"] for g in slower] if choice == "candidate" else [],
+                      pinned_kernels=pins if choice in ("kernels", "candidate") else {})
         chosen_path, settings = made[choice]
         for source, target in zip(fmt.files(chosen_path), fmt.files(path)):
             shutil.copyfile(source, target.with_name(target.name + ".tmp"))
@@ -227,6 +261,36 @@ def compare_groups(model, fp32_ops: list[dict], int8_ops: list[dict]) -> tuple[l
     return table, unattributed
 
 
+def choose_kernels(default_ops: list[dict], alternatives: dict[str, list[dict]]) -> tuple[dict, list[dict], list[dict]]:
+    """Per node, the runtime's default int8 kernel against each alternative's (the same IR with
+    the node pinned to other kernels, timed in the same interleaved rounds): a node is pinned to
+    the alternative that is faster in every round by at least MIN_GAIN_US (the fastest such one
+    by median). Returns (pins {node: choice}, a row per node where some alternative ran another
+    kernel, the int8 ops with each pinned node's times from its alternative)."""
+    by_choice = {choice: {op["name"]: op for op in ops} for choice, ops in alternatives.items()}
+    pins, table, merged = {}, [], []
+    for op in default_ops:
+        mine = np.asarray(op.get("us") or [], np.float64)
+        others = {choice: ops[op["name"]] for choice, ops in by_choice.items()
+                  if op["name"] in ops and ops[op["name"]].get("exec_type") != op.get("exec_type")}
+        best = None
+        for choice, other in others.items():
+            theirs = np.asarray(other.get("us") or [], np.float64)
+            gain = mine - theirs if len(theirs) == len(mine) else np.zeros(0)
+            if len(gain) and np.all(gain > 0) and float(np.median(gain)) >= MIN_GAIN_US and (
+                    best is None or np.median(theirs) < np.median(by_choice[best][op["name"]]["us"])):
+                best = choice
+        if others:
+            table.append({"node": op["name"], "default": op.get("exec_type"), "default_us": _spread(mine),
+                          "alternatives": {choice: {"exec_type": other.get("exec_type"), "us": _spread(other["us"])}
+                                           for choice, other in others.items()},
+                          "pinned": best})
+        if best is not None:
+            pins[op["name"]] = best
+        merged.append(op if best is None else by_choice[best][op["name"]])
+    return pins, table, merged
+
+
 def _spread(values: np.ndarray) -> list[float]:
     """[median, low, high] over the rounds, us."""
     values = np.asarray(values, np.float64)
@@ -246,7 +310,8 @@ def _time_whole(fmt, paths: dict[str, Path], threads: int, options: dict, sample
     # floor under every verdict below
     names = [*paths, AGAIN]
     sessions = [fmt.load_runtime()(paths.get(name, paths["int8"]), threads, options) for name in names]
-    rounds = time_rounds(sessions, list(samples), warmup=10, runs=ROUNDS * RUNS_PER_ROUND, rounds=ROUNDS)
+    rounds = time_rounds(sessions, list(samples), warmup=10, runs=ROUNDS * RUNS_PER_ROUND,
+                         min_time_s=ROUNDS * MIN_BLOCK_S, rounds=ROUNDS)
     rows = {}
     for name, per_round in zip(names, rounds):
         flat = [t for block in per_round for t in block]
@@ -270,7 +335,8 @@ def _time_whole(fmt, paths: dict[str, Path], threads: int, options: dict, sample
             entry["speedup_vs_fp32_ci95"] = [round(v, 4) for v in interval] if interval else None
         out[name] = entry
     out["how"] = (f"the timed rows' sessions and loop (edgekit.bench.timing.time_rounds), {ROUNDS} interleaved rounds "
-                  f"of {RUNS_PER_ROUND} runs, {threads} thread(s); intervals: paired per-round ratios (Student's t); "
+                  f"of {RUNS_PER_ROUND} runs and at least {MIN_BLOCK_S * 1e3:g} ms per artifact, {threads} thread(s); "
+                  "intervals: paired per-round ratios (Student's t); "
                   "a ratio counts only past session_noise, how far plain int8's p50 is from a second session of "
                   "itself")
     return out
@@ -283,20 +349,26 @@ def _faster(entry: dict, key: str, noise: float = 0.0) -> bool:
     return bool(interval) and interval[0] > 1.0 + noise
 
 
+#: what each int8 mix int8-fast may time against plain int8 is, as its "why" says it
+_MIXES = {"kernels": "with those convolutions on the faster kernels", "candidate": "with those groups float"}
+
+
 def _choose(timing: dict) -> tuple[str, str]:
-    """(which artifact, why): the candidate where it beats plain int8 beyond its interval and
-    the sessions' own noise (``session_noise``), and fp32 where it beats that choice the same way."""
+    """(which artifact, why): the fastest int8 mix (``_MIXES``) that beats plain int8 beyond its
+    interval and the sessions' own noise (``session_noise``), and fp32 where it beats that
+    choice the same way."""
     choice, why = "int8", "no layer group is slower in int8 than in fp32 in every round"
-    candidate, noise = timing.get("candidate"), timing.get("session_noise", 0.0)
-    if candidate is not None:
-        ratio = candidate["speedup_vs_int8"]
-        if _faster(candidate, "speedup_vs_int8", noise):
-            choice = "candidate"
-            why = f"the whole model with those groups float is {ratio:.2f}x plain int8 (95% interval {_ci(candidate, 'speedup_vs_int8')})"
-        else:
-            why = (f"with those groups float the whole model is {ratio:.2f}x plain int8 (95% interval "
-                   f"{_ci(candidate, 'speedup_vs_int8')}, session noise {noise:.0%}): not faster beyond both, so plain "
-                   "int8 is kept")
+    noise = timing.get("session_noise", 0.0)
+    tried = [name for name in _MIXES if timing.get(name) is not None]
+    passing = [name for name in tried if _faster(timing[name], "speedup_vs_int8", noise)]
+    if passing:
+        choice = max(passing, key=lambda name: timing[name]["speedup_vs_int8"])
+        why = (f"{_MIXES[choice]} the whole model is {timing[choice]['speedup_vs_int8']:.2f}x plain int8 (95% "
+               f"interval {_ci(timing[choice], 'speedup_vs_int8')})")
+    elif tried:
+        why = "; ".join(f"{_MIXES[name]} the whole model is {timing[name]['speedup_vs_int8']:.2f}x plain int8 (95% "
+                        f"interval {_ci(timing[name], 'speedup_vs_int8')})" for name in tried)
+        why += f", session noise {noise:.0%}: not faster beyond both, so plain int8 is kept"
     # fp32 against the choice: the choice's speedup_vs_fp32 below 1 at the high end of its interval
     chosen = timing[choice]
     interval = chosen.get("speedup_vs_fp32_ci95")

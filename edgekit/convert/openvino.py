@@ -199,6 +199,62 @@ def quantize_with_accuracy_control(model, path: Path, calibration: np.ndarray, o
             "inference_precision_hint": "f32 (rt_info)", **{key: opts[key] for key in ("preset", "fast_bias_correction")}}
 
 
+#: CPU kernels int8-fast may pin an int8 convolution to (edgekit.convert.fast), where the CPU
+#: plugin's default for it on this CPU, an AMX kernel, is slower: on MobileNetV2 alpha 0.35 at
+#: 96x96 the AMX 1x1 convolutions over 16-192 channels took 202 us in all against 132 us with
+#: AVX-512 VNNI kernels, the first 3x3 one 38 against 15-23 us. The IR carries the choice (each
+#: layer's ``PrimitivesPriority``), so every session that reads it runs it; the plugin takes the
+#: first kernel listed that supports the node on the CPU it runs on, its own choice where none
+#: does, so the IR still runs on any CPU (checked with oneDNN capped at AVX2 and AVX-512 core).
+KERNEL_CHOICES = {
+    "avx512 brgconv": "cpu:brgconv_avx512_1x1,cpu:brgconv_avx512",
+    "avx512 jit": "cpu:jit_avx512_1x1,cpu:jit_avx512",
+}
+#: the IR ops a kernel can be pinned on
+_PINNABLE = ("Convolution",)
+
+
+def kernel_alternatives(path: Path, folder: Path) -> dict[str, Path]:
+    """Copies of the int8 IR at ``path`` in ``folder``, one per ``KERNEL_CHOICES`` entry, with every
+    convolution pinned to that entry's kernels: ``{choice: path}``, for int8-fast to time node by
+    node against the plugin's defaults. Empty where this CPU has no AMX int8: there the defaults
+    are the kernels listed."""
+    import xml.etree.ElementTree as ET
+
+    from edgekit.formats import host_isa
+
+    if "amx_int8" not in host_isa():
+        return {}
+    names = [layer.get("name") for layer in ET.parse(path).getroot().iter("layer") if layer.get("type") in _PINNABLE]
+    out = {}
+    for k, choice in enumerate(KERNEL_CHOICES):
+        out[choice] = Path(folder) / f"kernels-{k}{Path(path).suffix}"
+        pin_kernels(path, out[choice], dict.fromkeys(names, choice))
+    return out
+
+
+def pin_kernels(source: Path, target: Path, pins: dict[str, str]) -> None:
+    """Write the IR at ``source`` to ``target`` (and its .bin) with each layer named in ``pins``
+    (layer name -> a ``KERNEL_CHOICES`` key) asking the CPU plugin for those kernels."""
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    source, target = Path(source), Path(target)
+    tree = ET.parse(source)
+    for layer in tree.getroot().iter("layer"):
+        choice = pins.get(layer.get("name"))
+        if choice is None:
+            continue
+        data = layer.find("data")
+        if data is None:
+            data = ET.Element("data")
+            layer.insert(0, data)
+        data.set("PrimitivesPriority", KERNEL_CHOICES[choice])
+    if source.with_suffix(".bin").resolve() != target.with_suffix(".bin").resolve():
+        shutil.copyfile(source.with_suffix(".bin"), target.with_suffix(".bin"))
+    tree.write(target, encoding="utf-8", xml_declaration=True)
+
+
 def ignored_scope(ov_model, layers, outer=()):
     """NNCF's ``IgnoredScope`` of every op of ``ov_model`` made by the Keras ``layers``."""
     import nncf

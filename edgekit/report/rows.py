@@ -166,8 +166,9 @@ FAST_SHOWN = 4
 
 
 def fast_note(fast: dict[str, Any]) -> str:
-    """What an int8-fast row kept float and why (each group's measured int8 and fp32 us), and
-    how the whole model compared, with intervals (``edgekit.convert.fast``)."""
+    """What an int8-fast row kept float and why (each group's measured int8 and fp32 us), which
+    nodes it pinned to other kernels (their us against the default's), and how the whole model
+    compared, with intervals (``edgekit.convert.fast``)."""
     groups = [g for g in fast.get("groups") or [] if g.get("float")]
     whole = fast.get("whole") or {}
     choice = fast.get("choice")
@@ -179,16 +180,33 @@ def fast_note(fast: dict[str, Any]) -> str:
             return "?"
         return f"{entry[key]:.2f}x" + (f" [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else "")
 
+    kernels = _pinned_kernels(fast) if choice in ("candidate", "kernels") else ""
+    if choice == "kernels":
+        return (f"int8-fast: {kernels}; whole model {speedup('kernels', 'speedup_vs_int8')} plain int8, "
+                f"{speedup('kernels', 'speedup_vs_fp32')} fp32")
     if choice == "candidate":
         by_gain = sorted(groups, key=lambda g: -(g["int8_us"][0] - g["fp32_us"][0]))
         shown = ", ".join(f"{g['group']} ({g['int8_us'][0]:.1f} vs {g['fp32_us'][0]:.1f} us)" for g in by_gain[:FAST_SHOWN])
         more = f" and {len(groups) - FAST_SHOWN} more" if len(groups) > FAST_SHOWN else ""
         return (f"int8-fast: {len(groups)} layer group(s) kept float, their int8 kernels slower than fp32 here "
-                f"(int8 vs fp32: {shown}{more}); whole model {speedup('candidate', 'speedup_vs_int8')} plain int8, "
-                f"{speedup('candidate', 'speedup_vs_fp32')} fp32")
+                f"(int8 vs fp32: {shown}{more}){'; ' + kernels if kernels else ''}; whole model "
+                f"{speedup('candidate', 'speedup_vs_int8')} plain int8, {speedup('candidate', 'speedup_vs_fp32')} fp32")
     if choice == "fp32":
         return f"int8-fast is the fp32 artifact: {fast.get('why')}"
     return f"int8-fast is plain int8 ({speedup('int8', 'speedup_vs_fp32')} fp32): {fast.get('why')}"
+
+
+def _pinned_kernels(fast: dict[str, Any]) -> str:
+    """The int8 nodes int8-fast pinned to other kernels, the biggest gains first, each with its
+    kernel and time against the runtime's default (``fast["kernels"]``); "" where none."""
+    rows = [(k, k["alternatives"][k["pinned"]]) for k in fast.get("kernels") or [] if k.get("pinned")]
+    if not rows:
+        return ""
+    rows.sort(key=lambda pair: pair[1]["us"][0] - pair[0]["default_us"][0])
+    shown = ", ".join(f"{k['node']} ({alt['us'][0]:.1f} us {alt['exec_type']} vs {k['default_us'][0]:.1f} us "
+                      f"{k['default']})" for k, alt in rows[:FAST_SHOWN])
+    more = f" and {len(rows) - FAST_SHOWN} more" if len(rows) > FAST_SHOWN else ""
+    return f"{len(rows)} int8 node(s) pinned to kernels faster than the runtime's default here ({shown}{more})"
 
 
 def drop_impossible_values(row: dict[str, Any]) -> list[str]:

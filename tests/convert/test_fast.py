@@ -99,3 +99,49 @@ def test_build_fast_measures_chooses_and_writes_a_working_artifact(tiny_model, d
     outputs = open_session(path).predict(x[:32])
     reference = tiny_model(x[:32]).numpy()
     assert (outputs.argmax(1) == reference.argmax(1)).mean() >= 0.9
+
+
+def test_a_node_is_pinned_only_where_every_round_says_the_other_kernel_is_faster():
+    from edgekit.convert.fast import choose_kernels
+
+    default = [{"name": "conv1", "exec_type": "amx", "us": [40.0, 38.0, 41.0]},
+               {"name": "conv2", "exec_type": "amx", "us": [10.0, 9.0, 10.0]},
+               {"name": "pool", "exec_type": "jit", "us": [2.0, 2.0, 2.0]}]
+    brg = [{"name": "conv1", "exec_type": "brg", "us": [25.0, 24.0, 26.0]},
+           {"name": "conv2", "exec_type": "brg", "us": [8.0, 10.5, 8.0]},  # one round slower: noise
+           {"name": "pool", "exec_type": "jit", "us": [1.0, 1.0, 1.0]}]  # the same kernel: not a choice
+    jit = [{"name": "conv1", "exec_type": "jit", "us": [16.0, 15.0, 17.0]},
+           {"name": "conv2", "exec_type": "jit", "us": [9.9, 8.9, 9.9]}]  # faster, by under MIN_GAIN_US
+    pins, table, merged = choose_kernels(default, {"brg": brg, "jit": jit})
+    assert pins == {"conv1": "jit"}
+    assert [row["node"] for row in table] == ["conv1", "conv2"] and table[1]["pinned"] is None
+    assert table[0]["alternatives"]["brg"]["us"][0] == 25.0
+    assert [op["us"][0] for op in merged] == [16.0, 10.0, 2.0]  # the group comparison sees the pinned kernel
+
+
+def test_the_fastest_mix_past_the_noise_is_kept():
+    timing = _timing((1.15, 1.1, 1.2), (0.9, 0.85, 0.95))
+    timing["kernels"] = {"speedup_vs_int8": 1.3, "speedup_vs_int8_ci95": [1.25, 1.35],
+                         "speedup_vs_fp32": 1.44, "speedup_vs_fp32_ci95": [1.35, 1.5]}
+    choice, why = _choose(timing)
+    assert choice == "kernels" and "1.30x plain int8" in why
+    timing["kernels"]["speedup_vs_int8_ci95"] = [0.95, 1.6]  # its interval reaches 1: the candidate wins
+    assert _choose(timing)[0] == "candidate"
+    timing["candidate"]["speedup_vs_int8_ci95"] = [0.9, 1.3]
+    choice, why = _choose(timing)
+    assert choice == "int8" and why.count("not faster") == 1 and "faster kernels" in why and "groups float" in why
+
+
+def test_the_note_names_the_pinned_kernels_with_their_measured_times():
+    fast = {"choice": "kernels", "kernels": [
+        {"node": "net/conv/Convolution", "default": "brgconv_avx512_amx_1x1_I8", "default_us": [40.0, 38.0, 41.0],
+         "alternatives": {"avx512 jit": {"exec_type": "jit_avx512_1x1_I8", "us": [16.0, 15.0, 17.0]}},
+         "pinned": "avx512 jit"},
+        {"node": "net/other/Convolution", "default": "brgconv_avx512_amx_I8", "default_us": [5.0, 5.0, 5.0],
+         "alternatives": {"avx512 jit": {"exec_type": "jit_avx512_I8", "us": [6.0, 6.0, 6.0]}}, "pinned": None}],
+        "whole": {"kernels": {"speedup_vs_int8": 1.3, "speedup_vs_int8_ci95": [1.25, 1.35],
+                              "speedup_vs_fp32": 1.4, "speedup_vs_fp32_ci95": [1.3, 1.5]}}}
+    note = fast_note(fast)
+    assert note.startswith("int8-fast: 1 int8 node(s) pinned") and "net/other" not in note
+    assert "net/conv/Convolution (16.0 us jit_avx512_1x1_I8 vs 40.0 us brgconv_avx512_amx_1x1_I8)" in note
+    assert "1.30x [1.25-1.35] plain int8, 1.40x [1.30-1.50] fp32" in note
