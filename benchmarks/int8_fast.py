@@ -25,7 +25,8 @@ int8 and int8-fast against fp32, the fold's gain at fp32 and at int8, and what s
 core's peak each reaches (MACs counted from the Keras model: convolutions, depthwise
 convolutions and dense layers; peaks measured on this machine with one core: fp32 FMA 86
 GMAC/s, int8 VNNI 355 GMAC/s; give yours with --peak-fp32 / --peak-int8; OpenVINO runs int8 on
-AMX where the CPU has it, whose peak is higher, so its int8 shares are upper bounds).
+AMX where the CPU has it, whose peak is higher, so its plain int8 shares are upper bounds;
+its int8-fast may run some convolutions on AVX-512 VNNI instead, where that was faster).
 
 ``--recipes`` sweeps recipes instead: each zoo recipe's model is built as its build builds it
 (its data's shape and classes, the recipe's seed) with trained-like weights, calibrated on the
