@@ -149,7 +149,7 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
         if pins:
             pinned = folder / f"kernels{fmt.suffix}"
             converter.pin_kernels(int8_path, pinned, pins)
-            made["kernels"] = (pinned, {**made["int8"][1], "kernels": pins})
+            made["kernels"] = (pinned, made["int8"][1])
         groups = layer_groups(exported)
         floated = [name for g in slower for name in groups.members(g["group"]) if name not in base_keep]
         if floated:
@@ -158,7 +158,6 @@ def build_fast(fmt, exported, path: Path, calibration: np.ndarray, options: dict
                                                     keep_float=(*base_keep, *floated)))
             if pins:  # the layers left int8 keep their faster kernels
                 converter.pin_kernels(candidate, candidate, pins)
-                made["candidate"][1]["kernels"] = pins
         log(f"[convert] {path.name}: int8-fast: {len(slower)} layer group(s) slower in int8; timing "
             f"{', '.join(made)} whole")
         timing = _time_whole(fmt, {name: p for name, (p, _) in made.items()}, threads, options, samples)
