@@ -182,6 +182,10 @@ class Format:
     def runtime_module(self) -> str:
         return self.runtime.partition(":")[0]
 
+    @property
+    def weights_module(self) -> str:
+        return self.weights.partition(":")[0]
+
     def versions(self, installed: dict[str, str]) -> dict[str, str]:
         """The versions of ``packages`` in ``installed`` (distribution -> version; "" if absent)."""
         return {name: installed.get(name, "") for name in self.packages}

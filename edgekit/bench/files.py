@@ -119,7 +119,7 @@ def _no_kernels_why(fmt, path: Path) -> str:
     optional ``why_no_weights(path)``: ONNX's, weights inside control-flow subgraphs), or none at all."""
     import importlib
 
-    explain = getattr(importlib.import_module(fmt.weights.partition(":")[0]), "why_no_weights", None)
+    explain = getattr(importlib.import_module(fmt.weights_module), "why_no_weights", None)
     try:
         why = explain(path) if explain else None
     except Exception:  # noqa: BLE001 - the reason is a label
